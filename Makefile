@@ -1,0 +1,35 @@
+GO ?= go
+BIN := bin/shipper
+
+.PHONY: all build test test-long bench demo fmt vet clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/shipper
+
+# The test command CI runs (.ci/run) and README.md gives.
+test:
+	@unformatted="$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))"; \
+	  if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) test -race -count=1 ./...
+
+# More kill cycles and property-test runs than make test.
+test-long:
+	SHIPPER_LONG=1 $(GO) test -race -count=1 -timeout 60m ./...
+
+bench: build
+	$(BIN) bench
+
+demo: build
+	$(BIN) demo
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+vet:
+	$(GO) vet ./...
+
+clean:
+	rm -rf bin
