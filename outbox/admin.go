@@ -1,0 +1,539 @@
+package outbox
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Get returns one record.
+func (o *Outbox) Get(key string) (Record, error) {
+	if err := o.acquire(); err != nil {
+		return Record{}, err
+	}
+	defer o.release()
+	var r Record
+	err := o.db.View(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketKeys).Get([]byte(key))
+		if v == nil {
+			return fmt.Errorf("outbox: get %s: %w", key, ErrNotFound)
+		}
+		st, err := o.readSeq(tx, binary.BigEndian.Uint64(v))
+		if err != nil {
+			return err
+		}
+		plain, err := o.plaintext(&st)
+		if err != nil {
+			return err
+		}
+		r = st.public(plain)
+		return nil
+	})
+	return r, err
+}
+
+func (o *Outbox) readSeq(tx *bolt.Tx, seq uint64) (stored, error) {
+	v := tx.Bucket(bucketRecords).Get(seqKey(seq))
+	if v == nil {
+		return stored{}, fmt.Errorf("outbox %s: index names missing record %d: %w", o.path, seq, ErrCorrupt)
+	}
+	st, err := decodeStored(seq, v)
+	if err != nil {
+		return st, fmt.Errorf("outbox %s: %v: %w", o.path, err, ErrCorrupt)
+	}
+	return st, nil
+}
+
+// Filter selects records for List. Zero fields match everything.
+type Filter struct {
+	State         State
+	Kind          Kind
+	OlderThan     time.Duration // created at least this long ago
+	ErrorContains string
+	Limit         int    // 0 = no limit
+	After         string // cursor: continue after this key
+}
+
+// listChunk is how many records List reads per read transaction: a long-lived
+// read transaction would stall the writer when the file must grow, and fn may be
+// slow (an admin socket), so List never holds one across fn calls.
+const listChunk = 512
+
+// List streams matching records in enqueue order; fn returning an error stops it
+// (and List returns that error). With a State it walks that state's index only.
+// Records are read in chunks, each in its own read transaction, so memory stays
+// flat and records enqueued meanwhile may appear.
+func (o *Outbox) List(f Filter, fn func(Record) error) error {
+	var sc byte
+	if f.State != "" {
+		var ok bool
+		if sc, ok = stateCode(f.State); !ok {
+			return fmt.Errorf("outbox: list: unknown state %q", f.State)
+		}
+	}
+	if f.Kind != "" {
+		if _, ok := kindCode(f.Kind); !ok {
+			return fmt.Errorf("outbox: list: unknown kind %q", f.Kind)
+		}
+	}
+	var after uint64 // records with seq > after
+	if f.After != "" {
+		if err := o.acquire(); err != nil {
+			return err
+		}
+		err := o.db.View(func(tx *bolt.Tx) error {
+			v := tx.Bucket(bucketKeys).Get([]byte(f.After))
+			if v == nil {
+				return fmt.Errorf("outbox: list: cursor %s: %w", f.After, ErrNotFound)
+			}
+			after = binary.BigEndian.Uint64(v)
+			return nil
+		})
+		o.release()
+		if err != nil {
+			return err
+		}
+	}
+	var cutoff int64
+	if f.OlderThan > 0 {
+		cutoff = nanos(o.now().Add(-f.OlderThan))
+	}
+	sent := 0
+	for {
+		var chunk []Record
+		done := false
+		if err := o.acquire(); err != nil {
+			return err
+		}
+		err := o.db.View(func(tx *bolt.Tx) error {
+			var c *bolt.Cursor
+			var prefix []byte
+			start := seqKey(after + 1)
+			if f.State != "" {
+				c, prefix = tx.Bucket(bucketByState).Cursor(), []byte{sc}
+				start = byStateKey(sc, after+1)
+			} else {
+				c = tx.Bucket(bucketRecords).Cursor()
+			}
+			recs := tx.Bucket(bucketRecords)
+			scanned := 0
+			for k, v := c.Seek(start); ; k, v = c.Next() {
+				if k == nil || (prefix != nil && k[0] != prefix[0]) {
+					done = true
+					return nil
+				}
+				if scanned == listChunk*8 || len(chunk) == listChunk {
+					return nil
+				}
+				scanned++
+				seq := binary.BigEndian.Uint64(k[len(k)-8:])
+				after = seq
+				if prefix != nil {
+					v = recs.Get(seqKey(seq))
+				}
+				if v == nil {
+					return fmt.Errorf("outbox %s: index names missing record %d: %w", o.path, seq, ErrCorrupt)
+				}
+				st, err := decodeStored(seq, v)
+				if err != nil {
+					return fmt.Errorf("outbox %s: %v: %w", o.path, err, ErrCorrupt)
+				}
+				if (f.Kind != "" && kindOf(st.kind) != f.Kind) ||
+					(cutoff != 0 && st.created > cutoff) ||
+					(f.ErrorContains != "" && !strings.Contains(st.lastErr, f.ErrorContains)) {
+					continue
+				}
+				plain, err := o.plaintext(&st)
+				if err != nil {
+					return err
+				}
+				chunk = append(chunk, st.public(plain))
+			}
+		})
+		o.release()
+		if err != nil {
+			return fmt.Errorf("outbox: list: %w", err)
+		}
+		for _, r := range chunk {
+			if f.Limit > 0 && sent == f.Limit {
+				return nil
+			}
+			if err := fn(r); err != nil {
+				return err
+			}
+			sent++
+		}
+		if done || (f.Limit > 0 && sent == f.Limit) {
+			return nil
+		}
+	}
+}
+
+// Stats are kept as counters, not computed by scanning.
+type Stats struct {
+	Records           int
+	ByState           map[State]int
+	ByKindState       map[Kind]map[State]int
+	PayloadBytes      int64 // plaintext payload bytes of all stored records
+	FileBytes         int64
+	OldestPending     time.Time // zero if none
+	OldestUnconfirmed time.Time // oldest non-confirmed, non-dead record; zero if none
+}
+
+// Stats reads the in-memory counters; the two oldest times come from the first
+// entries of the by-state index (a few page reads).
+func (o *Outbox) Stats() Stats {
+	s := Stats{ByState: map[State]int{}, ByKindState: map[Kind]map[State]int{}}
+	o.cmu.Lock()
+	c := o.cnt
+	o.cmu.Unlock()
+	for _, k := range allKinds {
+		kc, _ := kindCode(k)
+		s.ByKindState[k] = map[State]int{}
+		for _, st := range allStates {
+			sc, _ := stateCode(st)
+			n := c.n[kc][sc]
+			s.ByKindState[k][st] = n
+			s.ByState[st] += n
+			s.Records += n
+		}
+	}
+	s.PayloadBytes = c.bytes
+	if fi, err := os.Stat(o.path); err == nil {
+		s.FileBytes = fi.Size()
+	}
+	if o.acquire() != nil {
+		return s
+	}
+	defer o.release()
+	_ = o.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketByState).Cursor()
+		first := func(sc byte) (uint64, bool) {
+			k, _ := c.Seek([]byte{sc})
+			if len(k) != 9 || k[0] != sc {
+				return 0, false
+			}
+			return binary.BigEndian.Uint64(k[1:]), true
+		}
+		created := func(seq uint64) time.Time {
+			st, err := o.readSeq(tx, seq)
+			if err != nil {
+				return time.Time{}
+			}
+			return fromNanos(st.created)
+		}
+		if seq, ok := first(stateCodePending); ok {
+			s.OldestPending = created(seq)
+		}
+		var oldest uint64
+		found := false
+		for _, sc := range []byte{stateCodePending, stateCodeSending, stateCodeSubmitted} {
+			if seq, ok := first(sc); ok && (!found || seq < oldest) {
+				oldest, found = seq, true
+			}
+		}
+		if found {
+			s.OldestUnconfirmed = created(oldest)
+		}
+		return nil
+	})
+	return s
+}
+
+// Requeue moves dead or submitted records back to pending, due now (attempts reset,
+// key, payload and last error unchanged). With dryRun nothing changes; it returns
+// the keys that would move. Keys that are unknown or in another state are skipped
+// and reported in the error (ErrNotFound / ErrInvalidState); the rest move.
+func (o *Outbox) Requeue(keys []string, dryRun bool) ([]string, error) {
+	if err := o.acquire(); err != nil {
+		return nil, err
+	}
+	defer o.release()
+	var moved []string
+	var skipped []error
+	err := o.update(func(w *wtx) error {
+		moved, skipped = moved[:0], skipped[:0]
+		for _, key := range keys {
+			seq, ok := w.seqOf(key)
+			if !ok {
+				skipped = append(skipped, fmt.Errorf("outbox: requeue %s: %w", key, ErrNotFound))
+				continue
+			}
+			old, err := w.load(seq)
+			if err != nil {
+				return err
+			}
+			if old.state != stateCodeDead && old.state != stateCodeSubmitted {
+				skipped = append(skipped, fmt.Errorf("outbox: requeue %s: record is %s, only dead or submitted records can be requeued: %w",
+					key, stateOf(old.state), ErrInvalidState))
+				continue
+			}
+			moved = append(moved, key)
+			if !dryRun {
+				if err := w.requeue(&old); err != nil {
+					return err
+				}
+			}
+		}
+		if dryRun {
+			return errDryRun
+		}
+		return nil
+	})
+	if err != nil && err != errDryRun {
+		return nil, fmt.Errorf("outbox: requeue: %w", err)
+	}
+	return moved, errors.Join(skipped...)
+}
+
+// errDryRun rolls back a dry-run transaction.
+var errDryRun = errors.New("dry run")
+
+func (w *wtx) requeue(old *stored) error {
+	st := *old
+	now := nanos(w.now)
+	st.state, st.attempts, st.next, st.lease, st.updated = stateCodePending, 0, now, 0, now
+	st.reqID, st.item, st.subAt = "", 0, 0
+	return w.move(old, &st)
+}
+
+// RequeueState requeues every record in state (dead or submitted), in chunks of
+// one transaction each, so a million dead records do not make one huge commit.
+func (o *Outbox) RequeueState(state State, dryRun bool) ([]string, error) {
+	if state != StateDead && state != StateSubmitted {
+		return nil, fmt.Errorf("outbox: requeue %s: %w: only dead or submitted records can be requeued", state, ErrInvalidState)
+	}
+	sc, _ := stateCode(state)
+	return o.chunked(sc, func(w *wtx, st *stored) (bool, error) {
+		if dryRun {
+			return true, nil
+		}
+		return true, w.requeue(st)
+	}, dryRun, "requeue")
+}
+
+// Purge deletes confirmed (or dead, when asked) records that reached that state at
+// least olderThan ago. Confirmed records are otherwise deleted by the retention
+// sweep; dead ones only ever by Purge.
+func (o *Outbox) Purge(state State, olderThan time.Duration, dryRun bool) ([]string, error) {
+	if state != StateConfirmed && state != StateDead {
+		return nil, fmt.Errorf("outbox: purge %s: %w: only confirmed or dead records can be purged", state, ErrInvalidState)
+	}
+	sc, _ := stateCode(state)
+	return o.chunked(sc, func(w *wtx, st *stored) (bool, error) {
+		if st.updated > nanos(w.now.Add(-olderThan)) {
+			return false, nil
+		}
+		if dryRun {
+			return true, nil
+		}
+		return true, w.remove(st)
+	}, dryRun, "purge")
+}
+
+// chunked walks the by-state index of sc in enqueue order, listChunk records per
+// transaction, calling fn on each; fn reports whether it took the record.
+func (o *Outbox) chunked(sc byte, fn func(*wtx, *stored) (bool, error), dryRun bool, verb string) ([]string, error) {
+	var keys []string
+	var after uint64
+	for {
+		if err := o.acquire(); err != nil {
+			return keys, err
+		}
+		var got []string
+		n := 0
+		err := o.update(func(w *wtx) error {
+			got, n = got[:0], 0
+			c := w.b.byState.Cursor()
+			var seqs []uint64
+			for k, _ := c.Seek(byStateKey(sc, after+1)); k != nil && k[0] == sc && len(seqs) < listChunk; k, _ = c.Next() {
+				seqs = append(seqs, binary.BigEndian.Uint64(k[1:]))
+			}
+			n = len(seqs)
+			for _, seq := range seqs {
+				st, err := w.load(seq)
+				if err != nil {
+					return err
+				}
+				ok, err := fn(w, &st)
+				if err != nil {
+					return err
+				}
+				if ok {
+					got = append(got, st.key)
+				}
+				after = seq
+			}
+			if dryRun {
+				return errDryRun
+			}
+			return nil
+		})
+		o.release()
+		if err != nil && err != errDryRun {
+			return keys, fmt.Errorf("outbox: %s: %w", verb, err)
+		}
+		keys = append(keys, got...)
+		if n < listChunk {
+			return keys, nil
+		}
+	}
+}
+
+// CheckReport is the result of Check.
+type CheckReport struct {
+	Records  int
+	Problems []string
+}
+
+// maxProblems bounds the report: a badly damaged file would otherwise list
+// millions of lines.
+const maxProblems = 100
+
+// Check verifies bbolt's own consistency, that every record decodes (and decrypts,
+// when a key is configured), that every index entry agrees with its record both
+// ways, and that the in-memory counters equal the records. It blocks writers while
+// it runs. A report with problems also returns an error wrapping ErrCorrupt.
+func (o *Outbox) Check() (CheckReport, error) {
+	if err := o.acquire(); err != nil {
+		return CheckReport{}, err
+	}
+	defer o.release()
+	o.wmu.Lock()
+	defer o.wmu.Unlock()
+	var rep CheckReport
+	problem := func(format string, args ...any) {
+		if len(rep.Problems) < maxProblems {
+			rep.Problems = append(rep.Problems, fmt.Sprintf(format, args...))
+		} else if len(rep.Problems) == maxProblems {
+			rep.Problems = append(rep.Problems, "… more problems not shown")
+		}
+	}
+	err := o.db.View(func(tx *bolt.Tx) error {
+		for err := range tx.Check() {
+			problem("bbolt: %v", err)
+		}
+		checkTx(o, tx, &rep, problem)
+		return nil
+	})
+	if err != nil {
+		return rep, fmt.Errorf("outbox: check %s: %w", o.path, err)
+	}
+	if len(rep.Problems) > 0 {
+		return rep, fmt.Errorf("outbox: check %s: %w: %d problems, first: %s", o.path, ErrCorrupt, len(rep.Problems), rep.Problems[0])
+	}
+	return rep, nil
+}
+
+func checkTx(o *Outbox, tx *bolt.Tx, rep *CheckReport, problem func(string, ...any)) {
+	for _, name := range allBuckets {
+		if tx.Bucket(name) == nil {
+			problem("bucket %s missing", name)
+			return
+		}
+	}
+	// Expected index entries, built from the records.
+	expected := map[string]map[string]bool{}
+	for _, n := range allBuckets[2:] {
+		expected[string(n)] = map[string]bool{}
+	}
+	var c counters
+	_ = tx.Bucket(bucketRecords).ForEach(func(k, v []byte) error {
+		rep.Records++
+		if len(k) != 8 {
+			problem("record key %x is not a sequence number", k)
+			return nil
+		}
+		seq := binary.BigEndian.Uint64(k)
+		st, err := decodeStored(seq, v)
+		if err != nil {
+			problem("%v", err)
+			return nil
+		}
+		if st.seq > tx.Bucket(bucketRecords).Sequence() {
+			problem("record %d above the bucket sequence %d", seq, tx.Bucket(bucketRecords).Sequence())
+		}
+		if o.sealer != nil || st.keyID == "" {
+			if plain, err := o.plaintext(&st); err != nil {
+				problem("record %s: %v", st.key, err)
+			} else if len(plain) != st.plainLen {
+				problem("record %s: payload is %d bytes, header says %d", st.key, len(plain), st.plainLen)
+			}
+		}
+		c.add(&st, 1)
+		expected[string(bucketKeys)][st.key] = true
+		if got := tx.Bucket(bucketKeys).Get([]byte(st.key)); len(got) != 8 || binary.BigEndian.Uint64(got) != seq {
+			problem("record %d (%s): key index points to %x", seq, st.key, got)
+		}
+		expected[string(bucketByState)][string(byStateKey(st.state, seq))] = true
+		if name, ik := stateIndexKey(&st); name != nil {
+			expected[string(name)][string(ik)] = true
+		}
+		return nil
+	})
+	for _, n := range allBuckets[2:] {
+		name := string(n)
+		_ = tx.Bucket(n).ForEach(func(k, _ []byte) error {
+			if name == string(bucketKeys) {
+				if !expected[name][string(k)] {
+					problem("key index entry %q has no record", k)
+				}
+				return nil
+			}
+			if !expected[name][string(k)] {
+				problem("%s entry %x has no matching record", name, k)
+			} else {
+				delete(expected[name], string(k))
+			}
+			return nil
+		})
+		if name != string(bucketKeys) {
+			for k := range expected[name] {
+				problem("%s entry %x missing", name, k)
+			}
+		}
+	}
+	o.cmu.Lock()
+	mem := o.cnt
+	o.cmu.Unlock()
+	if mem != c {
+		problem("counters disagree with records: memory %+v, file %+v", mem, c)
+	}
+}
+
+// Compact rewrites the outbox at src into dst (offline: src must not be open
+// elsewhere, dst must not exist). dst is created with full pages and the same
+// contents; src is left as it was. opts supplies LockTimeout and the encryption key
+// (used only to check the file opens).
+func Compact(src, dst string, opts Options) error {
+	if _, err := os.Stat(dst); err == nil {
+		return fmt.Errorf("outbox: compact %s: destination %s exists; choose a new path", src, dst)
+	}
+	o, err := Open(src, opts)
+	if err != nil {
+		return err
+	}
+	defer o.Close()
+	if _, err := o.Check(); err != nil {
+		return fmt.Errorf("outbox: compact %s: source fails check, not compacting: %w", src, err)
+	}
+	ddb, err := bolt.Open(dst, 0o600, &bolt.Options{Timeout: o.opts.LockTimeout, NoFreelistSync: true, FreelistType: bolt.FreelistMapType})
+	if err != nil {
+		return fmt.Errorf("outbox: compact %s: create %s: %w", src, dst, err)
+	}
+	if err := bolt.Compact(ddb, o.db, 64<<20); err != nil {
+		_ = ddb.Close()
+		_ = os.Remove(dst)
+		return fmt.Errorf("outbox: compact %s into %s: %w", src, dst, err)
+	}
+	if err := ddb.Sync(); err != nil {
+		_ = ddb.Close()
+		return fmt.Errorf("outbox: compact %s: sync %s: %w", src, dst, err)
+	}
+	return ddb.Close()
+}

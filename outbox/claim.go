@@ -1,0 +1,297 @@
+package outbox
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Claim leases up to max due pending records of kind, earliest due first (records
+// never retried are due at enqueue, so that is oldest first): they become sending
+// until now+lease, Attempts+1. Leases that ran out while this process runs (a stuck
+// worker) are returned to pending first. Each call also deletes confirmed records
+// past retention, a bounded amount.
+func (o *Outbox) Claim(kind Kind, max int, lease time.Duration) ([]Record, error) {
+	kc, ok := kindCode(kind)
+	if !ok {
+		return nil, fmt.Errorf("outbox: claim: unknown kind %q", kind)
+	}
+	if max <= 0 {
+		return nil, nil
+	}
+	if err := o.acquire(); err != nil {
+		return nil, err
+	}
+	defer o.release()
+	var out []Record
+	err := o.update(func(w *wtx) error {
+		out = out[:0]
+		now := nanos(w.now)
+		if err := w.expireLeases(now); err != nil {
+			return err
+		}
+		var seqs []uint64
+		c := w.b.due.Cursor()
+		for k, _ := c.Seek([]byte{kc}); k != nil && len(seqs) < max; k, _ = c.Next() {
+			if len(k) != 17 || k[0] != kc || binary.BigEndian.Uint64(k[1:]) > timeKey(now) {
+				break
+			}
+			seqs = append(seqs, binary.BigEndian.Uint64(k[9:]))
+		}
+		leaseUntil := nanos(w.now.Add(lease))
+		for _, seq := range seqs {
+			old, err := w.load(seq)
+			if err != nil {
+				return err
+			}
+			plain, err := o.plaintext(&old)
+			if err != nil {
+				return err
+			}
+			st := old
+			st.state, st.lease, st.attempts, st.updated = stateCodeSending, leaseUntil, old.attempts+1, now
+			if err := w.move(&old, &st); err != nil {
+				return err
+			}
+			out = append(out, st.public(plain))
+		}
+		return w.sweep()
+	})
+	if err != nil {
+		return nil, fmt.Errorf("outbox: claim %s: %w", kind, err)
+	}
+	return out, nil
+}
+
+// expireLeases returns sending records whose lease ended back to pending, due now.
+func (w *wtx) expireLeases(now int64) error {
+	var seqs []uint64
+	c := w.b.leases.Cursor()
+	for k, _ := c.First(); k != nil && len(seqs) < sweepLimit; k, _ = c.Next() {
+		if len(k) != 16 || binary.BigEndian.Uint64(k) > timeKey(now) {
+			break
+		}
+		seqs = append(seqs, binary.BigEndian.Uint64(k[8:]))
+	}
+	for _, seq := range seqs {
+		old, err := w.load(seq)
+		if err != nil {
+			return err
+		}
+		st := old
+		st.state, st.lease, st.next, st.updated = stateCodePending, 0, now, now
+		if err := w.move(&old, &st); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Outcome moves one record (see Apply).
+type Outcome struct {
+	Key       string
+	State     State     // StateSubmitted, StateConfirmed, StatePending (retry or release), StateDead
+	RequestID string    // with StateSubmitted
+	ItemIndex int       // with StateSubmitted
+	RetryAt   time.Time // with StatePending; zero = now
+	Reason    string    // with StatePending/StateDead: kept as LastError
+	Release   bool      // with StatePending: shutdown release, does not count an attempt
+	Redrive   bool      // with StatePending from submitted: confirm deadline passed, Redrives+1
+}
+
+// Apply records many outcomes in one commit. Allowed moves:
+//
+//	submitted: from sending or pending (a lease that expired meanwhile); repeating it
+//	           with the same request id is a no-op
+//	confirmed: from any state; confirming a confirmed record is a no-op
+//	pending:   from sending (retry, or Release) or submitted (ingest_failed, Redrive)
+//	dead:      from pending, sending or submitted; repeating it is a no-op
+//
+// Outcomes that name an unknown key or a disallowed move are skipped and reported
+// together in the returned error (errors.Is ErrNotFound / ErrInvalidState); the
+// others are committed. With Options.Retention RetainNone a confirmed record is
+// deleted at once.
+func (o *Outbox) Apply(outcomes []Outcome) error {
+	if len(outcomes) == 0 {
+		return nil
+	}
+	if err := o.acquire(); err != nil {
+		return err
+	}
+	defer o.release()
+	var skipped []error
+	err := o.update(func(w *wtx) error {
+		skipped = skipped[:0]
+		for i := range outcomes {
+			e, err := w.apply(&outcomes[i])
+			if err != nil {
+				return err
+			}
+			if e != nil {
+				skipped = append(skipped, e)
+			}
+		}
+		return w.sweep()
+	})
+	if err != nil {
+		return fmt.Errorf("outbox: apply: %w", err)
+	}
+	return errors.Join(skipped...)
+}
+
+// apply makes one move; a non-nil first result skips this outcome only.
+func (w *wtx) apply(oc *Outcome) (skip error, err error) {
+	seq, ok := w.seqOf(oc.Key)
+	if !ok {
+		return fmt.Errorf("outbox: apply %s %s: %w", oc.State, oc.Key, ErrNotFound), nil
+	}
+	old, err := w.load(seq)
+	if err != nil {
+		return nil, err
+	}
+	invalid := func() (error, error) {
+		return fmt.Errorf("outbox: apply %s %s: record is %s: %w", oc.State, oc.Key, stateOf(old.state), ErrInvalidState), nil
+	}
+	now := nanos(w.now)
+	st := old
+	st.updated = now
+	switch oc.State {
+	case StateSubmitted:
+		if strings.IndexByte(oc.RequestID, 0) >= 0 || oc.RequestID == "" {
+			return fmt.Errorf("outbox: apply submitted %s: request id %q is empty or contains NUL: %w", oc.Key, oc.RequestID, ErrInvalidState), nil
+		}
+		switch old.state {
+		case stateCodeSubmitted:
+			if old.reqID == oc.RequestID && old.item == oc.ItemIndex {
+				return nil, nil
+			}
+			return invalid()
+		case stateCodeSending, stateCodePending:
+		default:
+			return invalid()
+		}
+		st.state, st.lease, st.reqID, st.item, st.subAt = stateCodeSubmitted, 0, oc.RequestID, oc.ItemIndex, now
+	case StateConfirmed:
+		if old.state == stateCodeConfirmed {
+			return nil, nil
+		}
+		if w.o.opts.Retention == RetainNone {
+			return nil, w.remove(&old)
+		}
+		st.state, st.lease = stateCodeConfirmed, 0
+	case StatePending:
+		switch old.state {
+		case stateCodeSending:
+			if oc.Release && st.attempts > 0 {
+				st.attempts--
+			}
+		case stateCodeSubmitted:
+			if oc.Redrive {
+				st.redrives++
+			}
+		default:
+			return invalid()
+		}
+		st.state, st.lease = stateCodePending, 0
+		st.next = now
+		if !oc.RetryAt.IsZero() {
+			st.next = nanos(oc.RetryAt)
+		}
+		if oc.Reason != "" {
+			st.lastErr = oc.Reason
+		}
+	case StateDead:
+		switch old.state {
+		case stateCodeDead:
+			return nil, nil
+		case stateCodePending, stateCodeSending, stateCodeSubmitted:
+		default:
+			return invalid()
+		}
+		st.state, st.lease, st.lastErr = stateCodeDead, 0, oc.Reason
+	default:
+		return fmt.Errorf("outbox: apply %s: unknown target state %q: %w", oc.Key, oc.State, ErrInvalidState), nil
+	}
+	return nil, w.move(&old, &st)
+}
+
+// Submission is the records one submitted request carries.
+type Submission struct {
+	RequestID   string
+	Kind        Kind
+	SubmittedAt time.Time
+	Records     []Record // with ItemIndex
+}
+
+// Submissions returns up to max submitted requests, oldest first, for the status
+// poller. It walks the submitted index only.
+func (o *Outbox) Submissions(max int) ([]Submission, error) {
+	if err := o.acquire(); err != nil {
+		return nil, err
+	}
+	defer o.release()
+	var out []Submission
+	err := o.db.View(func(tx *bolt.Tx) error {
+		recs := tx.Bucket(bucketRecords)
+		c := tx.Bucket(bucketSubmitted).Cursor()
+		var group []byte // submittedAt+requestID of the current submission
+		for k, _ := c.First(); k != nil; k, _ = c.Next() {
+			if len(k) < 17 {
+				return fmt.Errorf("outbox %s: submitted index key %x: %w", o.path, k, ErrCorrupt)
+			}
+			g := k[:len(k)-9]
+			if group == nil || string(g) != string(group) {
+				if len(out) == max {
+					break
+				}
+				group = append(group[:0], g...)
+				out = append(out, Submission{RequestID: string(g[8:]), SubmittedAt: fromNanos(int64(binary.BigEndian.Uint64(g)))})
+			}
+			seq := binary.BigEndian.Uint64(k[len(k)-8:])
+			v := recs.Get(seqKey(seq))
+			if v == nil {
+				return fmt.Errorf("outbox %s: submitted index names missing record %d: %w", o.path, seq, ErrCorrupt)
+			}
+			st, err := decodeStored(seq, v)
+			if err != nil {
+				return fmt.Errorf("outbox %s: %v: %w", o.path, err, ErrCorrupt)
+			}
+			plain, err := o.plaintext(&st)
+			if err != nil {
+				return err
+			}
+			s := &out[len(out)-1]
+			s.Kind = kindOf(st.kind)
+			s.Records = append(s.Records, st.public(plain))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("outbox: submissions: %w", err)
+	}
+	return out, nil
+}
+
+// NextDue returns when the earliest pending record of kind becomes claimable
+// (zero time and false if none is pending), so the worker can sleep until then.
+func (o *Outbox) NextDue(kind Kind) (time.Time, bool) {
+	kc, ok := kindCode(kind)
+	if !ok || o.acquire() != nil {
+		return time.Time{}, false
+	}
+	defer o.release()
+	var t time.Time
+	var found bool
+	_ = o.db.View(func(tx *bolt.Tx) error {
+		k, _ := tx.Bucket(bucketDue).Cursor().Seek([]byte{kc})
+		if len(k) == 17 && k[0] == kc {
+			t, found = fromNanos(int64(binary.BigEndian.Uint64(k[1:]))), true
+		}
+		return nil
+	})
+	return t, found
+}

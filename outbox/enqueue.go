@@ -1,0 +1,423 @@
+package outbox
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"reflect"
+
+	"github.com/google/uuid"
+	bolt "go.etcd.io/bbolt"
+)
+
+// Item is one record to enqueue.
+type Item struct {
+	Kind    Kind
+	Key     string // optional; default the payload's event_id/finding_id, else a new UUIDv7
+	Payload []byte // a JSON object
+}
+
+// Enqueue stores one record and returns its key after the commit holding it is
+// fsynced. Concurrent calls share commits (group commit).
+//
+// The key is the payload's event_id (KindEvent) or finding_id (KindFinding) when
+// present, else a new UUIDv7, which is then written into the stored payload as that
+// member. Enqueueing a key that is already stored with an equal payload (compared as
+// parsed JSON) returns the key and stores nothing, whatever state the record is in
+// (a confirmed record stays confirmed); with a different payload it fails with
+// ErrConflict. Once retention has deleted a confirmed record its key is free again:
+// enqueueing it then stores a new record, which VectorVue dedupes by the same id.
+//
+// ctx bounds only the wait for room (Options.WaitForRoom); once the record is handed
+// to the writer, Enqueue waits for the commit so its answer is always the truth.
+func (o *Outbox) Enqueue(ctx context.Context, kind Kind, payload []byte) (string, error) {
+	return o.EnqueueWithKey(ctx, kind, "", payload)
+}
+
+// EnqueueWithKey is Enqueue with the caller's key (same pattern as ids:
+// ^[A-Za-z0-9._:-]{1,128}$). If the payload already carries an id it must equal key.
+// An empty key behaves as Enqueue.
+func (o *Outbox) EnqueueWithKey(ctx context.Context, kind Kind, key string, payload []byte) (string, error) {
+	p, err := o.prepare(Item{Kind: kind, Key: key, Payload: payload})
+	if err != nil {
+		return "", err
+	}
+	keys, err := o.submit(ctx, []prepared{p})
+	if err != nil {
+		return "", err
+	}
+	return keys[0], nil
+}
+
+// EnqueueAll stores many records in one commit: all or none. Keys come back in the
+// order of items.
+func (o *Outbox) EnqueueAll(ctx context.Context, items []Item) ([]string, error) {
+	ps := make([]prepared, len(items))
+	for i, it := range items {
+		p, err := o.prepare(it)
+		if err != nil {
+			return nil, fmt.Errorf("item %d: %w", i, err)
+		}
+		ps[i] = p
+	}
+	if len(ps) == 0 {
+		return nil, nil
+	}
+	return o.submit(ctx, ps)
+}
+
+// EnqueueTx stores a record inside the caller's own transaction, which must be the
+// one Outbox.Update passed to its fn: the record commits with the application's
+// writes, or vanishes with them if fn returns an error (the transactional outbox
+// pattern). Capacity is enforced without waiting (ErrFull).
+func (o *Outbox) EnqueueTx(tx *bolt.Tx, item Item) (string, error) {
+	w := o.cur.Load()
+	if w == nil || w.tx != tx || w.b.records == nil {
+		return "", errors.New("outbox: EnqueueTx: tx is not the transaction of a running Outbox.Update")
+	}
+	p, err := o.prepare(item)
+	if err != nil {
+		return "", err
+	}
+	keys, reqErr, err := w.enqueue([]prepared{p})
+	if err != nil {
+		return "", err
+	}
+	if reqErr != nil {
+		return "", reqErr.err
+	}
+	return keys[0], nil
+}
+
+// prepared is an item checked, keyed and sealed in the caller's goroutine, so the
+// writer only does lookups and puts.
+type prepared struct {
+	kind   byte
+	key    string
+	plain  []byte // wire bytes with the key injected
+	stored []byte // plain, or sealed
+	keyID  string
+}
+
+func (o *Outbox) prepare(it Item) (prepared, error) {
+	kc, ok := kindCode(it.Kind)
+	if !ok {
+		return prepared{}, fmt.Errorf("outbox: enqueue: unknown kind %q: %w", it.Kind, ErrInvalidPayload)
+	}
+	if len(it.Payload) > o.opts.MaxRecordBytes {
+		return prepared{}, fmt.Errorf("outbox: enqueue %s: payload is %d bytes, MaxRecordBytes is %d: %w",
+			it.Kind, len(it.Payload), o.opts.MaxRecordBytes, ErrTooLarge)
+	}
+	open := firstNonSpace(it.Payload)
+	if open < 0 || it.Payload[open] != '{' || !json.Valid(it.Payload) {
+		return prepared{}, fmt.Errorf("outbox: enqueue %s: payload is not a JSON object: %w", it.Kind, ErrInvalidPayload)
+	}
+	field := idField(it.Kind)
+	id, present, err := topLevelString(it.Payload, field)
+	if err != nil {
+		return prepared{}, fmt.Errorf("outbox: enqueue %s: %v: %w", it.Kind, err, ErrInvalidPayload)
+	}
+	key := it.Key
+	switch {
+	case key != "" && !validKey(key):
+		return prepared{}, fmt.Errorf("outbox: enqueue %s: key %q does not match ^[A-Za-z0-9._:-]{1,128}$: %w", it.Kind, key, ErrInvalidPayload)
+	case present && !validKey(id):
+		return prepared{}, fmt.Errorf("outbox: enqueue %s: %s %q does not match ^[A-Za-z0-9._:-]{1,128}$: %w", it.Kind, field, id, ErrInvalidPayload)
+	case present && key != "" && id != key:
+		return prepared{}, fmt.Errorf("outbox: enqueue %s: key %q differs from the payload's %s %q: %w", it.Kind, key, field, id, ErrInvalidPayload)
+	case present:
+		key = id
+	case key == "":
+		u, err := uuid.NewV7()
+		if err != nil {
+			return prepared{}, fmt.Errorf("outbox: enqueue: new key: %w", err)
+		}
+		key = u.String()
+	}
+	plain := it.Payload
+	if !present {
+		plain = injectID(it.Payload, open, field, key)
+		if len(plain) > o.opts.MaxRecordBytes {
+			return prepared{}, fmt.Errorf("outbox: enqueue %s %s: payload with %s is %d bytes, MaxRecordBytes is %d: %w",
+				it.Kind, key, field, len(plain), o.opts.MaxRecordBytes, ErrTooLarge)
+		}
+	} else {
+		plain = bytes.Clone(plain) // the caller may reuse its buffer once we return
+	}
+	if o.opts.Validate != nil {
+		if err := o.opts.Validate(it.Kind, plain); err != nil {
+			return prepared{}, fmt.Errorf("outbox: enqueue %s %s: %w: %w", it.Kind, key, ErrInvalidPayload, err)
+		}
+	}
+	p := prepared{kind: kc, key: key, plain: plain, stored: plain}
+	if o.sealer != nil {
+		p.stored, p.keyID = o.sealer.seal(plain, []byte(key)), o.sealer.id
+	}
+	return p, nil
+}
+
+func firstNonSpace(b []byte) int {
+	for i, c := range b {
+		switch c {
+		case ' ', '\t', '\r', '\n':
+			continue
+		}
+		return i
+	}
+	return -1
+}
+
+func validKey(k string) bool {
+	if len(k) == 0 || len(k) > 128 {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '.', c == '_', c == ':', c == '-':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// topLevelString finds member name of the top-level object (exact, case-sensitive:
+// encoding/json's struct matching would accept "Event_ID").
+func topLevelString(payload []byte, name string) (val string, present bool, err error) {
+	dec := json.NewDecoder(bytes.NewReader(payload))
+	if _, err := dec.Token(); err != nil { // '{'
+		return "", false, err
+	}
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return "", false, err
+		}
+		var raw json.RawMessage
+		if err := dec.Decode(&raw); err != nil {
+			return "", false, err
+		}
+		if k, _ := t.(string); k == name {
+			if err := json.Unmarshal(raw, &val); err != nil {
+				return "", true, fmt.Errorf("%s is not a string", name)
+			}
+			return val, true, nil
+		}
+	}
+	return "", false, nil
+}
+
+// injectID inserts "field":"key" as the object's first member, leaving every other
+// byte as the caller wrote it. key needs no escaping (validKey).
+func injectID(payload []byte, open int, field, key string) []byte {
+	member := `"` + field + `":"` + key + `"`
+	rest := payload[open+1:]
+	if i := firstNonSpace(rest); i < 0 || rest[i] != '}' {
+		member += ","
+	}
+	out := make([]byte, 0, len(payload)+len(member))
+	out = append(out, payload[:open+1]...)
+	out = append(out, member...)
+	return append(out, rest...)
+}
+
+// jsonEqual compares two JSON documents as parsed values (numbers compared as text).
+func jsonEqual(a, b []byte) bool {
+	if bytes.Equal(a, b) {
+		return true
+	}
+	decode := func(p []byte) (any, bool) {
+		dec := json.NewDecoder(bytes.NewReader(p))
+		dec.UseNumber()
+		var v any
+		return v, dec.Decode(&v) == nil
+	}
+	va, oka := decode(a)
+	vb, okb := decode(b)
+	return oka && okb && reflect.DeepEqual(va, vb)
+}
+
+// reqError is an error that concerns one request only (conflict, capacity): the
+// other requests sharing the commit go on.
+type reqError struct {
+	err  error
+	full bool
+}
+
+// enqueue stores items all-or-none within w. A reqError leaves w unchanged; a plain
+// error is a storage failure that must abort the transaction.
+func (w *wtx) enqueue(items []prepared) ([]string, *reqError, error) {
+	o := w.o
+	keys := make([]string, len(items))
+	fresh := make([]int, 0, len(items))
+	inReq := map[string]int{}
+	var freshBytes int64
+	for i := range items {
+		it := &items[i]
+		keys[i] = it.key
+		if j, ok := inReq[it.key]; ok {
+			if !jsonEqual(items[j].plain, it.plain) {
+				return nil, &reqError{err: fmt.Errorf("outbox: enqueue %s: two items with this key and different payloads: %w", it.key, ErrConflict)}, nil
+			}
+			continue
+		}
+		inReq[it.key] = i
+		if seq, ok := w.seqOf(it.key); ok {
+			st, err := w.load(seq)
+			if err != nil {
+				return nil, nil, err
+			}
+			plain, err := o.plaintext(&st)
+			if err != nil {
+				return nil, &reqError{err: err}, nil
+			}
+			if st.kind != it.kind || !jsonEqual(plain, it.plain) {
+				return nil, &reqError{err: fmt.Errorf("outbox: enqueue %s: stored (%s, %s) with a different payload: %w",
+					it.key, kindOf(st.kind), stateOf(st.state), ErrConflict)}, nil
+			}
+			continue
+		}
+		fresh = append(fresh, i)
+		freshBytes += int64(len(it.plain))
+	}
+	if len(fresh) == 0 {
+		return keys, nil, nil
+	}
+	if e := o.roomFor(&w.delta, len(fresh), freshBytes); e != nil {
+		return nil, e, nil
+	}
+	now := nanos(w.now)
+	for _, i := range fresh {
+		it := &items[i]
+		seq, err := w.b.records.NextSequence()
+		if err != nil {
+			return nil, nil, err
+		}
+		st := stored{
+			seq: seq, kind: it.kind, state: stateCodePending,
+			next: now, created: now, updated: now,
+			plainLen: len(it.plain), key: it.key, keyID: it.keyID, payload: it.stored,
+		}
+		if err := w.insert(&st); err != nil {
+			return nil, nil, err
+		}
+	}
+	return keys, nil, nil
+}
+
+// roomFor checks the capacity limits for n more records of b payload bytes, given
+// the uncommitted changes d of the current transaction.
+func (o *Outbox) roomFor(d *counters, n int, b int64) *reqError {
+	o.cmu.Lock()
+	live, liveBytes := o.cnt.live+d.live, o.cnt.liveBytes+d.liveBytes
+	o.cmu.Unlock()
+	if m := o.opts.MaxRecords; m > 0 && live+n > m {
+		return &reqError{full: true, err: fmt.Errorf("outbox %s: %w: %d records not yet confirmed, MaxRecords is %d (adding %d)", o.path, ErrFull, live, m, n)}
+	}
+	if m := o.opts.MaxBytes; m > 0 && liveBytes+b > m {
+		return &reqError{full: true, err: fmt.Errorf("outbox %s: %w: %d payload bytes not yet confirmed, MaxBytes is %d (adding %d)", o.path, ErrFull, liveBytes, m, b)}
+	}
+	return nil
+}
+
+// enqReq is one Enqueue/EnqueueAll call waiting for the writer.
+type enqReq struct {
+	items []prepared
+	keys  []string
+	err   *reqError
+	done  chan struct{}
+}
+
+// maxBatchItems bounds one group commit, so a burst cannot build one huge
+// transaction while later callers wait behind it.
+const maxBatchItems = 4096
+
+func (o *Outbox) submit(ctx context.Context, items []prepared) ([]string, error) {
+	var b int64
+	for i := range items {
+		b += int64(len(items[i].plain))
+	}
+	// A request larger than the limits themselves would wait forever.
+	tooBig := (o.opts.MaxRecords > 0 && len(items) > o.opts.MaxRecords) || (o.opts.MaxBytes > 0 && b > o.opts.MaxBytes)
+	for {
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("outbox: enqueue: %w", err)
+		}
+		o.cmu.Lock()
+		room := o.room
+		o.cmu.Unlock()
+		if err := o.acquire(); err != nil {
+			return nil, err
+		}
+		r := &enqReq{items: items, done: make(chan struct{})}
+		o.reqs <- r
+		o.release()
+		<-r.done
+		if r.err == nil {
+			return r.keys, nil
+		}
+		if !r.err.full || !o.opts.WaitForRoom || tooBig {
+			return nil, r.err.err
+		}
+		select {
+		case <-room:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w (gave up waiting for room: %v)", r.err.err, ctx.Err())
+		}
+	}
+}
+
+// writer is the group-commit loop: it takes every request queued while the previous
+// commit was being fsynced and stores them all in one transaction. A lone producer
+// waits for no timer; 64 producers share commits.
+func (o *Outbox) writer() {
+	defer close(o.writerDone)
+	for r := range o.reqs {
+		batch := []*enqReq{r}
+		n := len(r.items)
+	drain:
+		for n < maxBatchItems {
+			select {
+			case r2, ok := <-o.reqs:
+				if !ok {
+					break drain
+				}
+				batch = append(batch, r2)
+				n += len(r2.items)
+			default:
+				break drain
+			}
+		}
+		o.commit(batch)
+	}
+}
+
+func (o *Outbox) commit(batch []*enqReq) {
+	err := o.update(func(w *wtx) error {
+		for _, r := range batch {
+			keys, reqErr, err := w.enqueue(r.items)
+			if err != nil {
+				return err
+			}
+			r.keys, r.err = keys, reqErr
+		}
+		return nil
+	})
+	if err != nil && len(batch) > 1 {
+		// One request may have caused it: give each its own transaction so the
+		// others still succeed.
+		for _, r := range batch {
+			o.commit([]*enqReq{r})
+		}
+		return
+	}
+	for _, r := range batch {
+		if err != nil {
+			r.keys, r.err = nil, &reqError{err: fmt.Errorf("outbox %s: enqueue: %w", o.path, err)}
+		}
+		close(r.done)
+	}
+}

@@ -1,0 +1,47 @@
+package outbox
+
+import "errors"
+
+// Sentinel errors. Every error the package returns wraps one of these with context
+// (the path, the key, the limit), so callers match with errors.Is and operators read
+// what happened and what to do.
+var (
+	// ErrLocked is returned by Open when another process holds the file's lock past
+	// Options.LockTimeout: usually a running shipper daemon.
+	ErrLocked = errors.New("outbox: file is locked by another process")
+
+	// ErrCorrupt is returned by Open, Check and reads when the file is not an outbox,
+	// is truncated, or a record or index entry does not decode. The file is never reset.
+	ErrCorrupt = errors.New("outbox: file is corrupt or not an outbox")
+
+	// ErrClosed is returned by every method called after Close.
+	ErrClosed = errors.New("outbox: closed")
+
+	// ErrNotFound is returned when no record has the given key.
+	ErrNotFound = errors.New("outbox: no such record")
+
+	// ErrConflict is returned by Enqueue when the key exists with a different payload.
+	ErrConflict = errors.New("outbox: key exists with a different payload")
+
+	// ErrInvalidPayload is returned by Enqueue when the payload is not a JSON object,
+	// the key or the payload's event_id/finding_id is malformed, the kind is unknown,
+	// or Options.Validate rejected it. Nothing is stored.
+	ErrInvalidPayload = errors.New("outbox: invalid payload")
+
+	// ErrTooLarge is returned by Enqueue when the stored payload would exceed
+	// Options.MaxRecordBytes. Nothing is stored.
+	ErrTooLarge = errors.New("outbox: record too large")
+
+	// ErrFull is returned by Enqueue when Options.MaxRecords or Options.MaxBytes would
+	// be exceeded (and WaitForRoom is off, or the context ended while waiting).
+	// Nothing already stored is evicted.
+	ErrFull = errors.New("outbox: capacity reached")
+
+	// ErrWrongKey is returned by Open when the file is encrypted and no key or a
+	// different key was given, and by reads of a record sealed with another key.
+	ErrWrongKey = errors.New("outbox: wrong or missing encryption key")
+
+	// ErrInvalidState is returned when a record is not in a state that allows the
+	// requested move (for example requeueing a pending record).
+	ErrInvalidState = errors.New("outbox: record is not in a state that allows this")
+)

@@ -1,0 +1,492 @@
+// Package outbox is shipper's durable store: every event and finding is written
+// here, fsynced, under a stable idempotency key before anything is sent, and stays
+// until VectorVue confirms it (then for Options.Retention) or it is dead-lettered
+// with a reason. bbolt is the storage engine; it never leaks out of this package
+// except through Update/View/EnqueueTx for applications that share the file.
+package outbox
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+)
+
+// Options for Open. Zero values take the documented defaults.
+type Options struct {
+	LockTimeout    time.Duration            // default 1s, then ErrLocked naming the path
+	MaxRecords     int                      // records not yet confirmed; 0 = unlimited
+	MaxBytes       int64                    // payload bytes of records not yet confirmed; 0 = unlimited
+	MaxRecordBytes int                      // default 1 MiB
+	WaitForRoom    bool                     // Enqueue waits (until ctx ends) instead of ErrFull
+	Retention      time.Duration            // confirmed records kept this long; 0 = 1h; RetainNone = delete at once
+	EncryptionKey  []byte                   // optional 32-byte AES-256-GCM key for payloads at rest
+	Validate       func(Kind, []byte) error // optional contract check run before storing (wrapped in ErrInvalidPayload)
+	Now            func() time.Time         // default time.Now
+	Logger         *slog.Logger             // default discards
+}
+
+// RetainNone as Options.Retention deletes confirmed records at once.
+const RetainNone time.Duration = -1
+
+const (
+	defaultLockTimeout    = time.Second
+	defaultMaxRecordBytes = 1 << 20
+	defaultRetention      = time.Hour
+)
+
+// Bucket names. Everything starting "outbox" is reserved for this package.
+var (
+	bucketMeta      = []byte("outbox_meta")
+	bucketRecords   = []byte("outbox_records")   // seq → record
+	bucketKeys      = []byte("outbox_keys")      // key → seq
+	bucketByState   = []byte("outbox_bystate")   // state+seq → nil
+	bucketDue       = []byte("outbox_due")       // kind+nextAttempt+seq → nil (pending)
+	bucketLeases    = []byte("outbox_leases")    // leaseUntil+seq → nil (sending)
+	bucketSubmitted = []byte("outbox_submitted") // submittedAt+requestID+0+seq → nil (submitted)
+	bucketConfirmed = []byte("outbox_confirmed") // confirmedAt+seq → nil (confirmed)
+
+	allBuckets = [][]byte{bucketMeta, bucketRecords, bucketKeys, bucketByState, bucketDue, bucketLeases, bucketSubmitted, bucketConfirmed}
+
+	metaFormat   = []byte("format")
+	metaKeyCheck = []byte("key_check")
+	formatV1     = []byte("shipper-outbox/1")
+)
+
+// Outbox is the durable store. Safe for concurrent use.
+type Outbox struct {
+	path   string
+	opts   Options
+	db     *bolt.DB
+	log    *slog.Logger
+	now    func() time.Time
+	sealer *sealer
+
+	// life guards the open/closed transition: methods hold it shared while they use
+	// the database, Close takes it exclusively.
+	life   sync.RWMutex
+	closed bool
+
+	// wmu serialises this package's write transactions together with the counter
+	// update that follows each commit, so Check sees counters and file agree.
+	wmu sync.Mutex
+	cur atomic.Pointer[wtx] // the write transaction in progress, for EnqueueTx
+
+	cmu  sync.Mutex
+	cnt  counters
+	room chan struct{} // closed and replaced when capacity frees up
+
+	reqs       chan *enqReq
+	writerDone chan struct{}
+}
+
+// Open opens or creates the outbox file (0600, directory 0700). A file held by another
+// process gives ErrLocked after LockTimeout; a corrupt or foreign file gives ErrCorrupt
+// with the path and what to do. Leases of sending records return to pending: the file
+// lock proves their owner is gone.
+func Open(path string, opts Options) (*Outbox, error) {
+	if opts.LockTimeout <= 0 {
+		opts.LockTimeout = defaultLockTimeout
+	}
+	if opts.MaxRecordBytes <= 0 {
+		opts.MaxRecordBytes = defaultMaxRecordBytes
+	}
+	if opts.Retention == 0 {
+		opts.Retention = defaultRetention
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	o := &Outbox{path: path, opts: opts, log: opts.Logger, now: opts.Now, room: make(chan struct{})}
+	if opts.EncryptionKey != nil {
+		s, err := newSealer(opts.EncryptionKey)
+		if err != nil {
+			return nil, fmt.Errorf("outbox: open %s: %w", path, err)
+		}
+		o.sealer = s
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("outbox: open %s: %w", path, err)
+	}
+	if err := precheckFile(path); err != nil {
+		return nil, corruptErr(path, err)
+	}
+	db, err := openBolt(path, opts.LockTimeout)
+	if err != nil {
+		switch {
+		case errors.Is(err, berrors.ErrTimeout):
+			return nil, fmt.Errorf("outbox: open %s: %w: held by another process after %v — a running shipper? use its admin socket or stop it",
+				path, ErrLocked, opts.LockTimeout)
+		case errors.Is(err, berrors.ErrInvalid), errors.Is(err, berrors.ErrVersionMismatch),
+			errors.Is(err, berrors.ErrChecksum), errors.Is(err, errPanicked):
+			return nil, corruptErr(path, err)
+		}
+		return nil, fmt.Errorf("outbox: open %s: %w", path, err)
+	}
+	o.db = db
+	if err := o.init(); err != nil {
+		_ = db.Close()
+		return nil, err
+	}
+	o.reqs = make(chan *enqReq, 256)
+	o.writerDone = make(chan struct{})
+	go o.writer()
+	return o, nil
+}
+
+var errPanicked = errors.New("storage engine panicked reading the file")
+
+func corruptErr(path string, cause error) error {
+	return fmt.Errorf("outbox: open %s: %w (%v): not an outbox or damaged; move it aside, `shipper verify`, restore from backup; never silently reset",
+		path, ErrCorrupt, cause)
+}
+
+// openBolt opens the file, turning a panic of the storage engine on a damaged file
+// into an error instead of a crash.
+func openBolt(path string, timeout time.Duration) (db *bolt.DB, err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if r := recover(); r != nil {
+			db, err = nil, fmt.Errorf("%w: %v", errPanicked, r)
+		}
+	}()
+	return bolt.Open(path, 0o600, &bolt.Options{
+		Timeout: timeout,
+		// The freelist is rebuilt at open instead of being rewritten by every
+		// commit: after a large backlog drains, a synced freelist made each
+		// single-record commit rewrite megabytes.
+		NoFreelistSync: true,
+		FreelistType:   bolt.FreelistMapType,
+	})
+}
+
+// precheckFile validates bbolt's meta pages before bbolt maps the file: a file cut
+// short would otherwise be read past its end (a fault, not an error).
+func precheckFile(path string) error {
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return nil // let bbolt report permission problems in its own words
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil || fi.Size() == 0 {
+		return nil
+	}
+	const metaOff = 16 // page header: id, flags, count, overflow
+	readMeta := func(off int64) (pageSize uint32, pgid, txid uint64, ok bool) {
+		var b [metaOff + 64]byte
+		if _, err := f.ReadAt(b[:], off); err != nil {
+			return 0, 0, 0, false
+		}
+		m := b[metaOff:]
+		le := binary.LittleEndian
+		if le.Uint32(m[0:]) != 0xED0CDAED || le.Uint32(m[4:]) != 2 {
+			return 0, 0, 0, false
+		}
+		h := fnv64a(m[:56])
+		if le.Uint64(m[56:]) != h {
+			return 0, 0, 0, false
+		}
+		return le.Uint32(m[8:]), le.Uint64(m[40:]), le.Uint64(m[48:]), true
+	}
+	ps0, pg0, tx0, ok0 := readMeta(0)
+	best, bestPS, ok := pg0, ps0, ok0
+	probe := int64(4096)
+	if ok0 {
+		probe = int64(ps0)
+	}
+	if ps1, pg1, tx1, ok1 := readMeta(probe); ok1 && (!ok0 || tx1 > tx0) {
+		best, bestPS, ok = pg1, ps1, true
+	}
+	if !ok {
+		return fmt.Errorf("no valid bbolt meta page (size %d bytes)", fi.Size())
+	}
+	if need := int64(best) * int64(bestPS); need > fi.Size() {
+		return fmt.Errorf("truncated: %d bytes, the last transaction needs %d", fi.Size(), need)
+	}
+	return nil
+}
+
+func fnv64a(b []byte) uint64 {
+	h := uint64(14695981039346656037)
+	for _, c := range b {
+		h ^= uint64(c)
+		h *= 1099511628211
+	}
+	return h
+}
+
+// init creates or validates the outbox's buckets, checks the encryption key,
+// returns leases to pending and rebuilds the counters with one pass over the
+// records (measured by BenchmarkOpenToClaim).
+func (o *Outbox) init() (err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if r := recover(); r != nil {
+			err = corruptErr(o.path, fmt.Errorf("%w: %v", errPanicked, r))
+		}
+	}()
+	err = o.update(func(w *wtx) error {
+		tx := w.tx
+		meta := tx.Bucket(bucketMeta)
+		if meta == nil {
+			empty := true
+			_ = tx.ForEach(func([]byte, *bolt.Bucket) error { empty = false; return nil })
+			if !empty {
+				return corruptErr(o.path, errors.New("a bbolt file without outbox buckets (foreign file)"))
+			}
+			for _, name := range allBuckets {
+				if _, err := tx.CreateBucket(name); err != nil {
+					return err
+				}
+			}
+			meta = tx.Bucket(bucketMeta)
+			if err := meta.Put(metaFormat, formatV1); err != nil {
+				return err
+			}
+		}
+		if f := meta.Get(metaFormat); string(f) != string(formatV1) {
+			return corruptErr(o.path, fmt.Errorf("unknown outbox format %q", f))
+		}
+		for _, name := range allBuckets {
+			if tx.Bucket(name) == nil {
+				return corruptErr(o.path, fmt.Errorf("bucket %s missing", name))
+			}
+		}
+		w.bind()
+		if err := o.checkKey(meta); err != nil {
+			return err
+		}
+		return w.returnLeases()
+	})
+	if err != nil {
+		return err
+	}
+	return o.db.View(func(tx *bolt.Tx) error {
+		var c counters
+		err := tx.Bucket(bucketRecords).ForEach(func(k, v []byte) error {
+			if len(k) != 8 {
+				return corruptErr(o.path, fmt.Errorf("record key %x is not a sequence number", k))
+			}
+			st, err := decodeStored(binary.BigEndian.Uint64(k), v)
+			if err != nil {
+				return corruptErr(o.path, err)
+			}
+			c.add(&st, 1)
+			return nil
+		})
+		o.cnt = c
+		return err
+	})
+}
+
+// checkKey compares the given encryption key with the check value sealed when the
+// file was first opened with a key.
+func (o *Outbox) checkKey(meta *bolt.Bucket) error {
+	chk := meta.Get(metaKeyCheck)
+	switch {
+	case chk == nil && o.sealer == nil:
+		return nil
+	case chk == nil:
+		// First open with a key: from now on payloads are sealed. Records written
+		// before stay readable (their key id is empty).
+		v := append([]byte(o.sealer.id+":"), o.sealer.seal([]byte(checkPlaintext), metaKeyCheck)...)
+		return meta.Put(metaKeyCheck, v)
+	case o.sealer == nil:
+		id, _, _ := cut(chk)
+		return fmt.Errorf("outbox: open %s: %w: the file is encrypted (key id %s) and no encryption key was given; configure the key it was written with",
+			o.path, ErrWrongKey, id)
+	}
+	id, sealed, _ := cut(chk)
+	if id != o.sealer.id {
+		return fmt.Errorf("outbox: open %s: %w: the file is encrypted with key id %s, the given key has id %s; configure the key it was written with",
+			o.path, ErrWrongKey, id, o.sealer.id)
+	}
+	if p, err := o.sealer.open(sealed, metaKeyCheck); err != nil || string(p) != checkPlaintext {
+		return fmt.Errorf("outbox: open %s: %w: key check value does not authenticate", o.path, ErrWrongKey)
+	}
+	return nil
+}
+
+func cut(b []byte) (string, []byte, bool) {
+	for i, c := range b {
+		if c == ':' {
+			return string(b[:i]), b[i+1:], true
+		}
+	}
+	return string(b), nil, false
+}
+
+// Close waits for in-flight calls, stops the group-commit writer and closes the file.
+// Calls after Close return ErrClosed.
+func (o *Outbox) Close() error {
+	o.life.Lock()
+	if o.closed {
+		o.life.Unlock()
+		return nil
+	}
+	o.closed = true
+	close(o.reqs)
+	o.life.Unlock()
+	<-o.writerDone
+	if err := o.db.Close(); err != nil {
+		return fmt.Errorf("outbox: close %s: %w", o.path, err)
+	}
+	return nil
+}
+
+// Path is the file's path.
+func (o *Outbox) Path() string { return o.path }
+
+// acquire holds the outbox open for one call.
+func (o *Outbox) acquire() error {
+	o.life.RLock()
+	if o.closed {
+		o.life.RUnlock()
+		return fmt.Errorf("outbox %s: %w", o.path, ErrClosed)
+	}
+	return nil
+}
+
+func (o *Outbox) release() { o.life.RUnlock() }
+
+// Update runs fn in a read-write transaction of the outbox file, for applications that keep
+// their own buckets there (bucket names starting "outbox" are reserved). Records added
+// with EnqueueTx inside fn commit with fn's writes or vanish with them. fn must not
+// call other Outbox methods.
+func (o *Outbox) Update(fn func(tx *bolt.Tx) error) error {
+	if err := o.acquire(); err != nil {
+		return err
+	}
+	defer o.release()
+	return o.update(func(w *wtx) error {
+		w.bind()
+		return fn(w.tx)
+	})
+}
+
+// View runs fn in a read-only transaction. fn must not call other Outbox methods.
+func (o *Outbox) View(fn func(tx *bolt.Tx) error) error {
+	if err := o.acquire(); err != nil {
+		return err
+	}
+	defer o.release()
+	return o.db.View(fn)
+}
+
+// wtx is one write transaction of this package with the counter changes it makes;
+// they are applied only once the commit succeeded.
+type wtx struct {
+	o     *Outbox
+	tx    *bolt.Tx
+	now   time.Time
+	delta counters
+	b     struct{ meta, records, keys, byState, due, leases, submitted, confirmed *bolt.Bucket }
+}
+
+func (w *wtx) bind() {
+	tx := w.tx
+	w.b.meta = tx.Bucket(bucketMeta)
+	w.b.records = tx.Bucket(bucketRecords)
+	w.b.keys = tx.Bucket(bucketKeys)
+	w.b.byState = tx.Bucket(bucketByState)
+	w.b.due = tx.Bucket(bucketDue)
+	w.b.leases = tx.Bucket(bucketLeases)
+	w.b.submitted = tx.Bucket(bucketSubmitted)
+	w.b.confirmed = tx.Bucket(bucketConfirmed)
+	// Sequence numbers and confirmation times only grow, so these buckets are
+	// appended to: full pages keep the file a third smaller.
+	w.b.records.FillPercent = 1.0
+	w.b.confirmed.FillPercent = 0.9
+}
+
+func (w *wtx) bucket(name []byte) *bolt.Bucket {
+	switch string(name) {
+	case string(bucketDue):
+		return w.b.due
+	case string(bucketLeases):
+		return w.b.leases
+	case string(bucketSubmitted):
+		return w.b.submitted
+	case string(bucketConfirmed):
+		return w.b.confirmed
+	}
+	return w.tx.Bucket(name)
+}
+
+// update runs fn in one bbolt write transaction (one fsync) and then applies its
+// counter changes.
+func (o *Outbox) update(fn func(w *wtx) error) error {
+	o.wmu.Lock()
+	defer o.wmu.Unlock()
+	w := &wtx{o: o, now: o.now()}
+	err := o.db.Update(func(tx *bolt.Tx) error {
+		w.tx = tx
+		o.cur.Store(w)
+		defer o.cur.Store(nil)
+		if tx.Bucket(bucketRecords) != nil {
+			w.bind()
+		}
+		return fn(w)
+	})
+	if err == nil {
+		o.applyDelta(&w.delta)
+	}
+	return err
+}
+
+func (o *Outbox) applyDelta(d *counters) {
+	o.cmu.Lock()
+	freed := d.live < 0 || d.liveBytes < 0
+	o.cnt.merge(d)
+	if freed {
+		close(o.room)
+		o.room = make(chan struct{})
+	}
+	o.cmu.Unlock()
+}
+
+// counters are kept in memory, rebuilt at Open, and changed by committed
+// transactions only, so Stats never scans.
+type counters struct {
+	n         [numKindCodes][numStateCodes]int
+	bytes     int64 // plaintext payload bytes of all records
+	live      int   // records not confirmed: what capacity limits count
+	liveBytes int64
+}
+
+func (c *counters) add(s *stored, sign int) {
+	c.n[s.kind][s.state] += sign
+	c.bytes += int64(sign * s.plainLen)
+	if s.state != stateCodeConfirmed {
+		c.live += sign
+		c.liveBytes += int64(sign * s.plainLen)
+	}
+}
+
+func (c *counters) merge(d *counters) {
+	for k := range c.n {
+		for s := range c.n[k] {
+			c.n[k][s] += d.n[k][s]
+		}
+	}
+	c.bytes += d.bytes
+	c.live += d.live
+	c.liveBytes += d.liveBytes
+}

@@ -1,0 +1,327 @@
+package outbox
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// Kind is what a record carries.
+type Kind string
+
+const (
+	KindEvent   Kind = "event"
+	KindFinding Kind = "finding"
+)
+
+// State is where a record is in its life (see DESIGN.md).
+type State string
+
+const (
+	StatePending   State = "pending"
+	StateSending   State = "sending"
+	StateSubmitted State = "submitted"
+	StateConfirmed State = "confirmed"
+	StateDead      State = "dead"
+)
+
+// Record is one stored event or finding.
+type Record struct {
+	Key           string          // idempotency key; equals the payload's event_id/finding_id
+	Kind          Kind            //
+	Payload       json.RawMessage // exact bytes sent on the wire (key injected as event_id/finding_id)
+	State         State           //
+	Attempts      int             // sends so far since enqueue or requeue
+	NextAttemptAt time.Time       // pending: not claimable before this
+	LeaseUntil    time.Time       // sending: lease deadline
+	RequestID     string          // submitted: server request_id
+	ItemIndex     int             // submitted: index in that request's batch (0 for single)
+	SubmittedAt   time.Time       //
+	LastError     string          // last transient error, or the dead reason
+	Redrives      int             // times re-sent because status never confirmed
+	CreatedAt     time.Time       //
+	UpdatedAt     time.Time       //
+}
+
+// Kinds and states are stored as one byte each. The codes are part of the file
+// format: never renumber them.
+const (
+	kindCodeEvent   byte = 1
+	kindCodeFinding byte = 2
+	numKindCodes         = 3
+)
+
+const (
+	stateCodePending   byte = 1
+	stateCodeSending   byte = 2
+	stateCodeSubmitted byte = 3
+	stateCodeConfirmed byte = 4
+	stateCodeDead      byte = 5
+	numStateCodes           = 6
+)
+
+var allKinds = []Kind{KindEvent, KindFinding}
+var allStates = []State{StatePending, StateSending, StateSubmitted, StateConfirmed, StateDead}
+
+func kindCode(k Kind) (byte, bool) {
+	switch k {
+	case KindEvent:
+		return kindCodeEvent, true
+	case KindFinding:
+		return kindCodeFinding, true
+	}
+	return 0, false
+}
+
+func kindOf(c byte) Kind {
+	switch c {
+	case kindCodeEvent:
+		return KindEvent
+	case kindCodeFinding:
+		return KindFinding
+	}
+	return ""
+}
+
+func stateCode(s State) (byte, bool) {
+	switch s {
+	case StatePending:
+		return stateCodePending, true
+	case StateSending:
+		return stateCodeSending, true
+	case StateSubmitted:
+		return stateCodeSubmitted, true
+	case StateConfirmed:
+		return stateCodeConfirmed, true
+	case StateDead:
+		return stateCodeDead, true
+	}
+	return 0, false
+}
+
+func stateOf(c byte) State {
+	switch c {
+	case stateCodePending:
+		return StatePending
+	case stateCodeSending:
+		return StateSending
+	case stateCodeSubmitted:
+		return StateSubmitted
+	case stateCodeConfirmed:
+		return StateConfirmed
+	case stateCodeDead:
+		return StateDead
+	}
+	return ""
+}
+
+// idField is the payload member that carries the key for a kind.
+func idField(k Kind) string {
+	if k == KindFinding {
+		return "finding_id"
+	}
+	return "event_id"
+}
+
+// stored is a record as kept on disk: the public fields plus the sequence number
+// that orders the file, the payload length before encryption (for capacity and
+// stats without decrypting), and the id of the key that sealed the payload.
+type stored struct {
+	seq      uint64
+	kind     byte
+	state    byte
+	attempts int
+	redrives int
+	item     int
+	next     int64 // unix nanoseconds; 0 = zero time
+	lease    int64
+	subAt    int64
+	created  int64
+	updated  int64
+	plainLen int
+	key      string
+	reqID    string
+	lastErr  string
+	keyID    string
+	payload  []byte // sealed when keyID != ""; aliases bbolt memory after decode
+}
+
+const recordFormat byte = 1
+
+func nanos(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+func fromNanos(n int64) time.Time {
+	if n == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, n)
+}
+
+func (s *stored) encode() []byte {
+	b := make([]byte, 0, 3+6*binary.MaxVarintLen64+len(s.key)+len(s.reqID)+len(s.lastErr)+len(s.keyID)+len(s.payload)+32)
+	b = append(b, recordFormat, s.kind, s.state)
+	b = binary.AppendUvarint(b, uint64(s.attempts))
+	b = binary.AppendUvarint(b, uint64(s.redrives))
+	b = binary.AppendUvarint(b, uint64(s.item))
+	b = binary.AppendVarint(b, s.next)
+	b = binary.AppendVarint(b, s.lease)
+	b = binary.AppendVarint(b, s.subAt)
+	b = binary.AppendVarint(b, s.created)
+	b = binary.AppendVarint(b, s.updated)
+	b = binary.AppendUvarint(b, uint64(s.plainLen))
+	for _, str := range [...]string{s.key, s.reqID, s.lastErr, s.keyID} {
+		b = binary.AppendUvarint(b, uint64(len(str)))
+		b = append(b, str...)
+	}
+	return append(b, s.payload...)
+}
+
+// decodeStored parses v. The payload aliases v: copy it before the transaction ends.
+func decodeStored(seq uint64, v []byte) (stored, error) {
+	s := stored{seq: seq}
+	if len(v) < 3 || v[0] != recordFormat {
+		return s, fmt.Errorf("record %d: unknown format", seq)
+	}
+	s.kind, s.state = v[1], v[2]
+	if kindOf(s.kind) == "" || stateOf(s.state) == "" {
+		return s, fmt.Errorf("record %d: bad kind %d or state %d", seq, s.kind, s.state)
+	}
+	p := v[3:]
+	uv := func() (uint64, bool) {
+		x, n := binary.Uvarint(p)
+		if n <= 0 {
+			return 0, false
+		}
+		p = p[n:]
+		return x, true
+	}
+	sv := func() (int64, bool) {
+		x, n := binary.Varint(p)
+		if n <= 0 {
+			return 0, false
+		}
+		p = p[n:]
+		return x, true
+	}
+	ok := true
+	var u uint64
+	u, ok1 := uv()
+	s.attempts, ok = int(u), ok && ok1
+	u, ok1 = uv()
+	s.redrives, ok = int(u), ok && ok1
+	u, ok1 = uv()
+	s.item, ok = int(u), ok && ok1
+	for _, dst := range [...]*int64{&s.next, &s.lease, &s.subAt, &s.created, &s.updated} {
+		x, ok1 := sv()
+		*dst, ok = x, ok && ok1
+	}
+	u, ok1 = uv()
+	s.plainLen, ok = int(u), ok && ok1
+	for _, dst := range [...]*string{&s.key, &s.reqID, &s.lastErr, &s.keyID} {
+		n, ok1 := uv()
+		if !ok || !ok1 || n > uint64(len(p)) {
+			return s, fmt.Errorf("record %d: truncated", seq)
+		}
+		*dst = string(p[:n])
+		p = p[n:]
+	}
+	if !ok {
+		return s, fmt.Errorf("record %d: truncated", seq)
+	}
+	s.payload = p
+	return s, nil
+}
+
+// public converts s to a Record carrying the given plaintext payload.
+func (s *stored) public(plain []byte) Record {
+	return Record{
+		Key:           s.key,
+		Kind:          kindOf(s.kind),
+		Payload:       json.RawMessage(plain),
+		State:         stateOf(s.state),
+		Attempts:      s.attempts,
+		NextAttemptAt: fromNanos(s.next),
+		LeaseUntil:    fromNanos(s.lease),
+		RequestID:     s.reqID,
+		ItemIndex:     s.item,
+		SubmittedAt:   fromNanos(s.subAt),
+		LastError:     s.lastErr,
+		Redrives:      s.redrives,
+		CreatedAt:     fromNanos(s.created),
+		UpdatedAt:     fromNanos(s.updated),
+	}
+}
+
+// Index keys. Every record has exactly one entry in the by-state index and, by
+// state, one entry in: due (pending), leases (sending), submitted (submitted),
+// confirmed (confirmed). Dead records need only the by-state entry. Times are
+// big-endian so a cursor walks them in time order; the sequence number at the end
+// makes each key unique and breaks ties in enqueue order.
+
+func u64(n uint64) []byte {
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], n)
+	return b[:]
+}
+
+func timeKey(n int64) uint64 {
+	if n < 0 {
+		return 0
+	}
+	return uint64(n)
+}
+
+func seqKey(seq uint64) []byte { return u64(seq) }
+
+func byStateKey(state byte, seq uint64) []byte {
+	k := make([]byte, 9)
+	k[0] = state
+	binary.BigEndian.PutUint64(k[1:], seq)
+	return k
+}
+
+func dueKey(kind byte, due int64, seq uint64) []byte {
+	k := make([]byte, 17)
+	k[0] = kind
+	binary.BigEndian.PutUint64(k[1:], timeKey(due))
+	binary.BigEndian.PutUint64(k[9:], seq)
+	return k
+}
+
+func timeSeqKey(t int64, seq uint64) []byte {
+	k := make([]byte, 16)
+	binary.BigEndian.PutUint64(k, timeKey(t))
+	binary.BigEndian.PutUint64(k[8:], seq)
+	return k
+}
+
+// submittedKey groups a request's records together, requests in submission order.
+func submittedKey(at int64, reqID string, seq uint64) []byte {
+	k := make([]byte, 0, 8+len(reqID)+1+8)
+	k = binary.BigEndian.AppendUint64(k, timeKey(at))
+	k = append(k, reqID...)
+	k = append(k, 0)
+	return binary.BigEndian.AppendUint64(k, seq)
+}
+
+// stateIndexKey returns the bucket and key of s's state-specific index entry, or
+// nil for states without one.
+func stateIndexKey(s *stored) (bucket []byte, key []byte) {
+	switch s.state {
+	case stateCodePending:
+		return bucketDue, dueKey(s.kind, s.next, s.seq)
+	case stateCodeSending:
+		return bucketLeases, timeSeqKey(s.lease, s.seq)
+	case stateCodeSubmitted:
+		return bucketSubmitted, submittedKey(s.subAt, s.reqID, s.seq)
+	case stateCodeConfirmed:
+		return bucketConfirmed, timeSeqKey(s.updated, s.seq)
+	}
+	return nil, nil
+}

@@ -1,0 +1,175 @@
+package outbox
+
+import (
+	"encoding/binary"
+	"fmt"
+)
+
+// Record-level operations inside one write transaction. Every change of a record
+// goes through put/remove, which keep the record, its key, its by-state entry and
+// its state index entry in step, and count the change for the counters.
+
+func (w *wtx) seqOf(key string) (uint64, bool) {
+	v := w.b.keys.Get([]byte(key))
+	if len(v) != 8 {
+		return 0, false
+	}
+	return binary.BigEndian.Uint64(v), true
+}
+
+func (w *wtx) load(seq uint64) (stored, error) {
+	v := w.b.records.Get(seqKey(seq))
+	if v == nil {
+		return stored{}, fmt.Errorf("outbox %s: index names record %d which does not exist: %w", w.o.path, seq, ErrCorrupt)
+	}
+	st, err := decodeStored(seq, v)
+	if err != nil {
+		return st, fmt.Errorf("outbox %s: %v: %w", w.o.path, err, ErrCorrupt)
+	}
+	return st, nil
+}
+
+func (w *wtx) loadKey(key string) (stored, error) {
+	seq, ok := w.seqOf(key)
+	if !ok {
+		return stored{}, fmt.Errorf("outbox: record %s: %w", key, ErrNotFound)
+	}
+	return w.load(seq)
+}
+
+// insert stores a new record (seq must be fresh).
+func (w *wtx) insert(st *stored) error {
+	if err := w.b.keys.Put([]byte(st.key), seqKey(st.seq)); err != nil {
+		return err
+	}
+	if err := w.putIndexes(st); err != nil {
+		return err
+	}
+	w.delta.add(st, 1)
+	return w.b.records.Put(seqKey(st.seq), st.encode())
+}
+
+// move replaces old with st (same seq and key, any fields changed).
+func (w *wtx) move(old, st *stored) error {
+	if err := w.delIndexes(old); err != nil {
+		return err
+	}
+	if err := w.putIndexes(st); err != nil {
+		return err
+	}
+	w.delta.add(old, -1)
+	w.delta.add(st, 1)
+	return w.b.records.Put(seqKey(st.seq), st.encode())
+}
+
+// remove deletes a record and every index entry of it, each by its exact key.
+func (w *wtx) remove(st *stored) error {
+	if err := w.delIndexes(st); err != nil {
+		return err
+	}
+	if err := w.b.keys.Delete([]byte(st.key)); err != nil {
+		return err
+	}
+	w.delta.add(st, -1)
+	return w.b.records.Delete(seqKey(st.seq))
+}
+
+func (w *wtx) putIndexes(st *stored) error {
+	if err := w.b.byState.Put(byStateKey(st.state, st.seq), nil); err != nil {
+		return err
+	}
+	if name, k := stateIndexKey(st); name != nil {
+		return w.bucket(name).Put(k, nil)
+	}
+	return nil
+}
+
+func (w *wtx) delIndexes(st *stored) error {
+	if err := w.b.byState.Delete(byStateKey(st.state, st.seq)); err != nil {
+		return err
+	}
+	if name, k := stateIndexKey(st); name != nil {
+		return w.bucket(name).Delete(k)
+	}
+	return nil
+}
+
+// returnLeases moves every sending record back to pending, due now. Called at Open,
+// where the file lock proves the process that claimed them is gone.
+func (w *wtx) returnLeases() error {
+	seqs := collectSeqs(w.b.leases.Cursor(), nil, -1)
+	now := nanos(w.now)
+	for _, seq := range seqs {
+		old, err := w.load(seq)
+		if err != nil {
+			return err
+		}
+		st := old
+		st.state, st.lease, st.next, st.updated = stateCodePending, 0, now, now
+		if err := w.move(&old, &st); err != nil {
+			return err
+		}
+	}
+	if len(seqs) > 0 {
+		w.o.log.Info("outbox: returned leases of a previous process to pending", "path", w.o.path, "records", len(seqs))
+	}
+	return nil
+}
+
+// sweepLimit bounds the confirmed records one sweep deletes, so a sweep adds
+// little to the transaction it rides in.
+const sweepLimit = 256
+
+// sweep deletes confirmed records older than the retention period, oldest first,
+// at most sweepLimit of them, by walking the confirmed-time index from its start.
+func (w *wtx) sweep() error {
+	if w.o.opts.Retention == RetainNone {
+		return nil // confirmed records are deleted at once
+	}
+	cutoff := timeKey(nanos(w.now.Add(-w.o.opts.Retention)))
+	var seqs []uint64
+	c := w.b.confirmed.Cursor()
+	for k, _ := c.First(); k != nil && len(seqs) < sweepLimit; k, _ = c.Next() {
+		if len(k) != 16 || binary.BigEndian.Uint64(k) > cutoff {
+			break
+		}
+		seqs = append(seqs, binary.BigEndian.Uint64(k[8:]))
+	}
+	for _, seq := range seqs {
+		st, err := w.load(seq)
+		if err != nil {
+			return err
+		}
+		if err := w.remove(&st); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// cursorLike is the part of *bolt.Cursor collectSeqs needs.
+type cursorLike interface {
+	First() ([]byte, []byte)
+	Seek([]byte) ([]byte, []byte)
+	Next() ([]byte, []byte)
+}
+
+// collectSeqs returns the sequence numbers (last 8 bytes of each key) of index
+// entries starting with prefix, up to max (-1 = all). Callers collect before they
+// change anything: a bbolt cursor must not walk a bucket that is being modified.
+func collectSeqs(c cursorLike, prefix []byte, max int) []uint64 {
+	var out []uint64
+	var k []byte
+	if prefix == nil {
+		k, _ = c.First()
+	} else {
+		k, _ = c.Seek(prefix)
+	}
+	for ; k != nil && (max < 0 || len(out) < max); k, _ = c.Next() {
+		if len(k) < len(prefix)+8 || string(k[:len(prefix)]) != string(prefix) {
+			break
+		}
+		out = append(out, binary.BigEndian.Uint64(k[len(k)-8:]))
+	}
+	return out
+}
