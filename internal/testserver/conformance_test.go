@@ -1,0 +1,434 @@
+package testserver
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"reflect"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// transcriptsPath is the recorded behaviour of the real VectorVue, beside the repository.
+const transcriptsPath = "../../../shared/vectorvue/transcripts.json"
+
+// The secrets the signed instance was recorded with (transcripts.json "about").
+const (
+	recordedHMACSecret  = "local-peer-test-hmac-secret"
+	recordedEnvelopeKey = "local-peer-test-envelope-key"
+	jwtPlaceholder      = "<jwt from login>"
+)
+
+type transcripts struct {
+	About     string     `json:"about"`
+	Exchanges []exchange `json:"exchanges"`
+}
+
+type exchange struct {
+	Instance string `json:"instance"`
+	Name     string `json:"name"`
+	Request  struct {
+		Method  string            `json:"method"`
+		Path    string            `json:"path"`
+		Headers map[string]string `json:"headers"`
+		BodyRaw *string           `json:"body_raw"`
+	} `json:"request"`
+	Response struct {
+		Status  int               `json:"status"`
+		Headers map[string]string `json:"headers"`
+		BodyRaw *string           `json:"body_raw"`
+	} `json:"response"`
+}
+
+func loadTranscripts(t *testing.T) transcripts {
+	t.Helper()
+	raw, err := os.ReadFile(transcriptsPath)
+	if err != nil {
+		// Never skip: without the recording there is nothing to hold the fake to.
+		t.Fatalf("the recorded transcripts are required and missing: %v", err)
+	}
+	var tr transcripts
+	if err := json.Unmarshal(raw, &tr); err != nil {
+		t.Fatalf("transcripts.json: %v", err)
+	}
+	return tr
+}
+
+// recordingTime is when an instance was recorded: the iat of its recorded
+// login token (the X-Timestamp of its valid signed requests).
+func recordingTime(t *testing.T, exs []exchange) time.Time {
+	t.Helper()
+	for _, ex := range exs {
+		if ex.Request.Path != LoginPath || ex.Response.Status != 200 {
+			continue
+		}
+		var body struct {
+			AccessToken string `json:"access_token"`
+		}
+		if err := json.Unmarshal([]byte(*ex.Response.BodyRaw), &body); err != nil {
+			t.Fatalf("%s: %v", ex.Name, err)
+		}
+		parts := strings.Split(body.AccessToken, ".")
+		payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+		if err != nil {
+			t.Fatalf("%s: token payload: %v", ex.Name, err)
+		}
+		var c claims
+		if err := json.Unmarshal(payload, &c); err != nil {
+			t.Fatalf("%s: claims: %v", ex.Name, err)
+		}
+		return time.Unix(c.Iat, 0)
+	}
+	t.Fatalf("no recorded login in instance %s", exs[0].Instance)
+	return time.Time{}
+}
+
+func TestConformanceWithRecordedTranscripts(t *testing.T) {
+	tr := loadTranscripts(t)
+	if len(tr.Exchanges) != 47 {
+		t.Fatalf("transcripts.json holds %d exchanges, want 47", len(tr.Exchanges))
+	}
+	byInstance := map[string][]exchange{}
+	var order []string
+	for _, ex := range tr.Exchanges {
+		if _, ok := byInstance[ex.Instance]; !ok {
+			order = append(order, ex.Instance)
+		}
+		byInstance[ex.Instance] = append(byInstance[ex.Instance], ex)
+	}
+	passed := 0
+	for _, inst := range order {
+		exs := byInstance[inst]
+		clock := &fixedClock{t: recordingTime(t, exs)}
+		opts := Options{PlainHTTP: true, Now: clock.Now}
+		if inst == "signed" {
+			opts.SignatureSecret = recordedHMACSecret
+			opts.EnvelopeKey = recordedEnvelopeKey
+		}
+		s := start(t, opts)
+		r := &replayer{t: t, s: s, opts: opts, rids: map[string]string{}}
+		for _, ex := range exs {
+			if r.run(ex) {
+				passed++
+			}
+		}
+	}
+	if passed != 47 {
+		t.Errorf("%d of 47 exchanges conform", passed)
+	}
+}
+
+// replayer sends recorded requests to one fake, in order, and compares answers.
+type replayer struct {
+	t     *testing.T
+	s     *Server
+	opts  Options
+	token string
+	rids  map[string]string // recorded request_id → the fake's
+}
+
+func (r *replayer) run(ex exchange) bool {
+	t := r.t
+	t.Helper()
+	name := ex.Instance + "/" + ex.Name
+	path := ex.Request.Path
+	for rec, got := range r.rids {
+		path = strings.ReplaceAll(path, rec, got)
+	}
+	var body io.Reader
+	if ex.Request.BodyRaw != nil {
+		body = strings.NewReader(*ex.Request.BodyRaw)
+	}
+	req, err := http.NewRequest(ex.Request.Method, r.s.URL()+path, body)
+	if err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	for k, v := range ex.Request.Headers {
+		req.Header.Set(k, strings.ReplaceAll(v, jwtPlaceholder, r.token))
+	}
+	resp, err := http.DefaultTransport.RoundTrip(req)
+	if err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	got, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatalf("%s: read: %v", name, err)
+	}
+
+	var diffs []string
+	want := ex.Response
+	if resp.StatusCode != want.Status {
+		diffs = append(diffs, fmt.Sprintf("status code: got %d, want %d", resp.StatusCode, want.Status))
+	}
+	for _, h := range []string{"content-type", "x-idempotent-replay", "retry-after"} {
+		if g, w := resp.Header.Get(h), want.Headers[h]; g != w {
+			diffs = append(diffs, fmt.Sprintf("header %s: got %q, want %q", h, g, w))
+		}
+	}
+	recBody := ""
+	if want.BodyRaw != nil {
+		recBody = *want.BodyRaw
+	}
+	if strings.HasPrefix(want.Headers["content-type"], "application/json") {
+		var g, w any
+		if err := json.Unmarshal(got, &g); err != nil {
+			diffs = append(diffs, fmt.Sprintf("body is not JSON: %v", err))
+		} else if err := json.Unmarshal([]byte(recBody), &w); err != nil {
+			t.Fatalf("%s: recorded body: %v", name, err)
+		} else {
+			diffs = append(diffs, r.compare("$", w, g)...)
+			diffs = append(diffs, r.checkSignature(path, g)...)
+		}
+	} else if string(got) != recBody {
+		diffs = append(diffs, fmt.Sprintf("body: got %q, want %q", got, recBody))
+	}
+	if len(diffs) > 0 {
+		t.Errorf("exchange %s (%s %s) does not conform:\n  - %s\n  sent:     %s\n  recorded: %s\n  got:      %s",
+			name, ex.Request.Method, ex.Request.Path, strings.Join(diffs, "\n  - "),
+			clip(ex.Request.BodyRaw), recBody, got)
+		return false
+	}
+	if ex.Request.Path == LoginPath && resp.StatusCode == 200 {
+		var lr struct {
+			AccessToken string `json:"access_token"`
+		}
+		_ = json.Unmarshal(got, &lr)
+		r.token = lr.AccessToken
+	}
+	return true
+}
+
+func clip(s *string) string {
+	if s == nil {
+		return "(no body)"
+	}
+	if len(*s) > 300 {
+		return (*s)[:300] + fmt.Sprintf("… (%d bytes)", len(*s))
+	}
+	return *s
+}
+
+// fresh values differ per request and are compared by form only.
+var freshKeys = map[string]bool{"access_token": true, "timestamp": true, "created_at": true, "updated_at": true, "signed_at": true}
+
+// compare reports where got's shape differs from the recording: keys, types,
+// and every value except fresh ones; request ids must map consistently.
+func (r *replayer) compare(at string, want, got any) []string {
+	switch w := want.(type) {
+	case map[string]any:
+		g, ok := got.(map[string]any)
+		if !ok {
+			return []string{fmt.Sprintf("%s: got %T, want object", at, got)}
+		}
+		var diffs []string
+		if wk, gk := keys(w), keys(g); !reflect.DeepEqual(wk, gk) {
+			diffs = append(diffs, fmt.Sprintf("%s: keys %v, want %v", at, gk, wk))
+		}
+		for _, k := range keys(w) {
+			gv, ok := g[k]
+			if !ok {
+				continue
+			}
+			p := at + "." + k
+			switch {
+			case k == "request_id":
+				diffs = append(diffs, r.compareRequestID(p, w[k], gv)...)
+			case freshKeys[k]:
+				if _, isStr := gv.(string); !isStr || gv == "" {
+					diffs = append(diffs, fmt.Sprintf("%s: got %v, want a string", p, gv))
+				}
+			case k == "signature" && at == "$.signature":
+				// The HMAC over fresh values; checkSignature recomputes it.
+			default:
+				diffs = append(diffs, r.compare(p, w[k], gv)...)
+			}
+		}
+		return diffs
+	case []any:
+		g, ok := got.([]any)
+		if !ok || len(g) != len(w) {
+			return []string{fmt.Sprintf("%s: got %s, want %d-element array", at, short(got), len(w))}
+		}
+		var diffs []string
+		for i := range w {
+			diffs = append(diffs, r.compare(fmt.Sprintf("%s[%d]", at, i), w[i], g[i])...)
+		}
+		return diffs
+	default:
+		if !reflect.DeepEqual(want, got) {
+			return []string{fmt.Sprintf("%s: got %s, want %s", at, short(got), short(want))}
+		}
+		return nil
+	}
+}
+
+// compareRequestID: the first time a recorded id is seen it is bound to the
+// fake's; later sightings (replays, status data) must match that binding.
+// Ids the client chose (X-Request-ID) are the same on both sides.
+func (r *replayer) compareRequestID(at string, want, got any) []string {
+	w, _ := want.(string)
+	g, _ := got.(string)
+	if _, err := uuid.Parse(g); err != nil {
+		return []string{fmt.Sprintf("%s: got %q, want a UUID", at, g)}
+	}
+	if bound, ok := r.rids[w]; ok {
+		if bound != g {
+			return []string{fmt.Sprintf("%s: got %s, want %s (the fake's id for recorded %s)", at, g, bound, w)}
+		}
+		return nil
+	}
+	for rec, bound := range r.rids {
+		if bound == g {
+			return []string{fmt.Sprintf("%s: got %s, already the fake's id for recorded %s, want a fresh id", at, g, rec)}
+		}
+	}
+	r.rids[w] = g
+	return nil
+}
+
+// checkSignature verifies a signed envelope the fake produced, independently
+// of how the fake produced it (status datetimes re-rendered as str(datetime)).
+func (r *replayer) checkSignature(path string, body any) []string {
+	env, ok := body.(map[string]any)
+	if !ok {
+		return nil
+	}
+	sig, ok := env["signature"].(map[string]any)
+	if !ok {
+		return nil
+	}
+	if r.opts.EnvelopeKey == "" {
+		return []string{"envelope signed by a server without an envelope key"}
+	}
+	data, err := sigDataOf(path, env["data"])
+	if err != nil {
+		return []string{err.Error()}
+	}
+	if strings.Contains(path, "/ingest/status/") {
+		path = statusTmpl
+	}
+	want := EnvelopeSignature(r.opts.EnvelopeKey, path, DefaultTenantID, sig["signed_at"].(string), data)
+	if sig["signature"] != want {
+		return []string{fmt.Sprintf("$.signature.signature = %v does not verify (want %s)", sig["signature"], want)}
+	}
+	return nil
+}
+
+// sigDataOf re-decodes data with json.Number (as canonical needs) and, for
+// status answers, renders created_at/updated_at as Python's str(datetime).
+func sigDataOf(path string, data any) (any, error) {
+	raw, _ := json.Marshal(data)
+	v, err := parseJSON(raw)
+	if err != nil {
+		return nil, err
+	}
+	if m, ok := v.(map[string]any); ok && strings.Contains(path, "/ingest/status/") {
+		for _, k := range []string{"created_at", "updated_at"} {
+			ts, err := time.Parse(time.RFC3339Nano, m[k].(string))
+			if err != nil {
+				return nil, fmt.Errorf("status data %s: %w", k, err)
+			}
+			m[k] = pyStrUTC(ts)
+		}
+	}
+	return v, nil
+}
+
+func keys(m map[string]any) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func short(v any) string {
+	b, _ := json.Marshal(v)
+	if len(b) > 200 {
+		return string(b[:200]) + "…"
+	}
+	return string(b)
+}
+
+// The recorded request signatures must verify with the recorded secret, and
+// the uppercase-hex copy of a valid one must not.
+func TestRecordedRequestSignatures(t *testing.T) {
+	tr := loadTranscripts(t)
+	verified, upper := 0, 0
+	for _, ex := range tr.Exchanges {
+		sig, ok := ex.Request.Headers["X-Signature"]
+		if !ok {
+			continue
+		}
+		body := ""
+		if ex.Request.BodyRaw != nil {
+			body = *ex.Request.BodyRaw
+		}
+		good := SignRequest(recordedHMACSecret, ex.Request.Headers["X-Timestamp"], []byte(body)) == sig
+		switch {
+		case strings.Contains(ex.Name, "uppercase"):
+			upper++
+			if good || strings.ToLower(sig) != SignRequest(recordedHMACSecret, ex.Request.Headers["X-Timestamp"], []byte(body)) {
+				t.Errorf("%s: the uppercase signature must be the valid one in uppercase, and must fail", ex.Name)
+			}
+		case ex.Response.Status == 202 || ex.Name == "05-stale-timestamp" || ex.Name == "10-signed-noauth":
+			// Rejected for other reasons than the signature, or accepted: the signature itself is valid.
+			if !good {
+				t.Errorf("%s: recorded signature does not verify", ex.Name)
+			}
+			verified++
+		default:
+			if good {
+				t.Errorf("%s: signature verifies but the server rejected it as invalid", ex.Name)
+			}
+		}
+	}
+	if verified != 5 || upper != 1 {
+		t.Errorf("verified %d signatures (want 5) and %d uppercase (want 1)", verified, upper)
+	}
+	if got := SignRequest("s3cret", "1700000000", []byte(`{"a":1}`)); got != "1698a50bc74d1ff1db85c4e0a5297c2ad9fdba245d5737cdb789e4cc6e098940" {
+		t.Errorf("contract test vector: got %s", got)
+	}
+}
+
+// The recorded envelope signatures must verify with the recorded key: this
+// pins canonical JSON, the path rule and the status datetime rendering.
+func TestRecordedEnvelopeSignatures(t *testing.T) {
+	tr := loadTranscripts(t)
+	n := 0
+	for _, ex := range tr.Exchanges {
+		if ex.Response.BodyRaw == nil || !bytes.Contains([]byte(*ex.Response.BodyRaw), []byte(`"algorithm"`)) {
+			continue
+		}
+		var env map[string]any
+		if err := json.Unmarshal([]byte(*ex.Response.BodyRaw), &env); err != nil {
+			t.Fatal(err)
+		}
+		sig := env["signature"].(map[string]any)
+		data, err := sigDataOf(ex.Request.Path, env["data"])
+		if err != nil {
+			t.Fatalf("%s: %v", ex.Name, err)
+		}
+		path := ex.Request.Path
+		if strings.Contains(path, "/ingest/status/") {
+			path = statusTmpl
+		}
+		if got := EnvelopeSignature(recordedEnvelopeKey, path, DefaultTenantID, sig["signed_at"].(string), data); got != sig["signature"] {
+			t.Errorf("%s: envelope signature %s does not verify (computed %s)", ex.Name, sig["signature"], got)
+		}
+		n++
+	}
+	if n != 4 {
+		t.Errorf("checked %d signed envelopes, want 4", n)
+	}
+}
