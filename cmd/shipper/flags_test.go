@@ -1,0 +1,108 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseAge(t *testing.T) {
+	for in, want := range map[string]time.Duration{"90m": 90 * time.Minute, "36h": 36 * time.Hour, "7d": 7 * 24 * time.Hour, "0s": 0} {
+		got, err := parseAge(in)
+		if err != nil || got != want {
+			t.Errorf("parseAge(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "7", "-1h", "xd", "-2d", "1w"} {
+		if _, err := parseAge(bad); err == nil {
+			t.Errorf("parseAge(%q) accepted", bad)
+		}
+	}
+}
+
+func TestDecodeKeyFormats(t *testing.T) {
+	raw := bytes.Repeat([]byte{0xab}, 32)
+	for name, in := range map[string][]byte{
+		"hex":    []byte(strings.Repeat("ab", 32) + "\n"),
+		"base64": []byte("q6urq6urq6urq6urq6urq6urq6urq6urq6urq6urq6s=\n"),
+		"raw":    raw,
+	} {
+		k, err := decodeKey(in)
+		if err != nil || !bytes.Equal(k, raw) {
+			t.Errorf("%s: got %x, %v", name, k, err)
+		}
+	}
+	_, err := decodeKey([]byte("sixteen-byte-key"))
+	if err == nil {
+		t.Fatal("a 16-byte key was accepted")
+	}
+	if strings.Contains(err.Error(), "sixteen") {
+		t.Errorf("the error echoes the key material: %v", err)
+	}
+}
+
+// A wrong flag, or a wrong value in the environment variable behind a flag,
+// is one line naming it, and exit 2.
+func TestWrongSettingIsOneLineNamingIt(t *testing.T) {
+	dir := t.TempDir()
+	ob := filepath.Join(dir, "outbox.db")
+	for _, tc := range []struct {
+		name string
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{"unknown flag", []string{"inspect", "--bogus"}, nil, "-bogus"},
+		{"bad state", []string{"inspect", "--state", "lost"}, nil, "--state"},
+		{"bad older-than", []string{"purge", "--dead", "--older-than", "soon"}, nil, "-older-than"},
+		{"purge needs one", []string{"purge"}, nil, "--confirmed/--dead"},
+		{"enqueue needs kind", []string{"enqueue"}, nil, "--kind"},
+		{"env int", []string{"enqueue", "--kind", "event"}, map[string]string{"SHIPPER_MAX_RECORDS": "many"}, "SHIPPER_MAX_RECORDS"},
+		{"metrics addr", []string{"run"}, map[string]string{"SHIPPER_METRICS_ADDR": "nowhere"}, "SHIPPER_METRICS_ADDR"},
+		{"missing outbox", []string{"stats"}, map[string]string{"SHIPPER_OUTBOX": filepath.Join(dir, "nope.db")}, "SHIPPER_OUTBOX"},
+		{"key file", []string{"stats"}, map[string]string{"SHIPPER_OUTBOX": ob, "SHIPPER_ENCRYPTION_KEY_FILE": filepath.Join(dir, "missing.key")}, "SHIPPER_ENCRYPTION_KEY_FILE"},
+		{"requeue needs target", []string{"requeue"}, nil, "KEY or --state"},
+		{"requeue pending", []string{"requeue", "--state", "pending"}, nil, "--state"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			env := Env{Stdin: strings.NewReader(""), Stdout: &stdout, Stderr: &stderr, Getenv: func(k string) string { return tc.env[k] }}
+			code := run(context.Background(), tc.args, env)
+			if code != exitUsage {
+				t.Errorf("exit %d, want %d; stderr %q", code, exitUsage, stderr.String())
+			}
+			lines := strings.Split(strings.TrimSpace(stderr.String()), "\n")
+			if len(lines) != 1 || !strings.Contains(lines[0], tc.want) {
+				t.Errorf("stderr %q: want one line naming %s", stderr.String(), tc.want)
+			}
+		})
+	}
+	if _, err := os.Stat(ob); err == nil {
+		t.Error("a verb that failed on its settings created the outbox")
+	}
+}
+
+func TestHelpDocumentsEveryFlagAndItsEnvironment(t *testing.T) {
+	for name := range verbs {
+		var stdout, stderr bytes.Buffer
+		env := Env{Stdin: strings.NewReader(""), Stdout: &stdout, Stderr: &stderr, Getenv: func(string) string { return "" }}
+		if code := run(context.Background(), []string{"help", name}, env); code != exitOK {
+			t.Errorf("help %s: exit %d, stderr %q", name, code, stderr.String())
+		}
+		if !strings.Contains(stdout.String(), "usage: shipper "+name) {
+			t.Errorf("help %s lacks its usage line:\n%s", name, stdout.String())
+		}
+	}
+	var stdout bytes.Buffer
+	env := Env{Stdout: &stdout, Stderr: &stdout, Getenv: func(string) string { return "" }}
+	run(context.Background(), []string{"help", "run"}, env)
+	for _, s := range []string{"-metrics-addr", "SHIPPER_METRICS_ADDR", "-outbox", "SHIPPER_OUTBOX", "-shutdown-timeout", "SHIPPER_ENCRYPTION_KEY_FILE"} {
+		if !strings.Contains(stdout.String(), s) {
+			t.Errorf("shipper help run does not mention %s", s)
+		}
+	}
+}

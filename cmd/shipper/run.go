@@ -1,0 +1,182 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/spectrastrike/shipper/deliver"
+	"github.com/spectrastrike/shipper/outbox"
+)
+
+func init() {
+	register(verb{name: "run", summary: "the daemon: deliver the outbox, serve metrics, health and the admin socket", run: runDaemon})
+}
+
+// DefaultMetricsAddr is where run serves /metrics and /healthz unless told otherwise.
+const DefaultMetricsAddr = "127.0.0.1:9464"
+
+func runDaemon(ctx context.Context, args []string, env Env) int {
+	c := newCLI("run", "[flags]", `
+Runs until SIGINT or SIGTERM: delivers the outbox to VectorVue, serves
+Prometheus metrics on /metrics and a health check on /healthz (200 while
+delivering, 503 while paused on an auth failure or stopping), and listens on
+the admin control socket OUTBOX.sock (mode 0600) through which inspect, stats,
+requeue, purge, verify and enqueue reach the outbox while the daemon holds it.
+On a signal it stops claiming, finishes or releases in-flight records and
+closes the outbox within --shutdown-timeout.`, env)
+	o := addOutboxFlags(c, true)
+	vv := declareVV(c)
+	wf := addWorkerFlags(c)
+	lf := addLogFlags(c, "info")
+	metricsAddr := c.fs.String("metrics-addr", DefaultMetricsAddr, "host:port for /metrics and /healthz (port 0 = any free port, printed at start; \"off\" = none)")
+	c.bindEnv("metrics-addr", "SHIPPER_METRICS_ADDR")
+	shutdownTimeout := c.fs.Duration("shutdown-timeout", 10*time.Second, "how long a graceful shutdown may take")
+	c.bindEnv("shutdown-timeout", "SHIPPER_SHUTDOWN_TIMEOUT")
+	if code, ok := c.parse(args); !ok {
+		return code
+	}
+	if c.fs.NArg() > 0 {
+		return c.fail(&settingError{Setting: "arguments", Problem: "run takes none"})
+	}
+	if *metricsAddr != "off" {
+		if _, _, err := net.SplitHostPort(*metricsAddr); err != nil {
+			return c.usageErr("metrics-addr", fmt.Sprintf("%q is not host:port", *metricsAddr))
+		}
+	}
+	if *shutdownTimeout <= 0 {
+		return c.usageErr("shutdown-timeout", "must be positive")
+	}
+	logger, err := lf.logger(c, env.Stderr)
+	if err != nil {
+		return c.fail(err)
+	}
+	obOpts, err := o.options(c)
+	if err != nil {
+		return c.fail(err)
+	}
+	wopts, err := wf.options(c)
+	if err != nil {
+		return c.fail(err)
+	}
+	client, err := vv.client(logger)
+	if err != nil {
+		return c.fail(err)
+	}
+
+	if dc, ok := dialDaemon(ctx, o.socketPath()); ok {
+		dc.Close()
+		return c.fail(fmt.Errorf("%w (socket %s); use `shipper stats` to see it", errDaemonRunning, o.socketPath()))
+	}
+	obOpts.Logger = logger.With("component", "outbox")
+	obOpts.LockTimeout = 2 * time.Second
+	ob, err := outbox.Open(o.path, obOpts)
+	if errors.Is(err, outbox.ErrWrongKey) {
+		return c.fail(&settingError{Setting: c.setting("encryption-key-file"), Problem: err.Error()})
+	}
+	if err != nil {
+		return c.fail(err)
+	}
+	defer ob.Close()
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(deliver.NewOutboxCollector(ob))
+	wopts.Registerer = reg
+	wopts.Logger = logger.With("component", "deliver")
+	wopts.ShutdownTimeout = *shutdownTimeout
+	worker, err := deliver.New(ob, client, wopts)
+	if err != nil {
+		return c.fail(err)
+	}
+
+	var stopping atomic.Bool
+	var metricsSrv *http.Server
+	if *metricsAddr != "off" {
+		mln, err := net.Listen("tcp", *metricsAddr)
+		if err != nil {
+			return c.fail(fmt.Errorf("%s: %w", c.setting("metrics-addr"), err))
+		}
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+		mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+			switch {
+			case stopping.Load():
+				writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "stopping"})
+			case worker.Counters().Paused:
+				writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "paused", "why": "authentication failed; see the log"})
+			default:
+				writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+			}
+		})
+		metricsSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		go func() { _ = metricsSrv.Serve(mln) }()
+		fmt.Fprintf(env.Stdout, "shipper run: metrics on http://%s/metrics, health on http://%s/healthz\n", mln.Addr(), mln.Addr())
+	}
+
+	sln, err := listenControl(ctx, o.socketPath())
+	if err != nil {
+		if metricsSrv != nil {
+			metricsSrv.Close()
+		}
+		return c.fail(err)
+	}
+	ctrlSrv := &http.Server{Handler: controlHandler(&directStore{ob: ob, counter: worker.Counters}), ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = ctrlSrv.Serve(sln) }()
+	fmt.Fprintf(env.Stdout, "shipper run: admin socket %s\n", o.socketPath())
+	fmt.Fprintf(env.Stdout, "shipper run: delivering %s\n", o.path)
+
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- worker.Run(runCtx) }()
+
+	code := exitOK
+	var runErr error
+	select {
+	case <-ctx.Done():
+		logger.Info("shutting down", "timeout", *shutdownTimeout)
+	case runErr = <-done:
+		// The worker ended without being asked to: that is a failure.
+		done = nil
+		code = exitFailed
+	}
+	stopping.Store(true)
+	cancel()
+	if done != nil {
+		// deliver bounds its own shutdown by ShutdownTimeout; the margin covers
+		// closing the store behind it.
+		t := time.NewTimer(*shutdownTimeout + 2*time.Second)
+		select {
+		case runErr = <-done:
+			t.Stop()
+		case <-t.C:
+			runErr = fmt.Errorf("worker did not stop within --shutdown-timeout %s", *shutdownTimeout)
+			code = exitFailed
+		}
+	}
+	if runErr != nil && !errors.Is(runErr, context.Canceled) {
+		fmt.Fprintf(env.Stderr, "shipper run: %v\n", runErr)
+		code = exitFailed
+	}
+	shCtx, shCancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer shCancel()
+	_ = ctrlSrv.Shutdown(shCtx) // also removes the socket file
+	if metricsSrv != nil {
+		_ = metricsSrv.Shutdown(shCtx)
+	}
+	if err := ob.Close(); err != nil && !errors.Is(err, outbox.ErrClosed) {
+		fmt.Fprintf(env.Stderr, "shipper run: close outbox: %v\n", err)
+		code = exitFailed
+	}
+	logger.Info("stopped")
+	return code
+}

@@ -1,0 +1,42 @@
+package main
+
+import (
+	"context"
+	"fmt"
+)
+
+func init() {
+	register(verb{name: "verify", summary: "check the outbox file: bbolt consistency, every record decodes, indexes agree", run: runVerify})
+}
+
+func runVerify(ctx context.Context, args []string, env Env) int {
+	c := newCLI("verify", "", `
+Checks the outbox: bbolt's own consistency check, that every record decodes
+(and decrypts, with --encryption-key-file), and that the indexes agree with the
+records. Exit 0 when clean, 1 when a problem is found (each printed).`, env)
+	o := addOutboxFlags(c, false)
+	if code, ok := c.parse(args); !ok {
+		return code
+	}
+	if c.fs.NArg() > 0 {
+		return c.fail(&settingError{Setting: "arguments", Problem: "verify takes none"})
+	}
+	st, err := openStore(ctx, c, o, true, true)
+	if err != nil {
+		return c.fail(err)
+	}
+	defer st.Close()
+	rep, err := st.Verify(ctx)
+	if err != nil {
+		return c.fail(err)
+	}
+	for _, p := range rep.Problems {
+		fmt.Fprintf(env.Stdout, "problem: %s\n", p)
+	}
+	if len(rep.Problems) > 0 {
+		fmt.Fprintf(env.Stdout, "%d record(s), %d problem(s)\n", rep.Records, len(rep.Problems))
+		return exitFailed
+	}
+	fmt.Fprintf(env.Stdout, "ok: %d record(s), no problems\n", rep.Records)
+	return exitOK
+}

@@ -1,0 +1,89 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/spectrastrike/shipper/deliver"
+)
+
+// workerFlags are the delivery settings shared by run and drain. Zero values
+// leave deliver's documented defaults in force.
+type workerFlags struct {
+	batchSize       int
+	concurrency     int
+	ratePerMinute   int
+	linger          time.Duration
+	pollInterval    time.Duration
+	confirmDeadline time.Duration
+}
+
+func addWorkerFlags(c *cli) *workerFlags {
+	w := &workerFlags{}
+	c.fs.IntVar(&w.batchSize, "batch-size", 0, "records per batch request (0 = deliver's default, 100; at most the client's max batch size)")
+	c.bindEnv("batch-size", "SHIPPER_BATCH_SIZE")
+	c.fs.IntVar(&w.concurrency, "concurrency", 0, "requests in flight (0 = default, 2)")
+	c.bindEnv("concurrency", "SHIPPER_CONCURRENCY")
+	c.fs.IntVar(&w.ratePerMinute, "rate-per-minute", 0, "request pacing (0 = default, 200, under the server's 240/min; negative = unpaced)")
+	c.bindEnv("rate-per-minute", "SHIPPER_RATE_PER_MINUTE")
+	c.fs.DurationVar(&w.linger, "linger", 0, "wait this long for a partial batch to fill (0 = default, 200ms)")
+	c.bindEnv("linger", "SHIPPER_LINGER")
+	c.fs.DurationVar(&w.pollInterval, "poll-interval", 0, "first ingest-status poll after a submit (0 = default, 1s; backs off)")
+	c.bindEnv("poll-interval", "SHIPPER_POLL_INTERVAL")
+	c.fs.DurationVar(&w.confirmDeadline, "confirm-deadline", 0, "re-send submitted records not confirmed by then (0 = default, 10m)")
+	c.bindEnv("confirm-deadline", "SHIPPER_CONFIRM_DEADLINE")
+	return w
+}
+
+func (w *workerFlags) options(c *cli) (deliver.Options, error) {
+	for name, v := range map[string]int64{"batch-size": int64(w.batchSize), "concurrency": int64(w.concurrency),
+		"linger": int64(w.linger), "poll-interval": int64(w.pollInterval), "confirm-deadline": int64(w.confirmDeadline)} {
+		if v < 0 {
+			return deliver.Options{}, &settingError{Setting: c.setting(name), Problem: "must be 0 or more"}
+		}
+	}
+	if w.batchSize > 250 {
+		return deliver.Options{}, &settingError{Setting: c.setting("batch-size"), Problem: "must be at most 250 (the server's batch limit)"}
+	}
+	return deliver.Options{
+		BatchSize:       w.batchSize,
+		Concurrency:     w.concurrency,
+		RatePerMinute:   w.ratePerMinute,
+		Linger:          w.linger,
+		PollInterval:    w.pollInterval,
+		ConfirmDeadline: w.confirmDeadline,
+	}, nil
+}
+
+// logFlags choose the verb's slog handler on stderr.
+type logFlags struct {
+	level  string
+	format string
+}
+
+func addLogFlags(c *cli, defLevel string) *logFlags {
+	l := &logFlags{}
+	c.fs.StringVar(&l.level, "log-level", defLevel, "debug|info|warn|error")
+	c.bindEnv("log-level", "SHIPPER_LOG_LEVEL")
+	c.fs.StringVar(&l.format, "log-format", "text", "text|json")
+	c.bindEnv("log-format", "SHIPPER_LOG_FORMAT")
+	return l
+}
+
+func (l *logFlags) logger(c *cli, w io.Writer) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(strings.ToUpper(l.level))); err != nil {
+		return nil, &settingError{Setting: c.setting("log-level"), Problem: fmt.Sprintf("%q is not debug|info|warn|error", l.level)}
+	}
+	ho := &slog.HandlerOptions{Level: lv}
+	switch l.format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, ho)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, ho)), nil
+	}
+	return nil, &settingError{Setting: c.setting("log-format"), Problem: fmt.Sprintf("%q is not text|json", l.format)}
+}
