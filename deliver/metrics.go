@@ -1,0 +1,187 @@
+package deliver
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/spectrastrike/shipper/outbox"
+)
+
+// Counters is a snapshot of what the worker did since New.
+type Counters struct {
+	Sent      int64            // records put on the wire (every attempt, re-drives included)
+	Submitted int64            // records the server accepted for processing (202)
+	Replayed  int64            // records whose 202 was an idempotent replay of an earlier answer
+	Confirmed int64            // records the ingest status confirmed
+	Redrives  int64            // records re-sent because no status confirmed them by the deadline
+	Dead      map[string]int64 // by reason
+	Retries   map[string]int64 // by reason
+	Paused    bool             // auth failure pause in force
+}
+
+// metrics keeps the counters twice: as atomics for Counters() and, when a Registerer was
+// given, as Prometheus collectors.
+type metrics struct {
+	sent, submitted, replayed, confirmed, redrives atomic.Int64
+	paused                                         atomic.Bool
+
+	mu      sync.Mutex
+	dead    map[string]int64
+	retries map[string]int64
+
+	pSent, pSubmitted, pReplayed, pConfirmed, pRedrives prometheus.Counter
+	pDead, pRetries                                     *prometheus.CounterVec
+	pDuration                                           *prometheus.HistogramVec
+	pPaused                                             prometheus.Gauge
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		dead:    map[string]int64{},
+		retries: map[string]int64{},
+		pSent: prometheus.NewCounter(prometheus.CounterOpts{Name: "shipper_sent_total",
+			Help: "Records put on the wire, every attempt counted."}),
+		pSubmitted: prometheus.NewCounter(prometheus.CounterOpts{Name: "shipper_submitted_total",
+			Help: "Records the server accepted for processing (202)."}),
+		pReplayed: prometheus.NewCounter(prometheus.CounterOpts{Name: "shipper_replayed_total",
+			Help: "Records answered with an idempotent replay (X-Idempotent-Replay)."}),
+		pConfirmed: prometheus.NewCounter(prometheus.CounterOpts{Name: "shipper_confirmed_total",
+			Help: "Records confirmed by the ingest status."}),
+		pRedrives: prometheus.NewCounter(prometheus.CounterOpts{Name: "shipper_redrives_total",
+			Help: "Records re-sent because no ingest status confirmed them by the deadline."}),
+		pDead: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "shipper_dead_total",
+			Help: "Records dead-lettered, by reason."}, []string{"reason"}),
+		pRetries: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "shipper_retries_total",
+			Help: "Records sent back to pending for a retry, by reason."}, []string{"reason"}),
+		pDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "shipper_request_duration_seconds",
+			Help:    "VectorVue request latency by route (events, events/batch, findings, findings/batch, status, login).",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2.5, 12)}, []string{"route"}),
+		pPaused: prometheus.NewGauge(prometheus.GaugeOpts{Name: "shipper_paused",
+			Help: "1 while delivery is paused because VectorVue refused the credentials."}),
+	}
+	if reg != nil {
+		for _, c := range []prometheus.Collector{m.pSent, m.pSubmitted, m.pReplayed, m.pConfirmed,
+			m.pRedrives, m.pDead, m.pRetries, m.pDuration, m.pPaused} {
+			if err := reg.Register(c); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return m, nil
+}
+
+func (m *metrics) addSent(n int)      { m.sent.Add(int64(n)); m.pSent.Add(float64(n)) }
+func (m *metrics) addSubmitted(n int) { m.submitted.Add(int64(n)); m.pSubmitted.Add(float64(n)) }
+func (m *metrics) addReplayed(n int)  { m.replayed.Add(int64(n)); m.pReplayed.Add(float64(n)) }
+func (m *metrics) addConfirmed(n int) { m.confirmed.Add(int64(n)); m.pConfirmed.Add(float64(n)) }
+func (m *metrics) addRedrives(n int)  { m.redrives.Add(int64(n)); m.pRedrives.Add(float64(n)) }
+
+func (m *metrics) addDead(reason string, n int) {
+	m.mu.Lock()
+	m.dead[reason] += int64(n)
+	m.mu.Unlock()
+	m.pDead.WithLabelValues(reason).Add(float64(n))
+}
+
+func (m *metrics) addRetry(reason string, n int) {
+	m.mu.Lock()
+	m.retries[reason] += int64(n)
+	m.mu.Unlock()
+	m.pRetries.WithLabelValues(reason).Add(float64(n))
+}
+
+func (m *metrics) observe(route string, d time.Duration) {
+	m.pDuration.WithLabelValues(route).Observe(d.Seconds())
+}
+
+func (m *metrics) setPaused(p bool) {
+	m.paused.Store(p)
+	if p {
+		m.pPaused.Set(1)
+	} else {
+		m.pPaused.Set(0)
+	}
+}
+
+func (m *metrics) snapshot() Counters {
+	c := Counters{
+		Sent:      m.sent.Load(),
+		Submitted: m.submitted.Load(),
+		Replayed:  m.replayed.Load(),
+		Confirmed: m.confirmed.Load(),
+		Redrives:  m.redrives.Load(),
+		Paused:    m.paused.Load(),
+		Dead:      map[string]int64{},
+		Retries:   map[string]int64{},
+	}
+	m.mu.Lock()
+	for k, v := range m.dead {
+		c.Dead[k] = v
+	}
+	for k, v := range m.retries {
+		c.Retries[k] = v
+	}
+	m.mu.Unlock()
+	return c
+}
+
+// OutboxCollector exports an outbox's Stats on every scrape: records by kind and state,
+// payload and file bytes, and the age of the oldest pending and oldest unconfirmed record.
+// Stats are kept as counters by the outbox, so a scrape costs no scan.
+type OutboxCollector struct {
+	ob  *outbox.Outbox
+	now func() time.Time
+
+	records, payloadBytes, fileBytes, oldestPending, oldestUnconfirmed *prometheus.Desc
+}
+
+// NewOutboxCollector returns a collector for ob; register it on the daemon's registry.
+func NewOutboxCollector(ob *outbox.Outbox) *OutboxCollector {
+	return &OutboxCollector{
+		ob:  ob,
+		now: time.Now,
+		records: prometheus.NewDesc("shipper_outbox_records", "Records in the outbox by kind and state.",
+			[]string{"kind", "state"}, nil),
+		payloadBytes: prometheus.NewDesc("shipper_outbox_payload_bytes", "Payload bytes held in the outbox.", nil, nil),
+		fileBytes:    prometheus.NewDesc("shipper_outbox_file_bytes", "Size of the outbox file.", nil, nil),
+		oldestPending: prometheus.NewDesc("shipper_outbox_oldest_pending_age_seconds",
+			"Age of the oldest pending record (0 when none).", nil, nil),
+		oldestUnconfirmed: prometheus.NewDesc("shipper_outbox_oldest_unconfirmed_age_seconds",
+			"Age of the oldest record neither confirmed nor dead (0 when none).", nil, nil),
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (c *OutboxCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.records
+	ch <- c.payloadBytes
+	ch <- c.fileBytes
+	ch <- c.oldestPending
+	ch <- c.oldestUnconfirmed
+}
+
+// Collect implements prometheus.Collector.
+func (c *OutboxCollector) Collect(ch chan<- prometheus.Metric) {
+	st := c.ob.Stats()
+	for _, k := range []outbox.Kind{outbox.KindEvent, outbox.KindFinding} {
+		for _, s := range []outbox.State{outbox.StatePending, outbox.StateSending, outbox.StateSubmitted,
+			outbox.StateConfirmed, outbox.StateDead} {
+			ch <- prometheus.MustNewConstMetric(c.records, prometheus.GaugeValue,
+				float64(st.ByKindState[k][s]), string(k), string(s))
+		}
+	}
+	ch <- prometheus.MustNewConstMetric(c.payloadBytes, prometheus.GaugeValue, float64(st.PayloadBytes))
+	ch <- prometheus.MustNewConstMetric(c.fileBytes, prometheus.GaugeValue, float64(st.FileBytes))
+	now := c.now()
+	age := func(t time.Time) float64 {
+		if t.IsZero() {
+			return 0
+		}
+		return now.Sub(t).Seconds()
+	}
+	ch <- prometheus.MustNewConstMetric(c.oldestPending, prometheus.GaugeValue, age(st.OldestPending))
+	ch <- prometheus.MustNewConstMetric(c.oldestUnconfirmed, prometheus.GaugeValue, age(st.OldestUnconfirmed))
+}

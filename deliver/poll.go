@@ -1,0 +1,170 @@
+package deliver
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/spectrastrike/shipper/outbox"
+	"github.com/spectrastrike/shipper/vvapi"
+)
+
+// maxSubmissions bounds one poller pass; older requests are polled first.
+const maxSubmissions = 1000
+
+// pollState is the in-memory schedule of one submitted request. It is lost on restart, which
+// only means the first poll after a restart comes at once.
+type pollState struct {
+	next   time.Time
+	misses int // 404s and transient failures so far
+}
+
+// poller asks the ingest status of every submitted request until it decides the request's
+// records: confirmed, dead, back to pending, or re-driven after ConfirmDeadline.
+func (w *Worker) poller(ctx, reqCtx context.Context) error {
+	states := map[string]*pollState{}
+	for ctx.Err() == nil {
+		wake := w.polls.C()
+		subs, err := w.ob.Submissions(maxSubmissions)
+		if err != nil {
+			if errors.Is(err, outbox.ErrClosed) {
+				return err
+			}
+			w.log.Error("listing submitted requests failed; retrying", "err", err)
+			w.sleep(ctx, w.opts.IdleInterval, nil)
+			continue
+		}
+		now := w.now()
+		next := now.Add(w.opts.IdleInterval)
+		live := make(map[string]bool, len(subs))
+		var outs []outbox.Outcome
+		for _, s := range subs {
+			live[s.RequestID] = true
+			st := states[s.RequestID]
+			if st == nil {
+				st = &pollState{next: s.SubmittedAt.Add(w.opts.PollInterval)}
+				states[s.RequestID] = st
+			}
+			if now.Before(st.next) {
+				if st.next.Before(next) {
+					next = st.next
+				}
+				continue
+			}
+			probe, err := w.acquire(ctx)
+			if err != nil {
+				break
+			}
+			o, decided := w.pollOne(reqCtx, s, st, probe)
+			outs = append(outs, o...)
+			if decided {
+				delete(states, s.RequestID)
+			} else if st.next.Before(next) {
+				next = st.next
+			}
+			now = w.now()
+		}
+		if err := w.applyOutcomes(outs); err != nil {
+			return err
+		}
+		w.afterApply(outs)
+		for id := range states {
+			if !live[id] {
+				delete(states, id) // requeued by an operator, or decided
+			}
+		}
+		if len(outs) > 0 {
+			continue // something moved: look again at once
+		}
+		w.sleep(ctx, next.Sub(w.now()), wake)
+	}
+	return nil
+}
+
+// pollOne asks for one request's status. decided says the request's records have outcomes.
+func (w *Worker) pollOne(reqCtx context.Context, s outbox.Submission, st *pollState, probe bool) ([]outbox.Outcome, bool) {
+	start := time.Now()
+	res, err := w.client.IngestStatus(reqCtx, s.RequestID)
+	w.m.observe("status", time.Since(start))
+	now := w.now()
+	if err == nil {
+		w.gate.report(probe, resUp, "")
+		w.pace.ok()
+		return w.statusOutcomes(s, res, now), true
+	}
+	if reqCtx.Err() != nil {
+		w.gate.report(probe, resAborted, "")
+		return nil, false
+	}
+	var ve *vvapi.Error
+	if errors.As(err, &ve) && ve.HTTPStatus == http.StatusNotFound {
+		// Not (yet) known: a lagging status, or a request the server never kept. Poll again
+		// with backoff; past the deadline, send the records again under the same keys.
+		w.gate.report(probe, resUp, "")
+		if now.Sub(s.SubmittedAt) >= w.opts.ConfirmDeadline {
+			w.m.addRedrives(len(s.Records))
+			w.log.Warn("no ingest status by the confirm deadline; re-driving", "request_id", s.RequestID,
+				"records", len(s.Records), "submitted_at", s.SubmittedAt, "outcome", "redrive")
+			outs := make([]outbox.Outcome, len(s.Records))
+			for i, r := range s.Records {
+				outs[i] = outbox.Outcome{Key: r.Key, State: outbox.StatePending, Redrive: true,
+					Reason: reasonRedrive + ": no ingest status for request " + s.RequestID + " within the confirm deadline"}
+			}
+			return outs, true
+		}
+		st.misses++
+		st.next = now.Add(pollBackoff(st.misses, w.opts.PollInterval, w.opts.BackoffMax))
+		if dl := s.SubmittedAt.Add(w.opts.ConfirmDeadline); st.next.After(dl) {
+			st.next = dl
+		}
+		return nil, false
+	}
+	v := classify(err, false)
+	w.reportGate(probe, v)
+	w.log.Warn("ingest status poll failed; polling again later", "request_id", s.RequestID, "reason", v.reason, "err", v.message)
+	st.misses++
+	st.next = now.Add(backoff(st.misses, w.opts.PollInterval, w.opts.BackoffMax, v.retryAfter, jitter()))
+	return nil, false
+}
+
+// statusOutcomes decides a submitted request's records from its ingest status: items listed in
+// failed_items go dead (validation) or back to pending (ingest_failed); the rest are confirmed.
+// A request the status calls failed without naming items confirms nothing: its records are
+// retried, since the server does not claim to hold them.
+func (w *Worker) statusOutcomes(s outbox.Submission, res *vvapi.IngestStatus, now time.Time) []outbox.Outcome {
+	failed := make(map[int]vvapi.ItemResult, len(res.FailedItems))
+	for _, it := range res.FailedItems {
+		failed[it.Index] = it
+	}
+	outs := make([]outbox.Outcome, 0, len(s.Records))
+	confirmed := 0
+	for _, r := range s.Records {
+		it, isFailed := failed[r.ItemIndex]
+		switch {
+		case isFailed:
+			v := itemVerdict(it)
+			if v.act == actSubmit { // listed as failed but says accepted: trust the list
+				v = verdict{act: actRetry, reason: reasonStatusFailed, message: "listed in failed_items"}
+			}
+			if v.act == actDead {
+				w.m.addDead(v.reason, 1)
+				w.log.Warn("record failed at the server; dead-lettered", "key", r.Key, "request_id", s.RequestID,
+					"reason", v.reason, "err", v.message, "outcome", "dead")
+				outs = append(outs, outbox.Outcome{Key: r.Key, State: outbox.StateDead, Reason: v.reason + ": " + v.message})
+			} else {
+				outs = append(outs, w.retryOne(r, v, now))
+			}
+		case res.Status == "failed":
+			outs = append(outs, w.retryOne(r, verdict{act: actRetry, reason: reasonStatusFailed,
+				message: "ingest status of request " + s.RequestID + " is failed"}, now))
+		default:
+			confirmed++
+			outs = append(outs, outbox.Outcome{Key: r.Key, State: outbox.StateConfirmed})
+		}
+	}
+	w.m.addConfirmed(confirmed)
+	w.log.Debug("ingest status decided", "request_id", s.RequestID, "status", res.Status,
+		"records", len(s.Records), "confirmed", confirmed, "outcome", "confirmed")
+	return outs
+}

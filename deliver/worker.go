@@ -1,0 +1,313 @@
+// Package deliver is the delivery worker: it claims due records from the outbox, sends them
+// to VectorVue (one lane per kind, batches joined from the stored bytes), classifies every
+// answer into one outcome per record, polls the ingest status of every accepted request, and
+// ends each record confirmed or dead with the server's reason.
+package deliver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/spectrastrike/shipper/outbox"
+	"github.com/spectrastrike/shipper/vvapi"
+)
+
+// ErrRunning is returned by Run or Drain when the worker is already running.
+var ErrRunning = errors.New("deliver: worker is already running")
+
+// Options configure a Worker. Zero values take the documented defaults.
+type Options struct {
+	BatchSize       int                   // records per request; default 100 (keep ≤ the client's MaxBatchSize)
+	Linger          time.Duration         // wait this long for a partial batch to fill; default 200ms; negative = never
+	Concurrency     int                   // requests in flight per lane (events, findings); default 2
+	RatePerMinute   int                   // pacing of all requests; default 200 (under the server's 240); negative = unpaced
+	PollInterval    time.Duration         // first status poll after submit; default 1s, then doubles while 404
+	ConfirmDeadline time.Duration         // re-drive submitted records not confirmed by then; default 10m
+	BackoffBase     time.Duration         // per-record retry and global backoff base; default 1s
+	BackoffMax      time.Duration         // cap of both; default 5m
+	Lease           time.Duration         // claim lease; default 2m
+	ShutdownTimeout time.Duration         // in-flight requests get this long after cancel; default 10s
+	PauseInterval   time.Duration         // auth pause: one log line and one login attempt per interval; default 30s
+	IdleInterval    time.Duration         // longest sleep before re-checking the outbox and the clock; default 1s
+	RateRecovery    time.Duration         // after a 429, raise the pace one step per this period; default 10s
+	Registerer      prometheus.Registerer // optional: metrics are registered here
+	Logger          *slog.Logger          // default discards
+	Now             func() time.Time      // default time.Now
+}
+
+func (o *Options) setDefaults() {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	if o.BatchSize <= 0 {
+		o.BatchSize = 100
+	}
+	if o.Concurrency <= 0 {
+		o.Concurrency = 2
+	}
+	if o.RatePerMinute == 0 {
+		o.RatePerMinute = 200
+	}
+	def(&o.Linger, 200*time.Millisecond)
+	def(&o.PollInterval, time.Second)
+	def(&o.ConfirmDeadline, 10*time.Minute)
+	def(&o.BackoffBase, time.Second)
+	def(&o.BackoffMax, 5*time.Minute)
+	def(&o.Lease, 2*time.Minute)
+	def(&o.ShutdownTimeout, 10*time.Second)
+	def(&o.PauseInterval, 30*time.Second)
+	def(&o.IdleInterval, time.Second)
+	def(&o.RateRecovery, 10*time.Second)
+	if o.BackoffMax < o.BackoffBase {
+		o.BackoffMax = o.BackoffBase
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+}
+
+// Worker drains an outbox to VectorVue. Run or Drain it from one goroutine at a time.
+type Worker struct {
+	ob     *outbox.Outbox
+	client *vvapi.Client
+	opts   Options
+	log    *slog.Logger
+	now    func() time.Time
+
+	pace    *pacer
+	gate    *gate
+	m       *metrics
+	wake    *broadcast // new records (Notify) or records back to pending
+	polls   *broadcast // new submissions
+	applied *broadcast // any outcome applied (drain watches it)
+
+	running atomic.Bool
+}
+
+// New builds a worker; it starts nothing until Run or Drain.
+func New(ob *outbox.Outbox, client *vvapi.Client, opts Options) (*Worker, error) {
+	if ob == nil || client == nil {
+		return nil, errors.New("deliver: New needs an outbox and a client")
+	}
+	opts.setDefaults()
+	m, err := newMetrics(opts.Registerer)
+	if err != nil {
+		return nil, fmt.Errorf("deliver: register metrics: %w", err)
+	}
+	log := opts.Logger.With("component", "deliver")
+	w := &Worker{
+		ob: ob, client: client, opts: opts, log: log, now: opts.Now,
+		pace:    newPacer(opts.RatePerMinute, opts.Now, opts.RateRecovery),
+		m:       m,
+		wake:    newBroadcast(),
+		polls:   newBroadcast(),
+		applied: newBroadcast(),
+	}
+	w.gate = newGate(opts.Now, opts.BackoffBase, opts.BackoffMax, opts.PauseInterval, log, m.setPaused)
+	return w, nil
+}
+
+// Counters returns a snapshot of what the worker did.
+func (w *Worker) Counters() Counters { return w.m.snapshot() }
+
+// Notify wakes the worker at once, e.g. after an Enqueue, instead of at its next idle check.
+func (w *Worker) Notify() { w.wake.fire() }
+
+// Run delivers until ctx is cancelled, then shuts down cleanly: it stops claiming, lets
+// in-flight requests finish within ShutdownTimeout, releases what is left (no record stays
+// sending), and returns once every goroutine it started has. A clean stop returns nil.
+func (w *Worker) Run(ctx context.Context) error {
+	return w.run(ctx, false)
+}
+
+// Drain delivers until nothing is pending, sending or submitted (dead records stay) and
+// returns nil, or returns ctx's error when ctx ends first (after the same clean shutdown).
+func (w *Worker) Drain(ctx context.Context) error {
+	return w.run(ctx, true)
+}
+
+func (w *Worker) run(parent context.Context, drain bool) error {
+	if !w.running.CompareAndSwap(false, true) {
+		return ErrRunning
+	}
+	defer w.running.Store(false)
+
+	// ctx stops the claiming; reqCtx carries in-flight requests, which outlive ctx by at most
+	// ShutdownTimeout.
+	ctx, stop := context.WithCancel(parent)
+	defer stop()
+	reqCtx, cancelReqs := context.WithCancel(context.WithoutCancel(parent))
+	defer cancelReqs()
+
+	var (
+		fatalOnce sync.Once
+		fatal     error
+		drained   atomic.Bool
+		wg        sync.WaitGroup
+	)
+	fail := func(err error) {
+		fatalOnce.Do(func() { fatal = err })
+		stop()
+	}
+	for _, kind := range []outbox.Kind{outbox.KindEvent, outbox.KindFinding} {
+		for range w.opts.Concurrency {
+			wg.Go(func() {
+				if err := w.lane(ctx, reqCtx, kind); err != nil {
+					fail(err)
+				}
+			})
+		}
+	}
+	wg.Go(func() {
+		if err := w.poller(ctx, reqCtx); err != nil {
+			fail(err)
+		}
+	})
+	if drain {
+		wg.Go(func() {
+			if w.waitDrained(ctx) {
+				drained.Store(true)
+				stop()
+			}
+		})
+	}
+
+	var timer sync.WaitGroup
+	done := make(chan struct{})
+	timer.Go(func() {
+		select {
+		case <-ctx.Done():
+		case <-done:
+			return
+		}
+		t := time.NewTimer(w.opts.ShutdownTimeout)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			cancelReqs()
+		case <-done:
+		}
+	})
+	wg.Wait()
+	close(done)
+	timer.Wait()
+
+	switch {
+	case fatal != nil:
+		return fatal
+	case drained.Load():
+		return nil
+	case drain:
+		return parent.Err()
+	}
+	return nil
+}
+
+// waitDrained returns true once nothing is pending, sending or submitted.
+func (w *Worker) waitDrained(ctx context.Context) bool {
+	for {
+		ch := w.applied.C()
+		st := w.ob.Stats()
+		if st.ByState[outbox.StatePending]+st.ByState[outbox.StateSending]+st.ByState[outbox.StateSubmitted] == 0 {
+			return true
+		}
+		if !w.sleep(ctx, w.opts.IdleInterval, ch) {
+			return false
+		}
+	}
+}
+
+// sleep waits for d, a wake-up on ch, or ctx; it reports false when ctx ended.
+func (w *Worker) sleep(ctx context.Context, d time.Duration, ch <-chan struct{}) bool {
+	if d > w.opts.IdleInterval {
+		d = w.opts.IdleInterval
+	}
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-ch:
+	case <-t.C:
+	}
+	return true
+}
+
+// acquire waits for the gate (global backoff, auth pause) and the pacer. When the caller is
+// the probe after an auth pause, it first tries a fresh login: only working credentials
+// reopen the gate.
+func (w *Worker) acquire(ctx context.Context) (probe bool, err error) {
+	for {
+		probe, mode, err := w.gate.acquire(ctx, w.opts.IdleInterval)
+		if err != nil {
+			return false, err
+		}
+		if err := w.pace.wait(ctx); err != nil {
+			w.gate.report(probe, resAborted, "")
+			return false, err
+		}
+		if !probe || mode != gatePaused {
+			return probe, nil
+		}
+		start := time.Now()
+		err = w.client.Login(ctx)
+		w.m.observe("login", time.Since(start))
+		if err == nil {
+			w.log.Info("login succeeded after pause")
+			return true, nil
+		}
+		if ctx.Err() != nil {
+			w.gate.report(true, resAborted, "")
+			return false, ctx.Err()
+		}
+		v := classify(err, false)
+		switch {
+		case v.act == actPause:
+			w.gate.report(true, resAuth, v.reason+": "+v.message)
+		case v.down:
+			w.gate.report(true, resDown, v.reason+": "+v.message)
+		default:
+			// A login the client cannot make (a pre-provisioned token) or an unclear answer:
+			// let a real request be the probe.
+			return true, nil
+		}
+	}
+}
+
+// applyOutcomes writes outcomes in one commit, retrying a failing store a few times; an
+// outbox that is closed ends the worker.
+func (w *Worker) applyOutcomes(outs []outbox.Outcome) error {
+	if len(outs) == 0 {
+		return nil
+	}
+	var err error
+	for i := range 5 {
+		if err = w.ob.Apply(outs); err == nil {
+			w.applied.fire()
+			return nil
+		}
+		if errors.Is(err, outbox.ErrClosed) {
+			return fmt.Errorf("deliver: apply outcomes: %w", err)
+		}
+		w.log.Error("cannot record outcomes; retrying", "records", len(outs), "err", err, "try", i+1)
+		time.Sleep(backoff(i+1, 10*time.Millisecond, time.Second, 0, jitter()))
+	}
+	// The records stay sending until their lease ends; then they are claimed again.
+	w.log.Error("giving up recording outcomes; the records will be re-sent after their lease", "records", len(outs), "err", err)
+	return nil
+}
