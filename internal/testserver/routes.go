@@ -92,6 +92,11 @@ func requestIDOf(r *http.Request) (string, bool) {
 	return id.String(), true
 }
 
+type check struct {
+	OK     bool   `json:"ok"`
+	Detail string `json:"detail"`
+}
+
 func (s *Server) handleHealth() *response {
 	// The recorded server ran without Redis (in-process rate limiting), so it
 	// reported itself degraded; the fake reports the same.
@@ -101,8 +106,8 @@ func (s *Server) handleHealth() *response {
 		Timestamp string         `json:"timestamp"`
 		Checks    map[string]any `json:"checks"`
 	}{"degraded", "4.1", pydanticJSONTime(s.now()), map[string]any{
-		"postgres": map[string]any{"ok": true, "detail": "ok"},
-		"redis":    map[string]any{"ok": false, "detail": "[Errno 111] Connection refused"},
+		"postgres": check{true, "ok"},
+		"redis":    check{false, "[Errno 111] Connection refused"},
 	}}))
 }
 
