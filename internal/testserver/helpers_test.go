@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"testing"
 	"time"
 )
@@ -104,4 +105,19 @@ func event(id, msg string) []byte {
 
 func batchOf(items ...[]byte) []byte {
 	return append(append([]byte("["), bytes.Join(items, []byte(","))...), ']')
+}
+
+// serve calls ServeHTTP directly (no network), for servers built with New.
+func serve(s *Server, method, path, token string, body []byte) *httptest.ResponseRecorder {
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req := httptest.NewRequest(method, path, rd)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	w := httptest.NewRecorder()
+	s.ServeHTTP(w, req)
+	return w
 }
