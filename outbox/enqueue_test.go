@@ -413,7 +413,7 @@ func TestEnqueueTx(t *testing.T) {
 // claimAll claims every due record of kind.
 func claimAll(t *testing.T, o *Outbox, kind Kind) []Record {
 	t.Helper()
-	recs, err := o.Claim(kind, 1<<20, time.Minute)
+	recs, err := o.Claim(kind, 1<<20, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
