@@ -123,7 +123,7 @@ func TestTokenExpiry(t *testing.T) {
 func TestBearerErrors(t *testing.T) {
 	clock := &fixedClock{t: time.Unix(1795928866, 0)}
 	s := start(t, Options{PlainHTTP: true, Now: clock.Now})
-	now := clock.t.Unix()
+	now := clock.Now().Unix()
 	cases := []struct {
 		name, token string
 		status      int

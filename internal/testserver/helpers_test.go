@@ -6,15 +6,28 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"sync"
 	"testing"
 	"time"
 )
 
-// fixedClock is a settable clock for Options.Now.
-type fixedClock struct{ t time.Time }
+// fixedClock is a settable clock for Options.Now; t is its starting time.
+type fixedClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
 
-func (c *fixedClock) Now() time.Time          { return c.t }
-func (c *fixedClock) Advance(d time.Duration) { c.t = c.t.Add(d) }
+func (c *fixedClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *fixedClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
 
 // startTLS starts a fake over HTTPS and closes it with the test.
 func start(t *testing.T, opts Options) *Server {

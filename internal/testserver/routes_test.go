@@ -198,7 +198,7 @@ func TestSignedServer(t *testing.T) {
 		}
 		return h
 	}
-	now := clock.t.Unix()
+	now := clock.Now().Unix()
 	for _, c := range []struct {
 		name   string
 		tok    string
@@ -228,13 +228,13 @@ func TestSignedServer(t *testing.T) {
 		t.Errorf("signature = %v", sig)
 	}
 	clock.Advance(10 * time.Second)
-	replay := do(t, s, "POST", IngestPrefix+"/events", tok, body, signed(clock.t.Unix(), map[string]string{"Idempotency-Key": "k"}))
+	replay := do(t, s, "POST", IngestPrefix+"/events", tok, body, signed(clock.Now().Unix(), map[string]string{"Idempotency-Key": "k"}))
 	if replay.header.Get("X-Idempotent-Replay") != "true" || fmt.Sprint(replay.json(t)["signature"]) != fmt.Sprint(sig) {
 		t.Errorf("replay must carry the original signature: %s", replay.body)
 	}
 	// Error envelopes are never signed; status needs no request signature but its envelope is signed.
 	bad := []byte(`{"x":1}`)
-	ts := strconv.FormatInt(clock.t.Unix(), 10)
+	ts := strconv.FormatInt(clock.Now().Unix(), 10)
 	if a := do(t, s, "POST", IngestPrefix+"/events", tok, bad, map[string]string{"X-Timestamp": ts, "X-Signature": SignRequest(secret, ts, bad)}); a.status != 422 || a.json(t)["signature"] != nil {
 		t.Errorf("422 envelope: %d %s", a.status, a.body)
 	}
