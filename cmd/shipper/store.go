@@ -39,11 +39,11 @@ func addOutboxFlags(c *cli, withCapacity bool) *outboxFlags {
 	c.fs.StringVar(&o.keyFile, "encryption-key-file", "", "file holding a 32-byte AES-256-GCM key for payloads at rest (64 hex chars, base64, or raw)")
 	c.bindEnv("encryption-key-file", "SHIPPER_ENCRYPTION_KEY_FILE")
 	if withCapacity {
-		c.fs.IntVar(&o.maxRecords, "max-records", 0, "refuse enqueues beyond this many stored records (0 = unlimited)")
+		c.fs.IntVar(&o.maxRecords, "max-records", 0, "refuse enqueues beyond this many records not yet confirmed (0 = unlimited)")
 		c.bindEnv("max-records", "SHIPPER_MAX_RECORDS")
-		c.fs.Int64Var(&o.maxBytes, "max-bytes", 0, "refuse enqueues beyond this many payload bytes (0 = unlimited)")
+		c.fs.Int64Var(&o.maxBytes, "max-bytes", 0, "refuse enqueues beyond this many payload bytes not yet confirmed (0 = unlimited)")
 		c.bindEnv("max-bytes", "SHIPPER_MAX_BYTES")
-		c.fs.DurationVar(&o.retention, "retention", time.Hour, "keep confirmed records this long before deleting them")
+		c.fs.DurationVar(&o.retention, "retention", time.Hour, "keep confirmed records this long before deleting them (0 = the default, 1h)")
 		c.bindEnv("retention", "SHIPPER_RETENTION")
 	}
 	return o
