@@ -1,6 +1,7 @@
 package testserver
 
 import (
+	"bytes"
 	"encoding/json"
 	"net/http"
 	"strconv"
@@ -115,12 +116,12 @@ func (s *Server) handleIngest(rt route, r *http.Request, tenantID, requestID str
 	if len(body) == 0 {
 		return errorEnvelope(http.StatusUnprocessableEntity, requestID, "validation_failed", "Request body is required")
 	}
+	if strings.HasSuffix(rt.name, "/batch") {
+		return s.handleBatch(rt, tenantID, requestID, body, f)
+	}
 	parsed, err := parseJSON(body)
 	if err != nil {
 		return errorEnvelope(http.StatusUnprocessableEntity, requestID, "validation_failed", "Invalid JSON payload")
-	}
-	if strings.HasSuffix(rt.name, "/batch") {
-		return s.handleBatch(rt, tenantID, requestID, body, parsed, f)
 	}
 	return s.handleSingle(rt, r, tenantID, requestID, body, parsed, f)
 }
@@ -158,7 +159,7 @@ func (s *Server) handleSingle(rt route, r *http.Request, tenantID, requestID str
 	}
 	data := map[string]string{idField: it.id}
 	env := envelope{RequestID: requestID, Status: "accepted", Data: data, Errors: []apiError{}}
-	s.signEnvelope(&env, rt.path, tenantID, asJSONValue(data), now)
+	s.signEnvelope(&env, rt.path, tenantID, func() any { return asJSONValue(data) }, now)
 	out := marshal(env)
 
 	s.mu.Lock()
@@ -189,19 +190,28 @@ func (s *Server) handleSingle(rt route, r *http.Request, tenantID, requestID str
 	return jsonResponse(http.StatusAccepted, out)
 }
 
-func (s *Server) handleBatch(rt route, tenantID, requestID string, body []byte, parsed any, f applied) *response {
+func (s *Server) handleBatch(rt route, tenantID, requestID string, body []byte, f applied) *response {
 	now := s.now()
-	list, ok := parsed.([]any)
-	if !ok {
+	if !json.Valid(body) {
+		return errorEnvelope(http.StatusUnprocessableEntity, requestID, "validation_failed", "Invalid JSON payload")
+	}
+	// Split the array once and decode each item from its own bytes, which
+	// are also what gets stored.
+	var raws []json.RawMessage
+	if trimmed := bytes.TrimLeft(body, " \t\r\n"); len(trimmed) == 0 || trimmed[0] != '[' || json.Unmarshal(body, &raws) != nil {
 		return errorEnvelope(http.StatusUnprocessableEntity, requestID, "validation_failed", "Batch payload must be an array")
 	}
-	if len(list) > s.opts.BatchLimit {
+	if len(raws) > s.opts.BatchLimit {
 		return errorEnvelope(http.StatusUnprocessableEntity, requestID, "batch_too_large",
 			"Batch size exceeds configured maximum ("+strconv.Itoa(s.opts.BatchLimit)+")")
 	}
-	var raws []json.RawMessage
-	if err := json.Unmarshal(body, &raws); err != nil {
-		return errorEnvelope(http.StatusUnprocessableEntity, requestID, "validation_failed", "Invalid JSON payload")
+	list := make([]any, len(raws))
+	for i, raw := range raws {
+		v, err := parseJSON(raw)
+		if err != nil {
+			return errorEnvelope(http.StatusUnprocessableEntity, requestID, "validation_failed", "Invalid JSON payload")
+		}
+		list[i] = v
 	}
 	validate := validateEvent
 	if rt.name == "findings/batch" {
@@ -235,7 +245,7 @@ func (s *Server) handleBatch(rt route, tenantID, requestID string, body []byte, 
 	}
 	data := batchData{Summary: n, Results: results}
 	env := envelope{RequestID: requestID, Status: status, Data: data, Errors: []apiError{}}
-	s.signEnvelope(&env, rt.path, tenantID, asJSONValue(data), now)
+	s.signEnvelope(&env, rt.path, tenantID, func() any { return asJSONValue(data) }, now)
 	out := marshal(env)
 
 	failed := []result{}
@@ -285,12 +295,12 @@ func (s *Server) handleStatus(rt route, tenantID, requestID string) *response {
 		CreatedAt: pydanticJSONTime(rowCopy.created), UpdatedAt: pydanticJSONTime(rowCopy.created),
 	}
 	env := envelope{RequestID: requestID, Status: "accepted", Data: data, Errors: []apiError{}}
-	if s.opts.EnvelopeKey != "" {
+	s.signEnvelope(&env, statusTmpl, tenantID, func() any {
 		// The real server signs before rendering: its datetimes are str()'d.
 		sigData := asJSONValue(data).(map[string]any)
 		sigData["created_at"] = pyStrUTC(rowCopy.created)
 		sigData["updated_at"] = pyStrUTC(rowCopy.created)
-		s.signEnvelope(&env, statusTmpl, tenantID, sigData, now)
-	}
+		return sigData
+	}, now)
 	return jsonResponse(http.StatusOK, marshal(env))
 }

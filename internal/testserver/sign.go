@@ -54,8 +54,9 @@ func EnvelopeSignature(key, path, tenantID, signedAt string, data any) string {
 }
 
 // signEnvelope fills env.Signature when the server has an envelope key.
-// sigData is env.Data as the real server saw it before JSON rendering.
-func (s *Server) signEnvelope(env *envelope, path, tenantID string, sigData any, now time.Time) {
+// sigData gives env.Data as the real server saw it before JSON rendering;
+// it is only computed when signing.
+func (s *Server) signEnvelope(env *envelope, path, tenantID string, sigData func() any, now time.Time) {
 	if s.opts.EnvelopeKey == "" {
 		return
 	}
@@ -63,7 +64,7 @@ func (s *Server) signEnvelope(env *envelope, path, tenantID string, sigData any,
 	env.Signature = &envSig{
 		Algorithm: "hmac-sha256",
 		SignedAt:  at,
-		Signature: EnvelopeSignature(s.opts.EnvelopeKey, path, tenantID, at, sigData),
+		Signature: EnvelopeSignature(s.opts.EnvelopeKey, path, tenantID, at, sigData()),
 	}
 }
 
