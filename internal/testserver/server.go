@@ -1,8 +1,3 @@
-// Package testserver is a fake VectorVue ingest server that behaves like the
-// real one as recorded in shared/vectorvue (CONTRACT.md, transcripts.json),
-// quirks included, with fault injection and introspection for tests.
-//
-// It imports nothing of this module: it is the other side of the wire.
 package testserver
 
 import (

@@ -214,6 +214,9 @@ func (s *Server) record(r *http.Request, body []byte, status int, dropped bool) 
 		Method: r.Method, Path: r.URL.Path, Header: r.Header.Clone(),
 		Body: body, Status: status, Dropped: dropped, At: s.now(),
 	}
+	// Paths hold request ids only; headers and bodies (tokens, signatures)
+	// are never logged.
+	s.logger.Debug("testserver request", "method", r.Method, "path", r.URL.Path, "status", status, "dropped", dropped)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st := &s.state
