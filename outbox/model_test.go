@@ -1,0 +1,355 @@
+package outbox
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"testing"
+	"time"
+
+	"pgregory.net/rapid"
+)
+
+// mrec is the model's view of one record.
+type mrec struct {
+	seq      int
+	key      string
+	kind     Kind
+	state    State
+	attempts int
+	redrives int
+	next     time.Time
+	lease    time.Time
+	reqID    string
+	item     int
+	created  time.Time
+	updated  time.Time
+	lastErr  string
+	bytes    int
+	variant  int // which payload
+}
+
+// model is the in-memory specification the outbox is checked against.
+type model struct {
+	recs      map[string]*mrec
+	seq       int
+	retention time.Duration
+}
+
+func (m *model) sorted(pred func(*mrec) bool) []*mrec {
+	var out []*mrec
+	for _, r := range m.recs {
+		if pred(r) {
+			out = append(out, r)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].seq < out[j].seq })
+	return out
+}
+
+// sweep mirrors the retention sweep that Claim and Apply run.
+func (m *model) sweep(now time.Time) {
+	for k, r := range m.recs {
+		if r.state == StateConfirmed && !r.updated.After(now.Add(-m.retention)) {
+			delete(m.recs, k)
+		}
+	}
+}
+
+func (m *model) reopen(now time.Time) {
+	for _, r := range m.recs {
+		if r.state == StateSending {
+			r.state, r.lease, r.next, r.updated = StatePending, time.Time{}, now, now
+		}
+	}
+}
+
+var modelKeys = []string{"k0", "k1", "k2", "k3", "k4", "k5", "k6", "k7"}
+
+func modelPayload(variant int) []byte { return []byte(fmt.Sprintf(`{"v":%d}`, variant)) }
+
+// TestModel drives the outbox and an in-memory model with the same random
+// sequence of enqueue / claim / submit / confirm / retry / release / dead /
+// requeue / purge / clock / close-and-reopen operations and asserts after every
+// step that states, attempts, counts and Stats agree, and that Check passes.
+// rapid prints the seed and a minimal failing sequence on failure.
+func TestModel(t *testing.T) {
+	if os.Getenv("SHIPPER_LONG") == "" {
+		// Each step fsyncs: keep the default run to a few seconds.
+		_ = flag.Set("rapid.checks", "40")
+	} else {
+		_ = flag.Set("rapid.checks", "1000")
+	}
+	rapid.Check(t, func(rt *rapid.T) {
+		dir, err := os.MkdirTemp("", "outbox-model-")
+		if err != nil {
+			rt.Fatal(err)
+		}
+		defer os.RemoveAll(dir)
+		path := filepath.Join(dir, "outbox.db")
+		clk := newClock()
+		opts := Options{Now: clk.Now, Retention: 10 * time.Minute}
+		o, err := Open(path, opts)
+		if err != nil {
+			rt.Fatal(err)
+		}
+		defer func() { _ = o.Close() }()
+		m := &model{recs: map[string]*mrec{}, retention: opts.Retention}
+		ctx := context.Background()
+
+		pickKey := func(rt *rapid.T, pred func(*mrec) bool) (string, bool) {
+			c := m.sorted(pred)
+			if len(c) == 0 {
+				return "", false
+			}
+			return rapid.SampledFrom(c).Draw(rt, "rec").key, true
+		}
+		applyOne := func(rt *rapid.T, oc Outcome, wantErr error) {
+			err := o.Apply([]Outcome{oc})
+			if wantErr == nil && err != nil || wantErr != nil && !errors.Is(err, wantErr) {
+				rt.Fatalf("Apply(%+v) = %v, want %v", oc, err, wantErr)
+			}
+		}
+
+		rt.Repeat(map[string]func(*rapid.T){
+			"enqueue": func(rt *rapid.T) {
+				kind := rapid.SampledFrom([]Kind{KindEvent, KindFinding}).Draw(rt, "kind")
+				variant := rapid.IntRange(0, 1).Draw(rt, "variant")
+				key := ""
+				if rapid.IntRange(0, 3).Draw(rt, "fresh") > 0 {
+					key = rapid.SampledFrom(modelKeys).Draw(rt, "key")
+				}
+				got, err := o.EnqueueWithKey(ctx, kind, key, modelPayload(variant))
+				if old, ok := m.recs[key]; key != "" && ok {
+					if old.kind != kind || old.variant != variant {
+						if !errors.Is(err, ErrConflict) {
+							rt.Fatalf("enqueue %s over %+v: %v, want ErrConflict", key, old, err)
+						}
+					} else if err != nil || got != key {
+						rt.Fatalf("re-enqueue %s = %q, %v", key, got, err)
+					}
+					return
+				}
+				if err != nil {
+					rt.Fatalf("enqueue: %v", err)
+				}
+				if key != "" && got != key {
+					rt.Fatalf("enqueue returned %q, want %q", got, key)
+				}
+				now := clk.Now()
+				m.seq++
+				pay := len(modelPayload(variant)) + len(`"`+idField(kind)+`":"`+got+`",`)
+				m.recs[got] = &mrec{seq: m.seq, key: got, kind: kind, state: StatePending, next: now,
+					created: now, updated: now, bytes: pay, variant: variant}
+			},
+			"claim": func(rt *rapid.T) {
+				kind := rapid.SampledFrom([]Kind{KindEvent, KindFinding}).Draw(rt, "kind")
+				max := rapid.IntRange(1, 4).Draw(rt, "max")
+				lease := time.Duration(rapid.IntRange(1, 30).Draw(rt, "leaseMin")) * time.Minute
+				now := clk.Now()
+				for _, r := range m.recs {
+					if r.state == StateSending && !r.lease.After(now) {
+						r.state, r.lease, r.next, r.updated = StatePending, time.Time{}, now, now
+					}
+				}
+				due := m.sorted(func(r *mrec) bool { return r.kind == kind && r.state == StatePending && !r.next.After(now) })
+				sort.SliceStable(due, func(i, j int) bool { return due[i].next.Before(due[j].next) })
+				if len(due) > max {
+					due = due[:max]
+				}
+				recs, err := o.Claim(kind, max, lease)
+				if err != nil {
+					rt.Fatal(err)
+				}
+				var got, want []string
+				for _, r := range recs {
+					got = append(got, r.Key)
+				}
+				for _, r := range due {
+					want = append(want, r.key)
+					r.state, r.lease, r.attempts, r.updated = StateSending, now.Add(lease), r.attempts+1, now
+				}
+				if !slices.Equal(got, want) {
+					rt.Fatalf("Claim(%s, %d) = %v, model %v", kind, max, got, want)
+				}
+				m.sweep(now)
+			},
+			"submit": func(rt *rapid.T) {
+				key, ok := pickKey(rt, func(r *mrec) bool { return r.state == StateSending })
+				if !ok {
+					rt.Skip("nothing sending")
+				}
+				req := rapid.SampledFrom([]string{"r1", "r2", "r3"}).Draw(rt, "req")
+				item := rapid.IntRange(0, 3).Draw(rt, "item")
+				applyOne(rt, Outcome{Key: key, State: StateSubmitted, RequestID: req, ItemIndex: item}, nil)
+				r := m.recs[key]
+				now := clk.Now()
+				r.state, r.lease, r.reqID, r.item, r.updated = StateSubmitted, time.Time{}, req, item, now
+				m.sweep(now)
+			},
+			"confirm": func(rt *rapid.T) {
+				key, ok := pickKey(rt, func(*mrec) bool { return true })
+				if !ok {
+					rt.Skip("empty")
+				}
+				applyOne(rt, Outcome{Key: key, State: StateConfirmed}, nil)
+				r := m.recs[key]
+				now := clk.Now()
+				if r.state != StateConfirmed {
+					r.state, r.lease, r.updated = StateConfirmed, time.Time{}, now
+				}
+				m.sweep(now)
+			},
+			"retry": func(rt *rapid.T) {
+				key, ok := pickKey(rt, func(*mrec) bool { return true })
+				if !ok {
+					rt.Skip("empty")
+				}
+				r := m.recs[key]
+				release := rapid.Bool().Draw(rt, "release")
+				redrive := rapid.Bool().Draw(rt, "redrive")
+				delay := time.Duration(rapid.IntRange(0, 5).Draw(rt, "delayMin")) * time.Minute
+				now := clk.Now()
+				oc := Outcome{Key: key, State: StatePending, Release: release, Redrive: redrive, Reason: "transient"}
+				if delay > 0 {
+					oc.RetryAt = now.Add(delay)
+				}
+				if r.state != StateSending && r.state != StateSubmitted {
+					applyOne(rt, oc, ErrInvalidState)
+					m.sweep(now)
+					return
+				}
+				applyOne(rt, oc, nil)
+				if r.state == StateSending && release && r.attempts > 0 {
+					r.attempts--
+				}
+				if r.state == StateSubmitted && redrive {
+					r.redrives++
+				}
+				r.state, r.lease, r.next, r.lastErr, r.updated = StatePending, time.Time{}, now.Add(delay), "transient", now
+				m.sweep(now)
+			},
+			"dead": func(rt *rapid.T) {
+				key, ok := pickKey(rt, func(*mrec) bool { return true })
+				if !ok {
+					rt.Skip("empty")
+				}
+				r := m.recs[key]
+				now := clk.Now()
+				switch r.state {
+				case StateConfirmed:
+					applyOne(rt, Outcome{Key: key, State: StateDead, Reason: "422"}, ErrInvalidState)
+				case StateDead:
+					applyOne(rt, Outcome{Key: key, State: StateDead, Reason: "again"}, nil)
+				default:
+					applyOne(rt, Outcome{Key: key, State: StateDead, Reason: "422"}, nil)
+					r.state, r.lease, r.lastErr, r.updated = StateDead, time.Time{}, "422", now
+				}
+				m.sweep(now)
+			},
+			"requeue": func(rt *rapid.T) {
+				key := rapid.SampledFrom(modelKeys).Draw(rt, "key")
+				moved, err := o.Requeue([]string{key}, false)
+				r, ok := m.recs[key]
+				switch {
+				case !ok:
+					if !errors.Is(err, ErrNotFound) {
+						rt.Fatalf("Requeue(%s) of a missing key = %v", key, err)
+					}
+				case r.state == StateDead || r.state == StateSubmitted:
+					if err != nil || len(moved) != 1 {
+						rt.Fatalf("Requeue(%s) = %v, %v", key, moved, err)
+					}
+					now := clk.Now()
+					r.state, r.attempts, r.next, r.reqID, r.item, r.updated = StatePending, 0, now, "", 0, now
+				default:
+					if !errors.Is(err, ErrInvalidState) {
+						rt.Fatalf("Requeue(%s) of %s = %v", key, r.state, err)
+					}
+				}
+			},
+			"purge": func(rt *rapid.T) {
+				state := rapid.SampledFrom([]State{StateDead, StateConfirmed}).Draw(rt, "state")
+				older := time.Duration(rapid.IntRange(0, 10).Draw(rt, "olderMin")) * time.Minute
+				now := clk.Now()
+				gone := m.sorted(func(r *mrec) bool { return r.state == state && !r.updated.After(now.Add(-older)) })
+				var want []string
+				for _, r := range gone {
+					want = append(want, r.key)
+					delete(m.recs, r.key)
+				}
+				got, err := o.Purge(state, older, false)
+				if err != nil || !slices.Equal(got, want) {
+					rt.Fatalf("Purge(%s, %v) = %v, %v; model %v", state, older, got, err, want)
+				}
+			},
+			"clock": func(rt *rapid.T) {
+				clk.Add(time.Duration(rapid.IntRange(1, 600).Draw(rt, "sec")) * time.Second)
+			},
+			"reopen": func(rt *rapid.T) {
+				if err := o.Close(); err != nil {
+					rt.Fatal(err)
+				}
+				if o, err = Open(path, opts); err != nil {
+					rt.Fatal(err)
+				}
+				m.reopen(clk.Now())
+			},
+			"": func(rt *rapid.T) { checkModel(rt, o, m) },
+		})
+	})
+}
+
+// checkModel asserts that the outbox and the model agree record by record and in
+// the counters, and that Check passes.
+func checkModel(rt *rapid.T, o *Outbox, m *model) {
+	var want [numKindCodes][numStateCodes]int
+	var bytes int64
+	var oldestPending time.Time
+	for _, r := range m.sorted(func(*mrec) bool { return true }) {
+		kc, _ := kindCode(r.kind)
+		sc, _ := stateCode(r.state)
+		want[kc][sc]++
+		bytes += int64(r.bytes)
+		if r.state == StatePending && oldestPending.IsZero() {
+			oldestPending = r.created
+		}
+		got, err := o.Get(r.key)
+		if err != nil {
+			rt.Fatalf("Get(%s): %v (model %+v)", r.key, err, r)
+		}
+		if got.State != r.state || got.Attempts != r.attempts || got.Redrives != r.redrives || got.Kind != r.kind ||
+			!got.NextAttemptAt.Equal(r.next) && r.state == StatePending || got.RequestID != r.reqID && r.state == StateSubmitted ||
+			!got.CreatedAt.Equal(r.created) {
+			rt.Fatalf("record %s = %+v\nmodel %+v", r.key, got, r)
+		}
+	}
+	st := o.Stats()
+	if st.Records != len(m.recs) || st.PayloadBytes != bytes || !st.OldestPending.Equal(oldestPending) {
+		rt.Fatalf("Stats = %+v, model %d records %d bytes oldest pending %v", st, len(m.recs), bytes, oldestPending)
+	}
+	for _, k := range allKinds {
+		kc, _ := kindCode(k)
+		for _, s := range allStates {
+			sc, _ := stateCode(s)
+			if st.ByKindState[k][s] != want[kc][sc] {
+				rt.Fatalf("Stats %s/%s = %d, model %d", k, s, st.ByKindState[k][s], want[kc][sc])
+			}
+		}
+	}
+	n := 0
+	_ = o.List(Filter{}, func(Record) error { n++; return nil })
+	if n != len(m.recs) {
+		rt.Fatalf("List saw %d records, model %d", n, len(m.recs))
+	}
+	if rep, err := o.Check(); err != nil {
+		rt.Fatalf("Check: %v %v", err, rep.Problems)
+	}
+}
+
+var _ = testing.Short
