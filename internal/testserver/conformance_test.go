@@ -133,6 +133,35 @@ type replayer struct {
 	opts  Options
 	token string
 	rids  map[string]string // recorded request_id → the fake's
+	// bodies of 202 envelopes by request_id, recorded and fake, to check replays
+	recBodies, gotBodies map[string]string
+}
+
+// checkReplayBytes: a replay is the original 202 body as it comes back out of
+// a JSONB column (same bytes once keys are put in JSONB order). The recording
+// must show that relation too, or the fake's rule is wrong.
+func (r *replayer) checkReplayBytes(replay bool, rec *string, got []byte) []string {
+	if r.recBodies == nil {
+		r.recBodies, r.gotBodies = map[string]string{}, map[string]string{}
+	}
+	var recEnv, gotEnv struct {
+		RequestID string `json:"request_id"`
+	}
+	if rec == nil || json.Unmarshal([]byte(*rec), &recEnv) != nil || json.Unmarshal(got, &gotEnv) != nil || recEnv.RequestID == "" {
+		return nil
+	}
+	if !replay {
+		r.recBodies[recEnv.RequestID], r.gotBodies[gotEnv.RequestID] = *rec, string(got)
+		return nil
+	}
+	var diffs []string
+	if orig, ok := r.recBodies[recEnv.RequestID]; !ok || string(jsonbOrder([]byte(orig))) != *rec {
+		diffs = append(diffs, "recorded replay is not the recorded original in JSONB key order")
+	}
+	if orig, ok := r.gotBodies[gotEnv.RequestID]; !ok || string(jsonbOrder([]byte(orig))) != string(got) {
+		diffs = append(diffs, fmt.Sprintf("replay bytes are not the original in JSONB key order: original %s", r.gotBodies[gotEnv.RequestID]))
+	}
+	return diffs
 }
 
 func (r *replayer) run(ex exchange) bool {
@@ -191,6 +220,7 @@ func (r *replayer) run(ex exchange) bool {
 	} else if string(got) != recBody {
 		diffs = append(diffs, fmt.Sprintf("body: got %q, want %q", got, recBody))
 	}
+	diffs = append(diffs, r.checkReplayBytes(resp.Header.Get("X-Idempotent-Replay") == "true", want.BodyRaw, got)...)
 	if len(diffs) > 0 {
 		t.Errorf("exchange %s (%s %s) does not conform:\n  - %s\n  sent:     %s\n  recorded: %s\n  got:      %s",
 			name, ex.Request.Method, ex.Request.Path, strings.Join(diffs, "\n  - "),
