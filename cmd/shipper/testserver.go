@@ -39,7 +39,8 @@ its CA certificate is written to --ca-out (or a temporary file) for clients
 
 Settings shared with the shipper come from the same environment variables
 when their flag is not given: VECTORVUE_TENANT_ID, VECTORVUE_USERNAME,
-VECTORVUE_PASSWORD, VECTORVUE_SIGNATURE_SECRET, VECTORVUE_CA_FILE (--ca-out).`
+VECTORVUE_PASSWORD, VECTORVUE_SIGNATURE_SECRET. The CA file is only written
+where --ca-out says (never to VECTORVUE_CA_FILE, which may hold a real CA).`
 
 // runTestserver serves until ctx ends.
 func runTestserver(ctx context.Context, args []string, env Env) int {
@@ -69,7 +70,7 @@ func parseTestserverFlags(args []string, env Env) (testserverConfig, int, bool) 
 		seed        = fs.Int64("seed", 1, "seed for --fail-rate")
 		latency     = fs.Duration("latency", 0, "added to every answer")
 		plainHTTP   = fs.Bool("plain-http", false, "serve plain HTTP instead of HTTPS")
-		caOut       = fs.String("ca-out", "", "write the CA certificate here (env VECTORVUE_CA_FILE; default a temporary file)")
+		caOut       = fs.String("ca-out", "", "write the CA certificate here (default a temporary file, removed on exit)")
 		batchLimit  = fs.Int("batch-limit", testserver.DefaultBatchLimit, "largest batch accepted")
 		tokenTTL    = fs.Duration("token-ttl", testserver.DefaultTokenTTL, "lifetime of issued tokens")
 		requireTLS  = fs.Bool("require-https", false, "answer 400 HTTPS is required to plain-HTTP ingest requests")
@@ -108,7 +109,6 @@ func parseTestserverFlags(args []string, env Env) (testserverConfig, int, bool) 
 	}
 	fromEnv("tenant", "VECTORVUE_TENANT_ID", tenant)
 	fromEnv("user", "VECTORVUE_USERNAME", user)
-	fromEnv("ca-out", "VECTORVUE_CA_FILE", caOut)
 
 	cfg := testserverConfig{tenant: *tenant, user: *user, caOut: *caOut}
 	if cfg.tenant == "" {
@@ -271,7 +271,8 @@ func serveTestserver(ctx context.Context, cfg testserverConfig, env Env) int {
 	if cfg.opts.PlainHTTP {
 		fmt.Fprintln(out, "  plain HTTP (no CA certificate)")
 	} else {
-		fmt.Fprintf(out, "  CA certificate: %s (VECTORVUE_CA_FILE)\n", caPath)
+		fmt.Fprintf(out, "  CA certificate: %s\n", caPath)
+		fmt.Fprintf(out, "  VECTORVUE_CA_FILE=%s\n", caPath)
 	}
 	if cfg.opts.SignatureSecret != "" {
 		fmt.Fprintf(out, "  request signing required (secret from %s)\n", cfg.secretFrom)
