@@ -3,6 +3,7 @@ package testserver
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"strconv"
 	"strings"
@@ -192,13 +193,17 @@ func (s *Server) handleSingle(rt route, r *http.Request, tenantID, requestID str
 
 func (s *Server) handleBatch(rt route, tenantID, requestID string, body []byte, f applied) *response {
 	now := s.now()
-	if !json.Valid(body) {
-		return errorEnvelope(http.StatusUnprocessableEntity, requestID, "validation_failed", "Invalid JSON payload")
-	}
 	// Split the array once and decode each item from its own bytes, which
 	// are also what gets stored.
 	var raws []json.RawMessage
-	if trimmed := bytes.TrimLeft(body, " \t\r\n"); len(trimmed) == 0 || trimmed[0] != '[' || json.Unmarshal(body, &raws) != nil {
+	if err := json.Unmarshal(body, &raws); err != nil {
+		var typeErr *json.UnmarshalTypeError
+		if errors.As(err, &typeErr) {
+			return errorEnvelope(http.StatusUnprocessableEntity, requestID, "validation_failed", "Batch payload must be an array")
+		}
+		return errorEnvelope(http.StatusUnprocessableEntity, requestID, "validation_failed", "Invalid JSON payload")
+	}
+	if raws == nil && bytes.Equal(bytes.TrimSpace(body), []byte("null")) {
 		return errorEnvelope(http.StatusUnprocessableEntity, requestID, "validation_failed", "Batch payload must be an array")
 	}
 	if len(raws) > s.opts.BatchLimit {

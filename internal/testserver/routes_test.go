@@ -160,6 +160,9 @@ func TestBatchShapes(t *testing.T) {
 	}{
 		{"over the limit", batchOf(event("1", "1"), event("2", "2"), event("3", "3"), event("4", "4")), 422, "failed", "batch_too_large", "Batch size exceeds configured maximum (3)"},
 		{"object", event("1", "1"), 422, "failed", "validation_failed", "Batch payload must be an array"},
+		{"null", []byte(` null `), 422, "failed", "validation_failed", "Batch payload must be an array"},
+		{"string", []byte(`"x"`), 422, "failed", "validation_failed", "Batch payload must be an array"},
+		{"trailing data", []byte(`[] []`), 422, "failed", "validation_failed", "Invalid JSON payload"},
 		{"bad json", []byte(`[{`), 422, "failed", "validation_failed", "Invalid JSON payload"},
 		{"empty body", nil, 422, "failed", "validation_failed", "Request body is required"},
 		{"empty array", []byte(`[]`), 202, "accepted", "", ""},
