@@ -5,15 +5,10 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"strings"
 )
-
-// ErrUnknownUser is returned by Login when the tenant or user does not exist
-// or the user is not authorized for the tenant.
-var ErrUnknownUser = errors.New("testserver: unknown tenant or user")
 
 type claims struct {
 	Sub      string `json:"sub"`
