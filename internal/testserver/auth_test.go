@@ -3,6 +3,7 @@ package testserver
 import (
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -160,7 +161,7 @@ func TestLoginHelperMintsUsableTokens(t *testing.T) {
 	if len(s.Events(SecondTenantID)) != 1 || len(s.Events(DefaultTenantID)) != 0 {
 		t.Errorf("event stored under the wrong tenant")
 	}
-	if _, err := s.Login(SecondTenantID, "nobody"); err == nil {
-		t.Errorf("Login of an unknown user succeeded")
+	if _, err := s.Login(SecondTenantID, "nobody"); !errors.Is(err, ErrUnknownUser) {
+		t.Errorf("Login of an unknown user: %v, want ErrUnknownUser", err)
 	}
 }
