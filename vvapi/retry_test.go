@@ -1,0 +1,114 @@
+package vvapi
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"testing"
+	"time"
+)
+
+func TestClassify(t *testing.T) {
+	timeoutErr := &url.Error{Op: "Post", URL: "https://x", Err: &net.OpError{Op: "dial", Err: errTimeout{}}}
+	cases := []struct {
+		status int
+		err    error
+		retry  bool
+	}{
+		{status: 429, retry: true},
+		{status: 502, retry: true},
+		{status: 503, retry: true},
+		{status: 504, retry: true},
+		{status: 400}, {status: 401}, {status: 403}, {status: 404}, {status: 409}, {status: 422}, {status: 500}, {status: 501},
+		{status: 202},
+		{err: io.ErrUnexpectedEOF, retry: true},
+		{err: &net.OpError{Op: "dial", Err: errors.New("connection refused")}, retry: true},
+		{err: timeoutErr, retry: true},
+		{err: fmt.Errorf("x: %w", context.DeadlineExceeded), retry: true},
+		{err: fmt.Errorf("read: %w", ErrMalformedResponse), retry: true},
+		{err: fmt.Errorf("x: %w", context.Canceled)},
+		{err: &url.Error{Op: "Post", URL: "https://x", Err: x509.UnknownAuthorityError{}}},
+	}
+	for _, tc := range cases {
+		retry, reason := Classify(tc.status, tc.err)
+		if retry != tc.retry || reason == "" {
+			t.Errorf("Classify(%d, %v) = %v %q, want retry %v with a reason", tc.status, tc.err, retry, reason, tc.retry)
+		}
+	}
+}
+
+type errTimeout struct{}
+
+func (errTimeout) Error() string { return "i/o timeout" }
+func (errTimeout) Timeout() bool { return true }
+
+func TestBackoffCapDoublesUpToMax(t *testing.T) {
+	base, mx := 500*time.Millisecond, 30*time.Second
+	want := []time.Duration{500 * time.Millisecond, time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second, 16 * time.Second, 30 * time.Second, 30 * time.Second}
+	for i, w := range want {
+		if got := backoffCap(i+1, base, mx); got != w {
+			t.Errorf("backoffCap(%d) = %v, want %v", i+1, got, w)
+		}
+	}
+	if got := backoffCap(200, base, mx); got != mx {
+		t.Errorf("backoffCap(200) = %v, want the cap (no overflow)", got)
+	}
+}
+
+func TestFullJitterStaysInRange(t *testing.T) {
+	seenLow, seenHigh := false, false
+	for range 2000 {
+		d := fullJitter(time.Second)
+		if d < 0 || d > time.Second {
+			t.Fatalf("fullJitter(1s) = %v", d)
+		}
+		seenLow = seenLow || d < 250*time.Millisecond
+		seenHigh = seenHigh || d > 750*time.Millisecond
+	}
+	if !seenLow || !seenHigh {
+		t.Error("jitter does not spread over [0, cap]")
+	}
+	if fullJitter(0) != 0 {
+		t.Error("fullJitter(0) != 0")
+	}
+}
+
+func TestParseRetryAfter(t *testing.T) {
+	now := time.Date(2026, 11, 29, 5, 0, 0, 0, time.UTC)
+	cases := []struct {
+		in   string
+		want time.Duration
+		ok   bool
+	}{
+		{"7", 7 * time.Second, true},
+		{" 0 ", 0, true},
+		{now.Add(90 * time.Second).Format(http.TimeFormat), 90 * time.Second, true},
+		{now.Add(-time.Minute).Format(http.TimeFormat), 0, true},
+		{"99999999", 24 * time.Hour, true},
+		{"", 0, false},
+		{"-3", 0, false},
+		{"soon", 0, false},
+	}
+	for _, tc := range cases {
+		got, ok := parseRetryAfter(tc.in, now)
+		if got != tc.want || ok != tc.ok {
+			t.Errorf("parseRetryAfter(%q) = %v %v, want %v %v", tc.in, got, ok, tc.want, tc.ok)
+		}
+	}
+}
+
+func TestSleepCtxStopsOnCancel(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := sleepCtx(ctx, time.Hour); !errors.Is(err, context.Canceled) {
+		t.Fatalf("sleepCtx on a cancelled context = %v", err)
+	}
+	if err := sleepCtx(context.Background(), time.Millisecond); err != nil {
+		t.Fatalf("sleepCtx = %v", err)
+	}
+}

@@ -1,0 +1,211 @@
+package vvapi
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// The field rules of CONTRACT.md, checked client-side so a record the server
+// would refuse is refused at enqueue, with the field named. The server stays
+// the authority; these rules follow its pydantic models.
+
+var idRE = regexp.MustCompile(`^[A-Za-z0-9._:-]+$`)
+
+type fieldRule struct {
+	name     string
+	required bool
+	nullable bool // JSON null allowed (Optional[...] on the server)
+	check    func(v any) string
+}
+
+var eventRules = []fieldRule{
+	{"event_id", false, true, str(1, 128, true)},
+	{"source_system", true, false, str(1, 64, true)},
+	{"event_type", true, false, str(1, 64, true)},
+	{"occurred_at", true, false, datetime},
+	{"severity", true, false, enum("info|low|medium|high|critical", nil)},
+	{"asset_ref", true, false, str(1, 128, false)},
+	{"message", true, false, str(1, 1024, false)},
+	{"metadata", false, false, object},
+}
+
+var findingRules = []fieldRule{
+	{"finding_id", false, true, str(1, 128, true)},
+	{"title", true, false, str(3, 256, false)},
+	{"description", true, false, str(1, 4096, false)},
+	{"severity", true, false, enum("info|low|medium|high|critical", map[string]bool{"informational": true, "med": true})},
+	{"status", false, false, enum("open|in_progress|resolved|closed", nil)},
+	{"first_seen", true, false, datetime},
+	{"last_seen", false, true, datetime},
+	{"asset_ref", false, true, str(0, 128, false)},
+	{"recommendation", false, true, str(0, 2048, false)},
+	{"metadata", false, false, object},
+}
+
+// ValidateEvent checks an event payload against CONTRACT.md's field rules
+// before it is stored (client-side; the server stays the authority). The
+// error is a *ValidationError naming the field; it matches ErrInvalidPayload.
+func ValidateEvent(payload []byte) error { return validate(payload, eventRules) }
+
+// ValidateFinding is ValidateEvent for findings.
+func ValidateFinding(payload []byte) error { return validate(payload, findingRules) }
+
+func validate(payload []byte, rules []fieldRule) error {
+	t := bytes.TrimLeft(payload, " \t\r\n")
+	if len(t) == 0 || t[0] != '{' {
+		return &ValidationError{Field: "(payload)", Message: "must be a JSON object"}
+	}
+	dec := json.NewDecoder(bytes.NewReader(t))
+	dec.UseNumber()
+	var obj map[string]any
+	if err := dec.Decode(&obj); err != nil {
+		return &ValidationError{Field: "(payload)", Message: "not valid JSON: " + err.Error()}
+	}
+	if dec.More() {
+		return &ValidationError{Field: "(payload)", Message: "trailing data after the JSON object"}
+	}
+	known := make(map[string]bool, len(rules))
+	for _, r := range rules {
+		known[r.name] = true
+		v, ok := obj[r.name]
+		if !ok {
+			if r.required {
+				return &ValidationError{Field: r.name, Message: "required"}
+			}
+			continue
+		}
+		if v == nil {
+			if r.nullable {
+				continue
+			}
+			return &ValidationError{Field: r.name, Message: "must not be null"}
+		}
+		if msg := r.check(v); msg != "" {
+			return &ValidationError{Field: r.name, Message: msg}
+		}
+	}
+	// Unknown fields in a stable order, so the error names the same one each time.
+	var extra []string
+	for k := range obj {
+		if !known[k] {
+			extra = append(extra, k)
+		}
+	}
+	if len(extra) > 0 {
+		first := extra[0]
+		for _, k := range extra[1:] {
+			first = min(first, k)
+		}
+		return &ValidationError{Field: first, Message: "unknown field (the server rejects extra inputs)"}
+	}
+	return nil
+}
+
+func str(minLen, maxLen int, pattern bool) func(v any) string {
+	return func(v any) string {
+		s, ok := v.(string)
+		if !ok {
+			return "must be a string"
+		}
+		n := utf8.RuneCountInString(s)
+		if n < minLen {
+			return fmt.Sprintf("must have at least %d character%s", minLen, plural(minLen))
+		}
+		if n > maxLen {
+			return fmt.Sprintf("must have at most %d characters (has %d)", maxLen, n)
+		}
+		if pattern && !idRE.MatchString(s) {
+			return "must match ^[A-Za-z0-9._:-]+$"
+		}
+		return ""
+	}
+}
+
+func plural(n int) string {
+	if n == 1 {
+		return ""
+	}
+	return "s"
+}
+
+func enum(allowed string, aliases map[string]bool) func(v any) string {
+	set := map[string]bool{}
+	for _, a := range strings.Split(allowed, "|") {
+		set[a] = true
+	}
+	return func(v any) string {
+		s, ok := v.(string)
+		if !ok {
+			return "must be a string"
+		}
+		k := strings.ToLower(strings.TrimSpace(s))
+		if set[k] || aliases[k] {
+			return ""
+		}
+		return fmt.Sprintf("%q is not one of %s", s, allowed)
+	}
+}
+
+func object(v any) string {
+	if _, ok := v.(map[string]any); !ok {
+		return "must be a JSON object"
+	}
+	return ""
+}
+
+// Layouts the server's datetime parser accepts, beyond numbers: RFC 3339 with
+// Z or an offset (T, t, space or _ between date and time), naive, date-only.
+var dateLayouts = []string{
+	"2006-01-02T15:04:05.999999999Z07:00",
+	"2006-01-02T15:04:05.999999999Z0700",
+	"2006-01-02T15:04:05.999999999Z07",
+	"2006-01-02T15:04:05.999999999",
+	"2006-01-02T15:04Z07:00",
+	"2006-01-02T15:04",
+	"2006-01-02",
+}
+
+func datetime(v any) string {
+	switch x := v.(type) {
+	case json.Number:
+		if _, err := strconv.ParseFloat(string(x), 64); err == nil {
+			return "" // unix seconds (or milliseconds)
+		}
+	case string:
+		if validDatetime(x) {
+			return ""
+		}
+		return fmt.Sprintf("%q is not a datetime (want RFC 3339, e.g. 2026-02-22T10:00:00Z)", x)
+	}
+	return "must be an RFC 3339 datetime string or a unix time number"
+}
+
+func validDatetime(s string) bool {
+	if s == "" {
+		return false
+	}
+	if _, err := strconv.ParseFloat(s, 64); err == nil && !strings.ContainsAny(s, "eEnNxX") {
+		return true
+	}
+	if len(s) > 10 {
+		switch s[10] {
+		case 't', ' ', '_':
+			s = s[:10] + "T" + s[11:]
+		}
+	}
+	if n := len(s); n > 0 && s[n-1] == 'z' {
+		s = s[:n-1] + "Z"
+	}
+	for _, l := range dateLayouts {
+		if _, err := time.Parse(l, s); err == nil {
+			return true
+		}
+	}
+	return false
+}
