@@ -28,8 +28,10 @@ const (
 // signed 07-signed-ok: method, path, headers and exact body bytes.
 func TestSendEventRequestShape(t *testing.T) {
 	srv := newScripted(t, map[string]http.HandlerFunc{
-		"POST " + LoginPath:  loginOK("jwt-1"),
-		"POST " + eventsPath: func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 202, accepted(map[string]any{"event_id": "evt_1"})) },
+		"POST " + LoginPath: loginOK("jwt-1"),
+		"POST " + eventsPath: func(w http.ResponseWriter, r *http.Request) {
+			writeJSON(w, 202, accepted(map[string]any{"event_id": "evt_1"}))
+		},
 	})
 	now := time.Unix(1795928870, 0)
 	c, _ := testClient(t, srv.srv.URL, func(c *Config) { c.Now = func() time.Time { return now } })
@@ -120,7 +122,9 @@ func TestRetriesResignSameBodyAndKey(t *testing.T) {
 	srv := newScripted(t, map[string]http.HandlerFunc{
 		"POST " + LoginPath: loginOK("jwt-1"),
 		"POST " + eventsPath: sequence(status(503, `{"detail":"down"}`), status(502, "Bad Gateway"),
-			func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 202, accepted(map[string]any{"event_id": "e"})) }),
+			func(w http.ResponseWriter, r *http.Request) {
+				writeJSON(w, 202, accepted(map[string]any{"event_id": "e"}))
+			}),
 	})
 	var clock atomic.Int64
 	clock.Store(1795928870)
