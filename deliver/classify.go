@@ -2,6 +2,7 @@ package deliver
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"net/http"
 	"time"
@@ -85,6 +86,11 @@ func classify(err error, batch bool) verdict {
 		return verdict{act: actRelease, reason: reasonShutdown, message: "cancelled"}
 	}
 	var te *vvapi.TransportError
+	var tlsErr *tls.CertificateVerificationError
+	if errors.As(err, &tlsErr) {
+		// An untrusted certificate stays untrusted: configuration, not an outage.
+		return verdict{act: actPause, reason: reasonConfig, message: "TLS: " + tlsErr.Err.Error()}
+	}
 	if errors.As(err, &te) {
 		return verdict{act: actRetry, reason: reasonTransport, message: transportText(te), down: true}
 	}

@@ -2,6 +2,7 @@ package deliver
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -31,6 +32,8 @@ func TestClassify(t *testing.T) {
 			act: actRetry, reason: reasonTransport, message: "POST /events: unexpected EOF", down: true},
 		{name: "wrapped transport", err: fmt.Errorf("ctx: %w", &vvapi.TransportError{Err: io.EOF}),
 			act: actRetry, reason: reasonTransport, message: "EOF", down: true},
+		{name: "untrusted certificate", err: &vvapi.TransportError{Err: &tls.CertificateVerificationError{Err: errors.New("x509: unknown authority")}},
+			act: actPause, reason: reasonConfig, message: "TLS: x509: unknown authority"},
 		{name: "shutdown", err: &vvapi.TransportError{Err: context.Canceled}, act: actRelease, reason: reasonShutdown},
 		{name: "429 with Retry-After", err: &vvapi.Error{HTTPStatus: 429, Message: "Rate limit exceeded", RetryAfter: 7 * time.Second},
 			act: actRetry, reason: reasonRateLimited, message: "Rate limit exceeded", throttled: true, after: 7 * time.Second},

@@ -11,17 +11,29 @@ import (
 	"time"
 )
 
-// fakeClock is a settable clock for code that takes a Now func.
+// fakeClock is a settable clock for code that takes a Now func. A running clock also moves
+// with real time, so short waits elapse while Advance makes the long ones pass at once.
 type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
+	mu      sync.Mutex
+	t       time.Time
+	running bool
+	since   time.Time
 }
 
 func newFakeClock() *fakeClock { return &fakeClock{t: time.Date(2026, 11, 29, 5, 0, 0, 0, time.UTC)} }
 
+func newRunningClock() *fakeClock {
+	c := newFakeClock()
+	c.running, c.since = true, time.Now()
+	return c
+}
+
 func (c *fakeClock) Now() time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.running {
+		return c.t.Add(time.Since(c.since))
+	}
 	return c.t
 }
 

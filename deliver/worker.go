@@ -304,6 +304,13 @@ func (w *Worker) applyOutcomes(outs []outbox.Outcome) error {
 		if errors.Is(err, outbox.ErrClosed) {
 			return fmt.Errorf("deliver: apply outcomes: %w", err)
 		}
+		if errors.Is(err, outbox.ErrInvalidState) || errors.Is(err, outbox.ErrNotFound) {
+			// The others were committed; these records moved under us (an operator requeued
+			// or purged them), and their new state stands.
+			w.log.Warn("some outcomes skipped: the records changed meanwhile", "err", err)
+			w.applied.fire()
+			return nil
+		}
 		w.log.Error("cannot record outcomes; retrying", "records", len(outs), "err", err, "try", i+1)
 		time.Sleep(backoff(i+1, 10*time.Millisecond, time.Second, 0, jitter()))
 	}

@@ -1,0 +1,586 @@
+package deliver
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/spectrastrike/shipper/internal/testserver"
+	"github.com/spectrastrike/shipper/outbox"
+)
+
+// Issue 5, test 1: a server failing ~30% of requests with a seeded mix of 429, 502, 503, 504,
+// latency and drop-after-store; every record ends confirmed and stored exactly once.
+func TestFlakyServerDeliversEverythingOnce(t *testing.T) {
+	n := 10000
+	if testing.Short() {
+		n = 2000
+	}
+	seed := time.Now().UnixNano()
+	if s := os.Getenv("SHIPPER_SEED"); s != "" {
+		seed, _ = strconv.ParseInt(s, 10, 64)
+	}
+	t.Logf("seed %d (SHIPPER_SEED=%d to replay the fault pattern)", seed, seed)
+	srv := startServer(t, testserver.Options{})
+	for i, f := range []testserver.Fault{
+		{Rate: 0.06, Status: 429},
+		{Rate: 0.06, Status: 502},
+		{Rate: 0.06, Status: 503},
+		{Rate: 0.06, Status: 504},
+		{Rate: 0.03, Latency: 20 * time.Millisecond},
+		{Rate: 0.03, DropAfterStore: true},
+	} {
+		f.Seed = seed + int64(i)
+		srv.Inject(f)
+	}
+	ob := tempOutbox(t, outbox.Options{})
+	events := enqueue(t, ob, outbox.KindEvent, 0, n/2)
+	findings := enqueue(t, ob, outbox.KindFinding, 0, n/2)
+	w := newWorker(t, ob, newClient(t, clientConfig(t, srv)), fastOptions())
+
+	start := time.Now()
+	drain(t, w, 3*time.Minute)
+	t.Logf("%d records drained in %v; counters %+v; server answered 429×%d 502×%d 503×%d 504×%d dropped×%d",
+		n, time.Since(start), w.Counters(), srv.StatusCount(429), srv.StatusCount(502), srv.StatusCount(503),
+		srv.StatusCount(504), srv.StatusCount(0))
+	assertDelivered(t, ob, srv, events, findings)
+	c := w.Counters()
+	if c.Confirmed < int64(n) || len(c.Dead) != 0 {
+		t.Fatalf("counters %+v: want ≥%d confirmed, none dead", c, n)
+	}
+	if len(c.Retries) == 0 {
+		t.Fatal("no retries counted: the faults did not bite")
+	}
+}
+
+// Issue 5, test 2: poison items inside batches are dead with the server's item message; the
+// other records of the same batches are confirmed.
+func TestPoisonItemsDeadOthersConfirmed(t *testing.T) {
+	srv := startServer(t, testserver.Options{})
+	ob := tempOutbox(t, outbox.Options{})
+	var good, poison []string
+	for i := range 30 {
+		p := eventPayload(i)
+		bad := i%10 == 3
+		if bad {
+			p = []byte(`{"source_system":"spectrastrike","event_type":"scan.finished","occurred_at":"2026-11-29T05:00:00Z","severity":"high","asset_ref":"h","message":"m","colour":"red"}`)
+		}
+		k, err := ob.Enqueue(context.Background(), outbox.KindEvent, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if bad {
+			poison = append(poison, k)
+		} else {
+			good = append(good, k)
+		}
+	}
+	w := newWorker(t, ob, newClient(t, clientConfig(t, srv)), fastOptions())
+	drain(t, w, time.Minute)
+	for _, k := range poison {
+		r, err := ob.Get(k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.State != outbox.StateDead || !strings.Contains(r.LastError, "Extra inputs are not permitted") {
+			t.Errorf("poison %s: state %s, last error %q; want dead with the server's item message", k, r.State, r.LastError)
+		}
+	}
+	for _, k := range good {
+		if r, _ := ob.Get(k); r.State != outbox.StateConfirmed {
+			t.Errorf("good %s: %s %q", k, r.State, r.LastError)
+		}
+	}
+	if got := len(srv.Events(tenant)); got != len(good) {
+		t.Errorf("server rows %d, want %d", got, len(good))
+	}
+	batches := 0
+	for _, r := range srv.Requests() {
+		if strings.HasSuffix(r.Path, "/events/batch") {
+			batches++
+		}
+	}
+	if batches == 0 {
+		t.Fatal("poison items were not sent in a batch")
+	}
+	if c := w.Counters(); c.Dead[reasonValidation] != int64(len(poison)) {
+		t.Fatalf("dead counters %+v, want %d validation_failed", c.Dead, len(poison))
+	}
+}
+
+// Issue 5, test 3a: tokens expire mid-run; the client logs in again and nothing is dead.
+func TestTokenExpiryMidRun(t *testing.T) {
+	srv := startServer(t, testserver.Options{})
+	ob := tempOutbox(t, outbox.Options{})
+	opts := fastOptions()
+	opts.BatchSize = 10
+	w := newWorker(t, ob, newClient(t, clientConfig(t, srv)), opts)
+	events := enqueue(t, ob, outbox.KindEvent, 0, 200)
+	stop := runWorker(t, w)
+	eventually(t, 30*time.Second, "first confirmations", func() bool { return w.Counters().Confirmed > 0 })
+	srv.ExpireTokens()
+	events = append(events, enqueue(t, ob, outbox.KindEvent, 200, 200)...)
+	w.Notify()
+	eventually(t, 60*time.Second, "all confirmed", func() bool { return w.Counters().Confirmed >= 400 })
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	assertDelivered(t, ob, srv, events, nil)
+	if w.Counters().Paused {
+		t.Fatal("worker paused on an expired token")
+	}
+	logins := 0
+	for _, r := range srv.Requests() {
+		if r.Path == testserver.LoginPath && r.Status == 200 {
+			logins++
+		}
+	}
+	if logins < 2 {
+		t.Fatalf("logins = %d, want a re-login after expiry", logins)
+	}
+}
+
+// Issue 5, test 3b: revoked credentials pause delivery (records untouched, nothing dead, one
+// log line per pause interval); restoring them resumes delivery.
+func TestRevokedCredentialsPauseThenResume(t *testing.T) {
+	srv := startServer(t, testserver.Options{})
+	ob := tempOutbox(t, outbox.Options{})
+	var logs syncBuffer
+	opts := fastOptions()
+	opts.Logger = testLogger(&logs)
+	opts.PauseInterval = 100 * time.Millisecond
+	w := newWorker(t, ob, newClient(t, clientConfig(t, srv)), opts)
+
+	first := enqueue(t, ob, outbox.KindEvent, 0, 50)
+	drain(t, w, 30*time.Second) // logged in, token cached
+
+	srv.RevokeLogins(true)
+	srv.ExpireTokens()
+	held := enqueue(t, ob, outbox.KindEvent, 50, 120)
+	heldF := enqueue(t, ob, outbox.KindFinding, 0, 30)
+	stop := runWorker(t, w)
+	eventually(t, 30*time.Second, "pause", func() bool { return w.Counters().Paused })
+	pausedAt := time.Now()
+	eventually(t, 30*time.Second, "two pause intervals", func() bool { return time.Since(pausedAt) > 250*time.Millisecond })
+	st := ob.Stats()
+	if st.ByState[outbox.StateDead] != 0 || st.ByState[outbox.StateSending] > 2*opts.BatchSize {
+		t.Fatalf("while paused: %v", st.ByState)
+	}
+	for _, k := range append(append([]string{}, held...), heldF...) {
+		r, _ := ob.Get(k)
+		if r.State != outbox.StatePending && r.State != outbox.StateSending {
+			t.Fatalf("held record %s is %s during the pause", k, r.State)
+		}
+		if r.Attempts > 1 {
+			t.Fatalf("held record %s has %d attempts: a pause must not count attempts", k, r.Attempts)
+		}
+	}
+	pauseLines := strings.Count(logs.String(), "delivery paused")
+	elapsed := time.Since(pausedAt)
+	if pauseLines < 1 || pauseLines > int(elapsed/opts.PauseInterval)+2 {
+		t.Fatalf("%d pause log lines in %v with interval %v: want about one per interval", pauseLines, elapsed, opts.PauseInterval)
+	}
+	if strings.Contains(logs.String(), testserver.DefaultPassword) {
+		t.Fatal("password in the logs")
+	}
+
+	srv.RevokeLogins(false)
+	eventually(t, 30*time.Second, "resume and confirm", func() bool {
+		return ob.Stats().ByKindState[outbox.KindEvent][outbox.StateConfirmed] == 170 &&
+			ob.Stats().ByKindState[outbox.KindFinding][outbox.StateConfirmed] == 30
+	})
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	assertDelivered(t, ob, srv, append(first, held...), heldF)
+	if w.Counters().Paused {
+		t.Fatal("still paused after credentials were restored")
+	}
+	if !strings.Contains(logs.String(), "delivery resumed") {
+		t.Fatal("no resume log line")
+	}
+}
+
+// countingTransport counts round trips, so a test can tell a probe from a storm.
+type countingTransport struct {
+	next http.RoundTripper
+	n    atomic.Int64
+}
+
+func (c *countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	c.n.Add(1)
+	return c.next.RoundTrip(r)
+}
+
+// Issue 5, test 4: the server is down for a while, then back: everything is delivered, and
+// while it is down the worker sends single probes on a backoff, not a storm.
+func TestServerDownThenBack(t *testing.T) {
+	srv := startServer(t, testserver.Options{PlainHTTP: true})
+	ob := tempOutbox(t, outbox.Options{})
+	ct := &countingTransport{next: http.DefaultTransport.(*http.Transport).Clone()}
+	cfg := clientConfig(t, srv)
+	cfg.HTTPClient = &http.Client{Transport: ct, Timeout: 5 * time.Second}
+	opts := fastOptions()
+	opts.BackoffBase = 5 * time.Millisecond
+	opts.BackoffMax = 40 * time.Millisecond
+	w := newWorker(t, ob, newClient(t, cfg), opts)
+	events := enqueue(t, ob, outbox.KindEvent, 0, 500)
+	findings := enqueue(t, ob, outbox.KindFinding, 0, 200)
+
+	srv.SetDown(true)
+	stop := runWorker(t, w)
+	downFor := 400 * time.Millisecond
+	eventually(t, 10*time.Second, "down period", func() bool { return ct.n.Load() > 0 })
+	downStart := time.Now()
+	eventually(t, 10*time.Second, "down period", func() bool { return time.Since(downStart) > downFor })
+	during := ct.n.Load()
+	srv.SetDown(false)
+	eventually(t, 60*time.Second, "delivery after the outage", func() bool {
+		return ob.Stats().ByState[outbox.StateConfirmed] == 700
+	})
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	assertDelivered(t, ob, srv, events, findings)
+	// A storm would be thousands of attempts in 400ms; single probes on a ≤40ms full-jitter
+	// backoff are a few dozen (plus the handful in flight when the outage began).
+	if max := int64(downFor/time.Millisecond) / 4; during > max {
+		t.Fatalf("%d requests while down for %v: want single probes (≤ %d)", during, downFor, max)
+	}
+	t.Logf("%d requests during a %v outage", during, downFor)
+}
+
+// Issue 5, test 6a: two records with equal content are two rows (batch and single routes).
+func TestEqualContentStoredAsDistinctRows(t *testing.T) {
+	srv := startServer(t, testserver.Options{})
+	ob := tempOutbox(t, outbox.Options{})
+	w := newWorker(t, ob, newClient(t, clientConfig(t, srv)), fastOptions())
+	same := eventPayload(7)
+	var keys []string
+	for range 2 { // batch route
+		k, err := ob.Enqueue(context.Background(), outbox.KindEvent, same)
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys = append(keys, k)
+	}
+	drain(t, w, 30*time.Second)
+	for range 2 { // single route, one at a time
+		k, err := ob.Enqueue(context.Background(), outbox.KindEvent, same)
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys = append(keys, k)
+		drain(t, w, 30*time.Second)
+	}
+	assertDelivered(t, ob, srv, keys, nil)
+	singles := 0
+	for _, r := range srv.Requests() {
+		if strings.HasSuffix(r.Path, "/events") && r.Method == "POST" {
+			singles++
+			if r.Header.Get("Idempotency-Key") == "" {
+				t.Error("single event sent without Idempotency-Key")
+			}
+		}
+	}
+	if singles != 2 {
+		t.Fatalf("single posts = %d, want 2", singles)
+	}
+}
+
+// Issue 5, test 6b: a 409 idempotency conflict is dead with the server's message.
+func TestConflictIsDead(t *testing.T) {
+	srv := startServer(t, testserver.Options{})
+	ob := tempOutbox(t, outbox.Options{})
+	client := newClient(t, clientConfig(t, srv))
+	key, err := ob.Enqueue(context.Background(), outbox.KindEvent, eventPayload(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Someone else already used this key with another payload.
+	if _, err := client.SendEvent(context.Background(), key, eventPayload(2)); err != nil {
+		t.Fatal(err)
+	}
+	w := newWorker(t, ob, client, fastOptions())
+	drain(t, w, 30*time.Second)
+	r, _ := ob.Get(key)
+	if r.State != outbox.StateDead || !strings.Contains(r.LastError, "idempotency_conflict") ||
+		!strings.Contains(r.LastError, "Idempotency-Key reuse with different payload") {
+		t.Fatalf("record %s %q: want dead idempotency_conflict with the server's message", r.State, r.LastError)
+	}
+	if c := w.Counters(); c.Dead[reasonConflict] != 1 {
+		t.Fatalf("dead counters %+v", c.Dead)
+	}
+}
+
+// Issue 5, test 6c: a lagging status (404, then found) ends confirmed without a re-drive.
+func TestLaggingStatusConfirms(t *testing.T) {
+	srv := startServer(t, testserver.Options{})
+	srv.Inject(testserver.Fault{LagStatus: 150 * time.Millisecond})
+	ob := tempOutbox(t, outbox.Options{})
+	w := newWorker(t, ob, newClient(t, clientConfig(t, srv)), fastOptions())
+	events := enqueue(t, ob, outbox.KindEvent, 0, 150)
+	findings := enqueue(t, ob, outbox.KindFinding, 0, 1)
+	drain(t, w, 30*time.Second)
+	assertDelivered(t, ob, srv, events, findings)
+	if srv.StatusCount(404) == 0 {
+		t.Fatal("status never answered 404: the lag did not bite")
+	}
+	if c := w.Counters(); c.Redrives != 0 {
+		t.Fatalf("redrives %d, want 0 (deadline not reached)", c.Redrives)
+	}
+}
+
+// Past the confirm deadline, records with no status are sent again under the same keys.
+func TestRedriveAfterConfirmDeadline(t *testing.T) {
+	srv := startServer(t, testserver.Options{})
+	srv.Inject(testserver.Fault{Count: 1, LagStatus: time.Hour})
+	ob := tempOutbox(t, outbox.Options{})
+	opts := fastOptions()
+	opts.ConfirmDeadline = 100 * time.Millisecond
+	w := newWorker(t, ob, newClient(t, clientConfig(t, srv)), opts)
+	events := enqueue(t, ob, outbox.KindEvent, 0, 20)
+	drain(t, w, 30*time.Second)
+	assertDelivered(t, ob, srv, events, nil)
+	if c := w.Counters(); c.Redrives != 20 {
+		t.Fatalf("redrives %d, want 20", c.Redrives)
+	}
+	for _, k := range events {
+		if r, _ := ob.Get(k); r.Redrives != 1 {
+			t.Fatalf("record %s redrives %d, want 1", k, r.Redrives)
+		}
+		if got := srv.Offers(tenant, k); got != 2 {
+			t.Fatalf("record %s offered %d times, want 2 (sent, re-driven)", k, got)
+		}
+	}
+}
+
+// Issue 5, test 6d: batch_too_large halves the batch until the server takes it.
+func TestBatchTooLargeSplits(t *testing.T) {
+	srv := startServer(t, testserver.Options{BatchLimit: 10})
+	ob := tempOutbox(t, outbox.Options{})
+	opts := fastOptions()
+	opts.BatchSize = 40
+	w := newWorker(t, ob, newClient(t, clientConfig(t, srv)), opts)
+	events := enqueue(t, ob, outbox.KindEvent, 0, 80)
+	drain(t, w, 30*time.Second)
+	assertDelivered(t, ob, srv, events, nil)
+	if srv.StatusCount(422) == 0 {
+		t.Fatal("server never answered batch_too_large")
+	}
+}
+
+// Issue 5, test 6e: against a signing server, a retry minutes later is signed afresh.
+func TestSignedRetryMinutesLaterHasFreshTimestamp(t *testing.T) {
+	clk := newRunningClock()
+	srv := startServer(t, testserver.Options{SignatureSecret: "s3cret", Now: clk.Now})
+	srv.Inject(testserver.Fault{Route: "events", Count: 1, Status: 429, RetryAfter: "600"})
+	ob := tempOutbox(t, outbox.Options{Now: clk.Now})
+	cfg := clientConfig(t, srv)
+	cfg.SignatureSecret = "s3cret"
+	cfg.Now = clk.Now
+	opts := fastOptions()
+	opts.Now = clk.Now
+	w := newWorker(t, ob, newClient(t, cfg), opts)
+	key, err := ob.Enqueue(context.Background(), outbox.KindEvent, eventPayload(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := runWorker(t, w)
+	eventually(t, 10*time.Second, "the 429", func() bool { return srv.StatusCount(429) == 1 })
+	eventually(t, 10*time.Second, "the retry scheduled", func() bool {
+		r, _ := ob.Get(key)
+		return r.State == outbox.StatePending
+	})
+	if r, _ := ob.Get(key); r.NextAttemptAt.Sub(clk.Now()) < 10*time.Minute-time.Second {
+		t.Fatalf("retry at %v, want ≥ 10 minutes later (Retry-After)", r.NextAttemptAt.Sub(clk.Now()))
+	}
+	clk.Advance(11 * time.Minute) // well past the ±300 s signature window of the first attempt
+	eventually(t, 10*time.Second, "confirmation", func() bool {
+		r, _ := ob.Get(key)
+		return r.State == outbox.StateConfirmed
+	})
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	var stamps []int64
+	for _, r := range srv.Requests() {
+		if r.Method == "POST" && strings.HasSuffix(r.Path, "/events") {
+			ts, _ := strconv.ParseInt(r.Header.Get("X-Timestamp"), 10, 64)
+			stamps = append(stamps, ts)
+			if r.Header.Get("X-Signature") == "" {
+				t.Fatal("unsigned POST")
+			}
+		}
+	}
+	if len(stamps) != 2 || stamps[1]-stamps[0] < 600 {
+		t.Fatalf("X-Timestamps %v: want two attempts ≥ 600 s apart", stamps)
+	}
+	assertDelivered(t, ob, srv, []string{key}, nil)
+}
+
+// A record re-sent after a lost answer is stored once; the single route's replay is counted.
+func TestLostAnswerReplayCountedStoredOnce(t *testing.T) {
+	srv := startServer(t, testserver.Options{})
+	srv.Inject(testserver.Fault{Route: "events", Count: 1, DropAfterStore: true})
+	ob := tempOutbox(t, outbox.Options{})
+	w := newWorker(t, ob, newClient(t, clientConfig(t, srv)), fastOptions())
+	key, err := ob.Enqueue(context.Background(), outbox.KindEvent, eventPayload(3))
+	if err != nil {
+		t.Fatal(err)
+	}
+	drain(t, w, 30*time.Second)
+	assertDelivered(t, ob, srv, []string{key}, nil)
+	posts := 0
+	for _, r := range srv.Requests() {
+		if r.Method == "POST" && strings.HasSuffix(r.Path, "/events") {
+			posts++
+			if r.Header.Get("Idempotency-Key") != key {
+				t.Fatalf("Idempotency-Key %q, want the record key %s", r.Header.Get("Idempotency-Key"), key)
+			}
+		}
+	}
+	if posts != 2 {
+		t.Fatalf("%d POST /events, want 2 (lost answer, then the replay)", posts)
+	}
+	c := w.Counters()
+	// The lost answer is retried either by net/http (a POST with Idempotency-Key on a reused
+	// connection is retried at once) or by the worker; either way the second answer is the
+	// server's replay of the first.
+	if c.Replayed != 1 || c.Confirmed != 1 {
+		t.Fatalf("counters %+v: want 1 replay, 1 confirmed", c)
+	}
+}
+
+// Findings progress while a large event backlog drains slowly.
+func TestFindingsNotStarvedByEventBacklog(t *testing.T) {
+	srv := startServer(t, testserver.Options{})
+	srv.Inject(testserver.Fault{Route: "events/batch", Latency: 40 * time.Millisecond})
+	ob := tempOutbox(t, outbox.Options{})
+	opts := fastOptions()
+	opts.Concurrency = 1
+	w := newWorker(t, ob, newClient(t, clientConfig(t, srv)), opts)
+	enqueue(t, ob, outbox.KindEvent, 0, 3000) // ≥ 30 slow batches: over a second
+	stop := runWorker(t, w)
+	eventually(t, 10*time.Second, "event backlog under way", func() bool {
+		return ob.Stats().ByKindState[outbox.KindEvent][outbox.StateSending] > 0
+	})
+	findings := enqueue(t, ob, outbox.KindFinding, 0, 10)
+	w.Notify()
+	eventually(t, 10*time.Second, "findings confirmed", func() bool {
+		return ob.Stats().ByKindState[outbox.KindFinding][outbox.StateConfirmed] == 10
+	})
+	st := ob.Stats().ByKindState[outbox.KindEvent]
+	left := st[outbox.StatePending] + st[outbox.StateSending] + st[outbox.StateSubmitted]
+	if left < 1000 {
+		t.Fatalf("findings waited for the event backlog: only %d events left when findings were confirmed", left)
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	assertDelivered(t, ob, srv, nil, findings)
+}
+
+// A clean stop leaves nothing sending: in-flight requests finish (or are released after the
+// shutdown timeout) and no attempt is charged for a release.
+func TestCleanShutdownLeavesNothingSending(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		latency time.Duration
+		timeout time.Duration
+	}{
+		{"in-flight finish", 50 * time.Millisecond, 5 * time.Second},
+		{"in-flight cut by the timeout", 5 * time.Second, 20 * time.Millisecond},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := startServer(t, testserver.Options{})
+			srv.Inject(testserver.Fault{Route: "events/batch", Latency: tc.latency})
+			ob := tempOutbox(t, outbox.Options{})
+			opts := fastOptions()
+			opts.ShutdownTimeout = tc.timeout
+			opts.BatchSize = 50
+			w := newWorker(t, ob, newClient(t, clientConfig(t, srv)), opts)
+			enqueue(t, ob, outbox.KindEvent, 0, 1000)
+			stop := runWorker(t, w)
+			eventually(t, 10*time.Second, "requests in flight", func() bool {
+				return ob.Stats().ByState[outbox.StateSending] > 0
+			})
+			start := time.Now()
+			if err := stop(); err != nil {
+				t.Fatal(err)
+			}
+			if el := time.Since(start); el > tc.timeout+2*time.Second {
+				t.Fatalf("shutdown took %v, timeout %v", el, tc.timeout)
+			}
+			st := ob.Stats()
+			if st.ByState[outbox.StateSending] != 0 || st.ByState[outbox.StateDead] != 0 {
+				t.Fatalf("after stop: %v", st.ByState)
+			}
+			err := ob.List(outbox.Filter{State: outbox.StatePending}, func(r outbox.Record) error {
+				if r.Attempts != 0 {
+					return errors.New(r.Key + " charged an attempt: " + strconv.Itoa(r.Attempts))
+				}
+				return nil
+			})
+			if err != nil && tc.latency > time.Second {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+// Metrics are registered with the shipper_ prefix and move with the work.
+func TestMetricsRegistered(t *testing.T) {
+	srv := startServer(t, testserver.Options{})
+	ob := tempOutbox(t, outbox.Options{})
+	reg := prometheus.NewPedanticRegistry()
+	opts := fastOptions()
+	opts.Registerer = reg
+	w := newWorker(t, ob, newClient(t, clientConfig(t, srv)), opts)
+	if err := reg.Register(NewOutboxCollector(ob)); err != nil {
+		t.Fatal(err)
+	}
+	enqueue(t, ob, outbox.KindEvent, 0, 30)
+	drain(t, w, 30*time.Second)
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			v := m.GetCounter().GetValue() + m.GetGauge().GetValue() + float64(m.GetHistogram().GetSampleCount())
+			name := mf.GetName()
+			for _, l := range m.GetLabel() {
+				name += "," + l.GetName() + "=" + l.GetValue()
+			}
+			got[name] += v
+		}
+	}
+	for name, want := range map[string]float64{
+		"shipper_sent_total":                                  30,
+		"shipper_confirmed_total":                             30,
+		"shipper_outbox_records,kind=event,state=confirmed":   30,
+		"shipper_outbox_records,kind=event,state=pending":     0,
+		"shipper_request_duration_seconds,route=events/batch": 1,
+		"shipper_paused":                                      0,
+	} {
+		if got[name] != want {
+			t.Errorf("%s = %v, want %v", name, got[name], want)
+		}
+	}
+	if _, ok := got["shipper_request_duration_seconds,route=status"]; !ok {
+		t.Error("no status latency observed")
+	}
+	if _, err := New(ob, newClient(t, clientConfig(t, srv)), opts); err == nil {
+		t.Fatal("registering twice on one registry should fail")
+	}
+}
