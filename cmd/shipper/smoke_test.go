@@ -1,0 +1,404 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"encoding/pem"
+	"io"
+	"log"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/spectrastrike/shipper/internal/testserver"
+	"github.com/spectrastrike/shipper/vvapi"
+)
+
+const (
+	smokePassword = "smoke-Pa55word-xyz"
+	smokeSecret   = "smoke-hmac-secret-abc"
+	smokeToken    = "eyJsmoke.token.value"
+)
+
+// recording is one exchange of ../shared/vectorvue/transcripts.json.
+type recording struct {
+	Instance string `json:"instance"`
+	Name     string `json:"name"`
+	Request  struct {
+		Method  string            `json:"method"`
+		Path    string            `json:"path"`
+		Headers map[string]string `json:"headers"`
+		BodyRaw *string           `json:"body_raw"`
+	} `json:"request"`
+	Response struct {
+		Status  int     `json:"status"`
+		BodyRaw *string `json:"body_raw"`
+	} `json:"response"`
+}
+
+func loadRecordings(t *testing.T) map[string]recording {
+	t.Helper()
+	p := filepath.Join("..", "..", "..", "shared", "vectorvue", "transcripts.json")
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatalf("transcripts.json must be at %s (shared/ beside the repository): %v", p, err)
+	}
+	var tr struct {
+		Exchanges []recording `json:"exchanges"`
+	}
+	if err := json.Unmarshal(b, &tr); err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]recording{}
+	for _, ex := range tr.Exchanges {
+		out[ex.Instance+"/"+ex.Name] = ex
+	}
+	return out
+}
+
+// smokeServer is an HTTPS server with a private CA that answers like the
+// recordings and checks each request against the recorded one: method, path,
+// the headers the real server saw, the body's field names, the signature.
+type smokeServer struct {
+	t      *testing.T
+	srv    *httptest.Server
+	caFile string
+	rec    map[string]recording
+	// override answers a route ("event", "finding", ...) differently.
+	override map[string]http.HandlerFunc
+
+	mu   sync.Mutex
+	seen []string // routes hit, in order
+	sigs []string
+}
+
+func newSmokeServer(t *testing.T) *smokeServer {
+	t.Helper()
+	s := &smokeServer{t: t, rec: loadRecordings(t), override: map[string]http.HandlerFunc{}}
+	s.srv = httptest.NewUnstartedServer(http.HandlerFunc(s.serve))
+	s.srv.Config.ErrorLog = log.New(io.Discard, "", 0)
+	s.srv.StartTLS()
+	t.Cleanup(s.srv.Close)
+	s.caFile = filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(s.caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: s.srv.Certificate().Raw}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func (s *smokeServer) serve(w http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(r.Body)
+	var route, recName string
+	switch {
+	case r.Method == "POST" && r.URL.Path == vvapi.LoginPath:
+		route, recName = "login", "signed/01-login"
+	case r.Method == "POST" && r.URL.Path == vvapi.IngestPrefix+"/events":
+		route, recName = "event", "signed/07-signed-ok"
+	case r.Method == "POST" && r.URL.Path == vvapi.IngestPrefix+"/findings":
+		route, recName = "finding", "plain/26-finding-accepted"
+	case r.Method == "GET" && strings.HasPrefix(r.URL.Path, vvapi.IngestPrefix+"/ingest/status/"):
+		route, recName = "status", "plain/30-status-first-event"
+	default:
+		s.t.Errorf("smoke server: unexpected %s %s", r.Method, r.URL.Path)
+		http.Error(w, "unexpected", http.StatusTeapot)
+		return
+	}
+	s.mu.Lock()
+	s.seen = append(s.seen, route)
+	if sig := r.Header.Get("X-Signature"); sig != "" {
+		s.sigs = append(s.sigs, sig)
+	}
+	s.mu.Unlock()
+	rec, ok := s.rec[recName]
+	if !ok {
+		s.t.Fatalf("recording %s missing", recName)
+	}
+	s.check(route, rec, r, body)
+	if h, ok := s.override[route]; ok {
+		h(w, r)
+		return
+	}
+	respBody := *rec.Response.BodyRaw
+	if route == "status" {
+		// The recorded status answer, for the request the client asked about.
+		respBody = strings.ReplaceAll(respBody, "575ffff6-32be-4623-b33c-439ca809be9e", strings.TrimPrefix(r.URL.Path, vvapi.IngestPrefix+"/ingest/status/"))
+	}
+	if route == "login" {
+		respBody = `{"access_token":"` + smokeToken + `","token_type":"bearer","expires_in":43200,"tenant_id":"30000000-0000-0000-0000-000000000003","username":"spectrastrike"}`
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(rec.Response.Status)
+	io.WriteString(w, respBody)
+}
+
+// check holds a request to its recording.
+func (s *smokeServer) check(route string, rec recording, r *http.Request, body []byte) {
+	t := s.t
+	if r.Method != rec.Request.Method {
+		t.Errorf("%s: method %s, recorded %s", route, r.Method, rec.Request.Method)
+	}
+	if route == "status" {
+		// The event's answer is the recorded signed 07-signed-ok, request d480996d-….
+		if want := "/api/v1/integrations/spectrastrike/ingest/status/d480996d-482f-4afb-b665-7c961fbc175c"; r.URL.Path != want {
+			t.Errorf("status polled %s, want the event's request %s", r.URL.Path, want)
+		}
+	} else if r.URL.Path != rec.Request.Path {
+		t.Errorf("%s: path %s, recorded %s", route, r.URL.Path, rec.Request.Path)
+	}
+	for h, v := range rec.Request.Headers {
+		if route == "finding" && h == "Idempotency-Key" {
+			continue // ignored by the server on /findings (CONTRACT.md); finding_id dedupes
+		}
+		got := r.Header.Get(h)
+		switch {
+		case got == "":
+			t.Errorf("%s: header %s missing (recorded %q)", route, h, v)
+		case h == "Authorization" && got != "Bearer "+smokeToken:
+			t.Errorf("%s: Authorization does not carry the login's token", route)
+		case h == "Content-Type" && got != v:
+			t.Errorf("%s: Content-Type %q, recorded %q", route, got, v)
+		}
+	}
+	if ts := r.Header.Get("X-Timestamp"); ts != "" {
+		n, err := strconv.ParseInt(ts, 10, 64)
+		if err != nil || r.Header.Get("X-Signature") != vvapi.Sign([]byte(smokeSecret), n, body) {
+			t.Errorf("%s: X-Signature does not sign the body sent", route)
+		}
+	}
+	if rec.Request.BodyRaw == nil {
+		if len(body) != 0 {
+			t.Errorf("%s: body on a bodiless request", route)
+		}
+		return
+	}
+	var got, want map[string]any
+	if err := json.Unmarshal(body, &got); err != nil {
+		t.Errorf("%s: body is not a JSON object: %s", route, body)
+		return
+	}
+	json.Unmarshal([]byte(*rec.Request.BodyRaw), &want)
+	if route == "event" || route == "finding" {
+		// The recordings without an id show the same shape; ids are the shipper's way.
+		want[route+"_id"] = ""
+	}
+	if route == "event" {
+		want["metadata"] = map[string]any{}
+	}
+	if g, w := keys(got), keys(want); g != w {
+		t.Errorf("%s: body fields %s, recorded %s", route, g, w)
+	}
+	switch route {
+	case "login":
+		if got["password"] != smokePassword || got["username"] != "spectrastrike" {
+			t.Errorf("login body carries the wrong credentials")
+		}
+	case "event":
+		if err := vvapi.ValidateEvent(body); err != nil {
+			t.Errorf("event: %v", err)
+		}
+		if r.Header.Get("Idempotency-Key") != got["event_id"] {
+			t.Errorf("event: Idempotency-Key is not the event_id")
+		}
+	case "finding":
+		if err := vvapi.ValidateFinding(body); err != nil {
+			t.Errorf("finding: %v", err)
+		}
+	}
+}
+
+func keys(m map[string]any) string {
+	k := make([]string, 0, len(m))
+	for n := range m {
+		k = append(k, n)
+	}
+	sort.Strings(k)
+	return strings.Join(k, ",")
+}
+
+func (s *smokeServer) routes() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.seen...)
+}
+
+// env is the environment of a smoke run against s.
+func (s *smokeServer) env(extra map[string]string) map[string]string {
+	m := map[string]string{
+		"VECTORVUE_BASE_URL":         s.srv.URL,
+		"VECTORVUE_USERNAME":         "spectrastrike",
+		"VECTORVUE_PASSWORD":         smokePassword,
+		"VECTORVUE_TENANT_ID":        "30000000-0000-0000-0000-000000000003",
+		"VECTORVUE_SIGNATURE_SECRET": smokeSecret,
+		"VECTORVUE_CA_FILE":          s.caFile,
+	}
+	for k, v := range extra {
+		if v == "" {
+			delete(m, k)
+		} else {
+			m[k] = v
+		}
+	}
+	return m
+}
+
+type smokeRun struct {
+	code           int
+	stdout, stderr string
+}
+
+func runSmokeIn(t *testing.T, vars map[string]string, args ...string) smokeRun {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := run(context.Background(), append([]string{"smoke"}, args...),
+		Env{Stdin: strings.NewReader(""), Stdout: &out, Stderr: &errb, Getenv: func(k string) string { return vars[k] }})
+	r := smokeRun{code: code, stdout: out.String(), stderr: errb.String()}
+	return r
+}
+
+// assertNoSecret fails when any secret (or a signature the server saw) was printed.
+func assertNoSecret(t *testing.T, r smokeRun, extra ...string) {
+	t.Helper()
+	all := r.stdout + r.stderr
+	for _, s := range append([]string{smokePassword, smokeSecret, smokeToken}, extra...) {
+		if s != "" && strings.Contains(all, s) {
+			t.Errorf("a secret (%d chars) was printed:\n%s%s", len(s), r.stdout, r.stderr)
+		}
+	}
+}
+
+// Over TLS with a private CA and signing on: every step passes, one line each,
+// and every request matches its recording.
+func TestSmokeOK(t *testing.T) {
+	s := newSmokeServer(t)
+	r := runSmokeIn(t, s.env(nil), "-v")
+	if r.code != exitOK {
+		t.Fatalf("exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	if len(lines) != 6 || lines[5] != "SMOKE OK" {
+		t.Fatalf("want a header, four step lines and SMOKE OK:\n%s", r.stdout)
+	}
+	for i, step := range []string{"login", "event", "finding", "status"} {
+		if !strings.HasPrefix(lines[i+1], step) || !strings.Contains(lines[i+1], " ok ") {
+			t.Errorf("line %d = %q, want step %s ok", i+2, lines[i+1], step)
+		}
+	}
+	if got := strings.Join(s.routes(), " "); got != "login event finding status" {
+		t.Errorf("requests %s", got)
+	}
+	if !strings.Contains(r.stderr, "endpoint=") {
+		t.Errorf("-v logged no requests: %s", r.stderr)
+	}
+	assertNoSecret(t, r, s.sigs...)
+}
+
+func TestSmokeWithoutCAFailsClearly(t *testing.T) {
+	s := newSmokeServer(t)
+	r := runSmokeIn(t, s.env(map[string]string{"VECTORVUE_CA_FILE": ""}))
+	if r.code != exitFailed || !strings.Contains(r.stdout, "SMOKE FAILED at step login") ||
+		!strings.Contains(r.stdout, "certificate") || !strings.Contains(r.stdout, "--ca-file") {
+		t.Fatalf("exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if len(s.routes()) != 0 {
+		t.Errorf("requests got through an untrusted TLS connection: %v", s.routes())
+	}
+	assertNoSecret(t, r)
+}
+
+// A failing step prints the server's own message and stops.
+func TestSmokeStepFailureShowsServerMessage(t *testing.T) {
+	s := newSmokeServer(t)
+	s.override["finding"] = func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusUnauthorized)
+		io.WriteString(w, `{"detail":"Signature timestamp out of range"}`)
+	}
+	r := runSmokeIn(t, s.env(nil))
+	if r.code != exitFailed {
+		t.Fatalf("exit %d\n%s", r.code, r.stdout)
+	}
+	if !strings.Contains(r.stdout, "finding  FAILED") || !strings.Contains(r.stdout, "Signature timestamp out of range") ||
+		!strings.Contains(r.stdout, "SMOKE FAILED at step finding") || strings.Contains(r.stdout, "status ") {
+		t.Errorf("output:\n%s", r.stdout)
+	}
+	assertNoSecret(t, r, s.sigs...)
+}
+
+func TestSmokeWrongSettingExits2(t *testing.T) {
+	s := newSmokeServer(t)
+	cases := []struct {
+		name  string
+		vars  map[string]string
+		args  []string
+		words string
+	}{
+		{"plain http without --require-https=false", s.env(map[string]string{"VECTORVUE_BASE_URL": "http://127.0.0.1:1"}), nil, "--require-https=false"},
+		{"bad VERIFY_TLS", s.env(map[string]string{"VECTORVUE_VERIFY_TLS": "sometimes"}), nil, "VECTORVUE_VERIFY_TLS"},
+		{"no password", s.env(map[string]string{"VECTORVUE_PASSWORD": ""}), nil, "--password-file"},
+		{"unknown flag", s.env(nil), []string{"--nope"}, "nope"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r := runSmokeIn(t, tc.vars, tc.args...)
+			if r.code != exitUsage {
+				t.Fatalf("exit %d, want 2\n%s%s", r.code, r.stdout, r.stderr)
+			}
+			if lines := strings.Split(strings.TrimSpace(r.stderr), "\n"); len(lines) != 1 || !strings.Contains(lines[0], tc.words) {
+				t.Errorf("want one line naming %q, got:\n%s", tc.words, r.stderr)
+			}
+			assertNoSecret(t, r)
+		})
+	}
+	// Plain HTTP works when asked for.
+	plain := httptest.NewServer(http.NotFoundHandler())
+	defer plain.Close()
+	r := runSmokeIn(t, s.env(map[string]string{"VECTORVUE_BASE_URL": plain.URL}), "--require-https=false")
+	if r.code != exitFailed || !strings.Contains(r.stdout, "login    FAILED") || !strings.Contains(r.stdout, "404") {
+		t.Errorf("plain HTTP with --require-https=false should reach the server:\n%s%s", r.stdout, r.stderr)
+	}
+}
+
+// The real fake: internal/testserver over TLS with its own CA and request signing.
+func TestSmokeAgainstTestserver(t *testing.T) {
+	srv, err := testserver.Start(testserver.Options{SignatureSecret: smokeSecret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	ca := filepath.Join(t.TempDir(), "ca.pem")
+	if err := srv.WriteCA(ca); err != nil {
+		t.Fatal(err)
+	}
+	vars := map[string]string{
+		"VECTORVUE_BASE_URL":         srv.URL(),
+		"VECTORVUE_USERNAME":         testserver.DefaultUsername,
+		"VECTORVUE_PASSWORD":         testserver.DefaultPassword,
+		"VECTORVUE_TENANT_ID":        testserver.DefaultTenantID,
+		"VECTORVUE_SIGNATURE_SECRET": smokeSecret,
+		"VECTORVUE_CA_FILE":          ca,
+	}
+	r := runSmokeIn(t, vars, "-v")
+	if r.code != exitOK || !strings.HasSuffix(strings.TrimSpace(r.stdout), "SMOKE OK") {
+		t.Fatalf("exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	var secrets []string
+	for _, req := range srv.Requests() {
+		if tok, ok := strings.CutPrefix(req.Header.Get("Authorization"), "Bearer "); ok {
+			secrets = append(secrets, tok)
+		}
+		if sig := req.Header.Get("X-Signature"); sig != "" {
+			secrets = append(secrets, sig)
+		}
+	}
+	if len(secrets) < 3 {
+		t.Fatalf("captured %d tokens/signatures from the server; the secret check would be vacuous", len(secrets))
+	}
+	assertNoSecret(t, r, append(secrets, testserver.DefaultPassword)...)
+}

@@ -1,0 +1,262 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spectrastrike/shipper/vvapi"
+)
+
+// The VectorVue connection settings every talking verb shares (smoke, run,
+// drain, demo...). Usage:
+//
+//	vv := addVVFlags(c.fs)            // before parsing
+//	...parse...
+//	client, err := vv.client(env, logger)  // a wrong setting is a *settingError (exit 2)
+//
+// Flags win over the VECTORVUE_* environment. Secrets are given as files by
+// flag (a command line is visible in ps) or by environment, as a value or a
+// file; they are never echoed in a message.
+
+// vvEnv names the environment variable behind each VectorVue flag.
+var vvEnv = map[string]string{
+	"base-url":              "VECTORVUE_BASE_URL",
+	"username":              "VECTORVUE_USERNAME",
+	"password-file":         "VECTORVUE_PASSWORD_FILE",
+	"tenant-id":             "VECTORVUE_TENANT_ID",
+	"token-file":            "VECTORVUE_TOKEN_FILE",
+	"signature-secret-file": "VECTORVUE_SIGNATURE_SECRET_FILE",
+	"ca-file":               "VECTORVUE_CA_FILE",
+	"verify-tls":            "VECTORVUE_VERIFY_TLS",
+	"require-https":         "VECTORVUE_REQUIRE_HTTPS",
+	"timeout":               "VECTORVUE_TIMEOUT",
+}
+
+// vvSecretEnv names the environment variable holding a secret's value, beside
+// the *_FILE one above.
+var vvSecretEnv = map[string]string{
+	"password-file":         "VECTORVUE_PASSWORD",
+	"token-file":            "VECTORVUE_TOKEN",
+	"signature-secret-file": "VECTORVUE_SIGNATURE_SECRET",
+}
+
+// vvFlags are the VectorVue flags of one verb's flag set.
+type vvFlags struct {
+	fs                                     *flag.FlagSet
+	baseURL, username, tenantID, caFile    string
+	passwordFile, tokenFile, signatureFile string
+	verifyTLS, requireHTTPS                bool
+	timeout                                time.Duration
+}
+
+// addVVFlags declares the VectorVue flags on fs.
+func addVVFlags(fs *flag.FlagSet) *vvFlags {
+	f := &vvFlags{fs: fs}
+	fs.StringVar(&f.baseURL, "base-url", vvapi.DefaultBaseURL, "VectorVue base URL (env VECTORVUE_BASE_URL)")
+	fs.StringVar(&f.username, "username", "", "VectorVue user for login (env VECTORVUE_USERNAME)")
+	fs.StringVar(&f.passwordFile, "password-file", "", "file holding the login password (env VECTORVUE_PASSWORD, or VECTORVUE_PASSWORD_FILE)")
+	fs.StringVar(&f.tenantID, "tenant-id", "", "tenant for login (env VECTORVUE_TENANT_ID)")
+	fs.StringVar(&f.tokenFile, "token-file", "", "file holding a pre-provisioned bearer token, used instead of login and never replaced (env VECTORVUE_TOKEN, or VECTORVUE_TOKEN_FILE)")
+	fs.StringVar(&f.signatureFile, "signature-secret-file", "", "file holding the request HMAC secret; enables X-Timestamp/X-Signature (env VECTORVUE_SIGNATURE_SECRET, or VECTORVUE_SIGNATURE_SECRET_FILE)")
+	fs.StringVar(&f.caFile, "ca-file", "", "PEM CA bundle for a server with a private CA (env VECTORVUE_CA_FILE)")
+	fs.BoolVar(&f.verifyTLS, "verify-tls", true, "verify the server's TLS certificate; false only for tests, with a warning (env VECTORVUE_VERIFY_TLS)")
+	fs.BoolVar(&f.requireHTTPS, "require-https", true, "refuse http:// base URLs; --require-https=false for a plain-HTTP server (env VECTORVUE_REQUIRE_HTTPS)")
+	fs.DurationVar(&f.timeout, "timeout", vvapi.DefaultTimeout, "per-request timeout (env VECTORVUE_TIMEOUT)")
+	return f
+}
+
+// vvSetting names a VectorVue flag and its environment variables for messages.
+func vvSetting(flagName string) string {
+	names := []string{}
+	if e, ok := vvSecretEnv[flagName]; ok {
+		names = append(names, e)
+	}
+	if e, ok := vvEnv[flagName]; ok {
+		names = append(names, e)
+	}
+	if len(names) == 0 {
+		return "--" + flagName
+	}
+	return "--" + flagName + " (" + strings.Join(names, ", ") + ")"
+}
+
+// config resolves the flags, then the environment, into a vvapi.Config
+// (without Logger). A wrong setting is a *settingError naming it.
+func (f *vvFlags) config(env Env) (vvapi.Config, error) {
+	getenv := env.Getenv
+	if getenv == nil {
+		getenv = func(string) string { return "" }
+	}
+	set := map[string]bool{}
+	f.fs.Visit(func(fl *flag.Flag) { set[fl.Name] = true })
+
+	str := func(name, val string) string {
+		if set[name] {
+			return val
+		}
+		if v := getenv(vvEnv[name]); v != "" {
+			return v
+		}
+		return val
+	}
+	boolean := func(name string, val bool) (bool, error) {
+		if set[name] {
+			return val, nil
+		}
+		v := strings.TrimSpace(getenv(vvEnv[name]))
+		if v == "" {
+			return val, nil
+		}
+		switch strings.ToLower(v) {
+		case "1", "t", "true", "yes", "on":
+			return true, nil
+		case "0", "f", "false", "no", "off":
+			return false, nil
+		}
+		return false, &settingError{Setting: vvEnv[name], Problem: fmt.Sprintf("%q is not true or false", v)}
+	}
+
+	var cfg vvapi.Config
+	var err error
+	cfg.BaseURL = strings.TrimSpace(str("base-url", f.baseURL))
+	cfg.Username = str("username", f.username)
+	cfg.TenantID = str("tenant-id", f.tenantID)
+	cfg.CAFile = str("ca-file", f.caFile)
+	if cfg.CAFile != "" {
+		if _, err := os.Stat(cfg.CAFile); err != nil {
+			return cfg, &settingError{Setting: vvSetting("ca-file"), Problem: fmt.Sprintf("cannot read %s: %v", cfg.CAFile, errors.Unwrap(err))}
+		}
+	}
+	verify, err := boolean("verify-tls", f.verifyTLS)
+	if err != nil {
+		return cfg, err
+	}
+	cfg.InsecureSkipVerify = !verify
+	requireHTTPS, err := boolean("require-https", f.requireHTTPS)
+	if err != nil {
+		return cfg, err
+	}
+	cfg.AllowHTTP = !requireHTTPS
+	cfg.Timeout = f.timeout
+	if !set["timeout"] {
+		if v := strings.TrimSpace(getenv(vvEnv["timeout"])); v != "" {
+			d, err := time.ParseDuration(v)
+			if err != nil {
+				return cfg, &settingError{Setting: vvEnv["timeout"], Problem: fmt.Sprintf("%q is not a duration (e.g. 10s)", v)}
+			}
+			cfg.Timeout = d
+		}
+	}
+	if cfg.Timeout <= 0 {
+		return cfg, &settingError{Setting: vvSetting("timeout"), Problem: "must be positive"}
+	}
+	pw, err := f.secret(getenv, set, "password-file", f.passwordFile)
+	if err != nil {
+		return cfg, err
+	}
+	cfg.Password = pw
+	tok, err := f.secret(getenv, set, "token-file", f.tokenFile)
+	if err != nil {
+		return cfg, err
+	}
+	cfg.Token = tok
+	sig, err := f.secret(getenv, set, "signature-secret-file", f.signatureFile)
+	if err != nil {
+		return cfg, err
+	}
+	cfg.SignatureSecret = sig
+	return cfg, nil
+}
+
+// secret resolves one secret: the flag's file, else the environment's value,
+// else the environment's file. Giving both environment forms is an error.
+func (f *vvFlags) secret(getenv func(string) string, set map[string]bool, flagName, flagFile string) (vvapi.Secret, error) {
+	valueEnv, fileEnv := vvSecretEnv[flagName], vvEnv[flagName]
+	if set[flagName] {
+		return readSecretFile("--"+flagName, flagFile)
+	}
+	v, file := getenv(valueEnv), getenv(fileEnv)
+	switch {
+	case v != "" && file != "":
+		return "", &settingError{Setting: valueEnv + " and " + fileEnv, Problem: "both set; give only one"}
+	case v != "":
+		return vvapi.Secret(strings.TrimSpace(v)), nil
+	case file != "":
+		return readSecretFile(fileEnv, file)
+	}
+	return "", nil
+}
+
+// readSecretFile reads a secret, dropping the trailing newline editors add.
+// The content never appears in an error.
+func readSecretFile(setting, path string) (vvapi.Secret, error) {
+	if path == "" {
+		return "", &settingError{Setting: setting, Problem: "empty path"}
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", &settingError{Setting: setting, Problem: fmt.Sprintf("cannot read %s: %v", path, errors.Unwrap(err))}
+	}
+	s := strings.TrimRight(string(b), "\r\n \t")
+	if s == "" {
+		return "", &settingError{Setting: setting, Problem: path + " is empty"}
+	}
+	return vvapi.Secret(s), nil
+}
+
+// client resolves the settings and builds the client; every wrong setting,
+// including one vvapi.New refuses, comes back as a *settingError naming the
+// flag and its environment variables.
+func (f *vvFlags) client(env Env, logger *slog.Logger) (*vvapi.Client, error) {
+	cfg, err := f.config(env)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Logger = logger
+	c, err := vvapi.New(cfg)
+	if err != nil {
+		return nil, vvSettingError(err)
+	}
+	return c, nil
+}
+
+// vvSettingError turns a *vvapi.ConfigError into a *settingError naming the
+// flag that feeds the field; other errors are returned as they are.
+func vvSettingError(err error) error {
+	var ce *vvapi.ConfigError
+	if !errors.As(err, &ce) {
+		return err
+	}
+	flagOf := map[string]string{
+		"BaseURL": "base-url", "Username": "username", "Password": "password-file", "TenantID": "tenant-id",
+		"Token": "token-file", "CAFile": "ca-file", "Timeout": "timeout", "SignatureSecret": "signature-secret-file",
+	}
+	setting := "VectorVue " + ce.Field
+	if ce.Field == "Token" && strings.HasPrefix(ce.Problem, "either") {
+		setting = "credentials (--username, --password-file, --tenant-id or --token-file; VECTORVUE_USERNAME, VECTORVUE_PASSWORD, VECTORVUE_TENANT_ID or VECTORVUE_TOKEN)"
+	} else if fl, ok := flagOf[ce.Field]; ok {
+		setting = vvSetting(fl)
+	}
+	problem := ce.Problem
+	if ce.Field == "BaseURL" && strings.Contains(problem, "HTTPS is required") {
+		problem = "http:// URL refused while HTTPS is required; for a plain-HTTP server pass --require-https=false (VECTORVUE_REQUIRE_HTTPS=false)"
+	}
+	return &settingError{Setting: setting, Problem: problem}
+}
+
+// vvEnvHelp lists the VectorVue environment variables for a verb's usage text.
+func vvEnvHelp() string {
+	return strings.TrimSpace(`
+VectorVue settings come from flags, else from the environment:
+  VECTORVUE_BASE_URL, VECTORVUE_USERNAME, VECTORVUE_TENANT_ID,
+  VECTORVUE_PASSWORD or VECTORVUE_PASSWORD_FILE,
+  VECTORVUE_TOKEN or VECTORVUE_TOKEN_FILE (instead of login),
+  VECTORVUE_SIGNATURE_SECRET or VECTORVUE_SIGNATURE_SECRET_FILE,
+  VECTORVUE_CA_FILE, VECTORVUE_VERIFY_TLS, VECTORVUE_REQUIRE_HTTPS, VECTORVUE_TIMEOUT.
+Secrets are never printed. Plain-HTTP servers need --require-https=false.`)
+}

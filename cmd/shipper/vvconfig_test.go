@@ -1,0 +1,159 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spectrastrike/shipper/vvapi"
+)
+
+func mapEnv(m map[string]string) Env {
+	return Env{Stdout: io.Discard, Stderr: io.Discard, Getenv: func(k string) string { return m[k] }}
+}
+
+func parseVV(t *testing.T, args ...string) *vvFlags {
+	t.Helper()
+	fs := flag.NewFlagSet("test", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	f := addVVFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		t.Fatalf("parse %v: %v", args, err)
+	}
+	return f
+}
+
+func writeFile(t *testing.T, name, content string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestVVConfigFromEnv(t *testing.T) {
+	ca := writeFile(t, "ca.pem", "x")
+	cfg, err := parseVV(t).config(mapEnv(map[string]string{
+		"VECTORVUE_BASE_URL":         "http://127.0.0.1:8080",
+		"VECTORVUE_USERNAME":         "u",
+		"VECTORVUE_PASSWORD":         "pw\n",
+		"VECTORVUE_TENANT_ID":        "t",
+		"VECTORVUE_SIGNATURE_SECRET": "sig",
+		"VECTORVUE_CA_FILE":          ca,
+		"VECTORVUE_VERIFY_TLS":       "false",
+		"VECTORVUE_REQUIRE_HTTPS":    "no",
+		"VECTORVUE_TIMEOUT":          "3s",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := vvapi.Config{BaseURL: "http://127.0.0.1:8080", Username: "u", Password: "pw", TenantID: "t",
+		SignatureSecret: "sig", CAFile: ca, InsecureSkipVerify: true, AllowHTTP: true, Timeout: 3 * time.Second}
+	if cfg.BaseURL != want.BaseURL || cfg.Username != want.Username || string(cfg.Password) != "pw" || cfg.TenantID != want.TenantID ||
+		string(cfg.SignatureSecret) != "sig" || cfg.CAFile != ca || !cfg.InsecureSkipVerify || !cfg.AllowHTTP || cfg.Timeout != want.Timeout {
+		t.Errorf("config from env = %+v", cfg)
+	}
+}
+
+func TestVVFlagsWinOverEnv(t *testing.T) {
+	pwFile := writeFile(t, "pw", "from-file\r\n")
+	tokFile := writeFile(t, "tok", "tok-from-file\n")
+	f := parseVV(t, "--base-url", "https://vv.example:8443", "--username", "flag-user", "--password-file", pwFile,
+		"--token-file", tokFile, "--require-https=true", "--verify-tls=true", "--timeout", "7s")
+	cfg, err := f.config(mapEnv(map[string]string{
+		"VECTORVUE_BASE_URL":      "http://env",
+		"VECTORVUE_USERNAME":      "env-user",
+		"VECTORVUE_PASSWORD":      "env-pw",
+		"VECTORVUE_TOKEN":         "env-token",
+		"VECTORVUE_REQUIRE_HTTPS": "false",
+		"VECTORVUE_VERIFY_TLS":    "false",
+		"VECTORVUE_TIMEOUT":       "1s",
+		"VECTORVUE_TENANT_ID":     "env-tenant",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.BaseURL != "https://vv.example:8443" || cfg.Username != "flag-user" || string(cfg.Password) != "from-file" ||
+		string(cfg.Token) != "tok-from-file" || cfg.AllowHTTP || cfg.InsecureSkipVerify || cfg.Timeout != 7*time.Second ||
+		cfg.TenantID != "env-tenant" {
+		t.Errorf("config = %+v (password %q token %q)", cfg, string(cfg.Password), string(cfg.Token))
+	}
+}
+
+func TestVVSecretFilesFromEnv(t *testing.T) {
+	f := parseVV(t)
+	cfg, err := f.config(mapEnv(map[string]string{
+		"VECTORVUE_TOKEN_FILE":            writeFile(t, "tok", "abc.def.ghi\n"),
+		"VECTORVUE_SIGNATURE_SECRET_FILE": writeFile(t, "sig", "s3cret\n"),
+		"VECTORVUE_PASSWORD_FILE":         writeFile(t, "pw", "pw"),
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(cfg.Token) != "abc.def.ghi" || string(cfg.SignatureSecret) != "s3cret" || string(cfg.Password) != "pw" {
+		t.Errorf("secrets not read from files")
+	}
+}
+
+// Every wrong setting is a *settingError naming the flag or variable, and
+// never echoing a secret.
+func TestVVWrongSettingsAreNamed(t *testing.T) {
+	dir := t.TempDir()
+	empty := writeFile(t, "empty", "\n")
+	base := map[string]string{"VECTORVUE_USERNAME": "u", "VECTORVUE_PASSWORD": "hunter2-pw", "VECTORVUE_TENANT_ID": "t"}
+	with := func(kv ...string) map[string]string {
+		m := map[string]string{}
+		for k, v := range base {
+			m[k] = v
+		}
+		for i := 0; i < len(kv); i += 2 {
+			if kv[i+1] == "" {
+				delete(m, kv[i])
+			} else {
+				m[kv[i]] = kv[i+1]
+			}
+		}
+		return m
+	}
+	cases := []struct {
+		name  string
+		args  []string
+		env   map[string]string
+		words []string
+	}{
+		{"http while HTTPS required", []string{"--base-url", "http://127.0.0.1:9"}, base, []string{"--base-url", "VECTORVUE_BASE_URL", "--require-https=false"}},
+		{"bad bool", nil, with("VECTORVUE_VERIFY_TLS", "maybe"), []string{"VECTORVUE_VERIFY_TLS", `"maybe"`}},
+		{"bad timeout", nil, with("VECTORVUE_TIMEOUT", "soon"), []string{"VECTORVUE_TIMEOUT"}},
+		{"no credentials", nil, map[string]string{}, []string{"credentials", "VECTORVUE_TOKEN"}},
+		{"no tenant", nil, with("VECTORVUE_TENANT_ID", ""), []string{"--tenant-id", "VECTORVUE_TENANT_ID"}},
+		{"missing password file", []string{"--password-file", filepath.Join(dir, "nope")}, base, []string{"--password-file", "cannot read"}},
+		{"empty token file", []string{"--token-file", empty}, base, []string{"--token-file", "is empty"}},
+		{"both password forms", nil, with("VECTORVUE_PASSWORD_FILE", empty), []string{"VECTORVUE_PASSWORD and VECTORVUE_PASSWORD_FILE", "only one"}},
+		{"missing CA file", []string{"--ca-file", filepath.Join(dir, "ca.pem")}, base, []string{"--ca-file", "cannot read"}},
+		{"CA file not PEM", []string{"--ca-file", empty}, base, []string{"--ca-file", "no PEM"}},
+		{"bad URL", []string{"--base-url", "ftp://x"}, base, []string{"--base-url", "scheme"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := parseVV(t, tc.args...).client(mapEnv(tc.env), nil)
+			var se *settingError
+			if !errors.As(err, &se) || !isSettingError(err) {
+				t.Fatalf("err = %v, want a *settingError", err)
+			}
+			for _, w := range tc.words {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("%q does not mention %q", err, w)
+				}
+			}
+			if strings.Contains(err.Error(), "hunter2") || strings.Contains(err.Error(), "\n") {
+				t.Errorf("error echoes a secret or spans lines: %q", err)
+			}
+		})
+	}
+}
