@@ -84,6 +84,10 @@ func (c *Client) MaxBatchSize() int { return c.s.MaxBatchSize }
 // instead of logging in.
 func (c *Client) HasPreProvisionedToken() bool { return c.s.Token != "" }
 
+// VerifiesTLS reports whether the server's certificate is verified (false
+// only with InsecureSkipVerify).
+func (c *Client) VerifiesTLS() bool { return !c.s.InsecureSkipVerify }
+
 // Signing reports whether requests are HMAC-signed.
 func (c *Client) Signing() bool { return c.s.SignatureSecret != "" }
 

@@ -78,6 +78,9 @@ func smoke(ctx context.Context, client *vvapi.Client, out io.Writer, now time.Ti
 		signing = "on"
 	}
 	fmt.Fprintf(out, "smoke: VectorVue %s (request signing %s)\n", client.BaseURL(), signing)
+	if !client.VerifiesTLS() {
+		fmt.Fprintln(out, "warning: TLS certificate verification is OFF (--verify-tls=false): for tests only")
+	}
 
 	failed := ""
 	step := func(name string, fn func() (string, error)) {

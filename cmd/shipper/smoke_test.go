@@ -310,6 +310,13 @@ func TestSmokeWithoutCAFailsClearly(t *testing.T) {
 		t.Errorf("requests got through an untrusted TLS connection: %v", s.routes())
 	}
 	assertNoSecret(t, r)
+
+	// Verification off, when asked: it works, and says so.
+	r = runSmokeIn(t, s.env(map[string]string{"VECTORVUE_CA_FILE": "", "VECTORVUE_VERIFY_TLS": "false"}))
+	if r.code != exitOK || !strings.Contains(r.stdout, "verification is OFF") {
+		t.Errorf("--verify-tls=false: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	assertNoSecret(t, r, s.sigs...)
 }
 
 // A failing step prints the server's own message and stops.
