@@ -19,7 +19,7 @@ func (o *Outbox) Get(key string) (Record, error) {
 	defer o.release()
 	var r Record
 	err := o.db.View(func(tx *bolt.Tx) error {
-		v := tx.Bucket(bucketKeys).Get([]byte(key))
+		v := indexOf(tx, bucketKeys).Get([]byte(key))
 		if v == nil {
 			return fmt.Errorf("outbox: get %s: %w", key, ErrNotFound)
 		}
@@ -87,7 +87,7 @@ func (o *Outbox) List(f Filter, fn func(Record) error) error {
 			return err
 		}
 		err := o.db.View(func(tx *bolt.Tx) error {
-			v := tx.Bucket(bucketKeys).Get([]byte(f.After))
+			v := indexOf(tx, bucketKeys).Get([]byte(f.After))
 			if v == nil {
 				return fmt.Errorf("outbox: list: cursor %s: %w", f.After, ErrNotFound)
 			}
@@ -111,11 +111,11 @@ func (o *Outbox) List(f Filter, fn func(Record) error) error {
 			return err
 		}
 		err := o.db.View(func(tx *bolt.Tx) error {
-			var c *bolt.Cursor
+			var c cursorLike
 			var prefix []byte
 			start := seqKey(after + 1)
 			if f.State != "" {
-				c, prefix = tx.Bucket(bucketByState).Cursor(), []byte{sc}
+				c, prefix = indexOf(tx, bucketByState).Cursor(), []byte{sc}
 				start = byStateKey(sc, after+1)
 			} else {
 				c = tx.Bucket(bucketRecords).Cursor()
@@ -212,7 +212,7 @@ func (o *Outbox) Stats() Stats {
 	}
 	defer o.release()
 	_ = o.db.View(func(tx *bolt.Tx) error {
-		c := tx.Bucket(bucketByState).Cursor()
+		c := indexOf(tx, bucketByState).Cursor()
 		first := func(sc byte) (uint64, bool) {
 			k, _ := c.Seek([]byte{sc})
 			if len(k) != 9 || k[0] != sc {
@@ -439,7 +439,7 @@ func checkTx(o *Outbox, tx *bolt.Tx, rep *CheckReport, problem func(string, ...a
 	}
 	// Expected index entries, built from the records.
 	expected := map[string]map[string]bool{}
-	for _, n := range allBuckets[2:] {
+	for _, n := range allIndexes {
 		expected[string(n)] = map[string]bool{}
 	}
 	var c counters
@@ -467,7 +467,7 @@ func checkTx(o *Outbox, tx *bolt.Tx, rep *CheckReport, problem func(string, ...a
 		}
 		c.add(&st, 1)
 		expected[string(bucketKeys)][st.key] = true
-		if got := tx.Bucket(bucketKeys).Get([]byte(st.key)); len(got) != 8 || binary.BigEndian.Uint64(got) != seq {
+		if got := indexOf(tx, bucketKeys).Get([]byte(st.key)); len(got) != 8 || binary.BigEndian.Uint64(got) != seq {
 			problem("record %d (%s): key index points to %x", seq, st.key, got)
 		}
 		expected[string(bucketByState)][string(byStateKey(st.state, seq))] = true
@@ -476,9 +476,9 @@ func checkTx(o *Outbox, tx *bolt.Tx, rep *CheckReport, problem func(string, ...a
 		}
 		return nil
 	})
-	for _, n := range allBuckets[2:] {
+	for _, n := range allIndexes {
 		name := string(n)
-		_ = tx.Bucket(n).ForEach(func(k, _ []byte) error {
+		_ = indexOf(tx, n).ForEach(func(k, _ []byte) error {
 			if name == string(bucketKeys) {
 				if !expected[name][string(k)] {
 					problem("key index entry %q has no record", k)

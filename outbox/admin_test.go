@@ -207,23 +207,23 @@ func TestCheckFindsInconsistency(t *testing.T) {
 	}
 	// Damage an index behind the outbox's back (Update exposes the raw file).
 	if err := o.Update(func(tx *bolt.Tx) error {
-		k, _ := tx.Bucket(bucketDue).Cursor().First()
-		return tx.Bucket(bucketDue).Delete(k)
+		k, _ := indexOf(tx, bucketDue).Cursor().First()
+		return indexOf(tx, bucketDue).Delete(k)
 	}); err != nil {
 		t.Fatal(err)
 	}
 	rep, err := o.Check()
-	if !errors.Is(err, ErrCorrupt) || len(rep.Problems) != 1 || !strings.Contains(rep.Problems[0], "outbox_due") {
+	if !errors.Is(err, ErrCorrupt) || len(rep.Problems) != 1 || !strings.HasPrefix(rep.Problems[0], "due entry") {
 		t.Fatalf("Check = %+v, %v", rep, err)
 	}
 	// Repair so the Cleanup check passes.
 	if err := o.Update(func(tx *bolt.Tx) error {
-		seq := binary.BigEndian.Uint64(tx.Bucket(bucketKeys).Get([]byte("a")))
+		seq := binary.BigEndian.Uint64(indexOf(tx, bucketKeys).Get([]byte("a")))
 		st, err := o.readSeq(tx, seq)
 		if err != nil {
 			return err
 		}
-		return tx.Bucket(bucketDue).Put(dueKey(st.kind, st.next, seq), nil)
+		return indexOf(tx, bucketDue).Put(dueKey(st.kind, st.next, seq), nil)
 	}); err != nil {
 		t.Fatal(err)
 	}

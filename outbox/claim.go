@@ -237,7 +237,7 @@ func (o *Outbox) Submissions(max int) ([]Submission, error) {
 	var out []Submission
 	err := o.db.View(func(tx *bolt.Tx) error {
 		recs := tx.Bucket(bucketRecords)
-		c := tx.Bucket(bucketSubmitted).Cursor()
+		c := indexOf(tx, bucketSubmitted).Cursor()
 		var group []byte // submittedAt+requestID of the current submission
 		for k, _ := c.First(); k != nil; k, _ = c.Next() {
 			if len(k) < 17 {
@@ -287,7 +287,7 @@ func (o *Outbox) NextDue(kind Kind) (time.Time, bool) {
 	var t time.Time
 	var found bool
 	_ = o.db.View(func(tx *bolt.Tx) error {
-		k, _ := tx.Bucket(bucketDue).Cursor().Seek([]byte{kc})
+		k, _ := indexOf(tx, bucketDue).Cursor().Seek([]byte{kc})
 		if len(k) == 17 && k[0] == kc {
 			t, found = fromNanos(int64(binary.BigEndian.Uint64(k[1:]))), true
 		}

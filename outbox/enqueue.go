@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"sync"
+	"time"
 
 	"github.com/google/uuid"
 	bolt "go.etcd.io/bbolt"
@@ -40,8 +42,10 @@ func (o *Outbox) Enqueue(ctx context.Context, kind Kind, payload []byte) (string
 // ^[A-Za-z0-9._:-]{1,128}$). If the payload already carries an id it must equal key.
 // An empty key behaves as Enqueue.
 func (o *Outbox) EnqueueWithKey(ctx context.Context, kind Kind, key string, payload []byte) (string, error) {
+	o.arriving.Add(1)
 	p, err := o.prepare(Item{Kind: kind, Key: key, Payload: payload})
 	if err != nil {
+		o.arriving.Add(-1)
 		return "", err
 	}
 	keys, err := o.submit(ctx, []prepared{p})
@@ -54,18 +58,50 @@ func (o *Outbox) EnqueueWithKey(ctx context.Context, kind Kind, key string, payl
 // EnqueueAll stores many records in one commit: all or none. Keys come back in the
 // order of items.
 func (o *Outbox) EnqueueAll(ctx context.Context, items []Item) ([]string, error) {
-	ps := make([]prepared, len(items))
-	for i, it := range items {
-		p, err := o.prepare(it)
-		if err != nil {
-			return nil, fmt.Errorf("item %d: %w", i, err)
-		}
-		ps[i] = p
-	}
-	if len(ps) == 0 {
+	if len(items) == 0 {
 		return nil, nil
 	}
+	o.arriving.Add(1)
+	ps, err := o.prepareAll(items)
+	if err != nil {
+		o.arriving.Add(-1)
+		return nil, err
+	}
 	return o.submit(ctx, ps)
+}
+
+// prepareAll prepares items, large batches on two goroutines: JSON checks are
+// most of a bulk enqueue's CPU, and the writer is idle meanwhile.
+func (o *Outbox) prepareAll(items []Item) ([]prepared, error) {
+	ps := make([]prepared, len(items))
+	errs := make([]error, 2)
+	run := func(part, from, to int) {
+		for i := from; i < to; i++ {
+			p, err := o.prepare(items[i])
+			if err != nil {
+				errs[part] = fmt.Errorf("item %d: %w", i, err)
+				return
+			}
+			ps[i] = p
+		}
+	}
+	if len(items) < 256 {
+		run(0, 0, len(items))
+	} else {
+		half := len(items) / 2
+		var wg sync.WaitGroup
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			run(1, half, len(items))
+		}()
+		run(0, 0, half)
+		wg.Wait()
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return ps, nil
 }
 
 // EnqueueTx stores a record inside the caller's own transaction, which must be the
@@ -115,7 +151,7 @@ func (o *Outbox) prepare(it Item) (prepared, error) {
 		return prepared{}, fmt.Errorf("outbox: enqueue %s: payload is not a JSON object: %w", it.Kind, ErrInvalidPayload)
 	}
 	field := idField(it.Kind)
-	id, present, err := topLevelString(it.Payload, field)
+	id, present, err := topLevelString(it.Payload, open, field)
 	if err != nil {
 		return prepared{}, fmt.Errorf("outbox: enqueue %s: %v: %w", it.Kind, err, ErrInvalidPayload)
 	}
@@ -184,30 +220,100 @@ func validKey(k string) bool {
 	return true
 }
 
-// topLevelString finds member name of the top-level object (exact, case-sensitive:
-// encoding/json's struct matching would accept "Event_ID").
-func topLevelString(payload []byte, name string) (val string, present bool, err error) {
-	dec := json.NewDecoder(bytes.NewReader(payload))
-	if _, err := dec.Token(); err != nil { // '{'
-		return "", false, err
-	}
-	for dec.More() {
-		t, err := dec.Token()
-		if err != nil {
-			return "", false, err
+// topLevelString finds member name of the top-level object starting at p[open]
+// (exact, case-sensitive: encoding/json's struct matching would accept
+// "Event_ID"). p must already have passed json.Valid, so the scanner only has to
+// find boundaries, not validate: a json.Decoder token walk cost more than the
+// rest of Enqueue together.
+func topLevelString(p []byte, open int, name string) (val string, present bool, err error) {
+	i := open + 1
+	for {
+		i = skipSpace(p, i)
+		if p[i] == '}' {
+			return "", false, nil
 		}
-		var raw json.RawMessage
-		if err := dec.Decode(&raw); err != nil {
-			return "", false, err
+		kEnd, kEsc := scanString(p, i)
+		match := !kEsc && string(p[i+1:kEnd-1]) == name
+		if kEsc {
+			var k string
+			match = json.Unmarshal(p[i:kEnd], &k) == nil && k == name
 		}
-		if k, _ := t.(string); k == name {
-			if err := json.Unmarshal(raw, &val); err != nil {
+		i = skipSpace(p, kEnd) + 1 // ':'
+		i = skipSpace(p, i)
+		vStart := i
+		i = skipValue(p, i)
+		if match {
+			if p[vStart] != '"' {
 				return "", true, fmt.Errorf("%s is not a string", name)
+			}
+			if err := json.Unmarshal(p[vStart:i], &val); err != nil {
+				return "", true, fmt.Errorf("%s: %v", name, err)
 			}
 			return val, true, nil
 		}
+		i = skipSpace(p, i)
+		if p[i] == ',' {
+			i++
+			continue
+		}
+		return "", false, nil
 	}
-	return "", false, nil
+}
+
+func skipSpace(p []byte, i int) int {
+	for i < len(p) && (p[i] == ' ' || p[i] == '\t' || p[i] == '\n' || p[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// scanString returns the index after the string starting at p[i] == '"', and
+// whether it contains escapes.
+func scanString(p []byte, i int) (end int, escaped bool) {
+	for j := i + 1; j < len(p); j++ {
+		switch p[j] {
+		case '\\':
+			escaped = true
+			j++
+		case '"':
+			return j + 1, escaped
+		}
+	}
+	return len(p), escaped
+}
+
+// skipValue returns the index after the value starting at p[i].
+func skipValue(p []byte, i int) int {
+	switch p[i] {
+	case '"':
+		end, _ := scanString(p, i)
+		return end
+	case '{', '[':
+		depth := 0
+		for j := i; j < len(p); j++ {
+			switch p[j] {
+			case '"':
+				end, _ := scanString(p, j)
+				j = end - 1
+			case '{', '[':
+				depth++
+			case '}', ']':
+				depth--
+				if depth == 0 {
+					return j + 1
+				}
+			}
+		}
+		return len(p)
+	}
+	for i < len(p) {
+		switch p[i] {
+		case ',', '}', ']', ' ', '\t', '\n', '\r':
+			return i
+		}
+		i++
+	}
+	return i
 }
 
 // injectID inserts "field":"key" as the object's first member, leaving every other
@@ -335,6 +441,11 @@ type enqReq struct {
 // transaction while later callers wait behind it.
 const maxBatchItems = 4096
 
+// maxLinger bounds how long the writer waits for callers that are already inside
+// Enqueue (preparing their payload) before it commits without them. A lone
+// producer never waits: nobody else is arriving.
+const maxLinger = 2 * time.Millisecond
+
 func (o *Outbox) submit(ctx context.Context, items []prepared) ([]string, error) {
 	var b int64
 	for i := range items {
@@ -342,14 +453,20 @@ func (o *Outbox) submit(ctx context.Context, items []prepared) ([]string, error)
 	}
 	// A request larger than the limits themselves would wait forever.
 	tooBig := (o.opts.MaxRecords > 0 && len(items) > o.opts.MaxRecords) || (o.opts.MaxBytes > 0 && b > o.opts.MaxBytes)
-	for {
+	// The caller counted itself in o.arriving; each further attempt counts again.
+	for attempt := 0; ; attempt++ {
+		if attempt > 0 {
+			o.arriving.Add(1)
+		}
 		if err := ctx.Err(); err != nil {
+			o.arriving.Add(-1)
 			return nil, fmt.Errorf("outbox: enqueue: %w", err)
 		}
 		o.cmu.Lock()
 		room := o.room
 		o.cmu.Unlock()
 		if err := o.acquire(); err != nil {
+			o.arriving.Add(-1)
 			return nil, err
 		}
 		r := &enqReq{items: items, done: make(chan struct{})}
@@ -375,9 +492,16 @@ func (o *Outbox) submit(ctx context.Context, items []prepared) ([]string, error)
 // waits for no timer; 64 producers share commits.
 func (o *Outbox) writer() {
 	defer close(o.writerDone)
+	var linger *time.Timer
 	for r := range o.reqs {
+		o.arriving.Add(-1)
 		batch := []*enqReq{r}
 		n := len(r.items)
+		take := func(r2 *enqReq) {
+			o.arriving.Add(-1)
+			batch = append(batch, r2)
+			n += len(r2.items)
+		}
 	drain:
 		for n < maxBatchItems {
 			select {
@@ -385,11 +509,32 @@ func (o *Outbox) writer() {
 				if !ok {
 					break drain
 				}
-				batch = append(batch, r2)
-				n += len(r2.items)
+				take(r2)
 			default:
 				break drain
 			}
+		}
+		// Without this wait, producers released by the last commit would trickle
+		// in one by one and each commit (one fsync) would carry only a few records.
+		if n < maxBatchItems && o.arriving.Load() > 0 {
+			if linger == nil {
+				linger = time.NewTimer(maxLinger)
+			} else {
+				linger.Reset(maxLinger)
+			}
+		wait:
+			for n < maxBatchItems && o.arriving.Load() > 0 {
+				select {
+				case r2, ok := <-o.reqs:
+					if !ok {
+						break wait
+					}
+					take(r2)
+				case <-linger.C:
+					break wait
+				}
+			}
+			linger.Stop()
 		}
 		o.commit(batch)
 	}

@@ -48,16 +48,10 @@ const (
 
 // Bucket names. Everything starting "outbox" is reserved for this package.
 var (
-	bucketMeta      = []byte("outbox_meta")
-	bucketRecords   = []byte("outbox_records")   // seq → record
-	bucketKeys      = []byte("outbox_keys")      // key → seq
-	bucketByState   = []byte("outbox_bystate")   // state+seq → nil
-	bucketDue       = []byte("outbox_due")       // kind+nextAttempt+seq → nil (pending)
-	bucketLeases    = []byte("outbox_leases")    // leaseUntil+seq → nil (sending)
-	bucketSubmitted = []byte("outbox_submitted") // submittedAt+requestID+0+seq → nil (submitted)
-	bucketConfirmed = []byte("outbox_confirmed") // confirmedAt+seq → nil (confirmed)
+	bucketMeta    = []byte("outbox_meta")
+	bucketRecords = []byte("outbox_records") // seq → record; the indexes are in index.go
 
-	allBuckets = [][]byte{bucketMeta, bucketRecords, bucketKeys, bucketByState, bucketDue, bucketLeases, bucketSubmitted, bucketConfirmed}
+	allBuckets = [][]byte{bucketMeta, bucketRecords, bucketIndex}
 
 	metaFormat   = []byte("format")
 	metaKeyCheck = []byte("key_check")
@@ -89,6 +83,7 @@ type Outbox struct {
 
 	reqs       chan *enqReq
 	writerDone chan struct{}
+	arriving   atomic.Int64 // Enqueue calls between their start and the writer taking their request
 }
 
 // Open opens or creates the outbox file (0600, directory 0700). A file held by another
@@ -456,26 +451,28 @@ type wtx struct {
 	tx    *bolt.Tx
 	now   time.Time
 	delta counters
-	b     struct{ meta, records, keys, byState, due, leases, submitted, confirmed *bolt.Bucket }
+	b     struct {
+		meta, records                                  *bolt.Bucket
+		keys, byState, due, leases, submitted, confirmed ix
+	}
 }
 
 func (w *wtx) bind() {
 	tx := w.tx
 	w.b.meta = tx.Bucket(bucketMeta)
 	w.b.records = tx.Bucket(bucketRecords)
-	w.b.keys = tx.Bucket(bucketKeys)
-	w.b.byState = tx.Bucket(bucketByState)
-	w.b.due = tx.Bucket(bucketDue)
-	w.b.leases = tx.Bucket(bucketLeases)
-	w.b.submitted = tx.Bucket(bucketSubmitted)
-	w.b.confirmed = tx.Bucket(bucketConfirmed)
-	// Sequence numbers and confirmation times only grow, so these buckets are
-	// appended to: full pages keep the file a third smaller.
+	w.b.keys = indexOf(tx, bucketKeys)
+	w.b.byState = indexOf(tx, bucketByState)
+	w.b.due = indexOf(tx, bucketDue)
+	w.b.leases = indexOf(tx, bucketLeases)
+	w.b.submitted = indexOf(tx, bucketSubmitted)
+	w.b.confirmed = indexOf(tx, bucketConfirmed)
+	// Sequence numbers only grow, so records are appended: full pages keep the
+	// file a third smaller.
 	w.b.records.FillPercent = 1.0
-	w.b.confirmed.FillPercent = 0.9
 }
 
-func (w *wtx) bucket(name []byte) *bolt.Bucket {
+func (w *wtx) bucket(name []byte) ix {
 	switch string(name) {
 	case string(bucketDue):
 		return w.b.due
@@ -486,7 +483,7 @@ func (w *wtx) bucket(name []byte) *bolt.Bucket {
 	case string(bucketConfirmed):
 		return w.b.confirmed
 	}
-	return w.tx.Bucket(name)
+	return indexOf(w.tx, name)
 }
 
 // update runs fn in one bbolt write transaction (one fsync) and then applies its
