@@ -452,7 +452,7 @@ type wtx struct {
 	now   time.Time
 	delta counters
 	b     struct {
-		meta, records                                  *bolt.Bucket
+		meta, records                                    *bolt.Bucket
 		keys, byState, due, leases, submitted, confirmed ix
 	}
 }
