@@ -155,7 +155,7 @@ func (e *TransportError) Error() string {
 		b.WriteString(e.Endpoint)
 		b.WriteString(": ")
 	}
-	b.WriteString("no answer: ")
+	b.WriteString("no usable answer: ")
 	if e.Err != nil {
 		b.WriteString(e.Err.Error())
 	}

@@ -1,0 +1,27 @@
+// Package vvapi is the typed client of VectorVue's SpectraStrike ingest API,
+// as the real server behaves (shared/vectorvue/CONTRACT.md).
+//
+// One Client is safe for concurrent use and keeps one pooled http.Client.
+// Every call:
+//   - logs in lazily (username, password, tenant) when no Token was given, one
+//     login shared by concurrent callers; a 401 on a login token triggers one
+//     fresh login and one retry, a pre-provisioned Token is never replaced;
+//   - refuses, before any I/O, payloads that are not one JSON object and
+//     batches outside 1..MaxBatchSize (ErrInvalidPayload, ErrBatchSize);
+//   - sends the caller's bytes as they are (a batch is the records joined
+//     inside [ ]), HMAC-signed afresh on every attempt when a secret is set,
+//     with a fresh UUID X-Request-ID per attempt and the same Idempotency-Key;
+//   - retries what Classify calls transient (transport errors, timeouts, 429,
+//     502, 503, 504) with capped, fully jittered exponential backoff that
+//     honours Retry-After and stops the moment the context is done;
+//   - returns every non-2xx answer as one *Error (status, code, the server's
+//     message, request id, attempts), matched by errors.Is against the
+//     sentinels of errors.go, and network failures as *TransportError;
+//   - logs endpoint, request id, tenant, outcome, HTTP status, attempt and
+//     duration through the injected *slog.Logger, and never a password,
+//     token, secret or signature (Secret redacts itself everywhere).
+//
+// ValidateEvent and ValidateFinding check a payload against the contract's
+// field rules before it is stored, so a record the server would refuse is
+// refused at enqueue with the field named.
+package vvapi
