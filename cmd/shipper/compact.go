@@ -23,7 +23,7 @@ the outbox to itself: it refuses while a daemon runs.`, env)
 	if code, ok := c.parse(args); !ok {
 		return code
 	}
-	if c.fs.NArg() > 0 {
+	if len(c.args) > 0 {
 		return c.fail(&settingError{Setting: "arguments", Problem: "compact takes none"})
 	}
 	opts, err := o.options(c)

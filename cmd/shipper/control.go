@@ -455,6 +455,10 @@ func (d *daemonClient) Close() error {
 // listenControl listens on the control socket, mode 0600. A socket file left
 // by a daemon that died is removed first; one that answers is refused.
 func listenControl(ctx context.Context, sock string) (net.Listener, error) {
+	// sockaddr_un holds 108 bytes with the terminating NUL.
+	if len(sock) > 107 {
+		return nil, fmt.Errorf("control socket path %s is %d bytes, more than a Unix socket allows (107); use a shorter outbox path", sock, len(sock))
+	}
 	if dc, ok := dialDaemon(ctx, sock); ok {
 		dc.Close()
 		return nil, fmt.Errorf("%w (socket %s)", errDaemonRunning, sock)

@@ -33,7 +33,7 @@ record ended as it should.`, env)
 	if code, ok := c.parse(args); !ok {
 		return code
 	}
-	if c.fs.NArg() > 0 {
+	if len(c.args) > 0 {
 		return c.fail(&settingError{Setting: "arguments", Problem: "demo takes none"})
 	}
 	return demo(ctx, c, demoOptions{keep: *keep})

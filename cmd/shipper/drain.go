@@ -31,7 +31,7 @@ one delivering.`, env)
 	if code, ok := c.parse(args); !ok {
 		return code
 	}
-	if c.fs.NArg() > 0 {
+	if len(c.args) > 0 {
 		return c.fail(&settingError{Setting: "arguments", Problem: "drain takes none"})
 	}
 	if *timeout < 0 {

@@ -40,11 +40,11 @@ Exit 0 when every record was stored, 1 when some line was refused.`, env)
 	if err := checkKind(kind, false); err != nil {
 		return c.usageErr("kind", err.Error())
 	}
-	if c.fs.NArg() > 1 {
+	if len(c.args) > 1 {
 		return c.fail(&settingError{Setting: "FILE", Problem: "give at most one input file"})
 	}
 	in, size, name := env.Stdin, int64(-1), "standard input"
-	if p := c.fs.Arg(0); p != "" && p != "-" {
+	if p := c.arg(0); p != "" && p != "-" {
 		f, err := os.Open(p)
 		if err != nil {
 			return c.fail(&settingError{Setting: "FILE", Problem: err.Error()})

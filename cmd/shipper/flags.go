@@ -34,6 +34,10 @@ type cli struct {
 	// envOf maps a flag name to the environment variable it falls back to.
 	envOf map[string]string
 	usage func()
+	// args are the positional arguments, wherever they stood among the flags.
+	args []string
+	// extraHelp paragraphs are printed after the flags (the VectorVue settings).
+	extraHelp []string
 }
 
 // newCLI builds a verb's flag set. synopsis is the usage line after "shipper NAME",
@@ -66,6 +70,10 @@ func newCLI(name, synopsis, about string, env Env) *cli {
 				fmt.Fprintf(w, "  %-34s --%s\n", c.envOf[f], f)
 			}
 		}
+		for _, h := range c.extraHelp {
+			fmt.Fprintln(w)
+			fmt.Fprintln(w, h)
+		}
 	}
 	return c
 }
@@ -76,7 +84,7 @@ func (c *cli) bindEnv(flagName, envName string) { c.envOf[flagName] = envName }
 // parse parses args and applies the environment fallbacks. It returns
 // (code, false) when the verb must stop: -h (0) or a wrong flag (2).
 func (c *cli) parse(args []string) (int, bool) {
-	if err := c.fs.Parse(args); err != nil {
+	if err := c.parseInterspersed(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			c.usage()
 			return exitOK, false
@@ -104,6 +112,28 @@ func (c *cli) parse(args []string) (int, bool) {
 		}
 	}
 	return exitOK, true
+}
+
+// parseInterspersed lets flags follow positional arguments
+// ("requeue KEY --dry-run" must be a dry run, not a requeue of "--dry-run");
+// everything after "--" is positional.
+func (c *cli) parseInterspersed(args []string) error {
+	c.args = nil
+	for {
+		if err := c.fs.Parse(args); err != nil {
+			return err
+		}
+		rest := c.fs.Args()
+		if len(rest) == 0 {
+			return nil
+		}
+		if i := len(args) - len(rest) - 1; i >= 0 && args[i] == "--" {
+			c.args = append(c.args, rest...)
+			return nil
+		}
+		c.args = append(c.args, rest[0])
+		args = rest[1:]
+	}
 }
 
 // setting names a flag for messages, with its environment variable when it has one.
@@ -204,4 +234,12 @@ func decodeKey(b []byte) ([]byte, error) {
 func isTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)
 	return ok && term.IsTerminal(int(f.Fd()))
+}
+
+// arg is the i-th positional argument, or "".
+func (c *cli) arg(i int) string {
+	if i < len(c.args) {
+		return c.args[i]
+	}
+	return ""
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -104,5 +105,17 @@ func TestHelpDocumentsEveryFlagAndItsEnvironment(t *testing.T) {
 		if !strings.Contains(stdout.String(), s) {
 			t.Errorf("shipper help run does not mention %s", s)
 		}
+	}
+}
+
+func TestFlagsMayFollowArguments(t *testing.T) {
+	env := Env{Stdout: io.Discard, Stderr: io.Discard, Getenv: func(string) string { return "" }}
+	c := newCLI("requeue", "", "", env)
+	dry := c.fs.Bool("dry-run", false, "")
+	if code, ok := c.parse([]string{"k1", "--dry-run", "k2", "--", "--not-a-flag"}); !ok {
+		t.Fatalf("parse: exit %d", code)
+	}
+	if !*dry || strings.Join(c.args, " ") != "k1 k2 --not-a-flag" {
+		t.Errorf("dry-run %v, args %q; want true and [k1 k2 --not-a-flag]", *dry, c.args)
 	}
 }

@@ -34,7 +34,7 @@ one held by a running daemon (through its control socket).`, env)
 	if code, ok := c.parse(args); !ok {
 		return code
 	}
-	if c.fs.NArg() > 1 {
+	if len(c.args) > 1 {
 		return c.fail(&settingError{Setting: "KEY", Problem: "give at most one key"})
 	}
 	f := outbox.Filter{State: outbox.State(*state), Kind: outbox.Kind(*kind), OlderThan: older.d, ErrorContains: *errText, Limit: *limit}
@@ -55,10 +55,10 @@ one held by a running daemon (through its control socket).`, env)
 
 	out := bufio.NewWriter(env.Stdout)
 	defer out.Flush()
-	if c.fs.NArg() == 1 {
-		rec, err := st.Get(ctx, c.fs.Arg(0))
+	if len(c.args) == 1 {
+		rec, err := st.Get(ctx, c.arg(0))
 		if errors.Is(err, outbox.ErrNotFound) {
-			return c.fail(fmt.Errorf("no record with key %q", c.fs.Arg(0)))
+			return c.fail(fmt.Errorf("no record with key %q", c.arg(0)))
 		}
 		if err != nil {
 			return c.fail(err)

@@ -25,7 +25,7 @@ records that have been in that state at least that long go. With --dry-run nothi
 	if code, ok := c.parse(args); !ok {
 		return code
 	}
-	if c.fs.NArg() > 0 {
+	if len(c.args) > 0 {
 		return c.fail(&settingError{Setting: "arguments", Problem: "purge takes no keys; use --confirmed or --dead"})
 	}
 	var state outbox.State

@@ -23,7 +23,7 @@ not stored twice. With --dry-run nothing changes; it prints what would move.`, e
 	if code, ok := c.parse(args); !ok {
 		return code
 	}
-	keys := c.fs.Args()
+	keys := c.args
 	req := requeueRequest{Keys: keys, State: outbox.State(*state), DryRun: *dryRun}
 	switch {
 	case len(keys) > 0 && req.State != "":

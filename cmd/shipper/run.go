@@ -44,7 +44,7 @@ closes the outbox within --shutdown-timeout.`, env)
 	if code, ok := c.parse(args); !ok {
 		return code
 	}
-	if c.fs.NArg() > 0 {
+	if len(c.args) > 0 {
 		return c.fail(&settingError{Setting: "arguments", Problem: "run takes none"})
 	}
 	if *metricsAddr != "off" {

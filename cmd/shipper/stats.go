@@ -25,7 +25,7 @@ its worker counted since it started (sent, confirmed, dead and retries by reason
 	if code, ok := c.parse(args); !ok {
 		return code
 	}
-	if c.fs.NArg() > 0 {
+	if len(c.args) > 0 {
 		return c.fail(&settingError{Setting: "arguments", Problem: "stats takes none"})
 	}
 	st, err := openStore(ctx, c, o, true, true)

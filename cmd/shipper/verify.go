@@ -18,7 +18,7 @@ records. Exit 0 when clean, 1 when a problem is found (each printed).`, env)
 	if code, ok := c.parse(args); !ok {
 		return code
 	}
-	if c.fs.NArg() > 0 {
+	if len(c.args) > 0 {
 		return c.fail(&settingError{Setting: "arguments", Problem: "verify takes none"})
 	}
 	st, err := openStore(ctx, c, o, true, true)

@@ -2,51 +2,65 @@ package main
 
 import (
 	"errors"
+	"flag"
 	"log/slog"
 
 	"github.com/spectrastrike/shipper/vvapi"
 )
 
-// vvSettings are a verb's VectorVue flags. The flags themselves and their
-// VECTORVUE_* fallbacks come from vvconfig.go (shared with smoke); this is the
-// one place the daemon-side verbs reach them.
+// vvSettings puts the shared VectorVue flags of vvconfig.go (addVVFlags) on a
+// daemon-side verb. They are declared on a flag set of their own and mirrored
+// onto the verb's, so a verb can rename one that clashes with its own flags:
+// drain has --timeout for the whole drain, so the per-request timeout is
+// --request-timeout on run and drain alike.
 type vvSettings struct {
-	c *cli
+	c       *cli
+	own     *flag.FlagSet
+	vv      *vvFlags
+	renamed map[string]string // verb flag name → vvconfig flag name
 }
 
 func declareVV(c *cli) *vvSettings {
-	// TEMPORARY until vvconfig.go lands: a minimal set of flags.
-	v := &vvSettings{c: c}
-	c.fs.StringVar(&tmpVV.baseURL, "base-url", "https://127.0.0.1", "VectorVue base URL")
-	c.bindEnv("base-url", "VECTORVUE_BASE_URL")
+	own := flag.NewFlagSet(c.fs.Name(), flag.ContinueOnError)
+	own.SetOutput(nopWriter{})
+	v := &vvSettings{c: c, own: own, vv: addVVFlags(own), renamed: map[string]string{"request-timeout": "timeout"}}
+	own.VisitAll(func(f *flag.Flag) {
+		name := f.Name
+		if name == "timeout" {
+			name = "request-timeout"
+		}
+		c.fs.Var(f.Value, name, f.Usage)
+	})
+	c.extraHelp = append(c.extraHelp, vvEnvHelp())
 	return v
 }
 
-var tmpVV struct{ baseURL string }
-
-// config resolves the client configuration; a wrong setting is a setting error.
-func (v *vvSettings) config(logger *slog.Logger) (vvapi.Config, error) {
-	cfg := vvapi.Config{BaseURL: tmpVV.baseURL, Logger: logger}
-	e := v.c.env.Getenv
-	cfg.Username = e("VECTORVUE_USERNAME")
-	cfg.Password = vvapi.Secret(e("VECTORVUE_PASSWORD"))
-	cfg.TenantID = e("VECTORVUE_TENANT_ID")
-	cfg.CAFile = e("VECTORVUE_CA_FILE")
-	cfg.SignatureSecret = vvapi.Secret(e("VECTORVUE_SIGNATURE_SECRET"))
-	cfg.AllowHTTP = e("VECTORVUE_REQUIRE_HTTPS") == "false"
-	return cfg, nil
-}
-
-// newVVClient builds the client; a *vvapi.ConfigError becomes exit 2.
+// client resolves the settings (flags first, then VECTORVUE_*) and builds the
+// client; a wrong setting is a *settingError naming it (exit 2).
 func (v *vvSettings) client(logger *slog.Logger) (*vvapi.Client, error) {
-	cfg, err := v.config(logger)
+	// vvconfig tells a given flag from its default by visiting its own flag
+	// set: mark there what was given on the verb's.
+	var err error
+	v.c.fs.Visit(func(f *flag.Flag) {
+		name := f.Name
+		if n, ok := v.renamed[name]; ok {
+			name = n
+		}
+		if v.own.Lookup(name) != nil && err == nil {
+			err = v.own.Set(name, f.Value.String())
+		}
+	})
 	if err != nil {
 		return nil, err
 	}
-	return vvapi.New(cfg)
+	return v.vv.client(v.c.env, logger)
 }
 
 func isVVConfigError(err error) bool {
 	var ce *vvapi.ConfigError
 	return errors.As(err, &ce)
 }
+
+type nopWriter struct{}
+
+func (nopWriter) Write(p []byte) (int, error) { return len(p), nil }

@@ -1,0 +1,807 @@
+package main
+
+// CLI tests: the shipper binary, built once in TestMain, run in temporary
+// directories against internal/testserver started in this process.
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/spectrastrike/shipper/internal/testserver"
+	"github.com/spectrastrike/shipper/outbox"
+)
+
+var shipperBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "shipper-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	shipperBin = filepath.Join(dir, "shipper")
+	args := []string{"build", "-o", shipperBin}
+	if raceEnabled {
+		// Cheap here: the race-instrumented packages are already built for the test.
+		args = append(args, "-race")
+	}
+	out, err := exec.Command("go", append(args, ".")...).CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "go build: %v\n%s", err, out)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// cliEnv is one temporary directory, one test server and the environment the
+// binary runs with. Every byte any verb prints is kept, and checked at the end
+// of the test for the password, the HMAC secret, the tokens and signatures.
+type cliEnv struct {
+	t       *testing.T
+	dir     string
+	outbox  string
+	srv     *testserver.Server
+	srvOpts testserver.Options
+	caFile  string
+	vars    map[string]string
+
+	mu       sync.Mutex
+	seen     bytes.Buffer
+	oldSrvs  []*testserver.Server
+	extraSec []string
+}
+
+const testSigSecret = "cli-test-hmac-secret-0123456789abcdef"
+
+func newCLIEnv(t *testing.T, opts testserver.Options) *cliEnv {
+	t.Helper()
+	// A Unix socket path must fit in 108 bytes: t.TempDir() can be longer.
+	dir, err := os.MkdirTemp("", "shcli")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	e := &cliEnv{t: t, dir: dir, outbox: filepath.Join(dir, "ob", "outbox.db"), srvOpts: opts, caFile: filepath.Join(dir, "ca.pem")}
+	e.startServer()
+	e.vars = map[string]string{
+		"PATH":                       os.Getenv("PATH"),
+		"HOME":                       dir,
+		"TMPDIR":                     dir,
+		"VECTORVUE_BASE_URL":         e.srv.URL(),
+		"VECTORVUE_USERNAME":         testserver.DefaultUsername,
+		"VECTORVUE_PASSWORD":         testserver.DefaultPassword,
+		"VECTORVUE_TENANT_ID":        testserver.DefaultTenantID,
+		"VECTORVUE_CA_FILE":          e.caFile,
+		"VECTORVUE_SIGNATURE_SECRET": opts.SignatureSecret,
+		"SHIPPER_OUTBOX":             e.outbox,
+		// Fast polls keep drains short; delivery logic is deliver's to test.
+		"SHIPPER_POLL_INTERVAL": "100ms",
+		"SHIPPER_LINGER":        "20ms",
+		// A race-built binary sleeps 1 s at exit by default; a race it finds
+		// makes it exit 66, which fails the test.
+		"GORACE": "atexit_sleep_ms=0 exitcode=66",
+	}
+	// Cleanups run last-in first-out: the secret check needs the servers' logs.
+	t.Cleanup(func() {
+		e.srv.Close()
+		for _, s := range e.oldSrvs {
+			s.Close()
+		}
+	})
+	t.Cleanup(e.assertNoSecrets)
+	return e
+}
+
+func (e *cliEnv) startServer() {
+	e.t.Helper()
+	srv, err := testserver.Start(e.srvOpts)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if err := srv.WriteCA(e.caFile); err != nil {
+		e.t.Fatal(err)
+	}
+	e.srv = srv
+}
+
+// restartServer replaces the server by a fresh one (empty state) at the same
+// address, with a new CA written to the same file.
+func (e *cliEnv) restartServer() {
+	e.t.Helper()
+	old := e.srv
+	if err := old.Close(); err != nil {
+		e.t.Fatal(err)
+	}
+	e.oldSrvs = append(e.oldSrvs, old)
+	e.srvOpts.Addr = strings.TrimPrefix(old.URL(), "https://")
+	e.startServer()
+}
+
+type result struct {
+	code           int
+	stdout, stderr string
+}
+
+func (r result) String() string {
+	return fmt.Sprintf("exit %d\n--- stdout\n%s--- stderr\n%s", r.code, r.stdout, r.stderr)
+}
+
+// run runs the binary with stdin; it never waits more than 60 s.
+func (e *cliEnv) run(stdin string, args ...string) result {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, shipperBin, args...)
+	cmd.Dir = e.dir
+	cmd.Env = e.environ()
+	cmd.Stdin = strings.NewReader(stdin)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	start := time.Now()
+	err := cmd.Run()
+	if testing.Verbose() {
+		e.t.Logf("shipper %s: %s", strings.Join(args, " "), time.Since(start).Round(time.Millisecond))
+	}
+	r := result{stdout: stdout.String(), stderr: stderr.String()}
+	e.keep(r.stdout + r.stderr)
+	if ctx.Err() != nil {
+		e.t.Fatalf("shipper %s did not finish within 60s:\n%s", strings.Join(args, " "), r)
+	}
+	if err != nil {
+		ee, ok := err.(*exec.ExitError)
+		if !ok {
+			e.t.Fatalf("shipper %s: %v", strings.Join(args, " "), err)
+		}
+		r.code = ee.ExitCode()
+	}
+	return r
+}
+
+// must runs and fails the test unless the exit code is want.
+func (e *cliEnv) must(want int, stdin string, args ...string) result {
+	e.t.Helper()
+	r := e.run(stdin, args...)
+	if r.code != want {
+		e.t.Fatalf("shipper %s: want exit %d, got\n%s", strings.Join(args, " "), want, r)
+	}
+	return r
+}
+
+func (e *cliEnv) environ() []string {
+	var env []string
+	for k, v := range e.vars {
+		if v != "" {
+			env = append(env, k+"="+v)
+		}
+	}
+	return env
+}
+
+func (e *cliEnv) keep(s string) {
+	e.mu.Lock()
+	e.seen.WriteString(s)
+	e.mu.Unlock()
+}
+
+// secrets are the values that must never appear in any output.
+func (e *cliEnv) secrets() []string {
+	s := []string{testserver.DefaultPassword}
+	if e.srvOpts.SignatureSecret != "" {
+		s = append(s, e.srvOpts.SignatureSecret)
+	}
+	s = append(s, e.extraSec...)
+	for _, srv := range append([]*testserver.Server{e.srv}, e.oldSrvs...) {
+		for _, r := range srv.Requests() {
+			if tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok && tok != "" {
+				s = append(s, tok)
+			}
+			if sig := r.Header.Get("X-Signature"); sig != "" {
+				s = append(s, sig)
+			}
+		}
+	}
+	return s
+}
+
+func (e *cliEnv) assertNoSecrets() {
+	e.mu.Lock()
+	out := e.seen.String()
+	e.mu.Unlock()
+	for _, s := range e.secrets() {
+		if strings.Contains(out, s) {
+			e.t.Errorf("a secret (%d chars, starting %.3q) appears in the output of a verb", len(s), s)
+		}
+	}
+}
+
+// jsonLines parses inspect --json output.
+func jsonLines(t *testing.T, s string) []recordView {
+	t.Helper()
+	var out []recordView
+	dec := json.NewDecoder(strings.NewReader(s))
+	for dec.More() {
+		var r recordView
+		if err := dec.Decode(&r); err != nil {
+			t.Fatalf("inspect --json: %v in %q", err, s)
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+func event(id, msg string) string {
+	idField := ""
+	if id != "" {
+		idField = `"event_id":"` + id + `",`
+	}
+	return `{` + idField + `"source_system":"cli-test","event_type":"process_start","occurred_at":"2026-11-29T06:00:00Z","severity":"low","asset_ref":"host-01","message":"` + msg + `"}`
+}
+
+func TestEnqueueDrainInspectConfirmed(t *testing.T) {
+	e := newCLIEnv(t, testserver.Options{SignatureSecret: testSigSecret})
+	in := strings.Join([]string{
+		event("evt-cli-0001", "one"),
+		event("", "twin"),
+		event("", "twin"),
+		`{"source_system":"cli-test","event_type":"x","occurred_at":"2026-11-29T06:00:00Z","severity":"urgent","asset_ref":"h","message":"m"}`,
+		`not json`,
+	}, "\n")
+	r := e.must(exitFailed, in, "enqueue", "--kind", "event")
+	keys := strings.Fields(r.stdout)
+	if len(keys) != 3 || keys[0] != "evt-cli-0001" || keys[1] == keys[2] {
+		t.Fatalf("want 3 keys (own id first, equal-content twins distinct), got %q\n%s", keys, r)
+	}
+	for _, want := range []string{"line 4:", "severity", "line 5:", "outbox file opened directly", "stored 3 record(s), refused 2 line(s)"} {
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("enqueue stderr lacks %q:\n%s", want, r.stderr)
+		}
+	}
+	finding := "{\n  \"finding_id\": \"fnd-cli-0001\",\n  \"title\": \"Macro spawned PowerShell\",\n  \"description\": \"d\",\n  \"severity\": \"high\",\n  \"first_seen\": \"2026-11-29T06:00:00Z\"\n}\n"
+	r = e.must(exitOK, finding, "enqueue", "--kind", "finding", "-")
+	if strings.TrimSpace(r.stdout) != "fnd-cli-0001" {
+		t.Fatalf("finding key: %s", r)
+	}
+	keys = append(keys, "fnd-cli-0001")
+
+	r = e.must(exitOK, "", "drain", "--timeout", "30s")
+	if !strings.Contains(r.stderr, "4 confirmed, 0 dead") {
+		t.Errorf("drain summary:\n%s", r)
+	}
+
+	r = e.must(exitOK, "", "inspect")
+	rows := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	if len(rows) != 5 || !strings.HasPrefix(rows[0], "KEY") {
+		t.Fatalf("inspect: want a header and 4 rows:\n%s", r)
+	}
+	for _, row := range rows[1:] {
+		if !strings.Contains(row, " confirmed ") {
+			t.Errorf("inspect row not confirmed: %q", row)
+		}
+	}
+	recs := jsonLines(t, e.must(exitOK, "", "inspect", "--json").stdout)
+	if len(recs) != 4 {
+		t.Fatalf("inspect --json: %d records", len(recs))
+	}
+	for i, rec := range recs {
+		if rec.Key != keys[i] || rec.State != outbox.StateConfirmed || rec.Attempts < 1 {
+			t.Errorf("record %d: %s %s attempts %d; want %s confirmed", i, rec.Key, rec.State, rec.Attempts, keys[i])
+		}
+	}
+	r = e.must(exitOK, "", "inspect", "evt-cli-0001")
+	for _, want := range []string{"state:           confirmed", `"message":"one"`, "attempts:        1"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("inspect KEY lacks %q:\n%s", want, r.stdout)
+		}
+	}
+	if r := e.run("", "inspect", "no-such-key"); r.code != exitFailed || !strings.Contains(r.stderr, "no-such-key") {
+		t.Errorf("inspect of an unknown key:\n%s", r)
+	}
+	if got := jsonLines(t, e.must(exitOK, "", "inspect", "--json", "--kind", "finding").stdout); len(got) != 1 || got[0].Key != "fnd-cli-0001" {
+		t.Errorf("inspect --kind finding: %+v", got)
+	}
+	if got := jsonLines(t, e.must(exitOK, "", "inspect", "--json", "--limit", "2").stdout); len(got) != 2 {
+		t.Errorf("inspect --limit 2: %d records", len(got))
+	}
+
+	var s statsView
+	if err := json.Unmarshal([]byte(e.must(exitOK, "", "stats", "--json").stdout), &s); err != nil {
+		t.Fatal(err)
+	}
+	if s.Records != 4 || s.ByState[outbox.StateConfirmed] != 4 || s.ByKindState[outbox.KindFinding][outbox.StateConfirmed] != 1 {
+		t.Errorf("stats --json: %+v", s)
+	}
+
+	// What the server holds: each record once, the twins as two rows.
+	for _, k := range keys[:3] {
+		if st, ok := e.srv.Event(testserver.DefaultTenantID, k); !ok || st.Offers != 1 {
+			t.Errorf("server: event %s stored %v, offered %d times; want stored once", k, ok, st.Offers)
+		}
+	}
+	if _, ok := e.srv.Finding(testserver.DefaultTenantID, "fnd-cli-0001"); !ok {
+		t.Error("server: finding not stored")
+	}
+	if n := len(e.srv.Events(testserver.DefaultTenantID)); n != 3 {
+		t.Errorf("server holds %d events, want 3", n)
+	}
+
+	if r := e.must(exitOK, "", "verify"); !strings.Contains(r.stdout, "ok: 4 record(s)") {
+		t.Errorf("verify:\n%s", r)
+	}
+	r = e.must(exitOK, "", "purge", "--confirmed", "--dry-run")
+	if strings.Count(r.stdout, "would purge ") != 4 {
+		t.Errorf("purge --dry-run:\n%s", r)
+	}
+	if n := len(jsonLines(t, e.must(exitOK, "", "inspect", "--json").stdout)); n != 4 {
+		t.Errorf("purge --dry-run deleted records: %d left", n)
+	}
+	if r := e.must(exitOK, "", "compact"); !strings.Contains(r.stdout, "compacted") {
+		t.Errorf("compact:\n%s", r)
+	}
+	r = e.must(exitOK, "", "purge", "--confirmed")
+	if strings.Count(r.stdout, "purged ") != 4 {
+		t.Errorf("purge:\n%s", r)
+	}
+	if n := len(jsonLines(t, e.must(exitOK, "", "inspect", "--json").stdout)); n != 0 {
+		t.Errorf("after purge: %d records left", n)
+	}
+}
+
+// postConflictingEvent stores, straight at the server, an event under key with
+// other content than the shipper will send, so the shipper's single POST
+// /events meets 409 idempotency_conflict: a refusal of the record itself.
+func postConflictingEvent(t *testing.T, e *cliEnv, key string) {
+	t.Helper()
+	pem, err := os.ReadFile(e.caFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}, Timeout: 10 * time.Second}
+	defer hc.CloseIdleConnections()
+	login, _ := json.Marshal(map[string]string{"username": testserver.DefaultUsername, "password": testserver.DefaultPassword, "tenant_id": testserver.DefaultTenantID})
+	resp, err := hc.Post(e.srv.URL()+testserver.LoginPath, "application/json", bytes.NewReader(login))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tok struct {
+		AccessToken string `json:"access_token"`
+	}
+	err = json.NewDecoder(resp.Body).Decode(&tok)
+	resp.Body.Close()
+	if err != nil || tok.AccessToken == "" {
+		t.Fatalf("login: %v", err)
+	}
+	req, _ := http.NewRequest(http.MethodPost, e.srv.URL()+testserver.IngestPrefix+"/events", strings.NewReader(event(key, "the server's first version")))
+	req.Header.Set("Authorization", "Bearer "+tok.AccessToken)
+	req.Header.Set("Idempotency-Key", key)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err = hc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("seeding the conflict: status %d", resp.StatusCode)
+	}
+}
+
+func TestDeadRecordRequeuedAfterServerAccepts(t *testing.T) {
+	e := newCLIEnv(t, testserver.Options{})
+	const key = "evt-cli-conflict-1"
+	postConflictingEvent(t, e, key)
+
+	e.must(exitOK, event(key, "the shipper's version"), "enqueue", "--kind", "event")
+	r := e.must(exitSomeDead, "", "drain", "--timeout", "30s")
+	if !strings.Contains(r.stdout, key) || !strings.Contains(r.stdout, "Idempotency-Key reuse with different payload") {
+		t.Fatalf("drain must list the dead record with the server's reason:\n%s", r)
+	}
+
+	dead := jsonLines(t, e.must(exitOK, "", "inspect", "--json", "--state", "dead", "--error", "Idempotency-Key reuse").stdout)
+	if len(dead) != 1 || dead[0].Key != key {
+		t.Fatalf("inspect --state dead --error: %+v", dead)
+	}
+	r = e.must(exitOK, "", "inspect", "--state", "dead")
+	if !strings.Contains(r.stdout, "Idempotency-Key reuse with different payload") {
+		t.Errorf("the inspect table must show the dead reason:\n%s", r)
+	}
+
+	r = e.must(exitOK, "", "requeue", key, "--dry-run")
+	if !strings.Contains(r.stdout, "would requeue "+key) {
+		t.Errorf("requeue --dry-run:\n%s", r)
+	}
+	after := jsonLines(t, e.must(exitOK, "", "inspect", "--json", key).stdout)
+	if len(after) != 1 || after[0].State != outbox.StateDead || after[0].LastError != dead[0].LastError || after[0].Attempts != dead[0].Attempts {
+		t.Fatalf("requeue --dry-run changed the record: before %+v, after %+v", dead[0], after)
+	}
+
+	// The server's state changes: a fresh server no longer holds the other version.
+	e.restartServer()
+	r = e.must(exitOK, "", "requeue", "--state", "dead")
+	if !strings.Contains(r.stdout, "requeued "+key) {
+		t.Errorf("requeue --state dead:\n%s", r)
+	}
+	if got := jsonLines(t, e.must(exitOK, "", "inspect", "--json", key).stdout); got[0].State != outbox.StatePending || got[0].Attempts != 0 {
+		t.Errorf("after requeue: %+v, want pending with attempts reset", got[0])
+	}
+	e.must(exitOK, "", "drain", "--timeout", "30s")
+	got := jsonLines(t, e.must(exitOK, "", "inspect", "--json", key).stdout)
+	if got[0].State != outbox.StateConfirmed || got[0].Key != key {
+		t.Errorf("after requeue and drain: %+v, want confirmed under the same key", got[0])
+	}
+	st, ok := e.srv.Event(testserver.DefaultTenantID, key)
+	if !ok || st.Offers != 1 || !strings.Contains(string(st.Body), "the shipper's version") {
+		t.Errorf("server: stored %v offers %d body %s", ok, st.Offers, st.Body)
+	}
+	// Requeueing a confirmed record is refused, and says why.
+	if r := e.run("", "requeue", key); r.code != exitFailed || !strings.Contains(r.stderr, "confirmed") {
+		t.Errorf("requeue of a confirmed record:\n%s", r)
+	}
+}
+
+// daemon is a running `shipper run`.
+type daemon struct {
+	cmd         *exec.Cmd
+	metricsAddr string
+	socket      string
+	stderr      *syncBuffer
+	exited      chan error
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func (e *cliEnv) startDaemon(args ...string) *daemon {
+	e.t.Helper()
+	cmd := exec.Command(shipperBin, append([]string{"run", "--metrics-addr", "127.0.0.1:0"}, args...)...)
+	cmd.Dir = e.dir
+	cmd.Env = e.environ()
+	d := &daemon{cmd: cmd, stderr: &syncBuffer{}, exited: make(chan error, 1)}
+	cmd.Stderr = d.stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			cmd.Process.Kill()
+			<-d.exited
+		}
+		e.keep(d.stderr.String())
+	})
+	lines := make(chan string)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			e.keep(sc.Text() + "\n")
+			lines <- sc.Text()
+		}
+		close(lines)
+		d.exited <- cmd.Wait()
+	}()
+	timeout := time.After(30 * time.Second)
+	for d.socket == "" || d.metricsAddr == "" {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				e.t.Fatalf("shipper run ended before it was ready:\n%s", d.stderr)
+			}
+			if rest, ok := strings.CutPrefix(l, "shipper run: admin socket "); ok {
+				d.socket = rest
+			}
+			if rest, ok := strings.CutPrefix(l, "shipper run: metrics on http://"); ok {
+				d.metricsAddr, _, _ = strings.Cut(rest, "/")
+			}
+		case <-timeout:
+			e.t.Fatalf("shipper run not ready within 30s:\n%s", d.stderr)
+		}
+	}
+	go func() {
+		for l := range lines {
+			_ = l // keep draining so the daemon never blocks on stdout
+		}
+	}()
+	return d
+}
+
+// waitFor polls cond (an external process is making progress) until it holds
+// or the deadline passes.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func httpGet(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func TestAdminVerbsWhileDaemonRuns(t *testing.T) {
+	e := newCLIEnv(t, testserver.Options{SignatureSecret: testSigSecret})
+	// The daemon creates the outbox; admin verbs must reach it through the socket.
+	d := e.startDaemon()
+	if d.socket != e.outbox+".sock" {
+		t.Errorf("socket %s, want beside the outbox", d.socket)
+	}
+	if fi, err := os.Stat(d.socket); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("socket mode: %v %v", fi, err)
+	}
+	const via = "via running daemon (socket "
+	r := e.must(exitOK, event("evt-d-1", "a")+"\n"+event("evt-d-2", "b")+"\n", "enqueue", "--kind", "event")
+	if !strings.Contains(r.stderr, via) || strings.Fields(r.stdout)[1] != "evt-d-2" {
+		t.Fatalf("enqueue through the daemon:\n%s", r)
+	}
+	waitFor(t, "the daemon to confirm both records", func() bool {
+		return len(jsonLines(t, e.must(exitOK, "", "inspect", "--json", "--state", "confirmed").stdout)) == 2
+	})
+
+	r = e.must(exitOK, "", "inspect")
+	if !strings.Contains(r.stderr, via) || strings.Count(r.stdout, " confirmed ") != 2 {
+		t.Errorf("inspect through the daemon:\n%s", r)
+	}
+	r = e.must(exitOK, "", "stats")
+	if !strings.Contains(r.stderr, via) || !strings.Contains(r.stdout, "worker (since the daemon started)") {
+		t.Errorf("stats through the daemon:\n%s", r)
+	}
+	var s statsView
+	if err := json.Unmarshal([]byte(e.must(exitOK, "", "stats", "--json").stdout), &s); err != nil {
+		t.Fatal(err)
+	}
+	if s.Worker == nil || s.Worker.Confirmed != 2 || s.ByState[outbox.StateConfirmed] != 2 {
+		t.Errorf("stats --json through the daemon: %+v worker %+v", s, s.Worker)
+	}
+	if r := e.must(exitOK, "", "inspect", "evt-d-1"); !strings.Contains(r.stdout, "confirmed") {
+		t.Errorf("inspect KEY through the daemon:\n%s", r)
+	}
+	if r := e.must(exitOK, "", "verify"); !strings.Contains(r.stderr, via) || !strings.Contains(r.stdout, "ok: 2 record(s)") {
+		t.Errorf("verify through the daemon:\n%s", r)
+	}
+	if r := e.must(exitOK, "", "requeue", "--state", "dead", "--dry-run"); !strings.Contains(r.stderr, "would requeue 0 record(s)") {
+		t.Errorf("requeue --dry-run through the daemon:\n%s", r)
+	}
+	if r := e.must(exitOK, "", "purge", "--dead", "--dry-run"); !strings.Contains(r.stderr, via) {
+		t.Errorf("purge through the daemon:\n%s", r)
+	}
+	if r := e.must(exitFailed, "", "drain"); !strings.Contains(r.stderr, "the daemon is already delivering") || !strings.Contains(r.stderr, "shipper stats") {
+		t.Errorf("drain while the daemon runs:\n%s", r)
+	}
+	if r := e.must(exitFailed, "", "compact"); !strings.Contains(r.stderr, "stop the daemon first") {
+		t.Errorf("compact while the daemon runs:\n%s", r)
+	}
+
+	code, body := httpGet(t, "http://"+d.metricsAddr+"/metrics")
+	for _, m := range []string{`shipper_outbox_records{kind="event",state="confirmed"} 2`, "shipper_confirmed_total 2", "shipper_outbox_file_bytes", "shipper_outbox_oldest_unconfirmed_age_seconds", "shipper_request_duration_seconds"} {
+		if code != 200 || !strings.Contains(body, m) {
+			t.Errorf("/metrics lacks %q (status %d)", m, code)
+		}
+	}
+	if code, body := httpGet(t, "http://"+d.metricsAddr+"/healthz"); code != 200 || !strings.Contains(body, "ok") {
+		t.Errorf("/healthz: %d %s", code, body)
+	}
+
+	// SIGTERM: a clean stop within the shutdown timeout, socket removed.
+	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-d.exited:
+		if err != nil {
+			t.Errorf("shipper run after SIGTERM: %v\n%s", err, d.stderr)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatalf("shipper run did not stop within 20s of SIGTERM:\n%s", d.stderr)
+	}
+	if _, err := os.Stat(d.socket); err == nil {
+		t.Error("the control socket outlived the daemon")
+	}
+	if r := e.must(exitOK, "", "inspect"); !strings.Contains(r.stderr, "outbox file opened directly") {
+		t.Errorf("inspect after the daemon stopped:\n%s", r)
+	}
+}
+
+// A second daemon on the same outbox is refused at once, naming the first.
+func TestSecondDaemonRefused(t *testing.T) {
+	e := newCLIEnv(t, testserver.Options{})
+	e.startDaemon()
+	r := e.must(exitFailed, "", "run", "--metrics-addr", "127.0.0.1:0")
+	if !strings.Contains(r.stderr, "running shipper daemon holds the outbox") {
+		t.Errorf("second daemon:\n%s", r)
+	}
+}
+
+func TestWrongSettingExits2NamingIt(t *testing.T) {
+	e := newCLIEnv(t, testserver.Options{})
+	for _, tc := range []struct {
+		name string
+		env  map[string]string
+		args []string
+		want []string // each must appear (case-insensitive) in the one line
+	}{
+		{"http URL", map[string]string{"VECTORVUE_BASE_URL": "http://127.0.0.1:9"}, []string{"drain"}, []string{"base", "http"}},
+		{"unreadable CA file", map[string]string{"VECTORVUE_CA_FILE": filepath.Join(e.dir, "no-ca.pem")}, []string{"drain"}, []string{"ca"}},
+		{"missing credential", map[string]string{"VECTORVUE_PASSWORD": ""}, []string{"run", "--metrics-addr", "127.0.0.1:0"}, []string{"password"}},
+		{"metrics address", map[string]string{"SHIPPER_METRICS_ADDR": "not-an-address"}, []string{"run"}, []string{"SHIPPER_METRICS_ADDR"}},
+		{"bad batch size", map[string]string{"SHIPPER_BATCH_SIZE": "1000"}, []string{"drain"}, []string{"batch-size"}},
+		{"unknown flag", nil, []string{"stats", "--colour"}, []string{"-colour"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			saved := map[string]string{}
+			for k, v := range tc.env {
+				saved[k] = e.vars[k]
+				e.vars[k] = v
+			}
+			defer func() {
+				for k, v := range saved {
+					e.vars[k] = v
+				}
+			}()
+			r := e.run("", tc.args...)
+			lines := strings.Split(strings.TrimSpace(r.stderr), "\n")
+			if r.code != exitUsage || len(lines) != 1 {
+				t.Fatalf("want exit 2 and one line:\n%s", r)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(strings.ToLower(lines[0]), strings.ToLower(w)) {
+					t.Errorf("the line %q does not name %q", lines[0], w)
+				}
+			}
+		})
+	}
+}
+
+// Every verb, on success and failure paths, with the password, HMAC secret and
+// tokens in play: none of them may be printed. (Every other test checks its
+// own output the same way at cleanup.)
+func TestSecretsNeverPrinted(t *testing.T) {
+	e := newCLIEnv(t, testserver.Options{SignatureSecret: testSigSecret})
+	e.must(exitOK, event("evt-s-1", "x"), "enqueue", "--kind", "event")
+	e.must(exitOK, "", "drain", "--timeout", "30s", "--log-level", "debug")
+	e.srv.RevokeLogins(true)
+	e.must(exitOK, event("evt-s-2", "y"), "enqueue", "--kind", "event")
+	// Credentials refused: the worker pauses; drain gives up at its timeout.
+	r := e.run("", "drain", "--timeout", "2s", "--log-level", "debug")
+	if r.code != exitFailed {
+		t.Errorf("drain with revoked credentials:\n%s", r)
+	}
+	e.srv.RevokeLogins(false)
+	for _, args := range [][]string{
+		{"inspect"}, {"inspect", "--json"}, {"inspect", "evt-s-1"}, {"stats", "--json"}, {"verify"},
+		{"requeue", "--state", "dead", "--dry-run"}, {"purge", "--confirmed", "--dry-run"},
+	} {
+		e.run("", args...)
+	}
+	for name := range verbs {
+		e.run("", "help", name)
+	}
+	if _, ok := verbs["smoke"]; ok {
+		e.run("", "smoke")
+	}
+	d := e.startDaemon("--log-level", "debug")
+	e.must(exitOK, "", "stats")
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	<-d.exited
+	if len(e.secrets()) < 3 {
+		t.Fatalf("the check is vacuous: no token or signature was captured from the server log")
+	}
+}
+
+func TestDemoTableMatchesServer(t *testing.T) {
+	// The binary: exit 0 and the table.
+	e := newCLIEnv(t, testserver.Options{PlainHTTP: true})
+	r := e.must(exitOK, "", "demo")
+	for _, want := range []string{"TLS", "HMAC", "KEY", "AT SERVER", "stored once", "dead", "server said:", "nothing lost"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("demo output lacks %q:\n%s", want, r.stdout)
+		}
+	}
+
+	// In process, to hold the table against what the demo's server stored.
+	var stdout, stderr bytes.Buffer
+	env := Env{Stdin: strings.NewReader(""), Stdout: &stdout, Stderr: &stderr, Getenv: func(string) string { return "" }}
+	var events, findings map[string]testserver.Stored
+	code := demo(context.Background(), newCLI("demo", "", "", env), demoOptions{onServer: func(s *testserver.Server) {
+		events, findings = map[string]testserver.Stored{}, map[string]testserver.Stored{}
+		for _, st := range s.Events(testserver.DefaultTenantID) {
+			events[st.ID] = st
+		}
+		for _, st := range s.Findings(testserver.DefaultTenantID) {
+			findings[st.ID] = st
+		}
+	}})
+	if code != exitOK {
+		t.Fatalf("demo: exit %d\n%s\n%s", code, stdout.String(), stderr.String())
+	}
+	type row struct{ key, kind, state, at string }
+	var rows []row
+	inTable := false
+	for _, l := range strings.Split(stdout.String(), "\n") {
+		f := strings.Fields(l)
+		switch {
+		case len(f) > 0 && f[0] == "KEY":
+			inTable = true
+		case len(f) == 0:
+			inTable = false
+		case inTable:
+			rows = append(rows, row{f[0], f[1], f[2], f[3] + " " + f[4]})
+		}
+	}
+	if len(rows) != len(demoRecords) {
+		t.Fatalf("%d table rows, want %d:\n%s", len(rows), len(demoRecords), stdout.String())
+	}
+	confirmed, dead := 0, 0
+	for _, r := range rows {
+		table := events
+		if r.kind == string(outbox.KindFinding) {
+			table = findings
+		}
+		st, stored := table[r.key]
+		switch r.state {
+		case string(outbox.StateConfirmed):
+			confirmed++
+			if !stored || st.Offers < 1 || r.at != "stored once" && !strings.HasPrefix(r.at, "stored once,") {
+				t.Errorf("row %+v: the server stored %v", r, stored)
+			}
+		case string(outbox.StateDead):
+			dead++
+			if stored || r.at != "not stored" {
+				t.Errorf("row %+v: a dead record is at the server", r)
+			}
+		default:
+			t.Errorf("row %+v: neither confirmed nor dead", r)
+		}
+	}
+	if confirmed != len(events)+len(findings) || dead != 1 || confirmed != len(demoRecords)-1 {
+		t.Errorf("table: %d confirmed, %d dead; server: %d events, %d findings", confirmed, dead, len(events), len(findings))
+	}
+	if !strings.Contains(stdout.String(), fmt.Sprintf("server rows: %d events, %d findings", len(events), len(findings))) {
+		t.Errorf("the totals line does not match the server:\n%s", stdout.String())
+	}
+}
