@@ -408,9 +408,10 @@ func TestLoginErrorsAreTyped(t *testing.T) {
 
 // Concurrent callers with no token share one login.
 func TestConcurrentCallersShareOneLogin(t *testing.T) {
-	gate := make(chan struct{})
+	gate, arrived := make(chan struct{}), make(chan struct{}, 16)
 	srv := newScripted(t, map[string]http.HandlerFunc{
 		"POST " + LoginPath: func(w http.ResponseWriter, r *http.Request) {
+			arrived <- struct{}{}
 			<-gate
 			loginOK("jwt-1")(w, r)
 		},
@@ -425,11 +426,8 @@ func TestConcurrentCallersShareOneLogin(t *testing.T) {
 			errs <- err
 		})
 	}
-	// Let every caller reach the login before it answers.
-	deadline := time.Now().Add(5 * time.Second)
-	for len(srv.requests(LoginPath)) == 0 && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
-	}
+	// Hold the login until it is in flight, so the other callers find it so.
+	<-arrived
 	close(gate)
 	wg.Wait()
 	close(errs)
