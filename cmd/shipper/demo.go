@@ -80,8 +80,9 @@ func demo(ctx context.Context, c *cli, opts demoOptions) int {
 	} else {
 		defer os.RemoveAll(dir)
 	}
-	// Warnings only: the table is the demo's output, retries would be noise.
-	logger := slog.New(slog.NewTextHandler(c.env.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	// Errors only: the table is the demo's output; the expected dead-letter
+	// warning and any retry would be noise beside it.
+	logger := slog.New(slog.NewTextHandler(c.env.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
 
 	secret := make([]byte, 32)
 	if _, err := rand.Read(secret); err != nil {
@@ -149,7 +150,7 @@ func demo(ctx context.Context, c *cli, opts demoOptions) int {
 	}
 	fmt.Fprintf(out, "  enqueued %q again: same key %s, no new record (%d records)\n", demoRecords[demoResend].label, again, ob.Stats().Records)
 
-	worker, err := deliver.New(ob, client, deliver.Options{PollInterval: 200 * time.Millisecond, Logger: logger.With("component", "deliver")})
+	worker, err := deliver.New(ob, client, deliver.Options{PollInterval: 200 * time.Millisecond, Logger: logger})
 	if err != nil {
 		return c.fail(err)
 	}

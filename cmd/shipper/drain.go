@@ -64,7 +64,7 @@ one delivering.`, env)
 	}
 	defer ob.Close()
 	c.infof("outbox file opened directly (%s)", o.path)
-	wopts.Logger = logger.With("component", "deliver")
+	wopts.Logger = logger
 	worker, err := deliver.New(ob, client, wopts)
 	if err != nil {
 		return c.fail(err)

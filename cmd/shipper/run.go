@@ -91,7 +91,7 @@ closes the outbox within --shutdown-timeout.`, env)
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	reg.MustRegister(deliver.NewOutboxCollector(ob))
 	wopts.Registerer = reg
-	wopts.Logger = logger.With("component", "deliver")
+	wopts.Logger = logger
 	wopts.ShutdownTimeout = *shutdownTimeout
 	worker, err := deliver.New(ob, client, wopts)
 	if err != nil {

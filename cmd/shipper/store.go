@@ -43,7 +43,7 @@ func addOutboxFlags(c *cli, withCapacity bool) *outboxFlags {
 		c.bindEnv("max-records", "SHIPPER_MAX_RECORDS")
 		c.fs.Int64Var(&o.maxBytes, "max-bytes", 0, "refuse enqueues beyond this many payload bytes not yet confirmed (0 = unlimited)")
 		c.bindEnv("max-bytes", "SHIPPER_MAX_BYTES")
-		c.fs.DurationVar(&o.retention, "retention", time.Hour, "keep confirmed records this long before deleting them (0 = the default, 1h)")
+		c.fs.DurationVar(&o.retention, "retention", time.Hour, "keep confirmed records this long before deleting them")
 		c.bindEnv("retention", "SHIPPER_RETENTION")
 	}
 	return o

@@ -53,7 +53,7 @@ func (v *vvSettings) client(logger *slog.Logger) (*vvapi.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return v.vv.client(v.c.env, logger)
+	return v.vv.client(v.c.env, logger.With("component", "vvapi"))
 }
 
 func isVVConfigError(err error) bool {
