@@ -633,3 +633,21 @@ func TestConnectionsReused(t *testing.T) {
 		t.Errorf("%d connections for 5 sequential calls, want 1", n)
 	}
 }
+
+// A retry that could not start before the caller's deadline is not waited
+// for: the server's answer comes back at once, not a bare deadline error.
+func TestNoRetryPastTheDeadline(t *testing.T) {
+	srv := newScripted(t, map[string]http.HandlerFunc{"POST " + eventsPath: status(503, `{"detail":"maintenance"}`)})
+	c, ws := testClient(t, srv.srv.URL, func(c *Config) { c.Token = "pre"; c.BackoffBase = time.Minute; c.BackoffMax = time.Minute })
+	c.jitter = func(d time.Duration) time.Duration { return d }
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, err := c.SendEvent(ctx, "k", json.RawMessage(fixtureEvent))
+	var ae *Error
+	if !errors.As(err, &ae) || ae.Message != "maintenance" || errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("err = %v, want the 503 itself", err)
+	}
+	if len(ws.all()) != 0 || len(srv.requests(eventsPath)) != 1 {
+		t.Errorf("waited %v", ws.all())
+	}
+}
