@@ -54,6 +54,7 @@ func childMain() int {
 	}
 	opts := fastOptions()
 	opts.BatchSize = 25
+	opts.DeferConfirm = true // every accepted request passes through submitted, where kills land too
 	w, err := New(ob, client, opts)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "child: worker:", err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/spectrastrike/shipper/outbox"
@@ -38,7 +39,7 @@ func (w *Worker) poller(ctx, reqCtx context.Context) error {
 		now := w.now()
 		next := now.Add(w.opts.IdleInterval)
 		live := make(map[string]bool, len(subs))
-		var outs []outbox.Outcome
+		var due []outbox.Submission
 		for _, s := range subs {
 			live[s.RequestID] = true
 			st := states[s.RequestID]
@@ -52,18 +53,45 @@ func (w *Worker) poller(ctx, reqCtx context.Context) error {
 				}
 				continue
 			}
+			due = append(due, s)
+		}
+		// Up to Concurrency polls at a time; their outcomes go into one commit.
+		var (
+			mu      sync.Mutex
+			outs    []outbox.Outcome
+			decided []string
+			wg      sync.WaitGroup
+			sem     = make(chan struct{}, w.opts.Concurrency)
+		)
+		for _, s := range due {
 			probe, err := w.acquire(ctx)
 			if err != nil {
 				break
 			}
-			o, decided := w.pollOne(reqCtx, s, st, probe)
-			outs = append(outs, o...)
-			if decided {
-				delete(states, s.RequestID)
-			} else if st.next.Before(next) {
+			sem <- struct{}{}
+			st := states[s.RequestID]
+			wg.Go(func() {
+				defer func() { <-sem }()
+				o, ok := w.pollOne(reqCtx, s, st, probe)
+				mu.Lock()
+				outs = append(outs, o...)
+				if ok {
+					decided = append(decided, s.RequestID)
+				}
+				mu.Unlock()
+			})
+			if probe {
+				wg.Wait() // the others wait for the probe's verdict
+			}
+		}
+		wg.Wait()
+		for _, id := range decided {
+			delete(states, id)
+		}
+		for _, s := range due {
+			if st := states[s.RequestID]; st != nil && st.next.Before(next) {
 				next = st.next
 			}
-			now = w.now()
 		}
 		if err := w.applyOutcomes(outs); err != nil {
 			return err

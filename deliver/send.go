@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/spectrastrike/shipper/outbox"
@@ -14,7 +15,7 @@ import (
 // lane is one sender of one kind: wait for due records (lingering for a partial batch), pass
 // the gate and the pacer, claim, send, record the outcomes. Each kind has its own lanes, so
 // findings never queue behind an event backlog.
-func (w *Worker) lane(ctx, reqCtx context.Context, kind outbox.Kind) error {
+func (w *Worker) lane(ctx, reqCtx context.Context, kind outbox.Kind, requests int) error {
 	var lingerStart time.Time
 	for ctx.Err() == nil {
 		wake := w.wake.C()
@@ -44,7 +45,14 @@ func (w *Worker) lane(ctx, reqCtx context.Context, kind outbox.Kind) error {
 		if err != nil {
 			return nil // shutting down
 		}
-		recs, err := w.ob.Claim(kind, w.opts.BatchSize, w.opts.Lease)
+		// One claim and one Apply carry several requests: every commit costs an
+		// fsync, so fewer, larger transactions are what keeps the worker near wire speed.
+		// A probe goes alone: the others wait for its verdict on the server.
+		max := w.opts.BatchSize * requests
+		if probe {
+			max = w.opts.BatchSize
+		}
+		recs, err := w.ob.Claim(kind, max, w.opts.Lease)
 		if err != nil || len(recs) == 0 {
 			w.gate.report(probe, resAborted, "")
 			if errors.Is(err, outbox.ErrClosed) {
@@ -56,13 +64,45 @@ func (w *Worker) lane(ctx, reqCtx context.Context, kind outbox.Kind) error {
 			}
 			continue
 		}
-		outs := w.send(ctx, reqCtx, kind, recs, probe)
+		outs := w.sendAll(ctx, reqCtx, kind, recs, probe)
 		if err := w.applyOutcomes(outs); err != nil {
 			return err
 		}
 		w.afterApply(outs)
 	}
 	return nil
+}
+
+// sendAll sends claimed records in requests of up to BatchSize, concurrently, each paced,
+// and returns all their outcomes. Chunks that cannot start because the worker is stopping
+// are released.
+func (w *Worker) sendAll(ctx, reqCtx context.Context, kind outbox.Kind, recs []outbox.Record, probe bool) []outbox.Outcome {
+	if len(recs) <= w.opts.BatchSize {
+		return w.send(ctx, reqCtx, kind, recs, probe)
+	}
+	var chunks [][]outbox.Record
+	for len(recs) > 0 {
+		n := min(len(recs), w.opts.BatchSize)
+		chunks = append(chunks, recs[:n])
+		recs = recs[n:]
+	}
+	results := make([][]outbox.Outcome, len(chunks))
+	var wg sync.WaitGroup
+	for i, chunk := range chunks {
+		if i > 0 {
+			if err := w.pace.wait(ctx); err != nil {
+				results[i] = releaseAll(chunk, reasonShutdown)
+				continue
+			}
+		}
+		wg.Go(func() { results[i] = w.send(ctx, reqCtx, kind, chunk, probe && i == 0) })
+	}
+	wg.Wait()
+	var outs []outbox.Outcome
+	for _, r := range results {
+		outs = append(outs, r...)
+	}
+	return outs
 }
 
 // afterApply wakes whoever the outcomes concern.
@@ -144,7 +184,7 @@ func (w *Worker) send(ctx, reqCtx context.Context, kind outbox.Kind, recs []outb
 	switch v.act {
 	case actSubmit:
 		if br != nil {
-			return w.batchOutcomes(recs, br, now, rt)
+			return w.confirmInline(reqCtx, kind, recs, w.batchOutcomes(recs, br, now, rt))
 		}
 		if env.Replayed {
 			w.m.addReplayed(1)
@@ -152,7 +192,8 @@ func (w *Worker) send(ctx, reqCtx context.Context, kind outbox.Kind, recs []outb
 		w.m.addSubmitted(1)
 		w.log.Debug("submitted", "key", recs[0].Key, "request_id", env.RequestID, "route", rt,
 			"attempt", recs[0].Attempts, "replayed", env.Replayed, "outcome", "submitted")
-		return []outbox.Outcome{{Key: recs[0].Key, State: outbox.StateSubmitted, RequestID: env.RequestID}}
+		return w.confirmInline(reqCtx, kind, recs,
+			[]outbox.Outcome{{Key: recs[0].Key, State: outbox.StateSubmitted, RequestID: env.RequestID}})
 	case actRetry:
 		w.log.Warn("request failed; records will be retried", append(logAttrs, "reason", v.reason, "err", v.message, "outcome", "retry")...)
 		return w.retryAll(recs, v, now)
@@ -181,6 +222,42 @@ func (w *Worker) send(ctx, reqCtx context.Context, kind outbox.Kind, recs []outb
 	default: // actRelease
 		return releaseAll(recs, v.reason)
 	}
+}
+
+// confirmInline asks the ingest status of a just-accepted request at once and, when the
+// server already decides it (the real server writes the status row synchronously), turns the
+// submitted outcomes into their final ones, so the records skip a separate submitted commit.
+// Any other answer (a lagging 404, an error) leaves them submitted for the poller. A crash in
+// between only costs a re-send: the records are still sending, and their keys dedupe.
+func (w *Worker) confirmInline(reqCtx context.Context, kind outbox.Kind, recs []outbox.Record, outs []outbox.Outcome) []outbox.Outcome {
+	if w.opts.DeferConfirm {
+		return outs
+	}
+	sub := outbox.Submission{Kind: kind}
+	idx := make(map[string]int, len(outs))
+	for i, o := range outs {
+		if o.State != outbox.StateSubmitted {
+			continue
+		}
+		sub.RequestID = o.RequestID
+		r := recs[i]
+		r.ItemIndex = o.ItemIndex
+		sub.Records = append(sub.Records, r)
+		idx[o.Key] = i
+	}
+	if len(sub.Records) == 0 || w.pace.wait(reqCtx) != nil {
+		return outs
+	}
+	start := time.Now()
+	res, err := w.client.IngestStatus(reqCtx, sub.RequestID)
+	w.m.observe("status", time.Since(start))
+	if err != nil {
+		return outs
+	}
+	for _, o := range w.statusOutcomes(sub, res, w.now()) {
+		outs[idx[o.Key]] = o
+	}
+	return outs
 }
 
 // reportGate tells the gate and the pacer what a request's answer says about the server.

@@ -26,10 +26,11 @@ var ErrRunning = errors.New("deliver: worker is already running")
 type Options struct {
 	BatchSize       int                   // records per request; default 100 (keep ≤ the client's MaxBatchSize)
 	Linger          time.Duration         // wait this long for a partial batch to fill; default 200ms; negative = never
-	Concurrency     int                   // requests in flight per lane (events, findings); default 2
+	Concurrency     int                   // requests in flight per lane (events, findings) and for status polls; default 2
 	RatePerMinute   int                   // pacing of all requests; default 200 (under the server's 240); negative = unpaced
 	PollInterval    time.Duration         // first status poll after submit; default 1s, then doubles while 404
 	ConfirmDeadline time.Duration         // re-drive submitted records not confirmed by then; default 10m
+	DeferConfirm    bool                  // always commit submitted and leave the status to the poller (default: ask it at once after a 202)
 	BackoffBase     time.Duration         // per-record retry and global backoff base; default 1s
 	BackoffMax      time.Duration         // cap of both; default 5m
 	Lease           time.Duration         // claim lease; default 2m
@@ -161,10 +162,17 @@ func (w *Worker) run(parent context.Context, drain bool) error {
 		fatalOnce.Do(func() { fatal = err })
 		stop()
 	}
+	// Each lane runs two claim/send/apply pipelines (when Concurrency allows), so one's
+	// commits overlap the other's requests; each sends up to its share of Concurrency at once.
+	pipes := min(2, w.opts.Concurrency)
 	for _, kind := range []outbox.Kind{outbox.KindEvent, outbox.KindFinding} {
-		for range w.opts.Concurrency {
+		for p := range pipes {
+			share := w.opts.Concurrency / pipes
+			if p < w.opts.Concurrency%pipes {
+				share++
+			}
 			wg.Go(func() {
-				if err := w.lane(ctx, reqCtx, kind); err != nil {
+				if err := w.lane(ctx, reqCtx, kind, share); err != nil {
 					fail(err)
 				}
 			})
