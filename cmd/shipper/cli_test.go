@@ -627,7 +627,19 @@ func TestAdminVerbsWhileDaemonRuns(t *testing.T) {
 		t.Errorf("/healthz: %d %s", code, body)
 	}
 
-	// SIGTERM: a clean stop within the shutdown timeout, socket removed.
+	// Credentials refused: delivery pauses, and health says so.
+	e.srv.RevokeLogins(true)
+	e.srv.ExpireTokens()
+	e.must(exitOK, event("evt-d-3", "c"), "enqueue", "--kind", "event")
+	waitFor(t, "/healthz to report the pause", func() bool {
+		code, body := httpGet(t, "http://"+d.metricsAddr+"/healthz")
+		return code == http.StatusServiceUnavailable && strings.Contains(body, "paused")
+	})
+	if _, body := httpGet(t, "http://"+d.metricsAddr+"/metrics"); !strings.Contains(body, "shipper_paused 1") {
+		t.Error("/metrics: shipper_paused is not 1 while paused")
+	}
+
+	// SIGTERM: a clean stop within the shutdown timeout (even paused), socket removed.
 	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
@@ -644,6 +656,10 @@ func TestAdminVerbsWhileDaemonRuns(t *testing.T) {
 	}
 	if r := e.must(exitOK, "", "inspect"); !strings.Contains(r.stderr, "outbox file opened directly") {
 		t.Errorf("inspect after the daemon stopped:\n%s", r)
+	}
+	// The record it could not deliver waits, pending, for the next start.
+	if got := jsonLines(t, e.must(exitOK, "", "inspect", "--json", "evt-d-3").stdout); got[0].State != outbox.StatePending {
+		t.Errorf("after shutdown: %s is %s, want pending", got[0].Key, got[0].State)
 	}
 }
 
