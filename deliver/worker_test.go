@@ -18,7 +18,9 @@ import (
 )
 
 // Issue 5, test 1: a server failing ~30% of requests with a seeded mix of 429, 502, 503, 504,
-// latency and drop-after-store; every record ends confirmed and stored exactly once.
+// latency and drop-after-store; every record ends confirmed and stored exactly once. Run with
+// the inline confirmation (default) and with every request going through submitted and the
+// poller (DeferConfirm).
 func TestFlakyServerDeliversEverythingOnce(t *testing.T) {
 	n := 10000
 	if testing.Short() {
@@ -29,35 +31,47 @@ func TestFlakyServerDeliversEverythingOnce(t *testing.T) {
 		seed, _ = strconv.ParseInt(s, 10, 64)
 	}
 	t.Logf("seed %d (SHIPPER_SEED=%d to replay the fault pattern)", seed, seed)
-	srv := startServer(t, testserver.Options{})
-	for i, f := range []testserver.Fault{
-		{Rate: 0.06, Status: 429},
-		{Rate: 0.06, Status: 502},
-		{Rate: 0.06, Status: 503},
-		{Rate: 0.06, Status: 504},
-		{Rate: 0.03, Latency: 20 * time.Millisecond},
-		{Rate: 0.03, DropAfterStore: true},
-	} {
-		f.Seed = seed + int64(i)
-		srv.Inject(f)
-	}
-	ob := tempOutbox(t, outbox.Options{})
-	events := enqueue(t, ob, outbox.KindEvent, 0, n/2)
-	findings := enqueue(t, ob, outbox.KindFinding, 0, n/2)
-	w := newWorker(t, ob, newClient(t, clientConfig(t, srv)), fastOptions())
+	for _, deferred := range []bool{false, true} {
+		t.Run("DeferConfirm="+strconv.FormatBool(deferred), func(t *testing.T) {
+			srv := startServer(t, testserver.Options{})
+			for i, f := range []testserver.Fault{
+				{Rate: 0.06, Status: 429},
+				{Rate: 0.06, Status: 502},
+				{Rate: 0.06, Status: 503},
+				{Rate: 0.06, Status: 504},
+				{Rate: 0.03, Latency: 20 * time.Millisecond},
+				{Rate: 0.03, DropAfterStore: true},
+			} {
+				f.Seed = seed + int64(i)
+				srv.Inject(f)
+			}
+			ob := tempOutbox(t, outbox.Options{})
+			events := enqueue(t, ob, outbox.KindEvent, 0, n/2)
+			findings := enqueue(t, ob, outbox.KindFinding, 0, n/2)
+			opts := fastOptions()
+			opts.DeferConfirm = deferred
+			w := newWorker(t, ob, newClient(t, clientConfig(t, srv)), opts)
 
-	start := time.Now()
-	drain(t, w, 3*time.Minute)
-	t.Logf("%d records drained in %v; counters %+v; server answered 429×%d 502×%d 503×%d 504×%d dropped×%d",
-		n, time.Since(start), w.Counters(), srv.StatusCount(429), srv.StatusCount(502), srv.StatusCount(503),
-		srv.StatusCount(504), srv.StatusCount(0))
-	assertDelivered(t, ob, srv, events, findings)
-	c := w.Counters()
-	if c.Confirmed < int64(n) || len(c.Dead) != 0 {
-		t.Fatalf("counters %+v: want ≥%d confirmed, none dead", c, n)
-	}
-	if len(c.Retries) == 0 {
-		t.Fatal("no retries counted: the faults did not bite")
+			start := time.Now()
+			drain(t, w, 3*time.Minute)
+			dropped := 0
+			for _, r := range srv.Requests() {
+				if r.Dropped {
+					dropped++
+				}
+			}
+			t.Logf("%d records drained in %v; counters %+v; server answered 429×%d 502×%d 503×%d 504×%d, dropped %d",
+				n, time.Since(start), w.Counters(), srv.StatusCount(429), srv.StatusCount(502), srv.StatusCount(503),
+				srv.StatusCount(504), dropped)
+			assertDelivered(t, ob, srv, events, findings)
+			c := w.Counters()
+			if c.Confirmed < int64(n) || len(c.Dead) != 0 {
+				t.Fatalf("counters %+v: want ≥%d confirmed, none dead", c, n)
+			}
+			if len(c.Retries) == 0 {
+				t.Fatal("no retries counted: the faults did not bite")
+			}
+		})
 	}
 }
 
