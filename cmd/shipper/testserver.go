@@ -59,8 +59,9 @@ func parseTestserverFlags(args []string, env Env) (testserverConfig, int, bool) 
 		tenant      = fs.String("tenant", "", "tenant id (default "+testserver.DefaultTenantID+"; env VECTORVUE_TENANT_ID)")
 		user        = fs.String("user", "", "username (default "+testserver.DefaultUsername+"; env VECTORVUE_USERNAME)")
 		password    = fs.String("password", "", "password (prefer --password-file or VECTORVUE_PASSWORD; default: the recorded test password)")
-		pwFile      = fs.String("password-file", "", "file holding the password (first line)")
-		sigSecret   = fs.String("signature-secret", "", "require HMAC-signed requests with this secret (env VECTORVUE_SIGNATURE_SECRET)")
+		pwFile      = fs.String("password-file", "", "file holding the password (first line; env VECTORVUE_PASSWORD_FILE)")
+		sigSecret   = fs.String("signature-secret", "", "require HMAC-signed requests with this secret (prefer --signature-secret-file; env VECTORVUE_SIGNATURE_SECRET)")
+		sigFile     = fs.String("signature-secret-file", "", "file holding the signature secret (first line; env VECTORVUE_SIGNATURE_SECRET_FILE)")
 		envKey      = fs.String("envelope-key", "", "sign response envelopes with this key")
 		rateLimit   = fs.String("rate-limit", "240", "requests per minute per client address, or off")
 		failRate    = fs.Float64("fail-rate", 0, "fraction (0-1] of requests answered with --fail-status")
@@ -118,37 +119,27 @@ func parseTestserverFlags(args []string, env Env) (testserverConfig, int, bool) 
 		cfg.user = testserver.DefaultUsername
 	}
 
-	var pw string
-	switch {
-	case set["password"] && set["password-file"]:
-		return usageFailed("--password", "give --password or --password-file, not both")
-	case set["password"]:
-		if *password == "" {
-			return usageFailed("--password", "is empty")
-		}
-		pw, cfg.pwSource = *password, "the --password flag"
-	case set["password-file"]:
-		b, err := os.ReadFile(*pwFile)
-		if err != nil {
-			return usageFailed("--password-file", fmt.Sprintf("cannot read %s: %v", *pwFile, errors.Unwrap(err)))
-		}
-		pw, _, _ = strings.Cut(string(b), "\n")
-		pw = strings.TrimRight(pw, "\r")
-		if pw == "" {
-			return usageFailed("--password-file", *pwFile+" holds an empty first line")
-		}
-		cfg.pwSource = "--password-file " + *pwFile
-	case getenv("VECTORVUE_PASSWORD") != "":
-		pw, cfg.pwSource = getenv("VECTORVUE_PASSWORD"), "$VECTORVUE_PASSWORD"
-	default:
-		pw, cfg.pwSource = testserver.DefaultPassword, "the built-in recorded test password (testserver.DefaultPassword)"
+	pw, src, problem := tsSecret(tsSecretSpec{
+		flag: "password", value: *password, set: set["password"],
+		fileFlag: "password-file", file: *pwFile, fileSet: set["password-file"],
+		env: "VECTORVUE_PASSWORD", envFile: "VECTORVUE_PASSWORD_FILE", getenv: getenv,
+	})
+	if problem != "" {
+		return usageFailed(src, problem)
 	}
-
-	secret := *sigSecret
-	cfg.secretFrom = "--signature-secret"
-	if !set["signature-secret"] && secret == "" && getenv("VECTORVUE_SIGNATURE_SECRET") != "" {
-		secret, cfg.secretFrom = getenv("VECTORVUE_SIGNATURE_SECRET"), "$VECTORVUE_SIGNATURE_SECRET"
+	if pw == "" {
+		pw, src = testserver.DefaultPassword, "the built-in recorded test password (testserver.DefaultPassword)"
 	}
+	cfg.pwSource = src
+	secret, src, problem := tsSecret(tsSecretSpec{
+		flag: "signature-secret", value: *sigSecret, set: set["signature-secret"],
+		fileFlag: "signature-secret-file", file: *sigFile, fileSet: set["signature-secret-file"],
+		env: "VECTORVUE_SIGNATURE_SECRET", envFile: "VECTORVUE_SIGNATURE_SECRET_FILE", getenv: getenv,
+	})
+	if problem != "" {
+		return usageFailed(src, problem)
+	}
+	cfg.secretFrom = src
 
 	rl, err := parseRateLimit(*rateLimit)
 	if err != nil {
@@ -207,6 +198,53 @@ func parseTestserverFlags(args []string, env Env) (testserverConfig, int, bool) 
 		TokenTTL:        *tokenTTL,
 	}
 	return cfg, exitOK, true
+}
+
+// tsSecretSpec names the four places a secret may come from, in order of
+// precedence: the flag, the file flag, the environment variable, the
+// environment's file.
+type tsSecretSpec struct {
+	flag, value    string
+	set            bool
+	fileFlag, file string
+	fileSet        bool
+	env, envFile   string
+	getenv         func(string) string
+}
+
+// tsSecret returns the secret and where it came from (never the secret), or
+// the setting at fault and the problem; ("", "", "") when none was given.
+func tsSecret(sp tsSecretSpec) (value, source, problem string) {
+	switch {
+	case sp.set && sp.fileSet:
+		return "", "--" + sp.flag, "give --" + sp.flag + " or --" + sp.fileFlag + ", not both"
+	case sp.set:
+		if sp.value == "" {
+			return "", "--" + sp.flag, "is empty"
+		}
+		return sp.value, "the --" + sp.flag + " flag", ""
+	case sp.fileSet:
+		return tsSecretFile("--"+sp.fileFlag, sp.file)
+	case sp.getenv(sp.env) != "":
+		return sp.getenv(sp.env), "$" + sp.env, ""
+	case sp.getenv(sp.envFile) != "":
+		return tsSecretFile(sp.envFile, sp.getenv(sp.envFile))
+	}
+	return "", "", ""
+}
+
+// tsSecretFile reads a secret from the first line of path.
+func tsSecretFile(setting, path string) (value, source, problem string) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", setting, fmt.Sprintf("cannot read %s: %v", path, errors.Unwrap(err))
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	line = strings.TrimRight(line, "\r")
+	if line == "" {
+		return "", setting, path + " holds an empty first line"
+	}
+	return line, setting + " " + path, ""
 }
 
 // parseRateLimit accepts "off", "N" or "N/min".

@@ -139,11 +139,17 @@ func TestTestserverVerbServesUntilCancelled(t *testing.T) {
 }
 
 func TestTestserverVerbEnvAndFaults(t *testing.T) {
-	env := map[string]string{"VECTORVUE_PASSWORD": "env-pw-77", "VECTORVUE_TENANT_ID": "60000000-0000-0000-0000-000000000006"}
+	secretFile := filepath.Join(t.TempDir(), "sig")
+	if err := os.WriteFile(secretFile, []byte("sig-secret-31\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{"VECTORVUE_PASSWORD": "env-pw-77", "VECTORVUE_TENANT_ID": "60000000-0000-0000-0000-000000000006",
+		"VECTORVUE_SIGNATURE_SECRET_FILE": secretFile}
 	out, url, _ := runTestserverVerb(t, env, "--addr", "127.0.0.1:0", "--plain-http",
 		"--fail-rate", "1", "--fail-status", "429", "--retry-after", "3", "--fail-route", "events", "--rate-limit", "off")
 	if !strings.Contains(out.String(), "password from $VECTORVUE_PASSWORD") || strings.Contains(out.String(), "env-pw-77") ||
-		!strings.Contains(out.String(), "rate limit off") || !strings.Contains(out.String(), "429") {
+		!strings.Contains(out.String(), "rate limit off") || !strings.Contains(out.String(), "429") ||
+		!strings.Contains(out.String(), "secret from VECTORVUE_SIGNATURE_SECRET_FILE "+secretFile) || strings.Contains(out.String(), "sig-secret-31") {
 		t.Errorf("banner:\n%s", out)
 	}
 	c := &http.Client{}
@@ -160,6 +166,10 @@ func TestTestserverVerbEnvAndFaults(t *testing.T) {
 	if resp.StatusCode != 429 || resp.Header.Get("Retry-After") != "3" {
 		t.Errorf("--fail-rate 1 on events: %d Retry-After %q", resp.StatusCode, resp.Header.Get("Retry-After"))
 	}
+	// Other routes are not faulted, and the secret from the file is required.
+	if code, body := tsPost(t, c, url+testserver.IngestPrefix+"/findings", "{}"); code != 401 || !strings.Contains(body, "Missing request signature headers") {
+		t.Errorf("unsigned finding: %d %s", code, body)
+	}
 }
 
 func TestTestserverVerbBadFlagsExit2(t *testing.T) {
@@ -172,6 +182,8 @@ func TestTestserverVerbBadFlagsExit2(t *testing.T) {
 		{"--fail-rate", "0.5", "--fail-route", "nowhere"},
 		{"--password", "x", "--password-file", "y"},
 		{"--password-file", "/nonexistent/pw"},
+		{"--signature-secret", "a", "--signature-secret-file", "b"},
+		{"--signature-secret", ""},
 		{"--no-such-flag"},
 		{"extra-arg"},
 	} {
