@@ -39,7 +39,7 @@ its CA certificate is written to --ca-out (or a temporary file) for clients
 
 Settings shared with the shipper come from the same environment variables
 when their flag is not given: VECTORVUE_TENANT_ID, VECTORVUE_USERNAME,
-VECTORVUE_PASSWORD, VECTORVUE_SIGNATURE_SECRET. The CA file is only written
+VECTORVUE_PASSWORD(_FILE), VECTORVUE_SIGNATURE_SECRET(_FILE). The CA file is only written
 where --ca-out says (never to VECTORVUE_CA_FILE, which may hold a real CA).`
 
 // runTestserver serves until ctx ends.
