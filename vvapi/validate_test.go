@@ -7,82 +7,84 @@ import (
 	"testing"
 )
 
+type validateCase struct {
+	name  string
+	set   map[string]any // nil value deletes the field; jsonNull{} sends null
+	field string         // the field refused; "" = valid
+}
+
+var eventBase = map[string]any{"source_system": "spectrastrike", "event_type": "PROCESS_ANOMALY", "occurred_at": "2026-02-22T10:00:00Z",
+	"severity": "high", "asset_ref": "host-1", "message": "m"}
+
+var eventCases = []validateCase{
+	{"minimal", nil, ""},
+	{"with id and metadata", map[string]any{"event_id": "ss-evt_0001:a.b", "metadata": map[string]any{"pid": 1}}, ""},
+	{"null event_id", map[string]any{"event_id": jsonNull{}}, ""},
+	{"severity trimmed, any case", map[string]any{"severity": "  CRITICAL "}, ""},
+	{"offset time", map[string]any{"occurred_at": "2026-02-22T10:00:00+02:00"}, ""},
+	{"fractional time", map[string]any{"occurred_at": "2026-02-22T10:00:00.123456Z"}, ""},
+	{"naive time", map[string]any{"occurred_at": "2026-02-22T10:00:00"}, ""},
+	{"space separator", map[string]any{"occurred_at": "2026-02-22 10:00:00Z"}, ""},
+	{"date only", map[string]any{"occurred_at": "2026-02-22"}, ""},
+	{"unix number", map[string]any{"occurred_at": 1700000000}, ""},
+	{"unix string", map[string]any{"occurred_at": "1700000000.5"}, ""},
+	{"missing source_system", map[string]any{"source_system": nil}, "source_system"},
+	{"missing severity", map[string]any{"severity": nil}, "severity"},
+	{"missing message", map[string]any{"message": nil}, "message"},
+	{"bad pattern", map[string]any{"source_system": "bad source"}, "source_system"},
+	{"id pattern", map[string]any{"event_id": "a/b"}, "event_id"},
+	{"empty id", map[string]any{"event_id": ""}, "event_id"},
+	{"id too long", map[string]any{"event_id": strings.Repeat("a", 129)}, "event_id"},
+	{"event_type too long", map[string]any{"event_type": strings.Repeat("a", 65)}, "event_type"},
+	{"message 1024 runes ok", map[string]any{"message": strings.Repeat("é", 1024)}, ""},
+	{"message too long", map[string]any{"message": strings.Repeat("a", 1025)}, "message"},
+	{"empty asset_ref", map[string]any{"asset_ref": ""}, "asset_ref"},
+	{"bad severity", map[string]any{"severity": "urgent"}, "severity"},
+	{"finding alias not for events", map[string]any{"severity": "informational"}, "severity"},
+	{"severity not a string", map[string]any{"severity": 3}, "severity"},
+	{"bad date", map[string]any{"occurred_at": "not-a-date"}, "occurred_at"},
+	{"bad month", map[string]any{"occurred_at": "2026-13-01T00:00:00Z"}, "occurred_at"},
+	{"metadata not object", map[string]any{"metadata": []any{1}}, "metadata"},
+	{"metadata null", map[string]any{"metadata": jsonNull{}}, "metadata"},
+	{"unknown field", map[string]any{"tenant_id": "x"}, "tenant_id"},
+	{"number as string field", map[string]any{"asset_ref": 12}, "asset_ref"},
+}
+
 func TestValidateEvent(t *testing.T) {
-	ok := map[string]any{"source_system": "spectrastrike", "event_type": "PROCESS_ANOMALY", "occurred_at": "2026-02-22T10:00:00Z",
-		"severity": "high", "asset_ref": "host-1", "message": "m"}
-	cases := []struct {
-		name  string
-		set   map[string]any // nil value deletes the field; use jsonNull for null
-		field string         // "" = valid
-	}{
-		{"minimal", nil, ""},
-		{"with id and metadata", map[string]any{"event_id": "ss-evt_0001:a.b", "metadata": map[string]any{"pid": 1}}, ""},
-		{"null event_id", map[string]any{"event_id": jsonNull{}}, ""},
-		{"severity trimmed, any case", map[string]any{"severity": "  CRITICAL "}, ""},
-		{"offset time", map[string]any{"occurred_at": "2026-02-22T10:00:00+02:00"}, ""},
-		{"fractional time", map[string]any{"occurred_at": "2026-02-22T10:00:00.123456Z"}, ""},
-		{"naive time", map[string]any{"occurred_at": "2026-02-22T10:00:00"}, ""},
-		{"space separator", map[string]any{"occurred_at": "2026-02-22 10:00:00Z"}, ""},
-		{"date only", map[string]any{"occurred_at": "2026-02-22"}, ""},
-		{"unix number", map[string]any{"occurred_at": 1700000000}, ""},
-		{"unix string", map[string]any{"occurred_at": "1700000000.5"}, ""},
-		{"missing source_system", map[string]any{"source_system": nil}, "source_system"},
-		{"missing severity", map[string]any{"severity": nil}, "severity"},
-		{"missing message", map[string]any{"message": nil}, "message"},
-		{"bad pattern", map[string]any{"source_system": "bad source"}, "source_system"},
-		{"id pattern", map[string]any{"event_id": "a/b"}, "event_id"},
-		{"empty id", map[string]any{"event_id": ""}, "event_id"},
-		{"id too long", map[string]any{"event_id": strings.Repeat("a", 129)}, "event_id"},
-		{"event_type too long", map[string]any{"event_type": strings.Repeat("a", 65)}, "event_type"},
-		{"message 1024 runes ok", map[string]any{"message": strings.Repeat("é", 1024)}, ""},
-		{"message too long", map[string]any{"message": strings.Repeat("a", 1025)}, "message"},
-		{"empty asset_ref", map[string]any{"asset_ref": ""}, "asset_ref"},
-		{"bad severity", map[string]any{"severity": "urgent"}, "severity"},
-		{"finding alias not for events", map[string]any{"severity": "informational"}, "severity"},
-		{"severity not a string", map[string]any{"severity": 3}, "severity"},
-		{"bad date", map[string]any{"occurred_at": "not-a-date"}, "occurred_at"},
-		{"bad month", map[string]any{"occurred_at": "2026-13-01T00:00:00Z"}, "occurred_at"},
-		{"metadata not object", map[string]any{"metadata": []any{1}}, "metadata"},
-		{"metadata null", map[string]any{"metadata": jsonNull{}}, "metadata"},
-		{"unknown field", map[string]any{"tenant_id": "x"}, "tenant_id"},
-		{"number as string field", map[string]any{"asset_ref": 12}, "asset_ref"},
-	}
-	for _, tc := range cases {
+	for _, tc := range eventCases {
 		t.Run(tc.name, func(t *testing.T) {
-			checkValidation(t, ValidateEvent(build(t, ok, tc.set)), tc.field)
+			checkValidation(t, ValidateEvent(build(t, eventBase, tc.set)), tc.field)
 		})
 	}
 }
 
+var findingBase = map[string]any{"title": "Suspicious PowerShell", "description": "d", "severity": "Critical", "first_seen": "2026-02-22T09:45:00Z"}
+
+var findingCases = []validateCase{
+	{"minimal", nil, ""},
+	{"full", map[string]any{"finding_id": "ss-f-1", "status": "IN_PROGRESS", "last_seen": "2026-02-22T10:45:00Z",
+		"asset_ref": "host", "recommendation": "r", "metadata": map[string]any{"cve": "CVE-2024-0001"}}, ""},
+	{"informational alias", map[string]any{"severity": "informational"}, ""},
+	{"med alias", map[string]any{"severity": "med"}, ""},
+	{"empty asset_ref allowed", map[string]any{"asset_ref": ""}, ""},
+	{"null last_seen", map[string]any{"last_seen": jsonNull{}}, ""},
+	{"title too short", map[string]any{"title": "ab"}, "title"},
+	{"title too long", map[string]any{"title": strings.Repeat("t", 257)}, "title"},
+	{"missing description", map[string]any{"description": nil}, "description"},
+	{"description too long", map[string]any{"description": strings.Repeat("d", 4097)}, "description"},
+	{"bad status", map[string]any{"status": "triaged"}, "status"},
+	{"missing first_seen", map[string]any{"first_seen": nil}, "first_seen"},
+	{"bad last_seen", map[string]any{"last_seen": "yesterday"}, "last_seen"},
+	{"recommendation too long", map[string]any{"recommendation": strings.Repeat("r", 2049)}, "recommendation"},
+	{"asset_ref too long", map[string]any{"asset_ref": strings.Repeat("a", 129)}, "asset_ref"},
+	{"bad finding_id", map[string]any{"finding_id": "has space"}, "finding_id"},
+	{"unknown field", map[string]any{"cvss": 9.8}, "cvss"},
+}
+
 func TestValidateFinding(t *testing.T) {
-	ok := map[string]any{"title": "Suspicious PowerShell", "description": "d", "severity": "Critical", "first_seen": "2026-02-22T09:45:00Z"}
-	cases := []struct {
-		name  string
-		set   map[string]any
-		field string
-	}{
-		{"minimal", nil, ""},
-		{"full", map[string]any{"finding_id": "ss-f-1", "status": "IN_PROGRESS", "last_seen": "2026-02-22T10:45:00Z",
-			"asset_ref": "host", "recommendation": "r", "metadata": map[string]any{"cve": "CVE-2024-0001"}}, ""},
-		{"informational alias", map[string]any{"severity": "informational"}, ""},
-		{"med alias", map[string]any{"severity": "med"}, ""},
-		{"empty asset_ref allowed", map[string]any{"asset_ref": ""}, ""},
-		{"null last_seen", map[string]any{"last_seen": jsonNull{}}, ""},
-		{"title too short", map[string]any{"title": "ab"}, "title"},
-		{"title too long", map[string]any{"title": strings.Repeat("t", 257)}, "title"},
-		{"missing description", map[string]any{"description": nil}, "description"},
-		{"description too long", map[string]any{"description": strings.Repeat("d", 4097)}, "description"},
-		{"bad status", map[string]any{"status": "triaged"}, "status"},
-		{"missing first_seen", map[string]any{"first_seen": nil}, "first_seen"},
-		{"bad last_seen", map[string]any{"last_seen": "yesterday"}, "last_seen"},
-		{"recommendation too long", map[string]any{"recommendation": strings.Repeat("r", 2049)}, "recommendation"},
-		{"asset_ref too long", map[string]any{"asset_ref": strings.Repeat("a", 129)}, "asset_ref"},
-		{"bad finding_id", map[string]any{"finding_id": "has space"}, "finding_id"},
-		{"unknown field", map[string]any{"cvss": 9.8}, "cvss"},
-	}
-	for _, tc := range cases {
+	for _, tc := range findingCases {
 		t.Run(tc.name, func(t *testing.T) {
-			checkValidation(t, ValidateFinding(build(t, ok, tc.set)), tc.field)
+			checkValidation(t, ValidateFinding(build(t, findingBase, tc.set)), tc.field)
 		})
 	}
 }
