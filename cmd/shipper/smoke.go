@@ -49,15 +49,14 @@ Checks a VectorVue ingest API end to end, the way the shipper uses it: login,
 one event (with an Idempotency-Key), one finding, one ingest status poll. One
 line per step, then SMOKE OK, or the failing step with the server's message.
 The event and finding are informational and marked as smoke-test records.
-Exit 0 when every step passed, 1 when a step failed, 2 when a setting is wrong.
-
-`+vvEnvHelp(), env)
+Exit 0 when every step passed, 1 when a step failed, 2 when a setting is wrong.`, env)
+	c.extraHelp = append(c.extraHelp, vvEnvHelp())
 	vv := addVVFlags(c.fs)
 	verbose := c.fs.Bool("v", false, "log every request (endpoint, request id, status, attempt) to stderr")
 	if code, ok := c.parse(args); !ok {
 		return code
 	}
-	if c.fs.NArg() > 0 {
+	if len(c.args) > 0 {
 		return c.fail(&settingError{Setting: "arguments", Problem: "smoke takes none"})
 	}
 	logger := slog.New(slog.DiscardHandler)

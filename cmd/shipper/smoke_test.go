@@ -350,6 +350,7 @@ func TestSmokeWrongSettingExits2(t *testing.T) {
 		{"bad VERIFY_TLS", s.env(map[string]string{"VECTORVUE_VERIFY_TLS": "sometimes"}), nil, "VECTORVUE_VERIFY_TLS"},
 		{"no password", s.env(map[string]string{"VECTORVUE_PASSWORD": ""}), nil, "--password-file"},
 		{"unknown flag", s.env(nil), []string{"--nope"}, "nope"},
+		{"stray argument", s.env(nil), []string{"extra"}, "arguments"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
