@@ -75,7 +75,7 @@ func BenchmarkDrain(b *testing.B) {
 		b.Cleanup(func() { _ = ob.Close() })
 		opts := fastOptions()
 		opts.PollInterval = time.Millisecond
-		opts.Concurrency = 24
+		opts.Concurrency = 16
 		w := newWorker(b, ob, client, opts)
 		total := 0
 		b.ResetTimer()

@@ -132,15 +132,23 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-// testLogger logs to buf, or to stderr when SHIPPER_DEBUG is set.
+// testLogger logs to buf (nil: nowhere), and also to stderr at debug level when
+// SHIPPER_DEBUG is set.
 func testLogger(buf io.Writer) *slog.Logger {
+	var out io.Writer = buf
+	level := slog.LevelInfo
 	if os.Getenv("SHIPPER_DEBUG") != "" {
-		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		level = slog.LevelDebug
+		if buf == nil {
+			out = os.Stderr
+		} else {
+			out = io.MultiWriter(buf, os.Stderr)
+		}
 	}
-	if buf == nil {
+	if out == nil {
 		return slog.New(slog.DiscardHandler)
 	}
-	return slog.New(slog.NewTextHandler(buf, nil))
+	return slog.New(slog.NewTextHandler(out, &slog.HandlerOptions{Level: level}))
 }
 
 func eventPayload(i int) []byte {

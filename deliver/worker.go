@@ -19,9 +19,6 @@ import (
 	"github.com/spectrastrike/shipper/vvapi"
 )
 
-// ErrRunning is returned by Run or Drain when the worker is already running.
-var ErrRunning = errors.New("deliver: worker is already running")
-
 // Options configure a Worker. Zero values take the documented defaults.
 type Options struct {
 	BatchSize       int                   // records per request; default 100 (keep ≤ the client's MaxBatchSize)
@@ -320,7 +317,10 @@ func (w *Worker) applyOutcomes(outs []outbox.Outcome) error {
 			return nil
 		}
 		w.log.Error("cannot record outcomes; retrying", "records", len(outs), "err", err, "try", i+1)
-		time.Sleep(backoff(i+1, 10*time.Millisecond, time.Second, 0, jitter()))
+		// Outcomes are worth waiting for even during shutdown: without them the records
+		// stay sending until their lease runs out. The wait is short and bounded.
+		t := time.NewTimer(backoff(i+1, 10*time.Millisecond, time.Second, 0, jitter()))
+		<-t.C
 	}
 	// The records stay sending until their lease ends; then they are claimed again.
 	w.log.Error("giving up recording outcomes; the records will be re-sent after their lease", "records", len(outs), "err", err)

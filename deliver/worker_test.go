@@ -598,3 +598,34 @@ func TestMetricsRegistered(t *testing.T) {
 		t.Fatal("registering twice on one registry should fail")
 	}
 }
+
+// A 403 (user not authorized for the tenant) pauses delivery like a 401: records are kept,
+// nothing is dead, and the worker says so once per pause interval.
+func TestForbiddenPausesWithoutDeadLetters(t *testing.T) {
+	srv := startServer(t, testserver.Options{Tenants: []testserver.Tenant{{
+		ID: tenant, Active: true,
+		Users:        map[string]string{testserver.DefaultUsername: testserver.DefaultPassword},
+		Unauthorized: []string{testserver.DefaultUsername},
+	}}})
+	ob := tempOutbox(t, outbox.Options{})
+	var logs syncBuffer
+	opts := fastOptions()
+	opts.Logger = testLogger(&logs)
+	w := newWorker(t, ob, newClient(t, clientConfig(t, srv)), opts)
+	enqueue(t, ob, outbox.KindEvent, 0, 20)
+	stop := runWorker(t, w)
+	eventually(t, 10*time.Second, "pause", func() bool { return w.Counters().Paused })
+	if err := w.Drain(context.Background()); !errors.Is(err, ErrRunning) {
+		t.Fatalf("Drain while running: %v, want ErrRunning", err)
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	st := ob.Stats()
+	if st.ByState[outbox.StatePending] != 20 || st.ByState[outbox.StateDead] != 0 {
+		t.Fatalf("after a forbidden pause: %v, want all 20 pending", st.ByState)
+	}
+	if !strings.Contains(logs.String(), "delivery paused") || !strings.Contains(logs.String(), "forbidden") {
+		t.Fatalf("no clear pause line:\n%s", logs.String())
+	}
+}
