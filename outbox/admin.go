@@ -38,7 +38,7 @@ func (o *Outbox) Get(key string) (Record, error) {
 }
 
 func (o *Outbox) readSeq(tx *bolt.Tx, seq uint64) (stored, error) {
-	v := tx.Bucket(bucketRecords).Get(seqKey(seq))
+	v := recordsOf(tx, ridKind(seq)).Get(seqKey(seq))
 	if v == nil {
 		return stored{}, fmt.Errorf("outbox %s: index names missing record %d: %w", o.path, seq, ErrCorrupt)
 	}
@@ -111,16 +111,17 @@ func (o *Outbox) List(f Filter, fn func(Record) error) error {
 			return err
 		}
 		err := o.db.View(func(tx *bolt.Tx) error {
+			// Pending records are listed by walking the records (fresh ones are
+			// in no index); other states by walking their by-state entries.
 			var c cursorLike
 			var prefix []byte
 			start := seqKey(after + 1)
-			if f.State != "" {
+			if f.State != "" && f.State != StatePending {
 				c, prefix = indexOf(tx, bucketByState).Cursor(), []byte{sc}
 				start = byStateKey(sc, after+1)
 			} else {
-				c = tx.Bucket(bucketRecords).Cursor()
+				c = &mergeCursor{a: tx.Bucket(bucketEvents).Cursor(), b: tx.Bucket(bucketFindings).Cursor()}
 			}
-			recs := tx.Bucket(bucketRecords)
 			scanned := 0
 			for k, v := c.Seek(start); ; k, v = c.Next() {
 				if k == nil || (prefix != nil && k[0] != prefix[0]) {
@@ -134,7 +135,7 @@ func (o *Outbox) List(f Filter, fn func(Record) error) error {
 				seq := binary.BigEndian.Uint64(k[len(k)-8:])
 				after = seq
 				if prefix != nil {
-					v = recs.Get(seqKey(seq))
+					v = recordsOf(tx, ridKind(seq)).Get(seqKey(seq))
 				}
 				if v == nil {
 					return fmt.Errorf("outbox %s: index names missing record %d: %w", o.path, seq, ErrCorrupt)
@@ -143,7 +144,7 @@ func (o *Outbox) List(f Filter, fn func(Record) error) error {
 				if err != nil {
 					return fmt.Errorf("outbox %s: %v: %w", o.path, err, ErrCorrupt)
 				}
-				if (f.Kind != "" && kindOf(st.kind) != f.Kind) ||
+				if (f.Kind != "" && kindOf(st.kind) != f.Kind) || (f.State != "" && st.state != sc) ||
 					(cutoff != 0 && st.created > cutoff) ||
 					(f.ErrorContains != "" && !strings.Contains(st.lastErr, f.ErrorContains)) {
 					continue
@@ -227,18 +228,32 @@ func (o *Outbox) Stats() Stats {
 			}
 			return fromNanos(st.created)
 		}
-		if seq, ok := first(stateCodePending); ok {
-			s.OldestPending = created(seq)
-		}
-		var oldest uint64
-		found := false
-		for _, sc := range []byte{stateCodePending, stateCodeSending, stateCodeSubmitted} {
-			if seq, ok := first(sc); ok && (!found || seq < oldest) {
-				oldest, found = seq, true
+		// Record ids sort by enqueue order, so the smallest id is the oldest.
+		var pend, unconf uint64
+		var hasPend, hasUnconf bool
+		consider := func(rid uint64, pending bool) {
+			if pending && (!hasPend || rid < pend) {
+				pend, hasPend = rid, true
+			}
+			if !hasUnconf || rid < unconf {
+				unconf, hasUnconf = rid, true
 			}
 		}
-		if found {
-			s.OldestUnconfirmed = created(oldest)
+		for _, kc := range []byte{kindCodeEvent, kindCodeFinding} {
+			if rid, ok, _ := firstFresh(tx, kc, 1<<16); ok {
+				consider(rid, true)
+			}
+		}
+		for _, sc := range []byte{stateCodePending, stateCodeSending, stateCodeSubmitted} {
+			if rid, ok := first(sc); ok {
+				consider(rid, sc == stateCodePending)
+			}
+		}
+		if hasPend {
+			s.OldestPending = created(pend)
+		}
+		if hasUnconf {
+			s.OldestUnconfirmed = created(unconf)
 		}
 		return nil
 	})
@@ -430,6 +445,9 @@ func (o *Outbox) Check() (CheckReport, error) {
 	return rep, nil
 }
 
+// checkTx checks both directions by lookups, not by building sets: every record
+// has its index entries, every index entry has its record. Memory stays flat for a
+// million records.
 func checkTx(o *Outbox, tx *bolt.Tx, rep *CheckReport, problem func(string, ...any)) {
 	for _, name := range allBuckets {
 		if tx.Bucket(name) == nil {
@@ -437,66 +455,87 @@ func checkTx(o *Outbox, tx *bolt.Tx, rep *CheckReport, problem func(string, ...a
 			return
 		}
 	}
-	// Expected index entries, built from the records.
-	expected := map[string]map[string]bool{}
-	for _, n := range allIndexes {
-		expected[string(n)] = map[string]bool{}
-	}
+	meta := tx.Bucket(bucketMeta)
 	var c counters
-	_ = tx.Bucket(bucketRecords).ForEach(func(k, v []byte) error {
-		rep.Records++
-		if len(k) != 8 {
-			problem("record key %x is not a sequence number", k)
-			return nil
+	for _, kc := range []byte{kindCodeEvent, kindCodeFinding} {
+		var wm uint64
+		if v := meta.Get(watermarkKey(kc)); len(v) == 8 {
+			wm = binary.BigEndian.Uint64(v)
 		}
-		seq := binary.BigEndian.Uint64(k)
-		st, err := decodeStored(seq, v)
-		if err != nil {
-			problem("%v", err)
-			return nil
-		}
-		if st.seq > tx.Bucket(bucketRecords).Sequence() {
-			problem("record %d above the bucket sequence %d", seq, tx.Bucket(bucketRecords).Sequence())
-		}
-		if o.sealer != nil || st.keyID == "" {
-			if plain, err := o.plaintext(&st); err != nil {
-				problem("record %s: %v", st.key, err)
-			} else if len(plain) != st.plainLen {
-				problem("record %s: payload is %d bytes, header says %d", st.key, len(plain), st.plainLen)
-			}
-		}
-		c.add(&st, 1)
-		expected[string(bucketKeys)][st.key] = true
-		if got := indexOf(tx, bucketKeys).Get([]byte(st.key)); len(got) != 8 || binary.BigEndian.Uint64(got) != seq {
-			problem("record %d (%s): key index points to %x", seq, st.key, got)
-		}
-		expected[string(bucketByState)][string(byStateKey(st.state, seq))] = true
-		if name, ik := stateIndexKey(&st); name != nil {
-			expected[string(name)][string(ik)] = true
-		}
-		return nil
-	})
-	for _, n := range allIndexes {
-		name := string(n)
-		_ = indexOf(tx, n).ForEach(func(k, _ []byte) error {
-			if name == string(bucketKeys) {
-				if !expected[name][string(k)] {
-					problem("key index entry %q has no record", k)
-				}
+		_ = recordsOf(tx, kc).ForEach(func(k, v []byte) error {
+			rep.Records++
+			if len(k) != 8 {
+				problem("record key %x is not a record id", k)
 				return nil
 			}
-			if !expected[name][string(k)] {
-				problem("%s entry %x has no matching record", name, k)
-			} else {
-				delete(expected[name], string(k))
+			rid := binary.BigEndian.Uint64(k)
+			st, err := decodeStored(rid, v)
+			if err != nil {
+				problem("%v", err)
+				return nil
+			}
+			if rid>>8 > meta.Sequence() {
+				problem("record %d above the sequence %d", rid, meta.Sequence())
+			}
+			if st.fresh && rid < wm {
+				problem("record %s is fresh but below the %s watermark %d: Claim would never find it", st.key, kindOf(kc), wm)
+			}
+			if o.sealer != nil || st.keyID == "" {
+				if plain, err := o.plaintext(&st); err != nil {
+					problem("record %s: %v", st.key, err)
+				} else if len(plain) != st.plainLen {
+					problem("record %s: payload is %d bytes, header says %d", st.key, len(plain), st.plainLen)
+				}
+			}
+			c.add(&st, 1)
+			if got := indexOf(tx, bucketKeys).Get([]byte(st.key)); len(got) != 8 || binary.BigEndian.Uint64(got) != rid {
+				problem("record %d (%s): key index points to %x", rid, st.key, got)
+			}
+			if st.fresh {
+				return nil
+			}
+			if indexOf(tx, bucketByState).Get(byStateKey(st.state, rid)) == nil {
+				problem("bystate entry of record %s (%s) missing", st.key, stateOf(st.state))
+			}
+			if name, ik := stateIndexKey(&st); name != nil && indexOf(tx, name).Get(ik) == nil {
+				problem("%s entry of record %s missing", name, st.key)
 			}
 			return nil
 		})
-		if name != string(bucketKeys) {
-			for k := range expected[name] {
-				problem("%s entry %x missing", name, k)
+	}
+	for _, n := range allIndexes {
+		name := n
+		_ = indexOf(tx, n).ForEach(func(k, v []byte) error {
+			raw := k
+			if string(name) == string(bucketKeys) {
+				raw = v
 			}
-		}
+			if len(raw) < 8 {
+				problem("%s entry %x too short", name, k)
+				return nil
+			}
+			rid := binary.BigEndian.Uint64(raw[len(raw)-8:])
+			st, err := o.readSeq(tx, rid)
+			if err != nil {
+				problem("%s entry %x has no matching record", name, k)
+				return nil
+			}
+			switch string(name) {
+			case string(bucketKeys):
+				if st.key != string(k) {
+					problem("key index entry %q names record %s", k, st.key)
+				}
+			case string(bucketByState):
+				if st.fresh || string(byStateKey(st.state, rid)) != string(k) {
+					problem("bystate entry %x has no matching record (record %s is %s)", k, st.key, stateOf(st.state))
+				}
+			default:
+				if in, ik := stateIndexKey(&st); string(in) != string(name) || string(ik) != string(k) {
+					problem("%s entry %x has no matching record (record %s is %s)", name, k, st.key, stateOf(st.state))
+				}
+			}
+			return nil
+		})
 	}
 	o.cmu.Lock()
 	mem := o.cnt

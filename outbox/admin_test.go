@@ -2,7 +2,6 @@ package outbox
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -205,38 +204,46 @@ func TestCheckFindsInconsistency(t *testing.T) {
 	if rep, err := o.Check(); err != nil || rep.Records != 2 || len(rep.Problems) != 0 {
 		t.Fatalf("Check of a good file = %+v, %v", rep, err)
 	}
-	// Damage an index behind the outbox's back (Update exposes the raw file).
+	// Damage an index behind the outbox's back (Update exposes the raw file): a
+	// retried record is in the due index.
+	claimAll(t, o, KindEvent)
+	apply(t, o, Outcome{Key: "a", State: StatePending, Reason: "retry"})
+	var dueKey []byte
 	if err := o.Update(func(tx *bolt.Tx) error {
 		k, _ := indexOf(tx, bucketDue).Cursor().First()
+		dueKey = append([]byte(nil), k...)
 		return indexOf(tx, bucketDue).Delete(k)
 	}); err != nil {
 		t.Fatal(err)
 	}
 	rep, err := o.Check()
-	if !errors.Is(err, ErrCorrupt) || len(rep.Problems) != 1 || !strings.HasPrefix(rep.Problems[0], "due entry") {
+	if !errors.Is(err, ErrCorrupt) || len(rep.Problems) != 1 || !strings.HasPrefix(rep.Problems[0], "due entry of record a missing") {
 		t.Fatalf("Check = %+v, %v", rep, err)
 	}
-	// Repair so the Cleanup check passes.
+	if err := o.Update(func(tx *bolt.Tx) error { return indexOf(tx, bucketDue).Put(dueKey, nil) }); err != nil {
+		t.Fatal(err)
+	}
+	// A key index entry pointing nowhere.
 	if err := o.Update(func(tx *bolt.Tx) error {
-		seq := binary.BigEndian.Uint64(indexOf(tx, bucketKeys).Get([]byte("a")))
-		st, err := o.readSeq(tx, seq)
-		if err != nil {
-			return err
-		}
-		return indexOf(tx, bucketDue).Put(dueKey(st.kind, st.next, seq), nil)
+		return indexOf(tx, bucketKeys).Put([]byte("ghost"), u64(ridOf(77, kindCodeEvent)))
 	}); err != nil {
 		t.Fatal(err)
 	}
+	if rep, err := o.Check(); !errors.Is(err, ErrCorrupt) || !strings.Contains(strings.Join(rep.Problems, "\n"), "keys entry") {
+		t.Fatalf("Check with a dangling key = %+v, %v", rep, err)
+	}
+	if err := o.Update(func(tx *bolt.Tx) error { return indexOf(tx, bucketKeys).Delete([]byte("ghost")) }); err != nil {
+		t.Fatal(err)
+	}
 	// A record that does not decode.
-	if err := o.Update(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketRecords).Put(seqKey(99), []byte{9, 9})
-	}); err != nil {
+	bad := seqKey(ridOf(99, kindCodeEvent))
+	if err := o.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketEvents).Put(bad, []byte{9, 9}) }); err != nil {
 		t.Fatal(err)
 	}
 	if rep, err := o.Check(); !errors.Is(err, ErrCorrupt) || !strings.Contains(strings.Join(rep.Problems, "\n"), "unknown format") {
 		t.Fatalf("Check with a bad record = %+v, %v", rep, err)
 	}
-	if err := o.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketRecords).Delete(seqKey(99)) }); err != nil {
+	if err := o.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketEvents).Delete(bad) }); err != nil {
 		t.Fatal(err)
 	}
 }

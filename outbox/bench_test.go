@@ -65,6 +65,12 @@ func reportRate(b *testing.B, records int) {
 	b.ReportMetric(float64(records)/b.Elapsed().Seconds(), "records/s")
 }
 
+// reportPages reports the pages bbolt wrote per record: the IO a commit costs.
+func reportPages(b *testing.B, db *bolt.DB, records int) {
+	st := db.Stats()
+	b.ReportMetric(float64(st.TxStats.GetWrite())/float64(records), "pages/record")
+}
+
 func BenchmarkEnqueueSingle(b *testing.B) {
 	b.Logf("record %d bytes", benchRecordBytes)
 	b.Run("baseline", func(b *testing.B) {
@@ -75,6 +81,7 @@ func BenchmarkEnqueueSingle(b *testing.B) {
 			}
 		}
 		reportRate(b, b.N)
+		reportPages(b, db, b.N)
 	})
 	b.Run("shipper", func(b *testing.B) {
 		o := benchOpen(b, Options{})
@@ -85,6 +92,7 @@ func BenchmarkEnqueueSingle(b *testing.B) {
 			}
 		}
 		reportRate(b, b.N)
+		reportPages(b, o.db, b.N)
 	})
 }
 
@@ -151,6 +159,7 @@ func BenchmarkEnqueueBulk(b *testing.B) {
 			}
 		}
 		reportRate(b, b.N*bulkSize)
+		reportPages(b, db, b.N*bulkSize)
 	})
 	b.Run("shipper", func(b *testing.B) {
 		o := benchOpen(b, Options{})
@@ -165,6 +174,7 @@ func BenchmarkEnqueueBulk(b *testing.B) {
 			}
 		}
 		reportRate(b, b.N*bulkSize)
+		reportPages(b, o.db, b.N*bulkSize)
 	})
 }
 

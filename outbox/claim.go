@@ -10,11 +10,16 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-// Claim leases up to max due pending records of kind, earliest due first (records
-// never retried are due at enqueue, so that is oldest first): they become sending
-// until now+lease, Attempts+1. Leases that ran out while this process runs (a stuck
-// worker) are returned to pending first. Each call also deletes confirmed records
-// past retention, a bounded amount.
+// Claim leases up to max due pending records of kind: they become sending until
+// now+lease, Attempts+1. Records that were sent before and are due again (retries,
+// released or returned leases, requeues) come first, earliest due first; then
+// records never claimed, oldest first. Leases that ran out while this process runs
+// (a stuck worker) are returned to pending first. Each call also deletes confirmed
+// records past retention, a bounded amount.
+//
+// Never-claimed ("fresh") records are in no index: they are found by walking the
+// kind's records bucket from a watermark that Claim advances past them, so an
+// Enqueue writes the record and its key only.
 func (o *Outbox) Claim(kind Kind, max int, lease time.Duration) ([]Record, error) {
 	kc, ok := kindCode(kind)
 	if !ok {
@@ -42,6 +47,13 @@ func (o *Outbox) Claim(kind Kind, max int, lease time.Duration) ([]Record, error
 			}
 			seqs = append(seqs, binary.BigEndian.Uint64(k[9:]))
 		}
+		if len(seqs) < max {
+			fresh, err := w.takeFresh(kc, max-len(seqs))
+			if err != nil {
+				return err
+			}
+			seqs = append(seqs, fresh...)
+		}
 		leaseUntil := nanos(w.now.Add(lease))
 		for _, seq := range seqs {
 			old, err := w.load(seq)
@@ -65,6 +77,55 @@ func (o *Outbox) Claim(kind Kind, max int, lease time.Duration) ([]Record, error
 		return nil, fmt.Errorf("outbox: claim %s: %w", kind, err)
 	}
 	return out, nil
+}
+
+// freshScanLimit bounds how many records one Claim walks past the watermark that
+// are not fresh (moved by Apply or an operator before ever being claimed).
+const freshScanLimit = 4096
+
+// takeFresh returns the ids of up to n fresh records of kind kc, oldest first, and
+// moves the kind's watermark past them.
+func (w *wtx) takeFresh(kc byte, n int) ([]uint64, error) {
+	wm := w.watermark(kc)
+	next := wm
+	var out []uint64
+	c := w.rec(ridOf(0, kc)).Cursor()
+	scanned := 0
+	for k, v := c.Seek(u64(wm)); k != nil && len(out) < n && scanned < freshScanLimit+n; k, v = c.Next() {
+		scanned++
+		rid := binary.BigEndian.Uint64(k)
+		next = rid + 1
+		if isFresh(v) {
+			out = append(out, rid)
+		}
+	}
+	if next != wm {
+		if err := w.b.meta.Put(watermarkKey(kc), u64(next)); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// firstFresh finds the oldest fresh record of kind kc without changing anything.
+// If more than limit non-fresh records follow the watermark it gives up and
+// reports unknown (the next Claim moves the watermark).
+func firstFresh(tx *bolt.Tx, kc byte, limit int) (rid uint64, found, unknown bool) {
+	var wm uint64
+	if v := tx.Bucket(bucketMeta).Get(watermarkKey(kc)); len(v) == 8 {
+		wm = binary.BigEndian.Uint64(v)
+	}
+	c := recordsOf(tx, kc).Cursor()
+	n := 0
+	for k, v := c.Seek(u64(wm)); k != nil; k, v = c.Next() {
+		if isFresh(v) {
+			return binary.BigEndian.Uint64(k), true, false
+		}
+		if n++; n > limit {
+			return 0, false, true
+		}
+	}
+	return 0, false, false
 }
 
 // expireLeases returns sending records whose lease ended back to pending, due now.
@@ -236,7 +297,6 @@ func (o *Outbox) Submissions(max int) ([]Submission, error) {
 	defer o.release()
 	var out []Submission
 	err := o.db.View(func(tx *bolt.Tx) error {
-		recs := tx.Bucket(bucketRecords)
 		c := indexOf(tx, bucketSubmitted).Cursor()
 		var group []byte // submittedAt+requestID of the current submission
 		for k, _ := c.First(); k != nil; k, _ = c.Next() {
@@ -251,14 +311,9 @@ func (o *Outbox) Submissions(max int) ([]Submission, error) {
 				group = append(group[:0], g...)
 				out = append(out, Submission{RequestID: string(g[8:]), SubmittedAt: fromNanos(int64(binary.BigEndian.Uint64(g)))})
 			}
-			seq := binary.BigEndian.Uint64(k[len(k)-8:])
-			v := recs.Get(seqKey(seq))
-			if v == nil {
-				return fmt.Errorf("outbox %s: submitted index names missing record %d: %w", o.path, seq, ErrCorrupt)
-			}
-			st, err := decodeStored(seq, v)
+			st, err := o.readSeq(tx, binary.BigEndian.Uint64(k[len(k)-8:]))
 			if err != nil {
-				return fmt.Errorf("outbox %s: %v: %w", o.path, err, ErrCorrupt)
+				return err
 			}
 			plain, err := o.plaintext(&st)
 			if err != nil {
@@ -278,6 +333,7 @@ func (o *Outbox) Submissions(max int) ([]Submission, error) {
 
 // NextDue returns when the earliest pending record of kind becomes claimable
 // (zero time and false if none is pending), so the worker can sleep until then.
+// A never-claimed record is due since its enqueue.
 func (o *Outbox) NextDue(kind Kind) (time.Time, bool) {
 	kc, ok := kindCode(kind)
 	if !ok || o.acquire() != nil {
@@ -290,6 +346,15 @@ func (o *Outbox) NextDue(kind Kind) (time.Time, bool) {
 		k, _ := indexOf(tx, bucketDue).Cursor().Seek([]byte{kc})
 		if len(k) == 17 && k[0] == kc {
 			t, found = fromNanos(int64(binary.BigEndian.Uint64(k[1:]))), true
+		}
+		rid, ok, unknown := firstFresh(tx, kc, freshScanLimit)
+		switch {
+		case unknown:
+			t, found = o.now(), true // a Claim will tell
+		case ok:
+			if st, err := o.readSeq(tx, rid); err == nil && (!found || fromNanos(st.next).Before(t)) {
+				t, found = fromNanos(st.next), true
+			}
 		}
 		return nil
 	})

@@ -110,7 +110,7 @@ func (o *Outbox) prepareAll(items []Item) ([]prepared, error) {
 // pattern). Capacity is enforced without waiting (ErrFull).
 func (o *Outbox) EnqueueTx(tx *bolt.Tx, item Item) (string, error) {
 	w := o.cur.Load()
-	if w == nil || w.tx != tx || w.b.records == nil {
+	if w == nil || w.tx != tx || w.b.meta == nil {
 		return "", errors.New("outbox: EnqueueTx: tx is not the transaction of a running Outbox.Update")
 	}
 	p, err := o.prepare(item)
@@ -146,15 +146,15 @@ func (o *Outbox) prepare(it Item) (prepared, error) {
 		return prepared{}, fmt.Errorf("outbox: enqueue %s: payload is %d bytes, MaxRecordBytes is %d: %w",
 			it.Kind, len(it.Payload), o.opts.MaxRecordBytes, ErrTooLarge)
 	}
-	open := firstNonSpace(it.Payload)
-	if open < 0 || it.Payload[open] != '{' || !json.Valid(it.Payload) {
+	field := idField(it.Kind)
+	id, present, err := scanPayload(it.Payload, field)
+	if errors.Is(err, errNotObject) {
 		return prepared{}, fmt.Errorf("outbox: enqueue %s: payload is not a JSON object: %w", it.Kind, ErrInvalidPayload)
 	}
-	field := idField(it.Kind)
-	id, present, err := topLevelString(it.Payload, open, field)
 	if err != nil {
-		return prepared{}, fmt.Errorf("outbox: enqueue %s: %v: %w", it.Kind, err, ErrInvalidPayload)
+		return prepared{}, fmt.Errorf("outbox: enqueue %s: payload is not a JSON object: %v: %w", it.Kind, err, ErrInvalidPayload)
 	}
+	open := firstNonSpace(it.Payload)
 	key := it.Key
 	switch {
 	case key != "" && !validKey(key):
@@ -218,102 +218,6 @@ func validKey(k string) bool {
 		}
 	}
 	return true
-}
-
-// topLevelString finds member name of the top-level object starting at p[open]
-// (exact, case-sensitive: encoding/json's struct matching would accept
-// "Event_ID"). p must already have passed json.Valid, so the scanner only has to
-// find boundaries, not validate: a json.Decoder token walk cost more than the
-// rest of Enqueue together.
-func topLevelString(p []byte, open int, name string) (val string, present bool, err error) {
-	i := open + 1
-	for {
-		i = skipSpace(p, i)
-		if p[i] == '}' {
-			return "", false, nil
-		}
-		kEnd, kEsc := scanString(p, i)
-		match := !kEsc && string(p[i+1:kEnd-1]) == name
-		if kEsc {
-			var k string
-			match = json.Unmarshal(p[i:kEnd], &k) == nil && k == name
-		}
-		i = skipSpace(p, kEnd) + 1 // ':'
-		i = skipSpace(p, i)
-		vStart := i
-		i = skipValue(p, i)
-		if match {
-			if p[vStart] != '"' {
-				return "", true, fmt.Errorf("%s is not a string", name)
-			}
-			if err := json.Unmarshal(p[vStart:i], &val); err != nil {
-				return "", true, fmt.Errorf("%s: %v", name, err)
-			}
-			return val, true, nil
-		}
-		i = skipSpace(p, i)
-		if p[i] == ',' {
-			i++
-			continue
-		}
-		return "", false, nil
-	}
-}
-
-func skipSpace(p []byte, i int) int {
-	for i < len(p) && (p[i] == ' ' || p[i] == '\t' || p[i] == '\n' || p[i] == '\r') {
-		i++
-	}
-	return i
-}
-
-// scanString returns the index after the string starting at p[i] == '"', and
-// whether it contains escapes.
-func scanString(p []byte, i int) (end int, escaped bool) {
-	for j := i + 1; j < len(p); j++ {
-		switch p[j] {
-		case '\\':
-			escaped = true
-			j++
-		case '"':
-			return j + 1, escaped
-		}
-	}
-	return len(p), escaped
-}
-
-// skipValue returns the index after the value starting at p[i].
-func skipValue(p []byte, i int) int {
-	switch p[i] {
-	case '"':
-		end, _ := scanString(p, i)
-		return end
-	case '{', '[':
-		depth := 0
-		for j := i; j < len(p); j++ {
-			switch p[j] {
-			case '"':
-				end, _ := scanString(p, j)
-				j = end - 1
-			case '{', '[':
-				depth++
-			case '}', ']':
-				depth--
-				if depth == 0 {
-					return j + 1
-				}
-			}
-		}
-		return len(p)
-	}
-	for i < len(p) {
-		switch p[i] {
-		case ',', '}', ']', ' ', '\t', '\n', '\r':
-			return i
-		}
-		i++
-	}
-	return i
 }
 
 // injectID inserts "field":"key" as the object's first member, leaving every other
@@ -398,12 +302,17 @@ func (w *wtx) enqueue(items []prepared) ([]string, *reqError, error) {
 	now := nanos(w.now)
 	for _, i := range fresh {
 		it := &items[i]
-		seq, err := w.b.records.NextSequence()
+		// The counter lives in the small meta bucket, which is stored inline in
+		// the root page every commit rewrites anyway.
+		seq, err := w.b.meta.NextSequence()
 		if err != nil {
 			return nil, nil, err
 		}
+		// A new record is fresh: it goes into its records bucket and the key
+		// index only; Claim finds it by walking that bucket from the kind's
+		// watermark. Two writes per record instead of four.
 		st := stored{
-			seq: seq, kind: it.kind, state: stateCodePending,
+			seq: ridOf(seq, it.kind), kind: it.kind, state: stateCodePending, fresh: true,
 			next: now, created: now, updated: now,
 			plainLen: len(it.plain), key: it.key, keyID: it.keyID, payload: it.stored,
 		}

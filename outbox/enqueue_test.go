@@ -94,6 +94,7 @@ func TestEnqueueRejects(t *testing.T) {
 		{"id with space", KindEvent, "", `{"event_id":"a b"}`, ErrInvalidPayload},
 		{"id too long", KindEvent, "", `{"event_id":"` + strings.Repeat("a", 129) + `"}`, ErrInvalidPayload},
 		{"empty id", KindEvent, "", `{"event_id":""}`, ErrInvalidPayload},
+		{"duplicate id", KindEvent, "", `{"event_id":"a","event_id":"b"}`, ErrInvalidPayload},
 		{"bad explicit key", KindEvent, "a/b", `{}`, ErrInvalidPayload},
 		{"validate", KindFinding, "", `{"title":"t"}`, validateErr},
 		{"too large", KindEvent, "", `{"a":"` + strings.Repeat("x", 200) + `"}`, ErrTooLarge},

@@ -31,7 +31,8 @@ type mrec struct {
 	updated  time.Time
 	lastErr  string
 	bytes    int
-	variant  int // which payload
+	variant  int  // which payload
+	fresh    bool // never claimed or moved: claimed after re-sent records
 }
 
 // model is the in-memory specification the outbox is checked against.
@@ -64,7 +65,7 @@ func (m *model) sweep(now time.Time) {
 func (m *model) reopen(now time.Time) {
 	for _, r := range m.recs {
 		if r.state == StateSending {
-			r.state, r.lease, r.next, r.updated = StatePending, time.Time{}, now, now
+			r.state, r.lease, r.next, r.updated, r.fresh = StatePending, time.Time{}, now, now, false
 		}
 	}
 }
@@ -145,7 +146,7 @@ func TestModel(t *testing.T) {
 				m.seq++
 				pay := len(modelPayload(variant)) + len(`"`+idField(kind)+`":"`+got+`",`)
 				m.recs[got] = &mrec{seq: m.seq, key: got, kind: kind, state: StatePending, next: now,
-					created: now, updated: now, bytes: pay, variant: variant}
+					created: now, updated: now, bytes: pay, variant: variant, fresh: true}
 			},
 			"claim": func(rt *rapid.T) {
 				kind := rapid.SampledFrom([]Kind{KindEvent, KindFinding}).Draw(rt, "kind")
@@ -157,8 +158,10 @@ func TestModel(t *testing.T) {
 						r.state, r.lease, r.next, r.updated = StatePending, time.Time{}, now, now
 					}
 				}
-				due := m.sorted(func(r *mrec) bool { return r.kind == kind && r.state == StatePending && !r.next.After(now) })
+				// Re-sent records first, earliest due first; then fresh ones, oldest first.
+				due := m.sorted(func(r *mrec) bool { return r.kind == kind && r.state == StatePending && !r.fresh && !r.next.After(now) })
 				sort.SliceStable(due, func(i, j int) bool { return due[i].next.Before(due[j].next) })
+				due = append(due, m.sorted(func(r *mrec) bool { return r.kind == kind && r.state == StatePending && r.fresh })...)
 				if len(due) > max {
 					due = due[:max]
 				}
@@ -172,7 +175,7 @@ func TestModel(t *testing.T) {
 				}
 				for _, r := range due {
 					want = append(want, r.key)
-					r.state, r.lease, r.attempts, r.updated = StateSending, now.Add(lease), r.attempts+1, now
+					r.state, r.lease, r.attempts, r.updated, r.fresh = StateSending, now.Add(lease), r.attempts+1, now, false
 				}
 				if !slices.Equal(got, want) {
 					rt.Fatalf("Claim(%s, %d) = %v, model %v", kind, max, got, want)
@@ -189,7 +192,7 @@ func TestModel(t *testing.T) {
 				applyOne(rt, Outcome{Key: key, State: StateSubmitted, RequestID: req, ItemIndex: item}, nil)
 				r := m.recs[key]
 				now := clk.Now()
-				r.state, r.lease, r.reqID, r.item, r.updated = StateSubmitted, time.Time{}, req, item, now
+				r.state, r.lease, r.reqID, r.item, r.updated, r.fresh = StateSubmitted, time.Time{}, req, item, now, false
 				m.sweep(now)
 			},
 			"confirm": func(rt *rapid.T) {
@@ -201,7 +204,7 @@ func TestModel(t *testing.T) {
 				r := m.recs[key]
 				now := clk.Now()
 				if r.state != StateConfirmed {
-					r.state, r.lease, r.updated = StateConfirmed, time.Time{}, now
+					r.state, r.lease, r.updated, r.fresh = StateConfirmed, time.Time{}, now, false
 				}
 				m.sweep(now)
 			},
@@ -231,7 +234,7 @@ func TestModel(t *testing.T) {
 				if r.state == StateSubmitted && redrive {
 					r.redrives++
 				}
-				r.state, r.lease, r.next, r.lastErr, r.updated = StatePending, time.Time{}, now.Add(delay), "transient", now
+				r.state, r.lease, r.next, r.lastErr, r.updated, r.fresh = StatePending, time.Time{}, now.Add(delay), "transient", now, false
 				m.sweep(now)
 			},
 			"dead": func(rt *rapid.T) {
@@ -248,7 +251,7 @@ func TestModel(t *testing.T) {
 					applyOne(rt, Outcome{Key: key, State: StateDead, Reason: "again"}, nil)
 				default:
 					applyOne(rt, Outcome{Key: key, State: StateDead, Reason: "422"}, nil)
-					r.state, r.lease, r.lastErr, r.updated = StateDead, time.Time{}, "422", now
+					r.state, r.lease, r.lastErr, r.updated, r.fresh = StateDead, time.Time{}, "422", now, false
 				}
 				m.sweep(now)
 			},
@@ -266,7 +269,7 @@ func TestModel(t *testing.T) {
 						rt.Fatalf("Requeue(%s) = %v, %v", key, moved, err)
 					}
 					now := clk.Now()
-					r.state, r.attempts, r.next, r.reqID, r.item, r.updated = StatePending, 0, now, "", 0, now
+					r.state, r.attempts, r.next, r.reqID, r.item, r.updated, r.fresh = StatePending, 0, now, "", 0, now, false
 				default:
 					if !errors.Is(err, ErrInvalidState) {
 						rt.Fatalf("Requeue(%s) of %s = %v", key, r.state, err)

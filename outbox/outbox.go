@@ -48,14 +48,16 @@ const (
 
 // Bucket names. Everything starting "outbox" is reserved for this package.
 var (
-	bucketMeta    = []byte("outbox_meta")
-	bucketRecords = []byte("outbox_records") // seq → record; the indexes are in index.go
+	bucketMeta     = []byte("outbox_meta")
+	bucketEvents   = []byte("outbox_events")   // record id → event record
+	bucketFindings = []byte("outbox_findings") // record id → finding record; the indexes are in index.go
 
-	allBuckets = [][]byte{bucketMeta, bucketRecords, bucketIndex}
+	allBuckets = [][]byte{bucketMeta, bucketEvents, bucketFindings, bucketIndex}
 
 	metaFormat   = []byte("format")
 	metaKeyCheck = []byte("key_check")
-	formatV1     = []byte("shipper-outbox/1")
+
+	formatV1 = []byte("shipper-outbox/1")
 )
 
 // Outbox is the durable store. Safe for concurrent use.
@@ -334,19 +336,24 @@ func (o *Outbox) init() (err error) {
 	}
 	return o.db.View(func(tx *bolt.Tx) error {
 		var c counters
-		err := tx.Bucket(bucketRecords).ForEach(func(k, v []byte) error {
-			if len(k) != 8 {
-				return corruptErr(o.path, fmt.Errorf("record key %x is not a sequence number", k))
-			}
-			st, err := decodeStored(binary.BigEndian.Uint64(k), v)
+		for _, kc := range []byte{kindCodeEvent, kindCodeFinding} {
+			err := recordsOf(tx, kc).ForEach(func(k, v []byte) error {
+				if len(k) != 8 {
+					return corruptErr(o.path, fmt.Errorf("record key %x is not a record id", k))
+				}
+				st, err := decodeStored(binary.BigEndian.Uint64(k), v)
+				if err != nil {
+					return corruptErr(o.path, err)
+				}
+				c.add(&st, 1)
+				return nil
+			})
 			if err != nil {
-				return corruptErr(o.path, err)
+				return err
 			}
-			c.add(&st, 1)
-			return nil
-		})
+		}
 		o.cnt = c
-		return err
+		return nil
 	})
 }
 
@@ -452,7 +459,7 @@ type wtx struct {
 	now   time.Time
 	delta counters
 	b     struct {
-		meta, records                                    *bolt.Bucket
+		meta, events, findings                           *bolt.Bucket
 		keys, byState, due, leases, submitted, confirmed ix
 	}
 }
@@ -460,16 +467,43 @@ type wtx struct {
 func (w *wtx) bind() {
 	tx := w.tx
 	w.b.meta = tx.Bucket(bucketMeta)
-	w.b.records = tx.Bucket(bucketRecords)
+	w.b.events = tx.Bucket(bucketEvents)
+	w.b.findings = tx.Bucket(bucketFindings)
 	w.b.keys = indexOf(tx, bucketKeys)
 	w.b.byState = indexOf(tx, bucketByState)
 	w.b.due = indexOf(tx, bucketDue)
 	w.b.leases = indexOf(tx, bucketLeases)
 	w.b.submitted = indexOf(tx, bucketSubmitted)
 	w.b.confirmed = indexOf(tx, bucketConfirmed)
-	// Sequence numbers only grow, so records are appended: full pages keep the
-	// file a third smaller.
-	w.b.records.FillPercent = 1.0
+	// Record ids only grow, so records are appended: full pages keep the file a
+	// third smaller.
+	w.b.events.FillPercent = 1.0
+	w.b.findings.FillPercent = 1.0
+}
+
+// rec is the records bucket of the record with id rid.
+func (w *wtx) rec(rid uint64) *bolt.Bucket {
+	if ridKind(rid) == kindCodeFinding {
+		return w.b.findings
+	}
+	return w.b.events
+}
+
+// recordsOf is the records bucket of kind code kc in tx.
+func recordsOf(tx *bolt.Tx, kc byte) *bolt.Bucket {
+	if kc == kindCodeFinding {
+		return tx.Bucket(bucketFindings)
+	}
+	return tx.Bucket(bucketEvents)
+}
+
+func watermarkKey(kc byte) []byte { return []byte{'w', 'm', kc} }
+
+func (w *wtx) watermark(kc byte) uint64 {
+	if v := w.b.meta.Get(watermarkKey(kc)); len(v) == 8 {
+		return binary.BigEndian.Uint64(v)
+	}
+	return 0
 }
 
 func (w *wtx) bucket(name []byte) ix {
@@ -496,7 +530,7 @@ func (o *Outbox) update(fn func(w *wtx) error) error {
 		w.tx = tx
 		o.cur.Store(w)
 		defer o.cur.Store(nil)
-		if tx.Bucket(bucketRecords) != nil {
+		if tx.Bucket(bucketMeta) != nil && tx.Bucket(bucketIndex) != nil {
 			w.bind()
 		}
 		return fn(w)

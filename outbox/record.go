@@ -124,13 +124,14 @@ func idField(k Kind) string {
 	return "event_id"
 }
 
-// stored is a record as kept on disk: the public fields plus the sequence number
-// that orders the file, the payload length before encryption (for capacity and
-// stats without decrypting), and the id of the key that sealed the payload.
+// stored is a record as kept on disk: the public fields plus its record id (see
+// ridOf), whether it is fresh, the payload length before encryption (for capacity
+// and stats without decrypting), and the id of the key that sealed the payload.
 type stored struct {
-	seq      uint64
+	seq      uint64 // record id: enqueue sequence << 8 | kind code
 	kind     byte
 	state    byte
+	fresh    bool // pending since enqueue, never claimed or moved: in no index (see Claim)
 	attempts int
 	redrives int
 	item     int
@@ -149,6 +150,19 @@ type stored struct {
 
 const recordFormat byte = 1
 
+const flagFresh byte = 1
+
+// ridOf makes a record id: big-endian it sorts by enqueue sequence, and the low
+// byte names the kind, whose records bucket holds the record.
+func ridOf(seq uint64, kind byte) uint64 { return seq<<8 | uint64(kind) }
+
+func ridKind(rid uint64) byte { return byte(rid) }
+
+// isFresh reads the fresh flag of an encoded record without decoding it.
+func isFresh(v []byte) bool {
+	return len(v) > 3 && v[0] == recordFormat && v[2] == stateCodePending && v[3]&flagFresh != 0
+}
+
 func nanos(t time.Time) int64 {
 	if t.IsZero() {
 		return 0
@@ -165,7 +179,11 @@ func fromNanos(n int64) time.Time {
 
 func (s *stored) encode() []byte {
 	b := make([]byte, 0, 3+6*binary.MaxVarintLen64+len(s.key)+len(s.reqID)+len(s.lastErr)+len(s.keyID)+len(s.payload)+32)
-	b = append(b, recordFormat, s.kind, s.state)
+	var flags byte
+	if s.fresh {
+		flags |= flagFresh
+	}
+	b = append(b, recordFormat, s.kind, s.state, flags)
 	b = binary.AppendUvarint(b, uint64(s.attempts))
 	b = binary.AppendUvarint(b, uint64(s.redrives))
 	b = binary.AppendUvarint(b, uint64(s.item))
@@ -185,14 +203,17 @@ func (s *stored) encode() []byte {
 // decodeStored parses v. The payload aliases v: copy it before the transaction ends.
 func decodeStored(seq uint64, v []byte) (stored, error) {
 	s := stored{seq: seq}
-	if len(v) < 3 || v[0] != recordFormat {
+	if len(v) < 4 || v[0] != recordFormat {
 		return s, fmt.Errorf("record %d: unknown format", seq)
 	}
-	s.kind, s.state = v[1], v[2]
-	if kindOf(s.kind) == "" || stateOf(s.state) == "" {
+	s.kind, s.state, s.fresh = v[1], v[2], v[3]&flagFresh != 0
+	if kindOf(s.kind) == "" || stateOf(s.state) == "" || s.kind != ridKind(seq) {
 		return s, fmt.Errorf("record %d: bad kind %d or state %d", seq, s.kind, s.state)
 	}
-	p := v[3:]
+	if s.fresh && s.state != stateCodePending {
+		return s, fmt.Errorf("record %d: fresh but %s", seq, stateOf(s.state))
+	}
+	p := v[4:]
 	uv := func() (uint64, bool) {
 		x, n := binary.Uvarint(p)
 		if n <= 0 {
@@ -313,6 +334,9 @@ func submittedKey(at int64, reqID string, seq uint64) []byte {
 // stateIndexKey returns the bucket and key of s's state-specific index entry, or
 // nil for states without one.
 func stateIndexKey(s *stored) (bucket []byte, key []byte) {
+	if s.fresh {
+		return nil, nil
+	}
 	switch s.state {
 	case stateCodePending:
 		return bucketDue, dueKey(s.kind, s.next, s.seq)

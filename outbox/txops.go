@@ -18,7 +18,7 @@ func (w *wtx) seqOf(key string) (uint64, bool) {
 }
 
 func (w *wtx) load(seq uint64) (stored, error) {
-	v := w.b.records.Get(seqKey(seq))
+	v := w.rec(seq).Get(seqKey(seq))
 	if v == nil {
 		return stored{}, fmt.Errorf("outbox %s: index names record %d which does not exist: %w", w.o.path, seq, ErrCorrupt)
 	}
@@ -46,11 +46,13 @@ func (w *wtx) insert(st *stored) error {
 		return err
 	}
 	w.delta.add(st, 1)
-	return w.b.records.Put(seqKey(st.seq), st.encode())
+	return w.rec(st.seq).Put(seqKey(st.seq), st.encode())
 }
 
-// move replaces old with st (same seq and key, any fields changed).
+// move replaces old with st (same seq and key, any fields changed). A moved
+// record is never fresh again: from now on its indexes find it.
 func (w *wtx) move(old, st *stored) error {
+	st.fresh = false
 	if err := w.delIndexes(old); err != nil {
 		return err
 	}
@@ -59,7 +61,7 @@ func (w *wtx) move(old, st *stored) error {
 	}
 	w.delta.add(old, -1)
 	w.delta.add(st, 1)
-	return w.b.records.Put(seqKey(st.seq), st.encode())
+	return w.rec(st.seq).Put(seqKey(st.seq), st.encode())
 }
 
 // remove deletes a record and every index entry of it, each by its exact key.
@@ -71,10 +73,13 @@ func (w *wtx) remove(st *stored) error {
 		return err
 	}
 	w.delta.add(st, -1)
-	return w.b.records.Delete(seqKey(st.seq))
+	return w.rec(st.seq).Delete(seqKey(st.seq))
 }
 
 func (w *wtx) putIndexes(st *stored) error {
+	if st.fresh {
+		return nil
+	}
 	if err := w.b.byState.Put(byStateKey(st.state, st.seq), nil); err != nil {
 		return err
 	}
@@ -85,6 +90,9 @@ func (w *wtx) putIndexes(st *stored) error {
 }
 
 func (w *wtx) delIndexes(st *stored) error {
+	if st.fresh {
+		return nil
+	}
 	if err := w.b.byState.Delete(byStateKey(st.state, st.seq)); err != nil {
 		return err
 	}
