@@ -20,7 +20,7 @@ test-long:
 	SHIPPER_LONG=1 $(GO) test -race -count=1 -timeout 60m ./...
 
 # The outbox and deliver benchmarks, each with its baseline in the same run,
-# as one table (internal/benchreport). Not part of make test; about 5 minutes
+# as one table (internal/benchreport). Not part of make test; 2-3 minutes
 # on a 2-core machine. The raw go test output is kept in bin/bench.txt.
 BENCHTIME ?= 2s
 bench:
