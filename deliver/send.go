@@ -60,8 +60,10 @@ func (w *Worker) lane(ctx, reqCtx context.Context, kind outbox.Kind, requests in
 			}
 			if err != nil {
 				w.log.Error("claim failed; retrying", "kind", kind, "err", err)
-				w.sleep(ctx, w.opts.IdleInterval, nil)
+				wake = nil
 			}
+			// Another pipeline took them, or the store failed: wait for news either way.
+			w.sleep(ctx, w.opts.IdleInterval, wake)
 			continue
 		}
 		outs := w.sendAll(ctx, reqCtx, kind, recs, probe)
