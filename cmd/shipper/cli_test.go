@@ -826,3 +826,25 @@ func TestDemoTableMatchesServer(t *testing.T) {
 		t.Errorf("the totals line does not match the server:\n%s", stdout.String())
 	}
 }
+
+// Another process holding the outbox without a control socket (a drain, an
+// embedding application): the admin verbs say so at once, they never hang.
+func TestAdminVerbsDoNotHangOnALockedOutbox(t *testing.T) {
+	e := newCLIEnv(t, testserver.Options{})
+	e.must(exitOK, event("evt-l-1", "x"), "enqueue", "--kind", "event")
+	ob, err := outbox.Open(e.outbox, outbox.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ob.Close()
+	for _, args := range [][]string{{"inspect"}, {"stats"}, {"requeue", "--state", "dead"}, {"drain"}, {"compact"}} {
+		start := time.Now()
+		r := e.run("", args...)
+		if r.code != exitFailed || !strings.Contains(r.stderr, "locked by another process") {
+			t.Errorf("shipper %s on a locked outbox: want exit 1 saying it is locked:\n%s", args[0], r)
+		}
+		if d := time.Since(start); d > 10*time.Second {
+			t.Errorf("shipper %s took %s on a locked outbox", args[0], d)
+		}
+	}
+}
