@@ -245,14 +245,15 @@ type progress struct {
 	last  time.Time
 	drawn bool
 	start time.Time
+	now   func() time.Time
 }
 
 func newProgress(w io.Writer, size int64) *progress {
-	return &progress{w: w, size: size, start: time.Now()}
+	return &progress{w: w, size: size, start: time.Now(), now: time.Now}
 }
 
 func (p *progress) update(stored, refused int) {
-	now := time.Now()
+	now := p.now()
 	// Small inputs finish before a bar would help.
 	if now.Sub(p.start) < 300*time.Millisecond || now.Sub(p.last) < 100*time.Millisecond {
 		return

@@ -3,6 +3,7 @@ package main
 import (
 	"strings"
 	"testing"
+	"time"
 )
 
 type readRecord struct {
@@ -46,5 +47,27 @@ func TestReadRecordsBrokenFirstLineThenLines(t *testing.T) {
 	got := readAll(t, "{\"a\":\n{\"b\":2}\n")
 	if len(got) != 2 || got[0].line != 1 || got[1].line != 2 || got[1].payload != `{"b":2}` {
 		t.Fatalf("got %v, want the broken line 1 then line 2", got)
+	}
+}
+
+func TestProgressBarOnlyForLongInputs(t *testing.T) {
+	var out strings.Builder
+	clock := time.Unix(1000, 0)
+	p := newProgress(&out, 1000)
+	p.start, p.now = clock, func() time.Time { return clock }
+	p.bytes = 100
+	p.update(10, 0)
+	if out.Len() != 0 {
+		t.Fatalf("a bar within the first 300ms: %q", out.String())
+	}
+	clock = clock.Add(time.Second)
+	p.bytes = 500
+	p.update(50, 2)
+	if got := out.String(); !strings.HasPrefix(got, "\r[###############...............]  50%") || !strings.Contains(got, "50 stored, 2 refused") {
+		t.Errorf("bar = %q", got)
+	}
+	p.done()
+	if !strings.HasSuffix(out.String(), "\n") {
+		t.Error("done must end the bar's line")
 	}
 }

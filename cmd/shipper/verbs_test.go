@@ -41,6 +41,9 @@ func TestEnqueueChunksAndReportsConflictingLine(t *testing.T) {
 	if r.code != exitFailed {
 		t.Fatalf("want exit 1 for a refused line: %s", r)
 	}
+	if strings.Contains(r.stderr, "\r") {
+		t.Error("a progress bar was drawn into a pipe")
+	}
 	if !strings.Contains(r.stderr, "line 700: ") || strings.Count(r.stderr, "line ") != 1 {
 		t.Errorf("want exactly line 700 refused:\n%s", r.stderr)
 	}
