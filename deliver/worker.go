@@ -114,6 +114,13 @@ func New(ob *outbox.Outbox, client *vvapi.Client, opts Options) (*Worker, error)
 		applied: newBroadcast(),
 	}
 	w.gate = newGate(opts.Now, opts.BackoffBase, opts.BackoffMax, opts.PauseInterval, log, m.setPaused)
+	if opts.Registerer != nil {
+		pace := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "shipper_pace_requests_per_minute",
+			Help: "Current request pacing (lowered after a 429; 0 when unpaced)."}, w.pace.limit)
+		if err := opts.Registerer.Register(pace); err != nil {
+			return nil, fmt.Errorf("deliver: register metrics: %w", err)
+		}
+	}
 	return w, nil
 }
 

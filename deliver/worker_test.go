@@ -629,3 +629,60 @@ func TestForbiddenPausesWithoutDeadLetters(t *testing.T) {
 		t.Fatalf("no clear pause line:\n%s", logs.String())
 	}
 }
+
+// Pacing spaces every request (sends and status polls alike): over any second the server
+// sees at most the burst plus the per-second rate.
+func TestPacingSpreadsRequests(t *testing.T) {
+	srv := startServer(t, testserver.Options{PlainHTTP: true})
+	ob := tempOutbox(t, outbox.Options{})
+	opts := fastOptions()
+	opts.RatePerMinute = 1200 // 20/s, burst 60
+	opts.BatchSize = 1
+	w := newWorker(t, ob, newClient(t, clientConfig(t, srv)), opts)
+	events := enqueue(t, ob, outbox.KindEvent, 0, 40)
+	findings := enqueue(t, ob, outbox.KindFinding, 0, 20)
+	start := time.Now()
+	drain(t, w, time.Minute)
+	elapsed := time.Since(start)
+	assertDelivered(t, ob, srv, events, findings)
+	var at []time.Time
+	for _, r := range srv.Requests() {
+		if r.Path != testserver.LoginPath {
+			at = append(at, r.At)
+		}
+	}
+	// 60 sends + 60 status polls = 120 requests: 60 at once, then 20/s.
+	if len(at) < 120 || elapsed < 2500*time.Millisecond {
+		t.Fatalf("%d requests in %v: want ≥120 spread over ≥3s", len(at), elapsed)
+	}
+	for i := range at {
+		n := 0
+		for j := i; j < len(at) && at[j].Sub(at[i]) < time.Second; j++ {
+			n++
+		}
+		if n > 60+20+1 {
+			t.Fatalf("%d requests within one second from %v: pacing exceeded", n, at[i])
+		}
+	}
+}
+
+// A 429 slows the pace (halving per answer) and the records are retried, not dead.
+func TestRateLimitedSlowsDown(t *testing.T) {
+	srv := startServer(t, testserver.Options{PlainHTTP: true})
+	srv.Inject(testserver.Fault{Route: "events", Count: 2, Status: 429})
+	ob := tempOutbox(t, outbox.Options{})
+	opts := fastOptions()
+	opts.RatePerMinute = 6000
+	opts.BatchSize = 1
+	opts.Concurrency = 1
+	w := newWorker(t, ob, newClient(t, clientConfig(t, srv)), opts)
+	events := enqueue(t, ob, outbox.KindEvent, 0, 3)
+	drain(t, w, time.Minute)
+	assertDelivered(t, ob, srv, events, nil)
+	if got := w.pace.limit(); got != 1500 {
+		t.Fatalf("pace after two 429s = %v/min, want 1500 (6000 halved twice, recovery not yet due)", got)
+	}
+	if c := w.Counters(); c.Retries[reasonRateLimited] != 2 {
+		t.Fatalf("retries %+v, want 2 rate_limited", c.Retries)
+	}
+}
