@@ -29,7 +29,7 @@ func addWorkerFlags(c *cli) *workerFlags {
 	c.bindEnv("concurrency", "SHIPPER_CONCURRENCY")
 	c.fs.IntVar(&w.ratePerMinute, "rate-per-minute", 0, "request pacing (0 = default, 200, under the server's 240/min; negative = unpaced)")
 	c.bindEnv("rate-per-minute", "SHIPPER_RATE_PER_MINUTE")
-	c.fs.DurationVar(&w.linger, "linger", 0, "wait this long for a partial batch to fill (0 = default, 200ms)")
+	c.fs.DurationVar(&w.linger, "linger", 0, "wait this long for a partial batch to fill (0 = default, 200ms; negative = never wait)")
 	c.bindEnv("linger", "SHIPPER_LINGER")
 	c.fs.DurationVar(&w.pollInterval, "poll-interval", 0, "first ingest-status poll after a submit (0 = default, 1s; backs off)")
 	c.bindEnv("poll-interval", "SHIPPER_POLL_INTERVAL")
@@ -40,7 +40,7 @@ func addWorkerFlags(c *cli) *workerFlags {
 
 func (w *workerFlags) options(c *cli) (deliver.Options, error) {
 	for name, v := range map[string]int64{"batch-size": int64(w.batchSize), "concurrency": int64(w.concurrency),
-		"linger": int64(w.linger), "poll-interval": int64(w.pollInterval), "confirm-deadline": int64(w.confirmDeadline)} {
+		"poll-interval": int64(w.pollInterval), "confirm-deadline": int64(w.confirmDeadline)} {
 		if v < 0 {
 			return deliver.Options{}, &settingError{Setting: c.setting(name), Problem: "must be 0 or more"}
 		}
