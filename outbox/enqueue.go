@@ -42,10 +42,10 @@ func (o *Outbox) Enqueue(ctx context.Context, kind Kind, payload []byte) (string
 // ^[A-Za-z0-9._:-]{1,128}$). If the payload already carries an id it must equal key.
 // An empty key behaves as Enqueue.
 func (o *Outbox) EnqueueWithKey(ctx context.Context, kind Kind, key string, payload []byte) (string, error) {
-	o.arriving.Add(1)
+	o.enter()
+	defer o.leave()
 	p, err := o.prepare(Item{Kind: kind, Key: key, Payload: payload})
 	if err != nil {
-		o.arriving.Add(-1)
 		return "", err
 	}
 	keys, err := o.submit(ctx, []prepared{p})
@@ -61,10 +61,10 @@ func (o *Outbox) EnqueueAll(ctx context.Context, items []Item) ([]string, error)
 	if len(items) == 0 {
 		return nil, nil
 	}
-	o.arriving.Add(1)
+	o.enter()
+	defer o.leave()
 	ps, err := o.prepareAll(items)
 	if err != nil {
-		o.arriving.Add(-1)
 		return nil, err
 	}
 	return o.submit(ctx, ps)
@@ -350,10 +350,23 @@ type enqReq struct {
 // transaction while later callers wait behind it.
 const maxBatchItems = 4096
 
-// maxLinger bounds how long the writer waits for callers that are already inside
-// Enqueue (preparing their payload) before it commits without them. A lone
-// producer never waits: nobody else is arriving.
+// maxLinger bounds how long the writer waits for callers that are inside Enqueue
+// but have not handed it their request yet (preparing, or just released by the
+// previous commit and coming back with the next record) before it commits
+// without them. A lone producer never waits: nobody else is inside Enqueue.
 const maxLinger = 2 * time.Millisecond
+
+// enter and leave count the callers inside Enqueue/EnqueueAll, for the writer's
+// linger; leave nudges a lingering writer to look again.
+func (o *Outbox) enter() { o.active.Add(1) }
+
+func (o *Outbox) leave() {
+	o.active.Add(-1)
+	select {
+	case o.nudge <- struct{}{}:
+	default:
+	}
+}
 
 func (o *Outbox) submit(ctx context.Context, items []prepared) ([]string, error) {
 	var b int64
@@ -362,20 +375,14 @@ func (o *Outbox) submit(ctx context.Context, items []prepared) ([]string, error)
 	}
 	// A request larger than the limits themselves would wait forever.
 	tooBig := (o.opts.MaxRecords > 0 && len(items) > o.opts.MaxRecords) || (o.opts.MaxBytes > 0 && b > o.opts.MaxBytes)
-	// The caller counted itself in o.arriving; each further attempt counts again.
-	for attempt := 0; ; attempt++ {
-		if attempt > 0 {
-			o.arriving.Add(1)
-		}
+	for {
 		if err := ctx.Err(); err != nil {
-			o.arriving.Add(-1)
 			return nil, fmt.Errorf("outbox: enqueue: %w", err)
 		}
 		o.cmu.Lock()
 		room := o.room
 		o.cmu.Unlock()
 		if err := o.acquire(); err != nil {
-			o.arriving.Add(-1)
 			return nil, err
 		}
 		r := &enqReq{items: items, done: make(chan struct{})}
@@ -388,9 +395,14 @@ func (o *Outbox) submit(ctx context.Context, items []prepared) ([]string, error)
 		if !r.err.full || !o.opts.WaitForRoom || tooBig {
 			return nil, r.err.err
 		}
+		// A caller waiting for room is not about to submit: the writer must not
+		// linger for it.
+		o.leave()
 		select {
 		case <-room:
+			o.enter()
 		case <-ctx.Done():
+			o.enter()
 			return nil, fmt.Errorf("%w (gave up waiting for room: %v)", r.err.err, ctx.Err())
 		}
 	}
@@ -403,11 +415,9 @@ func (o *Outbox) writer() {
 	defer close(o.writerDone)
 	var linger *time.Timer
 	for r := range o.reqs {
-		o.arriving.Add(-1)
 		batch := []*enqReq{r}
 		n := len(r.items)
 		take := func(r2 *enqReq) {
-			o.arriving.Add(-1)
 			batch = append(batch, r2)
 			n += len(r2.items)
 		}
@@ -423,22 +433,25 @@ func (o *Outbox) writer() {
 				break drain
 			}
 		}
-		// Without this wait, producers released by the last commit would trickle
-		// in one by one and each commit (one fsync) would carry only a few records.
-		if n < maxBatchItems && o.arriving.Load() > 0 {
+		// Without this wait, the producers released by one commit would form the
+		// next batch while the others wait behind it: two half-size cohorts
+		// taking turns, each paying a full fsync.
+		others := func() bool { return int(o.active.Load()) > len(batch) }
+		if n < maxBatchItems && others() {
 			if linger == nil {
 				linger = time.NewTimer(maxLinger)
 			} else {
 				linger.Reset(maxLinger)
 			}
 		wait:
-			for n < maxBatchItems && o.arriving.Load() > 0 {
+			for n < maxBatchItems && others() {
 				select {
 				case r2, ok := <-o.reqs:
 					if !ok {
 						break wait
 					}
 					take(r2)
+				case <-o.nudge:
 				case <-linger.C:
 					break wait
 				}
@@ -450,6 +463,7 @@ func (o *Outbox) writer() {
 }
 
 func (o *Outbox) commit(batch []*enqReq) {
+	o.commits.Add(1)
 	err := o.update(func(w *wtx) error {
 		for _, r := range batch {
 			keys, reqErr, err := w.enqueue(r.items)
