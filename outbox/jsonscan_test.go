@@ -69,6 +69,7 @@ func TestScanPayloadMatchesValid(t *testing.T) {
 		)
 	})
 	alphabet := []byte("{}[],:\"\\u0123456789-+.eEtrfalsn \n\x01\xffx")
+	withRapidChecks(t, 3000)
 	rapid.Check(t, func(t *rapid.T) {
 		obj := rapid.MapOfN(rapid.SampledFrom([]string{"a", "event_id", "b", "c"}), value, 0, 4).Draw(t, "obj")
 		p, err := json.Marshal(obj)

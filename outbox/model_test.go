@@ -81,10 +81,9 @@ func modelPayload(variant int) []byte { return []byte(fmt.Sprintf(`{"v":%d}`, va
 // rapid prints the seed and a minimal failing sequence on failure.
 func TestModel(t *testing.T) {
 	if os.Getenv("SHIPPER_LONG") == "" {
-		// Each step fsyncs: keep the default run to a few seconds.
-		_ = flag.Set("rapid.checks", "40")
+		withRapidChecks(t, 100) // each step fsyncs: a few seconds
 	} else {
-		_ = flag.Set("rapid.checks", "1000")
+		withRapidChecks(t, 2000)
 	}
 	rapid.Check(t, func(rt *rapid.T) {
 		dir, err := os.MkdirTemp("", "outbox-model-")
@@ -355,4 +354,20 @@ func checkModel(rt *rapid.T, o *Outbox, m *model) {
 	}
 }
 
-var _ = testing.Short
+// withRapidChecks sets rapid's number of checks for this test (unless given with
+// -rapid.checks) and restores it afterwards.
+func withRapidChecks(t *testing.T, n int) {
+	t.Helper()
+	f := flag.Lookup("rapid.checks")
+	if f == nil {
+		return
+	}
+	explicit := false
+	flag.Visit(func(v *flag.Flag) { explicit = explicit || v.Name == "rapid.checks" })
+	if explicit {
+		return
+	}
+	old := f.Value.String()
+	_ = f.Value.Set(fmt.Sprint(n))
+	t.Cleanup(func() { _ = f.Value.Set(old) })
+}
