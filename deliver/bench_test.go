@@ -71,13 +71,13 @@ func BenchmarkDrain(b *testing.B) {
 		cfg := clientConfig(b, srv)
 		cfg.SignatureSecret = benchSecret
 		client := newClient(b, cfg)
-		ob := openOutbox(b, filepath.Join(b.TempDir(), "outbox.db"), outbox.Options{Retention: outbox.RetainNone})
+		ob := openOutbox(b, filepath.Join(b.TempDir(), "outbox.db"), outbox.Options{})
 		b.Cleanup(func() { _ = ob.Close() })
 		opts := fastOptions()
 		opts.PollInterval = time.Millisecond
 		// Commits, not requests, bound the drain: claim 8 batches per pipeline (2 pipelines),
 		// so each fsync'd claim and Apply carries 800 records.
-		opts.Concurrency = 16
+		opts.Concurrency = 8
 		w := newWorker(b, ob, client, opts)
 		total := 0
 		b.ResetTimer()

@@ -227,6 +227,13 @@ func (g *gate) signal() {
 	g.changed = make(chan struct{})
 }
 
+// open reports whether requests flow freely (no hold, no pause).
+func (g *gate) open() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.mode == gateOpen
+}
+
 // paused reports whether the auth pause is in force.
 func (g *gate) paused() bool {
 	g.mu.Lock()

@@ -12,66 +12,131 @@ import (
 	"github.com/spectrastrike/shipper/vvapi"
 )
 
-// lane is one sender of one kind: wait for due records (lingering for a partial batch), pass
-// the gate and the pacer, claim, send, record the outcomes. Each kind has its own lanes, so
+// lane delivers one kind: wait for due records (lingering for a partial batch), pass the
+// gate and the pacer, claim, send, record the outcomes. Each kind has its own lane, so
 // findings never queue behind an event backlog.
-func (w *Worker) lane(ctx, reqCtx context.Context, kind outbox.Kind, requests int) error {
+//
+// Under load the lane runs double-buffered rounds: while round k is on the wire, round k-1's
+// outcomes are committed and round k+1 is claimed, so the outbox's fsyncs overlap requests
+// instead of adding to them. A round is up to Concurrency requests of BatchSize records,
+// claimed and recorded in one commit each.
+func (w *Worker) lane(ctx, reqCtx context.Context, kind outbox.Kind) error {
+	round := w.opts.BatchSize * w.opts.Concurrency
 	var lingerStart time.Time
 	for ctx.Err() == nil {
-		wake := w.wake.C()
-		due, any := w.ob.NextDue(kind)
-		now := w.now()
-		if !any {
-			lingerStart = time.Time{}
-			w.sleep(ctx, w.opts.IdleInterval, wake)
-			continue
-		}
-		if due.After(now) {
-			w.sleep(ctx, due.Sub(now), wake)
-			continue
-		}
-		if w.opts.Linger > 0 && w.pendingCount(kind) < w.opts.BatchSize {
-			if lingerStart.IsZero() {
-				lingerStart = now
-			}
-			if until := lingerStart.Add(w.opts.Linger); now.Before(until) {
-				w.sleep(ctx, until.Sub(now), wake)
-				continue
-			}
-		}
-		lingerStart = time.Time{}
-
-		probe, err := w.acquire(ctx)
+		recs, probe, err := w.claimDue(ctx, kind, round, &lingerStart)
 		if err != nil {
-			return nil // shutting down
-		}
-		// One claim and one Apply carry several requests: every commit costs an
-		// fsync, so fewer, larger transactions are what keeps the worker near wire speed.
-		// A probe goes alone: the others wait for its verdict on the server.
-		max := w.opts.BatchSize * requests
-		if probe {
-			max = w.opts.BatchSize
-		}
-		recs, err := w.ob.Claim(kind, max, w.opts.Lease)
-		if err != nil || len(recs) == 0 {
-			w.gate.report(probe, resAborted, "")
-			if errors.Is(err, outbox.ErrClosed) {
-				return fmt.Errorf("deliver: claim %s: %w", kind, err)
-			}
-			if err != nil {
-				w.log.Error("claim failed; retrying", "kind", kind, "err", err)
-				wake = nil
-			}
-			// Another pipeline took them, or the store failed: wait for news either way.
-			w.sleep(ctx, w.opts.IdleInterval, wake)
-			continue
-		}
-		outs := w.sendAll(ctx, reqCtx, kind, recs, probe)
-		if err := w.applyOutcomes(outs); err != nil {
 			return err
 		}
-		w.afterApply(outs)
+		var prev []outbox.Outcome
+		for len(recs) > 0 {
+			done := make(chan []outbox.Outcome, 1)
+			go func(recs []outbox.Record, probe bool) { // always received below
+				done <- w.sendAll(ctx, reqCtx, kind, recs, probe)
+			}(recs, probe)
+			err := w.record(prev)
+			var next []outbox.Record
+			if err == nil && !probe {
+				// A probe goes alone: the next round waits for its verdict on the server.
+				next, err = w.claimReady(ctx, kind, round)
+			}
+			prev = <-done
+			if err != nil {
+				_ = w.record(prev)
+				return err
+			}
+			recs, probe = next, false
+		}
+		if err := w.record(prev); err != nil {
+			return err
+		}
 	}
+	return nil
+}
+
+// claimDue waits until records of kind are due (and a partial batch has lingered), passes
+// the gate and the pacer, and claims up to n. It returns no records when it was woken
+// with nothing to do or the worker is stopping; an error only when the outbox is closed.
+func (w *Worker) claimDue(ctx context.Context, kind outbox.Kind, n int, lingerStart *time.Time) ([]outbox.Record, bool, error) {
+	wake := w.wake.C()
+	due, any := w.ob.NextDue(kind)
+	now := w.now()
+	if !any {
+		*lingerStart = time.Time{}
+		w.sleep(ctx, w.opts.IdleInterval, wake)
+		return nil, false, nil
+	}
+	if due.After(now) {
+		w.sleep(ctx, due.Sub(now), wake)
+		return nil, false, nil
+	}
+	if w.opts.Linger > 0 && w.pendingCount(kind) < w.opts.BatchSize {
+		if lingerStart.IsZero() {
+			*lingerStart = now
+		}
+		if until := lingerStart.Add(w.opts.Linger); now.Before(until) {
+			w.sleep(ctx, until.Sub(now), wake)
+			return nil, false, nil
+		}
+	}
+	*lingerStart = time.Time{}
+
+	probe, err := w.acquire(ctx)
+	if err != nil {
+		return nil, false, nil // stopping
+	}
+	if probe {
+		n = w.opts.BatchSize
+	}
+	recs, err := w.ob.Claim(kind, n, w.opts.Lease)
+	if err != nil || len(recs) == 0 {
+		w.gate.report(probe, resAborted, "")
+		if errors.Is(err, outbox.ErrClosed) {
+			return nil, false, fmt.Errorf("deliver: claim %s: %w", kind, err)
+		}
+		if err != nil {
+			w.log.Error("claim failed; retrying", "kind", kind, "err", err)
+			wake = nil
+		}
+		// Raced with an operator, or the store failed: wait for news either way.
+		w.sleep(ctx, w.opts.IdleInterval, wake)
+		return nil, false, nil
+	}
+	return recs, probe, nil
+}
+
+// claimReady claims the next round while one is in flight, without waiting: only when the
+// gate is open and records are due now.
+func (w *Worker) claimReady(ctx context.Context, kind outbox.Kind, n int) ([]outbox.Record, error) {
+	if ctx.Err() != nil || !w.gate.open() {
+		return nil, nil
+	}
+	if due, any := w.ob.NextDue(kind); !any || due.After(w.now()) {
+		return nil, nil
+	}
+	if w.pace.wait(ctx) != nil {
+		return nil, nil
+	}
+	recs, err := w.ob.Claim(kind, n, w.opts.Lease)
+	if errors.Is(err, outbox.ErrClosed) {
+		return nil, fmt.Errorf("deliver: claim %s: %w", kind, err)
+	}
+	if err != nil {
+		w.log.Error("claim failed; retrying", "kind", kind, "err", err)
+		return nil, nil
+	}
+	return recs, nil
+}
+
+// record commits a round's outcomes and wakes whoever they concern.
+func (w *Worker) record(outs []outbox.Outcome) error {
+	if len(outs) == 0 {
+		return nil
+	}
+	if err := w.applyOutcomes(outs); err != nil {
+		return err
+	}
+	w.afterApply(outs)
 	return nil
 }
 

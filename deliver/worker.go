@@ -166,21 +166,12 @@ func (w *Worker) run(parent context.Context, drain bool) error {
 		fatalOnce.Do(func() { fatal = err })
 		stop()
 	}
-	// Each lane runs two claim/send/apply pipelines (when Concurrency allows), so one's
-	// commits overlap the other's requests; each sends up to its share of Concurrency at once.
-	pipes := min(2, w.opts.Concurrency)
 	for _, kind := range []outbox.Kind{outbox.KindEvent, outbox.KindFinding} {
-		for p := range pipes {
-			share := w.opts.Concurrency / pipes
-			if p < w.opts.Concurrency%pipes {
-				share++
+		wg.Go(func() {
+			if err := w.lane(ctx, reqCtx, kind); err != nil {
+				fail(err)
 			}
-			wg.Go(func() {
-				if err := w.lane(ctx, reqCtx, kind, share); err != nil {
-					fail(err)
-				}
-			})
-		}
+		})
 	}
 	wg.Go(func() {
 		if err := w.poller(ctx, reqCtx); err != nil {
