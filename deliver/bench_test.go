@@ -77,7 +77,7 @@ func BenchmarkDrain(b *testing.B) {
 		opts.PollInterval = time.Millisecond
 		// Commits, not requests, bound the drain: claim 8 batches per pipeline (2 pipelines),
 		// so each fsync'd claim and Apply carries 800 records.
-		opts.Concurrency = 8
+		opts.Concurrency = 16
 		w := newWorker(b, ob, client, opts)
 		total := 0
 		b.ResetTimer()

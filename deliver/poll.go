@@ -64,7 +64,7 @@ func (w *Worker) poller(ctx, reqCtx context.Context) error {
 			sem     = make(chan struct{}, w.opts.Concurrency)
 		)
 		for _, s := range due {
-			probe, err := w.acquire(ctx)
+			probe, err := w.acquire(ctx, true)
 			if err != nil {
 				break
 			}

@@ -12,51 +12,107 @@ import (
 	"github.com/spectrastrike/shipper/vvapi"
 )
 
-// lane delivers one kind: wait for due records (lingering for a partial batch), pass the
-// gate and the pacer, claim, send, record the outcomes. Each kind has its own lane, so
-// findings never queue behind an event backlog.
-//
-// Under load the lane runs double-buffered rounds: while round k is on the wire, round k-1's
-// outcomes are committed and round k+1 is claimed, so the outbox's fsyncs overlap requests
-// instead of adding to them. A round is up to Concurrency requests of BatchSize records,
-// claimed and recorded in one commit each.
+// lane delivers one kind, so findings never queue behind an event backlog. It is a small
+// pipeline: a claimer waits for due records (lingering for a partial batch), passes the gate
+// and claims them in chunks of BatchSize; Concurrency senders each pace and send one chunk at
+// a time; a recorder commits whatever outcomes have arrived in one Apply. Claims and commits
+// (each an fsync) thus overlap requests instead of adding to them.
 func (w *Worker) lane(ctx, reqCtx context.Context, kind outbox.Kind) error {
-	round := w.opts.BatchSize * w.opts.Concurrency
+	laneCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	work := make(chan chunk, w.opts.Concurrency)
+	results := make(chan []outbox.Outcome, w.opts.Concurrency)
+
+	var senders sync.WaitGroup
+	for range w.opts.Concurrency {
+		senders.Go(func() {
+			for c := range work {
+				results <- w.sendChunk(laneCtx, reqCtx, kind, c)
+			}
+		})
+	}
+	recorded := make(chan error, 1)
+	go func() { recorded <- w.recorder(results, stop) }() // awaited below
+
+	err := w.claimer(laneCtx, kind, work)
+	close(work)
+	senders.Wait()
+	close(results)
+	if rerr := <-recorded; rerr != nil {
+		return rerr
+	}
+	return err
+}
+
+// chunk is one request's worth of claimed records.
+type chunk struct {
+	recs  []outbox.Record
+	probe bool // the gate's probe: its result reopens or re-closes the gate
+}
+
+// claimer feeds the senders until ctx ends. A claim takes up to Concurrency chunks; the work
+// queue's capacity bounds how much is claimed ahead of the wire.
+func (w *Worker) claimer(ctx context.Context, kind outbox.Kind, work chan<- chunk) error {
 	var lingerStart time.Time
 	for ctx.Err() == nil {
-		recs, probe, err := w.claimDue(ctx, kind, round, &lingerStart)
+		recs, probe, err := w.claimDue(ctx, kind, w.opts.BatchSize*w.opts.Concurrency, &lingerStart)
 		if err != nil {
 			return err
 		}
-		var prev []outbox.Outcome
 		for len(recs) > 0 {
-			done := make(chan []outbox.Outcome, 1)
-			go func(recs []outbox.Record, probe bool) { // always received below
-				done <- w.sendAll(ctx, reqCtx, kind, recs, probe)
-			}(recs, probe)
-			err := w.record(prev)
-			var next []outbox.Record
-			if err == nil && !probe {
-				// A probe goes alone: the next round waits for its verdict on the server.
-				next, err = w.claimReady(ctx, kind, round)
-			}
-			prev = <-done
-			if err != nil {
-				_ = w.record(prev)
-				return err
-			}
-			recs, probe = next, false
-		}
-		if err := w.record(prev); err != nil {
-			return err
+			n := min(len(recs), w.opts.BatchSize)
+			work <- chunk{recs: recs[:n], probe: probe}
+			recs, probe = recs[n:], false
 		}
 	}
 	return nil
 }
 
+// sendChunk sends one chunk, or gives it back untouched when the worker is stopping or the
+// gate closed while it waited in the queue (only the probe passes a closed gate).
+func (w *Worker) sendChunk(ctx, reqCtx context.Context, kind outbox.Kind, c chunk) []outbox.Outcome {
+	if ctx.Err() != nil || (!c.probe && !w.gate.open()) {
+		w.gate.report(c.probe, resAborted, "")
+		return releaseAll(c.recs, "")
+	}
+	if err := w.pace.wait(ctx); err != nil {
+		w.gate.report(c.probe, resAborted, "")
+		return releaseAll(c.recs, "")
+	}
+	return w.send(ctx, reqCtx, kind, c.recs, c.probe)
+}
+
+// recorder commits outcomes as they arrive, grouping whatever is ready into one Apply. After
+// a fatal store error it stops the lane and keeps draining so no sender blocks.
+func (w *Worker) recorder(results <-chan []outbox.Outcome, stop func()) error {
+	var fatal error
+	for outs := range results {
+	more:
+		for {
+			select {
+			case o, ok := <-results:
+				if !ok {
+					break more
+				}
+				outs = append(outs, o...)
+			default:
+				break more
+			}
+		}
+		if fatal != nil {
+			continue
+		}
+		if err := w.record(outs); err != nil {
+			fatal = err
+			stop()
+		}
+	}
+	return fatal
+}
+
 // claimDue waits until records of kind are due (and a partial batch has lingered), passes
-// the gate and the pacer, and claims up to n. It returns no records when it was woken
-// with nothing to do or the worker is stopping; an error only when the outbox is closed.
+// the gate, and claims up to n. It returns no records when it was woken with nothing to do or
+// the worker is stopping; an error only when the outbox is closed.
 func (w *Worker) claimDue(ctx context.Context, kind outbox.Kind, n int, lingerStart *time.Time) ([]outbox.Record, bool, error) {
 	wake := w.wake.C()
 	due, any := w.ob.NextDue(kind)
@@ -81,12 +137,13 @@ func (w *Worker) claimDue(ctx context.Context, kind outbox.Kind, n int, lingerSt
 	}
 	*lingerStart = time.Time{}
 
-	probe, err := w.acquire(ctx)
+	// The senders pace each request; the claimer only waits for the gate.
+	probe, err := w.acquire(ctx, false)
 	if err != nil {
 		return nil, false, nil // stopping
 	}
 	if probe {
-		n = w.opts.BatchSize
+		n = w.opts.BatchSize // a probe goes alone
 	}
 	recs, err := w.ob.Claim(kind, n, w.opts.Lease)
 	if err != nil || len(recs) == 0 {
@@ -105,30 +162,7 @@ func (w *Worker) claimDue(ctx context.Context, kind outbox.Kind, n int, lingerSt
 	return recs, probe, nil
 }
 
-// claimReady claims the next round while one is in flight, without waiting: only when the
-// gate is open and records are due now.
-func (w *Worker) claimReady(ctx context.Context, kind outbox.Kind, n int) ([]outbox.Record, error) {
-	if ctx.Err() != nil || !w.gate.open() {
-		return nil, nil
-	}
-	if due, any := w.ob.NextDue(kind); !any || due.After(w.now()) {
-		return nil, nil
-	}
-	if w.pace.wait(ctx) != nil {
-		return nil, nil
-	}
-	recs, err := w.ob.Claim(kind, n, w.opts.Lease)
-	if errors.Is(err, outbox.ErrClosed) {
-		return nil, fmt.Errorf("deliver: claim %s: %w", kind, err)
-	}
-	if err != nil {
-		w.log.Error("claim failed; retrying", "kind", kind, "err", err)
-		return nil, nil
-	}
-	return recs, nil
-}
-
-// record commits a round's outcomes and wakes whoever they concern.
+// record commits outcomes and wakes whoever they concern.
 func (w *Worker) record(outs []outbox.Outcome) error {
 	if len(outs) == 0 {
 		return nil
@@ -138,38 +172,6 @@ func (w *Worker) record(outs []outbox.Outcome) error {
 	}
 	w.afterApply(outs)
 	return nil
-}
-
-// sendAll sends claimed records in requests of up to BatchSize, concurrently, each paced,
-// and returns all their outcomes. Chunks that cannot start because the worker is stopping
-// are released.
-func (w *Worker) sendAll(ctx, reqCtx context.Context, kind outbox.Kind, recs []outbox.Record, probe bool) []outbox.Outcome {
-	if len(recs) <= w.opts.BatchSize {
-		return w.send(ctx, reqCtx, kind, recs, probe)
-	}
-	var chunks [][]outbox.Record
-	for len(recs) > 0 {
-		n := min(len(recs), w.opts.BatchSize)
-		chunks = append(chunks, recs[:n])
-		recs = recs[n:]
-	}
-	results := make([][]outbox.Outcome, len(chunks))
-	var wg sync.WaitGroup
-	for i, chunk := range chunks {
-		if i > 0 {
-			if err := w.pace.wait(ctx); err != nil {
-				results[i] = releaseAll(chunk, reasonShutdown)
-				continue
-			}
-		}
-		wg.Go(func() { results[i] = w.send(ctx, reqCtx, kind, chunk, probe && i == 0) })
-	}
-	wg.Wait()
-	var outs []outbox.Outcome
-	for _, r := range results {
-		outs = append(outs, r...)
-	}
-	return outs
 }
 
 // afterApply wakes whoever the outcomes concern.

@@ -251,21 +251,28 @@ func (w *Worker) sleep(ctx context.Context, d time.Duration, ch <-chan struct{})
 	return true
 }
 
-// acquire waits for the gate (global backoff, auth pause) and the pacer. When the caller is
+// acquire waits for the gate (global backoff, auth pause) and, with pace, the pacer. When the caller is
 // the probe after an auth pause, it first tries a fresh login: only working credentials
 // reopen the gate.
-func (w *Worker) acquire(ctx context.Context) (probe bool, err error) {
+func (w *Worker) acquire(ctx context.Context, pace bool) (probe bool, err error) {
 	for {
 		probe, mode, err := w.gate.acquire(ctx, w.opts.IdleInterval)
 		if err != nil {
 			return false, err
 		}
+		if !probe || mode != gatePaused {
+			if pace {
+				if err := w.pace.wait(ctx); err != nil {
+					w.gate.report(probe, resAborted, "")
+					return false, err
+				}
+			}
+			return probe, nil
+		}
+		// The login is a request too: always paced.
 		if err := w.pace.wait(ctx); err != nil {
 			w.gate.report(probe, resAborted, "")
 			return false, err
-		}
-		if !probe || mode != gatePaused {
-			return probe, nil
 		}
 		start := time.Now()
 		err = w.client.Login(ctx)
