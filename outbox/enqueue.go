@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -85,7 +87,7 @@ func (o *Outbox) prepareAll(items []Item) ([]prepared, error) {
 			ps[i] = p
 		}
 	}
-	if len(items) < 256 {
+	if len(items) < 64 {
 		run(0, 0, len(items))
 	} else {
 		half := len(items) / 2
@@ -135,6 +137,7 @@ type prepared struct {
 	plain  []byte // wire bytes with the key injected
 	stored []byte // plain, or sealed
 	keyID  string
+	newKey bool // a UUIDv7 made here: it cannot be stored yet, so no lookup
 }
 
 func (o *Outbox) prepare(it Item) (prepared, error) {
@@ -172,6 +175,7 @@ func (o *Outbox) prepare(it Item) (prepared, error) {
 		}
 		key = u.String()
 	}
+	generated := !present && it.Key == ""
 	plain := it.Payload
 	if !present {
 		plain = injectID(it.Payload, open, field, key)
@@ -187,7 +191,7 @@ func (o *Outbox) prepare(it Item) (prepared, error) {
 			return prepared{}, fmt.Errorf("outbox: enqueue %s %s: %w: %w", it.Kind, key, ErrInvalidPayload, err)
 		}
 	}
-	p := prepared{kind: kc, key: key, plain: plain, stored: plain}
+	p := prepared{kind: kc, key: key, plain: plain, stored: plain, newKey: generated}
 	if o.sealer != nil {
 		p.stored, p.keyID = o.sealer.seal(plain, []byte(key)), o.sealer.id
 	}
@@ -275,6 +279,11 @@ func (w *wtx) enqueue(items []prepared) ([]string, *reqError, error) {
 			continue
 		}
 		inReq[it.key] = i
+		if it.newKey {
+			fresh = append(fresh, i)
+			freshBytes += int64(len(it.plain))
+			continue
+		}
 		if seq, ok := w.seqOf(it.key); ok {
 			st, err := w.load(seq)
 			if err != nil {
@@ -300,6 +309,7 @@ func (w *wtx) enqueue(items []prepared) ([]string, *reqError, error) {
 		return nil, e, nil
 	}
 	now := nanos(w.now)
+	idx := make([]keyRid, 0, len(fresh))
 	for _, i := range fresh {
 		it := &items[i]
 		// The counter lives in the small meta bucket, which is stored inline in
@@ -316,11 +326,26 @@ func (w *wtx) enqueue(items []prepared) ([]string, *reqError, error) {
 			next: now, created: now, updated: now,
 			plainLen: len(it.plain), key: it.key, keyID: it.keyID, payload: it.stored,
 		}
-		if err := w.insert(&st); err != nil {
+		if err := w.insertNoKey(&st); err != nil {
+			return nil, nil, err
+		}
+		idx = append(idx, keyRid{it.key, st.seq})
+	}
+	// Key index entries go in key order: bbolt inserts into a node by shifting
+	// everything after the position, so out-of-order keys (UUIDv7s made on two
+	// goroutines, callers' random ids) cost a shift each.
+	slices.SortFunc(idx, func(a, b keyRid) int { return strings.Compare(a.key, b.key) })
+	for _, e := range idx {
+		if err := w.b.keys.Put([]byte(e.key), seqKey(e.rid)); err != nil {
 			return nil, nil, err
 		}
 	}
 	return keys, nil, nil
+}
+
+type keyRid struct {
+	key string
+	rid uint64
 }
 
 // roomFor checks the capacity limits for n more records of b payload bytes, given

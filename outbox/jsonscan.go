@@ -1,6 +1,7 @@
 package outbox
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -111,7 +112,8 @@ func (s *jsonScanner) keyIs(start, end int, escaped bool, name string) bool {
 	return json.Unmarshal(s.p[start:end], &k) == nil && k == name
 }
 
-// str scans a string at s.i, returning its bounds (quotes included).
+// str scans a string at s.i, returning its bounds (quotes included). It jumps
+// from quote to backslash with bytes.IndexByte: payloads are mostly string bytes.
 func (s *jsonScanner) str() (start, end int, escaped bool, err error) {
 	p := s.p
 	if s.i >= len(p) || p[s.i] != '"' {
@@ -119,40 +121,47 @@ func (s *jsonScanner) str() (start, end int, escaped bool, err error) {
 	}
 	start = s.i
 	i := s.i + 1
-	for i < len(p) {
-		c := p[i]
-		switch {
-		case c == '"':
-			s.i = i + 1
+	for {
+		j := bytes.IndexByte(p[i:], '"')
+		if j < 0 {
+			s.i = len(p)
+			return 0, 0, false, s.fail("closing quote")
+		}
+		seg := p[i : i+j]
+		bs := bytes.IndexByte(seg, '\\')
+		if bs >= 0 {
+			seg = seg[:bs]
+		}
+		for k, c := range seg {
+			if c < 0x20 {
+				s.i = i + k
+				return 0, 0, false, s.fail("no control character in string")
+			}
+		}
+		if bs < 0 {
+			s.i = i + j + 1
 			return start, s.i, escaped, nil
-		case c == '\\':
-			escaped = true
-			if i+1 >= len(p) {
-				s.i = i + 1
-				return 0, 0, false, s.fail("escape")
-			}
-			switch p[i+1] {
-			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
-				i += 2
-			case 'u':
-				if i+6 > len(p) || !isHex(p[i+2]) || !isHex(p[i+3]) || !isHex(p[i+4]) || !isHex(p[i+5]) {
-					s.i = i
-					return 0, 0, false, s.fail("\\uXXXX")
-				}
-				i += 6
-			default:
+		}
+		escaped = true
+		i += bs
+		if i+1 >= len(p) {
+			s.i = i + 1
+			return 0, 0, false, s.fail("escape")
+		}
+		switch p[i+1] {
+		case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+			i += 2
+		case 'u':
+			if i+6 > len(p) || !isHex(p[i+2]) || !isHex(p[i+3]) || !isHex(p[i+4]) || !isHex(p[i+5]) {
 				s.i = i
-				return 0, 0, false, s.fail("valid escape")
+				return 0, 0, false, s.fail("\\uXXXX")
 			}
-		case c < 0x20:
-			s.i = i
-			return 0, 0, false, s.fail("no control character in string")
+			i += 6
 		default:
-			i++
+			s.i = i
+			return 0, 0, false, s.fail("valid escape")
 		}
 	}
-	s.i = i
-	return 0, 0, false, s.fail("closing quote")
 }
 
 func isHex(c byte) bool {

@@ -182,6 +182,9 @@ func TestOpenDamagedFiles(t *testing.T) {
 			t.Fatal(err)
 		}
 		wantCorrupt(t, path, Options{})
+		// The refusal leaves no lock behind: asking again gives the same answer,
+		// not ErrLocked.
+		wantCorrupt(t, path, Options{LockTimeout: 100 * time.Millisecond})
 	})
 	t.Run("empty file is a new outbox", func(t *testing.T) {
 		path := filepath.Join(t.TempDir(), "outbox.db")

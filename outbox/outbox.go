@@ -204,12 +204,12 @@ func guardedWalk(path string, timeout time.Duration) error {
 		})
 	}()
 	err = <-done
-	if err != nil {
-		// A panic may have left the read transaction open; closing would wait for
-		// it forever. The handle is read-only: leaving it is safe, and Open fails.
-		return err
+	// db.View rolls its transaction back even when fn panics, so the read-only
+	// handle (and its shared lock) can be closed in every case.
+	if cerr := db.Close(); err == nil {
+		err = cerr
 	}
-	return db.Close()
+	return err
 }
 
 // walkBucket visits every key of b (and so every page), descending into nested

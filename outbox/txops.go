@@ -42,6 +42,11 @@ func (w *wtx) insert(st *stored) error {
 	if err := w.b.keys.Put([]byte(st.key), seqKey(st.seq)); err != nil {
 		return err
 	}
+	return w.insertNoKey(st)
+}
+
+// insertNoKey is insert for a caller that puts the key index entry itself.
+func (w *wtx) insertNoKey(st *stored) error {
 	if err := w.putIndexes(st); err != nil {
 		return err
 	}
