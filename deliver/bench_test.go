@@ -142,49 +142,60 @@ func benchPost(b *testing.B, hc *http.Client, url, token string, body []byte) {
 }
 
 // BenchmarkLatency measures enqueue→confirmed at a light load: one record at a time, the
-// worker running (rate limit off, Linger 0, PollInterval 5ms, Notify after each enqueue).
+// worker running against the signed HTTPS test server (rate limit off, Notify after each
+// enqueue). "linger=0" sends at once; "linger=200ms" is the default Linger, which waits that
+// long for a partial batch to fill.
 func BenchmarkLatency(b *testing.B) {
-	srv := startServer(b, testserver.Options{SignatureSecret: benchSecret})
-	cfg := clientConfig(b, srv)
-	cfg.SignatureSecret = benchSecret
-	ob := openOutbox(b, filepath.Join(b.TempDir(), "outbox.db"), outbox.Options{})
-	b.Cleanup(func() { _ = ob.Close() })
-	opts := fastOptions()
-	opts.PollInterval = 5 * time.Millisecond
-	w := newWorker(b, ob, newClient(b, cfg), opts)
-	stop := runWorker(b, w)
-	lat := make([]time.Duration, 0, b.N)
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		start := time.Now()
-		key, err := ob.Enqueue(context.Background(), outbox.KindEvent, eventPayload(i))
-		if err != nil {
-			b.Fatal(err)
+	for _, linger := range []time.Duration{-1, 200 * time.Millisecond} {
+		name := "linger=0"
+		if linger > 0 {
+			name = "linger=" + linger.String()
 		}
-		w.Notify()
-		for {
-			r, err := ob.Get(key)
-			if err != nil {
+		b.Run(name, func(b *testing.B) {
+			srv := startServer(b, testserver.Options{SignatureSecret: benchSecret})
+			cfg := clientConfig(b, srv)
+			cfg.SignatureSecret = benchSecret
+			ob := openOutbox(b, filepath.Join(b.TempDir(), "outbox.db"), outbox.Options{})
+			b.Cleanup(func() { _ = ob.Close() })
+			opts := fastOptions()
+			opts.Linger = linger
+			opts.PollInterval = 5 * time.Millisecond
+			w := newWorker(b, ob, newClient(b, cfg), opts)
+			stop := runWorker(b, w)
+			lat := make([]time.Duration, 0, b.N)
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				start := time.Now()
+				key, err := ob.Enqueue(context.Background(), outbox.KindEvent, eventPayload(i))
+				if err != nil {
+					b.Fatal(err)
+				}
+				w.Notify()
+				for {
+					r, err := ob.Get(key)
+					if err != nil {
+						b.Fatal(err)
+					}
+					if r.State == outbox.StateConfirmed {
+						break
+					}
+					if r.State == outbox.StateDead {
+						b.Fatalf("dead: %s", r.LastError)
+					}
+					time.Sleep(200 * time.Microsecond)
+				}
+				lat = append(lat, time.Since(start))
+			}
+			b.StopTimer()
+			if err := stop(); err != nil {
 				b.Fatal(err)
 			}
-			if r.State == outbox.StateConfirmed {
-				break
+			slices.Sort(lat)
+			pct := func(p float64) float64 {
+				return float64(lat[min(len(lat)-1, int(p*float64(len(lat))))].Microseconds()) / 1000
 			}
-			if r.State == outbox.StateDead {
-				b.Fatalf("dead: %s", r.LastError)
-			}
-			time.Sleep(200 * time.Microsecond)
-		}
-		lat = append(lat, time.Since(start))
+			b.ReportMetric(pct(0.50), "p50-ms")
+			b.ReportMetric(pct(0.99), "p99-ms")
+		})
 	}
-	b.StopTimer()
-	if err := stop(); err != nil {
-		b.Fatal(err)
-	}
-	slices.Sort(lat)
-	pct := func(p float64) float64 {
-		return float64(lat[min(len(lat)-1, int(p*float64(len(lat))))].Microseconds()) / 1000
-	}
-	b.ReportMetric(pct(0.50), "p50-ms")
-	b.ReportMetric(pct(0.99), "p99-ms")
 }
