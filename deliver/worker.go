@@ -1,7 +1,30 @@
 // Package deliver is the delivery worker: it claims due records from the outbox, sends them
-// to VectorVue (one lane per kind, batches joined from the stored bytes), classifies every
-// answer into one outcome per record, polls the ingest status of every accepted request, and
-// ends each record confirmed or dead with the server's reason.
+// to VectorVue, classifies every answer into one outcome per record, confirms each accepted
+// request through its ingest status, and ends every record confirmed or dead with the
+// server's reason.
+//
+// What it guarantees, with the outbox and the server's id dedupe:
+//
+//   - Records are sent with their stored bytes (key already inside as event_id/finding_id)
+//     and, on single /events, the key as Idempotency-Key; a re-send after a lost answer,
+//     a crash or a re-drive is stored once, and equal content under two keys is two rows.
+//   - A record is dead only when the server refuses that record: a batch item's
+//     validation_failed, a single 422, a 409 idempotency conflict. Server trouble (network,
+//     timeouts, 429, 5xx, ingest_failed) is retried with per-record exponential backoff and
+//     full jitter (persisted as the record's next attempt, honouring Retry-After), forever.
+//   - A down server meets one global backoff: after a network error or 5xx every lane and the
+//     poller wait, and one probe request per step finds out whether it is back.
+//   - Refused credentials (401 after the client's own re-login, 403) or configuration (400,
+//     404 on a POST, an untrusted certificate) pause the whole worker: records go back
+//     untouched, one log line per PauseInterval, a fresh login is tried each interval.
+//   - After a 202 the request's ingest status is asked at once; a decided status confirms (or
+//     fails) its records in the same commit. Otherwise (404, errors) the records stay
+//     submitted and the poller asks again with backoff; past ConfirmDeadline they are re-driven.
+//   - Events and findings have separate lanes; every request (sends, polls, logins) shares one
+//     pacer, below the server's 240/min by default, halved on each 429 and recovering slowly.
+//   - Run stops claiming on cancel, lets requests in flight finish within ShutdownTimeout,
+//     releases the rest, and returns when every goroutine it started has: no record is left
+//     sending after a clean stop.
 package deliver
 
 import (
