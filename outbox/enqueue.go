@@ -363,30 +363,34 @@ func (o *Outbox) roomFor(d *counters, n int, b int64) *reqError {
 	return nil
 }
 
-// enqReq is one Enqueue/EnqueueAll call waiting for the writer.
+// enqReq is one Enqueue/EnqueueAll call waiting for its commit.
 type enqReq struct {
 	items []prepared
 	keys  []string
 	err   *reqError
-	done  chan struct{}
+	wake  chan bool // true: the result is in; false: lead the next commit
 }
 
 // maxBatchItems bounds one group commit, so a burst cannot build one huge
 // transaction while later callers wait behind it.
 const maxBatchItems = 4096
 
-// maxLinger bounds how long the writer waits for callers that are inside Enqueue
-// but have not handed it their request yet (preparing, or just released by the
+// maxLinger bounds how long a leader waits for callers that are inside Enqueue
+// but have not queued their request yet (preparing, or just released by the
 // previous commit and coming back with the next record) before it commits
 // without them. A lone producer never waits: nobody else is inside Enqueue.
 const maxLinger = 2 * time.Millisecond
 
-// enter and leave count the callers inside Enqueue/EnqueueAll, for the writer's
-// linger; leave nudges a lingering writer to look again.
+// enter and leave count the callers inside Enqueue/EnqueueAll, for the leader's
+// linger; leave nudges a lingering leader to look again.
 func (o *Outbox) enter() { o.active.Add(1) }
 
 func (o *Outbox) leave() {
 	o.active.Add(-1)
+	o.poke()
+}
+
+func (o *Outbox) poke() {
 	select {
 	case o.nudge <- struct{}{}:
 	default:
@@ -410,17 +414,16 @@ func (o *Outbox) submit(ctx context.Context, items []prepared) ([]string, error)
 		if err := o.acquire(); err != nil {
 			return nil, err
 		}
-		r := &enqReq{items: items, done: make(chan struct{})}
-		o.reqs <- r
+		r := &enqReq{items: items, wake: make(chan bool, 1)}
+		o.groupCommit(r)
 		o.release()
-		<-r.done
 		if r.err == nil {
 			return r.keys, nil
 		}
 		if !r.err.full || !o.opts.WaitForRoom || tooBig {
 			return nil, r.err.err
 		}
-		// A caller waiting for room is not about to submit: the writer must not
+		// A caller waiting for room is not about to submit: leaders must not
 		// linger for it.
 		o.leave()
 		select {
@@ -433,58 +436,73 @@ func (o *Outbox) submit(ctx context.Context, items []prepared) ([]string, error)
 	}
 }
 
-// writer is the group-commit loop: it takes every request queued while the previous
-// commit was being fsynced and stores them all in one transaction. A lone producer
-// waits for no timer; 64 producers share commits.
-func (o *Outbox) writer() {
-	defer close(o.writerDone)
-	var linger *time.Timer
-	for r := range o.reqs {
-		batch := []*enqReq{r}
-		n := len(r.items)
-		take := func(r2 *enqReq) {
-			batch = append(batch, r2)
-			n += len(r2.items)
+// groupCommit queues r and returns once the commit holding it is fsynced. There
+// is no writer goroutine: the first caller to find nobody committing leads, takes
+// every queued request into one transaction, and on finishing hands the lead to
+// the oldest request that queued meanwhile. A lone producer commits its own
+// record with no hand-off; 64 producers share commits.
+func (o *Outbox) groupCommit(r *enqReq) {
+	o.qmu.Lock()
+	o.queue = append(o.queue, r)
+	lead := !o.leading
+	o.leading = true
+	o.qmu.Unlock()
+	o.poke()
+	for {
+		if lead {
+			o.lead()
 		}
-	drain:
-		for n < maxBatchItems {
-			select {
-			case r2, ok := <-o.reqs:
-				if !ok {
-					break drain
-				}
-				take(r2)
-			default:
-				break drain
-			}
+		if done := <-r.wake; done {
+			return
 		}
-		// Without this wait, the producers released by one commit would form the
-		// next batch while the others wait behind it: two half-size cohorts
-		// taking turns, each paying a full fsync.
-		others := func() bool { return int(o.active.Load()) > len(batch) }
-		if n < maxBatchItems && others() {
-			if linger == nil {
-				linger = time.NewTimer(maxLinger)
-			} else {
-				linger.Reset(maxLinger)
-			}
-		wait:
-			for n < maxBatchItems && others() {
-				select {
-				case r2, ok := <-o.reqs:
-					if !ok {
-						break wait
-					}
-					take(r2)
-				case <-o.nudge:
-				case <-linger.C:
-					break wait
-				}
-			}
-			linger.Stop()
-		}
-		o.commit(batch)
+		lead = true
 	}
+}
+
+// lead gathers a batch, commits it, and passes the lead on.
+func (o *Outbox) lead() {
+	o.qmu.Lock()
+	batch, n := o.takeLocked(nil, 0)
+	o.qmu.Unlock()
+	// Without this wait, the producers released by one commit would form the
+	// next batch while the others wait behind it: two half-size cohorts taking
+	// turns, each paying a full fsync.
+	if n < maxBatchItems && int(o.active.Load()) > len(batch) {
+		linger := time.NewTimer(maxLinger)
+	wait:
+		for n < maxBatchItems && int(o.active.Load()) > len(batch) {
+			select {
+			case <-o.nudge:
+				o.qmu.Lock()
+				batch, n = o.takeLocked(batch, n)
+				o.qmu.Unlock()
+			case <-linger.C:
+				break wait
+			}
+		}
+		linger.Stop()
+	}
+	o.commit(batch)
+	o.qmu.Lock()
+	if len(o.queue) == 0 {
+		o.leading = false
+		o.qmu.Unlock()
+		return
+	}
+	next := o.queue[0]
+	o.qmu.Unlock()
+	next.wake <- false
+}
+
+// takeLocked moves queued requests into batch, up to maxBatchItems records.
+func (o *Outbox) takeLocked(batch []*enqReq, n int) ([]*enqReq, int) {
+	i := 0
+	for ; i < len(o.queue) && (n < maxBatchItems || len(batch) == 0); i++ {
+		batch = append(batch, o.queue[i])
+		n += len(o.queue[i].items)
+	}
+	o.queue = o.queue[i:]
+	return batch, n
 }
 
 func (o *Outbox) commit(batch []*enqReq) {
@@ -511,6 +529,6 @@ func (o *Outbox) commit(batch []*enqReq) {
 		if err != nil {
 			r.keys, r.err = nil, &reqError{err: fmt.Errorf("outbox %s: enqueue: %w", o.path, err)}
 		}
-		close(r.done)
+		r.wake <- true
 	}
 }

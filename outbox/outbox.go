@@ -103,11 +103,12 @@ type Outbox struct {
 	cnt  counters
 	room chan struct{} // closed and replaced when capacity frees up
 
-	reqs       chan *enqReq
-	writerDone chan struct{}
-	active     atomic.Int64  // callers inside Enqueue/EnqueueAll (see maxLinger)
-	nudge      chan struct{} // a caller left Enqueue
-	commits    atomic.Int64  // group commits made by the writer (benchmarks report records per commit)
+	qmu     sync.Mutex
+	queue   []*enqReq     // requests waiting for a group commit
+	leading bool          // a caller is committing (see groupCommit)
+	active  atomic.Int64  // callers inside Enqueue/EnqueueAll (see maxLinger)
+	nudge   chan struct{} // a caller left Enqueue
+	commits atomic.Int64  // group commits made by the writer (benchmarks report records per commit)
 }
 
 // Open opens or creates the outbox file (0600, directory 0700). A file held by another
@@ -156,9 +157,6 @@ func Open(path string, opts Options) (*Outbox, error) {
 		_ = db.Close()
 		return nil, err
 	}
-	o.reqs = make(chan *enqReq, 256)
-	o.writerDone = make(chan struct{})
-	go o.writer()
 	return o, nil
 }
 
@@ -416,8 +414,8 @@ func cut(b []byte) (string, []byte, bool) {
 	return string(b), nil, false
 }
 
-// Close waits for in-flight calls, stops the group-commit writer and closes the file.
-// Calls after Close return ErrClosed.
+// Close waits for in-flight calls (an Enqueue returns once its commit is done)
+// and closes the file. Calls after Close return ErrClosed.
 func (o *Outbox) Close() error {
 	o.life.Lock()
 	if o.closed {
@@ -425,9 +423,7 @@ func (o *Outbox) Close() error {
 		return nil
 	}
 	o.closed = true
-	close(o.reqs)
 	o.life.Unlock()
-	<-o.writerDone
 	if err := o.db.Close(); err != nil {
 		return fmt.Errorf("outbox: close %s: %w", o.path, err)
 	}
