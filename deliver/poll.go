@@ -55,59 +55,73 @@ func (w *Worker) poller(ctx, reqCtx context.Context) error {
 			}
 			due = append(due, s)
 		}
-		// Up to Concurrency polls at a time; their outcomes go into one commit.
-		var (
-			mu      sync.Mutex
-			outs    []outbox.Outcome
-			decided []string
-			wg      sync.WaitGroup
-			sem     = make(chan struct{}, w.opts.Concurrency)
-		)
-		for _, s := range due {
-			probe, err := w.acquire(ctx, true)
-			if err != nil {
-				break
+		// Polls run Concurrency at a time, in groups whose outcomes are committed together:
+		// a long backlog of submitted requests confirms steadily, not after the last poll.
+		group := 4 * w.opts.Concurrency
+		moved := false
+		for len(due) > 0 && ctx.Err() == nil {
+			part := due[:min(len(due), group)]
+			due = due[len(part):]
+			outs, decided := w.pollGroup(ctx, reqCtx, part, states)
+			for _, id := range decided {
+				delete(states, id)
 			}
-			sem <- struct{}{}
-			st := states[s.RequestID]
-			wg.Go(func() {
-				defer func() { <-sem }()
-				o, ok := w.pollOne(reqCtx, s, st, probe)
-				mu.Lock()
-				outs = append(outs, o...)
-				if ok {
-					decided = append(decided, s.RequestID)
+			for _, s := range part {
+				if st := states[s.RequestID]; st != nil && st.next.Before(next) {
+					next = st.next
 				}
-				mu.Unlock()
-			})
-			if probe {
-				wg.Wait() // the others wait for the probe's verdict
 			}
-		}
-		wg.Wait()
-		for _, id := range decided {
-			delete(states, id)
-		}
-		for _, s := range due {
-			if st := states[s.RequestID]; st != nil && st.next.Before(next) {
-				next = st.next
+			if err := w.record(outs); err != nil {
+				return err
 			}
+			moved = moved || len(outs) > 0
 		}
-		if err := w.applyOutcomes(outs); err != nil {
-			return err
-		}
-		w.afterApply(outs)
 		for id := range states {
 			if !live[id] {
 				delete(states, id) // requeued by an operator, or decided
 			}
 		}
-		if len(outs) > 0 {
+		if moved {
 			continue // something moved: look again at once
 		}
 		w.sleep(ctx, next.Sub(w.now()), wake)
 	}
 	return nil
+}
+
+// pollGroup polls submissions, Concurrency at a time, and returns their outcomes and the
+// request IDs it decided. A probe is polled alone; the rest wait for its verdict.
+func (w *Worker) pollGroup(ctx, reqCtx context.Context, subs []outbox.Submission, states map[string]*pollState) ([]outbox.Outcome, []string) {
+	var (
+		mu      sync.Mutex
+		outs    []outbox.Outcome
+		decided []string
+		wg      sync.WaitGroup
+		sem     = make(chan struct{}, w.opts.Concurrency)
+	)
+	for _, s := range subs {
+		probe, err := w.acquire(ctx, true)
+		if err != nil {
+			break
+		}
+		sem <- struct{}{}
+		st := states[s.RequestID]
+		wg.Go(func() {
+			defer func() { <-sem }()
+			o, ok := w.pollOne(reqCtx, s, st, probe)
+			mu.Lock()
+			outs = append(outs, o...)
+			if ok {
+				decided = append(decided, s.RequestID)
+			}
+			mu.Unlock()
+		})
+		if probe {
+			wg.Wait()
+		}
+	}
+	wg.Wait()
+	return outs, decided
 }
 
 // pollOne asks for one request's status. decided says the request's records have outcomes.
