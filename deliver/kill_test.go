@@ -24,6 +24,7 @@ const (
 	envOutbox = "SHIPPER_DELIVER_OUTBOX"
 	envURL    = "SHIPPER_DELIVER_URL"
 	envCA     = "SHIPPER_DELIVER_CA"
+	envDefer  = "SHIPPER_DELIVER_DEFER" // "1": DeferConfirm, every request passes through submitted
 )
 
 func TestMain(m *testing.M) {
@@ -54,7 +55,7 @@ func childMain() int {
 	}
 	opts := fastOptions()
 	opts.BatchSize = 25
-	opts.DeferConfirm = true // every accepted request passes through submitted, where kills land too
+	opts.DeferConfirm = os.Getenv(envDefer) == "1"
 	w, err := New(ob, client, opts)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "child: worker:", err)
@@ -111,7 +112,9 @@ func TestKilledChildRestartsDeliverEverythingOnce(t *testing.T) {
 		addRecords(i)
 		var stderr bytes.Buffer
 		cmd := exec.Command(os.Args[0], "-test.run=^$")
-		cmd.Env = append(os.Environ(), envChild+"=1", envOutbox+"="+path, envURL+"="+srv.URL(), envCA+"="+ca)
+		// Alternate inline confirmation and the submitted → poller path, so kills land in both.
+		cmd.Env = append(os.Environ(), envChild+"=1", envOutbox+"="+path, envURL+"="+srv.URL(), envCA+"="+ca,
+			envDefer+"="+strconv.Itoa(i%2))
 		cmd.Stderr = &stderr
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
