@@ -75,9 +75,9 @@ func BenchmarkDrain(b *testing.B) {
 		b.Cleanup(func() { _ = ob.Close() })
 		opts := fastOptions()
 		opts.PollInterval = time.Millisecond
-		// Commits, not requests, bound the drain: claim 8 batches per pipeline (2 pipelines),
-		// so each fsync'd claim and Apply carries 800 records.
-		opts.Concurrency = 16
+		// Eight requests in flight: claims and commits overlap them, and more than that only
+		// contends for the two cores with the server.
+		opts.Concurrency = 8
 		w := newWorker(b, ob, client, opts)
 		total := 0
 		b.ResetTimer()
