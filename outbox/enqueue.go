@@ -137,7 +137,9 @@ type prepared struct {
 	plain  []byte // wire bytes with the key injected
 	stored []byte // plain, or sealed
 	keyID  string
-	newKey bool // a UUIDv7 made here: it cannot be stored yet, so no lookup
+	newKey bool   // a UUIDv7 made here: it cannot be stored yet, so no lookup
+	st     stored // the new record, without its id
+	enc    []byte // st encoded
 }
 
 func (o *Outbox) prepare(it Item) (prepared, error) {
@@ -195,6 +197,12 @@ func (o *Outbox) prepare(it Item) (prepared, error) {
 	if o.sealer != nil {
 		p.stored, p.keyID = o.sealer.seal(plain, []byte(key)), o.sealer.id
 	}
+	// The record is encoded here, on the caller's goroutine, so the commit only
+	// copies bytes; its times are the time of the call.
+	now := nanos(o.now())
+	p.st = stored{kind: kc, state: stateCodePending, fresh: true, next: now, created: now, updated: now,
+		plainLen: len(plain), key: key, keyID: p.keyID, payload: p.stored}
+	p.enc = p.st.encode()
 	return p, nil
 }
 
@@ -272,6 +280,11 @@ func (w *wtx) enqueue(items []prepared) ([]string, *reqError, error) {
 	for i := range items {
 		it := &items[i]
 		keys[i] = it.key
+		if it.newKey { // unique by construction: no lookups
+			fresh = append(fresh, i)
+			freshBytes += int64(len(it.plain))
+			continue
+		}
 		if j, ok := inReq[it.key]; ok {
 			if !jsonEqual(items[j].plain, it.plain) {
 				return nil, &reqError{err: fmt.Errorf("outbox: enqueue %s: two items with this key and different payloads: %w", it.key, ErrConflict)}, nil
@@ -279,11 +292,6 @@ func (w *wtx) enqueue(items []prepared) ([]string, *reqError, error) {
 			continue
 		}
 		inReq[it.key] = i
-		if it.newKey {
-			fresh = append(fresh, i)
-			freshBytes += int64(len(it.plain))
-			continue
-		}
 		if seq, ok := w.seqOf(it.key); ok {
 			st, err := w.load(seq)
 			if err != nil {
@@ -308,7 +316,6 @@ func (w *wtx) enqueue(items []prepared) ([]string, *reqError, error) {
 	if e := o.roomFor(&w.delta, len(fresh), freshBytes); e != nil {
 		return nil, e, nil
 	}
-	now := nanos(w.now)
 	idx := make([]keyRid, 0, len(fresh))
 	for _, i := range fresh {
 		it := &items[i]
@@ -321,12 +328,10 @@ func (w *wtx) enqueue(items []prepared) ([]string, *reqError, error) {
 		// A new record is fresh: it goes into its records bucket and the key
 		// index only; Claim finds it by walking that bucket from the kind's
 		// watermark. Two writes per record instead of four.
-		st := stored{
-			seq: ridOf(seq, it.kind), kind: it.kind, state: stateCodePending, fresh: true,
-			next: now, created: now, updated: now,
-			plainLen: len(it.plain), key: it.key, keyID: it.keyID, payload: it.stored,
-		}
-		if err := w.insertNoKey(&st); err != nil {
+		st := it.st
+		st.seq = ridOf(seq, it.kind)
+		w.delta.add(&st, 1) // fresh: no index entries besides the key
+		if err := w.rec(st.seq).Put(seqKey(st.seq), it.enc); err != nil {
 			return nil, nil, err
 		}
 		idx = append(idx, keyRid{it.key, st.seq})

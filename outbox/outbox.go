@@ -541,6 +541,9 @@ func (w *wtx) bind() {
 	// third smaller.
 	w.b.events.FillPercent = 1.0
 	w.b.findings.FillPercent = 1.0
+	// Most index ranges grow at their end too (UUIDv7 keys, times): fuller
+	// pages, fewer of them written per commit.
+	w.b.keys.b.FillPercent = 0.9
 }
 
 // rec is the records bucket of the record with id rid.

@@ -37,23 +37,6 @@ func (w *wtx) loadKey(key string) (stored, error) {
 	return w.load(seq)
 }
 
-// insert stores a new record (seq must be fresh).
-func (w *wtx) insert(st *stored) error {
-	if err := w.b.keys.Put([]byte(st.key), seqKey(st.seq)); err != nil {
-		return err
-	}
-	return w.insertNoKey(st)
-}
-
-// insertNoKey is insert for a caller that puts the key index entry itself.
-func (w *wtx) insertNoKey(st *stored) error {
-	if err := w.putIndexes(st); err != nil {
-		return err
-	}
-	w.delta.add(st, 1)
-	return w.rec(st.seq).Put(seqKey(st.seq), st.encode())
-}
-
 // move replaces old with st (same seq and key, any fields changed). A moved
 // record is never fresh again: from now on its indexes find it.
 func (w *wtx) move(old, st *stored) error {
