@@ -686,3 +686,33 @@ func TestRateLimitedSlowsDown(t *testing.T) {
 		t.Fatalf("retries %+v, want 2 rate_limited", c.Retries)
 	}
 }
+
+// Server-side failures never dead-letter: a plain 500 on a batch and items answered
+// ingest_failed go back to pending and end confirmed, stored once.
+func TestServerErrorsNeverDeadLetter(t *testing.T) {
+	srv := startServer(t, testserver.Options{})
+	srv.Inject(testserver.Fault{Route: "events/batch", Count: 2, Status: 500})
+	srv.Inject(testserver.Fault{Route: "findings/batch", Count: 1, FailItems: []int{1, 3}})
+	srv.Inject(testserver.Fault{Route: "findings", Count: 1, FailItems: []int{0}}) // single: 500, not stored
+	ob := tempOutbox(t, outbox.Options{})
+	opts := fastOptions()
+	opts.BatchSize = 10
+	w := newWorker(t, ob, newClient(t, clientConfig(t, srv)), opts)
+	events := enqueue(t, ob, outbox.KindEvent, 0, 30)
+	findings := enqueue(t, ob, outbox.KindFinding, 0, 10)
+	drain(t, w, 30*time.Second)
+	// The single finding route: one more record, sent alone.
+	single := enqueue(t, ob, outbox.KindFinding, 10, 1)
+	drain(t, w, 30*time.Second)
+	assertDelivered(t, ob, srv, events, append(findings, single...))
+	c := w.Counters()
+	if c.Retries[reasonServerError] < 3 || c.Retries[reasonIngestFailed] != 2 {
+		t.Fatalf("retries %+v: want ≥3 server_error (20 batch records + 1 single) and 2 ingest_failed", c.Retries)
+	}
+	// The batch's items 1 and 3 were sent twice, the others once.
+	for i, want := range []int{1, 2, 1, 2, 1} {
+		if r, _ := ob.Get(findings[i]); r.Attempts != want {
+			t.Errorf("finding %d: %d attempts, want %d", i, r.Attempts, want)
+		}
+	}
+}
