@@ -547,8 +547,8 @@ func checkTx(o *Outbox, tx *bolt.Tx, rep *CheckReport, problem func(string, ...a
 
 // Compact rewrites the outbox at src into dst (offline: src must not be open
 // elsewhere, dst must not exist). dst is created with full pages and the same
-// contents; src is left as it was. opts supplies LockTimeout and the encryption key
-// (used only to check the file opens).
+// contents; src changes only as any Open changes it (leases return to pending).
+// opts supplies LockTimeout and the encryption key (to check every record).
 func Compact(src, dst string, opts Options) error {
 	if _, err := os.Stat(dst); err == nil {
 		return fmt.Errorf("outbox: compact %s: destination %s exists; choose a new path", src, dst)

@@ -35,7 +35,7 @@ type Item struct {
 // enqueueing it then stores a new record, which VectorVue dedupes by the same id.
 //
 // ctx bounds only the wait for room (Options.WaitForRoom); once the record is handed
-// to the writer, Enqueue waits for the commit so its answer is always the truth.
+// to a group commit, Enqueue waits for that commit so its answer is always the truth.
 func (o *Outbox) Enqueue(ctx context.Context, kind Kind, payload []byte) (string, error) {
 	return o.EnqueueWithKey(ctx, kind, "", payload)
 }
@@ -73,7 +73,7 @@ func (o *Outbox) EnqueueAll(ctx context.Context, items []Item) ([]string, error)
 }
 
 // prepareAll prepares items, large batches on two goroutines: JSON checks are
-// most of a bulk enqueue's CPU, and the writer is idle meanwhile.
+// most of a bulk enqueue's CPU, and no commit runs for this caller meanwhile.
 func (o *Outbox) prepareAll(items []Item) ([]prepared, error) {
 	ps := make([]prepared, len(items))
 	errs := make([]error, 2)
@@ -130,7 +130,7 @@ func (o *Outbox) EnqueueTx(tx *bolt.Tx, item Item) (string, error) {
 }
 
 // prepared is an item checked, keyed and sealed in the caller's goroutine, so the
-// writer only does lookups and puts.
+// commit only does lookups and puts.
 type prepared struct {
 	kind   byte
 	key    string

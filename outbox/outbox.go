@@ -108,7 +108,7 @@ type Outbox struct {
 	leading bool          // a caller is committing (see groupCommit)
 	active  atomic.Int64  // callers inside Enqueue/EnqueueAll (see maxLinger)
 	nudge   chan struct{} // a caller left Enqueue
-	commits atomic.Int64  // group commits made by the writer (benchmarks report records per commit)
+	commits atomic.Int64  // group commits made (benchmarks report records per commit)
 }
 
 // Open opens or creates the outbox file (0600, directory 0700). A file held by another
