@@ -716,3 +716,17 @@ func TestServerErrorsNeverDeadLetter(t *testing.T) {
 		}
 	}
 }
+
+// The documented defaults deliver too (paced at 200/min, 200ms linger, 1s poll interval).
+func TestDefaultOptionsDeliver(t *testing.T) {
+	srv := startServer(t, testserver.Options{RateLimit: 240})
+	ob := tempOutbox(t, outbox.Options{})
+	w := newWorker(t, ob, newClient(t, clientConfig(t, srv)), Options{})
+	events := enqueue(t, ob, outbox.KindEvent, 0, 250)
+	findings := enqueue(t, ob, outbox.KindFinding, 0, 30)
+	drain(t, w, time.Minute)
+	assertDelivered(t, ob, srv, events, findings)
+	if n := srv.StatusCount(429); n != 0 {
+		t.Fatalf("%d answers 429 with default pacing", n)
+	}
+}
