@@ -340,7 +340,12 @@ func (w *Worker) applyOutcomes(outs []outbox.Outcome) error {
 		if errors.Is(err, outbox.ErrInvalidState) || errors.Is(err, outbox.ErrNotFound) {
 			// The others were committed; these records moved under us (an operator requeued
 			// or purged them), and their new state stands.
-			w.log.Warn("some outcomes skipped: the records changed meanwhile", "err", err)
+			n := 1
+			if j, ok := err.(interface{ Unwrap() []error }); ok {
+				n = len(j.Unwrap())
+				err = j.Unwrap()[0]
+			}
+			w.log.Warn("some outcomes skipped: the records changed meanwhile", "skipped", n, "first", err)
 			w.applied.fire()
 			return nil
 		}

@@ -730,3 +730,72 @@ func TestDefaultOptionsDeliver(t *testing.T) {
 		t.Fatalf("%d answers 429 with default pacing", n)
 	}
 }
+
+// Transient failures never expire: a week of outage (an injected clock advanced half a day at
+// a time, hourly backoff capped at a day) keeps every record pending, probes the server only
+// now and then, and delivers everything when it returns.
+func TestWeekOfflineThenDelivered(t *testing.T) {
+	clk := newRunningClock()
+	srv := startServer(t, testserver.Options{PlainHTTP: true, Now: clk.Now})
+	ob := tempOutbox(t, outbox.Options{Now: clk.Now})
+	ct := &countingTransport{next: http.DefaultTransport.(*http.Transport).Clone()}
+	cfg := clientConfig(t, srv)
+	cfg.HTTPClient = &http.Client{Transport: ct, Timeout: 5 * time.Second}
+	cfg.Now = clk.Now
+	opts := fastOptions()
+	opts.Now = clk.Now
+	opts.BackoffBase = time.Hour
+	opts.BackoffMax = 24 * time.Hour
+	opts.Lease = 48 * time.Hour // the clock jumps; a lease must outlive a jump
+	w := newWorker(t, ob, newClient(t, cfg), opts)
+	events := enqueue(t, ob, outbox.KindEvent, 0, 300)
+	findings := enqueue(t, ob, outbox.KindFinding, 0, 50)
+
+	// idle: the worker has done all it can at this instant: nothing in flight, and nothing due
+	// or the global backoff holding until later.
+	idle := func() bool {
+		if ob.Stats().ByState[outbox.StateSending] > 0 {
+			return false
+		}
+		w.gate.mu.Lock()
+		held := w.gate.mode == gateHold && !w.gate.probing && w.gate.until.After(clk.Now())
+		w.gate.mu.Unlock()
+		if held {
+			return true
+		}
+		for _, k := range []outbox.Kind{outbox.KindEvent, outbox.KindFinding} {
+			if due, any := ob.NextDue(k); any && !due.After(clk.Now()) {
+				return false
+			}
+		}
+		return true
+	}
+	srv.SetDown(true)
+	stop := runWorker(t, w)
+	for range 14 { // 7 days, half a day at a time
+		eventually(t, 10*time.Second, "the worker to wait for the future", idle)
+		clk.Advance(12 * time.Hour)
+		w.Notify()
+	}
+	eventually(t, 10*time.Second, "the worker to wait for the future", idle)
+	probes := ct.n.Load()
+	st := ob.Stats()
+	if st.ByState[outbox.StateDead] != 0 || st.ByState[outbox.StatePending] != 350 {
+		t.Fatalf("after a week down: %v, want all 350 pending", st.ByState)
+	}
+	// A storm would be thousands; a backoff capped at a day with full jitter gives a few per day.
+	if probes < 3 || probes > 100 {
+		t.Fatalf("%d requests during a week of outage: want a few probes per day", probes)
+	}
+	srv.SetDown(false)
+	clk.Advance(25 * time.Hour) // past every backoff
+	w.Notify()
+	eventually(t, 30*time.Second, "delivery after a week", func() bool {
+		return ob.Stats().ByState[outbox.StateConfirmed] == 350
+	})
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	assertDelivered(t, ob, srv, events, findings)
+	t.Logf("%d requests during a week of outage", probes)
+}
