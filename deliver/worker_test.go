@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -798,4 +799,27 @@ func TestWeekOfflineThenDelivered(t *testing.T) {
 	}
 	assertDelivered(t, ob, srv, events, findings)
 	t.Logf("%d requests during a week of outage", probes)
+}
+
+// Closing the outbox under a running worker ends Run with the outbox's ErrClosed, after its
+// goroutines have stopped.
+func TestRunEndsWhenOutboxCloses(t *testing.T) {
+	srv := startServer(t, testserver.Options{})
+	ob := openOutbox(t, filepath.Join(t.TempDir(), "outbox.db"), outbox.Options{})
+	w := newWorker(t, ob, newClient(t, clientConfig(t, srv)), fastOptions())
+	enqueue(t, ob, outbox.KindEvent, 0, 10)
+	done := make(chan error, 1)
+	go func() { done <- w.Run(context.Background()) }()
+	eventually(t, 10*time.Second, "delivery", func() bool { return w.Counters().Confirmed == 10 })
+	if err := ob.Close(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if !errors.Is(err, outbox.ErrClosed) {
+			t.Fatalf("Run = %v, want ErrClosed", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not end after the outbox closed")
+	}
 }
