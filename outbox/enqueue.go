@@ -178,31 +178,47 @@ func (o *Outbox) prepare(it Item) (prepared, error) {
 		key = u.String()
 	}
 	generated := !present && it.Key == ""
-	plain := it.Payload
+	member := ""
 	if !present {
-		plain = injectID(it.Payload, open, field, key)
-		if len(plain) > o.opts.MaxRecordBytes {
-			return prepared{}, fmt.Errorf("outbox: enqueue %s %s: payload with %s is %d bytes, MaxRecordBytes is %d: %w",
-				it.Kind, key, field, len(plain), o.opts.MaxRecordBytes, ErrTooLarge)
-		}
-	} else {
-		plain = bytes.Clone(plain) // the caller may reuse its buffer once we return
+		member = idMember(it.Payload, open, field, key)
 	}
+	if n := len(it.Payload) + len(member); n > o.opts.MaxRecordBytes {
+		return prepared{}, fmt.Errorf("outbox: enqueue %s %s: payload with %s is %d bytes, MaxRecordBytes is %d: %w",
+			it.Kind, key, field, n, o.opts.MaxRecordBytes, ErrTooLarge)
+	}
+	// The record is encoded here, on the caller's goroutine, so the commit only
+	// copies bytes; its times are the time of the call. Unencrypted, the wire
+	// bytes are built in place as the tail of the encoding: one copy.
+	now := nanos(o.now())
+	p := prepared{kind: kc, key: key, newKey: generated}
+	p.st = stored{kind: kc, state: stateCodePending, fresh: true, next: now, created: now, updated: now,
+		plainLen: len(it.Payload) + len(member), key: key}
+	if o.sealer != nil {
+		p.st.keyID = o.sealer.id
+	}
+	var buf []byte
+	if o.sealer == nil {
+		buf = p.st.appendHeader(make([]byte, 0, p.st.headerCap()+p.st.plainLen))
+	}
+	h := len(buf)
+	if present {
+		buf = append(buf, it.Payload...)
+	} else {
+		buf = append(append(append(buf, it.Payload[:open+1]...), member...), it.Payload[open+1:]...)
+	}
+	p.plain = buf[h:]
 	if o.opts.Validate != nil {
-		if err := o.opts.Validate(it.Kind, plain); err != nil {
+		if err := o.opts.Validate(it.Kind, p.plain); err != nil {
 			return prepared{}, fmt.Errorf("outbox: enqueue %s %s: %w: %w", it.Kind, key, ErrInvalidPayload, err)
 		}
 	}
-	p := prepared{kind: kc, key: key, plain: plain, stored: plain, newKey: generated}
-	if o.sealer != nil {
-		p.stored, p.keyID = o.sealer.seal(plain, []byte(key)), o.sealer.id
+	if o.sealer == nil {
+		p.stored, p.st.payload, p.enc = p.plain, p.plain, buf
+	} else {
+		p.stored = o.sealer.seal(p.plain, []byte(key))
+		p.st.payload, p.keyID = p.stored, o.sealer.id
+		p.enc = p.st.encode()
 	}
-	// The record is encoded here, on the caller's goroutine, so the commit only
-	// copies bytes; its times are the time of the call.
-	now := nanos(o.now())
-	p.st = stored{kind: kc, state: stateCodePending, fresh: true, next: now, created: now, updated: now,
-		plainLen: len(plain), key: key, keyID: p.keyID, payload: p.stored}
-	p.enc = p.st.encode()
 	return p, nil
 }
 
@@ -232,18 +248,15 @@ func validKey(k string) bool {
 	return true
 }
 
-// injectID inserts "field":"key" as the object's first member, leaving every other
-// byte as the caller wrote it. key needs no escaping (validKey).
-func injectID(payload []byte, open int, field, key string) []byte {
+// idMember is what goes after the object's opening brace to make "field":"key"
+// its first member, leaving every other byte as the caller wrote it. key needs no
+// escaping (validKey).
+func idMember(payload []byte, open int, field, key string) string {
 	member := `"` + field + `":"` + key + `"`
-	rest := payload[open+1:]
-	if i := firstNonSpace(rest); i < 0 || rest[i] != '}' {
+	if i := firstNonSpace(payload[open+1:]); i < 0 || payload[open+1+i] != '}' {
 		member += ","
 	}
-	out := make([]byte, 0, len(payload)+len(member))
-	out = append(out, payload[:open+1]...)
-	out = append(out, member...)
-	return append(out, rest...)
+	return member
 }
 
 // jsonEqual compares two JSON documents as parsed values (numbers compared as text).

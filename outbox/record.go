@@ -178,7 +178,17 @@ func fromNanos(n int64) time.Time {
 }
 
 func (s *stored) encode() []byte {
-	b := make([]byte, 0, 3+6*binary.MaxVarintLen64+len(s.key)+len(s.reqID)+len(s.lastErr)+len(s.keyID)+len(s.payload)+32)
+	b := make([]byte, 0, s.headerCap()+len(s.payload))
+	return append(s.appendHeader(b), s.payload...)
+}
+
+// headerCap bounds the size of the encoding before the payload.
+func (s *stored) headerCap() int {
+	return 4 + 10*binary.MaxVarintLen64 + len(s.key) + len(s.reqID) + len(s.lastErr) + len(s.keyID)
+}
+
+// appendHeader appends the encoding of everything but the payload, which follows it.
+func (s *stored) appendHeader(b []byte) []byte {
 	var flags byte
 	if s.fresh {
 		flags |= flagFresh
@@ -197,7 +207,7 @@ func (s *stored) encode() []byte {
 		b = binary.AppendUvarint(b, uint64(len(str)))
 		b = append(b, str...)
 	}
-	return append(b, s.payload...)
+	return b
 }
 
 // decodeStored parses v. The payload aliases v: copy it before the transaction ends.
