@@ -3,6 +3,7 @@ package deliver
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -402,8 +403,12 @@ func TestSignedRetryMinutesLaterHasFreshTimestamp(t *testing.T) {
 	cfg := clientConfig(t, srv)
 	cfg.SignatureSecret = "s3cret"
 	cfg.Now = clk.Now
+	var logs syncBuffer
+	debugLog := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	cfg.Logger = debugLog
 	opts := fastOptions()
 	opts.Now = clk.Now
+	opts.Logger = debugLog
 	w := newWorker(t, ob, newClient(t, cfg), opts)
 	key, err := ob.Enqueue(context.Background(), outbox.KindEvent, eventPayload(1))
 	if err != nil {
@@ -438,6 +443,15 @@ func TestSignedRetryMinutesLaterHasFreshTimestamp(t *testing.T) {
 	}
 	if len(stamps) != 2 || stamps[1]-stamps[0] < 600 {
 		t.Fatalf("X-Timestamps %v: want two attempts ≥ 600 s apart", stamps)
+	}
+	// Secrets never reach a log line, even at debug level.
+	for _, secret := range []string{"s3cret", testserver.DefaultPassword, "Bearer ", "eyJ"} {
+		if strings.Contains(logs.String(), secret) {
+			t.Fatalf("a secret (%q…) is in the logs", secret[:3])
+		}
+	}
+	if !strings.Contains(logs.String(), "component=deliver") {
+		t.Fatal("no deliver log lines captured")
 	}
 	assertDelivered(t, ob, srv, []string{key}, nil)
 }
