@@ -53,7 +53,20 @@ func (v *vvSettings) client(logger *slog.Logger) (*vvapi.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return v.vv.client(v.c.env, logger.With("component", "vvapi"))
+	cfg, err := v.vv.config(v.c.env)
+	if err != nil {
+		return nil, err
+	}
+	// The worker owns retries: it persists each record's backoff, paces every request
+	// under the server's rate limit and holds one global backoff while the server is
+	// down. Retries inside the client would bypass all three.
+	cfg.MaxRetries = -1
+	cfg.Logger = logger.With("component", "vvapi")
+	c, err := vvapi.New(cfg)
+	if err != nil {
+		return nil, vvSettingError(err)
+	}
+	return c, nil
 }
 
 func isVVConfigError(err error) bool {
