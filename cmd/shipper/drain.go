@@ -37,22 +37,11 @@ one delivering.`, env)
 	if *timeout < 0 {
 		return c.usageErr("timeout", "must be 0 or more")
 	}
-	logger, err := lf.logger(c, env.Stderr)
+	d, err := resolveDelivery(c, env, o, vv, wf, lf)
 	if err != nil {
 		return c.fail(err)
 	}
-	obOpts, err := o.options(c)
-	if err != nil {
-		return c.fail(err)
-	}
-	wopts, err := wf.options(c)
-	if err != nil {
-		return c.fail(err)
-	}
-	client, err := vv.client(logger)
-	if err != nil {
-		return c.fail(err)
-	}
+	logger, obOpts, wopts, client := d.logger, d.obOpts, d.wopts, d.client
 	if dc, ok := dialDaemon(ctx, o.socketPath()); ok {
 		dc.Close()
 		return c.fail(fmt.Errorf("the daemon is already delivering (socket %s); use `shipper stats`", o.socketPath()))

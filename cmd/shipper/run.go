@@ -55,22 +55,11 @@ closes the outbox within --shutdown-timeout.`, env)
 	if *shutdownTimeout <= 0 {
 		return c.usageErr("shutdown-timeout", "must be positive")
 	}
-	logger, err := lf.logger(c, env.Stderr)
+	d, err := resolveDelivery(c, env, o, vv, wf, lf)
 	if err != nil {
 		return c.fail(err)
 	}
-	obOpts, err := o.options(c)
-	if err != nil {
-		return c.fail(err)
-	}
-	wopts, err := wf.options(c)
-	if err != nil {
-		return c.fail(err)
-	}
-	client, err := vv.client(logger)
-	if err != nil {
-		return c.fail(err)
-	}
+	logger, obOpts, wopts, client := d.logger, d.obOpts, d.wopts, d.client
 
 	if dc, ok := dialDaemon(ctx, o.socketPath()); ok {
 		dc.Close()
