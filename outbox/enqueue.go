@@ -344,7 +344,7 @@ func (w *wtx) enqueue(items []prepared) ([]string, *reqError, error) {
 		st := it.st
 		st.seq = ridOf(seq, it.kind)
 		w.delta.add(&st, 1) // fresh: no index entries besides the key
-		if err := w.rec(st.seq).Put(seqKey(st.seq), it.enc); err != nil {
+		if err := w.rec(st.seq).Put(w.key8(st.seq), it.enc); err != nil {
 			return nil, nil, err
 		}
 		idx = append(idx, keyRid{it.key, st.seq})
@@ -354,7 +354,8 @@ func (w *wtx) enqueue(items []prepared) ([]string, *reqError, error) {
 	// goroutines, callers' random ids) cost a shift each.
 	slices.SortFunc(idx, func(a, b keyRid) int { return strings.Compare(a.key, b.key) })
 	for _, e := range idx {
-		if err := w.b.keys.Put([]byte(e.key), seqKey(e.rid)); err != nil {
+		w.kbuf = append(append(w.kbuf[:0], w.b.keys.p), e.key...)
+		if err := w.b.keys.b.Put(w.kbuf, w.val8(e.rid)); err != nil {
 			return nil, nil, err
 		}
 	}

@@ -524,34 +524,68 @@ type wtx struct {
 		meta, events, findings                           *bolt.Bucket
 		keys, byState, due, leases, submitted, confirmed ix
 	}
+	// bbolt copies keys on Put but keeps values by reference until the commit:
+	// keys are built in one reused buffer, 8-byte values cut from a slab.
+	kbuf, vals []byte
+	slab       int
+}
+
+// key8 returns n big-endian in the reused key buffer: valid until the next call.
+func (w *wtx) key8(n uint64) []byte {
+	w.kbuf = binary.BigEndian.AppendUint64(w.kbuf[:0], n)
+	return w.kbuf
+}
+
+// val8 returns n big-endian in memory that lives until the commit.
+func (w *wtx) val8(n uint64) []byte {
+	if len(w.vals) < 8 {
+		// Slabs grow with the commit: a single record's commit allocates 64 bytes.
+		w.slab = min(max(2*w.slab, 64), 4096)
+		w.vals = make([]byte, w.slab)
+	}
+	v := w.vals[:8:8]
+	w.vals = w.vals[8:]
+	binary.BigEndian.PutUint64(v, n)
+	return v
 }
 
 func (w *wtx) bind() {
 	tx := w.tx
 	w.b.meta = tx.Bucket(bucketMeta)
-	w.b.events = tx.Bucket(bucketEvents)
-	w.b.findings = tx.Bucket(bucketFindings)
 	w.b.keys = indexOf(tx, bucketKeys)
 	w.b.byState = indexOf(tx, bucketByState)
 	w.b.due = indexOf(tx, bucketDue)
 	w.b.leases = indexOf(tx, bucketLeases)
 	w.b.submitted = indexOf(tx, bucketSubmitted)
 	w.b.confirmed = indexOf(tx, bucketConfirmed)
-	// Record ids only grow, so records are appended: full pages keep the file a
-	// third smaller.
-	w.b.events.FillPercent = 1.0
-	w.b.findings.FillPercent = 1.0
 	// Most index ranges grow at their end too (UUIDv7 keys, times): fuller
 	// pages, fewer of them written per commit.
 	w.b.keys.b.FillPercent = 0.9
 }
 
-// rec is the records bucket of the record with id rid.
+// rec is the records bucket of the record with id rid. The records buckets are
+// opened on first use: opening a bucket costs allocations, and most commits
+// touch one kind only.
 func (w *wtx) rec(rid uint64) *bolt.Bucket {
 	if ridKind(rid) == kindCodeFinding {
+		if w.b.findings == nil {
+			w.b.findings = openRecords(w.tx, bucketFindings)
+		}
 		return w.b.findings
 	}
+	if w.b.events == nil {
+		w.b.events = openRecords(w.tx, bucketEvents)
+	}
 	return w.b.events
+}
+
+func openRecords(tx *bolt.Tx, name []byte) *bolt.Bucket {
+	b := tx.Bucket(name)
+	// Record ids only grow, so records are appended: full pages keep the file a
+	// third smaller. (Only rec's buckets are written, so setting it here covers
+	// every write.)
+	b.FillPercent = 1.0
+	return b
 }
 
 // recordsOf is the records bucket of kind code kc in tx.
