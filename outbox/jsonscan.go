@@ -2,6 +2,7 @@ package outbox
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -132,11 +133,9 @@ func (s *jsonScanner) str() (start, end int, escaped bool, err error) {
 		if bs >= 0 {
 			seg = seg[:bs]
 		}
-		for k, c := range seg {
-			if c < 0x20 {
-				s.i = i + k
-				return 0, 0, false, s.fail("no control character in string")
-			}
+		if k := ctrlIndex(seg); k >= 0 {
+			s.i = i + k
+			return 0, 0, false, s.fail("no control character in string")
 		}
 		if bs < 0 {
 			s.i = i + j + 1
@@ -162,6 +161,26 @@ func (s *jsonScanner) str() (start, end int, escaped bool, err error) {
 			return 0, 0, false, s.fail("valid escape")
 		}
 	}
+}
+
+// ctrlIndex returns the index of the first byte of b below 0x20, or -1. It tests
+// eight bytes at a time (a word has a byte < n, n ≤ 128, iff
+// (w - n·0x01…01) &^ w & 0x80…80 ≠ 0): string bytes are most of a payload.
+func ctrlIndex(b []byte) int {
+	const lo, hi = 0x2020202020202020, 0x8080808080808080
+	i := 0
+	for ; i+8 <= len(b); i += 8 {
+		w := binary.LittleEndian.Uint64(b[i:])
+		if (w-lo)&^w&hi != 0 {
+			break
+		}
+	}
+	for ; i < len(b); i++ {
+		if b[i] < 0x20 {
+			return i
+		}
+	}
+	return -1
 }
 
 func isHex(c byte) bool {

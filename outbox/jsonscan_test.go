@@ -110,3 +110,33 @@ func TestScanPayloadMatchesValid(t *testing.T) {
 		}
 	})
 }
+
+// TestCtrlIndex checks the word-at-a-time control character search against a
+// byte loop, for every byte value at every position of short and word-sized inputs.
+func TestCtrlIndex(t *testing.T) {
+	naive := func(b []byte) int {
+		for i, c := range b {
+			if c < 0x20 {
+				return i
+			}
+		}
+		return -1
+	}
+	for n := 0; n <= 19; n++ {
+		for pos := 0; pos < n; pos++ {
+			for c := 0; c < 256; c++ {
+				b := []byte(strings.Repeat("a", n))
+				b[pos] = byte(c)
+				if pos+1 < n {
+					b[n-1] = 0x1f // a later control byte must not win
+				}
+				if got, want := ctrlIndex(b), naive(b); got != want {
+					t.Fatalf("ctrlIndex(%q) = %d, want %d", b, got, want)
+				}
+			}
+		}
+	}
+	if got := ctrlIndex([]byte(strings.Repeat("\x7f\x80\xff ", 5))); got != -1 {
+		t.Fatalf("ctrlIndex(no control bytes) = %d, want -1", got)
+	}
+}
