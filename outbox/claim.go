@@ -138,6 +138,12 @@ func (w *wtx) expireLeases(now int64) error {
 		}
 		seqs = append(seqs, binary.BigEndian.Uint64(k[8:]))
 	}
+	return w.returnToPending(seqs, now)
+}
+
+// returnToPending moves sending records back to pending, due at now, without
+// counting an attempt: their sender is gone, not refused.
+func (w *wtx) returnToPending(seqs []uint64, now int64) error {
 	for _, seq := range seqs {
 		old, err := w.load(seq)
 		if err != nil {

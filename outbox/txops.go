@@ -95,16 +95,8 @@ func (w *wtx) delIndexes(st *stored) error {
 func (w *wtx) returnLeases() error {
 	seqs := collectSeqs(w.b.leases.Cursor(), nil, -1)
 	now := nanos(w.now)
-	for _, seq := range seqs {
-		old, err := w.load(seq)
-		if err != nil {
-			return err
-		}
-		st := old
-		st.state, st.lease, st.next, st.updated = stateCodePending, 0, now, now
-		if err := w.move(&old, &st); err != nil {
-			return err
-		}
+	if err := w.returnToPending(seqs, now); err != nil {
+		return err
 	}
 	if len(seqs) > 0 {
 		w.o.log.Info("outbox: returned leases of a previous process to pending", "path", w.o.path, "records", len(seqs))
