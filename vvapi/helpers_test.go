@@ -9,13 +9,14 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/spectrastrike/shipper/internal/transcript"
+	"github.com/stretchr/testify/require"
 )
 
 const (
@@ -185,43 +186,12 @@ func testClient(t *testing.T, base string, mutate func(*Config)) (*Client, *wait
 	return c, ws
 }
 
-// transcript is ../shared/vectorvue/transcripts.json.
-type transcript struct {
-	About     string `json:"about"`
-	Exchanges []struct {
-		Instance string `json:"instance"`
-		Name     string `json:"name"`
-		Request  struct {
-			Method  string            `json:"method"`
-			Path    string            `json:"path"`
-			Headers map[string]string `json:"headers"`
-			BodyRaw *string           `json:"body_raw"`
-		} `json:"request"`
-		Response struct {
-			Status  int               `json:"status"`
-			Headers map[string]string `json:"headers"`
-			BodyRaw *string           `json:"body_raw"`
-		} `json:"response"`
-	} `json:"exchanges"`
-}
-
-// loadTranscript reads the recorded exchanges; CI keeps shared/ beside the
-// repository. A missing file fails the test: the recordings are the contract.
-func loadTranscript(t *testing.T) *transcript {
+// loadTranscript returns the exchanges recorded against the real server.
+func loadTranscript(t *testing.T) *transcript.Set {
 	t.Helper()
-	p := filepath.Join("..", "..", "shared", "vectorvue", "transcripts.json")
-	b, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatalf("transcripts.json must be at %s (shared/ beside the repository): %v", p, err)
-	}
-	var tr transcript
-	if err := json.Unmarshal(b, &tr); err != nil {
-		t.Fatalf("parse %s: %v", p, err)
-	}
-	if len(tr.Exchanges) == 0 {
-		t.Fatalf("%s holds no exchanges", p)
-	}
-	return &tr
+	tr, err := transcript.Load()
+	require.NoError(t, err)
+	return tr
 }
 
 // capture is a slog handler keeping every formatted line.

@@ -18,7 +18,9 @@ import (
 	"testing"
 
 	"github.com/spectrastrike/shipper/internal/testserver"
+	"github.com/spectrastrike/shipper/internal/transcript"
 	"github.com/spectrastrike/shipper/vvapi"
+	"github.com/stretchr/testify/require"
 )
 
 const (
@@ -27,40 +29,13 @@ const (
 	smokeToken    = "eyJsmoke.token.value"
 )
 
-// recording is one exchange of ../shared/vectorvue/transcripts.json.
-type recording struct {
-	Instance string `json:"instance"`
-	Name     string `json:"name"`
-	Request  struct {
-		Method  string            `json:"method"`
-		Path    string            `json:"path"`
-		Headers map[string]string `json:"headers"`
-		BodyRaw *string           `json:"body_raw"`
-	} `json:"request"`
-	Response struct {
-		Status  int     `json:"status"`
-		BodyRaw *string `json:"body_raw"`
-	} `json:"response"`
-}
-
-func loadRecordings(t *testing.T) map[string]recording {
+// loadRecordings indexes the exchanges recorded against the real server by
+// "instance/name".
+func loadRecordings(t *testing.T) map[string]transcript.Exchange {
 	t.Helper()
-	p := filepath.Join("..", "..", "..", "shared", "vectorvue", "transcripts.json")
-	b, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatalf("transcripts.json must be at %s (shared/ beside the repository): %v", p, err)
-	}
-	var tr struct {
-		Exchanges []recording `json:"exchanges"`
-	}
-	if err := json.Unmarshal(b, &tr); err != nil {
-		t.Fatal(err)
-	}
-	out := map[string]recording{}
-	for _, ex := range tr.Exchanges {
-		out[ex.Instance+"/"+ex.Name] = ex
-	}
-	return out
+	tr, err := transcript.Load()
+	require.NoError(t, err)
+	return tr.ByID()
 }
 
 // smokeServer is an HTTPS server with a private CA that answers like the
@@ -70,7 +45,7 @@ type smokeServer struct {
 	t      *testing.T
 	srv    *httptest.Server
 	caFile string
-	rec    map[string]recording
+	rec    map[string]transcript.Exchange
 	// override answers a route ("event", "finding", ...) differently.
 	override map[string]http.HandlerFunc
 
@@ -139,7 +114,7 @@ func (s *smokeServer) serve(w http.ResponseWriter, r *http.Request) {
 }
 
 // check holds a request to its recording.
-func (s *smokeServer) check(route string, rec recording, r *http.Request, body []byte) {
+func (s *smokeServer) check(route string, rec transcript.Exchange, r *http.Request, body []byte) {
 	t := s.t
 	if r.Method != rec.Request.Method {
 		t.Errorf("%s: method %s, recorded %s", route, r.Method, rec.Request.Method)

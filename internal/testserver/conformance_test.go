@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"reflect"
 	"sort"
 	"strings"
@@ -15,50 +14,23 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/spectrastrike/shipper/internal/transcript"
+	"github.com/stretchr/testify/require"
 )
-
-// transcriptsPath is the recorded behaviour of the real VectorVue, beside the repository.
-const transcriptsPath = "../../../shared/vectorvue/transcripts.json"
 
 // The secrets the signed instance was recorded with (transcripts.json "about").
 const (
-	recordedHMACSecret  = "local-peer-test-hmac-secret"
-	recordedEnvelopeKey = "local-peer-test-envelope-key"
+	recordedHMACSecret  = transcript.HMACSecret
+	recordedEnvelopeKey = transcript.EnvelopeKey
 	jwtPlaceholder      = "<jwt from login>"
 )
 
-type transcripts struct {
-	About     string     `json:"about"`
-	Exchanges []exchange `json:"exchanges"`
-}
+type exchange = transcript.Exchange
 
-type exchange struct {
-	Instance string `json:"instance"`
-	Name     string `json:"name"`
-	Request  struct {
-		Method  string            `json:"method"`
-		Path    string            `json:"path"`
-		Headers map[string]string `json:"headers"`
-		BodyRaw *string           `json:"body_raw"`
-	} `json:"request"`
-	Response struct {
-		Status  int               `json:"status"`
-		Headers map[string]string `json:"headers"`
-		BodyRaw *string           `json:"body_raw"`
-	} `json:"response"`
-}
-
-func loadTranscripts(t *testing.T) transcripts {
+func loadTranscripts(t *testing.T) *transcript.Set {
 	t.Helper()
-	raw, err := os.ReadFile(transcriptsPath)
-	if err != nil {
-		// Never skip: without the recording there is nothing to hold the fake to.
-		t.Fatalf("the recorded transcripts are required and missing: %v", err)
-	}
-	var tr transcripts
-	if err := json.Unmarshal(raw, &tr); err != nil {
-		t.Fatalf("transcripts.json: %v", err)
-	}
+	tr, err := transcript.Load()
+	require.NoError(t, err, "the recorded transcripts are required")
 	return tr
 }
 
