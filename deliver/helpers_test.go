@@ -1,7 +1,6 @@
 package deliver
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -13,6 +12,7 @@ import (
 	"time"
 
 	"github.com/spectrastrike/shipper/internal/testserver"
+	"github.com/spectrastrike/shipper/internal/testutil"
 	"github.com/spectrastrike/shipper/outbox"
 	"github.com/spectrastrike/shipper/vvapi"
 )
@@ -114,23 +114,7 @@ func newWorker(t testing.TB, ob *outbox.Outbox, c *vvapi.Client, opts Options) *
 	return w
 }
 
-// syncBuffer is a log sink safe for concurrent writers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+type syncBuffer = testutil.SyncBuffer
 
 // testLogger logs to buf (nil: nowhere), and also to stderr at debug level when
 // SHIPPER_DEBUG is set.

@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/spectrastrike/shipper/internal/testserver"
+	"github.com/spectrastrike/shipper/internal/testutil"
 	"github.com/spectrastrike/shipper/outbox"
 )
 
@@ -472,22 +473,7 @@ type daemon struct {
 	exited      chan error
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+type syncBuffer = testutil.SyncBuffer
 
 func (e *cliEnv) startDaemon(args ...string) *daemon {
 	e.t.Helper()
