@@ -6,7 +6,7 @@ BIN := bin/shipper
 all: build
 
 build:
-	$(GO) build -o $(BIN) ./cmd/shipper
+	$(GO) build -buildvcs=auto -o $(BIN) ./cmd/shipper
 
 # The test command CI runs (.ci/run) and README.md gives.
 test:

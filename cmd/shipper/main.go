@@ -65,6 +65,9 @@ func run(ctx context.Context, args []string, env Env) int {
 		}
 		return exitOK
 	}
+	if args[0] == "--version" || args[0] == "-version" {
+		args[0] = "version"
+	}
 	v, ok := verbs[args[0]]
 	if !ok {
 		fmt.Fprintf(env.Stderr, "shipper: unknown verb %q; run 'shipper help'\n", args[0])

@@ -25,6 +25,7 @@ type testserverConfig struct {
 	tenant     string
 	user       string
 	pwSource   string // where the password came from, never the password
+	pwBuiltin  string // the public built-in test password, when no other was given
 	caOut      string
 	fault      *testserver.Fault
 	secretFrom string
@@ -32,7 +33,7 @@ type testserverConfig struct {
 
 const testserverAbout = `
 Runs a fake VectorVue ingest server that answers like the real one (see
-shared/vectorvue/CONTRACT.md), for 'shipper smoke', demos and manual tests.
+docs/vectorvue-api.md), for 'shipper smoke', demos and manual tests.
 It listens on 127.0.0.1 over HTTPS with a certificate it generates at start;
 its CA certificate is written to --ca-out (or a temporary file) for clients
 (VECTORVUE_CA_FILE). Ctrl-C stops it.
@@ -129,6 +130,7 @@ func parseTestserverFlags(args []string, env Env) (testserverConfig, int, bool) 
 	}
 	if pw == "" {
 		pw, src = testserver.DefaultPassword, "the built-in recorded test password (testserver.DefaultPassword)"
+		cfg.pwBuiltin = pw
 	}
 	cfg.pwSource = src
 	secret, src, problem := tsSecret(tsSecretSpec{
@@ -247,6 +249,42 @@ func tsSecretFile(setting, path string) (value, source, problem string) {
 	return line, setting + " " + path, ""
 }
 
+// printExports prints the lines a user pastes into the shell that runs
+// shipper against this server. The built-in test password is printed as is:
+// it is public (internal/testserver.DefaultPassword) and the user needs it. A
+// secret the user gave is never printed; the line names where it came from.
+func printExports(out io.Writer, url, caPath string, cfg testserverConfig) {
+	fmt.Fprintln(out, "  For shipper, in another shell:")
+	fmt.Fprintf(out, "    export VECTORVUE_BASE_URL=%s\n", url)
+	fmt.Fprintf(out, "    export VECTORVUE_TENANT_ID=%s\n", cfg.tenant)
+	fmt.Fprintf(out, "    export VECTORVUE_USERNAME=%s\n", cfg.user)
+	fmt.Fprintln(out, "    "+exportSecret("VECTORVUE_PASSWORD", cfg.pwSource, cfg.pwBuiltin))
+	if cfg.opts.SignatureSecret != "" {
+		fmt.Fprintln(out, "    "+exportSecret("VECTORVUE_SIGNATURE_SECRET", cfg.secretFrom, ""))
+	}
+	if cfg.opts.PlainHTTP {
+		fmt.Fprintln(out, "    export VECTORVUE_REQUIRE_HTTPS=false")
+	} else {
+		fmt.Fprintf(out, "    export VECTORVUE_CA_FILE=%s\n", caPath)
+	}
+}
+
+// exportSecret is the export line for a secret that came from source (as
+// tsSecret names it), or builtin when it is the server's public default.
+func exportSecret(name, source, builtin string) string {
+	switch {
+	case builtin != "":
+		return fmt.Sprintf("export %s='%s'   # the built-in test password", name, builtin)
+	case strings.HasPrefix(source, "--") && strings.Contains(source, " "),
+		strings.HasPrefix(source, name+"_FILE "):
+		_, path, _ := strings.Cut(source, " ")
+		return fmt.Sprintf("export %s_FILE=%s", name, path)
+	case source == "$"+name:
+		return fmt.Sprintf("# %s: already set in this environment", name)
+	}
+	return fmt.Sprintf("# %s: the value given with %s (not printed)", name, source)
+}
+
 // parseRateLimit accepts "off", "N" or "N/min".
 func parseRateLimit(s string) (int, error) {
 	if strings.EqualFold(s, "off") {
@@ -301,7 +339,6 @@ func serveTestserver(ctx context.Context, cfg testserverConfig, env Env) int {
 	started := time.Now()
 	out := env.Stdout
 	fmt.Fprintf(out, "shipper testserver: listening on %s\n", srv.URL())
-	fmt.Fprintf(out, "  VECTORVUE_BASE_URL=%s\n", srv.URL())
 	fmt.Fprintf(out, "  tenant %s, user %s, password from %s\n", cfg.tenant, cfg.user, cfg.pwSource)
 	if len(cfg.opts.Tenants) > 1 {
 		fmt.Fprintf(out, "  second tenant %s (same user): logins must give tenant_id\n", testserver.SecondTenantID)
@@ -310,7 +347,6 @@ func serveTestserver(ctx context.Context, cfg testserverConfig, env Env) int {
 		fmt.Fprintln(out, "  plain HTTP (no CA certificate)")
 	} else {
 		fmt.Fprintf(out, "  CA certificate: %s\n", caPath)
-		fmt.Fprintf(out, "  VECTORVUE_CA_FILE=%s\n", caPath)
 	}
 	if cfg.opts.SignatureSecret != "" {
 		fmt.Fprintf(out, "  request signing required (secret from %s)\n", cfg.secretFrom)
@@ -335,6 +371,7 @@ func serveTestserver(ctx context.Context, cfg testserverConfig, env Env) int {
 			fmt.Fprintf(out, "  latency: %s added to every answer\n", f.Latency)
 		}
 	}
+	printExports(out, srv.URL(), caPath, cfg)
 	fmt.Fprintln(out, "  Ctrl-C stops it.")
 
 	<-ctx.Done()
