@@ -15,7 +15,7 @@ const (
 	KindFinding Kind = "finding"
 )
 
-// State is where a record is in its life (see DESIGN.md).
+// State is where a record is in its life (docs/architecture.md).
 type State string
 
 const (
