@@ -3,6 +3,9 @@ package deliver
 import (
 	"testing"
 	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 func TestBackoff(t *testing.T) {
@@ -26,18 +29,17 @@ func TestBackoff(t *testing.T) {
 	}
 	for _, tc := range tests {
 		got := backoff(tc.n, base, max, tc.retryAfter, tc.r)
-		if d := got - tc.want; d < -time.Microsecond || d > time.Microsecond {
-			t.Errorf("backoff(%d, ra=%v, r=%v) = %v, want %v", tc.n, tc.retryAfter, tc.r, got, tc.want)
-		}
+		assert.InDelta(t, tc.want, got, float64(time.Microsecond), "backoff(%d, ra=%v, r=%v) = %v, want %v",
+			tc.n, tc.retryAfter, tc.r, got, tc.want)
 	}
 }
 
 func TestBackoffNeverExceedsCapWithoutRetryAfter(t *testing.T) {
 	for n := 1; n < 200; n++ {
 		for _, r := range []float64{0, 0.3, 0.999} {
-			if d := backoff(n, 3*time.Millisecond, 5*time.Minute, 0, r); d < 0 || d > 5*time.Minute {
-				t.Fatalf("backoff(%d, r=%v) = %v out of [0, 5m]", n, r, d)
-			}
+			d := backoff(n, 3*time.Millisecond, 5*time.Minute, 0, r)
+			require.GreaterOrEqual(t, d, time.Duration(0), "backoff(%d, r=%v) = %v out of [0, 5m]", n, r, d)
+			require.LessOrEqual(t, d, 5*time.Minute, "backoff(%d, r=%v) = %v out of [0, 5m]", n, r, d)
 		}
 	}
 }
@@ -45,8 +47,6 @@ func TestBackoffNeverExceedsCapWithoutRetryAfter(t *testing.T) {
 func TestPollBackoff(t *testing.T) {
 	want := []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second, 10 * time.Second, 10 * time.Second}
 	for i, w := range want {
-		if got := pollBackoff(i+1, time.Second, 10*time.Second); got != w {
-			t.Errorf("pollBackoff(%d) = %v, want %v", i+1, got, w)
-		}
+		assert.Equal(t, w, pollBackoff(i+1, time.Second, 10*time.Second), "pollBackoff(%d)", i+1)
 	}
 }

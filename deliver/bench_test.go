@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/require"
+
 	"github.com/spectrastrike/shipper/internal/testserver"
 	"github.com/spectrastrike/shipper/outbox"
 )
@@ -87,17 +89,16 @@ func BenchmarkDrain(b *testing.B) {
 			for i := range items {
 				items[i] = outbox.Item{Kind: outbox.KindEvent, Payload: benchEvent(iter, i)}
 			}
-			if _, err := ob.EnqueueAll(context.Background(), items); err != nil {
-				b.Fatal(err)
-			}
+			_, err := ob.EnqueueAll(context.Background(), items)
+			require.NoError(b, err, "EnqueueAll")
 			b.StartTimer()
 			drain(b, w, 5*time.Minute)
 			total += benchRecords
 		}
 		b.ReportMetric(float64(total)/b.Elapsed().Seconds(), "records/s")
-		if c := w.Counters(); c.Confirmed != int64(total) || len(c.Dead) != 0 {
-			b.Fatalf("counters %+v, want %d confirmed", c, total)
-		}
+		c := w.Counters()
+		require.EqualValues(b, total, c.Confirmed, "confirmed; counters %+v", c)
+		require.Empty(b, c.Dead, "dead; counters %+v", c)
 	})
 }
 
@@ -106,16 +107,13 @@ func benchLogin(b *testing.B, hc *http.Client, base string) string {
 	body, _ := json.Marshal(map[string]string{"username": testserver.DefaultUsername,
 		"password": testserver.DefaultPassword, "tenant_id": tenant})
 	resp, err := hc.Post(base+testserver.LoginPath, "application/json", bytes.NewReader(body))
-	if err != nil {
-		b.Fatal(err)
-	}
+	require.NoError(b, err, "POST login")
 	defer resp.Body.Close()
 	var out struct {
 		AccessToken string `json:"access_token"`
 	}
-	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || out.AccessToken == "" {
-		b.Fatalf("login: %d %v", resp.StatusCode, err)
-	}
+	require.NoError(b, json.NewDecoder(resp.Body).Decode(&out), "login answer (HTTP %d)", resp.StatusCode)
+	require.NotEmpty(b, out.AccessToken, "login answer without a token (HTTP %d)", resp.StatusCode)
 	return out.AccessToken
 }
 
@@ -131,14 +129,10 @@ func benchPost(b *testing.B, hc *http.Client, url, token string, body []byte) {
 	req.Header.Set("X-Timestamp", ts)
 	req.Header.Set("X-Signature", hex.EncodeToString(mac.Sum(nil)))
 	resp, err := hc.Do(req)
-	if err != nil {
-		b.Fatal(err)
-	}
+	require.NoError(b, err, "POST %s", url)
 	_, _ = io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
-	if resp.StatusCode != http.StatusAccepted {
-		b.Fatalf("POST: %d", resp.StatusCode)
-	}
+	require.Equal(b, http.StatusAccepted, resp.StatusCode, "POST %s", url)
 }
 
 // BenchmarkLatency measures enqueue→confirmed at a light load: one record at a time, the
@@ -167,29 +161,21 @@ func BenchmarkLatency(b *testing.B) {
 			for i := 0; i < b.N; i++ {
 				start := time.Now()
 				key, err := ob.Enqueue(context.Background(), outbox.KindEvent, eventPayload(i))
-				if err != nil {
-					b.Fatal(err)
-				}
+				require.NoError(b, err, "Enqueue")
 				w.Notify()
 				for {
 					r, err := ob.Get(key)
-					if err != nil {
-						b.Fatal(err)
-					}
+					require.NoError(b, err, "Get %s", key)
 					if r.State == outbox.StateConfirmed {
 						break
 					}
-					if r.State == outbox.StateDead {
-						b.Fatalf("dead: %s", r.LastError)
-					}
+					require.NotEqual(b, outbox.StateDead, r.State, "dead: %s", r.LastError)
 					time.Sleep(200 * time.Microsecond)
 				}
 				lat = append(lat, time.Since(start))
 			}
 			b.StopTimer()
-			if err := stop(); err != nil {
-				b.Fatal(err)
-			}
+			require.NoError(b, stop(), "stop the worker")
 			slices.Sort(lat)
 			pct := func(p float64) float64 {
 				return float64(lat[min(len(lat)-1, int(p*float64(len(lat))))].Microseconds()) / 1000

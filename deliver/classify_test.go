@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
+
 	"github.com/spectrastrike/shipper/vvapi"
 )
 
@@ -63,12 +65,13 @@ func TestClassify(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			v := classify(tc.err, tc.batch)
-			if v.act != tc.act || v.reason != tc.reason || v.down != tc.down || v.throttled != tc.throttled || v.retryAfter != tc.after {
-				t.Fatalf("classify = %+v (act %v), want act %v reason %q down %v throttled %v after %v",
-					v, v.act, tc.act, tc.reason, tc.down, tc.throttled, tc.after)
-			}
-			if tc.message != "" && v.message != tc.message {
-				t.Fatalf("message = %q, want %q", v.message, tc.message)
+			assert.Equal(t, tc.act, v.act, "act of %+v", v)
+			assert.Equal(t, tc.reason, v.reason, "reason of %+v", v)
+			assert.Equal(t, tc.down, v.down, "down of %+v", v)
+			assert.Equal(t, tc.throttled, v.throttled, "throttled of %+v", v)
+			assert.Equal(t, tc.after, v.retryAfter, "retryAfter of %+v", v)
+			if tc.message != "" {
+				assert.Equal(t, tc.message, v.message, "message of %+v", v)
 			}
 		})
 	}
@@ -90,8 +93,8 @@ func TestItemVerdict(t *testing.T) {
 	}
 	for _, tc := range tests {
 		v := itemVerdict(tc.it)
-		if v.act != tc.act || v.reason != tc.reason || v.message != tc.msg {
-			t.Errorf("itemVerdict(%+v) = %+v, want %v %q %q", tc.it, v, tc.act, tc.reason, tc.msg)
-		}
+		assert.Equal(t, tc.act, v.act, "act of itemVerdict(%+v) = %+v", tc.it, v)
+		assert.Equal(t, tc.reason, v.reason, "reason of itemVerdict(%+v) = %+v", tc.it, v)
+		assert.Equal(t, tc.msg, v.message, "message of itemVerdict(%+v) = %+v", tc.it, v)
 	}
 }

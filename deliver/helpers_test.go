@@ -11,6 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
 	"github.com/spectrastrike/shipper/internal/testserver"
 	"github.com/spectrastrike/shipper/internal/testutil"
 	"github.com/spectrastrike/shipper/outbox"
@@ -27,9 +30,7 @@ func startServer(t testing.TB, opts testserver.Options) *testserver.Server {
 		opts.RateLimit = -1
 	}
 	srv, err := testserver.Start(opts)
-	if err != nil {
-		t.Fatalf("testserver.Start: %v", err)
-	}
+	require.NoError(t, err, "testserver.Start")
 	t.Cleanup(func() { _ = srv.Close() })
 	return srv
 }
@@ -50,9 +51,7 @@ func clientConfig(t testing.TB, srv *testserver.Server) vvapi.Config {
 	}
 	if len(srv.URL()) > 5 && srv.URL()[:5] == "https" {
 		ca := filepath.Join(t.TempDir(), "ca.pem")
-		if err := srv.WriteCA(ca); err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, srv.WriteCA(ca), "write the test server's CA")
 		cfg.CAFile = ca
 	} else {
 		cfg.AllowHTTP = true
@@ -63,18 +62,14 @@ func clientConfig(t testing.TB, srv *testserver.Server) vvapi.Config {
 func newClient(t testing.TB, cfg vvapi.Config) *vvapi.Client {
 	t.Helper()
 	c, err := vvapi.New(cfg)
-	if err != nil {
-		t.Fatalf("vvapi.New: %v", err)
-	}
+	require.NoError(t, err, "vvapi.New")
 	return c
 }
 
 func openOutbox(t testing.TB, path string, opts outbox.Options) *outbox.Outbox {
 	t.Helper()
 	ob, err := outbox.Open(path, opts)
-	if err != nil {
-		t.Fatalf("outbox.Open: %v", err)
-	}
+	require.NoError(t, err, "outbox.Open %s", path)
 	return ob
 }
 
@@ -108,9 +103,7 @@ func fastOptions() Options {
 func newWorker(t testing.TB, ob *outbox.Outbox, c *vvapi.Client, opts Options) *Worker {
 	t.Helper()
 	w, err := New(ob, c, opts)
-	if err != nil {
-		t.Fatalf("deliver.New: %v", err)
-	}
+	require.NoError(t, err, "deliver.New")
 	return w
 }
 
@@ -157,9 +150,7 @@ func enqueue(t testing.TB, ob *outbox.Outbox, kind outbox.Kind, start, n int) []
 			items = append(items, outbox.Item{Kind: kind, Payload: gen(start + i)})
 		}
 		ks, err := ob.EnqueueAll(context.Background(), items)
-		if err != nil {
-			t.Fatalf("EnqueueAll: %v", err)
-		}
+		require.NoError(t, err, "EnqueueAll")
 		keys = append(keys, ks...)
 	}
 	return keys
@@ -170,9 +161,7 @@ func drain(t testing.TB, w *Worker, timeout time.Duration) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	if err := w.Drain(ctx); err != nil {
-		t.Fatalf("Drain: %v (counters %+v)", err, w.Counters())
-	}
+	require.NoError(t, w.Drain(ctx), "Drain (counters %+v)", w.Counters())
 }
 
 // assertDelivered checks that every key is confirmed in the outbox and stored exactly once
@@ -191,42 +180,29 @@ func assertDelivered(t testing.TB, ob *outbox.Outbox, srv *testserver.Server, ev
 		for _, r := range set.rows {
 			stored[r.ID]++
 		}
-		if len(set.rows) != len(set.keys) {
-			t.Errorf("%s: server holds %d rows, want %d", set.name, len(set.rows), len(set.keys))
-		}
+		assert.Len(t, set.rows, len(set.keys), "%s: rows the server holds", set.name)
 		bad := 0
 		for _, k := range set.keys {
 			rec, err := ob.Get(k)
-			if err != nil {
-				t.Fatalf("Get %s: %v", k, err)
-			}
+			require.NoError(t, err, "Get %s", k)
 			if rec.State != outbox.StateConfirmed || stored[k] != 1 {
-				if bad < 5 {
-					t.Errorf("%s %s: state %s (last error %q), stored %d times", set.name, k, rec.State, rec.LastError, stored[k])
+				if bad < 5 { // the first few name the records; the count follows
+					assert.Fail(t, "record not confirmed-and-stored-once", "%s %s: state %s (last error %q), stored %d times",
+						set.name, k, rec.State, rec.LastError, stored[k])
 				}
 				bad++
 			}
 		}
-		if bad > 0 {
-			t.Errorf("%s: %d of %d records not confirmed-and-stored-once", set.name, bad, len(set.keys))
-		}
+		assert.Zero(t, bad, "%s: records of %d not confirmed-and-stored-once", set.name, len(set.keys))
 	}
-	if st := ob.Stats(); st.ByState[outbox.StateDead] != 0 {
-		t.Errorf("dead records: %d", st.ByState[outbox.StateDead])
-	}
+	assert.Zero(t, ob.Stats().ByState[outbox.StateDead], "dead records")
 }
 
 // eventually polls cond until it holds or timeout passes; it waits on asynchronous work,
 // not on a clock.
 func eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
+	require.Eventually(t, cond, timeout, 2*time.Millisecond, "timed out after %v waiting for %s", timeout, what)
 }
 
 // runWorker runs w.Run in the background; the returned stop cancels it and waits.

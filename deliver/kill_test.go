@@ -13,6 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
 	"github.com/spectrastrike/shipper/internal/testserver"
 	"github.com/spectrastrike/shipper/outbox"
 	"github.com/spectrastrike/shipper/vvapi"
@@ -89,9 +92,7 @@ func TestKilledChildRestartsDeliverEverythingOnce(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "outbox.db")
 	ca := filepath.Join(dir, "ca.pem")
-	if err := srv.WriteCA(ca); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, srv.WriteCA(ca), "write the test server's CA")
 
 	var events, findings []string
 	interrupted := 0 // cycles whose kill left work unfinished
@@ -103,9 +104,7 @@ func TestKilledChildRestartsDeliverEverythingOnce(t *testing.T) {
 		}
 		events = append(events, enqueue(t, ob, outbox.KindEvent, i*300, 300)...)
 		findings = append(findings, enqueue(t, ob, outbox.KindFinding, i*100, 100)...)
-		if err := ob.Close(); err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, ob.Close(), "close the outbox before cycle %d", i)
 	}
 
 	for i := range cycles {
@@ -116,9 +115,7 @@ func TestKilledChildRestartsDeliverEverythingOnce(t *testing.T) {
 		cmd.Env = append(os.Environ(), envChild+"=1", envOutbox+"="+path, envURL+"="+srv.URL(), envCA+"="+ca,
 			envDefer+"="+strconv.Itoa(i%2))
 		cmd.Stderr = &stderr
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, cmd.Start(), "cycle %d: start the child", i)
 		after := time.Duration(100+rng.IntN(600)) * time.Millisecond
 		timer := time.NewTimer(after)
 		exited := make(chan error, 1)
@@ -129,7 +126,7 @@ func TestKilledChildRestartsDeliverEverythingOnce(t *testing.T) {
 			<-exited
 		case err := <-exited:
 			timer.Stop()
-			t.Fatalf("cycle %d: child exited by itself: %v\n%s", i, err, stderr.String())
+			require.FailNow(t, "child exited by itself", "cycle %d: %v\n%s", i, err, stderr.String())
 		}
 	}
 
@@ -140,8 +137,7 @@ func TestKilledChildRestartsDeliverEverythingOnce(t *testing.T) {
 	w := newWorker(t, ob, newClient(t, clientConfig(t, srv)), fastOptions())
 	drain(t, w, 2*time.Minute)
 	assertDelivered(t, ob, srv, events, findings)
-	if before.ByState[outbox.StateConfirmed] == 0 || interrupted == 0 {
-		t.Errorf("kills did not land mid-delivery (confirmed %d, interrupted cycles %d): the test proves nothing",
-			before.ByState[outbox.StateConfirmed], interrupted)
-	}
+	assert.True(t, before.ByState[outbox.StateConfirmed] > 0 && interrupted > 0,
+		"kills did not land mid-delivery (confirmed %d, interrupted cycles %d): the test proves nothing",
+		before.ByState[outbox.StateConfirmed], interrupted)
 }

@@ -6,6 +6,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
 	"github.com/spectrastrike/shipper/outbox"
 	"github.com/spectrastrike/shipper/vvapi"
 )
@@ -16,9 +19,7 @@ func bareWorker(t *testing.T) *Worker {
 	opts := Options{BackoffBase: time.Second, BackoffMax: time.Minute}
 	opts.setDefaults()
 	m, err := newMetrics(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err, "newMetrics")
 	return &Worker{opts: opts, m: m, log: slog.New(slog.DiscardHandler), now: opts.Now}
 }
 
@@ -55,21 +56,25 @@ func TestBatchOutcomes(t *testing.T) {
 		{outbox.StateSubmitted, "", 3},
 		{outbox.StatePending, "missing_result", 0},
 	}
+	require.Len(t, outs, len(want), "one outcome per record")
 	for i, o := range outs {
-		if o.State != want[i].state || !strings.HasPrefix(o.Reason, want[i].reason) {
-			t.Errorf("item %d: %+v, want state %s reason %q", i, o, want[i].state, want[i].reason)
+		assert.Equal(t, want[i].state, o.State, "item %d: %+v", i, o)
+		assert.True(t, strings.HasPrefix(o.Reason, want[i].reason), "item %d: reason %q, want prefix %q", i, o.Reason, want[i].reason)
+		if o.State == outbox.StateSubmitted {
+			assert.Equal(t, "req-1", o.RequestID, "item %d: submitted under request", i)
+			assert.Equal(t, want[i].index, o.ItemIndex, "item %d: submitted with item index", i)
 		}
-		if o.State == outbox.StateSubmitted && (o.RequestID != "req-1" || o.ItemIndex != want[i].index) {
-			t.Errorf("item %d: submitted as %s/%d", i, o.RequestID, o.ItemIndex)
-		}
-		if o.State == outbox.StatePending && (o.Release || o.RetryAt.Before(now) || o.RetryAt.After(now.Add(time.Second))) {
-			t.Errorf("item %d: retry %+v, want RetryAt within the first backoff step and an attempt counted", i, o)
+		if o.State == outbox.StatePending {
+			assert.False(t, o.Release, "item %d: retry %+v must count an attempt", i, o)
+			assert.False(t, o.RetryAt.Before(now) || o.RetryAt.After(now.Add(time.Second)),
+				"item %d: retry %+v, want RetryAt within the first backoff step", i, o)
 		}
 	}
 	c := w.Counters()
-	if c.Submitted != 2 || c.Dead[reasonValidation] != 1 || c.Retries[reasonIngestFailed] != 1 || c.Retries[reasonNoResult] != 1 {
-		t.Fatalf("counters %+v", c)
-	}
+	assert.EqualValues(t, 2, c.Submitted, "submitted; counters %+v", c)
+	assert.EqualValues(t, 1, c.Dead[reasonValidation], "dead validation_failed; counters %+v", c)
+	assert.EqualValues(t, 1, c.Retries[reasonIngestFailed], "retries ingest_failed; counters %+v", c)
+	assert.EqualValues(t, 1, c.Retries[reasonNoResult], "retries missing_result; counters %+v", c)
 }
 
 func TestStatusOutcomes(t *testing.T) {
@@ -80,10 +85,9 @@ func TestStatusOutcomes(t *testing.T) {
 	}}
 	t.Run("accepted confirms all", func(t *testing.T) {
 		outs := w.statusOutcomes(sub, &vvapi.IngestStatus{Status: "accepted"}, now)
+		require.Len(t, outs, len(sub.Records), "one outcome per record")
 		for _, o := range outs {
-			if o.State != outbox.StateConfirmed {
-				t.Fatalf("%+v not confirmed", o)
-			}
+			assert.Equal(t, outbox.StateConfirmed, o.State, "%+v", o)
 		}
 	})
 	t.Run("failed items by index", func(t *testing.T) {
@@ -92,30 +96,30 @@ func TestStatusOutcomes(t *testing.T) {
 			{Index: 5, Status: "failed", ErrorCode: "ingest_failed", ErrorMessage: "db down"},
 			{Index: 1, Status: "failed", ErrorCode: "validation_failed", ErrorMessage: "not ours any more"},
 		}}, now)
-		if outs[0].State != outbox.StateConfirmed {
-			t.Errorf("a: %+v", outs[0])
-		}
-		if outs[1].State != outbox.StateDead || outs[1].Reason != "validation_failed: Field required" {
-			t.Errorf("b: %+v", outs[1])
-		}
-		if outs[2].State != outbox.StatePending || outs[2].Release {
-			t.Errorf("c: %+v", outs[2])
-		}
+		require.Len(t, outs, 3, "one outcome per record")
+		assert.Equal(t, outbox.StateConfirmed, outs[0].State, "a: %+v", outs[0])
+		assert.Equal(t, outbox.StateDead, outs[1].State, "b: %+v", outs[1])
+		assert.Equal(t, "validation_failed: Field required", outs[1].Reason, "b: %+v", outs[1])
+		assert.Equal(t, outbox.StatePending, outs[2].State, "c: %+v", outs[2])
+		assert.False(t, outs[2].Release, "c: %+v must count an attempt", outs[2])
 	})
 	t.Run("failed without items confirms nothing", func(t *testing.T) {
-		for _, o := range w.statusOutcomes(sub, &vvapi.IngestStatus{Status: "failed"}, now) {
-			if o.State != outbox.StatePending {
-				t.Fatalf("%+v, want pending", o)
-			}
+		outs := w.statusOutcomes(sub, &vvapi.IngestStatus{Status: "failed"}, now)
+		require.Len(t, outs, len(sub.Records), "one outcome per record")
+		for _, o := range outs {
+			assert.Equal(t, outbox.StatePending, o.State, "%+v", o)
 		}
 	})
 }
 
 func TestReleaseAllCountsNothing(t *testing.T) {
-	for _, o := range releaseAll(recs("a", "b"), "shutdown") {
-		if o.State != outbox.StatePending || !o.Release || o.Redrive || !o.RetryAt.IsZero() {
-			t.Fatalf("%+v", o)
-		}
+	outs := releaseAll(recs("a", "b"), "shutdown")
+	require.Len(t, outs, 2, "one outcome per record")
+	for _, o := range outs {
+		assert.Equal(t, outbox.StatePending, o.State, "%+v", o)
+		assert.True(t, o.Release, "%+v: a release counts no attempt", o)
+		assert.False(t, o.Redrive, "%+v", o)
+		assert.True(t, o.RetryAt.IsZero(), "%+v: a release is due at once", o)
 	}
 }
 
@@ -126,8 +130,6 @@ func TestRoute(t *testing.T) {
 		want string
 	}{{outbox.KindEvent, 1, "events"}, {outbox.KindEvent, 2, "events/batch"},
 		{outbox.KindFinding, 1, "findings"}, {outbox.KindFinding, 100, "findings/batch"}} {
-		if got := route(tc.kind, tc.n); got != tc.want {
-			t.Errorf("route(%s,%d) = %s", tc.kind, tc.n, got)
-		}
+		assert.Equal(t, tc.want, route(tc.kind, tc.n), "route(%s,%d)", tc.kind, tc.n)
 	}
 }

@@ -9,6 +9,9 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // fakeClock is a settable clock for code that takes a Now func. A running clock also moves
@@ -46,48 +49,32 @@ func (c *fakeClock) Advance(d time.Duration) {
 func TestPacerAdaptive(t *testing.T) {
 	clk := newFakeClock()
 	p := newPacer(240, clk.Now, 10*time.Second)
-	if got := p.limit(); got != 240 {
-		t.Fatalf("limit = %v, want 240", got)
-	}
+	require.InDelta(t, 240, p.limit(), 1e-9, "limit")
 	p.throttled()
-	if got := p.limit(); got != 120 {
-		t.Fatalf("after a 429 limit = %v, want 120", got)
-	}
+	require.InDelta(t, 120, p.limit(), 1e-9, "limit after a 429")
 	for range 10 {
 		p.throttled()
 	}
-	if got := p.limit(); got != 15 {
-		t.Fatalf("limit floor = %v, want 15 (1/16)", got)
-	}
+	require.InDelta(t, 15, p.limit(), 1e-9, "limit floor (1/16)")
 	p.ok() // too soon after the 429: unchanged
-	if got := p.limit(); got != 15 {
-		t.Fatalf("limit right after 429 = %v, want 15", got)
-	}
+	require.InDelta(t, 15, p.limit(), 1e-9, "limit right after 429")
 	steps := 0
 	for p.limit() < 240 {
 		clk.Advance(10 * time.Second)
 		p.ok()
 		p.ok() // at most one step per period
 		steps++
-		if steps > 20 {
-			t.Fatal("pace never recovered")
-		}
+		require.LessOrEqual(t, steps, 20, "pace never recovered")
 	}
-	if steps != 10 {
-		t.Fatalf("recovered in %d steps, want 10 (a tenth of the rate per period)", steps)
-	}
+	assert.Equal(t, 10, steps, "recovery steps (a tenth of the rate per period)")
 }
 
 func TestPacerUnpaced(t *testing.T) {
 	p := newPacer(-1, time.Now, time.Second)
 	p.throttled()
 	p.ok()
-	if err := p.wait(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	if p.limit() != 0 {
-		t.Fatal("unpaced limit should be 0")
-	}
+	require.NoError(t, p.wait(context.Background()))
+	assert.Zero(t, p.limit(), "unpaced limit")
 }
 
 func TestPacerSpacesRequests(t *testing.T) {
@@ -95,19 +82,13 @@ func TestPacerSpacesRequests(t *testing.T) {
 	p := newPacer(6000, time.Now, time.Second)
 	ctx := context.Background()
 	for range 300 {
-		if err := p.wait(ctx); err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, p.wait(ctx))
 	}
 	start := time.Now()
 	for range 5 {
-		if err := p.wait(ctx); err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, p.wait(ctx))
 	}
-	if el := time.Since(start); el < 35*time.Millisecond {
-		t.Fatalf("5 paced requests after the burst took %v, want ≥ ~50ms", el)
-	}
+	assert.GreaterOrEqual(t, time.Since(start), 35*time.Millisecond, "5 paced requests after the burst, want ≥ ~50ms")
 }
 
 func TestGateHoldLetsOneProbeThrough(t *testing.T) {
@@ -116,15 +97,13 @@ func TestGateHoldLetsOneProbeThrough(t *testing.T) {
 	g := newGate(clk.Now, time.Second, time.Minute, 30*time.Second, slog.New(slog.NewTextHandler(&logs, nil)), nil)
 	ctx := context.Background()
 
-	if probe, _, err := g.acquire(ctx, time.Millisecond); err != nil || probe {
-		t.Fatalf("open gate: probe=%v err=%v", probe, err)
-	}
+	probe, _, err := g.acquire(ctx, time.Millisecond)
+	require.NoError(t, err, "open gate")
+	require.False(t, probe, "open gate: probe")
 	g.report(false, resDown, "transport: refused")
 	// A second failure of a request that was already in flight does not extend the hold.
 	g.report(false, resDown, "transport: refused")
-	if g.failures != 1 {
-		t.Fatalf("failures = %d, want 1", g.failures)
-	}
+	require.Equal(t, 1, g.failures, "failures")
 	clk.Advance(2 * time.Second) // past any first step (≤ 1s)
 
 	var probes, waiters atomic.Int32
@@ -138,9 +117,7 @@ func TestGateHoldLetsOneProbeThrough(t *testing.T) {
 				return
 			}
 			if probe {
-				if mode != gateHold {
-					t.Errorf("probe mode = %v, want hold", mode)
-				}
+				assert.Equal(t, gateHold, mode, "probe mode")
 				probes.Add(1)
 			}
 		})
@@ -151,36 +128,24 @@ func TestGateHoldLetsOneProbeThrough(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 	time.Sleep(20 * time.Millisecond)
-	if probes.Load() != 1 {
-		t.Fatalf("probes = %d, want exactly 1", probes.Load())
-	}
+	require.EqualValues(t, 1, probes.Load(), "probes: want exactly 1")
 	// The probe fails: a new, longer step; still nobody else passes.
 	g.report(true, resDown, "transport: refused")
 	time.Sleep(20 * time.Millisecond)
-	if probes.Load() != 1 {
-		t.Fatalf("after a failed probe, probes = %d, want 1", probes.Load())
-	}
+	require.EqualValues(t, 1, probes.Load(), "probes after a failed probe")
 	cancel()
 	wg.Wait()
-	if waiters.Load() != 3 {
-		t.Fatalf("waiters cancelled = %d, want 3", waiters.Load())
-	}
+	require.EqualValues(t, 3, waiters.Load(), "waiters cancelled")
 	// Next step: a successful probe reopens the gate for all.
 	clk.Advance(time.Minute)
-	probe, _, err := g.acquire(ctx, time.Millisecond)
-	if err != nil || !probe {
-		t.Fatalf("want probe after step, got probe=%v err=%v", probe, err)
-	}
+	probe, _, err = g.acquire(ctx, time.Millisecond)
+	require.NoError(t, err, "acquire after the step")
+	require.True(t, probe, "want a probe after the step")
 	g.report(true, resUp, "")
-	if probe, _, _ := g.acquire(ctx, time.Millisecond); probe {
-		t.Fatal("gate should be open after a successful probe")
-	}
-	if n := strings.Count(logs.String(), "holding delivery"); n != 2 {
-		t.Fatalf("hold log lines = %d, want 2 (one per step):\n%s", n, logs.String())
-	}
-	if !strings.Contains(logs.String(), "delivery resumed") {
-		t.Fatalf("no resume line:\n%s", logs.String())
-	}
+	probe, _, _ = g.acquire(ctx, time.Millisecond)
+	require.False(t, probe, "gate should be open after a successful probe")
+	assert.Equal(t, 2, strings.Count(logs.String(), "holding delivery"), "hold log lines (one per step):\n%s", logs.String())
+	assert.Contains(t, logs.String(), "delivery resumed", "no resume line")
 }
 
 func TestGatePauseLogsOncePerInterval(t *testing.T) {
@@ -192,37 +157,26 @@ func TestGatePauseLogsOncePerInterval(t *testing.T) {
 	ctx := context.Background()
 	g.report(false, resAuth, "unauthorized: Invalid credentials")
 	g.report(false, resAuth, "unauthorized: Invalid credentials") // in-flight request: no new line
-	if !g.paused() || !pausedFlag.Load() {
-		t.Fatal("gate should be paused")
-	}
-	if n := strings.Count(logs.String(), "delivery paused"); n != 1 {
-		t.Fatalf("pause lines = %d, want 1", n)
-	}
+	require.True(t, g.paused(), "gate should be paused")
+	require.True(t, pausedFlag.Load(), "pause callback should report paused")
+	require.Equal(t, 1, strings.Count(logs.String(), "delivery paused"), "pause lines")
 	// Before the interval nobody passes.
 	tctx, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
-	if _, _, err := g.acquire(tctx, time.Millisecond); err == nil {
-		t.Fatal("acquire passed during the pause")
-	}
+	_, _, err := g.acquire(tctx, time.Millisecond)
+	require.Error(t, err, "acquire passed during the pause")
 	cancel()
 	clk.Advance(30 * time.Second)
 	probe, mode, err := g.acquire(ctx, time.Millisecond)
-	if err != nil || !probe || mode != gatePaused {
-		t.Fatalf("after the interval: probe=%v mode=%v err=%v", probe, mode, err)
-	}
+	require.NoError(t, err, "acquire after the interval")
+	require.True(t, probe, "after the interval: want a probe")
+	require.Equal(t, gatePaused, mode, "after the interval: probe mode")
 	g.report(true, resAuth, "unauthorized: Invalid credentials") // login still refused
-	if n := strings.Count(logs.String(), "delivery paused"); n != 2 {
-		t.Fatalf("pause lines = %d, want 2 (one per interval)", n)
-	}
-	if strings.Contains(logs.String(), "Spectr4Strike") {
-		t.Fatal("secret in logs")
-	}
+	require.Equal(t, 2, strings.Count(logs.String(), "delivery paused"), "pause lines (one per interval)")
+	require.NotContains(t, logs.String(), "Spectr4Strike", "secret in logs")
 	clk.Advance(30 * time.Second)
 	probe, _, _ = g.acquire(ctx, time.Millisecond)
-	if !probe {
-		t.Fatal("want probe")
-	}
+	require.True(t, probe, "want probe")
 	g.report(true, resUp, "")
-	if g.paused() || pausedFlag.Load() {
-		t.Fatal("gate should be open after a good login")
-	}
+	assert.False(t, g.paused(), "gate should be open after a good login")
+	assert.False(t, pausedFlag.Load(), "pause callback should report resumed after a good login")
 }

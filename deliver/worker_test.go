@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
 	"github.com/spectrastrike/shipper/internal/testserver"
 	"github.com/spectrastrike/shipper/outbox"
@@ -67,12 +69,9 @@ func TestFlakyServerDeliversEverythingOnce(t *testing.T) {
 				srv.StatusCount(504), dropped)
 			assertDelivered(t, ob, srv, events, findings)
 			c := w.Counters()
-			if c.Confirmed < int64(n) || len(c.Dead) != 0 {
-				t.Fatalf("counters %+v: want ≥%d confirmed, none dead", c, n)
-			}
-			if len(c.Retries) == 0 {
-				t.Fatal("no retries counted: the faults did not bite")
-			}
+			assert.GreaterOrEqual(t, c.Confirmed, int64(n), "confirmed; counters %+v", c)
+			assert.Empty(t, c.Dead, "dead; counters %+v", c)
+			assert.NotEmpty(t, c.Retries, "no retries counted: the faults did not bite")
 		})
 	}
 }
@@ -90,9 +89,7 @@ func TestPoisonItemsDeadOthersConfirmed(t *testing.T) {
 			p = []byte(`{"source_system":"spectrastrike","event_type":"scan.finished","occurred_at":"2026-11-29T05:00:00Z","severity":"high","asset_ref":"h","message":"m","colour":"red"}`)
 		}
 		k, err := ob.Enqueue(context.Background(), outbox.KindEvent, p)
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err, "Enqueue %d", i)
 		if bad {
 			poison = append(poison, k)
 		} else {
@@ -103,33 +100,25 @@ func TestPoisonItemsDeadOthersConfirmed(t *testing.T) {
 	drain(t, w, time.Minute)
 	for _, k := range poison {
 		r, err := ob.Get(k)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if r.State != outbox.StateDead || !strings.Contains(r.LastError, "Extra inputs are not permitted") {
-			t.Errorf("poison %s: state %s, last error %q; want dead with the server's item message", k, r.State, r.LastError)
-		}
+		require.NoError(t, err, "Get poison %s", k)
+		assert.Equal(t, outbox.StateDead, r.State, "poison %s (last error %q): want dead", k, r.LastError)
+		assert.Contains(t, r.LastError, "Extra inputs are not permitted", "poison %s: want the server's item message", k)
 	}
 	for _, k := range good {
-		if r, _ := ob.Get(k); r.State != outbox.StateConfirmed {
-			t.Errorf("good %s: %s %q", k, r.State, r.LastError)
-		}
+		r, err := ob.Get(k)
+		require.NoError(t, err, "Get good %s", k)
+		assert.Equal(t, outbox.StateConfirmed, r.State, "good %s (last error %q)", k, r.LastError)
 	}
-	if got := len(srv.Events(tenant)); got != len(good) {
-		t.Errorf("server rows %d, want %d", got, len(good))
-	}
+	assert.Len(t, srv.Events(tenant), len(good), "server rows")
 	batches := 0
 	for _, r := range srv.Requests() {
 		if strings.HasSuffix(r.Path, "/events/batch") {
 			batches++
 		}
 	}
-	if batches == 0 {
-		t.Fatal("poison items were not sent in a batch")
-	}
-	if c := w.Counters(); c.Dead[reasonValidation] != int64(len(poison)) {
-		t.Fatalf("dead counters %+v, want %d validation_failed", c.Dead, len(poison))
-	}
+	require.NotZero(t, batches, "poison items were not sent in a batch")
+	c := w.Counters()
+	assert.EqualValues(t, len(poison), c.Dead[reasonValidation], "dead validation_failed; dead counters %+v", c.Dead)
 }
 
 // Issue 5, test 3a: tokens expire mid-run; the client logs in again and nothing is dead.
@@ -146,22 +135,16 @@ func TestTokenExpiryMidRun(t *testing.T) {
 	events = append(events, enqueue(t, ob, outbox.KindEvent, 200, 200)...)
 	w.Notify()
 	eventually(t, 60*time.Second, "all confirmed", func() bool { return w.Counters().Confirmed >= 400 })
-	if err := stop(); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, stop(), "stop the worker")
 	assertDelivered(t, ob, srv, events, nil)
-	if w.Counters().Paused {
-		t.Fatal("worker paused on an expired token")
-	}
+	require.False(t, w.Counters().Paused, "worker paused on an expired token")
 	logins := 0
 	for _, r := range srv.Requests() {
 		if r.Path == testserver.LoginPath && r.Status == 200 {
 			logins++
 		}
 	}
-	if logins < 2 {
-		t.Fatalf("logins = %d, want a re-login after expiry", logins)
-	}
+	assert.GreaterOrEqual(t, logins, 2, "logins: want a re-login after expiry")
 }
 
 // Issue 5, test 3b: revoked credentials pause delivery (records untouched, nothing dead, one
@@ -187,42 +170,30 @@ func TestRevokedCredentialsPauseThenResume(t *testing.T) {
 	pausedAt := time.Now()
 	eventually(t, 30*time.Second, "two pause intervals", func() bool { return time.Since(pausedAt) > 250*time.Millisecond })
 	st := ob.Stats()
-	if st.ByState[outbox.StateDead] != 0 || st.ByState[outbox.StateSending] > 2*opts.BatchSize {
-		t.Fatalf("while paused: %v", st.ByState)
-	}
+	require.Zero(t, st.ByState[outbox.StateDead], "dead while paused: %v", st.ByState)
+	require.LessOrEqual(t, st.ByState[outbox.StateSending], 2*opts.BatchSize, "sending while paused: %v", st.ByState)
 	for _, k := range append(append([]string{}, held...), heldF...) {
-		r, _ := ob.Get(k)
-		if r.State != outbox.StatePending && r.State != outbox.StateSending {
-			t.Fatalf("held record %s is %s during the pause", k, r.State)
-		}
-		if r.Attempts > 1 {
-			t.Fatalf("held record %s has %d attempts: a pause must not count attempts", k, r.Attempts)
-		}
+		r, err := ob.Get(k)
+		require.NoError(t, err, "Get held %s", k)
+		require.Contains(t, []outbox.State{outbox.StatePending, outbox.StateSending}, r.State,
+			"held record %s during the pause", k)
+		require.LessOrEqual(t, r.Attempts, 1, "held record %s: a pause must not count attempts", k)
 	}
 	pauseLines := strings.Count(logs.String(), "delivery paused")
 	elapsed := time.Since(pausedAt)
-	if pauseLines < 1 || pauseLines > int(elapsed/opts.PauseInterval)+2 {
-		t.Fatalf("%d pause log lines in %v with interval %v: want about one per interval", pauseLines, elapsed, opts.PauseInterval)
-	}
-	if strings.Contains(logs.String(), testserver.DefaultPassword) {
-		t.Fatal("password in the logs")
-	}
+	require.True(t, pauseLines >= 1 && pauseLines <= int(elapsed/opts.PauseInterval)+2,
+		"%d pause log lines in %v with interval %v: want about one per interval", pauseLines, elapsed, opts.PauseInterval)
+	require.NotContains(t, logs.String(), testserver.DefaultPassword, "password in the logs")
 
 	srv.RevokeLogins(false)
 	eventually(t, 30*time.Second, "resume and confirm", func() bool {
 		return ob.Stats().ByKindState[outbox.KindEvent][outbox.StateConfirmed] == 170 &&
 			ob.Stats().ByKindState[outbox.KindFinding][outbox.StateConfirmed] == 30
 	})
-	if err := stop(); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, stop(), "stop the worker")
 	assertDelivered(t, ob, srv, append(first, held...), heldF)
-	if w.Counters().Paused {
-		t.Fatal("still paused after credentials were restored")
-	}
-	if !strings.Contains(logs.String(), "delivery resumed") {
-		t.Fatal("no resume log line")
-	}
+	assert.False(t, w.Counters().Paused, "still paused after credentials were restored")
+	assert.Contains(t, logs.String(), "delivery resumed", "no resume log line")
 }
 
 // countingTransport counts round trips, so a test can tell a probe from a storm.
@@ -262,15 +233,12 @@ func TestServerDownThenBack(t *testing.T) {
 	eventually(t, 60*time.Second, "delivery after the outage", func() bool {
 		return ob.Stats().ByState[outbox.StateConfirmed] == 700
 	})
-	if err := stop(); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, stop(), "stop the worker")
 	assertDelivered(t, ob, srv, events, findings)
 	// A storm would be thousands of attempts in 400ms; single probes on a ≤40ms full-jitter
 	// backoff are a few dozen (plus the handful in flight when the outage began).
-	if max := int64(downFor/time.Millisecond) / 4; during > max {
-		t.Fatalf("%d requests while down for %v: want single probes (≤ %d)", during, downFor, max)
-	}
+	max := int64(downFor/time.Millisecond) / 4
+	assert.LessOrEqual(t, during, max, "requests while down for %v: want single probes", downFor)
 	t.Logf("%d requests during a %v outage", during, downFor)
 }
 
@@ -283,17 +251,13 @@ func TestEqualContentStoredAsDistinctRows(t *testing.T) {
 	var keys []string
 	for range 2 { // batch route
 		k, err := ob.Enqueue(context.Background(), outbox.KindEvent, same)
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err, "Enqueue")
 		keys = append(keys, k)
 	}
 	drain(t, w, 30*time.Second)
 	for range 2 { // single route, one at a time
 		k, err := ob.Enqueue(context.Background(), outbox.KindEvent, same)
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err, "Enqueue")
 		keys = append(keys, k)
 		drain(t, w, 30*time.Second)
 	}
@@ -302,14 +266,10 @@ func TestEqualContentStoredAsDistinctRows(t *testing.T) {
 	for _, r := range srv.Requests() {
 		if strings.HasSuffix(r.Path, "/events") && r.Method == "POST" {
 			singles++
-			if r.Header.Get("Idempotency-Key") == "" {
-				t.Error("single event sent without Idempotency-Key")
-			}
+			assert.NotEmpty(t, r.Header.Get("Idempotency-Key"), "single event sent without Idempotency-Key")
 		}
 	}
-	if singles != 2 {
-		t.Fatalf("single posts = %d, want 2", singles)
-	}
+	assert.Equal(t, 2, singles, "single posts")
 }
 
 // Issue 5, test 6b: a 409 idempotency conflict is dead with the server's message.
@@ -318,23 +278,18 @@ func TestConflictIsDead(t *testing.T) {
 	ob := tempOutbox(t, outbox.Options{})
 	client := newClient(t, clientConfig(t, srv))
 	key, err := ob.Enqueue(context.Background(), outbox.KindEvent, eventPayload(1))
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err, "Enqueue")
 	// Someone else already used this key with another payload.
-	if _, err := client.SendEvent(context.Background(), key, eventPayload(2)); err != nil {
-		t.Fatal(err)
-	}
+	_, err = client.SendEvent(context.Background(), key, eventPayload(2))
+	require.NoError(t, err, "the other sender's SendEvent")
 	w := newWorker(t, ob, client, fastOptions())
 	drain(t, w, 30*time.Second)
-	r, _ := ob.Get(key)
-	if r.State != outbox.StateDead || !strings.Contains(r.LastError, "idempotency_conflict") ||
-		!strings.Contains(r.LastError, "Idempotency-Key reuse with different payload") {
-		t.Fatalf("record %s %q: want dead idempotency_conflict with the server's message", r.State, r.LastError)
-	}
-	if c := w.Counters(); c.Dead[reasonConflict] != 1 {
-		t.Fatalf("dead counters %+v", c.Dead)
-	}
+	r, err := ob.Get(key)
+	require.NoError(t, err, "Get %s", key)
+	assert.Equal(t, outbox.StateDead, r.State, "record (last error %q): want dead", r.LastError)
+	assert.Contains(t, r.LastError, "idempotency_conflict", "want the reason in the last error")
+	assert.Contains(t, r.LastError, "Idempotency-Key reuse with different payload", "want the server's message")
+	assert.EqualValues(t, 1, w.Counters().Dead[reasonConflict], "dead counters %+v", w.Counters().Dead)
 }
 
 // Issue 5, test 6c: a lagging status (404, then found) ends confirmed without a re-drive.
@@ -347,12 +302,8 @@ func TestLaggingStatusConfirms(t *testing.T) {
 	findings := enqueue(t, ob, outbox.KindFinding, 0, 1)
 	drain(t, w, 30*time.Second)
 	assertDelivered(t, ob, srv, events, findings)
-	if srv.StatusCount(404) == 0 {
-		t.Fatal("status never answered 404: the lag did not bite")
-	}
-	if c := w.Counters(); c.Redrives != 0 {
-		t.Fatalf("redrives %d, want 0 (deadline not reached)", c.Redrives)
-	}
+	require.NotZero(t, srv.StatusCount(404), "status never answered 404: the lag did not bite")
+	assert.Zero(t, w.Counters().Redrives, "redrives (deadline not reached)")
 }
 
 // Past the confirm deadline, records with no status are sent again under the same keys.
@@ -366,16 +317,12 @@ func TestRedriveAfterConfirmDeadline(t *testing.T) {
 	events := enqueue(t, ob, outbox.KindEvent, 0, 20)
 	drain(t, w, 30*time.Second)
 	assertDelivered(t, ob, srv, events, nil)
-	if c := w.Counters(); c.Redrives != 20 {
-		t.Fatalf("redrives %d, want 20", c.Redrives)
-	}
+	assert.EqualValues(t, 20, w.Counters().Redrives, "redrives")
 	for _, k := range events {
-		if r, _ := ob.Get(k); r.Redrives != 1 {
-			t.Fatalf("record %s redrives %d, want 1", k, r.Redrives)
-		}
-		if got := srv.Offers(tenant, k); got != 2 {
-			t.Fatalf("record %s offered %d times, want 2 (sent, re-driven)", k, got)
-		}
+		r, err := ob.Get(k)
+		require.NoError(t, err, "Get %s", k)
+		assert.Equal(t, 1, r.Redrives, "record %s redrives", k)
+		assert.Equal(t, 2, srv.Offers(tenant, k), "record %s offers (sent, re-driven)", k)
 	}
 }
 
@@ -389,9 +336,7 @@ func TestBatchTooLargeSplits(t *testing.T) {
 	events := enqueue(t, ob, outbox.KindEvent, 0, 80)
 	drain(t, w, 30*time.Second)
 	assertDelivered(t, ob, srv, events, nil)
-	if srv.StatusCount(422) == 0 {
-		t.Fatal("server never answered batch_too_large")
-	}
+	assert.NotZero(t, srv.StatusCount(422), "server never answered batch_too_large")
 }
 
 // Issue 5, test 6e: against a signing server, a retry minutes later is signed afresh.
@@ -411,48 +356,40 @@ func TestSignedRetryMinutesLaterHasFreshTimestamp(t *testing.T) {
 	opts.Logger = debugLog
 	w := newWorker(t, ob, newClient(t, cfg), opts)
 	key, err := ob.Enqueue(context.Background(), outbox.KindEvent, eventPayload(1))
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err, "Enqueue")
 	stop := runWorker(t, w)
 	eventually(t, 10*time.Second, "the 429", func() bool { return srv.StatusCount(429) == 1 })
 	eventually(t, 10*time.Second, "the retry scheduled", func() bool {
 		r, _ := ob.Get(key)
 		return r.State == outbox.StatePending
 	})
-	if r, _ := ob.Get(key); r.NextAttemptAt.Sub(clk.Now()) < 10*time.Minute-time.Second {
-		t.Fatalf("retry at %v, want ≥ 10 minutes later (Retry-After)", r.NextAttemptAt.Sub(clk.Now()))
-	}
+	r, err := ob.Get(key)
+	require.NoError(t, err, "Get %s", key)
+	require.GreaterOrEqual(t, r.NextAttemptAt.Sub(clk.Now()), 10*time.Minute-time.Second,
+		"retry delay: want ≥ 10 minutes later (Retry-After)")
 	clk.Advance(11 * time.Minute) // well past the ±300 s signature window of the first attempt
 	eventually(t, 10*time.Second, "confirmation", func() bool {
 		r, _ := ob.Get(key)
 		return r.State == outbox.StateConfirmed
 	})
-	if err := stop(); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, stop(), "stop the worker")
 	var stamps []int64
 	for _, r := range srv.Requests() {
 		if r.Method == "POST" && strings.HasSuffix(r.Path, "/events") {
-			ts, _ := strconv.ParseInt(r.Header.Get("X-Timestamp"), 10, 64)
+			ts, err := strconv.ParseInt(r.Header.Get("X-Timestamp"), 10, 64)
+			require.NoError(t, err, "X-Timestamp of a POST")
 			stamps = append(stamps, ts)
-			if r.Header.Get("X-Signature") == "" {
-				t.Fatal("unsigned POST")
-			}
+			require.NotEmpty(t, r.Header.Get("X-Signature"), "unsigned POST")
 		}
 	}
-	if len(stamps) != 2 || stamps[1]-stamps[0] < 600 {
-		t.Fatalf("X-Timestamps %v: want two attempts ≥ 600 s apart", stamps)
-	}
-	// Secrets never reach a log line, even at debug level.
+	require.Len(t, stamps, 2, "X-Timestamps %v: want two attempts", stamps)
+	assert.GreaterOrEqual(t, stamps[1]-stamps[0], int64(600), "X-Timestamps %v: want two attempts ≥ 600 s apart", stamps)
+	// Secrets never reach a log line, even at debug level. (The message names only the
+	// secret's first three characters.)
 	for _, secret := range []string{"s3cret", testserver.DefaultPassword, "Bearer ", "eyJ"} {
-		if strings.Contains(logs.String(), secret) {
-			t.Fatalf("a secret (%q…) is in the logs", secret[:3])
-		}
+		assert.False(t, strings.Contains(logs.String(), secret), "a secret (%q…) is in the logs", secret[:3])
 	}
-	if !strings.Contains(logs.String(), "component=deliver") {
-		t.Fatal("no deliver log lines captured")
-	}
+	assert.Contains(t, logs.String(), "component=deliver", "no deliver log lines captured")
 	assertDelivered(t, ob, srv, []string{key}, nil)
 }
 
@@ -463,30 +400,23 @@ func TestLostAnswerReplayCountedStoredOnce(t *testing.T) {
 	ob := tempOutbox(t, outbox.Options{})
 	w := newWorker(t, ob, newClient(t, clientConfig(t, srv)), fastOptions())
 	key, err := ob.Enqueue(context.Background(), outbox.KindEvent, eventPayload(3))
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err, "Enqueue")
 	drain(t, w, 30*time.Second)
 	assertDelivered(t, ob, srv, []string{key}, nil)
 	posts := 0
 	for _, r := range srv.Requests() {
 		if r.Method == "POST" && strings.HasSuffix(r.Path, "/events") {
 			posts++
-			if r.Header.Get("Idempotency-Key") != key {
-				t.Fatalf("Idempotency-Key %q, want the record key %s", r.Header.Get("Idempotency-Key"), key)
-			}
+			require.Equal(t, key, r.Header.Get("Idempotency-Key"), "Idempotency-Key: want the record key")
 		}
 	}
-	if posts != 2 {
-		t.Fatalf("%d POST /events, want 2 (lost answer, then the replay)", posts)
-	}
+	require.Equal(t, 2, posts, "POST /events (lost answer, then the replay)")
 	c := w.Counters()
 	// The lost answer is retried either by net/http (a POST with Idempotency-Key on a reused
 	// connection is retried at once) or by the worker; either way the second answer is the
 	// server's replay of the first.
-	if c.Replayed != 1 || c.Confirmed != 1 {
-		t.Fatalf("counters %+v: want 1 replay, 1 confirmed", c)
-	}
+	assert.EqualValues(t, 1, c.Replayed, "replays; counters %+v", c)
+	assert.EqualValues(t, 1, c.Confirmed, "confirmed; counters %+v", c)
 }
 
 // Findings progress while a large event backlog drains slowly.
@@ -509,12 +439,8 @@ func TestFindingsNotStarvedByEventBacklog(t *testing.T) {
 	})
 	st := ob.Stats().ByKindState[outbox.KindEvent]
 	left := st[outbox.StatePending] + st[outbox.StateSending] + st[outbox.StateSubmitted]
-	if left < 1000 {
-		t.Fatalf("findings waited for the event backlog: only %d events left when findings were confirmed", left)
-	}
-	if err := stop(); err != nil {
-		t.Fatal(err)
-	}
+	require.GreaterOrEqual(t, left, 1000, "findings waited for the event backlog: events left when findings were confirmed")
+	require.NoError(t, stop(), "stop the worker")
 	assertDelivered(t, ob, srv, nil, findings)
 }
 
@@ -543,24 +469,19 @@ func TestCleanShutdownLeavesNothingSending(t *testing.T) {
 				return ob.Stats().ByState[outbox.StateSending] > 0
 			})
 			start := time.Now()
-			if err := stop(); err != nil {
-				t.Fatal(err)
-			}
-			if el := time.Since(start); el > tc.timeout+2*time.Second {
-				t.Fatalf("shutdown took %v, timeout %v", el, tc.timeout)
-			}
+			require.NoError(t, stop(), "stop the worker")
+			assert.LessOrEqual(t, time.Since(start), tc.timeout+2*time.Second, "shutdown time with timeout %v", tc.timeout)
 			st := ob.Stats()
-			if st.ByState[outbox.StateSending] != 0 || st.ByState[outbox.StateDead] != 0 {
-				t.Fatalf("after stop: %v", st.ByState)
-			}
+			assert.Zero(t, st.ByState[outbox.StateSending], "sending after stop: %v", st.ByState)
+			assert.Zero(t, st.ByState[outbox.StateDead], "dead after stop: %v", st.ByState)
 			err := ob.List(outbox.Filter{State: outbox.StatePending}, func(r outbox.Record) error {
 				if r.Attempts != 0 {
 					return errors.New(r.Key + " charged an attempt: " + strconv.Itoa(r.Attempts))
 				}
 				return nil
 			})
-			if err != nil && tc.latency > time.Second {
-				t.Fatal(err)
+			if tc.latency > time.Second {
+				assert.NoError(t, err, "records released by the shutdown timeout")
 			}
 		})
 	}
@@ -574,15 +495,11 @@ func TestMetricsRegistered(t *testing.T) {
 	opts := fastOptions()
 	opts.Registerer = reg
 	w := newWorker(t, ob, newClient(t, clientConfig(t, srv)), opts)
-	if err := reg.Register(NewOutboxCollector(ob)); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, reg.Register(NewOutboxCollector(ob)), "register the outbox collector")
 	enqueue(t, ob, outbox.KindEvent, 0, 30)
 	drain(t, w, 30*time.Second)
 	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err, "Gather")
 	got := map[string]float64{}
 	for _, mf := range mfs {
 		for _, m := range mf.GetMetric() {
@@ -602,16 +519,11 @@ func TestMetricsRegistered(t *testing.T) {
 		"shipper_request_duration_seconds,route=events/batch": 1,
 		"shipper_paused":                                      0,
 	} {
-		if got[name] != want {
-			t.Errorf("%s = %v, want %v", name, got[name], want)
-		}
+		assert.Equal(t, want, got[name], name)
 	}
-	if _, ok := got["shipper_request_duration_seconds,route=status"]; !ok {
-		t.Error("no status latency observed")
-	}
-	if _, err := New(ob, newClient(t, clientConfig(t, srv)), opts); err == nil {
-		t.Fatal("registering twice on one registry should fail")
-	}
+	assert.Contains(t, got, "shipper_request_duration_seconds,route=status", "no status latency observed")
+	_, err = New(ob, newClient(t, clientConfig(t, srv)), opts)
+	assert.Error(t, err, "registering twice on one registry should fail")
 }
 
 // A 403 (user not authorized for the tenant) pauses delivery like a 401: records are kept,
@@ -630,19 +542,13 @@ func TestForbiddenPausesWithoutDeadLetters(t *testing.T) {
 	enqueue(t, ob, outbox.KindEvent, 0, 20)
 	stop := runWorker(t, w)
 	eventually(t, 10*time.Second, "pause", func() bool { return w.Counters().Paused })
-	if err := w.Drain(context.Background()); !errors.Is(err, ErrRunning) {
-		t.Fatalf("Drain while running: %v, want ErrRunning", err)
-	}
-	if err := stop(); err != nil {
-		t.Fatal(err)
-	}
+	assert.ErrorIs(t, w.Drain(context.Background()), ErrRunning, "Drain while running")
+	require.NoError(t, stop(), "stop the worker")
 	st := ob.Stats()
-	if st.ByState[outbox.StatePending] != 20 || st.ByState[outbox.StateDead] != 0 {
-		t.Fatalf("after a forbidden pause: %v, want all 20 pending", st.ByState)
-	}
-	if !strings.Contains(logs.String(), "delivery paused") || !strings.Contains(logs.String(), "forbidden") {
-		t.Fatalf("no clear pause line:\n%s", logs.String())
-	}
+	assert.Equal(t, 20, st.ByState[outbox.StatePending], "after a forbidden pause: %v, want all 20 pending", st.ByState)
+	assert.Zero(t, st.ByState[outbox.StateDead], "after a forbidden pause: %v, want none dead", st.ByState)
+	assert.Contains(t, logs.String(), "delivery paused", "no clear pause line")
+	assert.Contains(t, logs.String(), "forbidden", "the pause line should name the reason")
 }
 
 // Pacing spaces every request (sends and status polls alike): over any second the server
@@ -667,17 +573,14 @@ func TestPacingSpreadsRequests(t *testing.T) {
 		}
 	}
 	// 60 sends + 60 status polls = 120 requests: 60 at once, then 20/s.
-	if len(at) < 120 || elapsed < 2500*time.Millisecond {
-		t.Fatalf("%d requests in %v: want ≥120 spread over ≥3s", len(at), elapsed)
-	}
+	require.GreaterOrEqual(t, len(at), 120, "requests in %v: want ≥120 spread over ≥3s", elapsed)
+	require.GreaterOrEqual(t, elapsed, 2500*time.Millisecond, "%d requests: want them spread over ≥3s", len(at))
 	for i := range at {
 		n := 0
 		for j := i; j < len(at) && at[j].Sub(at[i]) < time.Second; j++ {
 			n++
 		}
-		if n > 60+20+1 {
-			t.Fatalf("%d requests within one second from %v: pacing exceeded", n, at[i])
-		}
+		require.LessOrEqual(t, n, 60+20+1, "requests within one second from %v: pacing exceeded", at[i])
 	}
 }
 
@@ -694,12 +597,8 @@ func TestRateLimitedSlowsDown(t *testing.T) {
 	events := enqueue(t, ob, outbox.KindEvent, 0, 3)
 	drain(t, w, time.Minute)
 	assertDelivered(t, ob, srv, events, nil)
-	if got := w.pace.limit(); got != 1500 {
-		t.Fatalf("pace after two 429s = %v/min, want 1500 (6000 halved twice, recovery not yet due)", got)
-	}
-	if c := w.Counters(); c.Retries[reasonRateLimited] != 2 {
-		t.Fatalf("retries %+v, want 2 rate_limited", c.Retries)
-	}
+	assert.InDelta(t, 1500, w.pace.limit(), 1e-9, "pace after two 429s (6000 halved twice, recovery not yet due)")
+	assert.EqualValues(t, 2, w.Counters().Retries[reasonRateLimited], "rate_limited retries %+v", w.Counters().Retries)
 }
 
 // Server-side failures never dead-letter: a plain 500 on a batch and items answered
@@ -721,14 +620,13 @@ func TestServerErrorsNeverDeadLetter(t *testing.T) {
 	drain(t, w, 30*time.Second)
 	assertDelivered(t, ob, srv, events, append(findings, single...))
 	c := w.Counters()
-	if c.Retries[reasonServerError] < 3 || c.Retries[reasonIngestFailed] != 2 {
-		t.Fatalf("retries %+v: want ≥3 server_error (20 batch records + 1 single) and 2 ingest_failed", c.Retries)
-	}
+	assert.GreaterOrEqual(t, c.Retries[reasonServerError], int64(3), "server_error retries (20 batch records + 1 single); retries %+v", c.Retries)
+	assert.EqualValues(t, 2, c.Retries[reasonIngestFailed], "ingest_failed retries; retries %+v", c.Retries)
 	// The batch's items 1 and 3 were sent twice, the others once.
 	for i, want := range []int{1, 2, 1, 2, 1} {
-		if r, _ := ob.Get(findings[i]); r.Attempts != want {
-			t.Errorf("finding %d: %d attempts, want %d", i, r.Attempts, want)
-		}
+		r, err := ob.Get(findings[i])
+		require.NoError(t, err, "Get finding %d", i)
+		assert.Equal(t, want, r.Attempts, "finding %d attempts", i)
 	}
 }
 
@@ -741,9 +639,7 @@ func TestDefaultOptionsDeliver(t *testing.T) {
 	findings := enqueue(t, ob, outbox.KindFinding, 0, 30)
 	drain(t, w, time.Minute)
 	assertDelivered(t, ob, srv, events, findings)
-	if n := srv.StatusCount(429); n != 0 {
-		t.Fatalf("%d answers 429 with default pacing", n)
-	}
+	assert.Zero(t, srv.StatusCount(429), "answers 429 with default pacing")
 }
 
 // Transient failures never expire: a week of outage (an injected clock advanced half a day at
@@ -795,22 +691,17 @@ func TestWeekOfflineThenDelivered(t *testing.T) {
 	eventually(t, 10*time.Second, "the worker to wait for the future", idle)
 	probes := ct.n.Load()
 	st := ob.Stats()
-	if st.ByState[outbox.StateDead] != 0 || st.ByState[outbox.StatePending] != 350 {
-		t.Fatalf("after a week down: %v, want all 350 pending", st.ByState)
-	}
+	require.Zero(t, st.ByState[outbox.StateDead], "after a week down: %v, want none dead", st.ByState)
+	require.Equal(t, 350, st.ByState[outbox.StatePending], "after a week down: %v, want all 350 pending", st.ByState)
 	// A storm would be thousands; a backoff capped at a day with full jitter gives a few per day.
-	if probes < 3 || probes > 100 {
-		t.Fatalf("%d requests during a week of outage: want a few probes per day", probes)
-	}
+	require.True(t, probes >= 3 && probes <= 100, "%d requests during a week of outage: want a few probes per day", probes)
 	srv.SetDown(false)
 	clk.Advance(25 * time.Hour) // past every backoff
 	w.Notify()
 	eventually(t, 30*time.Second, "delivery after a week", func() bool {
 		return ob.Stats().ByState[outbox.StateConfirmed] == 350
 	})
-	if err := stop(); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, stop(), "stop the worker")
 	assertDelivered(t, ob, srv, events, findings)
 	t.Logf("%d requests during a week of outage", probes)
 }
@@ -825,15 +716,11 @@ func TestRunEndsWhenOutboxCloses(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- w.Run(context.Background()) }()
 	eventually(t, 10*time.Second, "delivery", func() bool { return w.Counters().Confirmed == 10 })
-	if err := ob.Close(); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, ob.Close(), "close the outbox under the worker")
 	select {
 	case err := <-done:
-		if !errors.Is(err, outbox.ErrClosed) {
-			t.Fatalf("Run = %v, want ErrClosed", err)
-		}
+		assert.ErrorIs(t, err, outbox.ErrClosed, "Run's error")
 	case <-time.After(10 * time.Second):
-		t.Fatal("Run did not end after the outbox closed")
+		require.FailNow(t, "Run did not end after the outbox closed")
 	}
 }
