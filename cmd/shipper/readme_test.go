@@ -1,0 +1,74 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// The Go snippets of README.md are the marked regions of runnable Example
+// functions, so a snippet cannot stop compiling or working unnoticed: make test
+// runs the examples, and this test fails when README.md and a region differ.
+func TestReadmeSnippetsAreExamples(t *testing.T) {
+	readme, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	require.NoError(t, err)
+	snippets := regexp.MustCompile("(?s)```go\n(.*?)```").FindAllStringSubmatch(string(readme), -1)
+	require.NotEmpty(t, snippets, "README.md has no Go snippet")
+
+	regions := map[string]string{}
+	for _, f := range []string{"../../deliver/example_test.go", "../../outbox/example_test.go"} {
+		src, err := os.ReadFile(f)
+		require.NoError(t, err)
+		for name, body := range readmeRegions(string(src)) {
+			regions[f+" "+name] = body
+		}
+	}
+	require.Len(t, regions, 2, "marked README regions in the example files")
+
+	used := map[string]bool{}
+	for i, s := range snippets {
+		found := ""
+		for name, body := range regions {
+			if body == s[1] {
+				found = name
+			}
+		}
+		if assert.NotEmpty(t, found, "README.md Go snippet %d is not the marked region of an Example:\n%s", i+1, s[1]) {
+			used[found] = true
+		}
+	}
+	for name := range regions {
+		assert.True(t, used[name], "region %s is not in README.md", name)
+	}
+}
+
+// readmeRegions returns the lines between `// README.md "NAME" starts here.` and
+// `// README.md "NAME" ends here.`, without their common indentation.
+func readmeRegions(src string) map[string]string {
+	out := map[string]string{}
+	re := regexp.MustCompile(`(?s)// README\.md "([^"]+)" starts here\.\n(.*?)\n[ \t]*// README\.md "([^"]+)" ends here\.`)
+	for _, m := range re.FindAllStringSubmatch(src, -1) {
+		lines := strings.Split(m[2], "\n")
+		indent := -1
+		for _, l := range lines {
+			if strings.TrimSpace(l) == "" {
+				continue
+			}
+			if n := len(l) - len(strings.TrimLeft(l, "\t")); indent < 0 || n < indent {
+				indent = n
+			}
+		}
+		for i, l := range lines {
+			if len(l) >= indent {
+				lines[i] = l[indent:]
+			}
+		}
+		out[m[1]] = strings.Join(lines, "\n") + "\n"
+	}
+	return out
+}
