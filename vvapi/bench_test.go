@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"testing"
+
+	"github.com/stretchr/testify/require"
 )
 
 func benchRecords(n int) []json.RawMessage {
@@ -81,9 +83,7 @@ func BenchmarkSendEventsBatch(b *testing.B) {
 	})
 	b.Run("shipper", func(b *testing.B) {
 		c, err := New(Config{BaseURL: srv.URL, AllowHTTP: true, Token: "t", SignatureSecret: "s"})
-		if err != nil {
-			b.Fatal(err)
-		}
+		require.NoError(b, err, "New")
 		ctx := context.Background()
 		for b.Loop() {
 			br, err := c.SendEventsBatch(ctx, recs)

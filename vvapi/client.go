@@ -16,7 +16,7 @@ import (
 	"github.com/google/uuid"
 )
 
-// Routes of the real server (CONTRACT.md).
+// Routes of the real server (docs/vectorvue-api.md).
 const (
 	LoginPath        = "/api/v1/client/auth/login"
 	ClientEventsPath = "/api/v1/client/events"

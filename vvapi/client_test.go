@@ -3,7 +3,6 @@ package vvapi
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -14,6 +13,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 const (
@@ -36,29 +37,26 @@ func TestSendEventRequestShape(t *testing.T) {
 	now := time.Unix(1795928870, 0)
 	c, _ := testClient(t, srv.srv.URL, func(c *Config) { c.Now = func() time.Time { return now } })
 	env, err := c.SendEvent(context.Background(), "idem-1", json.RawMessage(fixtureEvent))
-	if err != nil {
-		t.Fatalf("SendEvent: %v", err)
-	}
-	if env.HTTPStatus != 202 || env.Status != "accepted" || env.RequestID != "575ffff6-32be-4623-b33c-439ca809be9e" ||
-		string(env.Data) != `{"event_id":"evt_1"}` || env.Replayed {
-		t.Errorf("envelope = %+v", env)
-	}
+	require.NoError(t, err, "SendEvent")
+	assert.Equal(t, 202, env.HTTPStatus, "envelope %+v: HTTP status", env)
+	assert.Equal(t, "accepted", env.Status, "envelope %+v: status", env)
+	assert.Equal(t, "575ffff6-32be-4623-b33c-439ca809be9e", env.RequestID, "envelope %+v: request id", env)
+	assert.Equal(t, `{"event_id":"evt_1"}`, string(env.Data), "envelope %+v: data", env)
+	assert.False(t, env.Replayed, "envelope %+v: replayed", env)
+
 	logins := srv.requests(LoginPath)
-	if len(logins) != 1 {
-		t.Fatalf("%d logins, want 1 (lazy, on first call)", len(logins))
-	}
+	require.Len(t, logins, 1, "logins (lazy, on first call)")
 	var lb map[string]string
-	if err := json.Unmarshal(logins[0].Body, &lb); err != nil || lb["username"] != testUser ||
-		lb["password"] != testPassword || lb["tenant_id"] != testTenant || len(lb) != 3 {
-		t.Errorf("login body = %s (%v)", logins[0].Body, err)
-	}
-	if ct := logins[0].Header.Get("Content-Type"); ct != "application/json" {
-		t.Errorf("login Content-Type = %q", ct)
-	}
-	if logins[0].Header.Get("Authorization") != "" || logins[0].Header.Get("X-Signature") != "" {
-		t.Error("login must carry neither a token nor a signature")
-	}
-	ev := srv.requests(eventsPath)[0]
+	require.NoError(t, json.Unmarshal(logins[0].Body, &lb), "login body %s", logins[0].Body)
+	assert.Equal(t, map[string]string{"username": testUser, "password": testPassword, "tenant_id": testTenant}, lb,
+		"login body %s", logins[0].Body)
+	assert.Equal(t, "application/json", logins[0].Header.Get("Content-Type"), "login Content-Type")
+	assert.Empty(t, logins[0].Header.Get("Authorization"), "login must carry no token")
+	assert.Empty(t, logins[0].Header.Get("X-Signature"), "login must carry no signature")
+
+	evs := srv.requests(eventsPath)
+	require.NotEmpty(t, evs, "event requests")
+	ev := evs[0]
 	h := ev.Header
 	checks := map[string]string{
 		"Content-Type":    "application/json",
@@ -68,19 +66,12 @@ func TestSendEventRequestShape(t *testing.T) {
 		"X-Signature":     Sign([]byte(testSecret), 1795928870, []byte(fixtureEvent)),
 	}
 	for k, want := range checks {
-		if got := h.Get(k); got != want {
-			t.Errorf("header %s = %q, want %q", k, got, want)
-		}
+		assert.Equal(t, want, h.Get(k), "header %s", k)
 	}
-	if _, err := uuid.Parse(h.Get("X-Request-ID")); err != nil {
-		t.Errorf("X-Request-ID %q is not a UUID", h.Get("X-Request-ID"))
-	}
-	if string(ev.Body) != fixtureEvent {
-		t.Errorf("body was re-encoded:\n got %s\nwant %s", ev.Body, fixtureEvent)
-	}
-	if c.TenantID() != testTenant {
-		t.Errorf("TenantID = %q", c.TenantID())
-	}
+	_, err = uuid.Parse(h.Get("X-Request-ID"))
+	assert.NoError(t, err, "X-Request-ID %q is not a UUID", h.Get("X-Request-ID"))
+	assert.Equal(t, fixtureEvent, string(ev.Body), "body was re-encoded")
+	assert.Equal(t, testTenant, c.TenantID(), "TenantID")
 }
 
 func TestNoSignatureWithoutSecret(t *testing.T) {
@@ -90,16 +81,15 @@ func TestNoSignatureWithoutSecret(t *testing.T) {
 		},
 	})
 	c, _ := testClient(t, srv.srv.URL, func(c *Config) { c.SignatureSecret = ""; c.Token = "pre" })
-	if _, err := c.SendFinding(context.Background(), json.RawMessage(fixtureFinding)); err != nil {
-		t.Fatal(err)
-	}
-	r := srv.requests(findingsPath)[0]
-	if r.Header.Get("X-Signature") != "" || r.Header.Get("X-Timestamp") != "" {
-		t.Error("signed without a secret")
-	}
-	if r.Header.Get("Authorization") != "Bearer pre" || r.Header.Get("Idempotency-Key") != "" {
-		t.Errorf("headers %v", r.Header)
-	}
+	_, err := c.SendFinding(context.Background(), json.RawMessage(fixtureFinding))
+	require.NoError(t, err, "SendFinding")
+	reqs := srv.requests(findingsPath)
+	require.NotEmpty(t, reqs, "finding requests")
+	r := reqs[0]
+	assert.Empty(t, r.Header.Get("X-Signature"), "signed without a secret: X-Signature")
+	assert.Empty(t, r.Header.Get("X-Timestamp"), "signed without a secret: X-Timestamp")
+	assert.Equal(t, "Bearer pre", r.Header.Get("Authorization"), "headers %v", r.Header)
+	assert.Empty(t, r.Header.Get("Idempotency-Key"), "headers %v", r.Header)
 }
 
 func TestReplayedFlag(t *testing.T) {
@@ -111,9 +101,8 @@ func TestReplayedFlag(t *testing.T) {
 	})
 	c, _ := testClient(t, srv.srv.URL, func(c *Config) { c.Token = "pre" })
 	env, err := c.SendEvent(context.Background(), "k", json.RawMessage(fixtureEvent))
-	if err != nil || !env.Replayed {
-		t.Fatalf("SendEvent = %+v, %v; want Replayed", env, err)
-	}
+	require.NoError(t, err, "SendEvent")
+	assert.True(t, env.Replayed, "SendEvent = %+v; want Replayed", env)
 }
 
 // Retries resend the same bytes and key, re-signed with a fresh timestamp and
@@ -131,36 +120,33 @@ func TestRetriesResignSameBodyAndKey(t *testing.T) {
 	c, ws := testClient(t, srv.srv.URL, func(c *Config) {
 		c.Now = func() time.Time { return time.Unix(clock.Add(100), 0) }
 	})
-	if _, err := c.SendEvent(context.Background(), "idem-7", json.RawMessage(fixtureEvent)); err != nil {
-		t.Fatalf("SendEvent: %v", err)
-	}
+	_, err := c.SendEvent(context.Background(), "idem-7", json.RawMessage(fixtureEvent))
+	require.NoError(t, err, "SendEvent")
 	reqs := srv.requests(eventsPath)
-	if len(reqs) != 3 {
-		t.Fatalf("%d attempts, want 3", len(reqs))
-	}
+	require.Len(t, reqs, 3, "attempts")
 	ids, stamps := map[string]bool{}, map[string]bool{}
 	for i, r := range reqs {
-		if string(r.Body) != fixtureEvent || r.Header.Get("Idempotency-Key") != "idem-7" {
-			t.Errorf("attempt %d: body or key changed", i+1)
-		}
+		assert.Equal(t, fixtureEvent, string(r.Body), "attempt %d: body changed", i+1)
+		assert.Equal(t, "idem-7", r.Header.Get("Idempotency-Key"), "attempt %d: key changed", i+1)
 		ts, err := strconv.ParseInt(r.Header.Get("X-Timestamp"), 10, 64)
-		if err != nil || r.Header.Get("X-Signature") != Sign([]byte(testSecret), ts, r.Body) {
-			t.Errorf("attempt %d: signature does not cover the bytes sent at its timestamp", i+1)
+		if assert.NoError(t, err, "attempt %d: X-Timestamp", i+1) {
+			assert.Equal(t, Sign([]byte(testSecret), ts, r.Body), r.Header.Get("X-Signature"),
+				"attempt %d: signature does not cover the bytes sent at its timestamp", i+1)
 		}
 		ids[r.Header.Get("X-Request-ID")] = true
 		stamps[r.Header.Get("X-Timestamp")] = true
 	}
-	if len(ids) != 3 || len(stamps) != 3 {
-		t.Errorf("request ids %v, timestamps %v: want fresh ones per attempt", ids, stamps)
-	}
-	if got := ws.all(); len(got) != 2 {
-		t.Errorf("waited %v, want 2 waits", got)
-	} else if got[0] > 10*time.Millisecond || got[1] > 20*time.Millisecond {
-		t.Errorf("waits %v exceed the jitter caps 10ms, 20ms", got)
+	assert.Len(t, ids, 3, "request ids: want a fresh one per attempt")
+	assert.Len(t, stamps, 3, "timestamps: want a fresh one per attempt")
+	got := ws.all()
+	if assert.Len(t, got, 2, "waits") {
+		assert.LessOrEqual(t, got[0], 10*time.Millisecond, "waits %v exceed the jitter caps 10ms, 20ms", got)
+		assert.LessOrEqual(t, got[1], 20*time.Millisecond, "waits %v exceed the jitter caps 10ms, 20ms", got)
 	}
 }
 
-// The seed's matrix: what is retried and what is returned at once.
+// The retry matrix of docs/architecture.md: what is retried and what is
+// returned at once.
 func TestRetryMatrix(t *testing.T) {
 	cases := []struct {
 		status   int
@@ -186,21 +172,18 @@ func TestRetryMatrix(t *testing.T) {
 			c, _ := testClient(t, srv.srv.URL, func(c *Config) { c.Token = "pre" })
 			_, err := c.SendEvent(context.Background(), "k", json.RawMessage(fixtureEvent))
 			var ae *Error
-			if !errors.As(err, &ae) || !errors.Is(err, tc.sentinel) {
-				t.Fatalf("err = %v, want *Error matching %v", err, tc.sentinel)
+			require.ErrorAs(t, err, &ae, "want *Error matching %v", tc.sentinel)
+			require.ErrorIs(t, err, tc.sentinel)
+			assert.Len(t, srv.requests(eventsPath), tc.attempts, "requests")
+			assert.Equal(t, tc.attempts, ae.Attempts, "Attempts")
+			if tc.attempts > 1 {
+				assert.ErrorContains(t, err, fmt.Sprintf("after %d attempts", tc.attempts), "the error does not say how many attempts")
 			}
-			if n := len(srv.requests(eventsPath)); n != tc.attempts || ae.Attempts != tc.attempts {
-				t.Errorf("%d requests, Attempts %d; want %d", n, ae.Attempts, tc.attempts)
+			if tc.body != "" {
+				assert.Contains(t, tc.body, ae.Message, "the message lost the server's words")
 			}
-			if tc.attempts > 1 && !strings.Contains(err.Error(), fmt.Sprintf("after %d attempts", tc.attempts)) {
-				t.Errorf("error %q does not say how many attempts", err)
-			}
-			if tc.body != "" && !strings.Contains(tc.body, ae.Message) {
-				t.Errorf("message %q lost the server's words %q", ae.Message, tc.body)
-			}
-			if ae.Endpoint != "POST /events" || ae.RequestID == "" {
-				t.Errorf("endpoint %q request id %q", ae.Endpoint, ae.RequestID)
-			}
+			assert.Equal(t, "POST /events", ae.Endpoint, "endpoint")
+			assert.NotEmpty(t, ae.RequestID, "request id")
 		})
 	}
 }
@@ -208,12 +191,9 @@ func TestRetryMatrix(t *testing.T) {
 func TestMaxRetriesNegativeMakesOneAttempt(t *testing.T) {
 	srv := newScripted(t, map[string]http.HandlerFunc{"POST " + eventsPath: status(503, "")})
 	c, _ := testClient(t, srv.srv.URL, func(c *Config) { c.Token = "pre"; c.MaxRetries = -1 })
-	if _, err := c.SendEvent(context.Background(), "k", json.RawMessage(fixtureEvent)); !errors.Is(err, ErrServer) {
-		t.Fatal(err)
-	}
-	if n := len(srv.requests(eventsPath)); n != 1 {
-		t.Errorf("%d attempts, want 1", n)
-	}
+	_, err := c.SendEvent(context.Background(), "k", json.RawMessage(fixtureEvent))
+	require.ErrorIs(t, err, ErrServer)
+	assert.Len(t, srv.requests(eventsPath), 1, "attempts")
 }
 
 func TestRetryAfterHonoured(t *testing.T) {
@@ -227,12 +207,9 @@ func TestRetryAfterHonoured(t *testing.T) {
 				}, func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 202, accepted(map[string]any{})) }),
 			})
 			c, ws := testClient(t, srv.srv.URL, func(c *Config) { c.Token = "pre"; c.Now = func() time.Time { return now } })
-			if _, err := c.SendEvent(context.Background(), "k", json.RawMessage(fixtureEvent)); err != nil {
-				t.Fatal(err)
-			}
-			if got := ws.all(); len(got) != 1 || got[0] != time.Second {
-				t.Errorf("waits %v, want exactly the server's 1s", got)
-			}
+			_, err := c.SendEvent(context.Background(), "k", json.RawMessage(fixtureEvent))
+			require.NoError(t, err, "SendEvent")
+			assert.Equal(t, []time.Duration{time.Second}, ws.all(), "waits: want exactly the server's 1s")
 		})
 	}
 }
@@ -249,12 +226,11 @@ func TestRetryAfterBeyondMaxReturnsAtOnce(t *testing.T) {
 	c, ws := testClient(t, srv.srv.URL, func(c *Config) { c.Token = "pre" })
 	_, err := c.SendEvent(context.Background(), "k", json.RawMessage(fixtureEvent))
 	var ae *Error
-	if !errors.As(err, &ae) || ae.RetryAfter != 2*time.Minute || ae.Message != "maintenance" {
-		t.Fatalf("err = %#v", err)
-	}
-	if len(ws.all()) != 0 || len(srv.requests(eventsPath)) != 1 {
-		t.Errorf("waited %v over %d requests", ws.all(), len(srv.requests(eventsPath)))
-	}
+	require.ErrorAs(t, err, &ae)
+	assert.Equal(t, 2*time.Minute, ae.RetryAfter, "RetryAfter of %#v", ae)
+	assert.Equal(t, "maintenance", ae.Message, "Message of %#v", ae)
+	assert.Empty(t, ws.all(), "waits")
+	assert.Len(t, srv.requests(eventsPath), 1, "requests")
 }
 
 // Waiting for a retry ends the moment the context is cancelled (real timer).
@@ -277,15 +253,12 @@ func TestCancelStopsRetryWait(t *testing.T) {
 	}()
 	select {
 	case err := <-done:
-		if !errors.Is(err, context.Canceled) {
-			t.Fatalf("err = %v, want context.Canceled", err)
-		}
+		require.ErrorIs(t, err, context.Canceled)
 		var ae *Error
-		if !errors.As(err, &ae) || ae.Message != "busy" {
-			t.Errorf("the last answer is lost: %v", err)
-		}
+		require.ErrorAs(t, err, &ae, "the last answer is lost")
+		assert.Equal(t, "busy", ae.Message, "the last answer is lost")
 	case <-time.After(10 * time.Second):
-		t.Fatal("SendEvent still waiting after its context was cancelled")
+		require.FailNow(t, "SendEvent still waiting after its context was cancelled")
 	}
 }
 
@@ -302,12 +275,10 @@ func TestTransportErrorRetried(t *testing.T) {
 	c, ws := testClient(t, srv.srv.URL, func(c *Config) { c.Token = "pre"; c.MaxRetries = 2 })
 	_, err := c.SendEvent(context.Background(), "k", json.RawMessage(fixtureEvent))
 	var te *TransportError
-	if !errors.As(err, &te) || te.Attempts != 3 || !strings.Contains(err.Error(), "after 3 attempts") {
-		t.Fatalf("err = %v, want a TransportError after 3 attempts", err)
-	}
-	if len(ws.all()) != 2 {
-		t.Errorf("waits %v", ws.all())
-	}
+	require.ErrorAs(t, err, &te, "want a TransportError after 3 attempts")
+	assert.Equal(t, 3, te.Attempts, "attempts")
+	assert.ErrorContains(t, err, "after 3 attempts")
+	assert.Len(t, ws.all(), 2, "waits")
 }
 
 func TestTimeoutIsRetriedTransportError(t *testing.T) {
@@ -324,9 +295,9 @@ func TestTimeoutIsRetriedTransportError(t *testing.T) {
 	c, _ := testClient(t, srv.srv.URL, func(c *Config) { c.Token = "pre"; c.MaxRetries = 1; c.Timeout = 50 * time.Millisecond })
 	_, err := c.SendEvent(context.Background(), "k", json.RawMessage(fixtureEvent))
 	var te *TransportError
-	if !errors.As(err, &te) || te.Attempts != 2 || !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("err = %v, want a timeout TransportError after 2 attempts", err)
-	}
+	require.ErrorAs(t, err, &te, "want a timeout TransportError after 2 attempts")
+	assert.Equal(t, 2, te.Attempts, "attempts")
+	assert.ErrorIs(t, err, context.DeadlineExceeded)
 }
 
 // A 401 on a call that used our login token: one fresh login, one retry.
@@ -342,16 +313,12 @@ func TestReloginOnceOn401(t *testing.T) {
 		},
 	})
 	c, _ := testClient(t, srv.srv.URL, nil)
-	if _, err := c.SendEvent(context.Background(), "k", json.RawMessage(fixtureEvent)); err != nil {
-		t.Fatalf("SendEvent: %v", err)
-	}
-	if n := len(srv.requests(LoginPath)); n != 2 {
-		t.Errorf("%d logins, want 2", n)
-	}
+	_, err := c.SendEvent(context.Background(), "k", json.RawMessage(fixtureEvent))
+	require.NoError(t, err, "SendEvent")
+	assert.Len(t, srv.requests(LoginPath), 2, "logins")
 	evs := srv.requests(eventsPath)
-	if len(evs) != 2 || evs[0].Header.Get("Idempotency-Key") != evs[1].Header.Get("Idempotency-Key") {
-		t.Errorf("%d event attempts", len(evs))
-	}
+	require.Len(t, evs, 2, "event attempts")
+	assert.Equal(t, evs[0].Header.Get("Idempotency-Key"), evs[1].Header.Get("Idempotency-Key"), "the retry changed the Idempotency-Key")
 }
 
 func TestSecond401IsReturned(t *testing.T) {
@@ -362,12 +329,11 @@ func TestSecond401IsReturned(t *testing.T) {
 	c, _ := testClient(t, srv.srv.URL, nil)
 	_, err := c.SendEvent(context.Background(), "k", json.RawMessage(fixtureEvent))
 	var ae *Error
-	if !errors.As(err, &ae) || !errors.Is(err, ErrUnauthorized) || ae.Message != "Invalid request signature" {
-		t.Fatalf("err = %v", err)
-	}
-	if l, e := len(srv.requests(LoginPath)), len(srv.requests(eventsPath)); l != 2 || e != 2 {
-		t.Errorf("%d logins, %d sends; want 2 and 2", l, e)
-	}
+	require.ErrorAs(t, err, &ae)
+	require.ErrorIs(t, err, ErrUnauthorized)
+	require.Equal(t, "Invalid request signature", ae.Message, "message of %v", err)
+	assert.Len(t, srv.requests(LoginPath), 2, "logins")
+	assert.Len(t, srv.requests(eventsPath), 2, "sends")
 }
 
 func TestPreProvisionedTokenNeverReplaced(t *testing.T) {
@@ -377,15 +343,10 @@ func TestPreProvisionedTokenNeverReplaced(t *testing.T) {
 	// Credentials are given too: the client must still not log in behind the operator's back.
 	c, _ := testClient(t, srv.srv.URL, func(c *Config) { c.Token = "operator-token" })
 	_, err := c.SendEvent(context.Background(), "k", json.RawMessage(fixtureEvent))
-	if !errors.Is(err, ErrUnauthorized) || !strings.Contains(err.Error(), "Token expired") {
-		t.Fatalf("err = %v", err)
-	}
-	if n := len(srv.requests(eventsPath)); n != 1 {
-		t.Errorf("%d sends, want 1", n)
-	}
-	if err := c.Login(context.Background()); !errors.Is(err, ErrPreProvisionedToken) {
-		t.Errorf("Login with a Token = %v", err)
-	}
+	require.ErrorIs(t, err, ErrUnauthorized)
+	require.ErrorContains(t, err, "Token expired")
+	assert.Len(t, srv.requests(eventsPath), 1, "sends")
+	assert.ErrorIs(t, c.Login(context.Background()), ErrPreProvisionedToken, "Login with a Token")
 }
 
 func TestLoginErrorsAreTyped(t *testing.T) {
@@ -395,15 +356,11 @@ func TestLoginErrorsAreTyped(t *testing.T) {
 	c, _ := testClient(t, srv.srv.URL, nil)
 	_, err := c.SendEvent(context.Background(), "k", json.RawMessage(fixtureEvent))
 	var ae *Error
-	if !errors.As(err, &ae) || ae.Endpoint != "POST /auth/login" || ae.Message != "Invalid credentials" {
-		t.Fatalf("err = %v", err)
-	}
-	if n := len(srv.requests(eventsPath)); n != 0 {
-		t.Errorf("sent %d events without a token", n)
-	}
-	if n := len(srv.requests(LoginPath)); n != 1 {
-		t.Errorf("%d login attempts for a 401, want 1 (no re-login loop on login)", n)
-	}
+	require.ErrorAs(t, err, &ae)
+	require.Equal(t, "POST /auth/login", ae.Endpoint, "endpoint of %v", err)
+	require.Equal(t, "Invalid credentials", ae.Message, "message of %v", err)
+	assert.Empty(t, srv.requests(eventsPath), "events sent without a token")
+	assert.Len(t, srv.requests(LoginPath), 1, "login attempts for a 401 (no re-login loop on login)")
 }
 
 // Concurrent callers with no token share one login.
@@ -432,13 +389,9 @@ func TestConcurrentCallersShareOneLogin(t *testing.T) {
 	wg.Wait()
 	close(errs)
 	for err := range errs {
-		if err != nil {
-			t.Error(err)
-		}
+		assert.NoError(t, err, "SendEvent")
 	}
-	if n := len(srv.requests(LoginPath)); n != 1 {
-		t.Errorf("%d logins for 8 concurrent callers, want 1", n)
-	}
+	assert.Len(t, srv.requests(LoginPath), 1, "logins for 8 concurrent callers")
 }
 
 func TestExplicitLoginReplacesToken(t *testing.T) {
@@ -448,18 +401,13 @@ func TestExplicitLoginReplacesToken(t *testing.T) {
 	})
 	c, _ := testClient(t, srv.srv.URL, nil)
 	ctx := context.Background()
-	if err := c.Login(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Login(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.SendEvent(ctx, "k", json.RawMessage(fixtureEvent)); err != nil {
-		t.Fatal(err)
-	}
-	if got := srv.requests(eventsPath)[0].Header.Get("Authorization"); got != "Bearer jwt-2" {
-		t.Errorf("Authorization = %q, want the second login's token", got)
-	}
+	require.NoError(t, c.Login(ctx), "first Login")
+	require.NoError(t, c.Login(ctx), "second Login")
+	_, err := c.SendEvent(ctx, "k", json.RawMessage(fixtureEvent))
+	require.NoError(t, err, "SendEvent")
+	evs := srv.requests(eventsPath)
+	require.NotEmpty(t, evs, "event requests")
+	assert.Equal(t, "Bearer jwt-2", evs[0].Header.Get("Authorization"), "Authorization: want the second login's token")
 }
 
 // Batch size and payload shape are refused before any I/O.
@@ -484,28 +432,20 @@ func TestBatchRefusedBeforeIO(t *testing.T) {
 	}
 	for _, tc := range cases {
 		_, err := c.SendEventsBatch(context.Background(), tc.items)
-		if !errors.Is(err, tc.want) || !strings.Contains(err.Error(), tc.words) {
-			t.Errorf("%s: err = %v, want %v mentioning %q", tc.name, err, tc.want, tc.words)
-		}
+		assert.ErrorIs(t, err, tc.want, "%s (events)", tc.name)
+		assert.ErrorContains(t, err, tc.words, "%s (events)", tc.name)
 		_, err = c.SendFindingsBatch(context.Background(), tc.items)
-		if !errors.Is(err, tc.want) {
-			t.Errorf("%s (findings): err = %v", tc.name, err)
-		}
+		assert.ErrorIs(t, err, tc.want, "%s (findings)", tc.name)
 	}
 	for _, p := range []string{`[]`, `null`, `{"a":Infinity}`, ``} {
-		if _, err := c.SendEvent(context.Background(), "k", json.RawMessage(p)); !errors.Is(err, ErrInvalidPayload) {
-			t.Errorf("SendEvent(%s) = %v", p, err)
-		}
-		if _, err := c.SendFinding(context.Background(), json.RawMessage(p)); !errors.Is(err, ErrInvalidPayload) {
-			t.Errorf("SendFinding(%s) = %v", p, err)
-		}
+		_, err := c.SendEvent(context.Background(), "k", json.RawMessage(p))
+		assert.ErrorIs(t, err, ErrInvalidPayload, "SendEvent(%s)", p)
+		_, err = c.SendFinding(context.Background(), json.RawMessage(p))
+		assert.ErrorIs(t, err, ErrInvalidPayload, "SendFinding(%s)", p)
 	}
-	if _, err := c.SendEvent(context.Background(), "bad\nkey", ev); !errors.Is(err, ErrInvalidPayload) {
-		t.Errorf("key with a newline: %v", err)
-	}
-	if n := len(srv.requests("")); n != 0 {
-		t.Errorf("%d requests reached the server", n)
-	}
+	_, err := c.SendEvent(context.Background(), "bad\nkey", ev)
+	assert.ErrorIs(t, err, ErrInvalidPayload, "key with a newline")
+	assert.Empty(t, srv.requests(""), "requests reached the server")
 }
 
 // The batch body is the stored records joined as they are; the answer is
@@ -524,23 +464,23 @@ func TestBatchBodyAndResults(t *testing.T) {
 		json.RawMessage(`{"title":"no"}`),
 	}
 	br, err := c.SendFindingsBatch(context.Background(), items)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := srv.requests(fbatchPath)[0]
+	require.NoError(t, err, "SendFindingsBatch")
+	reqs := srv.requests(fbatchPath)
+	require.NotEmpty(t, reqs, "batch requests")
+	r := reqs[0]
 	const want = `[{"finding_id":"ss-sf-1","title":"Signed finding","description":"d","severity":"high","first_seen":"2026-02-22T09:45:00Z"},{"title":"no"}]`
-	if string(r.Body) != want {
-		t.Errorf("body %s\nwant %s", r.Body, want)
-	}
+	assert.Equal(t, want, string(r.Body), "body")
 	// The same bytes, secret and timestamp as the recording give its signature.
-	if got := r.Header.Get("X-Signature"); got != "f9d067ecf1b03a483e8c5600c9924aff151473c4dddf7b7af89298ad38a7dd11" {
-		t.Errorf("X-Signature %s differs from the recorded one", got)
-	}
-	if br.Status != "partial" || br.Summary != (Summary{2, 1, 1}) || len(br.Results) != 2 || br.Signature == nil ||
-		br.Results[1] != (ItemResult{Index: 1, Status: "failed", ErrorCode: "validation_failed", ErrorMessage: "String should have at least 3 characters"}) ||
-		br.Results[0].ItemID != "ss-sf-1" || br.RequestID != "7937808d-76af-4517-8dad-96acaf864581" {
-		t.Errorf("batch result = %+v", br)
-	}
+	assert.Equal(t, "f9d067ecf1b03a483e8c5600c9924aff151473c4dddf7b7af89298ad38a7dd11", r.Header.Get("X-Signature"),
+		"X-Signature differs from the recorded one")
+	assert.Equal(t, "partial", br.Status, "batch result %+v: status", br)
+	assert.Equal(t, Summary{2, 1, 1}, br.Summary, "batch result %+v: summary", br)
+	assert.NotNil(t, br.Signature, "batch result %+v: signature", br)
+	assert.Equal(t, "7937808d-76af-4517-8dad-96acaf864581", br.RequestID, "batch result %+v: request id", br)
+	require.Len(t, br.Results, 2, "batch result %+v: results", br)
+	assert.Equal(t, "ss-sf-1", br.Results[0].ItemID, "result 0: item id")
+	assert.Equal(t, ItemResult{Index: 1, Status: "failed", ErrorCode: "validation_failed", ErrorMessage: "String should have at least 3 characters"},
+		br.Results[1], "result 1")
 }
 
 func TestIngestStatus(t *testing.T) {
@@ -551,28 +491,28 @@ func TestIngestStatus(t *testing.T) {
 	})
 	c, _ := testClient(t, srv.srv.URL, func(c *Config) { c.Token = "pre" })
 	st, err := c.IngestStatus(context.Background(), "7937808d-76af-4517-8dad-96acaf864581")
-	if err != nil {
-		t.Fatal(err)
+	require.NoError(t, err, "IngestStatus")
+	assert.Equal(t, "partial", st.Status, "status %+v: status", st)
+	assert.Equal(t, "7937808d-76af-4517-8dad-96acaf864581", st.RequestID, "status %+v: polled request id", st)
+	assert.Equal(t, "baccd060-29c4-48b0-80c9-c4b35f80a243", st.Envelope.RequestID, "status %+v: envelope request id", st)
+	assert.Equal(t, Summary{2, 1, 1}, st.Counts, "status %+v: counts", st)
+	assert.Equal(t, fbatchPath, st.Endpoint, "status %+v: endpoint", st)
+	assert.NotEmpty(t, st.CreatedAt, "status %+v: created_at", st)
+	if assert.Len(t, st.FailedItems, 1, "status %+v: failed items", st) {
+		assert.Equal(t, 1, st.FailedItems[0].Index, "failed item index")
 	}
-	if st.Status != "partial" || st.RequestID != "7937808d-76af-4517-8dad-96acaf864581" ||
-		st.Envelope.RequestID != "baccd060-29c4-48b0-80c9-c4b35f80a243" || st.Counts != (Summary{2, 1, 1}) ||
-		len(st.FailedItems) != 1 || st.FailedItems[0].Index != 1 || st.Endpoint != fbatchPath || st.CreatedAt == "" {
-		t.Errorf("status = %+v", st)
-	}
-	r := srv.requests("")[0]
-	if r.Header.Get("X-Signature") != "" || r.Header.Get("Authorization") != "Bearer pre" || len(r.Body) != 0 {
-		t.Errorf("status request: signed or unauthenticated: %v", r.Header)
-	}
+	reqs := srv.requests("")
+	require.NotEmpty(t, reqs, "status requests")
+	r := reqs[0]
+	assert.Empty(t, r.Header.Get("X-Signature"), "status request signed: %v", r.Header)
+	assert.Equal(t, "Bearer pre", r.Header.Get("Authorization"), "status request unauthenticated: %v", r.Header)
+	assert.Empty(t, r.Body, "status request body")
 	_, err = c.IngestStatus(context.Background(), "00000000-0000-4000-8000-000000000000")
-	if !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), "Request not found") {
-		t.Errorf("404: %v", err)
-	}
-	if _, err := c.IngestStatus(context.Background(), "req-abc-123"); !errors.Is(err, ErrInvalidRequestID) {
-		t.Errorf("non-UUID: %v", err)
-	}
-	if n := len(srv.requests("")); n != 2 {
-		t.Errorf("%d requests, want 2 (the non-UUID one refused before I/O)", n)
-	}
+	assert.ErrorIs(t, err, ErrNotFound, "404")
+	assert.ErrorContains(t, err, "Request not found", "404")
+	_, err = c.IngestStatus(context.Background(), "req-abc-123")
+	assert.ErrorIs(t, err, ErrInvalidRequestID, "non-UUID")
+	assert.Len(t, srv.requests(""), 2, "requests (the non-UUID one refused before I/O)")
 }
 
 func TestMalformedSuccessIsRetriedTransportError(t *testing.T) {
@@ -580,9 +520,9 @@ func TestMalformedSuccessIsRetriedTransportError(t *testing.T) {
 	c, _ := testClient(t, srv.srv.URL, func(c *Config) { c.Token = "pre"; c.MaxRetries = 1 })
 	_, err := c.SendEvent(context.Background(), "k", json.RawMessage(fixtureEvent))
 	var te *TransportError
-	if !errors.As(err, &te) || !errors.Is(err, ErrMalformedResponse) || te.Attempts != 2 {
-		t.Fatalf("err = %v", err)
-	}
+	require.ErrorAs(t, err, &te)
+	assert.ErrorIs(t, err, ErrMalformedResponse)
+	assert.Equal(t, 2, te.Attempts, "attempts")
 }
 
 func TestResponseBodyIsLimited(t *testing.T) {
@@ -591,12 +531,10 @@ func TestResponseBodyIsLimited(t *testing.T) {
 	c, _ := testClient(t, srv.srv.URL, func(c *Config) { c.Token = "pre" })
 	_, err := c.SendEvent(context.Background(), "k", json.RawMessage(fixtureEvent))
 	var ae *Error
-	if !errors.As(err, &ae) || len(ae.Message) != MaxResponseBytes {
-		t.Fatalf("message of %d bytes, want it cut at %d", len(ae.Message), MaxResponseBytes)
-	}
-	if len(err.Error()) > 2000 {
-		t.Errorf("Error() is %d bytes long", len(err.Error()))
-	}
+	require.ErrorAs(t, err, &ae)
+	// Lengths, not the strings: a failure must not print megabytes.
+	require.Equal(t, MaxResponseBytes, len(ae.Message), "message length: want it cut at MaxResponseBytes")
+	assert.LessOrEqual(t, len(err.Error()), 2000, "Error() length")
 }
 
 func TestPostClientEvent(t *testing.T) {
@@ -606,16 +544,14 @@ func TestPostClientEvent(t *testing.T) {
 	})
 	c, _ := testClient(t, srv.srv.URL, nil)
 	env, err := c.PostClientEvent(context.Background(), json.RawMessage(`{"event_type":"shipper.started"}`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if env.HTTPStatus != 201 || string(env.Data) != `{"ok":true}` {
-		t.Errorf("envelope = %+v", env)
-	}
-	r := srv.requests(ClientEventsPath)[0]
-	if r.Header.Get("Authorization") != "Bearer jwt-1" || string(r.Body) != `{"event_type":"shipper.started"}` {
-		t.Errorf("request = %v %s", r.Header, r.Body)
-	}
+	require.NoError(t, err, "PostClientEvent")
+	assert.Equal(t, 201, env.HTTPStatus, "envelope %+v: HTTP status", env)
+	assert.Equal(t, `{"ok":true}`, string(env.Data), "envelope %+v: data", env)
+	reqs := srv.requests(ClientEventsPath)
+	require.NotEmpty(t, reqs, "client event requests")
+	r := reqs[0]
+	assert.Equal(t, "Bearer jwt-1", r.Header.Get("Authorization"), "request headers %v", r.Header)
+	assert.Equal(t, `{"event_type":"shipper.started"}`, string(r.Body), "request body")
 }
 
 // Connections are reused across calls (one pooled client).
@@ -624,14 +560,11 @@ func TestConnectionsReused(t *testing.T) {
 		"POST " + eventsPath: func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 202, accepted(map[string]any{})) },
 	})
 	c, _ := testClient(t, srv.srv.URL, func(c *Config) { c.Token = "pre" })
-	for range 5 {
-		if _, err := c.SendEvent(context.Background(), "k", json.RawMessage(fixtureEvent)); err != nil {
-			t.Fatal(err)
-		}
+	for i := range 5 {
+		_, err := c.SendEvent(context.Background(), "k", json.RawMessage(fixtureEvent))
+		require.NoError(t, err, "SendEvent %d", i+1)
 	}
-	if n := srv.conns.Load(); n != 1 {
-		t.Errorf("%d connections for 5 sequential calls, want 1", n)
-	}
+	assert.Equal(t, int32(1), srv.conns.Load(), "connections for 5 sequential calls")
 }
 
 // A retry that could not start before the caller's deadline is not waited
@@ -644,10 +577,9 @@ func TestNoRetryPastTheDeadline(t *testing.T) {
 	defer cancel()
 	_, err := c.SendEvent(ctx, "k", json.RawMessage(fixtureEvent))
 	var ae *Error
-	if !errors.As(err, &ae) || ae.Message != "maintenance" || errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("err = %v, want the 503 itself", err)
-	}
-	if len(ws.all()) != 0 || len(srv.requests(eventsPath)) != 1 {
-		t.Errorf("waited %v", ws.all())
-	}
+	require.ErrorAs(t, err, &ae, "want the 503 itself")
+	require.Equal(t, "maintenance", ae.Message, "want the 503 itself: %v", err)
+	require.NotErrorIs(t, err, context.DeadlineExceeded, "want the 503 itself")
+	assert.Empty(t, ws.all(), "waits")
+	assert.Len(t, srv.requests(eventsPath), 1, "requests")
 }

@@ -12,7 +12,7 @@ import (
 	"time"
 )
 
-// Defaults of the seed design ("VectorVue API Client Design").
+// Defaults of the client design (docs/architecture.md).
 const (
 	DefaultBaseURL      = "https://127.0.0.1"
 	DefaultTimeout      = 10 * time.Second

@@ -2,49 +2,42 @@ package vvapi
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 func TestNewAppliesDefaults(t *testing.T) {
 	c, err := New(Config{Token: "tok"})
-	if err != nil {
-		t.Fatalf("New: %v", err)
-	}
+	require.NoError(t, err, "New")
 	s := c.s
-	if s.baseStr != DefaultBaseURL || s.Timeout != DefaultTimeout || s.maxRetries != DefaultMaxRetries ||
-		s.BackoffBase != DefaultBackoffBase || s.BackoffMax != DefaultBackoffMax || s.MaxBatchSize != DefaultMaxBatchSize {
-		t.Errorf("defaults not applied: base %q timeout %v retries %d backoff %v..%v batch %d",
-			s.baseStr, s.Timeout, s.maxRetries, s.BackoffBase, s.BackoffMax, s.MaxBatchSize)
-	}
-	if s.InsecureSkipVerify || s.AllowHTTP {
-		t.Error("TLS verification and HTTPS must be on by default")
-	}
+	assert.Equal(t, DefaultBaseURL, s.baseStr, "default base URL")
+	assert.Equal(t, DefaultTimeout, s.Timeout, "default timeout")
+	assert.Equal(t, DefaultMaxRetries, s.maxRetries, "default retries")
+	assert.Equal(t, DefaultBackoffBase, s.BackoffBase, "default backoff base")
+	assert.Equal(t, DefaultBackoffMax, s.BackoffMax, "default backoff max")
+	assert.Equal(t, DefaultMaxBatchSize, s.MaxBatchSize, "default batch size")
+	assert.False(t, s.InsecureSkipVerify, "TLS verification must be on by default")
+	assert.False(t, s.AllowHTTP, "HTTPS must be required by default")
 }
 
 func TestMaxRetriesNegativeMeansNone(t *testing.T) {
 	c, err := New(Config{Token: "tok", MaxRetries: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if c.s.maxRetries != 0 {
-		t.Errorf("MaxRetries -1 gave %d retries, want 0", c.s.maxRetries)
-	}
+	require.NoError(t, err, "New")
+	assert.Equal(t, 0, c.s.maxRetries, "retries for MaxRetries -1")
 }
 
 func TestConfigErrorsNameTheField(t *testing.T) {
 	dir := t.TempDir()
 	notPEM := filepath.Join(dir, "ca.pem")
-	if err := os.WriteFile(notPEM, []byte("not a certificate"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, os.WriteFile(notPEM, []byte("not a certificate"), 0o600))
 	creds := func(c *Config) { c.Username, c.Password, c.TenantID = "u", "p", "t" }
 	cases := []struct {
 		name  string
@@ -75,35 +68,27 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 			tc.cfg(&cfg)
 			_, err := New(cfg)
 			var ce *ConfigError
-			if !errors.As(err, &ce) {
-				t.Fatalf("New = %v, want *ConfigError", err)
-			}
-			if ce.Field != tc.field || !strings.Contains(ce.Problem, tc.words) {
-				t.Errorf("ConfigError{%q, %q}, want field %q mentioning %q", ce.Field, ce.Problem, tc.field, tc.words)
-			}
-			if strings.Contains(err.Error(), "pw@") {
-				t.Errorf("error echoes URL credentials: %v", err)
-			}
+			require.ErrorAs(t, err, &ce, "New: want *ConfigError")
+			assert.Equal(t, tc.field, ce.Field, "field of %v", err)
+			assert.Contains(t, ce.Problem, tc.words, "problem of %v", err)
+			assert.NotContains(t, err.Error(), "pw@", "the error echoes URL credentials")
 		})
 	}
 }
 
 func TestAllowHTTPAcceptsPlainHTTP(t *testing.T) {
-	if _, err := New(Config{BaseURL: "http://127.0.0.1:1/", AllowHTTP: true, Token: "t"}); err != nil {
-		t.Fatalf("New with AllowHTTP: %v", err)
-	}
+	_, err := New(Config{BaseURL: "http://127.0.0.1:1/", AllowHTTP: true, Token: "t"})
+	require.NoError(t, err, "New with AllowHTTP")
 }
 
 func TestInsecureSkipVerifyLogsWarning(t *testing.T) {
 	logger, buf, mu := captureLogger()
-	if _, err := New(Config{Token: "t", InsecureSkipVerify: true, Logger: logger}); err != nil {
-		t.Fatal(err)
-	}
+	_, err := New(Config{Token: "t", InsecureSkipVerify: true, Logger: logger})
+	require.NoError(t, err, "New")
 	mu.Lock()
 	defer mu.Unlock()
-	if !strings.Contains(buf.String(), "level=WARN") || !strings.Contains(buf.String(), "verification is OFF") {
-		t.Errorf("no warning logged for InsecureSkipVerify: %q", buf.String())
-	}
+	assert.Contains(t, buf.String(), "level=WARN", "no warning logged for InsecureSkipVerify")
+	assert.Contains(t, buf.String(), "verification is OFF", "no warning logged for InsecureSkipVerify")
 }
 
 func TestSecretNeverPrints(t *testing.T) {
@@ -117,12 +102,9 @@ func TestSecretNeverPrints(t *testing.T) {
 	outs = append(outs, buf.String())
 	mu.Unlock()
 	for _, o := range outs {
-		if strings.Contains(o, "hunter2") || strings.Contains(o, fmt.Sprintf("%x", "hunter2")) {
-			t.Errorf("secret printed: %q", o)
-		}
+		assert.NotContains(t, o, "hunter2", "secret printed")
+		assert.NotContains(t, o, fmt.Sprintf("%x", "hunter2"), "secret printed in hex")
 	}
-	if string(s) != "hunter2" {
-		t.Error("string(s) must give the value")
-	}
+	assert.Equal(t, "hunter2", string(s), "string(s) must give the value")
 	_ = slog.Value{}
 }

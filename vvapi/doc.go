@@ -1,5 +1,5 @@
 // Package vvapi is the typed client of VectorVue's SpectraStrike ingest API,
-// as the real server behaves (shared/vectorvue/CONTRACT.md).
+// as the real server behaves (docs/vectorvue-api.md).
 //
 // One Client is safe for concurrent use and keeps one pooled http.Client.
 // Every call:

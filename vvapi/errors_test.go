@@ -1,11 +1,13 @@
 package vvapi
 
 import (
-	"errors"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 func TestErrorMatchesSentinels(t *testing.T) {
@@ -30,8 +32,10 @@ func TestErrorMatchesSentinels(t *testing.T) {
 	for _, tc := range cases {
 		var err error = &Error{HTTPStatus: tc.status, Code: tc.code}
 		for _, s := range all {
-			if got := errors.Is(err, s); got != (s == tc.want) {
-				t.Errorf("errors.Is(%d %s, %v) = %v", tc.status, tc.code, s, got)
+			if s == tc.want {
+				assert.ErrorIs(t, err, s, "status %d code %q", tc.status, tc.code)
+			} else {
+				assert.NotErrorIs(t, err, s, "status %d code %q", tc.status, tc.code)
 			}
 		}
 	}
@@ -39,9 +43,7 @@ func TestErrorMatchesSentinels(t *testing.T) {
 
 func TestErrorRetryable(t *testing.T) {
 	for st, want := range map[int]bool{429: true, 502: true, 503: true, 504: true, 500: false, 409: false, 422: false, 401: false} {
-		if got := (&Error{HTTPStatus: st}).Retryable(); got != want {
-			t.Errorf("Retryable(%d) = %v", st, got)
-		}
+		assert.Equal(t, want, (&Error{HTTPStatus: st}).Retryable(), "Retryable(%d)", st)
 	}
 }
 
@@ -51,18 +53,15 @@ func TestErrorTextKeepsServerWords(t *testing.T) {
 	got := e.Error()
 	for _, w := range []string{"POST /events", "409", "idempotency_conflict", "Idempotency-Key reuse with different payload",
 		"d575c370-bd8a-4018-9e8c-20a1613f6ea8", "after 4 attempts", "retry after 2s"} {
-		if !strings.Contains(got, w) {
-			t.Errorf("Error() = %q, missing %q", got, w)
-		}
+		assert.Contains(t, got, w, "Error()")
 	}
 	one := (&Error{HTTPStatus: 500, Endpoint: "GET /ingest/status", Attempts: 1}).Error()
-	if strings.Contains(one, "attempts") || !strings.Contains(one, "Internal Server Error") {
-		t.Errorf("single attempt error = %q", one)
-	}
+	assert.NotContains(t, one, "attempts", "single attempt error")
+	assert.Contains(t, one, "Internal Server Error", "single attempt error")
 }
 
-// The three body shapes of CONTRACT.md, taken from the transcript: the
-// server's message always ends up in Message.
+// The three body shapes of docs/vectorvue-api.md, taken from the transcript:
+// the server's message always ends up in Message.
 func TestParseErrorShapes(t *testing.T) {
 	tr := loadTranscript(t)
 	n := 0
@@ -74,31 +73,24 @@ func TestParseErrorShapes(t *testing.T) {
 		n++
 		body := *ex.Response.BodyRaw
 		e := parseError(st, http.Header{}, []byte(body), "sent-id")
-		if e.HTTPStatus != st || e.Message == "" {
-			t.Errorf("%s: parsed %+v", ex.Name, e)
+		if !assert.Equal(t, st, e.HTTPStatus, "%s: parsed %+v", ex.Name, e) ||
+			!assert.NotEmpty(t, e.Message, "%s: parsed %+v", ex.Name, e) {
 			continue
 		}
-		if !strings.Contains(body, e.Message) && !strings.Contains(body, strings.ReplaceAll(e.Message, "; ", "")) {
-			t.Errorf("%s: message %q is not the server's (%s)", ex.Name, e.Message, body)
-		}
+		assert.True(t, strings.Contains(body, e.Message) || strings.Contains(body, strings.ReplaceAll(e.Message, "; ", "")),
+			"%s: message %q is not the server's (%s)", ex.Name, e.Message, body)
 		switch {
 		case strings.HasPrefix(body, `{"request_id"`):
-			if e.Code == "" || e.RequestID == "sent-id" {
-				t.Errorf("%s: envelope error lost code or request_id: %+v", ex.Name, e)
-			}
+			assert.NotEmpty(t, e.Code, "%s: envelope error lost its code: %+v", ex.Name, e)
+			assert.NotEqual(t, "sent-id", e.RequestID, "%s: envelope error lost its request_id: %+v", ex.Name, e)
 		default:
-			if e.Code != "" || e.RequestID != "sent-id" {
-				t.Errorf("%s: detail/plain error: %+v", ex.Name, e)
-			}
+			assert.Empty(t, e.Code, "%s: detail/plain error: %+v", ex.Name, e)
+			assert.Equal(t, "sent-id", e.RequestID, "%s: detail/plain error: %+v", ex.Name, e)
 		}
 	}
-	if n < 15 {
-		t.Fatalf("only %d error exchanges in the transcript", n)
-	}
-	if e := parseError(422, nil, []byte(`{"detail":[{"loc":["body"],"msg":"field required"}]}`), "x"); !strings.Contains(e.Message, "field required") {
-		t.Errorf("FastAPI list detail lost: %q", e.Message)
-	}
-	if e := parseError(502, nil, nil, "x"); e.Message != "Bad Gateway" {
-		t.Errorf("empty body message = %q", e.Message)
-	}
+	require.GreaterOrEqual(t, n, 15, "error exchanges in the transcript")
+	e := parseError(422, nil, []byte(`{"detail":[{"loc":["body"],"msg":"field required"}]}`), "x")
+	assert.Contains(t, e.Message, "field required", "FastAPI list detail lost")
+	e = parseError(502, nil, nil, "x")
+	assert.Equal(t, "Bad Gateway", e.Message, "empty body message")
 }

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/spectrastrike/shipper/internal/transcript"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
@@ -75,7 +76,8 @@ func (s *scripted) serve(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if !ok {
-		s.t.Errorf("scripted server: unexpected request %s %s", r.Method, r.URL.Path)
+		// The server's goroutine: mark the test failed, never stop it here.
+		assert.Fail(s.t, "scripted server: unexpected request", "%s %s", r.Method, r.URL.Path)
 		http.Error(w, "unexpected", http.StatusTeapot)
 		return
 	}
@@ -178,9 +180,7 @@ func testClient(t *testing.T, base string, mutate func(*Config)) (*Client, *wait
 		mutate(&cfg)
 	}
 	c, err := New(cfg)
-	if err != nil {
-		t.Fatalf("New: %v", err)
-	}
+	require.NoError(t, err, "New")
 	ws := &waits{}
 	c.wait = ws.wait
 	return c, ws

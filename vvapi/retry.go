@@ -13,10 +13,11 @@ import (
 )
 
 // Classify is the one retry policy: (retry, reason) for an HTTP status and/or
-// a transport error. It follows the seed's matrix: connection errors,
-// timeouts, 429, 502, 503 and 504 are retried; 400, 401, 403, 404, 409, 422
-// and 500 are not (a 500 on the real server is a deterministic bug, e.g. a
-// non-UUID request id, so repeating it at once only adds load).
+// a transport error. It follows the retry matrix of docs/architecture.md:
+// connection errors, timeouts, 429, 502, 503 and 504 are retried; 400, 401,
+// 403, 404, 409, 422 and 500 are not (a 500 on the real server is a
+// deterministic bug, e.g. a non-UUID request id, so repeating it at once only
+// adds load).
 func Classify(status int, err error) (retry bool, reason string) {
 	if err != nil {
 		switch {

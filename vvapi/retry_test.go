@@ -11,6 +11,9 @@ import (
 	"net/url"
 	"testing"
 	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 func TestClassify(t *testing.T) {
@@ -36,9 +39,8 @@ func TestClassify(t *testing.T) {
 	}
 	for _, tc := range cases {
 		retry, reason := Classify(tc.status, tc.err)
-		if retry != tc.retry || reason == "" {
-			t.Errorf("Classify(%d, %v) = %v %q, want retry %v with a reason", tc.status, tc.err, retry, reason, tc.retry)
-		}
+		assert.Equal(t, tc.retry, retry, "Classify(%d, %v): retry (reason %q)", tc.status, tc.err, reason)
+		assert.NotEmpty(t, reason, "Classify(%d, %v): reason", tc.status, tc.err)
 	}
 }
 
@@ -51,31 +53,23 @@ func TestBackoffCapDoublesUpToMax(t *testing.T) {
 	base, mx := 500*time.Millisecond, 30*time.Second
 	want := []time.Duration{500 * time.Millisecond, time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second, 16 * time.Second, 30 * time.Second, 30 * time.Second}
 	for i, w := range want {
-		if got := backoffCap(i+1, base, mx); got != w {
-			t.Errorf("backoffCap(%d) = %v, want %v", i+1, got, w)
-		}
+		assert.Equal(t, w, backoffCap(i+1, base, mx), "backoffCap(%d)", i+1)
 	}
-	if got := backoffCap(200, base, mx); got != mx {
-		t.Errorf("backoffCap(200) = %v, want the cap (no overflow)", got)
-	}
+	assert.Equal(t, mx, backoffCap(200, base, mx), "backoffCap(200): want the cap (no overflow)")
 }
 
 func TestFullJitterStaysInRange(t *testing.T) {
 	seenLow, seenHigh := false, false
 	for range 2000 {
 		d := fullJitter(time.Second)
-		if d < 0 || d > time.Second {
-			t.Fatalf("fullJitter(1s) = %v", d)
-		}
+		require.GreaterOrEqual(t, d, time.Duration(0), "fullJitter(1s)")
+		require.LessOrEqual(t, d, time.Second, "fullJitter(1s)")
 		seenLow = seenLow || d < 250*time.Millisecond
 		seenHigh = seenHigh || d > 750*time.Millisecond
 	}
-	if !seenLow || !seenHigh {
-		t.Error("jitter does not spread over [0, cap]")
-	}
-	if fullJitter(0) != 0 {
-		t.Error("fullJitter(0) != 0")
-	}
+	assert.True(t, seenLow, "jitter does not spread over [0, cap]: none below cap/4")
+	assert.True(t, seenHigh, "jitter does not spread over [0, cap]: none above 3/4 cap")
+	assert.Zero(t, fullJitter(0), "fullJitter(0)")
 }
 
 func TestParseRetryAfter(t *testing.T) {
@@ -96,19 +90,14 @@ func TestParseRetryAfter(t *testing.T) {
 	}
 	for _, tc := range cases {
 		got, ok := parseRetryAfter(tc.in, now)
-		if got != tc.want || ok != tc.ok {
-			t.Errorf("parseRetryAfter(%q) = %v %v, want %v %v", tc.in, got, ok, tc.want, tc.ok)
-		}
+		assert.Equal(t, tc.want, got, "parseRetryAfter(%q)", tc.in)
+		assert.Equal(t, tc.ok, ok, "parseRetryAfter(%q): ok", tc.in)
 	}
 }
 
 func TestSleepCtxStopsOnCancel(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if err := sleepCtx(ctx, time.Hour); !errors.Is(err, context.Canceled) {
-		t.Fatalf("sleepCtx on a cancelled context = %v", err)
-	}
-	if err := sleepCtx(context.Background(), time.Millisecond); err != nil {
-		t.Fatalf("sleepCtx = %v", err)
-	}
+	require.ErrorIs(t, sleepCtx(ctx, time.Hour), context.Canceled, "sleepCtx on a cancelled context")
+	require.NoError(t, sleepCtx(context.Background(), time.Millisecond), "sleepCtx")
 }

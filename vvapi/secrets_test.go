@@ -3,10 +3,12 @@ package vvapi
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // A run that logs in, signs, fails, retries, re-logs in and fails for good:
@@ -29,45 +31,33 @@ func TestNoSecretsInLogsOrErrors(t *testing.T) {
 	c, _ := testClient(t, srv.srv.URL, func(c *Config) { c.Logger = logger })
 	var errs []string
 	_, err := c.SendEvent(context.Background(), "k", json.RawMessage(fixtureEvent))
-	if !errors.Is(err, ErrUnauthorized) {
-		t.Fatalf("want a final 401, got %v", err)
-	}
+	require.ErrorIs(t, err, ErrUnauthorized, "want a final 401")
 	errs = append(errs, err.Error())
 	_, err = c.SendEventsBatch(context.Background(), []json.RawMessage{json.RawMessage(fixtureEvent)})
-	if err == nil {
-		t.Fatal("batch should fail")
-	}
+	require.Error(t, err, "batch should fail")
 	errs = append(errs, err.Error())
-	if err := c.Login(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, c.Login(context.Background()), "Login")
 
 	for _, r := range srv.requests("") {
 		if s := r.Header.Get("X-Signature"); s != "" {
 			signatures = append(signatures, s)
 		}
 	}
-	if len(signatures) < 4 || len(srv.requests(LoginPath)) < 2 {
-		t.Fatalf("the run did not exercise signing and re-login: %d signatures, %d logins", len(signatures), len(srv.requests(LoginPath)))
-	}
+	require.GreaterOrEqual(t, len(signatures), 4, "the run did not exercise signing: signatures")
+	require.GreaterOrEqual(t, len(srv.requests(LoginPath)), 2, "the run did not exercise re-login: logins")
 	mu.Lock()
 	logs := buf.String()
 	mu.Unlock()
 	for _, w := range []string{"outcome=retry", "outcome=relogin", "outcome=failed", "attempt=", "request_id=", "tenant=" + testTenant, "http_status=503", "duration="} {
-		if !strings.Contains(logs, w) {
-			t.Errorf("logs lack %q:\n%s", w, logs)
-		}
+		assert.Contains(t, logs, w, "logs")
 	}
 	secrets := append([]string{testPassword, testSecret}, tokens...)
 	secrets = append(secrets, signatures...)
+	// assert.False, not NotContains: a failure must not print the secret.
 	for _, s := range secrets {
-		if strings.Contains(logs, s) {
-			t.Errorf("a secret (%d chars) is in the logs", len(s))
-		}
+		assert.False(t, strings.Contains(logs, s), "a secret (%d chars) is in the logs", len(s))
 		for _, e := range errs {
-			if strings.Contains(e, s) {
-				t.Errorf("a secret (%d chars) is in an error: %s", len(s), e)
-			}
+			assert.False(t, strings.Contains(e, s), "a secret (%d chars) is in an error: %s", len(s), e)
 		}
 	}
 }

@@ -8,8 +8,8 @@ import (
 )
 
 // Sign returns lowercase hex HMAC-SHA256(secret, "<ts>.<body>"): the request
-// signature of CONTRACT.md, over exactly the bytes sent. The real server
-// rejects uppercase hex.
+// signature of docs/vectorvue-api.md, over exactly the bytes sent. The real
+// server rejects uppercase hex.
 func Sign(secret []byte, ts int64, body []byte) string {
 	m := hmac.New(sha256.New, secret)
 	var buf [20]byte

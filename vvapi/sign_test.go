@@ -5,14 +5,15 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 func TestSignContractVector(t *testing.T) {
 	got := Sign([]byte("s3cret"), 1700000000, []byte(`{"a":1}`))
 	const want = "1698a50bc74d1ff1db85c4e0a5297c2ad9fdba245d5737cdb789e4cc6e098940"
-	if got != want {
-		t.Fatalf("Sign = %s, want %s", got, want)
-	}
+	assert.Equal(t, want, got, "Sign")
 }
 
 // Every signed request recorded against the real server is re-computed from
@@ -23,9 +24,7 @@ func TestSignContractVector(t *testing.T) {
 func TestSignRecordedExchanges(t *testing.T) {
 	tr := loadTranscript(t)
 	m := regexp.MustCompile(`request HMAC required \(secret '([^']+)'`).FindStringSubmatch(tr.About)
-	if m == nil {
-		t.Fatalf("transcript about field names no HMAC secret: %q", tr.About)
-	}
+	require.NotNil(t, m, "transcript about field names no HMAC secret: %q", tr.About)
 	secret := []byte(m[1])
 	checked, matched := 0, 0
 	for _, ex := range tr.Exchanges {
@@ -45,29 +44,18 @@ func TestSignRecordedExchanges(t *testing.T) {
 		accepted := ex.Response.Status >= 200 && ex.Response.Status < 300
 		switch {
 		case accepted:
-			if got != sig {
-				t.Errorf("%s: Sign = %s, recorded accepted signature %s", ex.Name, got, sig)
-			}
+			assert.Equal(t, sig, got, "%s: Sign vs the recorded accepted signature", ex.Name)
 			matched++
 		case strings.Contains(ex.Name, "uppercase"):
-			if got == sig {
-				t.Errorf("%s: our signature equals the uppercase one the server refused", ex.Name)
-			}
-			if got != strings.ToLower(sig) {
-				t.Errorf("%s: Sign = %s, want the lowercase of %s", ex.Name, got, sig)
-			}
+			assert.NotEqual(t, sig, got, "%s: our signature equals the uppercase one the server refused", ex.Name)
+			assert.Equal(t, strings.ToLower(sig), got, "%s: Sign, want the lowercase of the recorded signature", ex.Name)
 		case ex.Name == "05-stale-timestamp" || ex.Name == "10-signed-noauth":
 			// Right signature, refused for another reason (old timestamp, no token).
-			if got != sig {
-				t.Errorf("%s: Sign = %s, recorded %s", ex.Name, got, sig)
-			}
+			assert.Equal(t, sig, got, "%s: Sign vs the recorded signature", ex.Name)
 		default:
-			if got == sig {
-				t.Errorf("%s: refused signature %s matches ours", ex.Name, sig)
-			}
+			assert.NotEqual(t, sig, got, "%s: a refused signature matches ours", ex.Name)
 		}
 	}
-	if checked < 6 || matched < 3 {
-		t.Fatalf("checked %d signed exchanges (%d accepted); the transcript should hold more", checked, matched)
-	}
+	assert.GreaterOrEqual(t, checked, 6, "signed exchanges checked (%d accepted); the transcript should hold more", matched)
+	assert.GreaterOrEqual(t, matched, 3, "accepted signed exchanges matched (%d checked); the transcript should hold more", checked)
 }

@@ -4,15 +4,16 @@ import (
 	"context"
 	"encoding/json"
 	"encoding/pem"
-	"errors"
 	"io"
 	"log"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // An HTTPS server with its own CA: trusted with CAFile, refused clearly
@@ -20,8 +21,8 @@ import (
 // accepted with verification off.
 func TestTLSPrivateCA(t *testing.T) {
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != eventsPath {
-			t.Errorf("unexpected %s %s", r.Method, r.URL.Path)
+		// The server's goroutine: assert, never require.
+		if !assert.Equal(t, eventsPath, r.URL.Path, "unexpected %s request", r.Method) {
 			http.NotFound(w, r)
 			return
 		}
@@ -32,40 +33,29 @@ func TestTLSPrivateCA(t *testing.T) {
 	t.Cleanup(srv.Close)
 	caFile := filepath.Join(t.TempDir(), "ca.pem")
 	pemBytes := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
-	if err := os.WriteFile(caFile, pemBytes, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, os.WriteFile(caFile, pemBytes, 0o600))
 	ev := json.RawMessage(fixtureEvent)
 
 	withCA, err := New(Config{BaseURL: srv.URL, Token: "t", CAFile: caFile})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := withCA.SendEvent(context.Background(), "k", ev); err != nil {
-		t.Fatalf("with the CA file: %v", err)
-	}
+	require.NoError(t, err, "New with the CA file")
+	_, err = withCA.SendEvent(context.Background(), "k", ev)
+	require.NoError(t, err, "with the CA file")
 
 	without, ws := testClient(t, srv.URL, func(c *Config) { c.Token = "t"; c.AllowHTTP = false })
 	_, err = without.SendEvent(context.Background(), "k", ev)
 	var te *TransportError
-	if !errors.As(err, &te) || !strings.Contains(err.Error(), "certificate") || !strings.Contains(err.Error(), "CAFile") {
-		t.Fatalf("without the CA file: %v, want a clear certificate error", err)
-	}
-	if te.Attempts != 1 || len(ws.all()) != 0 {
-		t.Errorf("an untrusted certificate was retried (%d attempts)", te.Attempts)
-	}
+	require.ErrorAs(t, err, &te, "without the CA file: want a clear certificate error")
+	require.ErrorContains(t, err, "certificate", "without the CA file: want a clear certificate error")
+	require.ErrorContains(t, err, "CAFile", "without the CA file: want a clear certificate error")
+	assert.Equal(t, 1, te.Attempts, "an untrusted certificate was retried: attempts")
+	assert.Empty(t, ws.all(), "an untrusted certificate was retried: waits")
 
 	logger, buf, mu := captureLogger()
 	insecure, err := New(Config{BaseURL: srv.URL, Token: "t", InsecureSkipVerify: true, Logger: logger})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := insecure.SendEvent(context.Background(), "k", ev); err != nil {
-		t.Fatalf("verification off: %v", err)
-	}
+	require.NoError(t, err, "New with verification off")
+	_, err = insecure.SendEvent(context.Background(), "k", ev)
+	require.NoError(t, err, "verification off")
 	mu.Lock()
 	defer mu.Unlock()
-	if !strings.Contains(buf.String(), "verification is OFF") {
-		t.Error("no warning for verification off")
-	}
+	assert.Contains(t, buf.String(), "verification is OFF", "no warning for verification off")
 }

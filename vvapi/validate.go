@@ -11,9 +11,9 @@ import (
 	"unicode/utf8"
 )
 
-// The field rules of CONTRACT.md, checked client-side so a record the server
-// would refuse is refused at enqueue, with the field named. The server stays
-// the authority; these rules follow its pydantic models.
+// The field rules of docs/vectorvue-api.md, checked client-side so a record
+// the server would refuse is refused at enqueue, with the field named. The
+// server stays the authority; these rules follow its pydantic models.
 
 var idRE = regexp.MustCompile(`^[A-Za-z0-9._:-]+$`)
 
@@ -48,9 +48,10 @@ var findingRules = []fieldRule{
 	{"metadata", false, false, object},
 }
 
-// ValidateEvent checks an event payload against CONTRACT.md's field rules
-// before it is stored (client-side; the server stays the authority). The
-// error is a *ValidationError naming the field; it matches ErrInvalidPayload.
+// ValidateEvent checks an event payload against the field rules of
+// docs/vectorvue-api.md before it is stored (client-side; the server stays
+// the authority). The error is a *ValidationError naming the field; it
+// matches ErrInvalidPayload.
 func ValidateEvent(payload []byte) error { return validate(payload, eventRules) }
 
 // ValidateFinding is ValidateEvent for findings.

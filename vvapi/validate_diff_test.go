@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/spectrastrike/shipper/internal/testserver"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // The client-side rules against an independent implementation of the
@@ -15,15 +17,11 @@ import (
 // by the server exactly when ValidateEvent/ValidateFinding accept it.
 func TestValidateAgreesWithTestserver(t *testing.T) {
 	srv, err := testserver.Start(testserver.Options{PlainHTTP: true})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err, "testserver.Start")
 	t.Cleanup(func() { srv.Close() })
 	c, err := New(Config{BaseURL: srv.URL(), AllowHTTP: true, Username: testserver.DefaultUsername,
 		Password: testserver.DefaultPassword, TenantID: testserver.DefaultTenantID, MaxBatchSize: MaxBatchLimit})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err, "New")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	for _, kind := range []struct {
@@ -41,18 +39,12 @@ func TestValidateAgreesWithTestserver(t *testing.T) {
 			items[i] = build(t, kind.base, tc.set)
 		}
 		br, err := kind.send(ctx, items)
-		if err != nil {
-			t.Fatalf("%s batch: %v", kind.name, err)
-		}
-		if len(br.Results) != len(items) {
-			t.Fatalf("%s: %d results for %d items", kind.name, len(br.Results), len(items))
-		}
+		require.NoError(t, err, "%s batch", kind.name)
+		require.Len(t, br.Results, len(items), "%s: results for %d items", kind.name, len(items))
 		for i, tc := range kind.cases {
 			ours := kind.validate(items[i])
-			if server := br.Results[i].Status == "accepted"; server != (ours == nil) {
-				t.Errorf("%s %q: server %s (%s), client says %v", kind.name, tc.name, br.Results[i].Status,
-					br.Results[i].ErrorMessage, ours)
-			}
+			assert.Equal(t, ours == nil, br.Results[i].Status == "accepted", "%s %q: server %s (%s), client says %v",
+				kind.name, tc.name, br.Results[i].Status, br.Results[i].ErrorMessage, ours)
 		}
 	}
 }

@@ -2,9 +2,11 @@ package vvapi
 
 import (
 	"encoding/json"
-	"errors"
 	"strings"
 	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 type validateCase struct {
@@ -93,9 +95,9 @@ func TestValidateRejectsNonObjects(t *testing.T) {
 	for _, p := range []string{``, `[]`, `"x"`, `null`, `{"a":`, `{} {}`, `{"message":NaN}`} {
 		for _, f := range []func([]byte) error{ValidateEvent, ValidateFinding} {
 			var ve *ValidationError
-			if err := f([]byte(p)); !errors.As(err, &ve) || !errors.Is(err, ErrInvalidPayload) {
-				t.Errorf("%q: %v", p, err)
-			}
+			err := f([]byte(p))
+			assert.ErrorAs(t, err, &ve, "%q", p)
+			assert.ErrorIs(t, err, ErrInvalidPayload, "%q", p)
 		}
 	}
 }
@@ -135,29 +137,21 @@ func TestValidateAgainstTranscript(t *testing.T) {
 			for i, it := range items {
 				checked++
 				err := validate(it)
-				if ok := env.Data.Results[i].Status == "accepted"; ok != (err == nil) {
-					t.Errorf("%s item %d: server said %s (%s), we say %v", ex.Name, i, env.Data.Results[i].Status,
-						env.Data.Results[i].ErrorMessage, err)
-				}
+				assert.Equal(t, env.Data.Results[i].Status == "accepted", err == nil, "%s item %d: server said %s (%s), we say %v",
+					ex.Name, i, env.Data.Results[i].Status, env.Data.Results[i].ErrorMessage, err)
 			}
 			continue
 		}
 		switch {
 		case ex.Response.Status == 202:
 			checked++
-			if err := validate([]byte(body)); err != nil {
-				t.Errorf("%s: accepted by the server, refused by us: %v", ex.Name, err)
-			}
+			assert.NoError(t, validate([]byte(body)), "%s: accepted by the server, refused by us", ex.Name)
 		case ex.Response.Status == 422:
 			checked++
-			if err := validate([]byte(body)); err == nil {
-				t.Errorf("%s: refused by the server (%s), accepted by us", ex.Name, resp)
-			}
+			assert.Error(t, validate([]byte(body)), "%s: refused by the server (%s), accepted by us", ex.Name, resp)
 		}
 	}
-	if checked < 20 {
-		t.Fatalf("only %d payloads checked against the transcript", checked)
-	}
+	require.GreaterOrEqual(t, checked, 20, "payloads checked against the transcript")
 }
 
 type jsonNull struct{}
@@ -178,25 +172,19 @@ func build(t *testing.T, base, set map[string]any) []byte {
 		}
 	}
 	b, err := json.Marshal(m)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	return b
 }
 
 func checkValidation(t *testing.T, err error, field string) {
 	t.Helper()
 	if field == "" {
-		if err != nil {
-			t.Fatalf("valid payload refused: %v", err)
-		}
+		require.NoError(t, err, "valid payload refused")
 		return
 	}
 	var ve *ValidationError
-	if !errors.As(err, &ve) {
-		t.Fatalf("err = %v, want *ValidationError on %s", err, field)
-	}
-	if ve.Field != field || ve.Message == "" || !errors.Is(err, ErrInvalidPayload) {
-		t.Errorf("ValidationError{%q, %q}, want field %q", ve.Field, ve.Message, field)
-	}
+	require.ErrorAs(t, err, &ve, "want *ValidationError on %s", field)
+	assert.Equal(t, field, ve.Field, "field of %v", err)
+	assert.NotEmpty(t, ve.Message, "message of the ValidationError on %s", field)
+	assert.ErrorIs(t, err, ErrInvalidPayload)
 }
