@@ -2,10 +2,12 @@ package outbox
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 func TestClaimOrderDueAndLease(t *testing.T) {
@@ -16,93 +18,79 @@ func TestClaimOrderDueAndLease(t *testing.T) {
 		clk.Add(time.Millisecond)
 	}
 	mustEnqueue(t, o, KindFinding, []byte(`{"finding_id":"f0"}`))
-	if due, ok := o.NextDue(KindFinding); !ok || due.IsZero() {
-		t.Fatalf("NextDue(finding) = %v, %v", due, ok)
-	}
+	due, ok := o.NextDue(KindFinding)
+	assert.True(t, ok, "NextDue(finding) found nothing")
+	assert.False(t, due.IsZero(), "NextDue(finding) = %v", due)
 	recs, err := o.Claim(KindEvent, 2, 30*time.Second)
-	if err != nil || len(recs) != 2 || recs[0].Key != "e0" || recs[1].Key != "e1" {
-		t.Fatalf("Claim = %v, %v", recs, err)
-	}
-	if want := clk.Now().Add(30 * time.Second); !recs[0].LeaseUntil.Equal(want) {
-		t.Fatalf("LeaseUntil = %v, want %v", recs[0].LeaseUntil, want)
-	}
+	require.NoError(t, err, "Claim")
+	require.Equal(t, []string{"e0", "e1"}, keysOf(recs), "claimed keys")
+	want := clk.Now().Add(30 * time.Second)
+	assert.True(t, recs[0].LeaseUntil.Equal(want), "LeaseUntil = %v, want %v", recs[0].LeaseUntil, want)
 	// e0 retries in a minute: e2..e4 come first, e0 only once due.
 	apply(t, o, Outcome{Key: "e0", State: StatePending, RetryAt: clk.Now().Add(time.Minute), Reason: "503"},
 		Outcome{Key: "e1", State: StateSubmitted, RequestID: "r1"})
-	if due, ok := o.NextDue(KindEvent); !ok || due.After(clk.Now()) {
-		t.Fatalf("NextDue = %v, want e2's (already due)", due)
-	}
+	due, ok = o.NextDue(KindEvent)
+	assert.True(t, ok, "NextDue found nothing, want e2's (already due)")
+	assert.False(t, due.After(clk.Now()), "NextDue = %v, want e2's (already due)", due)
 	recs = claimAll(t, o, KindEvent)
-	if len(recs) != 3 || recs[0].Key != "e2" {
-		t.Fatalf("second claim = %v", recs)
-	}
-	if due, ok := o.NextDue(KindEvent); !ok || !due.Equal(clk.Now().Add(time.Minute)) {
-		t.Fatalf("NextDue with only e0 pending = %v, %v", due, ok)
-	}
-	if recs := claimAll(t, o, KindEvent); len(recs) != 0 {
-		t.Fatalf("claimed %v before its retry time", recs)
-	}
+	require.Len(t, recs, 3, "second claim")
+	assert.Equal(t, "e2", recs[0].Key, "first record of the second claim")
+	due, ok = o.NextDue(KindEvent)
+	assert.True(t, ok, "NextDue with only e0 pending found nothing")
+	assert.True(t, due.Equal(clk.Now().Add(time.Minute)), "NextDue with only e0 pending = %v, want %v", due, clk.Now().Add(time.Minute))
+	assert.Empty(t, claimAll(t, o, KindEvent), "claimed before its retry time")
 	clk.Add(time.Minute)
 	recs = claimAll(t, o, KindEvent)
-	if len(recs) != 1 || recs[0].Key != "e0" || recs[0].Attempts != 2 || recs[0].LastError != "503" {
-		t.Fatalf("retry claim = %+v", recs)
-	}
+	require.Len(t, recs, 1, "retry claim")
+	assert.Equal(t, "e0", recs[0].Key, "retry claim = %+v", recs[0])
+	assert.Equal(t, 2, recs[0].Attempts, "retry claim = %+v", recs[0])
+	assert.Equal(t, "503", recs[0].LastError, "retry claim = %+v", recs[0])
 	// Release gives the attempt back.
 	apply(t, o, Outcome{Key: "e0", State: StatePending, Release: true})
-	if r, _ := o.Get("e0"); r.State != StatePending || r.Attempts != 1 {
-		t.Fatalf("released record %+v", r)
-	}
-	if _, ok := o.NextDue(Kind("nope")); ok {
-		t.Fatal("NextDue of an unknown kind")
-	}
+	r, _ := o.Get("e0")
+	assert.Equal(t, StatePending, r.State, "released record %+v", r)
+	assert.Equal(t, 1, r.Attempts, "released record %+v", r)
+	_, ok = o.NextDue(Kind("nope"))
+	assert.False(t, ok, "NextDue of an unknown kind")
 	// Findings are untouched by event claims.
-	if r, _ := o.Get("f0"); r.State != StatePending {
-		t.Fatalf("finding %+v", r)
-	}
+	r, _ = o.Get("f0")
+	assert.Equal(t, StatePending, r.State, "finding %+v", r)
 }
 
 func TestLeaseExpiresWhileRunning(t *testing.T) {
 	clk := newClock()
 	o := openTest(t, Options{Now: clk.Now})
 	mustEnqueue(t, o, KindEvent, event("a", 1))
-	if _, err := o.Claim(KindEvent, 1, time.Minute); err != nil {
-		t.Fatal(err)
-	}
+	_, err := o.Claim(KindEvent, 1, time.Minute)
+	require.NoError(t, err, "Claim")
 	clk.Add(59 * time.Second)
-	if recs := claimAll(t, o, KindEvent); len(recs) != 0 {
-		t.Fatalf("claimed a leased record: %v", recs)
-	}
+	assert.Empty(t, claimAll(t, o, KindEvent), "claimed a leased record")
 	clk.Add(2 * time.Second)
 	recs := claimAll(t, o, KindEvent)
-	if len(recs) != 1 || recs[0].Attempts != 2 {
-		t.Fatalf("after lease expiry: %v", recs)
-	}
+	require.Len(t, recs, 1, "claim after lease expiry")
+	assert.Equal(t, 2, recs[0].Attempts, "after lease expiry: %+v", recs[0])
 }
 
 func TestLeasesReturnOnReopen(t *testing.T) {
 	clk := newClock()
 	path := t.TempDir() + "/outbox.db"
 	o, err := Open(path, Options{Now: clk.Now})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err, "Open(%s)", path)
 	for i := 0; i < 4; i++ {
 		mustEnqueue(t, o, KindEvent, event(fmt.Sprint("e", i), i))
 	}
 	claimAll(t, o, KindEvent) // leases of an hour...
 	apply(t, o, Outcome{Key: "e3", State: StateSubmitted, RequestID: "r1"})
-	if err := o.Close(); err != nil { // ...held by a "process" that ends
-		t.Fatal(err)
-	}
+	require.NoError(t, o.Close(), "Close") // ...held by a "process" that ends
 	o = openAt(t, path, Options{Now: clk.Now})
 	st := o.Stats()
-	if st.ByState[StateSending] != 0 || st.ByState[StatePending] != 3 || st.ByState[StateSubmitted] != 1 {
-		t.Fatalf("Stats after reopen = %+v", st.ByState)
-	}
+	assert.Zero(t, st.ByState[StateSending], "sending after reopen; Stats %+v", st.ByState)
+	assert.Equal(t, 3, st.ByState[StatePending], "pending after reopen; Stats %+v", st.ByState)
+	assert.Equal(t, 1, st.ByState[StateSubmitted], "submitted after reopen; Stats %+v", st.ByState)
 	recs := claimAll(t, o, KindEvent)
-	if len(recs) != 3 || recs[0].Key != "e0" || recs[0].Attempts != 2 {
-		t.Fatalf("claim after reopen = %+v", recs)
-	}
+	require.Len(t, recs, 3, "claim after reopen")
+	assert.Equal(t, "e0", recs[0].Key, "claim after reopen = %+v", recs[0])
+	assert.Equal(t, 2, recs[0].Attempts, "claim after reopen = %+v", recs[0])
 }
 
 func TestApplyTransitions(t *testing.T) {
@@ -120,37 +108,31 @@ func TestApplyTransitions(t *testing.T) {
 		{Key: "e1", State: StateSubmitted, RequestID: "r2"}, // dead → submitted: refused
 		{Key: "e3", State: State("lost")},
 	})
-	if !errors.Is(err, ErrNotFound) || !errors.Is(err, ErrInvalidState) {
-		t.Fatalf("Apply = %v, want ErrNotFound and ErrInvalidState joined", err)
-	}
+	assert.ErrorIs(t, err, ErrNotFound, "Apply should join ErrNotFound and ErrInvalidState")
+	assert.ErrorIs(t, err, ErrInvalidState, "Apply should join ErrNotFound and ErrInvalidState")
 	for key, want := range map[string]State{"e0": StateSubmitted, "e1": StateDead, "e2": StateSubmitted, "e3": StateSending} {
-		if r, _ := o.Get(key); r.State != want {
-			t.Errorf("%s is %s, want %s", key, r.State, want)
-		}
+		r, _ := o.Get(key)
+		assert.Equal(t, want, r.State, "state of %s", key)
 	}
-	if r, _ := o.Get("e1"); r.LastError != "422 validation: severity" {
-		t.Errorf("dead reason %q", r.LastError)
-	}
+	r, _ := o.Get("e1")
+	assert.Equal(t, "422 validation: severity", r.LastError, "dead reason")
 	// Repeats are no-ops, not errors.
 	apply(t, o, Outcome{Key: "e0", State: StateSubmitted, RequestID: "r1", ItemIndex: 0}, Outcome{Key: "e1", State: StateDead, Reason: "again"})
 	// A submitted record whose status never came is re-driven.
 	apply(t, o, Outcome{Key: "e2", State: StatePending, Redrive: true, Reason: "status deadline"})
-	r, _ := o.Get("e2")
-	if r.State != StatePending || r.Redrives != 1 || r.RequestID != "r1" {
-		t.Fatalf("redriven record %+v", r)
-	}
+	r, _ = o.Get("e2")
+	require.Equal(t, StatePending, r.State, "redriven record %+v", r)
+	require.Equal(t, 1, r.Redrives, "redriven record %+v", r)
+	require.Equal(t, "r1", r.RequestID, "redriven record %+v", r)
 	// pending → pending is not a move the worker makes.
-	if err := o.Apply([]Outcome{{Key: "e2", State: StatePending}}); !errors.Is(err, ErrInvalidState) {
-		t.Fatalf("pending→pending = %v", err)
-	}
+	err = o.Apply([]Outcome{{Key: "e2", State: StatePending}})
+	assert.ErrorIs(t, err, ErrInvalidState, "pending→pending")
 	apply(t, o, Outcome{Key: "e0", State: StateConfirmed})
 	apply(t, o, Outcome{Key: "e0", State: StateConfirmed})
-	if err := o.Apply([]Outcome{{Key: "e0", State: StateDead}}); !errors.Is(err, ErrInvalidState) {
-		t.Fatalf("confirmed→dead = %v", err)
-	}
-	if err := o.Apply([]Outcome{{Key: "e3", State: StateSubmitted}}); !errors.Is(err, ErrInvalidState) {
-		t.Fatalf("submitted without request id = %v", err)
-	}
+	err = o.Apply([]Outcome{{Key: "e0", State: StateDead}})
+	assert.ErrorIs(t, err, ErrInvalidState, "confirmed→dead")
+	err = o.Apply([]Outcome{{Key: "e3", State: StateSubmitted}})
+	assert.ErrorIs(t, err, ErrInvalidState, "submitted without request id")
 }
 
 func TestSubmissionsGroupedOldestFirst(t *testing.T) {
@@ -169,9 +151,7 @@ func TestSubmissionsGroupedOldestFirst(t *testing.T) {
 	clk.Add(time.Second)
 	apply(t, o, Outcome{Key: "f", State: StateSubmitted, RequestID: "aa-later"})
 	subs, err := o.Submissions(10)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err, "Submissions")
 	var got []string
 	for _, s := range subs {
 		var keys []string
@@ -180,12 +160,10 @@ func TestSubmissionsGroupedOldestFirst(t *testing.T) {
 		}
 		got = append(got, fmt.Sprintf("%s/%s%v", s.RequestID, s.Kind, keys))
 	}
-	if want := "[aa-first/event[e0@0] zz-second/event[e3@1 e4@0] aa-later/finding[f@0]]"; fmt.Sprint(got) != want {
-		t.Fatalf("Submissions = %v\nwant %s", got, want)
-	}
-	if subs, _ := o.Submissions(2); len(subs) != 2 {
-		t.Fatalf("Submissions(2) returned %d", len(subs))
-	}
+	want := []string{"aa-first/event[e0@0]", "zz-second/event[e3@1 e4@0]", "aa-later/finding[f@0]"}
+	assert.Equal(t, want, got, "Submissions")
+	subs, _ = o.Submissions(2)
+	assert.Len(t, subs, 2, "Submissions(2)")
 }
 
 func TestRetention(t *testing.T) {
@@ -194,12 +172,11 @@ func TestRetention(t *testing.T) {
 		mustEnqueue(t, o, KindEvent, event("a", 1))
 		claimAll(t, o, KindEvent)
 		apply(t, o, Outcome{Key: "a", State: StateConfirmed})
-		if _, err := o.Get("a"); !errors.Is(err, ErrNotFound) {
-			t.Fatalf("confirmed with RetainNone: %v", err)
-		}
-		if st := o.Stats(); st.Records != 0 || st.PayloadBytes != 0 {
-			t.Fatalf("Stats = %+v", st)
-		}
+		_, err := o.Get("a")
+		assert.ErrorIs(t, err, ErrNotFound, "Get of a confirmed record with RetainNone")
+		st := o.Stats()
+		assert.Zero(t, st.Records, "Stats = %+v", st)
+		assert.Zero(t, st.PayloadBytes, "Stats = %+v", st)
 	})
 	t.Run("swept in bounded steps", func(t *testing.T) {
 		clk := newClock()
@@ -209,9 +186,8 @@ func TestRetention(t *testing.T) {
 		for i := range items {
 			items[i] = Item{Kind: KindEvent, Payload: event("", i)}
 		}
-		if _, err := o.EnqueueAll(context.Background(), items); err != nil {
-			t.Fatal(err)
-		}
+		_, err := o.EnqueueAll(context.Background(), items)
+		require.NoError(t, err, "EnqueueAll")
 		recs := claimAll(t, o, KindEvent)
 		var ocs []Outcome
 		for _, r := range recs {
@@ -220,15 +196,11 @@ func TestRetention(t *testing.T) {
 		apply(t, o, ocs...)
 		clk.Add(9 * time.Minute)
 		claimAll(t, o, KindEvent)
-		if got := o.Stats().ByState[StateConfirmed]; got != n {
-			t.Fatalf("%d confirmed before retention ended, want %d", got, n)
-		}
+		require.Equal(t, n, o.Stats().ByState[StateConfirmed], "confirmed before retention ended")
 		clk.Add(time.Minute)
 		for i, want := range []int{n - sweepLimit, n - 2*sweepLimit, 0} {
 			claimAll(t, o, KindEvent)
-			if got := o.Stats().ByState[StateConfirmed]; got != want {
-				t.Fatalf("after sweep %d: %d confirmed, want %d", i+1, got, want)
-			}
+			require.Equal(t, want, o.Stats().ByState[StateConfirmed], "confirmed after sweep %d", i+1)
 		}
 	})
 }

@@ -7,6 +7,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // TestConcurrentWorkerAndAdmin runs producers, a worker (claim → submit → confirm)
@@ -94,17 +97,17 @@ func TestConcurrentWorkerAndAdmin(t *testing.T) {
 	select {
 	case <-worker:
 	case <-time.After(60 * time.Second):
-		t.Fatal("worker did not confirm every record")
+		require.FailNow(t, "worker did not confirm every record within 60s")
 	}
 	cancel()
 	<-admin
 	close(errs)
 	for err := range errs {
-		t.Fatal(err)
+		require.NoError(t, err, "producer or worker")
 	}
-	if st := o.Stats(); st.Records != 0 || confirmed != producers*each {
-		t.Fatalf("after confirming everything: %d confirmed, Stats %+v", confirmed, st)
-	}
+	st := o.Stats()
+	assert.Equal(t, producers*each, confirmed, "confirmed records")
+	assert.Zero(t, st.Records, "records left after confirming everything: Stats %+v", st)
 }
 
 // TestClaimPastMovedFreshRecords: records moved before they were ever claimed
@@ -121,27 +124,21 @@ func TestClaimPastMovedFreshRecords(t *testing.T) {
 			ocs = append(ocs, Outcome{Key: items[i].Key, State: StateDead, Reason: "operator"})
 		}
 	}
-	if _, err := o.EnqueueAll(context.Background(), items); err != nil {
-		t.Fatal(err)
-	}
+	_, err := o.EnqueueAll(context.Background(), items)
+	require.NoError(t, err, "EnqueueAll")
 	apply(t, o, ocs...)
-	if due, ok := o.NextDue(KindEvent); !ok || due.After(time.Now()) {
-		t.Fatalf("NextDue = %v, %v; want due now", due, ok)
-	}
+	due, ok := o.NextDue(KindEvent)
+	assert.True(t, ok, "NextDue found nothing; want due now")
+	assert.False(t, due.After(time.Now()), "NextDue = %v; want due now", due)
 	var got []Record
 	for i := 0; i < 3 && len(got) == 0; i++ {
 		recs, err := o.Claim(KindEvent, 1, time.Minute)
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err, "Claim %d", i+1)
 		got = recs
 	}
-	if len(got) != 1 || got[0].Key != items[n-1].Key {
-		t.Fatalf("Claim = %v", got)
-	}
-	if _, ok := o.NextDue(KindEvent); ok {
-		t.Fatal("NextDue reports a pending record after the last one was claimed")
-	}
+	assert.Equal(t, []string{items[n-1].Key}, keysOf(got), "claimed keys")
+	_, ok = o.NextDue(KindEvent)
+	assert.False(t, ok, "NextDue reports a pending record after the last one was claimed")
 }
 
 // TestCloseWithEnqueuesInFlight: every Enqueue racing Close either returns a key
@@ -149,9 +146,7 @@ func TestClaimPastMovedFreshRecords(t *testing.T) {
 func TestCloseWithEnqueuesInFlight(t *testing.T) {
 	path := t.TempDir() + "/outbox.db"
 	o, err := Open(path, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err, "Open(%s)", path)
 	var mu sync.Mutex
 	var acked []string
 	var wg sync.WaitGroup
@@ -164,8 +159,7 @@ func TestCloseWithEnqueuesInFlight(t *testing.T) {
 				if errors.Is(err, ErrClosed) {
 					return
 				}
-				if err != nil {
-					t.Error(err)
+				if !assert.NoError(t, err, "producer %d, enqueue %d", p, i) { // not require: this is not the test goroutine
 					return
 				}
 				mu.Lock()
@@ -183,14 +177,11 @@ func TestCloseWithEnqueuesInFlight(t *testing.T) {
 		}
 		time.Sleep(time.Millisecond)
 	}
-	if err := o.Close(); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, o.Close(), "Close with enqueues in flight")
 	wg.Wait()
 	o = openAt(t, path, Options{})
 	for _, k := range acked {
-		if _, err := o.Get(k); err != nil {
-			t.Fatalf("acknowledged %s: %v", k, err)
-		}
+		_, err := o.Get(k)
+		require.NoError(t, err, "acknowledged %s", k)
 	}
 }

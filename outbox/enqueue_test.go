@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -21,48 +23,40 @@ func TestEnqueueKeys(t *testing.T) {
 	// The payload's id is the key and the bytes are stored untouched.
 	in := []byte(` {"event_id":"ev:1.a_b-c", "x": [1, 2.50, {"y":null}]}`)
 	k, err := o.Enqueue(ctx, KindEvent, in)
-	if err != nil || k != "ev:1.a_b-c" {
-		t.Fatalf("Enqueue = %q, %v", k, err)
-	}
-	if r, _ := o.Get(k); !bytes.Equal(r.Payload, in) {
-		t.Fatalf("stored %s, want the exact input bytes", r.Payload)
-	}
+	require.NoError(t, err, "Enqueue")
+	assert.Equal(t, "ev:1.a_b-c", k, "key from the payload's event_id")
+	r, _ := o.Get(k)
+	assert.Equal(t, string(in), string(r.Payload), "stored payload should be the exact input bytes")
 
 	// Findings use finding_id; event_id means nothing for them.
 	k, err = o.Enqueue(ctx, KindFinding, []byte(`{"finding_id":"f-1","event_id":"ignored"}`))
-	if err != nil || k != "f-1" {
-		t.Fatalf("finding Enqueue = %q, %v", k, err)
-	}
+	require.NoError(t, err, "finding Enqueue")
+	assert.Equal(t, "f-1", k, "key from the payload's finding_id")
 
 	// No id: a UUIDv7 key injected as the first member, other bytes unchanged.
 	in = []byte("{\n  \"n\": 1.50 }")
 	k, err = o.Enqueue(ctx, KindEvent, in)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if u, err := uuid.Parse(k); err != nil || u.Version() != 7 {
-		t.Fatalf("generated key %q is not a UUIDv7 (%v)", k, err)
-	}
-	r, _ := o.Get(k)
-	if want := `{"event_id":"` + k + `",` + "\n  \"n\": 1.50 }"; string(r.Payload) != want {
-		t.Fatalf("stored %q, want %q", r.Payload, want)
-	}
+	require.NoError(t, err, "Enqueue without an id")
+	u, err := uuid.Parse(k)
+	require.NoError(t, err, "generated key %q is not a UUID", k)
+	assert.Equal(t, uuid.Version(7), u.Version(), "UUID version of generated key %q", k)
+	r, _ = o.Get(k)
+	assert.Equal(t, `{"event_id":"`+k+`",`+"\n  \"n\": 1.50 }", string(r.Payload), "stored payload with a generated key")
 	k, _ = o.Enqueue(ctx, KindFinding, []byte(`{ }`))
-	if r, _ := o.Get(k); string(r.Payload) != `{"finding_id":"`+k+`" }` {
-		t.Fatalf("empty object stored as %q", r.Payload)
-	}
+	r, _ = o.Get(k)
+	assert.Equal(t, `{"finding_id":"`+k+`" }`, string(r.Payload), "stored empty object")
 
 	// An explicit key is injected the same way, and must agree with an id present.
 	k, err = o.EnqueueWithKey(ctx, KindEvent, "mine-1", []byte(`{"a":1}`))
-	if r, _ := o.Get("mine-1"); err != nil || k != "mine-1" || string(r.Payload) != `{"event_id":"mine-1","a":1}` {
-		t.Fatalf("EnqueueWithKey = %q, %v, stored %s", k, err, r.Payload)
-	}
-	if k, err := o.EnqueueWithKey(ctx, KindEvent, "same", []byte(`{"event_id":"same"}`)); err != nil || k != "same" {
-		t.Fatalf("EnqueueWithKey with matching id = %q, %v", k, err)
-	}
-	if _, err := o.EnqueueWithKey(ctx, KindEvent, "a", []byte(`{"event_id":"b"}`)); !errors.Is(err, ErrInvalidPayload) {
-		t.Fatalf("mismatched key and id: %v, want ErrInvalidPayload", err)
-	}
+	require.NoError(t, err, "EnqueueWithKey")
+	assert.Equal(t, "mine-1", k, "EnqueueWithKey")
+	r, _ = o.Get("mine-1")
+	assert.Equal(t, `{"event_id":"mine-1","a":1}`, string(r.Payload), "stored payload of EnqueueWithKey")
+	k, err = o.EnqueueWithKey(ctx, KindEvent, "same", []byte(`{"event_id":"same"}`))
+	require.NoError(t, err, "EnqueueWithKey with matching id")
+	assert.Equal(t, "same", k, "EnqueueWithKey with matching id")
+	_, err = o.EnqueueWithKey(ctx, KindEvent, "a", []byte(`{"event_id":"b"}`))
+	assert.ErrorIs(t, err, ErrInvalidPayload, "mismatched key and id")
 }
 
 func TestEnqueueRejects(t *testing.T) {
@@ -102,20 +96,15 @@ func TestEnqueueRejects(t *testing.T) {
 	}
 	for _, c := range cases {
 		_, err := o.EnqueueWithKey(ctx, c.kind, c.key, []byte(c.payload))
-		if !errors.Is(err, c.want) {
-			t.Errorf("%s: err = %v, want %v", c.name, err, c.want)
-		}
-		if c.want == validateErr && !errors.Is(err, ErrInvalidPayload) {
-			t.Errorf("%s: Validate's error should be wrapped in ErrInvalidPayload: %v", c.name, err)
+		assert.ErrorIs(t, err, c.want, c.name)
+		if c.want == validateErr {
+			assert.ErrorIs(t, err, ErrInvalidPayload, "%s: Validate's error should be wrapped in ErrInvalidPayload", c.name)
 		}
 	}
-	if n := o.Stats().Records; n != 0 {
-		t.Fatalf("%d records stored by rejected calls", n)
-	}
+	assert.Zero(t, o.Stats().Records, "records stored by rejected calls")
 	// The exact 128-character pattern limit is accepted.
-	if _, err := o.Enqueue(ctx, KindEvent, []byte(`{"event_id":"`+strings.Repeat("a", 128)+`"}`)); err != nil {
-		t.Fatal(err)
-	}
+	_, err := o.Enqueue(ctx, KindEvent, []byte(`{"event_id":"`+strings.Repeat("a", 128)+`"}`))
+	assert.NoError(t, err, "Enqueue of a 128-character id")
 }
 
 func TestEnqueueIdempotent(t *testing.T) {
@@ -124,46 +113,39 @@ func TestEnqueueIdempotent(t *testing.T) {
 	ctx := context.Background()
 	k := mustEnqueue(t, o, KindEvent, []byte(`{"event_id":"e1","a":1,"b":[1,2]}`))
 	// Same JSON, other spacing and member order: the same record.
-	if k2, err := o.Enqueue(ctx, KindEvent, []byte(`{ "b":[1, 2], "a":1, "event_id":"e1" }`)); err != nil || k2 != k {
-		t.Fatalf("re-enqueue = %q, %v", k2, err)
-	}
+	k2, err := o.Enqueue(ctx, KindEvent, []byte(`{ "b":[1, 2], "a":1, "event_id":"e1" }`))
+	require.NoError(t, err, "re-enqueue")
+	assert.Equal(t, k, k2, "re-enqueue")
 	// Without the id but with the same key: also the same (the stored copy has it injected).
-	if k2, err := o.EnqueueWithKey(ctx, KindEvent, "e1", []byte(`{"a":1,"b":[1,2]}`)); err != nil || k2 != k {
-		t.Fatalf("re-enqueue by key = %q, %v", k2, err)
-	}
-	_, err := o.Enqueue(ctx, KindEvent, []byte(`{"event_id":"e1","a":2,"b":[1,2]}`))
-	if !errors.Is(err, ErrConflict) || !strings.Contains(err.Error(), "e1") {
-		t.Fatalf("different payload: %v, want ErrConflict naming the key", err)
-	}
+	k2, err = o.EnqueueWithKey(ctx, KindEvent, "e1", []byte(`{"a":1,"b":[1,2]}`))
+	require.NoError(t, err, "re-enqueue by key")
+	assert.Equal(t, k, k2, "re-enqueue by key")
+	_, err = o.Enqueue(ctx, KindEvent, []byte(`{"event_id":"e1","a":2,"b":[1,2]}`))
+	require.ErrorIs(t, err, ErrConflict, "different payload")
+	assert.Contains(t, err.Error(), "e1", "ErrConflict should name the key")
 	// Numbers compare as written: 1 and 1.0 differ on the wire, so they conflict.
-	if _, err := o.Enqueue(ctx, KindEvent, []byte(`{"event_id":"e1","a":1.0,"b":[1,2]}`)); !errors.Is(err, ErrConflict) {
-		t.Fatalf("1 vs 1.0: %v, want ErrConflict", err)
-	}
+	_, err = o.Enqueue(ctx, KindEvent, []byte(`{"event_id":"e1","a":1.0,"b":[1,2]}`))
+	assert.ErrorIs(t, err, ErrConflict, "1 vs 1.0")
 	// Same key, other kind: conflict.
-	if _, err := o.EnqueueWithKey(ctx, KindFinding, "e1", []byte(`{"a":1,"b":[1,2]}`)); !errors.Is(err, ErrConflict) {
-		t.Fatalf("other kind: %v, want ErrConflict", err)
-	}
-	if n := o.Stats().Records; n != 1 {
-		t.Fatalf("%d records, want 1", n)
-	}
+	_, err = o.EnqueueWithKey(ctx, KindFinding, "e1", []byte(`{"a":1,"b":[1,2]}`))
+	assert.ErrorIs(t, err, ErrConflict, "same key, other kind")
+	require.Equal(t, 1, o.Stats().Records, "records")
 	// A confirmed record stays confirmed when enqueued again.
 	claimAll(t, o, KindEvent)
 	apply(t, o, Outcome{Key: k, State: StateConfirmed})
-	if k2, err := o.Enqueue(ctx, KindEvent, []byte(`{"event_id":"e1","a":1,"b":[1,2]}`)); err != nil || k2 != k {
-		t.Fatalf("re-enqueue of confirmed = %q, %v", k2, err)
-	}
-	if r, _ := o.Get(k); r.State != StateConfirmed {
-		t.Fatalf("state %s after re-enqueue, want confirmed", r.State)
-	}
+	k2, err = o.Enqueue(ctx, KindEvent, []byte(`{"event_id":"e1","a":1,"b":[1,2]}`))
+	require.NoError(t, err, "re-enqueue of confirmed")
+	assert.Equal(t, k, k2, "re-enqueue of confirmed")
+	r, _ := o.Get(k)
+	assert.Equal(t, StateConfirmed, r.State, "state after re-enqueue")
 	// Once retention deleted it, the key is new again.
 	clk.Add(2 * time.Hour)
 	claimAll(t, o, KindEvent) // runs the retention sweep
-	if _, err := o.Get(k); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("after retention: %v", err)
-	}
-	if k2, err := o.Enqueue(ctx, KindEvent, []byte(`{"event_id":"e1","a":5}`)); err != nil || k2 != k {
-		t.Fatalf("enqueue after retention = %q, %v", k2, err)
-	}
+	_, err = o.Get(k)
+	require.ErrorIs(t, err, ErrNotFound, "Get after retention")
+	k2, err = o.Enqueue(ctx, KindEvent, []byte(`{"event_id":"e1","a":5}`))
+	require.NoError(t, err, "enqueue after retention")
+	assert.Equal(t, k, k2, "enqueue after retention")
 }
 
 func TestEnqueueAllAtomic(t *testing.T) {
@@ -175,30 +157,21 @@ func TestEnqueueAllAtomic(t *testing.T) {
 		{Kind: KindEvent, Payload: event("x", 2)}, // conflicts
 		{Kind: KindFinding, Payload: []byte(`{}`)},
 	})
-	if !errors.Is(err, ErrConflict) {
-		t.Fatalf("EnqueueAll = %v, want ErrConflict", err)
-	}
-	if _, err := o.EnqueueAll(ctx, []Item{{Kind: KindEvent, Payload: event("b", 1)}, {Kind: KindEvent, Payload: []byte(`[]`)}}); !errors.Is(err, ErrInvalidPayload) {
-		t.Fatalf("EnqueueAll with a bad item = %v", err)
-	}
-	if _, err := o.EnqueueAll(ctx, []Item{{Kind: KindEvent, Payload: event("d", 1)}, {Kind: KindEvent, Payload: event("d", 2)}}); !errors.Is(err, ErrConflict) {
-		t.Fatalf("EnqueueAll with two payloads for one key = %v", err)
-	}
-	if n := o.Stats().Records; n != 1 {
-		t.Fatalf("%d records after failed EnqueueAll calls, want 1", n)
-	}
+	assert.ErrorIs(t, err, ErrConflict, "EnqueueAll with a conflicting item")
+	_, err = o.EnqueueAll(ctx, []Item{{Kind: KindEvent, Payload: event("b", 1)}, {Kind: KindEvent, Payload: []byte(`[]`)}})
+	assert.ErrorIs(t, err, ErrInvalidPayload, "EnqueueAll with a bad item")
+	_, err = o.EnqueueAll(ctx, []Item{{Kind: KindEvent, Payload: event("d", 1)}, {Kind: KindEvent, Payload: event("d", 2)}})
+	assert.ErrorIs(t, err, ErrConflict, "EnqueueAll with two payloads for one key")
+	require.Equal(t, 1, o.Stats().Records, "records after failed EnqueueAll calls")
 	keys, err := o.EnqueueAll(ctx, []Item{
 		{Kind: KindEvent, Payload: event("a", 1)},
 		{Kind: KindEvent, Payload: event("x", 1)}, // already stored: same record
 		{Kind: KindFinding, Key: "f", Payload: []byte(`{}`)},
 		{Kind: KindEvent, Payload: event("a", 1)}, // twice in one call
 	})
-	if err != nil || fmt.Sprint(keys) != "[a x f a]" {
-		t.Fatalf("EnqueueAll = %v, %v", keys, err)
-	}
-	if n := o.Stats().Records; n != 3 {
-		t.Fatalf("%d records, want 3", n)
-	}
+	require.NoError(t, err, "EnqueueAll")
+	assert.Equal(t, []string{"a", "x", "f", "a"}, keys, "EnqueueAll")
+	assert.Equal(t, 3, o.Stats().Records, "records")
 }
 
 func TestConcurrentProducers(t *testing.T) {
@@ -235,16 +208,13 @@ func TestConcurrentProducers(t *testing.T) {
 	wg.Wait()
 	close(errs)
 	for err := range errs {
-		t.Fatal(err)
+		require.NoError(t, err, "producer")
 	}
-	if n := o.Stats().Records; n != producers*each {
-		t.Fatalf("%d records, want %d", n, producers*each)
-	}
+	require.Equal(t, producers*each, o.Stats().Records, "records")
 	for p := range keys {
 		for _, k := range keys[p] {
-			if _, err := o.Get(k); err != nil {
-				t.Fatalf("acknowledged key %s: %v", k, err)
-			}
+			_, err := o.Get(k)
+			require.NoError(t, err, "acknowledged key %s", k)
 		}
 	}
 	// Each producer's records keep its enqueue order.
@@ -253,9 +223,7 @@ func TestConcurrentProducers(t *testing.T) {
 	_ = o.List(Filter{}, func(r Record) error { pos[r.Key] = n; n++; return nil })
 	for p := range keys {
 		for i := 1; i < len(keys[p]); i++ {
-			if pos[keys[p][i-1]] > pos[keys[p][i]] {
-				t.Fatalf("producer %d: %s listed after %s", p, keys[p][i-1], keys[p][i])
-			}
+			require.LessOrEqual(t, pos[keys[p][i-1]], pos[keys[p][i]], "producer %d: %s listed after %s", p, keys[p][i-1], keys[p][i])
 		}
 	}
 }
@@ -268,20 +236,17 @@ func TestCapacity(t *testing.T) {
 			mustEnqueue(t, o, KindEvent, event(fmt.Sprint("k", i), i))
 		}
 		_, err := o.Enqueue(ctx, KindEvent, event("k3", 3))
-		if !errors.Is(err, ErrFull) || !strings.Contains(err.Error(), "MaxRecords is 3") {
-			t.Fatalf("4th Enqueue = %v, want ErrFull naming MaxRecords", err)
-		}
-		if _, err := o.EnqueueAll(ctx, []Item{{Kind: KindEvent, Payload: event("z", 1)}}); !errors.Is(err, ErrFull) {
-			t.Fatalf("EnqueueAll = %v, want ErrFull", err)
-		}
+		require.ErrorIs(t, err, ErrFull, "4th Enqueue")
+		assert.Contains(t, err.Error(), "MaxRecords is 3", "ErrFull should name MaxRecords")
+		_, err = o.EnqueueAll(ctx, []Item{{Kind: KindEvent, Payload: event("z", 1)}})
+		assert.ErrorIs(t, err, ErrFull, "EnqueueAll")
 		// A re-enqueue of a stored record needs no room.
-		if _, err := o.Enqueue(ctx, KindEvent, event("k1", 1)); err != nil {
-			t.Fatalf("re-enqueue when full: %v", err)
-		}
+		_, err = o.Enqueue(ctx, KindEvent, event("k1", 1))
+		assert.NoError(t, err, "re-enqueue when full")
 		for i := 0; i < 3; i++ {
-			if r, err := o.Get(fmt.Sprint("k", i)); err != nil || r.State != StatePending {
-				t.Fatalf("earlier record k%d: %+v, %v", i, r, err)
-			}
+			r, err := o.Get(fmt.Sprint("k", i))
+			require.NoError(t, err, "earlier record k%d", i)
+			assert.Equal(t, StatePending, r.State, "earlier record k%d: %+v", i, r)
 		}
 		// Confirmed records do not count: confirming one makes room.
 		claimAll(t, o, KindEvent)
@@ -293,21 +258,19 @@ func TestCapacity(t *testing.T) {
 		p := []byte(`{"event_id":"a","pad":"` + strings.Repeat("x", 40) + `"}`)
 		mustEnqueue(t, o, KindEvent, p)
 		_, err := o.Enqueue(ctx, KindEvent, bytes.Replace(p, []byte(`"a"`), []byte(`"b"`), 1))
-		if !errors.Is(err, ErrFull) || !strings.Contains(err.Error(), "MaxBytes is 100") {
-			t.Fatalf("over MaxBytes: %v", err)
-		}
-		if st := o.Stats(); st.Records != 1 || st.PayloadBytes != int64(len(p)) {
-			t.Fatalf("Stats = %+v", st)
-		}
+		require.ErrorIs(t, err, ErrFull, "Enqueue over MaxBytes")
+		assert.Contains(t, err.Error(), "MaxBytes is 100", "ErrFull should name MaxBytes")
+		st := o.Stats()
+		assert.Equal(t, 1, st.Records, "Stats = %+v", st)
+		assert.Equal(t, int64(len(p)), st.PayloadBytes, "Stats = %+v", st)
 	})
 	t.Run("wait for room", func(t *testing.T) {
 		o := openTest(t, Options{MaxRecords: 1, WaitForRoom: true})
 		mustEnqueue(t, o, KindEvent, event("first", 1))
 		short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
 		defer cancel()
-		if _, err := o.Enqueue(short, KindEvent, event("second", 2)); !errors.Is(err, ErrFull) {
-			t.Fatalf("waiting Enqueue after ctx ended = %v, want ErrFull", err)
-		}
+		_, err := o.Enqueue(short, KindEvent, event("second", 2))
+		require.ErrorIs(t, err, ErrFull, "waiting Enqueue after ctx ended")
 		done := make(chan error, 1)
 		go func() {
 			_, err := o.Enqueue(ctx, KindEvent, event("second", 2))
@@ -319,26 +282,20 @@ func TestCapacity(t *testing.T) {
 		// Dead records still count (they are not delivered)...
 		select {
 		case err := <-done:
-			t.Fatalf("Enqueue returned %v while the outbox was full", err)
+			require.Fail(t, fmt.Sprintf("Enqueue returned %v while the outbox was full", err))
 		default:
 		}
-		if _, err := o.Purge(StateDead, 0, false); err != nil {
-			t.Fatal(err)
-		}
+		_, err = o.Purge(StateDead, 0, false)
+		require.NoError(t, err, "Purge")
 		// ...and purging the dead one lets the waiter in.
-		if err := <-done; err != nil {
-			t.Fatalf("waiting Enqueue = %v", err)
-		}
-		if _, err := o.Get("second"); err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, <-done, "waiting Enqueue")
+		_, err = o.Get("second")
+		assert.NoError(t, err, "Get(second)")
 	})
 	t.Run("request larger than the limit fails at once", func(t *testing.T) {
 		o := openTest(t, Options{MaxRecords: 1, WaitForRoom: true})
 		_, err := o.EnqueueAll(ctx, []Item{{Kind: KindEvent, Payload: event("a", 1)}, {Kind: KindEvent, Payload: event("b", 1)}})
-		if !errors.Is(err, ErrFull) {
-			t.Fatalf("EnqueueAll of 2 with MaxRecords 1 = %v", err)
-		}
+		assert.ErrorIs(t, err, ErrFull, "EnqueueAll of 2 with MaxRecords 1")
 	})
 }
 
@@ -360,19 +317,13 @@ func TestEnqueueTx(t *testing.T) {
 		}
 		return errRollback
 	})
-	if !errors.Is(err, errRollback) {
-		t.Fatalf("Update = %v", err)
-	}
-	if _, err := o.Get("tx-1"); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("record of a rolled-back transaction: %v", err)
-	}
-	if st := o.Stats(); st.Records != 0 {
-		t.Fatalf("counters counted a rolled-back record: %+v", st)
-	}
+	require.ErrorIs(t, err, errRollback, "Update")
+	_, err = o.Get("tx-1")
+	require.ErrorIs(t, err, ErrNotFound, "record of a rolled-back transaction")
+	st := o.Stats()
+	require.Zero(t, st.Records, "counters counted a rolled-back record: %+v", st)
 	_ = o.View(func(tx *bolt.Tx) error {
-		if tx.Bucket(appBucket) != nil {
-			t.Error("application bucket of a rolled-back transaction exists")
-		}
+		assert.Nil(t, tx.Bucket(appBucket), "application bucket of a rolled-back transaction exists")
 		return nil
 	})
 	// fn succeeds: both persist, across a reopen.
@@ -387,26 +338,23 @@ func TestEnqueueTx(t *testing.T) {
 		_, err = o.EnqueueTx(tx, Item{Kind: KindEvent, Payload: event("tx-1", 1)})
 		return err
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err, "Update that enqueues")
 	path := o.Path()
 	checkAndClose(t, o)
 	o = openAt(t, path, Options{})
-	if r, err := o.Get("tx-1"); err != nil || r.State != StatePending {
-		t.Fatalf("record after commit and reopen: %+v, %v", r, err)
-	}
+	r, err := o.Get("tx-1")
+	require.NoError(t, err, "record after commit and reopen")
+	require.Equal(t, StatePending, r.State, "record after commit and reopen: %+v", r)
 	_ = o.View(func(tx *bolt.Tx) error {
-		if b := tx.Bucket(appBucket); b == nil || string(b.Get([]byte("cursor"))) != "42" {
-			t.Error("application write lost")
+		if b := tx.Bucket(appBucket); assert.NotNil(t, b, "application bucket lost") {
+			assert.Equal(t, "42", string(b.Get([]byte("cursor"))), "application write lost")
 		}
 		return nil
 	})
 	// A transaction that is not from Update is refused.
 	_ = o.View(func(tx *bolt.Tx) error {
-		if _, err := o.EnqueueTx(tx, Item{Kind: KindEvent, Payload: event("", 1)}); err == nil {
-			t.Error("EnqueueTx accepted a read transaction")
-		}
+		_, err := o.EnqueueTx(tx, Item{Kind: KindEvent, Payload: event("", 1)})
+		assert.Error(t, err, "EnqueueTx accepted a read transaction")
 		return nil
 	})
 }
@@ -415,15 +363,11 @@ func TestEnqueueTx(t *testing.T) {
 func claimAll(t *testing.T, o *Outbox, kind Kind) []Record {
 	t.Helper()
 	recs, err := o.Claim(kind, 1<<20, time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err, "Claim(%s)", kind)
 	return recs
 }
 
 func apply(t *testing.T, o *Outbox, ocs ...Outcome) {
 	t.Helper()
-	if err := o.Apply(ocs); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, o.Apply(ocs), "Apply of %d outcomes", len(ocs))
 }

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 	"pgregory.net/rapid"
 )
 
@@ -33,8 +35,10 @@ func TestScanPayloadTable(t *testing.T) {
 		if present && err != nil {
 			continue // a malformed id is refused whatever encoding/json thinks
 		}
-		if want := isObject([]byte(c)); (err == nil) != want {
-			t.Errorf("scanPayload(%.60q) err = %v, encoding/json says valid object = %v", c, err, want)
+		if isObject([]byte(c)) {
+			assert.NoError(t, err, "scanPayload(%.60q): encoding/json says it is a valid object", c)
+		} else {
+			assert.Error(t, err, "scanPayload(%.60q): encoding/json says it is not a valid object", c)
 		}
 	}
 	for in, want := range map[string]string{
@@ -46,9 +50,8 @@ func TestScanPayloadTable(t *testing.T) {
 		`{"Event_ID":"case","event_id":"ok"}`: "ok",
 	} {
 		got, _, err := scanPayload([]byte(in), "event_id")
-		if err != nil || got != want {
-			t.Errorf("scanPayload(%s) = %q, %v; want %q", in, got, err, want)
-		}
+		assert.NoError(t, err, "scanPayload(%s)", in)
+		assert.Equal(t, want, got, "id found by scanPayload(%s)", in)
 	}
 }
 
@@ -91,21 +94,17 @@ func TestScanPayloadMatchesValid(t *testing.T) {
 		}
 		val, present, err := scanPayload(p, "event_id")
 		valid := isObject(p)
-		if (err == nil) != valid && !(present && err != nil && valid) {
-			t.Fatalf("scanPayload(%q) err = %v, encoding/json valid object = %v", p, err, valid)
+		if !(present && err != nil) { // a malformed id is refused whatever encoding/json thinks
+			require.Equal(t, valid, err == nil, "scanPayload(%q) err = %v, encoding/json valid object = %v", p, err, valid)
 		}
 		if err == nil {
 			var m map[string]json.RawMessage
-			if json.Unmarshal(p, &m) != nil {
-				t.Fatalf("valid but does not decode: %q", p)
-			}
+			require.NoError(t, json.Unmarshal(p, &m), "valid but does not decode: %q", p)
 			raw, ok := m["event_id"]
-			if ok != present {
-				t.Fatalf("%q: present = %v, encoding/json %v", p, present, ok)
-			}
+			require.Equal(t, ok, present, "%q: event_id present? (expected: encoding/json, actual: scanPayload)", p)
 			var want string
-			if ok && json.Unmarshal(raw, &want) == nil && want != val {
-				t.Fatalf("%q: event_id = %q, encoding/json %q", p, val, want)
+			if ok && json.Unmarshal(raw, &want) == nil {
+				require.Equal(t, want, val, "%q: event_id (expected: encoding/json, actual: scanPayload)", p)
 			}
 		}
 	})
@@ -130,13 +129,9 @@ func TestCtrlIndex(t *testing.T) {
 				if pos+1 < n {
 					b[n-1] = 0x1f // a later control byte must not win
 				}
-				if got, want := ctrlIndex(b), naive(b); got != want {
-					t.Fatalf("ctrlIndex(%q) = %d, want %d", b, got, want)
-				}
+				require.Equal(t, naive(b), ctrlIndex(b), "ctrlIndex(%q)", b)
 			}
 		}
 	}
-	if got := ctrlIndex([]byte(strings.Repeat("\x7f\x80\xff ", 5))); got != -1 {
-		t.Fatalf("ctrlIndex(no control bytes) = %d, want -1", got)
-	}
+	assert.Equal(t, -1, ctrlIndex([]byte(strings.Repeat("\x7f\x80\xff ", 5))), "ctrlIndex(no control bytes)")
 }

@@ -13,6 +13,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // testSeed returns SHIPPER_SEED if set, else a fresh seed, and logs how to repeat it.
@@ -21,9 +24,7 @@ func testSeed(t *testing.T) uint64 {
 	seed := uint64(time.Now().UnixNano())
 	if s := os.Getenv("SHIPPER_SEED"); s != "" {
 		v, err := strconv.ParseUint(s, 10, 64)
-		if err != nil {
-			t.Fatalf("SHIPPER_SEED: %v", err)
-		}
+		require.NoError(t, err, "SHIPPER_SEED")
 		seed = v
 	}
 	t.Logf("seed %d (repeat with SHIPPER_SEED=%d)", seed, seed)
@@ -50,12 +51,9 @@ func TestKill9(t *testing.T) {
 			acked[k] = true
 		}
 		o, err := Open(path, Options{})
-		if err != nil {
-			t.Fatalf("cycle %d: reopen after kill: %v", c, err)
-		}
-		if rep, err := o.Check(); err != nil {
-			t.Fatalf("cycle %d: Check after kill: %v %v", c, err, rep.Problems)
-		}
+		require.NoError(t, err, "cycle %d: reopen after kill", c)
+		rep, err := o.Check()
+		require.NoError(t, err, "cycle %d: Check after kill: %v", c, rep.Problems)
 		missing := 0
 		// This cycle's keys each time; every key since the start on the last cycle.
 		check := keys
@@ -68,20 +66,14 @@ func TestKill9(t *testing.T) {
 		for _, k := range check {
 			if _, err := o.Get(k); err != nil {
 				if missing < 5 {
-					t.Errorf("cycle %d: acknowledged key %s: %v", c, k, err)
+					assert.NoError(t, err, "cycle %d: acknowledged key %s", c, k)
 				}
 				missing++
 			}
 		}
-		if n := o.Stats().ByState[StateSending]; n != 0 {
-			t.Errorf("cycle %d: %d records still sending after reopen", c, n)
-		}
-		if err := o.Close(); err != nil {
-			t.Fatal(err)
-		}
-		if missing > 0 {
-			t.Fatalf("cycle %d: %d acknowledged keys lost", c, missing)
-		}
+		assert.Zero(t, o.Stats().ByState[StateSending], "cycle %d: records still sending after reopen", c)
+		require.NoError(t, o.Close(), "cycle %d: Close", c)
+		require.Zero(t, missing, "cycle %d: acknowledged keys lost", c)
 	}
 	t.Logf("%d kill cycles, %d acknowledged keys all present", cycles, len(acked))
 }
@@ -94,12 +86,8 @@ func runAndKill(t *testing.T, path, tag string, killAfter int) []string {
 	cmd.Env = append(os.Environ(), envChild+"=enqueue", envPath+"="+path, envTag+"="+tag)
 	cmd.Stderr = os.Stderr
 	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err, "%s: child's stdout", tag)
+	require.NoError(t, cmd.Start(), "%s: start child", tag)
 	reached := make(chan struct{})
 	type result struct {
 		keys []string
@@ -140,13 +128,11 @@ func runAndKill(t *testing.T, path, tag string, killAfter int) []string {
 	select {
 	case <-reached:
 	case <-time.After(60 * time.Second):
-		t.Errorf("%s: child acknowledged fewer than %d keys in 60s", tag, killAfter)
+		assert.Fail(t, fmt.Sprintf("%s: child acknowledged fewer than %d keys in 60s", tag, killAfter))
 	}
 	_ = cmd.Process.Kill() // SIGKILL
 	res := <-done          // the pipe reaches EOF once the child is gone
 	_ = cmd.Wait()
-	if res.err != nil {
-		t.Fatalf("%s: child: %v", tag, res.err)
-	}
+	require.NoError(t, res.err, "%s: child", tag)
 	return res.keys
 }

@@ -2,7 +2,6 @@ package outbox
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -12,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/require"
 	"pgregory.net/rapid"
 )
 
@@ -87,17 +87,13 @@ func TestModel(t *testing.T) {
 	}
 	rapid.Check(t, func(rt *rapid.T) {
 		dir, err := os.MkdirTemp("", "outbox-model-")
-		if err != nil {
-			rt.Fatal(err)
-		}
+		require.NoError(rt, err, "MkdirTemp")
 		defer os.RemoveAll(dir)
 		path := filepath.Join(dir, "outbox.db")
 		clk := newClock()
 		opts := Options{Now: clk.Now, Retention: 10 * time.Minute}
 		o, err := Open(path, opts)
-		if err != nil {
-			rt.Fatal(err)
-		}
+		require.NoError(rt, err, "Open(%s)", path)
 		defer func() { _ = o.Close() }()
 		m := &model{recs: map[string]*mrec{}, retention: opts.Retention}
 		ctx := context.Background()
@@ -111,8 +107,10 @@ func TestModel(t *testing.T) {
 		}
 		applyOne := func(rt *rapid.T, oc Outcome, wantErr error) {
 			err := o.Apply([]Outcome{oc})
-			if wantErr == nil && err != nil || wantErr != nil && !errors.Is(err, wantErr) {
-				rt.Fatalf("Apply(%+v) = %v, want %v", oc, err, wantErr)
+			if wantErr == nil {
+				require.NoError(rt, err, "Apply(%+v)", oc)
+			} else {
+				require.ErrorIs(rt, err, wantErr, "Apply(%+v)", oc)
 			}
 		}
 
@@ -127,19 +125,16 @@ func TestModel(t *testing.T) {
 				got, err := o.EnqueueWithKey(ctx, kind, key, modelPayload(variant))
 				if old, ok := m.recs[key]; key != "" && ok {
 					if old.kind != kind || old.variant != variant {
-						if !errors.Is(err, ErrConflict) {
-							rt.Fatalf("enqueue %s over %+v: %v, want ErrConflict", key, old, err)
-						}
-					} else if err != nil || got != key {
-						rt.Fatalf("re-enqueue %s = %q, %v", key, got, err)
+						require.ErrorIs(rt, err, ErrConflict, "enqueue %s over %+v", key, old)
+					} else {
+						require.NoError(rt, err, "re-enqueue %s", key)
+						require.Equal(rt, key, got, "re-enqueue %s", key)
 					}
 					return
 				}
-				if err != nil {
-					rt.Fatalf("enqueue: %v", err)
-				}
-				if key != "" && got != key {
-					rt.Fatalf("enqueue returned %q, want %q", got, key)
+				require.NoError(rt, err, "enqueue")
+				if key != "" {
+					require.Equal(rt, key, got, "key returned by enqueue")
 				}
 				now := clk.Now()
 				m.seq++
@@ -165,9 +160,7 @@ func TestModel(t *testing.T) {
 					due = due[:max]
 				}
 				recs, err := o.Claim(kind, max, lease)
-				if err != nil {
-					rt.Fatal(err)
-				}
+				require.NoError(rt, err, "Claim(%s, %d)", kind, max)
 				var got, want []string
 				for _, r := range recs {
 					got = append(got, r.Key)
@@ -176,9 +169,7 @@ func TestModel(t *testing.T) {
 					want = append(want, r.key)
 					r.state, r.lease, r.attempts, r.updated, r.fresh = StateSending, now.Add(lease), r.attempts+1, now, false
 				}
-				if !slices.Equal(got, want) {
-					rt.Fatalf("Claim(%s, %d) = %v, model %v", kind, max, got, want)
-				}
+				require.Equal(rt, want, got, "Claim(%s, %d) (expected: model)", kind, max)
 				m.sweep(now)
 			},
 			"submit": func(rt *rapid.T) {
@@ -260,19 +251,14 @@ func TestModel(t *testing.T) {
 				r, ok := m.recs[key]
 				switch {
 				case !ok:
-					if !errors.Is(err, ErrNotFound) {
-						rt.Fatalf("Requeue(%s) of a missing key = %v", key, err)
-					}
+					require.ErrorIs(rt, err, ErrNotFound, "Requeue(%s) of a missing key", key)
 				case r.state == StateDead || r.state == StateSubmitted:
-					if err != nil || len(moved) != 1 {
-						rt.Fatalf("Requeue(%s) = %v, %v", key, moved, err)
-					}
+					require.NoError(rt, err, "Requeue(%s)", key)
+					require.Len(rt, moved, 1, "Requeue(%s)", key)
 					now := clk.Now()
 					r.state, r.attempts, r.next, r.reqID, r.item, r.updated, r.fresh = StatePending, 0, now, "", 0, now, false
 				default:
-					if !errors.Is(err, ErrInvalidState) {
-						rt.Fatalf("Requeue(%s) of %s = %v", key, r.state, err)
-					}
+					require.ErrorIs(rt, err, ErrInvalidState, "Requeue(%s) of %s", key, r.state)
 				}
 			},
 			"purge": func(rt *rapid.T) {
@@ -286,20 +272,17 @@ func TestModel(t *testing.T) {
 					delete(m.recs, r.key)
 				}
 				got, err := o.Purge(state, older, false)
-				if err != nil || !slices.Equal(got, want) {
-					rt.Fatalf("Purge(%s, %v) = %v, %v; model %v", state, older, got, err, want)
-				}
+				require.NoError(rt, err, "Purge(%s, %v)", state, older)
+				// slices.Equal: an empty result may be nil or not.
+				require.True(rt, slices.Equal(got, want), "Purge(%s, %v) = %v; model %v", state, older, got, want)
 			},
 			"clock": func(rt *rapid.T) {
 				clk.Add(time.Duration(rapid.IntRange(1, 600).Draw(rt, "sec")) * time.Second)
 			},
 			"reopen": func(rt *rapid.T) {
-				if err := o.Close(); err != nil {
-					rt.Fatal(err)
-				}
-				if o, err = Open(path, opts); err != nil {
-					rt.Fatal(err)
-				}
+				require.NoError(rt, o.Close(), "Close")
+				o, err = Open(path, opts)
+				require.NoError(rt, err, "reopen")
 				m.reopen(clk.Now())
 			},
 			"": func(rt *rapid.T) { checkModel(rt, o, m) },
@@ -322,36 +305,37 @@ func checkModel(rt *rapid.T, o *Outbox, m *model) {
 			oldestPending = r.created
 		}
 		got, err := o.Get(r.key)
-		if err != nil {
-			rt.Fatalf("Get(%s): %v (model %+v)", r.key, err, r)
+		require.NoError(rt, err, "Get(%s) (model %+v)", r.key, r)
+		rec := []any{"record %s = %+v\nmodel %+v", r.key, got, r}
+		require.Equal(rt, r.state, got.State, rec...)
+		require.Equal(rt, r.attempts, got.Attempts, rec...)
+		require.Equal(rt, r.redrives, got.Redrives, rec...)
+		require.Equal(rt, r.kind, got.Kind, rec...)
+		if r.state == StatePending {
+			require.True(rt, got.NextAttemptAt.Equal(r.next), rec...)
 		}
-		if got.State != r.state || got.Attempts != r.attempts || got.Redrives != r.redrives || got.Kind != r.kind ||
-			!got.NextAttemptAt.Equal(r.next) && r.state == StatePending || got.RequestID != r.reqID && r.state == StateSubmitted ||
-			!got.CreatedAt.Equal(r.created) {
-			rt.Fatalf("record %s = %+v\nmodel %+v", r.key, got, r)
+		if r.state == StateSubmitted {
+			require.Equal(rt, r.reqID, got.RequestID, rec...)
 		}
+		require.True(rt, got.CreatedAt.Equal(r.created), rec...)
 	}
 	st := o.Stats()
-	if st.Records != len(m.recs) || st.PayloadBytes != bytes || !st.OldestPending.Equal(oldestPending) {
-		rt.Fatalf("Stats = %+v, model %d records %d bytes oldest pending %v", st, len(m.recs), bytes, oldestPending)
-	}
+	stats := []any{"Stats = %+v, model %d records %d bytes oldest pending %v", st, len(m.recs), bytes, oldestPending}
+	require.Equal(rt, len(m.recs), st.Records, stats...)
+	require.Equal(rt, bytes, st.PayloadBytes, stats...)
+	require.True(rt, st.OldestPending.Equal(oldestPending), stats...)
 	for _, k := range allKinds {
 		kc, _ := kindCode(k)
 		for _, s := range allStates {
 			sc, _ := stateCode(s)
-			if st.ByKindState[k][s] != want[kc][sc] {
-				rt.Fatalf("Stats %s/%s = %d, model %d", k, s, st.ByKindState[k][s], want[kc][sc])
-			}
+			require.Equal(rt, want[kc][sc], st.ByKindState[k][s], "Stats %s/%s (expected: model)", k, s)
 		}
 	}
 	n := 0
 	_ = o.List(Filter{}, func(Record) error { n++; return nil })
-	if n != len(m.recs) {
-		rt.Fatalf("List saw %d records, model %d", n, len(m.recs))
-	}
-	if rep, err := o.Check(); err != nil {
-		rt.Fatalf("Check: %v %v", err, rep.Problems)
-	}
+	require.Equal(rt, len(m.recs), n, "records seen by List (expected: model)")
+	rep, err := o.Check()
+	require.NoError(rt, err, "Check: %v", rep.Problems)
 }
 
 // withRapidChecks sets rapid's number of checks for this test (unless given with

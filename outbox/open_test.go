@@ -4,15 +4,15 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"errors"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -20,17 +20,12 @@ func TestOpenCreatesPrivateFile(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "state", "shipper")
 	path := filepath.Join(dir, "outbox.db")
 	o := openAt(t, path, Options{})
-	if o.Path() != path {
-		t.Fatalf("Path = %q", o.Path())
-	}
+	assert.Equal(t, path, o.Path(), "Path")
 	for p, want := range map[string]os.FileMode{dir: 0o700, path: 0o600} {
 		fi, err := os.Stat(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got := fi.Mode().Perm(); got != want {
-			t.Errorf("%s mode %v, want %v", p, got, want)
-		}
+		require.NoError(t, err, "Stat(%s)", p)
+		got := fi.Mode().Perm()
+		assert.Equal(t, want, got, "%s mode %v, want %v", p, got, want)
 	}
 }
 
@@ -41,24 +36,17 @@ func startHolder(t *testing.T, path string) {
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), envChild+"=hold", envPath+"="+path)
 	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err, "holder's stdin")
 	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err, "holder's stdout")
+	require.NoError(t, cmd.Start(), "start holder")
 	t.Cleanup(func() {
 		_ = stdin.Close()
 		_ = cmd.Wait()
 	})
 	line, err := bufio.NewReader(stdout).ReadString('\n')
-	if err != nil || line != "ready\n" {
-		t.Fatalf("holder said %q, %v", line, err)
-	}
+	require.NoError(t, err, "holder said %q", line)
+	require.Equal(t, "ready\n", line, "holder's first line")
 }
 
 func TestOpenLockedByAnotherProcess(t *testing.T) {
@@ -66,32 +54,22 @@ func TestOpenLockedByAnotherProcess(t *testing.T) {
 	startHolder(t, path)
 	start := time.Now()
 	_, err := Open(path, Options{LockTimeout: 200 * time.Millisecond})
-	if !errors.Is(err, ErrLocked) {
-		t.Fatalf("Open of a held file = %v, want ErrLocked", err)
-	}
-	if !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "stop it") {
-		t.Errorf("error %q should name the path and say what to do", err)
-	}
-	if d := time.Since(start); d > 5*time.Second {
-		t.Errorf("Open took %v despite a 200ms lock timeout", d)
-	}
+	require.ErrorIs(t, err, ErrLocked, "Open of a held file")
+	assert.Contains(t, err.Error(), path, "error should name the path")
+	assert.Contains(t, err.Error(), "stop it", "error should say what to do")
+	assert.LessOrEqual(t, time.Since(start), 5*time.Second, "duration of Open despite a 200ms lock timeout")
 }
 
 // makeOutbox writes a small closed outbox file with n records.
 func makeOutbox(t *testing.T, path string, n int) {
 	t.Helper()
 	o, err := Open(path, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err, "Open(%s)", path)
 	for i := 0; i < n; i++ {
-		if _, err := o.Enqueue(context.Background(), KindEvent, event("", i)); err != nil {
-			t.Fatal(err)
-		}
+		_, err := o.Enqueue(context.Background(), KindEvent, event("", i))
+		require.NoError(t, err, "Enqueue %d", i)
 	}
-	if err := o.Close(); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, o.Close(), "Close")
 }
 
 func wantCorrupt(t *testing.T, path string, opts Options) {
@@ -99,69 +77,52 @@ func wantCorrupt(t *testing.T, path string, opts Options) {
 	o, err := Open(path, opts)
 	if err == nil {
 		_ = o.Close()
-		t.Fatalf("Open(%s) succeeded on a damaged file", path)
 	}
-	if !errors.Is(err, ErrCorrupt) {
-		t.Fatalf("Open = %v, want ErrCorrupt", err)
-	}
-	if !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "never silently reset") {
-		t.Errorf("error %q should name the path and say what to do", err)
-	}
+	require.Error(t, err, "Open(%s) succeeded on a damaged file", path)
+	require.ErrorIs(t, err, ErrCorrupt, "Open(%s)", path)
+	assert.Contains(t, err.Error(), path, "error should name the path")
+	assert.Contains(t, err.Error(), "never silently reset", "error should say what to do")
 }
 
 func TestOpenDamagedFiles(t *testing.T) {
 	t.Run("foreign text file", func(t *testing.T) {
 		data, err := os.ReadFile("testdata/not-an-outbox.txt")
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err, "reading the fixture")
 		path := filepath.Join(t.TempDir(), "outbox.db")
-		if err := os.WriteFile(path, data, 0o600); err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, os.WriteFile(path, data, 0o600), "writing %s", path)
 		wantCorrupt(t, path, Options{})
-		if got, _ := os.ReadFile(path); !bytes.Equal(got, data) {
-			t.Error("Open changed a file it refused")
-		}
+		got, _ := os.ReadFile(path)
+		assert.Equal(t, string(data), string(got), "Open changed a file it refused")
 	})
 	t.Run("foreign bbolt file", func(t *testing.T) {
 		path := filepath.Join(t.TempDir(), "app.db")
 		db, err := bolt.Open(path, 0o600, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := db.Update(func(tx *bolt.Tx) error {
+		require.NoError(t, err, "bolt.Open(%s)", path)
+		require.NoError(t, db.Update(func(tx *bolt.Tx) error {
 			b, err := tx.CreateBucket([]byte("users"))
 			if err != nil {
 				return err
 			}
 			return b.Put([]byte("alice"), []byte("1"))
-		}); err != nil {
-			t.Fatal(err)
-		}
+		}), "writing the foreign bucket")
 		_ = db.Close()
 		wantCorrupt(t, path, Options{})
 	})
 	t.Run("truncated", func(t *testing.T) {
 		path := filepath.Join(t.TempDir(), "outbox.db")
 		makeOutbox(t, path, 200)
-		if err := os.Truncate(path, 3*4096); err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, os.Truncate(path, 3*4096), "Truncate(%s)", path)
 		wantCorrupt(t, path, Options{})
 	})
 	t.Run("meta pages overwritten", func(t *testing.T) {
 		path := filepath.Join(t.TempDir(), "outbox.db")
 		makeOutbox(t, path, 10)
 		f, err := os.OpenFile(path, os.O_RDWR, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err, "OpenFile(%s)", path)
 		junk := bytes.Repeat([]byte{0xA5}, 64)
 		for _, off := range []int64{16, 4096 + 16} {
-			if _, err := f.WriteAt(junk, off); err != nil {
-				t.Fatal(err)
-			}
+			_, err := f.WriteAt(junk, off)
+			require.NoError(t, err, "WriteAt offset %d", off)
 		}
 		_ = f.Close()
 		wantCorrupt(t, path, Options{})
@@ -170,17 +131,13 @@ func TestOpenDamagedFiles(t *testing.T) {
 		path := filepath.Join(t.TempDir(), "outbox.db")
 		makeOutbox(t, path, 200)
 		data, err := os.ReadFile(path)
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err, "ReadFile(%s)", path)
 		// Zero every page after the two meta pages: each looks like neither a branch
 		// nor a leaf to bbolt.
 		for i := 2 * 4096; i < len(data); i++ {
 			data[i] = 0
 		}
-		if err := os.WriteFile(path, data, 0o600); err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, os.WriteFile(path, data, 0o600), "writing %s", path)
 		wantCorrupt(t, path, Options{})
 		// The refusal leaves no lock behind: asking again gives the same answer,
 		// not ErrLocked.
@@ -188,9 +145,7 @@ func TestOpenDamagedFiles(t *testing.T) {
 	})
 	t.Run("empty file is a new outbox", func(t *testing.T) {
 		path := filepath.Join(t.TempDir(), "outbox.db")
-		if err := os.WriteFile(path, nil, 0o600); err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, os.WriteFile(path, nil, 0o600), "writing %s", path)
 		openAt(t, path, Options{})
 	})
 }
@@ -200,57 +155,42 @@ func TestEncryptionAtRest(t *testing.T) {
 	key := bytes.Repeat([]byte{7}, 32)
 	secret := "TOP-SECRET-PLAINTEXT-MARKER-31337"
 	o, err := Open(path, Options{EncryptionKey: key})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err, "Open with a key")
 	k, err := o.Enqueue(context.Background(), KindEvent, []byte(`{"message":"`+secret+`"}`))
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err, "Enqueue")
 	// Dedupe compares plaintext even though the file holds ciphertext.
-	if k2, err := o.EnqueueWithKey(context.Background(), KindEvent, k, []byte(`{"message":"`+secret+`"}`)); err != nil || k2 != k {
-		t.Fatalf("re-enqueue = %q, %v", k2, err)
-	}
-	if _, err := o.Check(); err != nil {
-		t.Fatal(err)
-	}
-	if err := o.Close(); err != nil {
-		t.Fatal(err)
-	}
+	k2, err := o.EnqueueWithKey(context.Background(), KindEvent, k, []byte(`{"message":"`+secret+`"}`))
+	require.NoError(t, err, "re-enqueue")
+	require.Equal(t, k, k2, "re-enqueue")
+	rep, err := o.Check()
+	require.NoError(t, err, "Check: %v", rep.Problems)
+	require.NoError(t, o.Close(), "Close")
 	raw, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if bytes.Contains(raw, []byte(secret)) {
-		t.Fatal("plaintext payload found in the file bytes")
-	}
-	if !bytes.Contains(raw, []byte(k)) {
-		t.Fatal("sanity: the key (not secret) should be stored in the clear")
-	}
+	require.NoError(t, err, "ReadFile(%s)", path)
+	require.False(t, bytes.Contains(raw, []byte(secret)), "plaintext payload found in the file bytes")
+	require.True(t, bytes.Contains(raw, []byte(k)), "sanity: the key (not secret) should be stored in the clear")
 
 	for name, opts := range map[string]Options{
 		"no key":    {},
 		"other key": {EncryptionKey: bytes.Repeat([]byte{8}, 32)},
 		"short key": {EncryptionKey: []byte("short")},
 	} {
-		if o, err := Open(path, opts); !errors.Is(err, ErrWrongKey) {
-			if err == nil {
-				_ = o.Close()
-			}
-			t.Errorf("%s: Open = %v, want ErrWrongKey", name, err)
-		} else if !strings.Contains(err.Error(), path) {
-			t.Errorf("%s: error %q should name the path", name, err)
+		o, err := Open(path, opts)
+		if err == nil {
+			_ = o.Close()
+		}
+		if assert.ErrorIs(t, err, ErrWrongKey, "%s: Open", name) {
+			assert.Contains(t, err.Error(), path, "%s: error should name the path", name)
 		}
 	}
 	o = openAt(t, path, Options{EncryptionKey: key})
 	r, err := o.Get(k)
-	if err != nil || !strings.Contains(string(r.Payload), secret) {
-		t.Fatalf("Get with the right key = %s, %v", r.Payload, err)
-	}
+	require.NoError(t, err, "Get with the right key")
+	require.Contains(t, string(r.Payload), secret, "Get with the right key")
 	recs, err := o.Claim(KindEvent, 1, time.Minute)
-	if err != nil || len(recs) != 1 || string(recs[0].Payload) != string(r.Payload) {
-		t.Fatalf("Claim = %v, %v", recs, err)
-	}
+	require.NoError(t, err, "Claim")
+	require.Len(t, recs, 1, "Claim")
+	assert.Equal(t, string(r.Payload), string(recs[0].Payload), "claimed payload")
 }
 
 var _ = io.EOF

@@ -9,6 +9,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // clock is a settable time source for Options.Now.
@@ -40,21 +43,18 @@ func openTest(t *testing.T, opts Options) *Outbox {
 func openAt(t *testing.T, path string, opts Options) *Outbox {
 	t.Helper()
 	o, err := Open(path, opts)
-	if err != nil {
-		t.Fatalf("Open: %v", err)
-	}
+	require.NoError(t, err, "Open(%s)", path)
 	t.Cleanup(func() { checkAndClose(t, o) })
 	return o
 }
 
 func checkAndClose(t *testing.T, o *Outbox) {
 	t.Helper()
-	if rep, err := o.Check(); err != nil && !errors.Is(err, ErrClosed) {
-		t.Errorf("Check: %v %v", err, rep.Problems)
+	// A test may have closed the outbox itself: then there is nothing to check.
+	if rep, err := o.Check(); !errors.Is(err, ErrClosed) {
+		assert.NoError(t, err, "Check: %v", rep.Problems)
 	}
-	if err := o.Close(); err != nil {
-		t.Errorf("Close: %v", err)
-	}
+	assert.NoError(t, o.Close(), "Close")
 }
 
 func event(id string, n int) []byte {
@@ -67,66 +67,61 @@ func event(id string, n int) []byte {
 func mustEnqueue(t *testing.T, o *Outbox, kind Kind, payload []byte) string {
 	t.Helper()
 	k, err := o.Enqueue(context.Background(), kind, payload)
-	if err != nil {
-		t.Fatalf("Enqueue(%s): %v", payload, err)
-	}
+	require.NoError(t, err, "Enqueue(%s)", payload)
 	return k
+}
+
+// keysOf lists the keys of recs in order, for comparing claims in one assertion.
+func keysOf(recs []Record) []string {
+	var keys []string
+	for _, r := range recs {
+		keys = append(keys, r.Key)
+	}
+	return keys
 }
 
 func TestLifecycle(t *testing.T) {
 	clk := newClock()
 	o := openTest(t, Options{Now: clk.Now})
 	k1 := mustEnqueue(t, o, KindEvent, event("ev-1", 1))
-	if k1 != "ev-1" {
-		t.Fatalf("key = %q, want the payload's event_id", k1)
-	}
+	assert.Equal(t, "ev-1", k1, "key should be the payload's event_id")
 	k2 := mustEnqueue(t, o, KindEvent, event("", 2))
 	r2, err := o.Get(k2)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err, "Get(%s)", k2)
 	var m map[string]any
-	if err := json.Unmarshal(r2.Payload, &m); err != nil || m["event_id"] != k2 {
-		t.Fatalf("stored payload %s lacks event_id %s", r2.Payload, k2)
-	}
+	require.NoError(t, json.Unmarshal(r2.Payload, &m), "stored payload %s", r2.Payload)
+	assert.Equal(t, k2, m["event_id"], "event_id of stored payload %s", r2.Payload)
 	fk := mustEnqueue(t, o, KindFinding, []byte(`{"title":"x"}`))
 
 	recs, err := o.Claim(KindEvent, 10, time.Minute)
-	if err != nil || len(recs) != 2 || recs[0].Key != k1 || recs[1].Key != k2 {
-		t.Fatalf("Claim = %v, %v", recs, err)
-	}
-	if recs[0].State != StateSending || recs[0].Attempts != 1 {
-		t.Fatalf("claimed record %+v", recs[0])
-	}
-	if err := o.Apply([]Outcome{
+	require.NoError(t, err, "Claim")
+	require.Equal(t, []string{k1, k2}, keysOf(recs), "claimed keys")
+	assert.Equal(t, StateSending, recs[0].State, "claimed record %+v", recs[0])
+	assert.Equal(t, 1, recs[0].Attempts, "claimed record %+v", recs[0])
+	require.NoError(t, o.Apply([]Outcome{
 		{Key: k1, State: StateSubmitted, RequestID: "req-1", ItemIndex: 0},
 		{Key: k2, State: StateSubmitted, RequestID: "req-1", ItemIndex: 1},
-	}); err != nil {
-		t.Fatal(err)
-	}
+	}), "Apply submitted")
 	subs, err := o.Submissions(10)
-	if err != nil || len(subs) != 1 || subs[0].RequestID != "req-1" || len(subs[0].Records) != 2 || subs[0].Kind != KindEvent {
-		t.Fatalf("Submissions = %+v, %v", subs, err)
-	}
-	if err := o.Apply([]Outcome{{Key: k1, State: StateConfirmed}, {Key: k2, State: StatePending, Redrive: true}}); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err, "Submissions")
+	require.Len(t, subs, 1, "Submissions = %+v", subs)
+	assert.Equal(t, "req-1", subs[0].RequestID, "submission %+v", subs[0])
+	assert.Len(t, subs[0].Records, 2, "records of submission %+v", subs[0])
+	assert.Equal(t, KindEvent, subs[0].Kind, "submission %+v", subs[0])
+	require.NoError(t, o.Apply([]Outcome{{Key: k1, State: StateConfirmed}, {Key: k2, State: StatePending, Redrive: true}}),
+		"Apply confirmed and redrive")
 	st := o.Stats()
-	if st.Records != 3 || st.ByState[StateConfirmed] != 1 || st.ByState[StatePending] != 2 || st.ByKindState[KindFinding][StatePending] != 1 {
-		t.Fatalf("Stats = %+v", st)
-	}
+	assert.Equal(t, 3, st.Records, "Stats = %+v", st)
+	assert.Equal(t, 1, st.ByState[StateConfirmed], "confirmed in Stats = %+v", st)
+	assert.Equal(t, 2, st.ByState[StatePending], "pending in Stats = %+v", st)
+	assert.Equal(t, 1, st.ByKindState[KindFinding][StatePending], "pending findings in Stats = %+v", st)
 	var listed []string
-	if err := o.List(Filter{State: StatePending}, func(r Record) error { listed = append(listed, r.Key); return nil }); err != nil {
-		t.Fatal(err)
-	}
-	if fmt.Sprint(listed) != fmt.Sprint([]string{k2, fk}) {
-		t.Fatalf("List pending = %v", listed)
-	}
+	require.NoError(t, o.List(Filter{State: StatePending}, func(r Record) error { listed = append(listed, r.Key); return nil }),
+		"List pending")
+	assert.Equal(t, []string{k2, fk}, listed, "List pending")
 	clk.Add(2 * time.Hour)
-	if _, err := o.Claim(KindFinding, 1, time.Minute); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := o.Get(k1); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("confirmed record past retention: Get = %v, want ErrNotFound", err)
-	}
+	_, err = o.Claim(KindFinding, 1, time.Minute)
+	require.NoError(t, err, "Claim(finding)")
+	_, err = o.Get(k1)
+	assert.ErrorIs(t, err, ErrNotFound, "confirmed record past retention: Get")
 }
