@@ -26,6 +26,8 @@ import (
 	"github.com/spectrastrike/shipper/internal/testserver"
 	"github.com/spectrastrike/shipper/internal/testutil"
 	"github.com/spectrastrike/shipper/outbox"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 var shipperBin string
@@ -81,9 +83,7 @@ func newCLIEnv(t *testing.T, opts testserver.Options) *cliEnv {
 	t.Helper()
 	// A Unix socket path must fit in 108 bytes: t.TempDir() can be longer.
 	dir, err := os.MkdirTemp("", "shcli")
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	e := &cliEnv{t: t, dir: dir, outbox: filepath.Join(dir, "ob", "outbox.db"), srvOpts: opts, caFile: filepath.Join(dir, "ca.pem")}
 	e.startServer()
@@ -119,12 +119,8 @@ func newCLIEnv(t *testing.T, opts testserver.Options) *cliEnv {
 func (e *cliEnv) startServer() {
 	e.t.Helper()
 	srv, err := testserver.Start(e.srvOpts)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	if err := srv.WriteCA(e.caFile); err != nil {
-		e.t.Fatal(err)
-	}
+	require.NoError(e.t, err)
+	require.NoError(e.t, srv.WriteCA(e.caFile))
 	e.srv = srv
 }
 
@@ -133,9 +129,7 @@ func (e *cliEnv) startServer() {
 func (e *cliEnv) restartServer() {
 	e.t.Helper()
 	old := e.srv
-	if err := old.Close(); err != nil {
-		e.t.Fatal(err)
-	}
+	require.NoError(e.t, old.Close())
 	e.oldSrvs = append(e.oldSrvs, old)
 	e.srvOpts.Addr = strings.TrimPrefix(old.URL(), "https://")
 	e.startServer()
@@ -168,14 +162,10 @@ func (e *cliEnv) run(stdin string, args ...string) result {
 	}
 	r := result{stdout: stdout.String(), stderr: stderr.String()}
 	e.keep(r.stdout + r.stderr)
-	if ctx.Err() != nil {
-		e.t.Fatalf("shipper %s did not finish within 60s:\n%s", strings.Join(args, " "), r)
-	}
+	require.NoError(e.t, ctx.Err(), "shipper %s did not finish within 60s:\n%s", strings.Join(args, " "), r)
 	if err != nil {
-		ee, ok := err.(*exec.ExitError)
-		if !ok {
-			e.t.Fatalf("shipper %s: %v", strings.Join(args, " "), err)
-		}
+		var ee *exec.ExitError
+		require.ErrorAs(e.t, err, &ee, "shipper %s", strings.Join(args, " "))
 		r.code = ee.ExitCode()
 	}
 	return r
@@ -185,9 +175,7 @@ func (e *cliEnv) run(stdin string, args ...string) result {
 func (e *cliEnv) must(want int, stdin string, args ...string) result {
 	e.t.Helper()
 	r := e.run(stdin, args...)
-	if r.code != want {
-		e.t.Fatalf("shipper %s: want exit %d, got\n%s", strings.Join(args, " "), want, r)
-	}
+	require.Equal(e.t, want, r.code, "shipper %s: want exit %d, got\n%s", strings.Join(args, " "), want, r)
 	return r
 }
 
@@ -232,9 +220,8 @@ func (e *cliEnv) assertNoSecrets() {
 	out := e.seen.String()
 	e.mu.Unlock()
 	for _, s := range e.secrets() {
-		if strings.Contains(out, s) {
-			e.t.Errorf("a secret (%d chars, starting %.3q) appears in the output of a verb", len(s), s)
-		}
+		// Not assert.NotContains: its message would print the secret in full.
+		assert.False(e.t, strings.Contains(out, s), "a secret (%d chars, starting %.3q) appears in the output of a verb", len(s), s)
 	}
 }
 
@@ -245,9 +232,7 @@ func jsonLines(t *testing.T, s string) []recordView {
 	dec := json.NewDecoder(strings.NewReader(s))
 	for dec.More() {
 		var r recordView
-		if err := dec.Decode(&r); err != nil {
-			t.Fatalf("inspect --json: %v in %q", err, s)
-		}
+		require.NoError(t, dec.Decode(&r), "inspect --json: %q", s)
 		out = append(out, r)
 	}
 	return out
@@ -272,102 +257,73 @@ func TestEnqueueDrainInspectConfirmed(t *testing.T) {
 	}, "\n")
 	r := e.must(exitFailed, in, "enqueue", "--kind", "event")
 	keys := strings.Fields(r.stdout)
-	if len(keys) != 3 || keys[0] != "evt-cli-0001" || keys[1] == keys[2] {
-		t.Fatalf("want 3 keys (own id first, equal-content twins distinct), got %q\n%s", keys, r)
-	}
+	require.Len(t, keys, 3, "want 3 keys:\n%s", r)
+	require.Equal(t, "evt-cli-0001", keys[0], "the event's own id is its key:\n%s", r)
+	require.NotEqual(t, keys[1], keys[2], "equal-content twins must get distinct keys:\n%s", r)
 	for _, want := range []string{"line 4:", "severity", "line 5:", "outbox file opened directly", "stored 3 record(s), refused 2 line(s)"} {
-		if !strings.Contains(r.stderr, want) {
-			t.Errorf("enqueue stderr lacks %q:\n%s", want, r.stderr)
-		}
+		assert.Contains(t, r.stderr, want, "enqueue stderr:\n%s", r.stderr)
 	}
 	finding := "{\n  \"finding_id\": \"fnd-cli-0001\",\n  \"title\": \"Macro spawned PowerShell\",\n  \"description\": \"d\",\n  \"severity\": \"high\",\n  \"first_seen\": \"2026-11-29T06:00:00Z\"\n}\n"
 	r = e.must(exitOK, finding, "enqueue", "--kind", "finding", "-")
-	if strings.TrimSpace(r.stdout) != "fnd-cli-0001" {
-		t.Fatalf("finding key: %s", r)
-	}
+	require.Equal(t, "fnd-cli-0001", strings.TrimSpace(r.stdout), "finding key:\n%s", r)
 	keys = append(keys, "fnd-cli-0001")
 
 	r = e.must(exitOK, "", "drain", "--timeout", "30s")
-	if !strings.Contains(r.stderr, "4 confirmed, 0 dead") {
-		t.Errorf("drain summary:\n%s", r)
-	}
+	assert.Contains(t, r.stderr, "4 confirmed, 0 dead", "drain summary:\n%s", r)
 
 	r = e.must(exitOK, "", "inspect")
 	rows := strings.Split(strings.TrimSpace(r.stdout), "\n")
-	if len(rows) != 5 || !strings.HasPrefix(rows[0], "KEY") {
-		t.Fatalf("inspect: want a header and 4 rows:\n%s", r)
-	}
+	require.Len(t, rows, 5, "inspect: want a header and 4 rows:\n%s", r)
+	require.True(t, strings.HasPrefix(rows[0], "KEY"), "inspect: want a header and 4 rows:\n%s", r)
 	for _, row := range rows[1:] {
-		if !strings.Contains(row, " confirmed ") {
-			t.Errorf("inspect row not confirmed: %q", row)
-		}
+		assert.Contains(t, row, " confirmed ", "inspect row not confirmed")
 	}
 	recs := jsonLines(t, e.must(exitOK, "", "inspect", "--json").stdout)
-	if len(recs) != 4 {
-		t.Fatalf("inspect --json: %d records", len(recs))
-	}
+	require.Len(t, recs, 4, "inspect --json")
 	for i, rec := range recs {
-		if rec.Key != keys[i] || rec.State != outbox.StateConfirmed || rec.Attempts < 1 {
-			t.Errorf("record %d: %s %s attempts %d; want %s confirmed", i, rec.Key, rec.State, rec.Attempts, keys[i])
-		}
+		msg := fmt.Sprintf("record %d: %s %s attempts %d; want %s confirmed", i, rec.Key, rec.State, rec.Attempts, keys[i])
+		assert.Equal(t, keys[i], rec.Key, msg)
+		assert.Equal(t, outbox.StateConfirmed, rec.State, msg)
+		assert.GreaterOrEqual(t, rec.Attempts, 1, msg)
 	}
 	r = e.must(exitOK, "", "inspect", "evt-cli-0001")
 	for _, want := range []string{"state:           confirmed", `"message":"one"`, "attempts:        1"} {
-		if !strings.Contains(r.stdout, want) {
-			t.Errorf("inspect KEY lacks %q:\n%s", want, r.stdout)
-		}
+		assert.Contains(t, r.stdout, want, "inspect KEY:\n%s", r.stdout)
 	}
-	if r := e.run("", "inspect", "no-such-key"); r.code != exitFailed || !strings.Contains(r.stderr, "no-such-key") {
-		t.Errorf("inspect of an unknown key:\n%s", r)
+	r = e.run("", "inspect", "no-such-key")
+	assert.Equal(t, exitFailed, r.code, "inspect of an unknown key:\n%s", r)
+	assert.Contains(t, r.stderr, "no-such-key", "inspect of an unknown key:\n%s", r)
+	if got := jsonLines(t, e.must(exitOK, "", "inspect", "--json", "--kind", "finding").stdout); assert.Len(t, got, 1, "inspect --kind finding") {
+		assert.Equal(t, "fnd-cli-0001", got[0].Key, "inspect --kind finding: %+v", got)
 	}
-	if got := jsonLines(t, e.must(exitOK, "", "inspect", "--json", "--kind", "finding").stdout); len(got) != 1 || got[0].Key != "fnd-cli-0001" {
-		t.Errorf("inspect --kind finding: %+v", got)
-	}
-	if got := jsonLines(t, e.must(exitOK, "", "inspect", "--json", "--limit", "2").stdout); len(got) != 2 {
-		t.Errorf("inspect --limit 2: %d records", len(got))
-	}
+	assert.Len(t, jsonLines(t, e.must(exitOK, "", "inspect", "--json", "--limit", "2").stdout), 2, "inspect --limit 2")
 
 	var s statsView
-	if err := json.Unmarshal([]byte(e.must(exitOK, "", "stats", "--json").stdout), &s); err != nil {
-		t.Fatal(err)
-	}
-	if s.Records != 4 || s.ByState[outbox.StateConfirmed] != 4 || s.ByKindState[outbox.KindFinding][outbox.StateConfirmed] != 1 {
-		t.Errorf("stats --json: %+v", s)
-	}
+	require.NoError(t, json.Unmarshal([]byte(e.must(exitOK, "", "stats", "--json").stdout), &s))
+	assert.Equal(t, 4, s.Records, "stats --json: %+v", s)
+	assert.Equal(t, 4, s.ByState[outbox.StateConfirmed], "stats --json: %+v", s)
+	assert.Equal(t, 1, s.ByKindState[outbox.KindFinding][outbox.StateConfirmed], "stats --json: %+v", s)
 
 	// What the server holds: each record once, the twins as two rows.
 	for _, k := range keys[:3] {
-		if st, ok := e.srv.Event(testserver.DefaultTenantID, k); !ok || st.Offers != 1 {
-			t.Errorf("server: event %s stored %v, offered %d times; want stored once", k, ok, st.Offers)
-		}
+		st, ok := e.srv.Event(testserver.DefaultTenantID, k)
+		assert.True(t, ok, "server: event %s not stored", k)
+		assert.Equal(t, 1, st.Offers, "server: event %s offered %d times; want stored once", k, st.Offers)
 	}
-	if _, ok := e.srv.Finding(testserver.DefaultTenantID, "fnd-cli-0001"); !ok {
-		t.Error("server: finding not stored")
-	}
-	if n := len(e.srv.Events(testserver.DefaultTenantID)); n != 3 {
-		t.Errorf("server holds %d events, want 3", n)
-	}
+	_, ok := e.srv.Finding(testserver.DefaultTenantID, "fnd-cli-0001")
+	assert.True(t, ok, "server: finding not stored")
+	assert.Len(t, e.srv.Events(testserver.DefaultTenantID), 3, "events the server holds")
 
-	if r := e.must(exitOK, "", "verify"); !strings.Contains(r.stdout, "ok: 4 record(s)") {
-		t.Errorf("verify:\n%s", r)
-	}
+	r = e.must(exitOK, "", "verify")
+	assert.Contains(t, r.stdout, "ok: 4 record(s)", "verify:\n%s", r)
 	r = e.must(exitOK, "", "purge", "--confirmed", "--dry-run")
-	if strings.Count(r.stdout, "would purge ") != 4 {
-		t.Errorf("purge --dry-run:\n%s", r)
-	}
-	if n := len(jsonLines(t, e.must(exitOK, "", "inspect", "--json").stdout)); n != 4 {
-		t.Errorf("purge --dry-run deleted records: %d left", n)
-	}
-	if r := e.must(exitOK, "", "compact"); !strings.Contains(r.stdout, "compacted") {
-		t.Errorf("compact:\n%s", r)
-	}
+	assert.Equal(t, 4, strings.Count(r.stdout, "would purge "), "purge --dry-run:\n%s", r)
+	assert.Len(t, jsonLines(t, e.must(exitOK, "", "inspect", "--json").stdout), 4, "purge --dry-run deleted records")
+	r = e.must(exitOK, "", "compact")
+	assert.Contains(t, r.stdout, "compacted", "compact:\n%s", r)
 	r = e.must(exitOK, "", "purge", "--confirmed")
-	if strings.Count(r.stdout, "purged ") != 4 {
-		t.Errorf("purge:\n%s", r)
-	}
-	if n := len(jsonLines(t, e.must(exitOK, "", "inspect", "--json").stdout)); n != 0 {
-		t.Errorf("after purge: %d records left", n)
-	}
+	assert.Equal(t, 4, strings.Count(r.stdout, "purged "), "purge:\n%s", r)
+	assert.Empty(t, jsonLines(t, e.must(exitOK, "", "inspect", "--json").stdout), "records left after purge")
 }
 
 // postConflictingEvent stores, straight at the server, an event under key with
@@ -376,39 +332,30 @@ func TestEnqueueDrainInspectConfirmed(t *testing.T) {
 func postConflictingEvent(t *testing.T, e *cliEnv, key string) {
 	t.Helper()
 	pem, err := os.ReadFile(e.caFile)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(pem)
 	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}, Timeout: 10 * time.Second}
 	defer hc.CloseIdleConnections()
 	login, _ := json.Marshal(map[string]string{"username": testserver.DefaultUsername, "password": testserver.DefaultPassword, "tenant_id": testserver.DefaultTenantID})
 	resp, err := hc.Post(e.srv.URL()+testserver.LoginPath, "application/json", bytes.NewReader(login))
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	var tok struct {
 		AccessToken string `json:"access_token"`
 	}
 	err = json.NewDecoder(resp.Body).Decode(&tok)
 	resp.Body.Close()
-	if err != nil || tok.AccessToken == "" {
-		t.Fatalf("login: %v", err)
-	}
+	require.NoError(t, err, "login")
+	require.NotEmpty(t, tok.AccessToken, "login: no access token")
 	req, _ := http.NewRequest(http.MethodPost, e.srv.URL()+testserver.IngestPrefix+"/events", strings.NewReader(event(key, "the server's first version")))
 	req.Header.Set("Authorization", "Bearer "+tok.AccessToken)
 	req.Header.Set("Idempotency-Key", key)
 	req.Header.Set("Content-Type", "application/json")
 	resp, err = hc.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
-	if resp.StatusCode != http.StatusAccepted {
-		t.Fatalf("seeding the conflict: status %d", resp.StatusCode)
-	}
+	require.Equal(t, http.StatusAccepted, resp.StatusCode, "seeding the conflict: status")
 }
 
 func TestDeadRecordRequeuedAfterServerAccepts(t *testing.T) {
@@ -418,50 +365,45 @@ func TestDeadRecordRequeuedAfterServerAccepts(t *testing.T) {
 
 	e.must(exitOK, event(key, "the shipper's version"), "enqueue", "--kind", "event")
 	r := e.must(exitSomeDead, "", "drain", "--timeout", "30s")
-	if !strings.Contains(r.stdout, key) || !strings.Contains(r.stdout, "Idempotency-Key reuse with different payload") {
-		t.Fatalf("drain must list the dead record with the server's reason:\n%s", r)
-	}
+	require.Contains(t, r.stdout, key, "drain must list the dead record with the server's reason:\n%s", r)
+	require.Contains(t, r.stdout, "Idempotency-Key reuse with different payload", "drain must list the dead record with the server's reason:\n%s", r)
 
 	dead := jsonLines(t, e.must(exitOK, "", "inspect", "--json", "--state", "dead", "--error", "Idempotency-Key reuse").stdout)
-	if len(dead) != 1 || dead[0].Key != key {
-		t.Fatalf("inspect --state dead --error: %+v", dead)
-	}
+	require.Len(t, dead, 1, "inspect --state dead --error")
+	require.Equal(t, key, dead[0].Key, "inspect --state dead --error: %+v", dead)
 	r = e.must(exitOK, "", "inspect", "--state", "dead")
-	if !strings.Contains(r.stdout, "Idempotency-Key reuse with different payload") {
-		t.Errorf("the inspect table must show the dead reason:\n%s", r)
-	}
+	assert.Contains(t, r.stdout, "Idempotency-Key reuse with different payload", "the inspect table must show the dead reason:\n%s", r)
 
 	r = e.must(exitOK, "", "requeue", key, "--dry-run")
-	if !strings.Contains(r.stdout, "would requeue "+key) {
-		t.Errorf("requeue --dry-run:\n%s", r)
-	}
+	assert.Contains(t, r.stdout, "would requeue "+key, "requeue --dry-run:\n%s", r)
 	after := jsonLines(t, e.must(exitOK, "", "inspect", "--json", key).stdout)
-	if len(after) != 1 || after[0].State != outbox.StateDead || after[0].LastError != dead[0].LastError || after[0].Attempts != dead[0].Attempts {
-		t.Fatalf("requeue --dry-run changed the record: before %+v, after %+v", dead[0], after)
-	}
+	require.Len(t, after, 1, "requeue --dry-run changed the record: before %+v", dead[0])
+	changed := fmt.Sprintf("requeue --dry-run changed the record: before %+v, after %+v", dead[0], after[0])
+	require.Equal(t, outbox.StateDead, after[0].State, changed)
+	require.Equal(t, dead[0].LastError, after[0].LastError, changed)
+	require.Equal(t, dead[0].Attempts, after[0].Attempts, changed)
 
 	// The server's state changes: a fresh server no longer holds the other version.
 	e.restartServer()
 	r = e.must(exitOK, "", "requeue", "--state", "dead")
-	if !strings.Contains(r.stdout, "requeued "+key) {
-		t.Errorf("requeue --state dead:\n%s", r)
-	}
-	if got := jsonLines(t, e.must(exitOK, "", "inspect", "--json", key).stdout); got[0].State != outbox.StatePending || got[0].Attempts != 0 {
-		t.Errorf("after requeue: %+v, want pending with attempts reset", got[0])
-	}
-	e.must(exitOK, "", "drain", "--timeout", "30s")
+	assert.Contains(t, r.stdout, "requeued "+key, "requeue --state dead:\n%s", r)
 	got := jsonLines(t, e.must(exitOK, "", "inspect", "--json", key).stdout)
-	if got[0].State != outbox.StateConfirmed || got[0].Key != key {
-		t.Errorf("after requeue and drain: %+v, want confirmed under the same key", got[0])
-	}
+	require.Len(t, got, 1, "inspect --json %s", key)
+	assert.Equal(t, outbox.StatePending, got[0].State, "after requeue: %+v, want pending with attempts reset", got[0])
+	assert.Zero(t, got[0].Attempts, "after requeue: %+v, want pending with attempts reset", got[0])
+	e.must(exitOK, "", "drain", "--timeout", "30s")
+	got = jsonLines(t, e.must(exitOK, "", "inspect", "--json", key).stdout)
+	require.Len(t, got, 1, "inspect --json %s", key)
+	assert.Equal(t, outbox.StateConfirmed, got[0].State, "after requeue and drain: %+v, want confirmed under the same key", got[0])
+	assert.Equal(t, key, got[0].Key, "after requeue and drain: %+v, want confirmed under the same key", got[0])
 	st, ok := e.srv.Event(testserver.DefaultTenantID, key)
-	if !ok || st.Offers != 1 || !strings.Contains(string(st.Body), "the shipper's version") {
-		t.Errorf("server: stored %v offers %d body %s", ok, st.Offers, st.Body)
-	}
+	assert.True(t, ok, "server: event %s not stored", key)
+	assert.Equal(t, 1, st.Offers, "server: times event %s was offered", key)
+	assert.Contains(t, string(st.Body), "the shipper's version", "server: the body stored")
 	// Requeueing a confirmed record is refused, and says why.
-	if r := e.run("", "requeue", key); r.code != exitFailed || !strings.Contains(r.stderr, "confirmed") {
-		t.Errorf("requeue of a confirmed record:\n%s", r)
-	}
+	r = e.run("", "requeue", key)
+	assert.Equal(t, exitFailed, r.code, "requeue of a confirmed record:\n%s", r)
+	assert.Contains(t, r.stderr, "confirmed", "requeue of a confirmed record:\n%s", r)
 }
 
 // daemon is a running `shipper run`.
@@ -483,12 +425,8 @@ func (e *cliEnv) startDaemon(args ...string) *daemon {
 	d := &daemon{cmd: cmd, stderr: &syncBuffer{}, exited: make(chan error, 1)}
 	cmd.Stderr = d.stderr
 	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		e.t.Fatal(err)
-	}
+	require.NoError(e.t, err)
+	require.NoError(e.t, cmd.Start())
 	e.t.Cleanup(func() {
 		if cmd.ProcessState == nil {
 			cmd.Process.Kill()
@@ -511,7 +449,7 @@ func (e *cliEnv) startDaemon(args ...string) *daemon {
 		select {
 		case l, ok := <-lines:
 			if !ok {
-				e.t.Fatalf("shipper run ended before it was ready:\n%s", d.stderr)
+				require.FailNow(e.t, "shipper run ended before it was ready", "stderr:\n%s", d.stderr)
 			}
 			if rest, ok := strings.CutPrefix(l, "shipper run: admin socket "); ok {
 				d.socket = rest
@@ -520,7 +458,7 @@ func (e *cliEnv) startDaemon(args ...string) *daemon {
 				d.metricsAddr, _, _ = strings.Cut(rest, "/")
 			}
 		case <-timeout:
-			e.t.Fatalf("shipper run not ready within 30s:\n%s", d.stderr)
+			require.FailNow(e.t, "shipper run not ready within 30s", "stderr:\n%s", d.stderr)
 		}
 	}
 	go func() {
@@ -532,13 +470,14 @@ func (e *cliEnv) startDaemon(args ...string) *daemon {
 }
 
 // waitFor polls cond (an external process is making progress) until it holds
-// or the deadline passes.
+// or the deadline passes. Not require.Eventually: that runs cond on another
+// goroutine, and cond may stop the test (e.must).
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
+			require.FailNow(t, "timed out waiting for "+what)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -547,9 +486,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 func httpGet(t *testing.T, url string) (int, string) {
 	t.Helper()
 	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(b)
@@ -559,64 +496,55 @@ func TestAdminVerbsWhileDaemonRuns(t *testing.T) {
 	e := newCLIEnv(t, testserver.Options{SignatureSecret: testSigSecret})
 	// The daemon creates the outbox; admin verbs must reach it through the socket.
 	d := e.startDaemon()
-	if d.socket != e.outbox+".sock" {
-		t.Errorf("socket %s, want beside the outbox", d.socket)
-	}
-	if fi, err := os.Stat(d.socket); err != nil || fi.Mode().Perm() != 0o600 {
-		t.Errorf("socket mode: %v %v", fi, err)
+	assert.Equal(t, e.outbox+".sock", d.socket, "the socket must be beside the outbox")
+	if fi, err := os.Stat(d.socket); assert.NoError(t, err, "socket") {
+		assert.Equal(t, os.FileMode(0o600), fi.Mode().Perm(), "socket mode")
 	}
 	const via = "via running daemon (socket "
 	r := e.must(exitOK, event("evt-d-1", "a")+"\n"+event("evt-d-2", "b")+"\n", "enqueue", "--kind", "event")
-	if !strings.Contains(r.stderr, via) || strings.Fields(r.stdout)[1] != "evt-d-2" {
-		t.Fatalf("enqueue through the daemon:\n%s", r)
-	}
+	require.Contains(t, r.stderr, via, "enqueue through the daemon:\n%s", r)
+	keys := strings.Fields(r.stdout)
+	require.Len(t, keys, 2, "enqueue through the daemon:\n%s", r)
+	require.Equal(t, "evt-d-2", keys[1], "enqueue through the daemon:\n%s", r)
 	waitFor(t, "the daemon to confirm both records", func() bool {
 		return len(jsonLines(t, e.must(exitOK, "", "inspect", "--json", "--state", "confirmed").stdout)) == 2
 	})
 
 	r = e.must(exitOK, "", "inspect")
-	if !strings.Contains(r.stderr, via) || strings.Count(r.stdout, " confirmed ") != 2 {
-		t.Errorf("inspect through the daemon:\n%s", r)
-	}
+	assert.Contains(t, r.stderr, via, "inspect through the daemon:\n%s", r)
+	assert.Equal(t, 2, strings.Count(r.stdout, " confirmed "), "inspect through the daemon:\n%s", r)
 	r = e.must(exitOK, "", "stats")
-	if !strings.Contains(r.stderr, via) || !strings.Contains(r.stdout, "worker (since the daemon started)") {
-		t.Errorf("stats through the daemon:\n%s", r)
-	}
+	assert.Contains(t, r.stderr, via, "stats through the daemon:\n%s", r)
+	assert.Contains(t, r.stdout, "worker (since the daemon started)", "stats through the daemon:\n%s", r)
 	var s statsView
-	if err := json.Unmarshal([]byte(e.must(exitOK, "", "stats", "--json").stdout), &s); err != nil {
-		t.Fatal(err)
+	require.NoError(t, json.Unmarshal([]byte(e.must(exitOK, "", "stats", "--json").stdout), &s))
+	if assert.NotNil(t, s.Worker, "stats --json through the daemon: %+v", s) {
+		assert.Equal(t, int64(2), s.Worker.Confirmed, "stats --json through the daemon: worker %+v", s.Worker)
 	}
-	if s.Worker == nil || s.Worker.Confirmed != 2 || s.ByState[outbox.StateConfirmed] != 2 {
-		t.Errorf("stats --json through the daemon: %+v worker %+v", s, s.Worker)
-	}
-	if r := e.must(exitOK, "", "inspect", "evt-d-1"); !strings.Contains(r.stdout, "confirmed") {
-		t.Errorf("inspect KEY through the daemon:\n%s", r)
-	}
-	if r := e.must(exitOK, "", "verify"); !strings.Contains(r.stderr, via) || !strings.Contains(r.stdout, "ok: 2 record(s)") {
-		t.Errorf("verify through the daemon:\n%s", r)
-	}
-	if r := e.must(exitOK, "", "requeue", "--state", "dead", "--dry-run"); !strings.Contains(r.stderr, "would requeue 0 record(s)") {
-		t.Errorf("requeue --dry-run through the daemon:\n%s", r)
-	}
-	if r := e.must(exitOK, "", "purge", "--dead", "--dry-run"); !strings.Contains(r.stderr, via) {
-		t.Errorf("purge through the daemon:\n%s", r)
-	}
-	if r := e.must(exitFailed, "", "drain"); !strings.Contains(r.stderr, "the daemon is already delivering") || !strings.Contains(r.stderr, "shipper stats") {
-		t.Errorf("drain while the daemon runs:\n%s", r)
-	}
-	if r := e.must(exitFailed, "", "compact"); !strings.Contains(r.stderr, "stop the daemon first") {
-		t.Errorf("compact while the daemon runs:\n%s", r)
-	}
+	assert.Equal(t, 2, s.ByState[outbox.StateConfirmed], "stats --json through the daemon: %+v", s)
+	r = e.must(exitOK, "", "inspect", "evt-d-1")
+	assert.Contains(t, r.stdout, "confirmed", "inspect KEY through the daemon:\n%s", r)
+	r = e.must(exitOK, "", "verify")
+	assert.Contains(t, r.stderr, via, "verify through the daemon:\n%s", r)
+	assert.Contains(t, r.stdout, "ok: 2 record(s)", "verify through the daemon:\n%s", r)
+	r = e.must(exitOK, "", "requeue", "--state", "dead", "--dry-run")
+	assert.Contains(t, r.stderr, "would requeue 0 record(s)", "requeue --dry-run through the daemon:\n%s", r)
+	r = e.must(exitOK, "", "purge", "--dead", "--dry-run")
+	assert.Contains(t, r.stderr, via, "purge through the daemon:\n%s", r)
+	r = e.must(exitFailed, "", "drain")
+	assert.Contains(t, r.stderr, "the daemon is already delivering", "drain while the daemon runs:\n%s", r)
+	assert.Contains(t, r.stderr, "shipper stats", "drain while the daemon runs:\n%s", r)
+	r = e.must(exitFailed, "", "compact")
+	assert.Contains(t, r.stderr, "stop the daemon first", "compact while the daemon runs:\n%s", r)
 
 	code, body := httpGet(t, "http://"+d.metricsAddr+"/metrics")
+	assert.Equal(t, http.StatusOK, code, "/metrics status")
 	for _, m := range []string{`shipper_outbox_records{kind="event",state="confirmed"} 2`, "shipper_confirmed_total 2", "shipper_outbox_file_bytes", "shipper_outbox_oldest_unconfirmed_age_seconds", "shipper_request_duration_seconds"} {
-		if code != 200 || !strings.Contains(body, m) {
-			t.Errorf("/metrics lacks %q (status %d)", m, code)
-		}
+		assert.Contains(t, body, m, "/metrics lacks %q", m)
 	}
-	if code, body := httpGet(t, "http://"+d.metricsAddr+"/healthz"); code != 200 || !strings.Contains(body, "ok") {
-		t.Errorf("/healthz: %d %s", code, body)
-	}
+	code, body = httpGet(t, "http://"+d.metricsAddr+"/healthz")
+	assert.Equal(t, http.StatusOK, code, "/healthz: %s", body)
+	assert.Contains(t, body, "ok", "/healthz: %d", code)
 
 	// Credentials refused: delivery pauses, and health says so.
 	e.srv.RevokeLogins(true)
@@ -626,32 +554,25 @@ func TestAdminVerbsWhileDaemonRuns(t *testing.T) {
 		code, body := httpGet(t, "http://"+d.metricsAddr+"/healthz")
 		return code == http.StatusServiceUnavailable && strings.Contains(body, "paused")
 	})
-	if _, body := httpGet(t, "http://"+d.metricsAddr+"/metrics"); !strings.Contains(body, "shipper_paused 1") {
-		t.Error("/metrics: shipper_paused is not 1 while paused")
-	}
+	_, body = httpGet(t, "http://"+d.metricsAddr+"/metrics")
+	assert.Contains(t, body, "shipper_paused 1", "/metrics: shipper_paused is not 1 while paused")
 
 	// SIGTERM: a clean stop within the shutdown timeout (even paused), socket removed.
-	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, d.cmd.Process.Signal(syscall.SIGTERM))
 	select {
 	case err := <-d.exited:
-		if err != nil {
-			t.Errorf("shipper run after SIGTERM: %v\n%s", err, d.stderr)
-		}
+		assert.NoError(t, err, "shipper run after SIGTERM; stderr:\n%s", d.stderr)
 	case <-time.After(20 * time.Second):
-		t.Fatalf("shipper run did not stop within 20s of SIGTERM:\n%s", d.stderr)
+		require.FailNow(t, "shipper run did not stop within 20s of SIGTERM", "stderr:\n%s", d.stderr)
 	}
-	if _, err := os.Stat(d.socket); err == nil {
-		t.Error("the control socket outlived the daemon")
-	}
-	if r := e.must(exitOK, "", "inspect"); !strings.Contains(r.stderr, "outbox file opened directly") {
-		t.Errorf("inspect after the daemon stopped:\n%s", r)
-	}
+	_, err := os.Stat(d.socket)
+	assert.ErrorIs(t, err, os.ErrNotExist, "the control socket outlived the daemon")
+	r = e.must(exitOK, "", "inspect")
+	assert.Contains(t, r.stderr, "outbox file opened directly", "inspect after the daemon stopped:\n%s", r)
 	// The record it could not deliver waits, pending, for the next start.
-	if got := jsonLines(t, e.must(exitOK, "", "inspect", "--json", "evt-d-3").stdout); got[0].State != outbox.StatePending {
-		t.Errorf("after shutdown: %s is %s, want pending", got[0].Key, got[0].State)
-	}
+	got := jsonLines(t, e.must(exitOK, "", "inspect", "--json", "evt-d-3").stdout)
+	require.Len(t, got, 1, "inspect --json evt-d-3")
+	assert.Equal(t, outbox.StatePending, got[0].State, "after shutdown: %s is %s, want pending", got[0].Key, got[0].State)
 }
 
 // A second daemon on the same outbox is refused at once, naming the first.
@@ -659,9 +580,7 @@ func TestSecondDaemonRefused(t *testing.T) {
 	e := newCLIEnv(t, testserver.Options{})
 	e.startDaemon()
 	r := e.must(exitFailed, "", "run", "--metrics-addr", "127.0.0.1:0")
-	if !strings.Contains(r.stderr, "running shipper daemon holds the outbox") {
-		t.Errorf("second daemon:\n%s", r)
-	}
+	assert.Contains(t, r.stderr, "running shipper daemon holds the outbox", "second daemon:\n%s", r)
 }
 
 func TestWrongSettingExits2NamingIt(t *testing.T) {
@@ -680,6 +599,11 @@ func TestWrongSettingExits2NamingIt(t *testing.T) {
 		{"unknown flag", nil, []string{"stats", "--colour"}, []string{"-colour"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			// e.run stops the test on e.t: make that this subtest, whose
+			// goroutine this is, not the parent.
+			parent := e.t
+			e.t = t
+			defer func() { e.t = parent }()
 			saved := map[string]string{}
 			for k, v := range tc.env {
 				saved[k] = e.vars[k]
@@ -692,13 +616,10 @@ func TestWrongSettingExits2NamingIt(t *testing.T) {
 			}()
 			r := e.run("", tc.args...)
 			lines := strings.Split(strings.TrimSpace(r.stderr), "\n")
-			if r.code != exitUsage || len(lines) != 1 {
-				t.Fatalf("want exit 2 and one line:\n%s", r)
-			}
+			require.Equal(t, exitUsage, r.code, "want exit 2 and one line:\n%s", r)
+			require.Len(t, lines, 1, "want exit 2 and one line:\n%s", r)
 			for _, w := range tc.want {
-				if !strings.Contains(strings.ToLower(lines[0]), strings.ToLower(w)) {
-					t.Errorf("the line %q does not name %q", lines[0], w)
-				}
+				assert.Contains(t, strings.ToLower(lines[0]), strings.ToLower(w), "the line %q does not name %q", lines[0], w)
 			}
 		})
 	}
@@ -715,9 +636,7 @@ func TestSecretsNeverPrinted(t *testing.T) {
 	e.must(exitOK, event("evt-s-2", "y"), "enqueue", "--kind", "event")
 	// Credentials refused: the worker pauses; drain gives up at its timeout.
 	r := e.run("", "drain", "--timeout", "2s", "--log-level", "debug")
-	if r.code != exitFailed {
-		t.Errorf("drain with revoked credentials:\n%s", r)
-	}
+	assert.Equal(t, exitFailed, r.code, "drain with revoked credentials:\n%s", r)
 	e.srv.RevokeLogins(false)
 	for _, args := range [][]string{
 		{"inspect"}, {"inspect", "--json"}, {"inspect", "evt-s-1"}, {"stats", "--json"}, {"verify"},
@@ -735,9 +654,7 @@ func TestSecretsNeverPrinted(t *testing.T) {
 	e.must(exitOK, "", "stats")
 	d.cmd.Process.Signal(syscall.SIGTERM)
 	<-d.exited
-	if len(e.secrets()) < 3 {
-		t.Fatalf("the check is vacuous: no token or signature was captured from the server log")
-	}
+	require.GreaterOrEqual(t, len(e.secrets()), 3, "the check is vacuous: no token or signature was captured from the server log")
 }
 
 func TestDemoTableMatchesServer(t *testing.T) {
@@ -745,9 +662,7 @@ func TestDemoTableMatchesServer(t *testing.T) {
 	e := newCLIEnv(t, testserver.Options{PlainHTTP: true})
 	r := e.must(exitOK, "", "demo")
 	for _, want := range []string{"TLS", "HMAC", "KEY", "AT SERVER", "stored once", "dead", "server said:", "nothing lost"} {
-		if !strings.Contains(r.stdout, want) {
-			t.Errorf("demo output lacks %q:\n%s", want, r.stdout)
-		}
+		assert.Contains(t, r.stdout, want, "demo output:\n%s", r.stdout)
 	}
 
 	// In process, to hold the table against what the demo's server stored.
@@ -763,9 +678,7 @@ func TestDemoTableMatchesServer(t *testing.T) {
 			findings[st.ID] = st
 		}
 	}})
-	if code != exitOK {
-		t.Fatalf("demo: exit %d\n%s\n%s", code, stdout.String(), stderr.String())
-	}
+	require.Equal(t, exitOK, code, "demo:\n%s\n%s", stdout.String(), stderr.String())
 	type row struct{ key, kind, state, at string }
 	var rows []row
 	inTable := false
@@ -780,9 +693,7 @@ func TestDemoTableMatchesServer(t *testing.T) {
 			rows = append(rows, row{f[0], f[1], f[2], f[3] + " " + f[4]})
 		}
 	}
-	if len(rows) != len(demoRecords) {
-		t.Fatalf("%d table rows, want %d:\n%s", len(rows), len(demoRecords), stdout.String())
-	}
+	require.Len(t, rows, len(demoRecords), "table rows:\n%s", stdout.String())
 	confirmed, dead := 0, 0
 	for _, r := range rows {
 		table := events
@@ -793,24 +704,23 @@ func TestDemoTableMatchesServer(t *testing.T) {
 		switch r.state {
 		case string(outbox.StateConfirmed):
 			confirmed++
-			if !stored || st.Offers < 1 || r.at != "stored once" && !strings.HasPrefix(r.at, "stored once,") {
-				t.Errorf("row %+v: the server stored %v", r, stored)
-			}
+			assert.True(t, stored, "row %+v: not stored at the server", r)
+			assert.GreaterOrEqual(t, st.Offers, 1, "row %+v: times offered to the server", r)
+			assert.True(t, r.at == "stored once" || strings.HasPrefix(r.at, "stored once,"), "row %+v: the server stored %v", r, stored)
 		case string(outbox.StateDead):
 			dead++
-			if stored || r.at != "not stored" {
-				t.Errorf("row %+v: a dead record is at the server", r)
-			}
+			assert.False(t, stored, "row %+v: a dead record is at the server", r)
+			assert.Equal(t, "not stored", r.at, "row %+v: a dead record is at the server", r)
 		default:
-			t.Errorf("row %+v: neither confirmed nor dead", r)
+			assert.Fail(t, "neither confirmed nor dead", "row %+v", r)
 		}
 	}
-	if confirmed != len(events)+len(findings) || dead != 1 || confirmed != len(demoRecords)-1 {
-		t.Errorf("table: %d confirmed, %d dead; server: %d events, %d findings", confirmed, dead, len(events), len(findings))
-	}
-	if !strings.Contains(stdout.String(), fmt.Sprintf("server rows: %d events, %d findings", len(events), len(findings))) {
-		t.Errorf("the totals line does not match the server:\n%s", stdout.String())
-	}
+	totals := fmt.Sprintf("table: %d confirmed, %d dead; server: %d events, %d findings", confirmed, dead, len(events), len(findings))
+	assert.Equal(t, len(events)+len(findings), confirmed, totals)
+	assert.Equal(t, 1, dead, totals)
+	assert.Equal(t, len(demoRecords)-1, confirmed, totals)
+	assert.Contains(t, stdout.String(), fmt.Sprintf("server rows: %d events, %d findings", len(events), len(findings)),
+		"the totals line does not match the server:\n%s", stdout.String())
 }
 
 // Another process holding the outbox without a control socket (a drain, an
@@ -819,18 +729,13 @@ func TestAdminVerbsDoNotHangOnALockedOutbox(t *testing.T) {
 	e := newCLIEnv(t, testserver.Options{})
 	e.must(exitOK, event("evt-l-1", "x"), "enqueue", "--kind", "event")
 	ob, err := outbox.Open(e.outbox, outbox.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	defer ob.Close()
 	for _, args := range [][]string{{"inspect"}, {"stats"}, {"requeue", "--state", "dead"}, {"drain"}, {"compact"}} {
 		start := time.Now()
 		r := e.run("", args...)
-		if r.code != exitFailed || !strings.Contains(r.stderr, "locked by another process") {
-			t.Errorf("shipper %s on a locked outbox: want exit 1 saying it is locked:\n%s", args[0], r)
-		}
-		if d := time.Since(start); d > 10*time.Second {
-			t.Errorf("shipper %s took %s on a locked outbox", args[0], d)
-		}
+		assert.Equal(t, exitFailed, r.code, "shipper %s on a locked outbox: want exit 1 saying it is locked:\n%s", args[0], r)
+		assert.Contains(t, r.stderr, "locked by another process", "shipper %s on a locked outbox: want exit 1 saying it is locked:\n%s", args[0], r)
+		assert.LessOrEqual(t, time.Since(start), 10*time.Second, "shipper %s on a locked outbox took too long", args[0])
 	}
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -10,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/spectrastrike/shipper/outbox"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // startControl serves a fresh outbox on a control socket, as the daemon does,
@@ -18,20 +19,14 @@ func startControl(t *testing.T) (*outbox.Outbox, *daemonClient, string) {
 	t.Helper()
 	// Unix socket paths are short (108 bytes): keep the directory short too.
 	dir, err := os.MkdirTemp("", "shc")
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	path := filepath.Join(dir, "outbox.db")
 	ob, err := outbox.Open(path, outbox.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	sock := path + ".sock"
 	ln, err := listenControl(context.Background(), sock)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	srv := &http.Server{Handler: controlHandler(&directStore{ob: ob})}
 	go srv.Serve(ln)
 	t.Cleanup(func() {
@@ -39,9 +34,7 @@ func startControl(t *testing.T) (*outbox.Outbox, *daemonClient, string) {
 		ob.Close()
 	})
 	dc, ok := dialDaemon(context.Background(), sock)
-	if !ok {
-		t.Fatal("dialDaemon: no answer from a serving socket")
-	}
+	require.True(t, ok, "dialDaemon: no answer from a serving socket")
 	t.Cleanup(func() { dc.Close() })
 	return ob, dc, sock
 }
@@ -49,15 +42,10 @@ func startControl(t *testing.T) (*outbox.Outbox, *daemonClient, string) {
 func TestControlSocketIsPrivate(t *testing.T) {
 	_, _, sock := startControl(t)
 	fi, err := os.Stat(sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if perm := fi.Mode().Perm(); perm != 0o600 {
-		t.Errorf("socket mode %v, want 0600", perm)
-	}
-	if _, err := listenControl(context.Background(), sock); !errors.Is(err, errDaemonRunning) {
-		t.Errorf("a second listener on a live socket: %v, want errDaemonRunning", err)
-	}
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o600), fi.Mode().Perm(), "socket mode")
+	_, err = listenControl(context.Background(), sock)
+	assert.ErrorIs(t, err, errDaemonRunning, "a second listener on a live socket")
 }
 
 func TestControlSocketRoundTrip(t *testing.T) {
@@ -68,12 +56,11 @@ func TestControlSocketRoundTrip(t *testing.T) {
 		items = append(items, outbox.Item{Kind: outbox.KindEvent, Payload: fmt.Appendf(nil, `{"event_id":"e-%04d","message":"m"}`, i)})
 	}
 	keys, err := dc.EnqueueAll(ctx, items)
-	if err != nil || len(keys) != 600 || keys[0] != "e-0000" {
-		t.Fatalf("EnqueueAll through the socket: %d keys, %v", len(keys), err)
-	}
-	if n := ob.Stats().Records; n != 600 {
-		t.Fatalf("the daemon's outbox holds %d records, want 600", n)
-	}
+	require.NoError(t, err, "EnqueueAll through the socket")
+	// Not require.Len: on failure it would print all 600 keys.
+	require.Equal(t, 600, len(keys), "EnqueueAll through the socket: keys returned")
+	require.Equal(t, "e-0000", keys[0], "EnqueueAll through the socket: first key")
+	require.Equal(t, 600, ob.Stats().Records, "records in the daemon's outbox")
 
 	n := 0
 	err = dc.List(ctx, outbox.Filter{Kind: outbox.KindEvent}, func(r recordView) error {
@@ -83,67 +70,57 @@ func TestControlSocketRoundTrip(t *testing.T) {
 		n++
 		return nil
 	})
-	if err != nil || n != 600 {
-		t.Fatalf("List: %d records, %v", n, err)
-	}
+	require.NoError(t, err, "List after %d records", n)
+	require.Equal(t, 600, n, "List: records listed")
 	n = 0
-	if err := dc.List(ctx, outbox.Filter{Limit: 7}, func(recordView) error { n++; return nil }); err != nil || n != 7 {
-		t.Errorf("List with Limit 7: %d records, %v", n, err)
-	}
+	err = dc.List(ctx, outbox.Filter{Limit: 7}, func(recordView) error { n++; return nil })
+	assert.NoError(t, err, "List with Limit 7")
+	assert.Equal(t, 7, n, "List with Limit 7: records listed")
 
 	r, err := dc.Get(ctx, "e-0042")
-	if err != nil || r.Key != "e-0042" || string(r.Payload) == "" {
-		t.Errorf("Get: %+v, %v", r, err)
+	if assert.NoError(t, err, "Get") {
+		assert.Equal(t, "e-0042", r.Key, "Get: %+v", r)
+		assert.NotEmpty(t, r.Payload, "Get: %+v", r)
 	}
-	if _, err := dc.Get(ctx, "nope"); !errors.Is(err, outbox.ErrNotFound) {
-		t.Errorf("Get of an unknown key: %v, want ErrNotFound through the socket", err)
-	}
-	if _, err := dc.EnqueueAll(ctx, []outbox.Item{{Kind: outbox.KindEvent, Payload: []byte(`{"event_id":"e-0001","message":"other"}`)}}); !errors.Is(err, outbox.ErrConflict) {
-		t.Errorf("conflicting enqueue: %v, want ErrConflict through the socket", err)
-	}
+	_, err = dc.Get(ctx, "nope")
+	assert.ErrorIs(t, err, outbox.ErrNotFound, "Get of an unknown key through the socket")
+	_, err = dc.EnqueueAll(ctx, []outbox.Item{{Kind: outbox.KindEvent, Payload: []byte(`{"event_id":"e-0001","message":"other"}`)}})
+	assert.ErrorIs(t, err, outbox.ErrConflict, "conflicting enqueue through the socket")
 
 	// Requeue of a pending record is refused but reported, and nothing moves.
 	moved, err := dc.Requeue(ctx, requeueRequest{Keys: []string{"e-0001"}})
-	if len(moved) != 0 || !errors.Is(err, outbox.ErrInvalidState) {
-		t.Errorf("requeue of a pending record: %v, %v; want nothing moved and ErrInvalidState", moved, err)
-	}
+	assert.Empty(t, moved, "requeue of a pending record moved records")
+	assert.ErrorIs(t, err, outbox.ErrInvalidState, "requeue of a pending record")
 	s, err := dc.Stats(ctx)
-	if err != nil || s.ByState[outbox.StatePending] != 600 || s.ByKindState[outbox.KindEvent][outbox.StatePending] != 600 {
-		t.Errorf("Stats: %+v, %v", s, err)
+	if assert.NoError(t, err, "Stats") {
+		assert.Equal(t, 600, s.ByState[outbox.StatePending], "Stats: %+v", s)
+		assert.Equal(t, 600, s.ByKindState[outbox.KindEvent][outbox.StatePending], "Stats: %+v", s)
 	}
 	rep, err := dc.Verify(ctx)
-	if err != nil || len(rep.Problems) != 0 || rep.Records != 600 {
-		t.Errorf("Verify: %+v, %v", rep, err)
+	if assert.NoError(t, err, "Verify") {
+		assert.Empty(t, rep.Problems, "Verify: %+v", rep)
+		assert.Equal(t, 600, rep.Records, "Verify: %+v", rep)
 	}
 	gone, err := dc.Purge(ctx, purgeRequest{State: outbox.StateDead, DryRun: true})
-	if err != nil || len(gone) != 0 {
-		t.Errorf("Purge of no dead records: %v, %v", gone, err)
-	}
+	assert.NoError(t, err, "Purge of no dead records")
+	assert.Empty(t, gone, "Purge of no dead records")
 }
 
 func TestDialDaemonIgnoresStaleSocket(t *testing.T) {
 	dir, err := os.MkdirTemp("", "shc")
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	defer os.RemoveAll(dir)
 	sock := filepath.Join(dir, "o.db.sock")
 	ln, err := listenControl(context.Background(), sock)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	// A daemon killed with SIGKILL leaves its socket file behind: simulate it.
 	ln.(interface{ SetUnlinkOnClose(bool) }).SetUnlinkOnClose(false)
 	ln.Close()
-	if _, err := os.Stat(sock); err != nil {
-		t.Fatalf("socket file should remain: %v", err)
-	}
-	if _, ok := dialDaemon(context.Background(), sock); ok {
-		t.Fatal("dialDaemon reports a daemon on a dead socket")
-	}
+	_, err = os.Stat(sock)
+	require.NoError(t, err, "socket file should remain")
+	_, ok := dialDaemon(context.Background(), sock)
+	require.False(t, ok, "dialDaemon reports a daemon on a dead socket")
 	ln, err = listenControl(context.Background(), sock)
-	if err != nil {
-		t.Fatalf("a new daemon cannot replace a stale socket: %v", err)
-	}
+	require.NoError(t, err, "a new daemon cannot replace a stale socket")
 	ln.Close()
 }

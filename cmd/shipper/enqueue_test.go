@@ -4,6 +4,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 type readRecord struct {
@@ -14,40 +17,32 @@ type readRecord struct {
 func readAll(t *testing.T, in string) []readRecord {
 	t.Helper()
 	var got []readRecord
-	if err := readRecords(strings.NewReader(in), func(line int, p []byte) error {
+	err := readRecords(strings.NewReader(in), func(line int, p []byte) error {
 		got = append(got, readRecord{line, string(p)})
 		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
+	})
+	require.NoError(t, err)
 	return got
 }
 
 func TestReadRecordsJSONLinesKeepsLineNumbers(t *testing.T) {
 	got := readAll(t, "{\"a\":1}\n\n  {\"b\":2}  \nnot json\n{\"c\":3}")
 	want := []readRecord{{1, `{"a":1}`}, {3, `{"b":2}`}, {4, "not json"}, {5, `{"c":3}`}}
-	if len(got) != len(want) {
-		t.Fatalf("got %v, want %v", got, want)
-	}
-	for i := range want {
-		if got[i] != want[i] {
-			t.Errorf("record %d = %v, want %v", i, got[i], want[i])
-		}
-	}
+	assert.Equal(t, want, got)
 }
 
 func TestReadRecordsOnePrettyObject(t *testing.T) {
 	got := readAll(t, "\n{\n  \"a\": 1,\n  \"b\": {\"c\": 2}\n}\n")
-	if len(got) != 1 || got[0].line != 2 || !strings.Contains(got[0].payload, `"c": 2`) {
-		t.Fatalf("got %v, want one record starting on line 2", got)
-	}
+	require.Len(t, got, 1, "want one record starting on line 2")
+	assert.Equal(t, 2, got[0].line, "want one record starting on line 2: %v", got)
+	assert.Contains(t, got[0].payload, `"c": 2`, "want one record starting on line 2: %v", got)
 }
 
 func TestReadRecordsBrokenFirstLineThenLines(t *testing.T) {
 	got := readAll(t, "{\"a\":\n{\"b\":2}\n")
-	if len(got) != 2 || got[0].line != 1 || got[1].line != 2 || got[1].payload != `{"b":2}` {
-		t.Fatalf("got %v, want the broken line 1 then line 2", got)
-	}
+	require.Len(t, got, 2, "want the broken line 1 then line 2")
+	assert.Equal(t, 1, got[0].line, "want the broken line 1 then line 2: %v", got)
+	assert.Equal(t, readRecord{2, `{"b":2}`}, got[1], "want the broken line 1 then line 2: %v", got)
 }
 
 func TestProgressBarOnlyForLongInputs(t *testing.T) {
@@ -57,17 +52,13 @@ func TestProgressBarOnlyForLongInputs(t *testing.T) {
 	p.start, p.now = clock, func() time.Time { return clock }
 	p.bytes = 100
 	p.update(10, 0)
-	if out.Len() != 0 {
-		t.Fatalf("a bar within the first 300ms: %q", out.String())
-	}
+	require.Empty(t, out.String(), "a bar within the first 300ms")
 	clock = clock.Add(time.Second)
 	p.bytes = 500
 	p.update(50, 2)
-	if got := out.String(); !strings.HasPrefix(got, "\r[###############...............]  50%") || !strings.Contains(got, "50 stored, 2 refused") {
-		t.Errorf("bar = %q", got)
-	}
+	got := out.String()
+	assert.True(t, strings.HasPrefix(got, "\r[###############...............]  50%"), "bar = %q", got)
+	assert.Contains(t, got, "50 stored, 2 refused", "bar")
 	p.done()
-	if !strings.HasSuffix(out.String(), "\n") {
-		t.Error("done must end the bar's line")
-	}
+	assert.True(t, strings.HasSuffix(out.String(), "\n"), "done must end the bar's line: %q", out.String())
 }

@@ -9,19 +9,21 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 func TestParseAge(t *testing.T) {
 	for in, want := range map[string]time.Duration{"90m": 90 * time.Minute, "36h": 36 * time.Hour, "7d": 7 * 24 * time.Hour, "0s": 0} {
 		got, err := parseAge(in)
-		if err != nil || got != want {
-			t.Errorf("parseAge(%q) = %v, %v; want %v", in, got, err, want)
+		if assert.NoError(t, err, "parseAge(%q)", in) {
+			assert.Equal(t, want, got, "parseAge(%q)", in)
 		}
 	}
 	for _, bad := range []string{"", "7", "-1h", "xd", "-2d", "1w"} {
-		if _, err := parseAge(bad); err == nil {
-			t.Errorf("parseAge(%q) accepted", bad)
-		}
+		_, err := parseAge(bad)
+		assert.Error(t, err, "parseAge(%q) accepted", bad)
 	}
 }
 
@@ -33,17 +35,13 @@ func TestDecodeKeyFormats(t *testing.T) {
 		"raw":    raw,
 	} {
 		k, err := decodeKey(in)
-		if err != nil || !bytes.Equal(k, raw) {
-			t.Errorf("%s: got %x, %v", name, k, err)
+		if assert.NoError(t, err, name) {
+			assert.Equal(t, raw, k, name)
 		}
 	}
 	_, err := decodeKey([]byte("sixteen-byte-key"))
-	if err == nil {
-		t.Fatal("a 16-byte key was accepted")
-	}
-	if strings.Contains(err.Error(), "sixteen") {
-		t.Errorf("the error echoes the key material: %v", err)
-	}
+	require.Error(t, err, "a 16-byte key was accepted")
+	assert.NotContains(t, err.Error(), "sixteen", "the error echoes the key material")
 }
 
 // A wrong flag, or a wrong value in the environment variable behind a flag,
@@ -73,38 +71,30 @@ func TestWrongSettingIsOneLineNamingIt(t *testing.T) {
 			var stdout, stderr bytes.Buffer
 			env := Env{Stdin: strings.NewReader(""), Stdout: &stdout, Stderr: &stderr, Getenv: func(k string) string { return tc.env[k] }}
 			code := run(context.Background(), tc.args, env)
-			if code != exitUsage {
-				t.Errorf("exit %d, want %d; stderr %q", code, exitUsage, stderr.String())
-			}
+			assert.Equal(t, exitUsage, code, "exit code; stderr %q", stderr.String())
 			lines := strings.Split(strings.TrimSpace(stderr.String()), "\n")
-			if len(lines) != 1 || !strings.Contains(lines[0], tc.want) {
-				t.Errorf("stderr %q: want one line naming %s", stderr.String(), tc.want)
+			if assert.Len(t, lines, 1, "stderr %q: want one line naming %s", stderr.String(), tc.want) {
+				assert.Contains(t, lines[0], tc.want, "stderr: want one line naming it")
 			}
 		})
 	}
-	if _, err := os.Stat(ob); err == nil {
-		t.Error("a verb that failed on its settings created the outbox")
-	}
+	_, err := os.Stat(ob)
+	assert.ErrorIs(t, err, os.ErrNotExist, "a verb that failed on its settings created the outbox")
 }
 
 func TestHelpDocumentsEveryFlagAndItsEnvironment(t *testing.T) {
 	for name := range verbs {
 		var stdout, stderr bytes.Buffer
 		env := Env{Stdin: strings.NewReader(""), Stdout: &stdout, Stderr: &stderr, Getenv: func(string) string { return "" }}
-		if code := run(context.Background(), []string{"help", name}, env); code != exitOK {
-			t.Errorf("help %s: exit %d, stderr %q", name, code, stderr.String())
-		}
-		if !strings.Contains(stdout.String(), "usage: shipper "+name) {
-			t.Errorf("help %s lacks its usage line:\n%s", name, stdout.String())
-		}
+		code := run(context.Background(), []string{"help", name}, env)
+		assert.Equal(t, exitOK, code, "help %s: stderr %q", name, stderr.String())
+		assert.Contains(t, stdout.String(), "usage: shipper "+name, "help %s lacks its usage line:\n%s", name, stdout.String())
 	}
 	var stdout bytes.Buffer
 	env := Env{Stdout: &stdout, Stderr: &stdout, Getenv: func(string) string { return "" }}
 	run(context.Background(), []string{"help", "run"}, env)
 	for _, s := range []string{"-metrics-addr", "SHIPPER_METRICS_ADDR", "-outbox", "SHIPPER_OUTBOX", "-shutdown-timeout", "SHIPPER_ENCRYPTION_KEY_FILE"} {
-		if !strings.Contains(stdout.String(), s) {
-			t.Errorf("shipper help run does not mention %s", s)
-		}
+		assert.Contains(t, stdout.String(), s, "shipper help run does not mention %s", s)
 	}
 }
 
@@ -112,10 +102,8 @@ func TestFlagsMayFollowArguments(t *testing.T) {
 	env := Env{Stdout: io.Discard, Stderr: io.Discard, Getenv: func(string) string { return "" }}
 	c := newCLI("requeue", "", "", env)
 	dry := c.fs.Bool("dry-run", false, "")
-	if code, ok := c.parse([]string{"k1", "--dry-run", "k2", "--", "--not-a-flag"}); !ok {
-		t.Fatalf("parse: exit %d", code)
-	}
-	if !*dry || strings.Join(c.args, " ") != "k1 k2 --not-a-flag" {
-		t.Errorf("dry-run %v, args %q; want true and [k1 k2 --not-a-flag]", *dry, c.args)
-	}
+	code, ok := c.parse([]string{"k1", "--dry-run", "k2", "--", "--not-a-flag"})
+	require.True(t, ok, "parse: exit %d", code)
+	assert.True(t, *dry, "--dry-run after an argument was not parsed")
+	assert.Equal(t, []string{"k1", "k2", "--not-a-flag"}, c.args)
 }

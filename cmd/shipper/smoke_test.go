@@ -20,6 +20,7 @@ import (
 	"github.com/spectrastrike/shipper/internal/testserver"
 	"github.com/spectrastrike/shipper/internal/transcript"
 	"github.com/spectrastrike/shipper/vvapi"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
@@ -41,6 +42,7 @@ func loadRecordings(t *testing.T) map[string]transcript.Exchange {
 // smokeServer is an HTTPS server with a private CA that answers like the
 // recordings and checks each request against the recorded one: method, path,
 // the headers the real server saw, the body's field names, the signature.
+// Its checks run on the server's goroutines: they use assert, never require.
 type smokeServer struct {
 	t      *testing.T
 	srv    *httptest.Server
@@ -62,9 +64,7 @@ func newSmokeServer(t *testing.T) *smokeServer {
 	s.srv.StartTLS()
 	t.Cleanup(s.srv.Close)
 	s.caFile = filepath.Join(t.TempDir(), "ca.pem")
-	if err := os.WriteFile(s.caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: s.srv.Certificate().Raw}), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, os.WriteFile(s.caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: s.srv.Certificate().Raw}), 0o600))
 	return s
 }
 
@@ -81,7 +81,7 @@ func (s *smokeServer) serve(w http.ResponseWriter, r *http.Request) {
 	case r.Method == "GET" && strings.HasPrefix(r.URL.Path, vvapi.IngestPrefix+"/ingest/status/"):
 		route, recName = "status", "plain/30-status-first-event"
 	default:
-		s.t.Errorf("smoke server: unexpected %s %s", r.Method, r.URL.Path)
+		assert.Fail(s.t, "smoke server: unexpected request", "%s %s", r.Method, r.URL.Path)
 		http.Error(w, "unexpected", http.StatusTeapot)
 		return
 	}
@@ -92,8 +92,9 @@ func (s *smokeServer) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Unlock()
 	rec, ok := s.rec[recName]
-	if !ok {
-		s.t.Fatalf("recording %s missing", recName)
+	if !assert.True(s.t, ok, "recording %s missing", recName) {
+		http.Error(w, "recording missing", http.StatusInternalServerError)
+		return
 	}
 	s.check(route, rec, r, body)
 	if h, ok := s.override[route]; ok {
@@ -116,46 +117,41 @@ func (s *smokeServer) serve(w http.ResponseWriter, r *http.Request) {
 // check holds a request to its recording.
 func (s *smokeServer) check(route string, rec transcript.Exchange, r *http.Request, body []byte) {
 	t := s.t
-	if r.Method != rec.Request.Method {
-		t.Errorf("%s: method %s, recorded %s", route, r.Method, rec.Request.Method)
-	}
+	assert.Equal(t, rec.Request.Method, r.Method, "%s: method", route)
 	if route == "status" {
 		// The event's answer is the recorded signed 07-signed-ok, request d480996d-….
-		if want := "/api/v1/integrations/spectrastrike/ingest/status/d480996d-482f-4afb-b665-7c961fbc175c"; r.URL.Path != want {
-			t.Errorf("status polled %s, want the event's request %s", r.URL.Path, want)
-		}
-	} else if r.URL.Path != rec.Request.Path {
-		t.Errorf("%s: path %s, recorded %s", route, r.URL.Path, rec.Request.Path)
+		assert.Equal(t, "/api/v1/integrations/spectrastrike/ingest/status/d480996d-482f-4afb-b665-7c961fbc175c", r.URL.Path,
+			"status must poll the event's request")
+	} else {
+		assert.Equal(t, rec.Request.Path, r.URL.Path, "%s: path", route)
 	}
 	for h, v := range rec.Request.Headers {
 		if route == "finding" && h == "Idempotency-Key" {
 			continue // ignored by the server on /findings (CONTRACT.md); finding_id dedupes
 		}
 		got := r.Header.Get(h)
-		switch {
-		case got == "":
-			t.Errorf("%s: header %s missing (recorded %q)", route, h, v)
-		case h == "Authorization" && got != "Bearer "+smokeToken:
-			t.Errorf("%s: Authorization does not carry the login's token", route)
-		case h == "Content-Type" && got != v:
-			t.Errorf("%s: Content-Type %q, recorded %q", route, got, v)
+		if !assert.NotEmpty(t, got, "%s: header %s missing (recorded %q)", route, h, v) {
+			continue
+		}
+		switch h {
+		case "Authorization":
+			assert.Equal(t, "Bearer "+smokeToken, got, "%s: Authorization does not carry the login's token", route)
+		case "Content-Type":
+			assert.Equal(t, v, got, "%s: Content-Type", route)
 		}
 	}
 	if ts := r.Header.Get("X-Timestamp"); ts != "" {
 		n, err := strconv.ParseInt(ts, 10, 64)
-		if err != nil || r.Header.Get("X-Signature") != vvapi.Sign([]byte(smokeSecret), n, body) {
-			t.Errorf("%s: X-Signature does not sign the body sent", route)
+		if assert.NoError(t, err, "%s: X-Timestamp", route) {
+			assert.Equal(t, vvapi.Sign([]byte(smokeSecret), n, body), r.Header.Get("X-Signature"), "%s: X-Signature does not sign the body sent", route)
 		}
 	}
 	if rec.Request.BodyRaw == nil {
-		if len(body) != 0 {
-			t.Errorf("%s: body on a bodiless request", route)
-		}
+		assert.Empty(t, body, "%s: body on a bodiless request", route)
 		return
 	}
 	var got, want map[string]any
-	if err := json.Unmarshal(body, &got); err != nil {
-		t.Errorf("%s: body is not a JSON object: %s", route, body)
+	if !assert.NoError(t, json.Unmarshal(body, &got), "%s: body is not a JSON object: %s", route, body) {
 		return
 	}
 	json.Unmarshal([]byte(*rec.Request.BodyRaw), &want)
@@ -166,25 +162,17 @@ func (s *smokeServer) check(route string, rec transcript.Exchange, r *http.Reque
 	if route == "event" {
 		want["metadata"] = map[string]any{}
 	}
-	if g, w := keys(got), keys(want); g != w {
-		t.Errorf("%s: body fields %s, recorded %s", route, g, w)
-	}
+	assert.Equal(t, keys(want), keys(got), "%s: body fields (want: recorded)", route)
 	switch route {
 	case "login":
-		if got["password"] != smokePassword || got["username"] != "spectrastrike" {
-			t.Errorf("login body carries the wrong credentials")
-		}
+		assert.Equal(t, "spectrastrike", got["username"], "login body carries the wrong username")
+		// Not assert.Equal: the password stays out of the test log.
+		assert.True(t, got["password"] == smokePassword, "login body carries the wrong password")
 	case "event":
-		if err := vvapi.ValidateEvent(body); err != nil {
-			t.Errorf("event: %v", err)
-		}
-		if r.Header.Get("Idempotency-Key") != got["event_id"] {
-			t.Errorf("event: Idempotency-Key is not the event_id")
-		}
+		assert.NoError(t, vvapi.ValidateEvent(body), "event")
+		assert.Equal(t, got["event_id"], r.Header.Get("Idempotency-Key"), "event: Idempotency-Key is not the event_id")
 	case "finding":
-		if err := vvapi.ValidateFinding(body); err != nil {
-			t.Errorf("finding: %v", err)
-		}
+		assert.NoError(t, vvapi.ValidateFinding(body), "finding")
 	}
 }
 
@@ -242,9 +230,8 @@ func assertNoSecret(t *testing.T, r smokeRun, extra ...string) {
 	t.Helper()
 	all := r.stdout + r.stderr
 	for _, s := range append([]string{smokePassword, smokeSecret, smokeToken}, extra...) {
-		if s != "" && strings.Contains(all, s) {
-			t.Errorf("a secret (%d chars) was printed:\n%s%s", len(s), r.stdout, r.stderr)
-		}
+		// Not assert.NotContains: its message would name the secret.
+		assert.False(t, s != "" && strings.Contains(all, s), "a secret (%d chars) was printed:\n%s%s", len(s), r.stdout, r.stderr)
 	}
 }
 
@@ -253,44 +240,33 @@ func assertNoSecret(t *testing.T, r smokeRun, extra ...string) {
 func TestSmokeOK(t *testing.T) {
 	s := newSmokeServer(t)
 	r := runSmokeIn(t, s.env(nil), "-v")
-	if r.code != exitOK {
-		t.Fatalf("exit %d\n%s%s", r.code, r.stdout, r.stderr)
-	}
+	require.Equal(t, exitOK, r.code, "%s%s", r.stdout, r.stderr)
 	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
-	if len(lines) != 6 || lines[5] != "SMOKE OK" {
-		t.Fatalf("want a header, four step lines and SMOKE OK:\n%s", r.stdout)
-	}
+	require.Len(t, lines, 6, "want a header, four step lines and SMOKE OK:\n%s", r.stdout)
+	require.Equal(t, "SMOKE OK", lines[5], "want a header, four step lines and SMOKE OK:\n%s", r.stdout)
 	for i, step := range []string{"login", "event", "finding", "status"} {
-		if !strings.HasPrefix(lines[i+1], step) || !strings.Contains(lines[i+1], " ok ") {
-			t.Errorf("line %d = %q, want step %s ok", i+2, lines[i+1], step)
-		}
+		assert.True(t, strings.HasPrefix(lines[i+1], step), "line %d = %q, want step %s ok", i+2, lines[i+1], step)
+		assert.Contains(t, lines[i+1], " ok ", "line %d, want step %s ok", i+2, step)
 	}
-	if got := strings.Join(s.routes(), " "); got != "login event finding status" {
-		t.Errorf("requests %s", got)
-	}
-	if !strings.Contains(r.stderr, "endpoint=") {
-		t.Errorf("-v logged no requests: %s", r.stderr)
-	}
+	assert.Equal(t, "login event finding status", strings.Join(s.routes(), " "), "requests")
+	assert.Contains(t, r.stderr, "endpoint=", "-v logged no requests")
 	assertNoSecret(t, r, s.sigs...)
 }
 
 func TestSmokeWithoutCAFailsClearly(t *testing.T) {
 	s := newSmokeServer(t)
 	r := runSmokeIn(t, s.env(map[string]string{"VECTORVUE_CA_FILE": ""}))
-	if r.code != exitFailed || !strings.Contains(r.stdout, "SMOKE FAILED at step login") ||
-		!strings.Contains(r.stdout, "certificate") || !strings.Contains(r.stdout, "--ca-file") {
-		t.Fatalf("exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	require.Equal(t, exitFailed, r.code, "%s%s", r.stdout, r.stderr)
+	for _, want := range []string{"SMOKE FAILED at step login", "certificate", "--ca-file"} {
+		require.Contains(t, r.stdout, want, "stderr:\n%s", r.stderr)
 	}
-	if len(s.routes()) != 0 {
-		t.Errorf("requests got through an untrusted TLS connection: %v", s.routes())
-	}
+	assert.Empty(t, s.routes(), "requests got through an untrusted TLS connection")
 	assertNoSecret(t, r)
 
 	// Verification off, when asked: it works, and says so.
 	r = runSmokeIn(t, s.env(map[string]string{"VECTORVUE_CA_FILE": "", "VECTORVUE_VERIFY_TLS": "false"}))
-	if r.code != exitOK || !strings.Contains(r.stdout, "verification is OFF") {
-		t.Errorf("--verify-tls=false: exit %d\n%s%s", r.code, r.stdout, r.stderr)
-	}
+	assert.Equal(t, exitOK, r.code, "--verify-tls=false:\n%s%s", r.stdout, r.stderr)
+	assert.Contains(t, r.stdout, "verification is OFF", "--verify-tls=false; stderr:\n%s", r.stderr)
 	assertNoSecret(t, r, s.sigs...)
 }
 
@@ -303,13 +279,11 @@ func TestSmokeStepFailureShowsServerMessage(t *testing.T) {
 		io.WriteString(w, `{"detail":"Signature timestamp out of range"}`)
 	}
 	r := runSmokeIn(t, s.env(nil))
-	if r.code != exitFailed {
-		t.Fatalf("exit %d\n%s", r.code, r.stdout)
+	require.Equal(t, exitFailed, r.code, "%s%s", r.stdout, r.stderr)
+	for _, want := range []string{"finding  FAILED", "Signature timestamp out of range", "SMOKE FAILED at step finding"} {
+		assert.Contains(t, r.stdout, want, "output:\n%s", r.stdout)
 	}
-	if !strings.Contains(r.stdout, "finding  FAILED") || !strings.Contains(r.stdout, "Signature timestamp out of range") ||
-		!strings.Contains(r.stdout, "SMOKE FAILED at step finding") || strings.Contains(r.stdout, "status ") {
-		t.Errorf("output:\n%s", r.stdout)
-	}
+	assert.NotContains(t, r.stdout, "status ", "the smoke test must stop at the failed step; output:\n%s", r.stdout)
 	assertNoSecret(t, r, s.sigs...)
 }
 
@@ -330,11 +304,10 @@ func TestSmokeWrongSettingExits2(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			r := runSmokeIn(t, tc.vars, tc.args...)
-			if r.code != exitUsage {
-				t.Fatalf("exit %d, want 2\n%s%s", r.code, r.stdout, r.stderr)
-			}
-			if lines := strings.Split(strings.TrimSpace(r.stderr), "\n"); len(lines) != 1 || !strings.Contains(lines[0], tc.words) {
-				t.Errorf("want one line naming %q, got:\n%s", tc.words, r.stderr)
+			require.Equal(t, exitUsage, r.code, "%s%s", r.stdout, r.stderr)
+			lines := strings.Split(strings.TrimSpace(r.stderr), "\n")
+			if assert.Len(t, lines, 1, "want one line naming %q, got:\n%s", tc.words, r.stderr) {
+				assert.Contains(t, lines[0], tc.words, "want one line naming it")
 			}
 			assertNoSecret(t, r)
 		})
@@ -343,22 +316,18 @@ func TestSmokeWrongSettingExits2(t *testing.T) {
 	plain := httptest.NewServer(http.NotFoundHandler())
 	defer plain.Close()
 	r := runSmokeIn(t, s.env(map[string]string{"VECTORVUE_BASE_URL": plain.URL}), "--require-https=false")
-	if r.code != exitFailed || !strings.Contains(r.stdout, "login    FAILED") || !strings.Contains(r.stdout, "404") {
-		t.Errorf("plain HTTP with --require-https=false should reach the server:\n%s%s", r.stdout, r.stderr)
-	}
+	assert.Equal(t, exitFailed, r.code, "plain HTTP with --require-https=false should reach the server:\n%s%s", r.stdout, r.stderr)
+	assert.Contains(t, r.stdout, "login    FAILED", "plain HTTP with --require-https=false should reach the server:\n%s%s", r.stdout, r.stderr)
+	assert.Contains(t, r.stdout, "404", "plain HTTP with --require-https=false should reach the server:\n%s%s", r.stdout, r.stderr)
 }
 
 // The real fake: internal/testserver over TLS with its own CA and request signing.
 func TestSmokeAgainstTestserver(t *testing.T) {
 	srv, err := testserver.Start(testserver.Options{SignatureSecret: smokeSecret})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	defer srv.Close()
 	ca := filepath.Join(t.TempDir(), "ca.pem")
-	if err := srv.WriteCA(ca); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, srv.WriteCA(ca))
 	vars := map[string]string{
 		"VECTORVUE_BASE_URL":         srv.URL(),
 		"VECTORVUE_USERNAME":         testserver.DefaultUsername,
@@ -368,9 +337,8 @@ func TestSmokeAgainstTestserver(t *testing.T) {
 		"VECTORVUE_CA_FILE":          ca,
 	}
 	r := runSmokeIn(t, vars, "-v")
-	if r.code != exitOK || !strings.HasSuffix(strings.TrimSpace(r.stdout), "SMOKE OK") {
-		t.Fatalf("exit %d\n%s%s", r.code, r.stdout, r.stderr)
-	}
+	require.Equal(t, exitOK, r.code, "%s%s", r.stdout, r.stderr)
+	require.True(t, strings.HasSuffix(strings.TrimSpace(r.stdout), "SMOKE OK"), "%s%s", r.stdout, r.stderr)
 	var secrets []string
 	for _, req := range srv.Requests() {
 		if tok, ok := strings.CutPrefix(req.Header.Get("Authorization"), "Bearer "); ok {
@@ -380,8 +348,6 @@ func TestSmokeAgainstTestserver(t *testing.T) {
 			secrets = append(secrets, sig)
 		}
 	}
-	if len(secrets) < 3 {
-		t.Fatalf("captured %d tokens/signatures from the server; the secret check would be vacuous", len(secrets))
-	}
+	require.GreaterOrEqual(t, len(secrets), 3, "tokens/signatures captured from the server; fewer and the secret check would be vacuous")
 	assertNoSecret(t, r, append(secrets, testserver.DefaultPassword)...)
 }

@@ -14,6 +14,8 @@ import (
 	"testing"
 
 	"github.com/spectrastrike/shipper/internal/testserver"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // tsOutput collects a verb's output and signals once the banner is complete.
@@ -58,7 +60,7 @@ func runTestserverVerb(t *testing.T, environ map[string]string, args ...string) 
 	case <-out.ready:
 	case code := <-done:
 		cancel()
-		t.Fatalf("testserver exited %d before serving: %s%s", code, out, stderr.String())
+		require.FailNow(t, "testserver exited before serving", "exit %d\n%s%s", code, out, stderr.String())
 	}
 	for _, line := range strings.Split(out.String(), "\n") {
 		if u, ok := strings.CutPrefix(line, "shipper testserver: listening on "); ok {
@@ -67,7 +69,7 @@ func runTestserverVerb(t *testing.T, environ map[string]string, args ...string) 
 	}
 	if url == "" {
 		cancel()
-		t.Fatalf("no URL in the banner:\n%s", out)
+		require.FailNow(t, "no URL in the banner", "%s", out)
 	}
 	var once sync.Once
 	code := -1
@@ -82,22 +84,16 @@ func runTestserverVerb(t *testing.T, environ map[string]string, args ...string) 
 func tsClient(t *testing.T, caPath string) *http.Client {
 	t.Helper()
 	pem, err := os.ReadFile(caPath)
-	if err != nil {
-		t.Fatalf("CA file: %v", err)
-	}
+	require.NoError(t, err, "CA file")
 	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		t.Fatalf("CA file %s is not PEM", caPath)
-	}
+	require.True(t, pool.AppendCertsFromPEM(pem), "CA file %s is not PEM", caPath)
 	return &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
 }
 
 func tsPost(t *testing.T, c *http.Client, url, body string) (int, string) {
 	t.Helper()
 	resp, err := c.Post(url, "application/json", strings.NewReader(body))
-	if err != nil {
-		t.Fatalf("POST %s: %v", url, err)
-	}
+	require.NoError(t, err, "POST %s", url)
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(b)
@@ -107,69 +103,53 @@ func TestTestserverVerbServesUntilCancelled(t *testing.T) {
 	dir := t.TempDir()
 	pwFile := filepath.Join(dir, "pw")
 	const pw = "file-password-9f3b"
-	if err := os.WriteFile(pwFile, []byte(pw+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, os.WriteFile(pwFile, []byte(pw+"\n"), 0o600))
 	ca := filepath.Join(dir, "ca.pem")
 	out, url, stop := runTestserverVerb(t, nil, "--addr", "127.0.0.1:0", "--password-file", pwFile, "--ca-out", ca, "--user", "op")
 	banner := out.String()
 	for _, want := range []string{"https://127.0.0.1:", "password from --password-file " + pwFile, "CA certificate: " + ca, "user op", testserver.DefaultTenantID, "rate limit 240"} {
-		if !strings.Contains(banner, want) {
-			t.Errorf("banner lacks %q:\n%s", want, banner)
-		}
+		assert.Contains(t, banner, want, "banner:\n%s", banner)
 	}
-	if strings.Contains(banner, pw) {
-		t.Errorf("banner shows the password:\n%s", banner)
-	}
+	assert.NotContains(t, banner, pw, "banner shows the password:\n%s", banner)
 	c := tsClient(t, ca)
 	defer c.CloseIdleConnections()
 	login := `{"username":"op","password":"` + pw + `","tenant_id":"` + testserver.DefaultTenantID + `"}`
-	if code, body := tsPost(t, c, url+testserver.LoginPath, login); code != 200 || !strings.Contains(body, "access_token") {
-		t.Errorf("login with the file's password: %d %s", code, body)
-	}
-	if code := stop(); code != exitOK {
-		t.Errorf("exit code after cancel = %d, want 0", code)
-	}
-	if !strings.Contains(out.String(), "stopped after") {
-		t.Errorf("no stop line:\n%s", out)
-	}
-	if _, err := c.Get(url + "/healthz"); err == nil {
-		t.Errorf("server still answers after the verb returned")
-	}
+	code, body := tsPost(t, c, url+testserver.LoginPath, login)
+	assert.Equal(t, http.StatusOK, code, "login with the file's password: %s", body)
+	assert.Contains(t, body, "access_token", "login with the file's password: %d", code)
+	assert.Equal(t, exitOK, stop(), "exit code after cancel")
+	assert.Contains(t, out.String(), "stopped after", "no stop line:\n%s", out)
+	_, err := c.Get(url + "/healthz")
+	assert.Error(t, err, "server still answers after the verb returned")
 }
 
 func TestTestserverVerbEnvAndFaults(t *testing.T) {
 	secretFile := filepath.Join(t.TempDir(), "sig")
-	if err := os.WriteFile(secretFile, []byte("sig-secret-31\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, os.WriteFile(secretFile, []byte("sig-secret-31\n"), 0o600))
 	env := map[string]string{"VECTORVUE_PASSWORD": "env-pw-77", "VECTORVUE_TENANT_ID": "60000000-0000-0000-0000-000000000006",
 		"VECTORVUE_SIGNATURE_SECRET_FILE": secretFile}
 	out, url, _ := runTestserverVerb(t, env, "--addr", "127.0.0.1:0", "--plain-http",
 		"--fail-rate", "1", "--fail-status", "429", "--retry-after", "3", "--fail-route", "events", "--rate-limit", "off")
-	if !strings.Contains(out.String(), "password from $VECTORVUE_PASSWORD") || strings.Contains(out.String(), "env-pw-77") ||
-		!strings.Contains(out.String(), "rate limit off") || !strings.Contains(out.String(), "429") ||
-		!strings.Contains(out.String(), "secret from VECTORVUE_SIGNATURE_SECRET_FILE "+secretFile) || strings.Contains(out.String(), "sig-secret-31") {
-		t.Errorf("banner:\n%s", out)
+	banner := out.String()
+	for _, want := range []string{"password from $VECTORVUE_PASSWORD", "rate limit off", "429", "secret from VECTORVUE_SIGNATURE_SECRET_FILE " + secretFile} {
+		assert.Contains(t, banner, want, "banner:\n%s", banner)
+	}
+	for _, secret := range []string{"env-pw-77", "sig-secret-31"} {
+		assert.NotContains(t, banner, secret, "banner shows a secret:\n%s", banner)
 	}
 	c := &http.Client{}
 	// One tenant: tenant_id may be omitted.
 	code, body := tsPost(t, c, url+testserver.LoginPath, `{"username":"spectrastrike","password":"env-pw-77"}`)
-	if code != 200 {
-		t.Fatalf("login: %d %s", code, body)
-	}
+	require.Equal(t, http.StatusOK, code, "login: %s", body)
 	resp, err := c.Post(url+testserver.IngestPrefix+"/events", "application/json", strings.NewReader("{}"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	resp.Body.Close()
-	if resp.StatusCode != 429 || resp.Header.Get("Retry-After") != "3" {
-		t.Errorf("--fail-rate 1 on events: %d Retry-After %q", resp.StatusCode, resp.Header.Get("Retry-After"))
-	}
+	assert.Equal(t, http.StatusTooManyRequests, resp.StatusCode, "--fail-rate 1 on events")
+	assert.Equal(t, "3", resp.Header.Get("Retry-After"), "--fail-rate 1 on events: Retry-After")
 	// Other routes are not faulted, and the secret from the file is required.
-	if code, body := tsPost(t, c, url+testserver.IngestPrefix+"/findings", "{}"); code != 401 || !strings.Contains(body, "Missing request signature headers") {
-		t.Errorf("unsigned finding: %d %s", code, body)
-	}
+	code, body = tsPost(t, c, url+testserver.IngestPrefix+"/findings", "{}")
+	assert.Equal(t, http.StatusUnauthorized, code, "unsigned finding: %s", body)
+	assert.Contains(t, body, "Missing request signature headers", "unsigned finding: %d", code)
 }
 
 func TestTestserverVerbBadFlagsExit2(t *testing.T) {
@@ -190,12 +170,13 @@ func TestTestserverVerbBadFlagsExit2(t *testing.T) {
 		var stdout, stderr bytes.Buffer
 		code := run(context.Background(), append([]string{"testserver"}, args...), Env{Stdin: strings.NewReader(""), Stdout: &stdout, Stderr: &stderr, Getenv: func(string) string { return "" }})
 		lines := strings.Split(strings.TrimRight(stderr.String(), "\n"), "\n")
-		if code != exitUsage || len(lines) != 1 || !strings.HasPrefix(lines[0], "shipper testserver: ") {
-			t.Errorf("%v: exit %d, stderr %q", args, code, stderr.String())
+		assert.Equal(t, exitUsage, code, "%v: stderr %q", args, stderr.String())
+		if assert.Len(t, lines, 1, "%v: stderr %q", args, stderr.String()) {
+			assert.True(t, strings.HasPrefix(lines[0], "shipper testserver: "), "%v: stderr %q", args, stderr.String())
 		}
 	}
 	var stdout bytes.Buffer
-	if code := run(context.Background(), []string{"testserver", "-h"}, Env{Stdout: &stdout, Stderr: io.Discard, Getenv: func(string) string { return "" }}); code != exitOK || !strings.Contains(stdout.String(), "--fail-rate") {
-		t.Errorf("-h: exit %d\n%s", code, stdout.String())
-	}
+	code := run(context.Background(), []string{"testserver", "-h"}, Env{Stdout: &stdout, Stderr: io.Discard, Getenv: func(string) string { return "" }})
+	assert.Equal(t, exitOK, code, "-h:\n%s", stdout.String())
+	assert.Contains(t, stdout.String(), "--fail-rate", "-h: exit %d", code)
 }

@@ -8,6 +8,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // runVerb runs one verb in process with env vars.
@@ -24,9 +27,8 @@ func runVerb(t *testing.T, vars map[string]string, stdin string, args ...string)
 // keys printed in input order; a repeated identical line gives the same key.
 func TestEnqueueChunksAndReportsConflictingLine(t *testing.T) {
 	vars := map[string]string{"SHIPPER_OUTBOX": filepath.Join(t.TempDir(), "outbox.db")}
-	if r := runVerb(t, vars, event("evt-0700", "stored first"), "enqueue", "--kind", "event"); r.code != exitOK {
-		t.Fatalf("seed: %s", r)
-	}
+	seed := runVerb(t, vars, event("evt-0700", "stored first"), "enqueue", "--kind", "event")
+	require.Equal(t, exitOK, seed.code, "seed:\n%s", seed)
 	var in strings.Builder
 	const n = 1200
 	for i := 1; i <= n; i++ {
@@ -38,51 +40,39 @@ func TestEnqueueChunksAndReportsConflictingLine(t *testing.T) {
 	}
 	fmt.Fprintln(&in, event("evt-0001", "m")) // line 1201: same as line 1
 	r := runVerb(t, vars, in.String(), "enqueue", "--kind", "event")
-	if r.code != exitFailed {
-		t.Fatalf("want exit 1 for a refused line: %s", r)
-	}
-	if strings.Contains(r.stderr, "\r") {
-		t.Error("a progress bar was drawn into a pipe")
-	}
-	if !strings.Contains(r.stderr, "line 700: ") || strings.Count(r.stderr, "line ") != 1 {
-		t.Errorf("want exactly line 700 refused:\n%s", r.stderr)
-	}
+	// Not Contains/Len on the whole output below: on failure they would
+	// print all 1200 keys.
+	require.Equal(t, exitFailed, r.code, "want exit 1 for a refused line; stderr:\n%s", r.stderr)
+	assert.NotContains(t, r.stderr, "\r", "a progress bar was drawn into a pipe")
+	assert.Contains(t, r.stderr, "line 700: ", "want exactly line 700 refused")
+	assert.Equal(t, 1, strings.Count(r.stderr, "line "), "want exactly line 700 refused:\n%s", r.stderr)
 	keys := strings.Fields(r.stdout)
-	if len(keys) != n {
-		t.Fatalf("%d keys printed, want %d", len(keys), n)
-	}
-	if keys[0] != "evt-0001" || keys[698] != "evt-0699" || keys[699] != "evt-0701" || keys[n-1] != "evt-0001" {
-		t.Errorf("keys out of input order: %v … %v", keys[:2], keys[697:701])
-	}
+	require.Equal(t, n, len(keys), "keys printed")
+	order := fmt.Sprintf("keys out of input order: %v … %v", keys[:2], keys[697:701])
+	assert.Equal(t, "evt-0001", keys[0], order)
+	assert.Equal(t, "evt-0699", keys[698], order)
+	assert.Equal(t, "evt-0701", keys[699], order)
+	assert.Equal(t, "evt-0001", keys[n-1], order)
 	s := runVerb(t, vars, "", "stats", "--json")
-	if !strings.Contains(s.stdout, `"records": 1200`) {
-		t.Errorf("want 1200 stored records (1199 new + the seed):\n%s", s.stdout)
-	}
+	assert.Contains(t, s.stdout, `"records": 1200`, "want 1200 stored records (1199 new + the seed)")
 }
 
 func TestEncryptedOutboxNeedsItsKey(t *testing.T) {
 	dir := t.TempDir()
 	keyFile := filepath.Join(dir, "key")
-	if err := os.WriteFile(keyFile, []byte(strings.Repeat("5a", 32)+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, os.WriteFile(keyFile, []byte(strings.Repeat("5a", 32)+"\n"), 0o600))
 	vars := map[string]string{"SHIPPER_OUTBOX": filepath.Join(dir, "outbox.db"), "SHIPPER_ENCRYPTION_KEY_FILE": keyFile}
-	if r := runVerb(t, vars, event("evt-enc-1", "secret payload"), "enqueue", "--kind", "event"); r.code != exitOK {
-		t.Fatalf("enqueue: %s", r)
-	}
-	if r := runVerb(t, vars, "", "inspect", "evt-enc-1"); r.code != exitOK || !strings.Contains(r.stdout, "secret payload") {
-		t.Errorf("inspect with the key: %s", r)
-	}
+	r := runVerb(t, vars, event("evt-enc-1", "secret payload"), "enqueue", "--kind", "event")
+	require.Equal(t, exitOK, r.code, "enqueue:\n%s", r)
+	r = runVerb(t, vars, "", "inspect", "evt-enc-1")
+	assert.Equal(t, exitOK, r.code, "inspect with the key:\n%s", r)
+	assert.Contains(t, r.stdout, "secret payload", "inspect with the key:\n%s", r)
 	delete(vars, "SHIPPER_ENCRYPTION_KEY_FILE")
-	r := runVerb(t, vars, "", "inspect")
-	if r.code != exitUsage || !strings.Contains(r.stderr, "--encryption-key-file") {
-		t.Errorf("inspect without the key: want exit 2 naming --encryption-key-file:\n%s", r)
-	}
+	r = runVerb(t, vars, "", "inspect")
+	assert.Equal(t, exitUsage, r.code, "inspect without the key: want exit 2 naming --encryption-key-file:\n%s", r)
+	assert.Contains(t, r.stderr, "--encryption-key-file", "inspect without the key: want exit 2 naming --encryption-key-file:\n%s", r)
 	raw, err := os.ReadFile(vars["SHIPPER_OUTBOX"])
-	if err != nil {
-		t.Fatal(err)
-	}
-	if bytes.Contains(raw, []byte("secret payload")) {
-		t.Error("the payload is readable in the encrypted outbox file")
-	}
+	require.NoError(t, err)
+	// Not NotContains: its message would print the whole file.
+	assert.False(t, bytes.Contains(raw, []byte("secret payload")), "the payload is readable in the encrypted outbox file")
 }

@@ -1,16 +1,15 @@
 package main
 
 import (
-	"errors"
 	"flag"
 	"io"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
-	"github.com/spectrastrike/shipper/vvapi"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 func mapEnv(m map[string]string) Env {
@@ -22,18 +21,14 @@ func parseVV(t *testing.T, args ...string) *vvFlags {
 	fs := flag.NewFlagSet("test", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	f := addVVFlags(fs)
-	if err := fs.Parse(args); err != nil {
-		t.Fatalf("parse %v: %v", args, err)
-	}
+	require.NoError(t, fs.Parse(args), "parse %v", args)
 	return f
 }
 
 func writeFile(t *testing.T, name, content string) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), name)
-	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, os.WriteFile(p, []byte(content), 0o600))
 	return p
 }
 
@@ -50,15 +45,16 @@ func TestVVConfigFromEnv(t *testing.T) {
 		"VECTORVUE_REQUIRE_HTTPS":    "no",
 		"VECTORVUE_TIMEOUT":          "3s",
 	}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := vvapi.Config{BaseURL: "http://127.0.0.1:8080", Username: "u", Password: "pw", TenantID: "t",
-		SignatureSecret: "sig", CAFile: ca, InsecureSkipVerify: true, AllowHTTP: true, Timeout: 3 * time.Second}
-	if cfg.BaseURL != want.BaseURL || cfg.Username != want.Username || string(cfg.Password) != "pw" || cfg.TenantID != want.TenantID ||
-		string(cfg.SignatureSecret) != "sig" || cfg.CAFile != ca || !cfg.InsecureSkipVerify || !cfg.AllowHTTP || cfg.Timeout != want.Timeout {
-		t.Errorf("config from env = %+v", cfg)
-	}
+	require.NoError(t, err)
+	assert.Equal(t, "http://127.0.0.1:8080", cfg.BaseURL, "config from env = %+v", cfg)
+	assert.Equal(t, "u", cfg.Username, "config from env = %+v", cfg)
+	assert.Equal(t, "pw", string(cfg.Password), "password from env, newline trimmed")
+	assert.Equal(t, "t", cfg.TenantID, "config from env = %+v", cfg)
+	assert.Equal(t, "sig", string(cfg.SignatureSecret), "signature secret from env")
+	assert.Equal(t, ca, cfg.CAFile, "config from env = %+v", cfg)
+	assert.True(t, cfg.InsecureSkipVerify, "config from env = %+v", cfg)
+	assert.True(t, cfg.AllowHTTP, "config from env = %+v", cfg)
+	assert.Equal(t, 3*time.Second, cfg.Timeout, "config from env = %+v", cfg)
 }
 
 func TestVVFlagsWinOverEnv(t *testing.T) {
@@ -76,14 +72,15 @@ func TestVVFlagsWinOverEnv(t *testing.T) {
 		"VECTORVUE_TIMEOUT":       "1s",
 		"VECTORVUE_TENANT_ID":     "env-tenant",
 	}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if cfg.BaseURL != "https://vv.example:8443" || cfg.Username != "flag-user" || string(cfg.Password) != "from-file" ||
-		string(cfg.Token) != "tok-from-file" || cfg.AllowHTTP || cfg.InsecureSkipVerify || cfg.Timeout != 7*time.Second ||
-		cfg.TenantID != "env-tenant" {
-		t.Errorf("config = %+v (password %q token %q)", cfg, string(cfg.Password), string(cfg.Token))
-	}
+	require.NoError(t, err)
+	assert.Equal(t, "https://vv.example:8443", cfg.BaseURL, "config = %+v", cfg)
+	assert.Equal(t, "flag-user", cfg.Username, "config = %+v", cfg)
+	assert.Equal(t, "from-file", string(cfg.Password), "password")
+	assert.Equal(t, "tok-from-file", string(cfg.Token), "token")
+	assert.False(t, cfg.AllowHTTP, "config = %+v", cfg)
+	assert.False(t, cfg.InsecureSkipVerify, "config = %+v", cfg)
+	assert.Equal(t, 7*time.Second, cfg.Timeout, "config = %+v", cfg)
+	assert.Equal(t, "env-tenant", cfg.TenantID, "config = %+v", cfg)
 }
 
 func TestVVSecretFilesFromEnv(t *testing.T) {
@@ -93,12 +90,10 @@ func TestVVSecretFilesFromEnv(t *testing.T) {
 		"VECTORVUE_SIGNATURE_SECRET_FILE": writeFile(t, "sig", "s3cret\n"),
 		"VECTORVUE_PASSWORD_FILE":         writeFile(t, "pw", "pw"),
 	}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if string(cfg.Token) != "abc.def.ghi" || string(cfg.SignatureSecret) != "s3cret" || string(cfg.Password) != "pw" {
-		t.Errorf("secrets not read from files")
-	}
+	require.NoError(t, err)
+	assert.Equal(t, "abc.def.ghi", string(cfg.Token), "token not read from its file")
+	assert.Equal(t, "s3cret", string(cfg.SignatureSecret), "signature secret not read from its file")
+	assert.Equal(t, "pw", string(cfg.Password), "password not read from its file")
 }
 
 // Every wrong setting is a *settingError naming the flag or variable, and
@@ -143,17 +138,13 @@ func TestVVWrongSettingsAreNamed(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := parseVV(t, tc.args...).client(mapEnv(tc.env), nil)
 			var se *settingError
-			if !errors.As(err, &se) || !isSettingError(err) {
-				t.Fatalf("err = %v, want a *settingError", err)
-			}
+			require.ErrorAs(t, err, &se)
+			require.True(t, isSettingError(err), "isSettingError(%v)", err)
 			for _, w := range tc.words {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("%q does not mention %q", err, w)
-				}
+				assert.Contains(t, err.Error(), w, "the error does not mention it")
 			}
-			if strings.Contains(err.Error(), "hunter2") || strings.Contains(err.Error(), "\n") {
-				t.Errorf("error echoes a secret or spans lines: %q", err)
-			}
+			assert.NotContains(t, err.Error(), "hunter2", "error echoes a secret")
+			assert.NotContains(t, err.Error(), "\n", "error spans lines")
 		})
 	}
 }
