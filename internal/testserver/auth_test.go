@@ -3,10 +3,12 @@ package testserver
 import (
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 func loginBody(user, pw, tenant string) []byte {
@@ -40,9 +42,8 @@ func TestLoginAnswers(t *testing.T) {
 	}
 	for _, c := range cases {
 		a := do(t, s, "POST", LoginPath, "", c.body, nil)
-		if a.status != c.status || a.json(t)["detail"] != c.detail {
-			t.Errorf("%s: got %d %s, want %d %q", c.name, a.status, a.body, c.status, c.detail)
-		}
+		assert.Equal(t, c.status, a.status, "%s: %s", c.name, a.body)
+		assert.Equal(t, c.detail, a.json(t)["detail"], "%s: %s", c.name, a.body)
 	}
 }
 
@@ -53,26 +54,19 @@ func TestLoginTokenClaimsAndSingleTenantLogin(t *testing.T) {
 	}})
 	// With one tenant the tenant_id may be omitted.
 	a := do(t, s, "POST", LoginPath, "", loginBody(DefaultUsername, DefaultPassword, ""), nil)
-	if a.status != 200 {
-		t.Fatalf("single-tenant login: %d %s", a.status, a.body)
-	}
+	require.Equal(t, 200, a.status, "single-tenant login: %s", a.body)
 	m := a.json(t)
-	if m["token_type"] != "bearer" || m["expires_in"] != float64(43200) || m["tenant_id"] != DefaultTenantID || m["username"] != DefaultUsername {
-		t.Errorf("login answer = %s", a.body)
-	}
+	assert.Equal(t, "bearer", m["token_type"], "login answer %s", a.body)
+	assert.Equal(t, float64(43200), m["expires_in"], "login answer %s", a.body)
+	assert.Equal(t, DefaultTenantID, m["tenant_id"], "login answer %s", a.body)
+	assert.Equal(t, DefaultUsername, m["username"], "login answer %s", a.body)
 	parts := strings.Split(m["access_token"].(string), ".")
-	if len(parts) != 3 {
-		t.Fatalf("token is not a JWT")
-	}
+	require.Len(t, parts, 3, "token is not a JWT")
 	hdr, _ := base64.RawURLEncoding.DecodeString(parts[0])
 	payload, _ := base64.RawURLEncoding.DecodeString(parts[1])
-	if string(hdr) != `{"alg":"HS256","typ":"JWT"}` {
-		t.Errorf("header = %s", hdr)
-	}
+	assert.Equal(t, `{"alg":"HS256","typ":"JWT"}`, string(hdr), "JWT header")
 	want := `{"sub":"spectrastrike","tenant_id":"30000000-0000-0000-0000-000000000003","role":"operator","iat":1795928866,"exp":1795972066,"iss":"vectorvue-client-api"}`
-	if string(payload) != want {
-		t.Errorf("claims = %s\nwant     %s", payload, want)
-	}
+	assert.Equal(t, want, string(payload), "JWT claims")
 }
 
 func TestRevokeLogins(t *testing.T) {
@@ -80,13 +74,11 @@ func TestRevokeLogins(t *testing.T) {
 	tok := login(t, s)
 	s.RevokeLogins(true)
 	a := do(t, s, "POST", LoginPath, "", loginBody(DefaultUsername, DefaultPassword, DefaultTenantID), nil)
-	if a.status != 401 || a.json(t)["detail"] != "Invalid credentials" {
-		t.Errorf("login while revoked: %d %s", a.status, a.body)
-	}
+	assert.Equal(t, 401, a.status, "login while revoked: %s", a.body)
+	assert.Equal(t, "Invalid credentials", a.json(t)["detail"], "login while revoked: %s", a.body)
 	// Tokens already issued keep working: only logins are refused.
-	if a := do(t, s, "POST", IngestPrefix+"/events", tok, event("r-1", "x"), nil); a.status != 202 {
-		t.Errorf("old token while logins revoked: %d %s", a.status, a.body)
-	}
+	a = do(t, s, "POST", IngestPrefix+"/events", tok, event("r-1", "x"), nil)
+	assert.Equal(t, 202, a.status, "old token while logins revoked: %s", a.body)
 	s.RevokeLogins(false)
 	login(t, s)
 }
@@ -97,28 +89,25 @@ func TestTokenExpiry(t *testing.T) {
 	tok := login(t, s)
 	post := func(tok string) answer { return do(t, s, "POST", IngestPrefix+"/events", tok, event("", "x"), nil) }
 	clock.Advance(12*time.Hour - time.Second)
-	if a := post(tok); a.status != 202 {
-		t.Fatalf("token just before 12 h: %d %s", a.status, a.body)
-	}
+	a := post(tok)
+	require.Equal(t, 202, a.status, "token just before 12 h: %s", a.body)
 	clock.Advance(time.Second)
-	if a := post(tok); a.status != 401 || a.json(t)["detail"] != "Token expired" {
-		t.Errorf("token at 12 h: %d %s", a.status, a.body)
-	}
+	a = post(tok)
+	assert.Equal(t, 401, a.status, "token at 12 h: %s", a.body)
+	assert.Equal(t, "Token expired", a.json(t)["detail"], "token at 12 h: %s", a.body)
 
 	tok = login(t, s)
 	s.ExpireTokens()
-	if a := post(tok); a.status != 401 || a.json(t)["detail"] != "Token expired" {
-		t.Errorf("after ExpireTokens: %d %s", a.status, a.body)
-	}
+	a = post(tok)
+	assert.Equal(t, 401, a.status, "after ExpireTokens: %s", a.body)
+	assert.Equal(t, "Token expired", a.json(t)["detail"], "after ExpireTokens: %s", a.body)
 	clock.Advance(time.Second)
-	if a := post(login(t, s)); a.status != 202 {
-		t.Errorf("fresh login after ExpireTokens: %d %s", a.status, a.body)
-	}
+	a = post(login(t, s))
+	assert.Equal(t, 202, a.status, "fresh login after ExpireTokens: %s", a.body)
 	// Same second, same claims, same token: a new login makes it valid again.
 	s.ExpireTokens()
-	if a := post(login(t, s)); a.status != 202 {
-		t.Errorf("re-login within the same second after ExpireTokens: %d %s", a.status, a.body)
-	}
+	a = post(login(t, s))
+	assert.Equal(t, 202, a.status, "re-login within the same second after ExpireTokens: %s", a.body)
 }
 
 func TestBearerErrors(t *testing.T) {
@@ -138,30 +127,24 @@ func TestBearerErrors(t *testing.T) {
 	}
 	for _, c := range cases {
 		a := do(t, s, "POST", IngestPrefix+"/events", c.token, event("", "x"), nil)
-		if a.status != c.status || a.json(t)["detail"] != c.detail {
-			t.Errorf("%s: got %d %s, want %d %q", c.name, a.status, a.body, c.status, c.detail)
-		}
+		assert.Equal(t, c.status, a.status, "%s: %s", c.name, a.body)
+		assert.Equal(t, c.detail, a.json(t)["detail"], "%s: %s", c.name, a.body)
 	}
 	// A valid token for a tenant the server does not know: 500, not 401.
 	a := do(t, s, "POST", IngestPrefix+"/events", s.MintToken("u", "77777777-0000-0000-0000-000000000007", now, now+60), event("", "x"), nil)
-	if a.status != 500 || a.header.Get("Content-Type") != "text/plain; charset=utf-8" || string(a.body) != "Internal Server Error" {
-		t.Errorf("unknown tenant token: %d %q %q", a.status, a.header.Get("Content-Type"), a.body)
-	}
+	assert.Equal(t, 500, a.status, "unknown tenant token: %s", a.body)
+	assert.Equal(t, "text/plain; charset=utf-8", a.header.Get("Content-Type"), "unknown tenant token: Content-Type")
+	assert.Equal(t, "Internal Server Error", string(a.body), "unknown tenant token: body")
 }
 
 func TestLoginHelperMintsUsableTokens(t *testing.T) {
 	s := start(t, Options{PlainHTTP: true})
 	tok, err := s.Login(SecondTenantID, DefaultUsername)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if a := do(t, s, "POST", IngestPrefix+"/events", tok, event("l-1", "x"), nil); a.status != 202 {
-		t.Fatalf("%d %s", a.status, a.body)
-	}
-	if len(s.Events(SecondTenantID)) != 1 || len(s.Events(DefaultTenantID)) != 0 {
-		t.Errorf("event stored under the wrong tenant")
-	}
-	if _, err := s.Login(SecondTenantID, "nobody"); !errors.Is(err, ErrUnknownUser) {
-		t.Errorf("Login of an unknown user: %v, want ErrUnknownUser", err)
-	}
+	require.NoError(t, err, "Login")
+	a := do(t, s, "POST", IngestPrefix+"/events", tok, event("l-1", "x"), nil)
+	require.Equal(t, 202, a.status, "%s", a.body)
+	assert.Len(t, s.Events(SecondTenantID), 1, "events of the token's tenant")
+	assert.Empty(t, s.Events(DefaultTenantID), "event stored under the wrong tenant")
+	_, err = s.Login(SecondTenantID, "nobody")
+	assert.ErrorIs(t, err, ErrUnknownUser, "Login of an unknown user")
 }

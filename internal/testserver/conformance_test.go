@@ -15,17 +15,17 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/spectrastrike/shipper/internal/transcript"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
-// The secrets the signed instance was recorded with (transcripts.json "about").
+// The secrets the signed instance was recorded with (as internal/transcript
+// names them).
 const (
 	recordedHMACSecret  = transcript.HMACSecret
 	recordedEnvelopeKey = transcript.EnvelopeKey
 	jwtPlaceholder      = "<jwt from login>"
 )
-
-type exchange = transcript.Exchange
 
 func loadTranscripts(t *testing.T) *transcript.Set {
 	t.Helper()
@@ -36,7 +36,7 @@ func loadTranscripts(t *testing.T) *transcript.Set {
 
 // recordingTime is when an instance was recorded: the iat of its recorded
 // login token (the X-Timestamp of its valid signed requests).
-func recordingTime(t *testing.T, exs []exchange) time.Time {
+func recordingTime(t *testing.T, exs []transcript.Exchange) time.Time {
 	t.Helper()
 	for _, ex := range exs {
 		if ex.Request.Path != LoginPath || ex.Response.Status != 200 {
@@ -45,30 +45,24 @@ func recordingTime(t *testing.T, exs []exchange) time.Time {
 		var body struct {
 			AccessToken string `json:"access_token"`
 		}
-		if err := json.Unmarshal([]byte(*ex.Response.BodyRaw), &body); err != nil {
-			t.Fatalf("%s: %v", ex.Name, err)
-		}
+		require.NoError(t, json.Unmarshal([]byte(*ex.Response.BodyRaw), &body), "%s: login answer", ex.Name)
 		parts := strings.Split(body.AccessToken, ".")
+		require.Len(t, parts, 3, "%s: the recorded token is not a JWT", ex.Name)
 		payload, err := base64.RawURLEncoding.DecodeString(parts[1])
-		if err != nil {
-			t.Fatalf("%s: token payload: %v", ex.Name, err)
-		}
+		require.NoError(t, err, "%s: token payload", ex.Name)
 		var c claims
-		if err := json.Unmarshal(payload, &c); err != nil {
-			t.Fatalf("%s: claims: %v", ex.Name, err)
-		}
+		require.NoError(t, json.Unmarshal(payload, &c), "%s: claims", ex.Name)
 		return time.Unix(c.Iat, 0)
 	}
-	t.Fatalf("no recorded login in instance %s", exs[0].Instance)
+	require.FailNow(t, "no recorded login", "instance %s", exs[0].Instance)
 	return time.Time{}
 }
 
 func TestConformanceWithRecordedTranscripts(t *testing.T) {
 	tr := loadTranscripts(t)
-	if len(tr.Exchanges) != 47 {
-		t.Fatalf("transcripts.json holds %d exchanges, want 47", len(tr.Exchanges))
-	}
-	byInstance := map[string][]exchange{}
+	// Equal on the length, not Len: a failure must not print 47 exchanges.
+	require.Equal(t, 47, len(tr.Exchanges), "recorded exchanges")
+	byInstance := map[string][]transcript.Exchange{}
 	var order []string
 	for _, ex := range tr.Exchanges {
 		if _, ok := byInstance[ex.Instance]; !ok {
@@ -93,9 +87,7 @@ func TestConformanceWithRecordedTranscripts(t *testing.T) {
 			}
 		}
 	}
-	if passed != 47 {
-		t.Errorf("%d of 47 exchanges conform", passed)
-	}
+	assert.Equal(t, 47, passed, "exchanges that conform")
 }
 
 // replayer sends recorded requests to one fake, in order, and compares answers.
@@ -136,7 +128,7 @@ func (r *replayer) checkReplayBytes(replay bool, rec *string, got []byte) []stri
 	return diffs
 }
 
-func (r *replayer) run(ex exchange) bool {
+func (r *replayer) run(ex transcript.Exchange) bool {
 	t := r.t
 	t.Helper()
 	name := ex.Instance + "/" + ex.Name
@@ -149,21 +141,15 @@ func (r *replayer) run(ex exchange) bool {
 		body = strings.NewReader(*ex.Request.BodyRaw)
 	}
 	req, err := http.NewRequest(ex.Request.Method, r.s.URL()+path, body)
-	if err != nil {
-		t.Fatalf("%s: %v", name, err)
-	}
+	require.NoError(t, err, name)
 	for k, v := range ex.Request.Headers {
 		req.Header.Set(k, strings.ReplaceAll(v, jwtPlaceholder, r.token))
 	}
 	resp, err := http.DefaultTransport.RoundTrip(req)
-	if err != nil {
-		t.Fatalf("%s: %v", name, err)
-	}
+	require.NoError(t, err, name)
 	got, err := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if err != nil {
-		t.Fatalf("%s: read: %v", name, err)
-	}
+	require.NoError(t, err, "%s: read", name)
 
 	var diffs []string
 	want := ex.Response
@@ -183,9 +169,8 @@ func (r *replayer) run(ex exchange) bool {
 		var g, w any
 		if err := json.Unmarshal(got, &g); err != nil {
 			diffs = append(diffs, fmt.Sprintf("body is not JSON: %v", err))
-		} else if err := json.Unmarshal([]byte(recBody), &w); err != nil {
-			t.Fatalf("%s: recorded body: %v", name, err)
 		} else {
+			require.NoError(t, json.Unmarshal([]byte(recBody), &w), "%s: recorded body", name)
 			diffs = append(diffs, r.compare("$", w, g)...)
 			diffs = append(diffs, r.checkSignature(path, g)...)
 		}
@@ -194,9 +179,11 @@ func (r *replayer) run(ex exchange) bool {
 	}
 	diffs = append(diffs, r.checkReplayBytes(resp.Header.Get("X-Idempotent-Replay") == "true", want.BodyRaw, got)...)
 	if len(diffs) > 0 {
-		t.Errorf("exchange %s (%s %s) does not conform:\n  - %s\n  sent:     %s\n  recorded: %s\n  got:      %s",
-			name, ex.Request.Method, ex.Request.Path, strings.Join(diffs, "\n  - "),
-			clip(ex.Request.BodyRaw), recBody, got)
+		// Every difference on its own line, then the three bodies: clearer
+		// than one assertion per field of a nested JSON answer.
+		assert.Fail(t, fmt.Sprintf("exchange %s (%s %s) does not conform", name, ex.Request.Method, ex.Request.Path),
+			"\n  - %s\n  sent:     %s\n  recorded: %s\n  got:      %s",
+			strings.Join(diffs, "\n  - "), clip(ex.Request.BodyRaw), recBody, got)
 		return false
 	}
 	if ex.Request.Path == LoginPath && resp.StatusCode == 200 {
@@ -380,27 +367,21 @@ func TestRecordedRequestSignatures(t *testing.T) {
 		switch {
 		case strings.Contains(ex.Name, "uppercase"):
 			upper++
-			if good || strings.ToLower(sig) != SignRequest(recordedHMACSecret, ex.Request.Headers["X-Timestamp"], []byte(body)) {
-				t.Errorf("%s: the uppercase signature must be the valid one in uppercase, and must fail", ex.Name)
-			}
+			assert.False(t, good, "%s: the uppercase signature must fail", ex.Name)
+			assert.Equal(t, SignRequest(recordedHMACSecret, ex.Request.Headers["X-Timestamp"], []byte(body)), strings.ToLower(sig),
+				"%s: the uppercase signature must be the valid one in uppercase", ex.Name)
 		case ex.Response.Status == 202 || ex.Name == "05-stale-timestamp" || ex.Name == "10-signed-noauth":
 			// Rejected for other reasons than the signature, or accepted: the signature itself is valid.
-			if !good {
-				t.Errorf("%s: recorded signature does not verify", ex.Name)
-			}
+			assert.True(t, good, "%s: recorded signature does not verify", ex.Name)
 			verified++
 		default:
-			if good {
-				t.Errorf("%s: signature verifies but the server rejected it as invalid", ex.Name)
-			}
+			assert.False(t, good, "%s: signature verifies but the server rejected it as invalid", ex.Name)
 		}
 	}
-	if verified != 5 || upper != 1 {
-		t.Errorf("verified %d signatures (want 5) and %d uppercase (want 1)", verified, upper)
-	}
-	if got := SignRequest("s3cret", "1700000000", []byte(`{"a":1}`)); got != "1698a50bc74d1ff1db85c4e0a5297c2ad9fdba245d5737cdb789e4cc6e098940" {
-		t.Errorf("contract test vector: got %s", got)
-	}
+	assert.Equal(t, 5, verified, "verified signatures")
+	assert.Equal(t, 1, upper, "uppercase signatures")
+	assert.Equal(t, "1698a50bc74d1ff1db85c4e0a5297c2ad9fdba245d5737cdb789e4cc6e098940",
+		SignRequest("s3cret", "1700000000", []byte(`{"a":1}`)), "contract test vector")
 }
 
 // The recorded envelope signatures must verify with the recorded key: this
@@ -413,24 +394,17 @@ func TestRecordedEnvelopeSignatures(t *testing.T) {
 			continue
 		}
 		var env map[string]any
-		if err := json.Unmarshal([]byte(*ex.Response.BodyRaw), &env); err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, json.Unmarshal([]byte(*ex.Response.BodyRaw), &env), "%s: recorded answer", ex.Name)
 		sig := env["signature"].(map[string]any)
 		data, err := sigDataOf(ex.Request.Path, env["data"])
-		if err != nil {
-			t.Fatalf("%s: %v", ex.Name, err)
-		}
+		require.NoError(t, err, "%s: signed data", ex.Name)
 		path := ex.Request.Path
 		if strings.Contains(path, "/ingest/status/") {
 			path = statusTmpl
 		}
-		if got := EnvelopeSignature(recordedEnvelopeKey, path, DefaultTenantID, sig["signed_at"].(string), data); got != sig["signature"] {
-			t.Errorf("%s: envelope signature %s does not verify (computed %s)", ex.Name, sig["signature"], got)
-		}
+		got := EnvelopeSignature(recordedEnvelopeKey, path, DefaultTenantID, sig["signed_at"].(string), data)
+		assert.Equal(t, sig["signature"], got, "%s: the recorded envelope signature does not verify", ex.Name)
 		n++
 	}
-	if n != 4 {
-		t.Errorf("checked %d signed envelopes, want 4", n)
-	}
+	assert.Equal(t, 4, n, "signed envelopes checked")
 }

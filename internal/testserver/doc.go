@@ -1,6 +1,7 @@
 // Package testserver is a fake VectorVue ingest server that answers like the
-// real one as recorded in shared/vectorvue (CONTRACT.md, transcripts.json),
-// quirks included, with fault injection and introspection for tests.
+// real one as recorded (docs/vectorvue-api.md; the exchanges in
+// internal/transcript), quirks included, with fault injection and
+// introspection for tests.
 //
 // What it reproduces: JWT login (HS256, tenant_id, 12 h expiry); the four
 // ingest POSTs and the status GET with the real order of checks (rate limit →

@@ -1,12 +1,14 @@
 package testserver
 
 import (
-	"errors"
 	"fmt"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 func TestFaultStatusNextN(t *testing.T) {
@@ -28,23 +30,20 @@ func TestFaultStatusNextN(t *testing.T) {
 			tok := login(t, s)
 			id := s.Inject(Fault{Route: "events", Count: 2, Status: c.status, RetryAfter: c.retryAfter})
 			// Other routes are not hit.
-			if a := do(t, s, "POST", IngestPrefix+"/findings", tok, []byte(`{"title":"abc","description":"d","severity":"low","first_seen":"2026-02-22T09:45:00Z"}`), nil); a.status != 202 {
-				t.Errorf("findings hit by an events fault: %d", a.status)
-			}
+			a := do(t, s, "POST", IngestPrefix+"/findings", tok, []byte(`{"title":"abc","description":"d","severity":"low","first_seen":"2026-02-22T09:45:00Z"}`), nil)
+			assert.Equal(t, 202, a.status, "findings hit by an events fault")
 			for i := 0; i < 2; i++ {
 				a := do(t, s, "POST", IngestPrefix+"/events", tok, event(fmt.Sprint("f-", i), "x"), nil)
-				if a.status != c.status || a.header.Get("Retry-After") != c.retryAfter ||
-					a.header.Get("Content-Type") != c.contentType || string(a.body) != c.body {
-					t.Errorf("request %d: %d %v %q", i, a.status, a.header, a.body)
-				}
+				assert.Equal(t, c.status, a.status, "request %d: status", i)
+				assert.Equal(t, c.retryAfter, a.header.Get("Retry-After"), "request %d: Retry-After", i)
+				assert.Equal(t, c.contentType, a.header.Get("Content-Type"), "request %d: Content-Type", i)
+				assert.Equal(t, c.body, string(a.body), "request %d: body", i)
 			}
-			if a := do(t, s, "POST", IngestPrefix+"/events", tok, event("f-2", "x"), nil); a.status != 202 {
-				t.Errorf("third request: %d %s", a.status, a.body)
-			}
-			if len(s.Events(DefaultTenantID)) != 1 || s.FaultHits(id) != 2 || s.StatusCount(c.status) != 2 {
-				t.Errorf("stored %d events, hits %d, count %d; faulted requests must not be stored",
-					len(s.Events(DefaultTenantID)), s.FaultHits(id), s.StatusCount(c.status))
-			}
+			a = do(t, s, "POST", IngestPrefix+"/events", tok, event("f-2", "x"), nil)
+			assert.Equal(t, 202, a.status, "third request: %s", a.body)
+			assert.Len(t, s.Events(DefaultTenantID), 1, "stored events: faulted requests must not be stored")
+			assert.Equal(t, 2, s.FaultHits(id), "fault hits")
+			assert.Equal(t, 2, s.StatusCount(c.status), "StatusCount(%d)", c.status)
 		})
 	}
 }
@@ -66,15 +65,10 @@ func TestFaultRateIsSeeded(t *testing.T) {
 	}
 	a, b, c := pattern(42), pattern(42), pattern(43)
 	t.Logf("seed 42: %s", a)
-	if a != b {
-		t.Errorf("same seed, different patterns")
-	}
-	if a == c {
-		t.Errorf("different seeds, same pattern")
-	}
-	if n := strings.Count(a, "x"); n < 35 || n > 85 {
-		t.Errorf("rate 0.3 hit %d of 200", n)
-	}
+	assert.Equal(t, a, b, "same seed, different patterns")
+	assert.NotEqual(t, a, c, "different seeds, same pattern")
+	// 35..85 hits of 200.
+	assert.InDelta(t, 60, strings.Count(a, "x"), 25, "hits of rate 0.3 in 200")
 }
 
 func TestFaultRateWithCount(t *testing.T) {
@@ -83,9 +77,9 @@ func TestFaultRateWithCount(t *testing.T) {
 	for i := 0; i < 100; i++ {
 		serve(s, "POST", LoginPath, "", loginBody(DefaultUsername, DefaultPassword, DefaultTenantID))
 	}
-	if s.FaultHits(id) != 3 || s.StatusCount(502) != 3 || s.StatusCount(200) != 97 {
-		t.Errorf("hits %d, 502s %d, 200s %d", s.FaultHits(id), s.StatusCount(502), s.StatusCount(200))
-	}
+	assert.Equal(t, 3, s.FaultHits(id), "fault hits")
+	assert.Equal(t, 3, s.StatusCount(502), "502s")
+	assert.Equal(t, 97, s.StatusCount(200), "200s")
 }
 
 func TestFaultLatency(t *testing.T) {
@@ -98,13 +92,11 @@ func TestFaultLatency(t *testing.T) {
 	req.Header.Set("Authorization", "Bearer "+tok)
 	_, err := c.Do(req)
 	var ne interface{ Timeout() bool }
-	if !errors.As(err, &ne) || !ne.Timeout() {
-		t.Fatalf("a minute of latency must time the client out, got %v", err)
-	}
+	require.ErrorAs(t, err, &ne, "a minute of latency must time the client out")
+	require.True(t, ne.Timeout(), "a minute of latency must time the client out, got %v", err)
 	// The fault is used up: the next request is answered at once.
-	if a := do(t, s, "POST", IngestPrefix+"/events", tok, event("fast", "x"), nil); a.status != 202 {
-		t.Errorf("after the latency fault: %d", a.status)
-	}
+	a := do(t, s, "POST", IngestPrefix+"/events", tok, event("fast", "x"), nil)
+	assert.Equal(t, 202, a.status, "after the latency fault")
 }
 
 func TestFaultDropAfterStoreOverTLS(t *testing.T) {
@@ -114,27 +106,24 @@ func TestFaultDropAfterStoreOverTLS(t *testing.T) {
 	s.Inject(Fault{Route: "events/batch", Count: 1, DropAfterStore: true})
 	hdr := map[string]string{"X-Request-ID": rid}
 	_, err := tryDo(s, "POST", IngestPrefix+"/events/batch", tok, batchOf(event("d-1", "x"), event("d-2", "y")), hdr)
-	if err == nil {
-		t.Fatalf("the client heard an answer; the connection must drop")
-	}
+	require.Error(t, err, "the client heard an answer; the connection must drop")
 	t.Logf("client error: %v", err)
-	ev := s.Events(DefaultTenantID)
-	if len(ev) != 2 {
-		t.Fatalf("stored %d events, want the batch stored before the drop", len(ev))
-	}
-	if st, ok := s.IngestStatusOf(rid); !ok || st.Accepted != 2 {
-		t.Errorf("status row = %+v, %v", st, ok)
-	}
-	if got := s.Requests(); !got[len(got)-1].Dropped || got[len(got)-1].Status != 202 {
-		t.Errorf("log entry = %+v", got[len(got)-1])
-	}
+	require.Len(t, s.Events(DefaultTenantID), 2, "stored events: want the batch stored before the drop")
+	st, ok := s.IngestStatusOf(rid)
+	assert.True(t, ok, "no status row for %s", rid)
+	assert.Equal(t, 2, st.Accepted, "status row %+v: accepted", st)
+	got := s.Requests()
+	require.NotEmpty(t, got, "request log")
+	last := got[len(got)-1]
+	assert.True(t, last.Dropped, "log entry %+v: dropped", last)
+	assert.Equal(t, 202, last.Status, "log entry %+v: status", last)
 	// The client's retry is deduplicated: still two rows, each offered twice.
-	if a := do(t, s, "POST", IngestPrefix+"/events/batch", tok, batchOf(event("d-1", "x"), event("d-2", "y")), nil); a.status != 202 {
-		t.Fatalf("retry: %d", a.status)
-	}
-	if ev := s.Events(DefaultTenantID); len(ev) != 2 || ev[0].Offers != 2 || ev[1].Offers != 2 {
-		t.Errorf("after retry: %+v", ev)
-	}
+	a := do(t, s, "POST", IngestPrefix+"/events/batch", tok, batchOf(event("d-1", "x"), event("d-2", "y")), nil)
+	require.Equal(t, 202, a.status, "retry: %s", a.body)
+	ev := s.Events(DefaultTenantID)
+	require.Len(t, ev, 2, "events after retry")
+	assert.Equal(t, 2, ev[0].Offers, "after retry: offers of %s", ev[0].ID)
+	assert.Equal(t, 2, ev[1].Offers, "after retry: offers of %s", ev[1].ID)
 }
 
 func TestFaultDropAfterStoreSingleEventThenReplay(t *testing.T) {
@@ -142,13 +131,11 @@ func TestFaultDropAfterStoreSingleEventThenReplay(t *testing.T) {
 	tok := login(t, s)
 	s.Inject(Fault{Route: "events", Count: 1, DropAfterStore: true})
 	key := map[string]string{"Idempotency-Key": "drop-1"}
-	if _, err := tryDo(s, "POST", IngestPrefix+"/events", tok, event("", "x"), key); err == nil {
-		t.Fatal("the client heard an answer")
-	}
+	_, err := tryDo(s, "POST", IngestPrefix+"/events", tok, event("", "x"), key)
+	require.Error(t, err, "the client heard an answer")
 	a := do(t, s, "POST", IngestPrefix+"/events", tok, event("", "x"), key)
-	if a.status != 202 || a.header.Get("X-Idempotent-Replay") != "true" {
-		t.Errorf("retry after a drop must be a replay: %d %v", a.status, a.header)
-	}
+	assert.Equal(t, 202, a.status, "retry after a drop must be a replay: %s", a.body)
+	assert.Equal(t, "true", a.header.Get("X-Idempotent-Replay"), "retry after a drop must be a replay: %v", a.header)
 }
 
 func TestFaultLagStatus(t *testing.T) {
@@ -160,16 +147,14 @@ func TestFaultLagStatus(t *testing.T) {
 	rid := a.json(t)["request_id"].(string)
 	b := do(t, s, "POST", IngestPrefix+"/events", tok, event("nolag", "x"), nil)
 	path := IngestPrefix + "/ingest/status/"
-	if st := do(t, s, "GET", path+rid, tok, nil, nil); st.status != 404 || st.json(t)["detail"] != "Request not found" {
-		t.Errorf("lagging status: %d %s", st.status, st.body)
-	}
-	if st := do(t, s, "GET", path+b.json(t)["request_id"].(string), tok, nil, nil); st.status != 200 {
-		t.Errorf("the fault was for one request only: %d", st.status)
-	}
+	st := do(t, s, "GET", path+rid, tok, nil, nil)
+	assert.Equal(t, 404, st.status, "lagging status: %s", st.body)
+	assert.Equal(t, "Request not found", st.json(t)["detail"], "lagging status: %s", st.body)
+	st = do(t, s, "GET", path+b.json(t)["request_id"].(string), tok, nil, nil)
+	assert.Equal(t, 200, st.status, "the fault was for one request only: %s", st.body)
 	clock.Advance(30 * time.Second)
-	if st := do(t, s, "GET", path+rid, tok, nil, nil); st.status != 200 {
-		t.Errorf("after the lag: %d %s", st.status, st.body)
-	}
+	st = do(t, s, "GET", path+rid, tok, nil, nil)
+	assert.Equal(t, 200, st.status, "after the lag: %s", st.body)
 }
 
 func TestFaultFailItems(t *testing.T) {
@@ -178,35 +163,33 @@ func TestFaultFailItems(t *testing.T) {
 	s.Inject(Fault{Route: "events/batch", Count: 1, FailItems: []int{1, 2}})
 	a := do(t, s, "POST", IngestPrefix+"/events/batch", tok, batchOf(event("i-0", "a"), event("i-1", "b"), event("i-2", "c")), nil)
 	env := a.json(t)
-	if a.status != 202 || env["status"] != "partial" {
-		t.Fatalf("%d %s", a.status, a.body)
-	}
+	require.Equal(t, 202, a.status, "%s", a.body)
+	require.Equal(t, "partial", env["status"], "%s", a.body)
 	results := env["data"].(map[string]any)["results"].([]any)
 	for i, r := range results {
 		r := r.(map[string]any)
 		want := "accepted"
 		if i > 0 {
 			want = "failed"
-			if r["error_code"] != "ingest_failed" || r["item_id"] != nil {
-				t.Errorf("item %d: %v", i, r)
-			}
+			assert.Equal(t, "ingest_failed", r["error_code"], "item %d: %v", i, r)
+			assert.Nil(t, r["item_id"], "item %d: %v", i, r)
 		}
-		if r["status"] != want {
-			t.Errorf("item %d: %v", i, r)
-		}
+		assert.Equal(t, want, r["status"], "item %d: %v", i, r)
 	}
-	if ev := s.Events(DefaultTenantID); len(ev) != 1 || ev[0].ID != "i-0" {
-		t.Errorf("stored %+v, want only i-0", ev)
+	ev := s.Events(DefaultTenantID)
+	if assert.Len(t, ev, 1, "stored events: want only i-0") {
+		assert.Equal(t, "i-0", ev[0].ID, "stored events: want only i-0")
 	}
 	st := do(t, s, "GET", IngestPrefix+"/ingest/status/"+env["request_id"].(string), tok, nil, nil)
-	if fi := st.json(t)["data"].(map[string]any)["failed_items"].([]any); len(fi) != 2 || fi[0].(map[string]any)["error_code"] != "ingest_failed" {
-		t.Errorf("failed_items = %v", fi)
+	fi := st.json(t)["data"].(map[string]any)["failed_items"].([]any)
+	if assert.Len(t, fi, 2, "failed_items") {
+		assert.Equal(t, "ingest_failed", fi[0].(map[string]any)["error_code"], "failed_items %v", fi)
 	}
 	// Single POST with index 0 failing: 500, not stored.
 	s.Inject(Fault{Route: "findings", Count: 1, FailItems: []int{0}})
-	if a := do(t, s, "POST", IngestPrefix+"/findings", tok, []byte(`{"title":"abc","description":"d","severity":"low","first_seen":"2026-02-22T09:45:00Z"}`), nil); a.status != 500 || len(s.Findings(DefaultTenantID)) != 0 {
-		t.Errorf("single finding with FailItems [0]: %d, %d stored", a.status, len(s.Findings(DefaultTenantID)))
-	}
+	a = do(t, s, "POST", IngestPrefix+"/findings", tok, []byte(`{"title":"abc","description":"d","severity":"low","first_seen":"2026-02-22T09:45:00Z"}`), nil)
+	assert.Equal(t, 500, a.status, "single finding with FailItems [0]: %s", a.body)
+	assert.Empty(t, s.Findings(DefaultTenantID), "single finding with FailItems [0]: stored")
 }
 
 func TestSetDown(t *testing.T) {
@@ -214,19 +197,14 @@ func TestSetDown(t *testing.T) {
 		s := start(t, Options{PlainHTTP: plain})
 		tok := login(t, s)
 		s.SetDown(true)
-		if _, err := tryDo(s, "POST", IngestPrefix+"/events", tok, event("down", "x"), nil); err == nil {
-			t.Errorf("plain=%v: a down server answered", plain)
-		}
-		if _, err := tryDo(s, "POST", LoginPath, "", loginBody(DefaultUsername, DefaultPassword, DefaultTenantID), nil); err == nil {
-			t.Errorf("plain=%v: a down server answered a login", plain)
-		}
-		if len(s.Events(DefaultTenantID)) != 0 {
-			t.Errorf("a down server stored an event")
-		}
+		_, err := tryDo(s, "POST", IngestPrefix+"/events", tok, event("down", "x"), nil)
+		assert.Error(t, err, "plain=%v: a down server answered", plain)
+		_, err = tryDo(s, "POST", LoginPath, "", loginBody(DefaultUsername, DefaultPassword, DefaultTenantID), nil)
+		assert.Error(t, err, "plain=%v: a down server answered a login", plain)
+		assert.Empty(t, s.Events(DefaultTenantID), "plain=%v: a down server stored an event", plain)
 		s.SetDown(false)
-		if a := do(t, s, "POST", IngestPrefix+"/events", tok, event("up", "x"), nil); a.status != 202 {
-			t.Errorf("plain=%v: back up: %d", plain, a.status)
-		}
+		a := do(t, s, "POST", IngestPrefix+"/events", tok, event("up", "x"), nil)
+		assert.Equal(t, 202, a.status, "plain=%v: back up: %s", plain, a.body)
 	}
 }
 
@@ -235,17 +213,11 @@ func TestRemoveAndClearFaults(t *testing.T) {
 	tok, _ := s.Login(DefaultTenantID, DefaultUsername)
 	path := IngestPrefix + "/ingest/status/00000000-0000-4000-8000-000000000000"
 	id := s.Inject(Fault{Status: 503}) // Count 0, Rate 0: every request
-	if code := serve(s, "GET", path, tok, nil).Code; code != 503 {
-		t.Fatalf("unlimited fault: %d", code)
-	}
+	require.Equal(t, 503, serve(s, "GET", path, tok, nil).Code, "unlimited fault")
 	s.Remove(id)
-	if code := serve(s, "GET", path, tok, nil).Code; code != 404 {
-		t.Errorf("after Remove: %d", code)
-	}
+	assert.Equal(t, 404, serve(s, "GET", path, tok, nil).Code, "after Remove")
 	s.Inject(Fault{Status: 500})
 	s.Inject(Fault{Route: "status", Status: 502})
 	s.ClearFaults()
-	if code := serve(s, "GET", path, tok, nil).Code; code != 404 {
-		t.Errorf("after ClearFaults: %d", code)
-	}
+	assert.Equal(t, 404, serve(s, "GET", path, tok, nil).Code, "after ClearFaults")
 }

@@ -9,6 +9,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // fixedClock is a settable clock for Options.Now; t is its starting time.
@@ -33,14 +36,8 @@ func (c *fixedClock) Advance(d time.Duration) {
 func start(t *testing.T, opts Options) *Server {
 	t.Helper()
 	s, err := Start(opts)
-	if err != nil {
-		t.Fatalf("Start: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := s.Close(); err != nil {
-			t.Errorf("Close: %v", err)
-		}
-	})
+	require.NoError(t, err, "Start")
+	t.Cleanup(func() { assert.NoError(t, s.Close(), "Close") })
 	return s
 }
 
@@ -53,9 +50,7 @@ type answer struct {
 func (a answer) json(t *testing.T) map[string]any {
 	t.Helper()
 	var m map[string]any
-	if err := json.Unmarshal(a.body, &m); err != nil {
-		t.Fatalf("answer %d is not a JSON object: %q", a.status, a.body)
-	}
+	require.NoError(t, json.Unmarshal(a.body, &m), "answer %d is not a JSON object: %q", a.status, a.body)
 	return m
 }
 
@@ -63,9 +58,7 @@ func (a answer) json(t *testing.T) map[string]any {
 func do(t *testing.T, s *Server, method, path, token string, body []byte, hdr map[string]string) answer {
 	t.Helper()
 	a, err := tryDo(s, method, path, token, body, hdr)
-	if err != nil {
-		t.Fatalf("%s %s: %v", method, path, err)
-	}
+	require.NoError(t, err, "%s %s", method, path)
 	return a
 }
 
@@ -102,9 +95,7 @@ func tryDo(s *Server, method, path, token string, body []byte, hdr map[string]st
 func login(t *testing.T, s *Server) string {
 	t.Helper()
 	a := do(t, s, "POST", LoginPath, "", []byte(`{"username":"`+DefaultUsername+`","password":"`+DefaultPassword+`","tenant_id":"`+DefaultTenantID+`"}`), nil)
-	if a.status != 200 {
-		t.Fatalf("login: %d %s", a.status, a.body)
-	}
+	require.Equal(t, 200, a.status, "login: %s", a.body)
 	return a.json(t)["access_token"].(string)
 }
 

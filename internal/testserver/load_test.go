@@ -8,6 +8,9 @@ import (
 	"net/http/httptest"
 	"sync"
 	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // batchBody is n distinct events with ids prefix-0 … prefix-(n-1).
@@ -63,20 +66,16 @@ func TestTenThousandRecordsStoredExactlyOnce(t *testing.T) {
 	close(jobs)
 	wg.Wait()
 	close(errs)
+	// Checked here, in the test's goroutine, after the workers are done.
 	for err := range errs {
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err, "send")
 	}
 	ev := s.Events(DefaultTenantID)
-	if len(ev) != total {
-		t.Fatalf("stored %d events, want %d", len(ev), total)
-	}
+	// Equal on the length, not Len: a failure must not print 10 000 events.
+	require.Equal(t, total, len(ev), "stored events")
 	seen := make(map[string]bool, total)
 	for _, e := range ev {
-		if seen[e.ID] {
-			t.Fatalf("%s stored twice", e.ID)
-		}
+		require.False(t, seen[e.ID], "%s stored twice", e.ID)
 		seen[e.ID] = true
 		var want int
 		fmt.Sscanf(e.ID, "load-%d", &want)
@@ -84,13 +83,9 @@ func TestTenThousandRecordsStoredExactlyOnce(t *testing.T) {
 		if want < 1000 {
 			wantOffers = 2
 		}
-		if e.Offers != wantOffers {
-			t.Fatalf("%s offered %d times, want %d", e.ID, e.Offers, wantOffers)
-		}
+		require.Equal(t, wantOffers, e.Offers, "offers of %s", e.ID)
 	}
-	if s.StatusCount(202) != 44 {
-		t.Errorf("202s = %d, want 44", s.StatusCount(202))
-	}
+	assert.Equal(t, 44, s.StatusCount(202), "202s")
 }
 
 func TestRequestLogIsBounded(t *testing.T) {
@@ -99,17 +94,12 @@ func TestRequestLogIsBounded(t *testing.T) {
 		serve(s, "GET", fmt.Sprintf("/nope/%d", i), "", nil)
 	}
 	got := s.Requests()
-	if len(got) != 5 {
-		t.Fatalf("log holds %d entries, want 5", len(got))
-	}
+	require.Len(t, got, 5, "log entries")
 	for i, e := range got {
-		if want := fmt.Sprintf("/nope/%d", 7+i); e.Path != want || e.Status != 404 {
-			t.Errorf("entry %d = %s %d, want %s 404", i, e.Path, e.Status, want)
-		}
+		assert.Equal(t, fmt.Sprintf("/nope/%d", 7+i), e.Path, "entry %d: path", i)
+		assert.Equal(t, 404, e.Status, "entry %d: status", i)
 	}
-	if s.StatusCount(404) != 12 {
-		t.Errorf("StatusCount(404) = %d, want 12 (not bounded by the log)", s.StatusCount(404))
-	}
+	assert.Equal(t, 12, s.StatusCount(404), "StatusCount(404) (not bounded by the log)")
 }
 
 // BenchmarkIngest compares the fake's batch ingest with a bare net/http
@@ -152,9 +142,7 @@ func BenchmarkIngest(b *testing.B) {
 	})
 	b.Run("shipper", func(b *testing.B) {
 		s, err := Start(Options{PlainHTTP: true, RateLimit: -1})
-		if err != nil {
-			b.Fatal(err)
-		}
+		require.NoError(b, err, "Start")
 		defer s.Close()
 		tok, _ := s.Login(DefaultTenantID, DefaultUsername)
 		run(b, s.URL(), tok)

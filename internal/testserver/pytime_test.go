@@ -3,6 +3,8 @@ package testserver
 import (
 	"encoding/json"
 	"testing"
+
+	"github.com/stretchr/testify/assert"
 )
 
 // Derived ids hash str(datetime) of what pydantic parsed, so the rendering of
@@ -27,17 +29,13 @@ func TestPyDatetimeStr(t *testing.T) {
 	}
 	for _, c := range cases {
 		p, err := parsePyDatetime(c.in)
-		if err != nil {
-			t.Errorf("%v: %v", c.in, err)
+		if !assert.NoError(t, err, "%v", c.in) {
 			continue
 		}
-		if got := p.pyStr(); got != c.want {
-			t.Errorf("%v: str() = %q, want %q", c.in, got, c.want)
-		}
+		assert.Equal(t, c.want, p.pyStr(), "%v: str()", c.in)
 	}
 	for _, bad := range []any{"not-a-date", "2026-13-01", "2026-02-30", "2026-02-22T25:00:00Z", "2026-02-22T10:00:00+2", true, nil} {
-		if _, err := parsePyDatetime(bad); err == nil {
-			t.Errorf("%v parsed", bad)
-		}
+		_, err := parsePyDatetime(bad)
+		assert.Error(t, err, "%v parsed", bad)
 	}
 }

@@ -1,13 +1,15 @@
 package testserver
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 func TestIdempotencyReplayAndConflict(t *testing.T) {
@@ -15,47 +17,41 @@ func TestIdempotencyReplayAndConflict(t *testing.T) {
 	tok := login(t, s)
 	key := map[string]string{"Idempotency-Key": "k-1"}
 	first := do(t, s, "POST", IngestPrefix+"/events", tok, event("", "hello"), key)
-	if first.status != 202 || first.header.Get("X-Idempotent-Replay") != "" {
-		t.Fatalf("first: %d %v %s", first.status, first.header, first.body)
-	}
+	require.Equal(t, 202, first.status, "first: %s", first.body)
+	require.Empty(t, first.header.Get("X-Idempotent-Replay"), "first: %v", first.header)
 	// Same payload re-ordered and re-spaced: replayed, as stored (JSONB key order).
 	var m map[string]any
 	_ = json.Unmarshal(event("", "hello"), &m)
 	again, _ := json.MarshalIndent(m, "", "  ")
 	replay := do(t, s, "POST", IngestPrefix+"/events", tok, again, key)
-	if replay.status != 202 || replay.header.Get("X-Idempotent-Replay") != "true" {
-		t.Fatalf("replay: %d %v %s", replay.status, replay.header, replay.body)
-	}
-	if want := jsonbOrder(first.body); !bytes.Equal(replay.body, want) {
-		t.Errorf("replay body:\n got %s\nwant %s", replay.body, want)
-	}
-	if replay.json(t)["request_id"] != first.json(t)["request_id"] {
-		t.Errorf("replay has a new request_id")
-	}
+	require.Equal(t, 202, replay.status, "replay: %s", replay.body)
+	require.Equal(t, "true", replay.header.Get("X-Idempotent-Replay"), "replay: %v", replay.header)
+	assert.Equal(t, string(jsonbOrder(first.body)), string(replay.body), "replay body")
+	assert.Equal(t, first.json(t)["request_id"], replay.json(t)["request_id"], "replay has a new request_id")
 	conflict := do(t, s, "POST", IngestPrefix+"/events", tok, event("", "changed"), key)
-	if conflict.status != 409 {
-		t.Fatalf("conflict: %d %s", conflict.status, conflict.body)
-	}
+	require.Equal(t, 409, conflict.status, "conflict: %s", conflict.body)
 	env := conflict.json(t)
 	errs := env["errors"].([]any)
-	if env["status"] != "failed" || len(errs) != 1 || errs[0].(map[string]any)["code"] != "idempotency_conflict" ||
-		errs[0].(map[string]any)["message"] != "Idempotency-Key reuse with different payload" {
-		t.Errorf("conflict envelope = %s", conflict.body)
+	assert.Equal(t, "failed", env["status"], "conflict envelope %s", conflict.body)
+	if assert.Len(t, errs, 1, "conflict envelope %s", conflict.body) {
+		e := errs[0].(map[string]any)
+		assert.Equal(t, "idempotency_conflict", e["code"], "conflict envelope %s", conflict.body)
+		assert.Equal(t, "Idempotency-Key reuse with different payload", e["message"], "conflict envelope %s", conflict.body)
 	}
 	// Keys are per tenant.
 	other, _ := s.Login(SecondTenantID, DefaultUsername)
-	if a := do(t, s, "POST", IngestPrefix+"/events", other, event("", "changed"), key); a.status != 202 || a.header.Get("X-Idempotent-Replay") != "" {
-		t.Errorf("same key in another tenant: %d %s", a.status, a.body)
-	}
+	a := do(t, s, "POST", IngestPrefix+"/events", other, event("", "changed"), key)
+	assert.Equal(t, 202, a.status, "same key in another tenant: %s", a.body)
+	assert.Empty(t, a.header.Get("X-Idempotent-Replay"), "same key in another tenant: %s", a.body)
 	// Findings and batches ignore the header.
 	f := []byte(`{"title":"abc","description":"d","severity":"low","first_seen":"2026-02-22T09:45:00Z"}`)
 	for i := 0; i < 2; i++ {
-		if a := do(t, s, "POST", IngestPrefix+"/findings", tok, f, key); a.status != 202 || a.header.Get("X-Idempotent-Replay") != "" {
-			t.Errorf("finding with key, try %d: %d %v", i, a.status, a.header)
-		}
-		if a := do(t, s, "POST", IngestPrefix+"/events/batch", tok, batchOf(event("", fmt.Sprint(i))), key); a.status != 202 || a.header.Get("X-Idempotent-Replay") != "" {
-			t.Errorf("batch with key, try %d: %d %v", i, a.status, a.header)
-		}
+		a := do(t, s, "POST", IngestPrefix+"/findings", tok, f, key)
+		assert.Equal(t, 202, a.status, "finding with key, try %d: %s", i, a.body)
+		assert.Empty(t, a.header.Get("X-Idempotent-Replay"), "finding with key, try %d: %v", i, a.header)
+		a = do(t, s, "POST", IngestPrefix+"/events/batch", tok, batchOf(event("", fmt.Sprint(i))), key)
+		assert.Equal(t, 202, a.status, "batch with key, try %d: %s", i, a.body)
+		assert.Empty(t, a.header.Get("X-Idempotent-Replay"), "batch with key, try %d: %v", i, a.header)
 	}
 }
 
@@ -63,28 +59,26 @@ func TestServerSideDedupe(t *testing.T) {
 	s := start(t, Options{PlainHTTP: true})
 	tok := login(t, s)
 	for i := 0; i < 3; i++ {
-		if a := do(t, s, "POST", IngestPrefix+"/events", tok, event("", "same"), nil); a.status != 202 {
-			t.Fatalf("%d %s", a.status, a.body)
-		}
+		a := do(t, s, "POST", IngestPrefix+"/events", tok, event("", "same"), nil)
+		require.Equal(t, 202, a.status, "offer %d: %s", i+1, a.body)
 	}
 	ev := s.Events(DefaultTenantID)
-	if len(ev) != 1 || !strings.HasPrefix(ev[0].ID, "evt_") || ev[0].Offers != 3 {
-		t.Errorf("events = %+v, want one derived id offered 3 times", ev)
-	}
-	if !bytes.Equal(ev[0].Body, event("", "same")) {
-		t.Errorf("stored body = %s", ev[0].Body)
-	}
+	require.Len(t, ev, 1, "events: want one derived id offered 3 times")
+	assert.True(t, strings.HasPrefix(ev[0].ID, "evt_"), "event id %s is not derived", ev[0].ID)
+	assert.Equal(t, 3, ev[0].Offers, "offers of %s", ev[0].ID)
+	assert.Equal(t, string(event("", "same")), string(ev[0].Body), "stored body")
 	// A known finding id with new content: the first version wins.
 	v1 := []byte(`{"finding_id":"f-9","title":"first","description":"d","severity":"low","first_seen":"2026-02-22T09:45:00Z"}`)
 	v2 := []byte(`{"finding_id":"f-9","title":"second","description":"d","severity":"low","first_seen":"2026-02-22T09:45:00Z"}`)
 	do(t, s, "POST", IngestPrefix+"/findings", tok, v1, nil)
-	if a := do(t, s, "POST", IngestPrefix+"/findings/batch", tok, batchOf(v2, v2), nil); a.status != 202 || a.json(t)["status"] != "accepted" {
-		t.Fatalf("%d %s", a.status, a.body)
-	}
+	a := do(t, s, "POST", IngestPrefix+"/findings/batch", tok, batchOf(v2, v2), nil)
+	require.Equal(t, 202, a.status, "%s", a.body)
+	require.Equal(t, "accepted", a.json(t)["status"], "%s", a.body)
 	got, ok := s.Finding(DefaultTenantID, "f-9")
-	if !ok || !bytes.Equal(got.Body, v1) || got.Offers != 3 || s.Offers(DefaultTenantID, "f-9") != 3 {
-		t.Errorf("finding = %+v, want first version offered 3 times", got)
-	}
+	require.True(t, ok, "finding f-9 not stored")
+	assert.Equal(t, string(v1), string(got.Body), "finding: want the first version")
+	assert.Equal(t, 3, got.Offers, "finding: offers")
+	assert.Equal(t, 3, s.Offers(DefaultTenantID, "f-9"), "Offers(f-9)")
 }
 
 func TestIngestStatus(t *testing.T) {
@@ -95,21 +89,21 @@ func TestIngestStatus(t *testing.T) {
 	}
 	rid := "11111111-2222-4333-8444-000000000001"
 	a := do(t, s, "POST", IngestPrefix+"/events/batch", tok, batchOf(event("a", "1"), []byte(`{"severity":"x"}`)), map[string]string{"X-Request-ID": rid})
-	if a.status != 202 || a.json(t)["request_id"] != rid || a.json(t)["status"] != "partial" {
-		t.Fatalf("batch: %d %s", a.status, a.body)
-	}
+	require.Equal(t, 202, a.status, "batch: %s", a.body)
+	require.Equal(t, rid, a.json(t)["request_id"], "batch: %s", a.body)
+	require.Equal(t, "partial", a.json(t)["status"], "batch: %s", a.body)
 	st := statusOf(tok, rid)
-	if st.status != 200 {
-		t.Fatalf("status: %d %s", st.status, st.body)
-	}
+	require.Equal(t, 200, st.status, "status: %s", st.body)
 	env := st.json(t)
 	data := env["data"].(map[string]any)
-	if env["request_id"] == rid || env["status"] != "accepted" || data["status"] != "partial" {
-		t.Errorf("status envelope = %s", st.body)
-	}
+	assert.NotEqual(t, rid, env["request_id"], "status envelope %s: its own request_id", st.body)
+	assert.Equal(t, "accepted", env["status"], "status envelope %s", st.body)
+	assert.Equal(t, "partial", data["status"], "status envelope %s", st.body)
 	failed := data["failed_items"].([]any)
-	if len(failed) != 1 || failed[0].(map[string]any)["index"] != float64(1) || failed[0].(map[string]any)["error_message"] != "Field required" {
-		t.Errorf("failed_items = %v", failed)
+	if assert.Len(t, failed, 1, "failed_items") {
+		f := failed[0].(map[string]any)
+		assert.Equal(t, float64(1), f["index"], "failed_items %v", failed)
+		assert.Equal(t, "Field required", f["error_message"], "failed_items %v", failed)
 	}
 
 	other, _ := s.Login(SecondTenantID, DefaultUsername)
@@ -122,29 +116,23 @@ func TestIngestStatus(t *testing.T) {
 		"not a uuid":   {tok, "req-abc-123", 500},
 		"no token":     {"", rid, 401},
 	} {
-		if a := statusOf(c.tok, c.id); a.status != c.status {
-			t.Errorf("%s: %d %s, want %d", name, a.status, a.body, c.status)
-		} else if c.status == 404 && a.json(t)["detail"] != "Request not found" {
-			t.Errorf("%s: %s", name, a.body)
+		a := statusOf(c.tok, c.id)
+		if assert.Equal(t, c.status, a.status, "%s: %s", name, a.body) && c.status == 404 {
+			assert.Equal(t, "Request not found", a.json(t)["detail"], "%s: %s", name, a.body)
 		}
 	}
 
 	// Requests rejected before processing leave no status row.
 	bad := do(t, s, "POST", IngestPrefix+"/events", tok, []byte(`{"severity":"x"}`), nil)
-	if bad.status != 422 {
-		t.Fatalf("%d %s", bad.status, bad.body)
-	}
-	if a := statusOf(tok, bad.json(t)["request_id"].(string)); a.status != 404 {
-		t.Errorf("status of a 422: %d %s", a.status, a.body)
-	}
+	require.Equal(t, 422, bad.status, "%s", bad.body)
+	a = statusOf(tok, bad.json(t)["request_id"].(string))
+	assert.Equal(t, 404, a.status, "status of a 422: %s", a.body)
 	// A request id that is not a UUID: 500, nothing stored.
 	n := len(s.Events(DefaultTenantID))
-	if a := do(t, s, "POST", IngestPrefix+"/events", tok, event("z", "z"), map[string]string{"X-Request-ID": "req-1"}); a.status != 500 || string(a.body) != "Internal Server Error" {
-		t.Errorf("non-UUID X-Request-ID: %d %s", a.status, a.body)
-	}
-	if len(s.Events(DefaultTenantID)) != n {
-		t.Errorf("a 500 stored an event")
-	}
+	a = do(t, s, "POST", IngestPrefix+"/events", tok, event("z", "z"), map[string]string{"X-Request-ID": "req-1"})
+	assert.Equal(t, 500, a.status, "non-UUID X-Request-ID: %s", a.body)
+	assert.Equal(t, "Internal Server Error", string(a.body), "non-UUID X-Request-ID: body")
+	assert.Len(t, s.Events(DefaultTenantID), n, "a 500 stored an event")
 }
 
 func TestBatchShapes(t *testing.T) {
@@ -171,19 +159,20 @@ func TestBatchShapes(t *testing.T) {
 	for _, c := range cases {
 		a := do(t, s, "POST", IngestPrefix+"/events/batch", tok, c.body, nil)
 		env := a.json(t)
-		if a.status != c.status || env["status"] != c.envStat {
-			t.Errorf("%s: %d %s", c.name, a.status, a.body)
+		if !assert.Equal(t, c.status, a.status, "%s: %s", c.name, a.body) ||
+			!assert.Equal(t, c.envStat, env["status"], "%s: %s", c.name, a.body) {
 			continue
 		}
 		errs := env["errors"].([]any)
 		if c.code == "" {
-			if len(errs) != 0 || env["signature"] != nil {
-				t.Errorf("%s: %s", c.name, a.body)
-			}
+			assert.Empty(t, errs, "%s: %s", c.name, a.body)
+			assert.Nil(t, env["signature"], "%s: %s", c.name, a.body)
 			continue
 		}
-		if len(errs) != 1 || errs[0].(map[string]any)["code"] != c.code || errs[0].(map[string]any)["message"] != c.msg {
-			t.Errorf("%s: errors = %v", c.name, errs)
+		if assert.Len(t, errs, 1, "%s: errors", c.name) {
+			e := errs[0].(map[string]any)
+			assert.Equal(t, c.code, e["code"], "%s: errors %v", c.name, errs)
+			assert.Equal(t, c.msg, e["message"], "%s: errors %v", c.name, errs)
 		}
 	}
 }
@@ -217,46 +206,40 @@ func TestSignedServer(t *testing.T) {
 		{"uppercase", tok, map[string]string{"X-Timestamp": strconv.FormatInt(now, 10), "X-Signature": strings.ToUpper(SignRequest(secret, strconv.FormatInt(now, 10), body))}, 401, "Invalid request signature"},
 	} {
 		a := do(t, s, "POST", IngestPrefix+"/events", c.tok, body, c.hdr)
-		if a.status != c.status || a.json(t)["detail"] != c.detail {
-			t.Errorf("%s: %d %s, want %d %q", c.name, a.status, a.body, c.status, c.detail)
-		}
+		assert.Equal(t, c.status, a.status, "%s: %s", c.name, a.body)
+		assert.Equal(t, c.detail, a.json(t)["detail"], "%s: %s", c.name, a.body)
 	}
 	ok := do(t, s, "POST", IngestPrefix+"/events", tok, body, signed(now-300, map[string]string{"Idempotency-Key": "k"}))
-	if ok.status != 202 {
-		t.Fatalf("signed 300 s old: %d %s", ok.status, ok.body)
-	}
+	require.Equal(t, 202, ok.status, "signed 300 s old: %s", ok.body)
 	sig := ok.json(t)["signature"].(map[string]any)
-	if sig["algorithm"] != "hmac-sha256" || sig["signed_at"] != "2026-11-29T05:07:50+00:00" ||
-		sig["signature"] != EnvelopeSignature(key, IngestPrefix+"/events", DefaultTenantID, "2026-11-29T05:07:50+00:00", map[string]any{"event_id": "s-1"}) {
-		t.Errorf("signature = %v", sig)
-	}
+	assert.Equal(t, "hmac-sha256", sig["algorithm"], "signature %v", sig)
+	assert.Equal(t, "2026-11-29T05:07:50+00:00", sig["signed_at"], "signature %v", sig)
+	assert.Equal(t, EnvelopeSignature(key, IngestPrefix+"/events", DefaultTenantID, "2026-11-29T05:07:50+00:00", map[string]any{"event_id": "s-1"}),
+		sig["signature"], "signature %v", sig)
 	clock.Advance(10 * time.Second)
 	replay := do(t, s, "POST", IngestPrefix+"/events", tok, body, signed(clock.Now().Unix(), map[string]string{"Idempotency-Key": "k"}))
-	if replay.header.Get("X-Idempotent-Replay") != "true" || fmt.Sprint(replay.json(t)["signature"]) != fmt.Sprint(sig) {
-		t.Errorf("replay must carry the original signature: %s", replay.body)
-	}
+	assert.Equal(t, "true", replay.header.Get("X-Idempotent-Replay"), "replay: %s", replay.body)
+	assert.Equal(t, fmt.Sprint(sig), fmt.Sprint(replay.json(t)["signature"]), "replay must carry the original signature: %s", replay.body)
 	// Error envelopes are never signed; status needs no request signature but its envelope is signed.
 	bad := []byte(`{"x":1}`)
 	ts := strconv.FormatInt(clock.Now().Unix(), 10)
-	if a := do(t, s, "POST", IngestPrefix+"/events", tok, bad, map[string]string{"X-Timestamp": ts, "X-Signature": SignRequest(secret, ts, bad)}); a.status != 422 || a.json(t)["signature"] != nil {
-		t.Errorf("422 envelope: %d %s", a.status, a.body)
-	}
+	a := do(t, s, "POST", IngestPrefix+"/events", tok, bad, map[string]string{"X-Timestamp": ts, "X-Signature": SignRequest(secret, ts, bad)})
+	assert.Equal(t, 422, a.status, "422 envelope: %s", a.body)
+	assert.Nil(t, a.json(t)["signature"], "422 envelope: %s", a.body)
 	st := do(t, s, "GET", IngestPrefix+"/ingest/status/"+ok.json(t)["request_id"].(string), tok, nil, nil)
-	if st.status != 200 || st.json(t)["signature"] == nil {
-		t.Errorf("status on a signing server: %d %s", st.status, st.body)
-	}
+	assert.Equal(t, 200, st.status, "status on a signing server: %s", st.body)
+	assert.NotNil(t, st.json(t)["signature"], "status on a signing server: %s", st.body)
 }
 
 func TestRequireHTTPS(t *testing.T) {
 	s := start(t, Options{PlainHTTP: true, RequireHTTPS: true})
 	tok := login(t, s)
-	if a := do(t, s, "POST", IngestPrefix+"/events", tok, event("h", "h"), nil); a.status != 400 || a.json(t)["detail"] != "HTTPS is required" {
-		t.Errorf("plain HTTP to an HTTPS-only server: %d %s", a.status, a.body)
-	}
+	a := do(t, s, "POST", IngestPrefix+"/events", tok, event("h", "h"), nil)
+	assert.Equal(t, 400, a.status, "plain HTTP to an HTTPS-only server: %s", a.body)
+	assert.Equal(t, "HTTPS is required", a.json(t)["detail"], "plain HTTP to an HTTPS-only server: %s", a.body)
 	tlsSrv := start(t, Options{RequireHTTPS: true})
-	if a := do(t, tlsSrv, "POST", IngestPrefix+"/events", login(t, tlsSrv), event("h", "h"), nil); a.status != 202 {
-		t.Errorf("HTTPS: %d %s", a.status, a.body)
-	}
+	a = do(t, tlsSrv, "POST", IngestPrefix+"/events", login(t, tlsSrv), event("h", "h"), nil)
+	assert.Equal(t, 202, a.status, "HTTPS: %s", a.body)
 }
 
 func TestRateLimit(t *testing.T) {
@@ -269,26 +252,22 @@ func TestRateLimit(t *testing.T) {
 	post("")                                                        // failed auth counts too
 	do(t, s, "GET", IngestPrefix+"/ingest/status/x", tok, nil, nil) // and status polls
 	a := post(tok)
-	if a.status != 429 || a.json(t)["detail"] != "Rate limit exceeded" || a.header.Get("Retry-After") != "" {
-		t.Fatalf("4th request in a minute: %d %v %s", a.status, a.header, a.body)
-	}
-	if a := do(t, s, "POST", LoginPath, "", loginBody(DefaultUsername, DefaultPassword, DefaultTenantID), nil); a.status != 200 {
-		t.Errorf("login is not rate limited: %d", a.status)
-	}
+	require.Equal(t, 429, a.status, "4th request in a minute: %s", a.body)
+	require.Equal(t, "Rate limit exceeded", a.json(t)["detail"], "4th request in a minute: %s", a.body)
+	require.Empty(t, a.header.Get("Retry-After"), "4th request in a minute: %v", a.header)
+	a = do(t, s, "POST", LoginPath, "", loginBody(DefaultUsername, DefaultPassword, DefaultTenantID), nil)
+	assert.Equal(t, 200, a.status, "login is not rate limited")
 	clock.Advance(30 * time.Second) // the first request leaves the window
-	if a := post(tok); a.status != 202 {
-		t.Errorf("after the window slid: %d %s", a.status, a.body)
-	}
-	if a := post(tok); a.status != 429 {
-		t.Errorf("window full again: %d", a.status)
-	}
+	a = post(tok)
+	assert.Equal(t, 202, a.status, "after the window slid: %s", a.body)
+	a = post(tok)
+	assert.Equal(t, 429, a.status, "window full again")
 
 	off := start(t, Options{PlainHTTP: true, RateLimit: -1})
 	tok = login(t, off)
 	for i := 0; i < 300; i++ {
-		if a := do(t, off, "GET", IngestPrefix+"/ingest/status/00000000-0000-4000-8000-000000000000", tok, nil, nil); a.status != 404 {
-			t.Fatalf("rate limit off, request %d: %d", i, a.status)
-		}
+		a := do(t, off, "GET", IngestPrefix+"/ingest/status/00000000-0000-4000-8000-000000000000", tok, nil, nil)
+		require.Equal(t, 404, a.status, "rate limit off, request %d", i)
 	}
 }
 
@@ -297,9 +276,11 @@ func TestDefaultRateLimitIs240PerMinute(t *testing.T) {
 	s := New(Options{Now: clock.Now})
 	tok, _ := s.Login(DefaultTenantID, DefaultUsername)
 	for i := 1; i <= 241; i++ {
-		code := serve(s, "GET", IngestPrefix+"/ingest/status/00000000-0000-4000-8000-000000000000", tok, nil).Code
-		if (i <= 240 && code != 404) || (i == 241 && code != 429) {
-			t.Fatalf("request %d: %d", i, code)
+		want := 404
+		if i == 241 {
+			want = 429
 		}
+		code := serve(s, "GET", IngestPrefix+"/ingest/status/00000000-0000-4000-8000-000000000000", tok, nil).Code
+		require.Equal(t, want, code, "request %d", i)
 	}
 }

@@ -2,14 +2,15 @@ package testserver
 
 import (
 	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 func mustObj(t *testing.T, raw string) map[string]any {
 	t.Helper()
 	v, err := parseJSON([]byte(raw))
-	if err != nil {
-		t.Fatalf("parse %s: %v", raw, err)
-	}
+	require.NoError(t, err, "parse %s", raw)
 	return v.(map[string]any)
 }
 
@@ -35,12 +36,9 @@ func TestDeriveIDsMatchRecordedFixtures(t *testing.T) {
 			} else {
 				it, msg = validateEvent(obj)
 			}
-			if msg != "" {
-				t.Fatalf("validation failed: %s", msg)
-			}
-			if it.id != c.want || !it.derived {
-				t.Errorf("derived id = %s (derived %v), want %s", it.id, it.derived, c.want)
-			}
+			require.Empty(t, msg, "validation failed")
+			assert.Equal(t, c.want, it.id, "derived id")
+			assert.True(t, it.derived, "id %s is not marked derived", it.id)
 		})
 	}
 }
@@ -48,13 +46,9 @@ func TestDeriveIDsMatchRecordedFixtures(t *testing.T) {
 func TestDeriveEventIDDependsOnContentOnly(t *testing.T) {
 	a := mustObj(t, `{"source_system":"s","event_type":"t","occurred_at":"2026-02-22T10:00:00Z","severity":"low","asset_ref":"a","message":"m","metadata":{"x":1}}`)
 	b := mustObj(t, `{"message":"m","asset_ref":"a","severity":"HIGH","occurred_at":"2026-02-22T10:00:00+00:00","event_type":"t","source_system":"s"}`)
-	if DeriveEventID(a) != DeriveEventID(b) {
-		t.Errorf("same content, different ids: %s vs %s", DeriveEventID(a), DeriveEventID(b))
-	}
+	assert.Equal(t, DeriveEventID(a), DeriveEventID(b), "same content, different ids")
 	c := mustObj(t, `{"source_system":"s","event_type":"t","occurred_at":"2026-02-22T10:00:00Z","severity":"low","asset_ref":"a","message":"m2"}`)
-	if DeriveEventID(a) == DeriveEventID(c) {
-		t.Errorf("different messages derived the same id")
-	}
+	assert.NotEqual(t, DeriveEventID(a), DeriveEventID(c), "different messages derived the same id")
 }
 
 func TestValidationMessages(t *testing.T) {
@@ -82,37 +76,27 @@ func TestValidationMessages(t *testing.T) {
 	}
 	for _, c := range cases {
 		v, err := parseJSON([]byte(c.raw))
-		if err != nil {
-			t.Fatalf("parse %s: %v", c.raw, err)
-		}
+		require.NoError(t, err, "parse %s", c.raw)
 		var msg string
 		if c.finding {
 			_, msg = validateFinding(v)
 		} else {
 			_, msg = validateEvent(v)
 		}
-		if msg != c.want {
-			t.Errorf("%s:\n got %q\nwant %q", c.raw, msg, c.want)
-		}
+		assert.Equal(t, c.want, msg, "%s", c.raw)
 	}
 }
 
 func TestCanonicalMatchesPythonJSONDumps(t *testing.T) {
 	v, err := parseJSON([]byte(`{"b":[1,2.0,1e-5,1e16,"é😀<>&\u0001"],"a":null,"c":{"z":true,"y":false}}`))
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	// python3 -c 'import json; print(json.dumps(v, sort_keys=True, separators=(",",":")))'
 	want := `{"a":null,"b":[1,2.0,1e-05,1e+16,"\u00e9\ud83d\ude00<>&\u0001"],"c":{"y":false,"z":true}}`
-	if got := canonical(v); got != want {
-		t.Errorf("canonical:\n got %s\nwant %s", got, want)
-	}
+	assert.Equal(t, want, canonical(v), "canonical")
 }
 
 func TestJSONBOrderMatchesRecordedReplay(t *testing.T) {
 	orig := `{"request_id":"d480996d-482f-4afb-b665-7c961fbc175c","status":"accepted","data":{"event_id":"ss-signed-1795928870"},"errors":[],"signature":{"algorithm":"hmac-sha256","signed_at":"2026-11-29T05:07:51.105206+00:00","signature":"6142e267892ea42adbcfb12005101284bd6bb65dec6575f44a9bccaff76e0801"}}`
 	want := `{"data":{"event_id":"ss-signed-1795928870"},"errors":[],"status":"accepted","signature":{"algorithm":"hmac-sha256","signature":"6142e267892ea42adbcfb12005101284bd6bb65dec6575f44a9bccaff76e0801","signed_at":"2026-11-29T05:07:51.105206+00:00"},"request_id":"d480996d-482f-4afb-b665-7c961fbc175c"}`
-	if got := string(jsonbOrder([]byte(orig))); got != want {
-		t.Errorf("jsonb order:\n got %s\nwant %s", got, want)
-	}
+	assert.Equal(t, want, string(jsonbOrder([]byte(orig))), "jsonb order")
 }
