@@ -4,19 +4,18 @@ import (
 	"os"
 	"strings"
 	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 func parseSample(t *testing.T) *Report {
 	t.Helper()
 	f, err := os.Open("testdata/sample.txt")
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	defer f.Close()
 	rep, err := Parse(f)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err, "Parse")
 	return rep
 }
 
@@ -44,62 +43,46 @@ func TestRowsPairBaselineWithShipper(t *testing.T) {
 	}
 	for k, w := range want {
 		got, ok := rows[k]
-		if !ok {
-			t.Errorf("no row %q; rows: %v", k, rep.Rows())
+		if !assert.True(t, ok, "no row %q; rows: %v", k, rep.Rows()) {
 			continue
 		}
-		if got.Baseline != w.Baseline || got.Shipper != w.Shipper || got.Ratio != w.Ratio {
-			t.Errorf("%s = %+v, want baseline %s shipper %s ratio %s", k, got, w.Baseline, w.Shipper, w.Ratio)
-		}
+		assert.Equal(t, w.Baseline, got.Baseline, "%s = %+v: baseline", k, got)
+		assert.Equal(t, w.Shipper, got.Shipper, "%s = %+v: shipper", k, got)
+		assert.Equal(t, w.Ratio, got.Ratio, "%s = %+v: ratio", k, got)
 	}
 	// One row per (benchmark, unit): 4 + 2 + 3 (ns/op, heap, open) + 4 (ns, rec, p50, p99).
-	if n := len(rep.Rows()); n != 13 {
-		t.Errorf("%d rows, want 13: %v", n, rep.Rows())
-	}
-	if len(rep.Failures) != 0 {
-		t.Errorf("failures on a passing run: %v", rep.Failures)
-	}
+	assert.Len(t, rep.Rows(), 13, "rows")
+	assert.Empty(t, rep.Failures, "failures on a passing run")
 }
 
 func TestRowsKeepRunOrderAndThroughputFirst(t *testing.T) {
 	rows := parseSample(t).Rows()
-	if rows[0].Benchmark != "outbox/Enqueue" || rows[0].Unit != "records/s" {
-		t.Errorf("first row %+v, want outbox/Enqueue records/s", rows[0])
-	}
-	if last := rows[len(rows)-1]; last.Benchmark != "deliver/Deliver" {
-		t.Errorf("last row %+v, want deliver/Deliver", last)
-	}
+	require.NotEmpty(t, rows, "rows")
+	assert.Equal(t, "outbox/Enqueue", rows[0].Benchmark, "first row %+v", rows[0])
+	assert.Equal(t, "records/s", rows[0].Unit, "first row %+v", rows[0])
+	last := rows[len(rows)-1]
+	assert.Equal(t, "deliver/Deliver", last.Benchmark, "last row %+v", last)
 }
 
 func TestWritePrintsMachineAndTable(t *testing.T) {
 	var b strings.Builder
-	if err := parseSample(t).Write(&b); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, parseSample(t).Write(&b), "Write")
 	out := b.String()
 	for _, s := range []string{"cpu: Intel(R) Xeon(R) CPU @ 2.20GHz", "benchmark", "ratio", "outbox/Enqueue", "0.67x", "heap-MiB"} {
-		if !strings.Contains(out, s) {
-			t.Errorf("output lacks %q:\n%s", s, out)
-		}
+		assert.Contains(t, out, s, "output")
 	}
-	if strings.Count(out, "cpu: ") != 1 {
-		t.Errorf("machine line repeated:\n%s", out)
-	}
+	assert.Equal(t, 1, strings.Count(out, "cpu: "), "machine lines in:\n%s", out)
 }
 
 func TestParseReportsFailures(t *testing.T) {
 	in := "pkg: x/outbox\nBenchmarkA/baseline-2 10 5 ns/op\n--- FAIL: BenchmarkA/shipper\nFAIL\tx/outbox\t1.0s\n"
 	rep, err := Parse(strings.NewReader(in))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(rep.Failures) != 2 {
-		t.Errorf("failures = %v, want the two FAIL lines", rep.Failures)
-	}
+	require.NoError(t, err, "Parse")
+	assert.Len(t, rep.Failures, 2, "failures: want the two FAIL lines")
 	rows := rep.Rows()
-	if len(rows) != 1 || rows[0].Shipper != "-" || rows[0].Ratio != "-" {
-		t.Errorf("a half pair must show '-' for the missing side: %+v", rows)
-	}
+	require.Len(t, rows, 1, "rows")
+	assert.Equal(t, "-", rows[0].Shipper, "a half pair must show '-' for the missing side: %+v", rows)
+	assert.Equal(t, "-", rows[0].Ratio, "a half pair must show '-' for the missing side: %+v", rows)
 }
 
 func TestSplitName(t *testing.T) {
@@ -114,8 +97,7 @@ func TestSplitName(t *testing.T) {
 		"BenchmarkBatch-size-2":                   {"Batch-size", Unpaired},
 	} {
 		g, s := splitName(in)
-		if g != want.group || s != want.side {
-			t.Errorf("splitName(%q) = %q, %v; want %q, %v", in, g, s, want.group, want.side)
-		}
+		assert.Equal(t, want.group, g, "splitName(%q): group", in)
+		assert.Equal(t, want.side, s, "splitName(%q): side", in)
 	}
 }
