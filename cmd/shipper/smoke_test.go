@@ -127,7 +127,7 @@ func (s *smokeServer) check(route string, rec transcript.Exchange, r *http.Reque
 	}
 	for h, v := range rec.Request.Headers {
 		if route == "finding" && h == "Idempotency-Key" {
-			continue // ignored by the server on /findings (CONTRACT.md); finding_id dedupes
+			continue // ignored by the server on /findings (docs/vectorvue-api.md); finding_id dedupes
 		}
 		got := r.Header.Get(h)
 		if !assert.NotEmpty(t, got, "%s: header %s missing (recorded %q)", route, h, v) {
