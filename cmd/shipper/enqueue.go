@@ -22,6 +22,11 @@ func init() {
 // enqueueChunk is how many records go into one EnqueueAll commit.
 const enqueueChunk = 500
 
+// maxLineBytes is the outbox's record size limit (outbox.Options.MaxRecordBytes,
+// 1 MiB by default): a longer line could never be stored, so it is refused
+// without being held in memory.
+const maxLineBytes = 1 << 20
+
 func runEnqueue(ctx context.Context, args []string, env Env) int {
 	c := newCLI("enqueue", "--kind event|finding [FILE|-]", `
 Reads one JSON object, or JSON Lines (one object a line), from FILE or standard
@@ -70,11 +75,14 @@ Exit 0 when every record was stored, 1 when some line was refused.`, env)
 		e.progress = newProgress(env.Stderr, size)
 	}
 	cr := &countingReader{r: in}
-	err = readRecords(cr, func(line int, payload []byte) error {
+	err = readRecords(cr, maxLineBytes, func(line int, payload []byte) error {
 		if e.progress != nil {
 			e.progress.bytes = cr.n
 		}
 		return e.add(line, payload)
+	}, func(line int) error {
+		e.refuse(line, fmt.Sprintf("longer than %d bytes, the record size limit; skipped without being read whole", maxLineBytes))
+		return e.ctx.Err()
 	})
 	if err == nil {
 		err = e.flush()
@@ -181,39 +189,47 @@ func recordLevel(err error) bool {
 
 // readRecords calls fn for each record of r: JSON Lines, or one JSON object
 // that may span several lines (pretty-printed). line is the 1-based line where
-// the record starts.
-func readRecords(r io.Reader, fn func(line int, payload []byte) error) error {
+// the record starts; payload is valid only during fn. A line longer than
+// maxLine bytes goes to tooLong instead, read through but never held whole.
+func readRecords(r io.Reader, maxLine int, fn func(line int, payload []byte) error, tooLong func(line int) error) error {
 	br := bufio.NewReaderSize(r, 1<<20)
+	var buf []byte
 	line := 0
 	first := true
 	for {
-		b, err := br.ReadBytes('\n')
-		if len(b) > 0 {
+		b, long, err := readLine(br, buf[:0], maxLine)
+		buf = b
+		if len(b) > 0 || long {
 			line++
-			t := bytes.TrimSpace(b)
-			if len(t) > 0 {
-				if first && t[0] == '{' && !json.Valid(t) {
-					// Maybe one object over several lines: take the whole input.
-					rest, rerr := io.ReadAll(br)
-					if rerr != nil {
-						return rerr
-					}
-					all := bytes.TrimSpace(append(bytes.Clone(b), rest...))
-					if json.Valid(all) {
-						return fn(line, all)
-					}
-					if ferr := fn(line, t); ferr != nil {
-						return ferr
-					}
-					// Go on line by line with what is left.
-					br = bufio.NewReaderSize(bytes.NewReader(rest), 1<<20)
-					first = false
-					continue
+		}
+		if long {
+			first = false
+			if ferr := tooLong(line); ferr != nil {
+				return ferr
+			}
+		} else if t := bytes.TrimSpace(b); len(t) > 0 {
+			if first && t[0] == '{' && !json.Valid(t) {
+				// Maybe one object over several lines: take the rest of the input,
+				// as much of it as one record may hold.
+				rest, rerr := io.ReadAll(io.LimitReader(br, int64(maxLine+1)))
+				if rerr != nil {
+					return rerr
 				}
-				first = false
+				all := bytes.TrimSpace(append(bytes.Clone(b), rest...))
+				if len(all) <= maxLine && json.Valid(all) {
+					return fn(line, all)
+				}
 				if ferr := fn(line, t); ferr != nil {
 					return ferr
 				}
+				// Go on line by line with what is left.
+				br = bufio.NewReaderSize(io.MultiReader(bytes.NewReader(rest), br), 1<<20)
+				first = false
+				continue
+			}
+			first = false
+			if ferr := fn(line, t); ferr != nil {
+				return ferr
 			}
 		}
 		if errors.Is(err, io.EOF) {
@@ -222,6 +238,30 @@ func readRecords(r io.Reader, fn func(line int, payload []byte) error) error {
 		if err != nil {
 			return err
 		}
+	}
+}
+
+// readLine appends the next line of br, newline included, to buf. A line whose
+// content passes max bytes is read to its end but not kept: long is true and
+// line is empty.
+func readLine(br *bufio.Reader, buf []byte, max int) (line []byte, long bool, err error) {
+	for {
+		frag, err := br.ReadSlice('\n')
+		if !long {
+			// Two bytes of slack for the line's own "\r\n".
+			if len(buf)+len(frag) > max+2 {
+				long, buf = true, buf[:0]
+			} else {
+				buf = append(buf, frag...)
+			}
+		}
+		if errors.Is(err, bufio.ErrBufferFull) {
+			continue
+		}
+		if !long && len(bytes.TrimRight(buf, "\r\n")) > max {
+			long, buf = true, buf[:0]
+		}
+		return buf, long, err
 	}
 }
 

@@ -17,8 +17,11 @@ type readRecord struct {
 func readAll(t *testing.T, in string) []readRecord {
 	t.Helper()
 	var got []readRecord
-	err := readRecords(strings.NewReader(in), func(line int, p []byte) error {
+	err := readRecords(strings.NewReader(in), maxLineBytes, func(line int, p []byte) error {
 		got = append(got, readRecord{line, string(p)})
+		return nil
+	}, func(line int) error {
+		got = append(got, readRecord{line, "(too long)"})
 		return nil
 	})
 	require.NoError(t, err)
