@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -26,8 +27,16 @@ const (
 // Client talks to VectorVue. Safe for concurrent use.
 type Client struct {
 	s   *settings
-	hc  *http.Client
 	log *slog.Logger
+
+	// sec holds the secrets and the HTTP client built on the CA: swapped whole
+	// by Reload (secrets.go), read lock-free by every request.
+	sec      atomic.Pointer[secrets]
+	reloadMu sync.Mutex
+	// refused is set by an answer the secret or CA files could fix (401, 403,
+	// an untrusted certificate) and cleared by a 2xx: while set, every attempt
+	// re-reads the files first.
+	refused atomic.Bool
 
 	// Seams for tests: how a retry waits, and how its wait is drawn.
 	wait   func(ctx context.Context, d time.Duration) error
@@ -45,17 +54,19 @@ type loginCall struct {
 }
 
 // New validates cfg (a *ConfigError names the bad field) and builds a client.
-// It does no I/O: the first call logs in when there is no Token.
+// It reads the secret and CA files, and makes no request: the first call logs
+// in when there is no Token.
 func New(cfg Config) (*Client, error) {
 	s, err := cfg.resolve()
 	if err != nil {
 		return nil, err
 	}
-	hc, err := s.httpClient()
+	sec, err := s.loadSecrets(nil)
 	if err != nil {
 		return nil, err
 	}
-	c := &Client{s: s, hc: hc, log: s.Logger, wait: sleepCtx, jitter: fullJitter}
+	c := &Client{s: s, log: s.Logger, wait: sleepCtx, jitter: fullJitter}
+	c.sec.Store(sec)
 	if s.InsecureSkipVerify {
 		c.log.Warn("TLS certificate verification is OFF for VectorVue: anyone on the path can read and change the traffic, tokens included",
 			"base_url", s.baseStr)
@@ -81,21 +92,21 @@ func (c *Client) BaseURL() string { return c.s.baseStr }
 func (c *Client) MaxBatchSize() int { return c.s.MaxBatchSize }
 
 // HasPreProvisionedToken reports whether the client uses a configured Token
-// instead of logging in.
-func (c *Client) HasPreProvisionedToken() bool { return c.s.Token != "" }
+// (or TokenFile) instead of logging in.
+func (c *Client) HasPreProvisionedToken() bool { return c.s.tokenMode }
 
 // VerifiesTLS reports whether the server's certificate is verified (false
 // only with InsecureSkipVerify).
 func (c *Client) VerifiesTLS() bool { return !c.s.InsecureSkipVerify }
 
 // Signing reports whether requests are HMAC-signed.
-func (c *Client) Signing() bool { return c.s.SignatureSecret != "" }
+func (c *Client) Signing() bool { return c.sec.Load().signature != "" }
 
 // Login obtains a fresh JWT with username/password/tenant, replacing the
 // current one; concurrent callers share one login. With a pre-provisioned
 // Token it does nothing and returns ErrPreProvisionedToken.
 func (c *Client) Login(ctx context.Context) error {
-	if c.s.Token != "" {
+	if c.s.tokenMode {
 		return ErrPreProvisionedToken
 	}
 	c.mu.Lock()
@@ -276,6 +287,9 @@ func (c *Client) do(ctx context.Context, r request) (*Envelope, []byte, error) {
 	retries := 0
 	relogged := false
 	for attempt := 1; ; attempt++ {
+		if c.s.rereads() && c.refused.Load() {
+			c.reloadAfterFailure()
+		}
 		token, fromLogin := "", false
 		if r.auth {
 			var err error
@@ -286,6 +300,12 @@ func (c *Client) do(ctx context.Context, r request) (*Envelope, []byte, error) {
 		start := time.Now()
 		ans, err := c.attempt(ctx, r, token)
 		dur := time.Since(start)
+		switch {
+		case err == nil && ans.status >= 200 && ans.status < 300:
+			c.refused.Store(false)
+		case refusalFixableByFiles(statusOf(ans, err), err):
+			c.refused.Store(true)
+		}
 
 		var retryAfter time.Duration
 		var env *Envelope
@@ -370,6 +390,14 @@ func (c *Client) do(ctx context.Context, r request) (*Envelope, []byte, error) {
 	}
 }
 
+// statusOf is the HTTP status of an attempt that got an answer, else 0.
+func statusOf(a *answer, err error) int {
+	if err != nil || a == nil {
+		return 0
+	}
+	return a.status
+}
+
 func sentIDOf(a *answer) string {
 	if a == nil {
 		return ""
@@ -404,14 +432,15 @@ func (c *Client) attempt(ctx context.Context, r request, token string) (*answer,
 	if r.idemKey != "" {
 		h.Set("Idempotency-Key", r.idemKey)
 	}
-	if r.sign && c.s.SignatureSecret != "" {
+	sec := c.sec.Load()
+	if r.sign && sec.signature != "" {
 		// Signed per attempt: the server allows ±300 s of skew, and a retry may
 		// come minutes after the first try.
 		ts := c.s.Now().Unix()
 		h.Set("X-Timestamp", strconv.FormatInt(ts, 10))
-		h.Set("X-Signature", Sign([]byte(c.s.SignatureSecret), ts, r.body))
+		h.Set("X-Signature", Sign([]byte(sec.signature), ts, r.body))
 	}
-	resp, err := c.hc.Do(req)
+	resp, err := sec.hc.Do(req)
 	if err != nil {
 		return ans, err
 	}
@@ -465,8 +494,8 @@ func (c *Client) logAttempt(ctx context.Context, r request, sentID, outcome stri
 // bearer returns the token to send: the pre-provisioned one, or the one from
 // our login (logging in first when there is none; one login for all callers).
 func (c *Client) bearer(ctx context.Context) (token string, fromLogin bool, err error) {
-	if c.s.Token != "" {
-		return string(c.s.Token), false, nil
+	if c.s.tokenMode {
+		return string(c.sec.Load().token), false, nil
 	}
 	for {
 		c.mu.Lock()
@@ -528,7 +557,7 @@ type loginRequest struct {
 
 func (c *Client) login(ctx context.Context) (token, tenant string, err error) {
 	const ep = "POST /auth/login"
-	body, err := json.Marshal(loginRequest{Username: c.s.Username, Password: string(c.s.Password), TenantID: c.s.TenantID})
+	body, err := json.Marshal(loginRequest{Username: c.s.Username, Password: string(c.sec.Load().password), TenantID: c.s.TenantID})
 	if err != nil {
 		return "", "", fmt.Errorf("vvapi: %s: %w", ep, err)
 	}

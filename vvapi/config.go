@@ -60,6 +60,14 @@ type Config struct {
 	Logger             *slog.Logger     // default discards
 	Now                func() time.Time // default time.Now; used for X-Timestamp and Retry-After dates
 	UserAgent          string           // default "shipper-vvapi/1"
+
+	// Secrets kept in files that may change (a rotated password, a re-issued
+	// token): each stands for its value field above, which must then be empty.
+	// They are read at New, again before the next request after a refusal they
+	// could fix (401, 403, an untrusted certificate), and on Reload; CAFile too.
+	PasswordFile        string
+	TokenFile           string
+	SignatureSecretFile string
 }
 
 // ConfigError is returned by New when a Config field is invalid.
@@ -77,6 +85,7 @@ type settings struct {
 	baseStr    string // without a trailing slash
 	maxRetries int    // >= 0
 	loginOK    bool   // username, password and tenant are all set
+	tokenMode  bool   // a Token or TokenFile: no login, ever
 }
 
 func (cfg Config) resolve() (*settings, error) {
@@ -105,22 +114,29 @@ func (cfg Config) resolve() (*settings, error) {
 	s.base = u
 	s.baseStr = strings.TrimRight(u.String(), "/")
 
-	if s.Token == "" {
+	for _, pair := range []struct {
+		value      Secret
+		file, name string
+	}{{s.Password, s.PasswordFile, "Password"}, {s.Token, s.TokenFile, "Token"}, {s.SignatureSecret, s.SignatureSecretFile, "SignatureSecret"}} {
+		if pair.value != "" && pair.file != "" {
+			return nil, &ConfigError{pair.name + "File", "both " + pair.name + " and " + pair.name + "File are set; give only one"}
+		}
+	}
+	s.tokenMode = s.Token != "" || s.TokenFile != ""
+	hasPassword := s.Password != "" || s.PasswordFile != ""
+	if !s.tokenMode {
 		switch {
-		case s.Username == "" && s.Password == "" && s.TenantID == "":
+		case s.Username == "" && !hasPassword && s.TenantID == "":
 			return nil, &ConfigError{"Token", "either a Token or Username, Password and TenantID are required"}
 		case s.Username == "":
 			return nil, &ConfigError{"Username", "required for login (or give a Token)"}
-		case s.Password == "":
+		case !hasPassword:
 			return nil, &ConfigError{"Password", "required for login (or give a Token)"}
 		case s.TenantID == "":
 			return nil, &ConfigError{"TenantID", "required for login (or give a Token)"}
 		}
 	}
-	s.loginOK = s.Username != "" && s.Password != "" && s.TenantID != ""
-	if strings.ContainsAny(string(s.Token), " \t\r\n") {
-		return nil, &ConfigError{"Token", "contains whitespace (a stray newline from a token file?)"}
-	}
+	s.loginOK = s.Username != "" && hasPassword && s.TenantID != ""
 
 	switch {
 	case s.Timeout == 0:
@@ -169,22 +185,19 @@ func (cfg Config) resolve() (*settings, error) {
 	return s, nil
 }
 
-// httpClient builds the one pooled client (connections are reused across calls).
-func (s *settings) httpClient() (*http.Client, error) {
+// httpClient builds the one pooled client (connections are reused across
+// calls), trusting caPEM (CAFile's bytes) beside the system's CAs.
+func (s *settings) httpClient(caPEM []byte) (*http.Client, error) {
 	if s.HTTPClient != nil {
 		return s.HTTPClient, nil
 	}
 	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12}
 	if s.CAFile != "" {
-		pem, err := os.ReadFile(s.CAFile)
-		if err != nil {
-			return nil, &ConfigError{"CAFile", fmt.Sprintf("cannot read %s: %v", s.CAFile, unwrapPathError(err))}
-		}
 		pool, err := x509.SystemCertPool()
 		if err != nil || pool == nil {
 			pool = x509.NewCertPool()
 		}
-		if !pool.AppendCertsFromPEM(pem) {
+		if !pool.AppendCertsFromPEM(caPEM) {
 			return nil, &ConfigError{"CAFile", fmt.Sprintf("%s holds no PEM certificate", s.CAFile)}
 		}
 		tlsCfg.RootCAs = pool

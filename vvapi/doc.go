@@ -17,6 +17,10 @@
 //   - returns every non-2xx answer as one *Error (status, code, the server's
 //     message, request id, attempts), matched by errors.Is against the
 //     sentinels of errors.go, and network failures as *TransportError;
+//   - reads secrets given as files (PasswordFile, TokenFile,
+//     SignatureSecretFile) and CAFile again before the next request after a
+//     refusal they could fix (401, 403, an untrusted certificate), and on
+//     Reload, so a rotated password or a re-issued CA needs no new client;
 //   - logs endpoint, request id, tenant, outcome, HTTP status, attempt and
 //     duration through the injected *slog.Logger, and never a password,
 //     token, secret or signature (Secret redacts itself everywhere).
