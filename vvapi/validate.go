@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -15,7 +14,21 @@ import (
 // the server would refuse is refused at enqueue, with the field named. The
 // server stays the authority; these rules follow its pydantic models.
 
-var idRE = regexp.MustCompile(`^[A-Za-z0-9._:-]+$`)
+// isID reports whether s matches ^[A-Za-z0-9._:-]+$; a loop, as a regexp was a
+// fifth of the time validating a record took.
+func isID(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '.', c == '_', c == ':', c == '-':
+		default:
+			return false
+		}
+	}
+	return true
+}
 
 type fieldRule struct {
 	name     string
@@ -58,6 +71,15 @@ func ValidateEvent(payload []byte) error { return validate(payload, eventRules) 
 func ValidateFinding(payload []byte) error { return validate(payload, findingRules) }
 
 func validate(payload []byte, rules []fieldRule) error {
+	if validFast(payload, rules) {
+		return nil
+	}
+	return validateDecoded(payload, rules)
+}
+
+// validateDecoded decodes payload and checks rules, naming the first field that
+// breaks one.
+func validateDecoded(payload []byte, rules []fieldRule) error {
 	t := bytes.TrimLeft(payload, " \t\r\n")
 	if len(t) == 0 || t[0] != '{' {
 		return &ValidationError{Field: "(payload)", Message: "must be a JSON object"}
@@ -121,7 +143,7 @@ func str(minLen, maxLen int, pattern bool) func(v any) string {
 		if n > maxLen {
 			return fmt.Sprintf("must have at most %d characters (has %d)", maxLen, n)
 		}
-		if pattern && !idRE.MatchString(s) {
+		if pattern && !isID(s) {
 			return "must match ^[A-Za-z0-9._:-]+$"
 		}
 		return ""
@@ -191,22 +213,23 @@ func validDatetime(s string) bool {
 	if s == "" {
 		return false
 	}
-	if _, err := strconv.ParseFloat(s, 64); err == nil && !strings.ContainsAny(s, "eEnNxX") {
-		return true
-	}
-	if len(s) > 10 {
-		switch s[10] {
+	// The layouts first: a failed ParseFloat allocates its error, and most
+	// times are strings in the first layout.
+	t := s
+	if len(t) > 10 {
+		switch t[10] {
 		case 't', ' ', '_':
-			s = s[:10] + "T" + s[11:]
+			t = t[:10] + "T" + t[11:]
 		}
 	}
-	if n := len(s); n > 0 && s[n-1] == 'z' {
-		s = s[:n-1] + "Z"
+	if n := len(t); n > 0 && t[n-1] == 'z' {
+		t = t[:n-1] + "Z"
 	}
 	for _, l := range dateLayouts {
-		if _, err := time.Parse(l, s); err == nil {
+		if _, err := time.Parse(l, t); err == nil {
 			return true
 		}
 	}
-	return false
+	_, err := strconv.ParseFloat(s, 64)
+	return err == nil && !strings.ContainsAny(s, "eEnNxX")
 }
