@@ -205,8 +205,7 @@ func (g *gate) report(probe bool, res gateResult, why string) {
 			return
 		}
 		g.mode, g.until, g.probing, g.why = gatePaused, g.now().Add(g.pause), false, why
-		g.log.Error("delivery paused: VectorVue refused the credentials or configuration; records are kept, nothing is dead-lettered; fix the credentials (or settings) — retrying login",
-			"reason", why, "retry_in", g.pause.String())
+		g.log.Error(pauseHeadline(why), "cause", pauseCause(why), "reason", why, "retry_in", g.pause.String())
 	}
 	if prev != g.mode {
 		if prev == gatePaused || prev == gateHold {
