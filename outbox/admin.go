@@ -23,18 +23,43 @@ func (o *Outbox) Get(key string) (Record, error) {
 		if v == nil {
 			return fmt.Errorf("outbox: get %s: %w", key, ErrNotFound)
 		}
-		st, err := o.readSeq(tx, binary.BigEndian.Uint64(v))
+		seq := binary.BigEndian.Uint64(v)
+		st, err := o.readSeq(tx, seq)
+		if d, ok := asDamage(err); ok {
+			r = damagedRecord(seq, st, d)
+			return nil
+		}
 		if err != nil {
 			return err
 		}
-		plain, err := o.plaintext(&st)
-		if err != nil {
-			return err
-		}
-		r = st.public(plain)
-		return nil
+		r, err = o.publicOf(&st)
+		return err
 	})
 	return r, err
+}
+
+// publicOf is st as a Record, payload decrypted; a quarantined record's payload
+// is withheld.
+func (o *Outbox) publicOf(st *stored) (Record, error) {
+	if st.corrupt {
+		r := st.public(nil)
+		r.Damage = st.lastErr
+		return r, nil
+	}
+	plain, err := o.plaintext(st)
+	if err != nil {
+		return Record{}, err
+	}
+	return st.public(plain), nil
+}
+
+// damagedRecord is what a read shows of a record that failed its checksum: the
+// fields as read (they may be wrong), no payload, and the damage.
+func damagedRecord(seq uint64, st stored, d *damageError) Record {
+	v := damagedView(seq, st, nil)
+	r := v.public(nil)
+	r.Damage = d.reason
+	return r
 }
 
 func (o *Outbox) readSeq(tx *bolt.Tx, seq uint64) (stored, error) {
@@ -44,7 +69,7 @@ func (o *Outbox) readSeq(tx *bolt.Tx, seq uint64) (stored, error) {
 	}
 	st, err := decodeStored(seq, v)
 	if err != nil {
-		return st, fmt.Errorf("outbox %s: %v: %w", o.path, err, ErrCorrupt)
+		return st, fmt.Errorf("outbox %s: %w", o.path, err)
 	}
 	return st, nil
 }
@@ -140,20 +165,22 @@ func (o *Outbox) List(f Filter, fn func(Record) error) error {
 				if v == nil {
 					return fmt.Errorf("outbox %s: index names missing record %d: %w", o.path, seq, ErrCorrupt)
 				}
-				st, err := decodeStored(seq, v)
-				if err != nil {
-					return fmt.Errorf("outbox %s: %v: %w", o.path, err, ErrCorrupt)
-				}
+				st, d := decodeView(seq, v)
 				if (f.Kind != "" && kindOf(st.kind) != f.Kind) || (f.State != "" && st.state != sc) ||
 					(cutoff != 0 && st.created > cutoff) ||
 					(f.ErrorContains != "" && !strings.Contains(st.lastErr, f.ErrorContains)) {
 					continue
 				}
-				plain, err := o.plaintext(&st)
+				if d != nil {
+					// Listed, marked, and the listing goes on.
+					chunk = append(chunk, damagedRecord(seq, st, d))
+					continue
+				}
+				r, err := o.publicOf(&st)
 				if err != nil {
 					return err
 				}
-				chunk = append(chunk, st.public(plain))
+				chunk = append(chunk, r)
 			}
 		})
 		o.release()
@@ -279,9 +306,14 @@ func (o *Outbox) Requeue(keys []string, dryRun bool) ([]string, error) {
 				skipped = append(skipped, fmt.Errorf("outbox: requeue %s: %w", key, ErrNotFound))
 				continue
 			}
-			old, err := w.load(seq)
+			old, ok, err := w.loadLive(seq)
 			if err != nil {
 				return err
+			}
+			if !ok || old.corrupt {
+				skipped = append(skipped, fmt.Errorf("outbox: requeue %s: the record failed its checksum (its payload cannot be trusted): re-enqueue it from the source: %w",
+					key, ErrCorrupt))
+				continue
 			}
 			if old.state != stateCodeDead && old.state != stateCodeSubmitted {
 				skipped = append(skipped, fmt.Errorf("outbox: requeue %s: record is %s, only dead or submitted records can be requeued: %w",
@@ -325,6 +357,9 @@ func (o *Outbox) RequeueState(state State, dryRun bool) ([]string, error) {
 	}
 	sc, _ := stateCode(state)
 	return o.chunked(sc, func(w *wtx, st *stored) (bool, error) {
+		if st.corrupt {
+			return false, nil // re-enqueued from the source, never requeued
+		}
 		if dryRun {
 			return true, nil
 		}
@@ -371,9 +406,13 @@ func (o *Outbox) chunked(sc byte, fn func(*wtx, *stored) (bool, error), dryRun b
 			}
 			n = len(seqs)
 			for _, seq := range seqs {
-				st, err := w.load(seq)
+				after = seq
+				st, live, err := w.loadLive(seq, w.b.byState.key(byStateKey(sc, seq)))
 				if err != nil {
 					return err
+				}
+				if !live {
+					continue // quarantined: dead now, a later pass sees it
 				}
 				ok, err := fn(w, &st)
 				if err != nil {
@@ -404,6 +443,7 @@ func (o *Outbox) chunked(sc byte, fn func(*wtx, *stored) (bool, error), dryRun b
 type CheckReport struct {
 	Records  int
 	Problems []string
+	Damaged  []string // keys of records that failed their checksum (quarantined ones included)
 }
 
 // maxProblems bounds the report: a badly damaged file would otherwise list
@@ -456,6 +496,7 @@ func checkTx(o *Outbox, tx *bolt.Tx, rep *CheckReport, problem func(string, ...a
 		}
 	}
 	meta := tx.Bucket(bucketMeta)
+	fileKey, _, _ := cut(meta.Get(metaKeyCheck))
 	var c counters
 	for _, kc := range []byte{kindCodeEvent, kindCodeFinding} {
 		var wm uint64
@@ -469,10 +510,30 @@ func checkTx(o *Outbox, tx *bolt.Tx, rep *CheckReport, problem func(string, ...a
 				return nil
 			}
 			rid := binary.BigEndian.Uint64(k)
-			st, err := decodeStored(rid, v)
-			if err != nil {
-				problem("%v", err)
+			st, d := decodeView(rid, v)
+			if d != nil {
+				c.add(&st, 1)
+				key := findKey(indexOf(tx, bucketKeys), rid, st.key)
+				if key == "" {
+					key = fmt.Sprintf("damaged-record-%d", rid)
+				}
+				rep.Damaged = append(rep.Damaged, key)
+				problem("record %s (id %d) is damaged: %s; it is never sent: re-enqueue it from the source, or `shipper salvage` the file", key, rid, d.reason)
 				return nil
+			}
+			if st.corrupt {
+				rep.Damaged = append(rep.Damaged, st.key)
+				problem("record %s (id %d) is damaged and was made dead: %s", st.key, rid, st.lastErr)
+			}
+			if fileKey != st.keyID && !st.corrupt {
+				switch {
+				case st.keyID == "":
+					problem("record %s: payload in plaintext in a file encrypted with key %s", st.key, fileKey)
+				case fileKey == "":
+					problem("record %s: payload sealed with key %s in a file without encryption", st.key, st.keyID)
+				default:
+					problem("record %s: payload sealed with key %s, the file's key is %s", st.key, st.keyID, fileKey)
+				}
 			}
 			if rid>>8 > meta.Sequence() {
 				problem("record %d above the sequence %d", rid, meta.Sequence())
@@ -480,7 +541,7 @@ func checkTx(o *Outbox, tx *bolt.Tx, rep *CheckReport, problem func(string, ...a
 			if st.fresh && rid < wm {
 				problem("record %s is fresh but below the %s watermark %d: Claim would never find it", st.key, kindOf(kc), wm)
 			}
-			if o.sealer != nil || st.keyID == "" {
+			if !st.corrupt && (o.sealer != nil || st.keyID == "") {
 				if plain, err := o.plaintext(&st); err != nil {
 					problem("record %s: %v", st.key, err)
 				} else if len(plain) != st.plainLen {
@@ -516,6 +577,9 @@ func checkTx(o *Outbox, tx *bolt.Tx, rep *CheckReport, problem func(string, ...a
 			}
 			rid := binary.BigEndian.Uint64(raw[len(raw)-8:])
 			st, err := o.readSeq(tx, rid)
+			if _, ok := asDamage(err); ok {
+				return nil // the record is reported as damaged
+			}
 			if err != nil {
 				problem("%s entry %x has no matching record", name, k)
 				return nil

@@ -219,7 +219,7 @@ func TestCheckFindsInconsistency(t *testing.T) {
 		"adding a bad record")
 	rep, err = o.Check()
 	assert.ErrorIs(t, err, ErrCorrupt, "Check with a bad record = %+v", rep)
-	assert.Contains(t, strings.Join(rep.Problems, "\n"), "unknown format", "Check with a bad record")
+	assert.Contains(t, strings.Join(rep.Problems, "\n"), "unknown record format", "Check with a bad record")
 	require.NoError(t, o.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketEvents).Delete(bad) }),
 		"removing the bad record")
 }

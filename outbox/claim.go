@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -39,13 +40,17 @@ func (o *Outbox) Claim(kind Kind, max int, lease time.Duration) ([]Record, error
 		if err := w.expireLeases(now); err != nil {
 			return err
 		}
+		// Due entries are collected whole: a stale one (its record damaged or
+		// moved by hand) is deleted rather than followed again.
 		var seqs []uint64
+		var via [][]byte
 		c := w.b.due.Cursor()
 		for k, _ := c.Seek([]byte{kc}); k != nil && len(seqs) < max; k, _ = c.Next() {
 			if len(k) != 17 || k[0] != kc || binary.BigEndian.Uint64(k[1:]) > timeKey(now) {
 				break
 			}
 			seqs = append(seqs, binary.BigEndian.Uint64(k[9:]))
+			via = append(via, w.b.due.key(k))
 		}
 		if len(seqs) < max {
 			fresh, err := w.takeFresh(kc, max-len(seqs))
@@ -55,10 +60,25 @@ func (o *Outbox) Claim(kind Kind, max int, lease time.Duration) ([]Record, error
 			seqs = append(seqs, fresh...)
 		}
 		leaseUntil := nanos(w.now.Add(lease))
-		for _, seq := range seqs {
-			old, err := w.load(seq)
+		for i, seq := range seqs {
+			var entry [][]byte
+			if i < len(via) {
+				entry = via[i : i+1]
+			}
+			old, ok, err := w.loadLive(seq, entry...)
 			if err != nil {
 				return err
+			}
+			if !ok {
+				continue // damaged: quarantined, never handed out
+			}
+			if old.state != stateCodePending || old.corrupt {
+				for _, k := range entry {
+					if err := w.dropEntry(k); err != nil {
+						return err
+					}
+				}
+				continue
 			}
 			plain, err := o.plaintext(&old)
 			if err != nil {
@@ -130,24 +150,35 @@ func firstFresh(tx *bolt.Tx, kc byte, limit int) (rid uint64, found, unknown boo
 
 // expireLeases returns sending records whose lease ended back to pending, due now.
 func (w *wtx) expireLeases(now int64) error {
-	var seqs []uint64
+	var entries [][]byte
 	c := w.b.leases.Cursor()
-	for k, _ := c.First(); k != nil && len(seqs) < sweepLimit; k, _ = c.Next() {
+	for k, _ := c.First(); k != nil && len(entries) < sweepLimit; k, _ = c.Next() {
 		if len(k) != 16 || binary.BigEndian.Uint64(k) > timeKey(now) {
 			break
 		}
-		seqs = append(seqs, binary.BigEndian.Uint64(k[8:]))
+		entries = append(entries, w.b.leases.key(k))
 	}
-	return w.returnToPending(seqs, now)
+	return w.returnToPending(entries, now)
 }
 
-// returnToPending moves sending records back to pending, due at now, without
-// counting an attempt: their sender is gone, not refused.
-func (w *wtx) returnToPending(seqs []uint64, now int64) error {
-	for _, seq := range seqs {
-		old, err := w.load(seq)
+// returnToPending moves sending records, named by their full lease index
+// entries, back to pending, due at now, without counting an attempt: their
+// sender is gone, not refused.
+func (w *wtx) returnToPending(entries [][]byte, now int64) error {
+	for _, e := range entries {
+		seq := binary.BigEndian.Uint64(e[len(e)-8:])
+		old, ok, err := w.loadLive(seq, e)
 		if err != nil {
 			return err
+		}
+		if !ok {
+			continue
+		}
+		if old.state != stateCodeSending {
+			if err := w.dropEntry(e); err != nil { // stale entry
+				return err
+			}
+			continue
 		}
 		st := old
 		st.state, st.lease, st.next, st.updated = stateCodePending, 0, now, now
@@ -216,9 +247,12 @@ func (w *wtx) apply(oc *Outcome) (skip error, err error) {
 	if !ok {
 		return fmt.Errorf("outbox: apply %s %s: %w", oc.State, oc.Key, ErrNotFound), nil
 	}
-	old, err := w.load(seq)
+	old, ok, err := w.loadLive(seq)
 	if err != nil {
 		return nil, err
+	}
+	if !ok {
+		return fmt.Errorf("outbox: apply %s %s: record failed its checksum and was made dead: %w", oc.State, oc.Key, ErrCorrupt), nil
 	}
 	invalid := func() (error, error) {
 		return fmt.Errorf("outbox: apply %s %s: record is %s: %w", oc.State, oc.Key, stateOf(old.state), ErrInvalidState), nil
@@ -302,6 +336,7 @@ func (o *Outbox) Submissions(max int) ([]Submission, error) {
 	}
 	defer o.release()
 	var out []Submission
+	var damaged []uint64
 	err := o.db.View(func(tx *bolt.Tx) error {
 		c := indexOf(tx, bucketSubmitted).Cursor()
 		var group []byte // submittedAt+requestID of the current submission
@@ -317,9 +352,17 @@ func (o *Outbox) Submissions(max int) ([]Submission, error) {
 				group = append(group[:0], g...)
 				out = append(out, Submission{RequestID: string(g[8:]), SubmittedAt: fromNanos(int64(binary.BigEndian.Uint64(g)))})
 			}
-			st, err := o.readSeq(tx, binary.BigEndian.Uint64(k[len(k)-8:]))
+			seq := binary.BigEndian.Uint64(k[len(k)-8:])
+			st, err := o.readSeq(tx, seq)
+			if _, ok := asDamage(err); ok {
+				damaged = append(damaged, seq) // quarantined below, never polled
+				continue
+			}
 			if err != nil {
 				return err
+			}
+			if st.state != stateCodeSubmitted {
+				continue
 			}
 			plain, err := o.plaintext(&st)
 			if err != nil {
@@ -334,7 +377,10 @@ func (o *Outbox) Submissions(max int) ([]Submission, error) {
 	if err != nil {
 		return nil, fmt.Errorf("outbox: submissions: %w", err)
 	}
-	return out, nil
+	if err := o.quarantineSeqs(damaged); err != nil {
+		return nil, fmt.Errorf("outbox: submissions: %w", err)
+	}
+	return slices.DeleteFunc(out, func(s Submission) bool { return len(s.Records) == 0 }), nil
 }
 
 // NextDue returns when the earliest pending record of kind becomes claimable

@@ -139,7 +139,8 @@ type prepared struct {
 	keyID  string
 	newKey bool   // a UUIDv7 made here: it cannot be stored yet, so no lookup
 	st     stored // the new record, without its id
-	enc    []byte // st encoded
+	enc    []byte // st encoded, checksum left to fill (sealCRC)
+	crc    uint32 // bodyCRC of enc before the checksum
 }
 
 func (o *Outbox) prepare(it Item) (prepared, error) {
@@ -198,7 +199,7 @@ func (o *Outbox) prepare(it Item) (prepared, error) {
 	}
 	var buf []byte
 	if o.sealer == nil {
-		buf = p.st.appendHeader(make([]byte, 0, p.st.headerCap()+p.st.plainLen))
+		buf = p.st.appendHeader(make([]byte, 0, p.st.headerCap()+p.st.plainLen+crcLen))
 	}
 	h := len(buf)
 	if present {
@@ -213,12 +214,16 @@ func (o *Outbox) prepare(it Item) (prepared, error) {
 		}
 	}
 	if o.sealer == nil {
-		p.stored, p.st.payload, p.enc = p.plain, p.plain, buf
+		p.stored, p.st.payload = p.plain, p.plain
 	} else {
 		p.stored = o.sealer.seal(p.plain, []byte(key))
 		p.st.payload, p.keyID = p.stored, o.sealer.id
-		p.enc = p.st.encode()
+		buf = append(p.st.appendHeader(make([]byte, 0, p.st.headerCap()+len(p.stored)+crcLen)), p.stored...)
 	}
+	// The checksum's costly part is computed here too; the commit adds the
+	// record id (sealCRC) into the bytes reserved at the end.
+	p.crc = bodyCRC(buf)
+	p.enc = append(buf, 0, 0, 0, 0)
 	return p, nil
 }
 
@@ -289,6 +294,7 @@ func (w *wtx) enqueue(items []prepared) ([]string, *reqError, error) {
 	keys := make([]string, len(items))
 	fresh := make([]int, 0, len(items))
 	inReq := map[string]int{}
+	var replace []uint64 // quarantined records whose key comes again
 	var freshBytes int64
 	for i := range items {
 		it := &items[i]
@@ -306,9 +312,17 @@ func (w *wtx) enqueue(items []prepared) ([]string, *reqError, error) {
 		}
 		inReq[it.key] = i
 		if seq, ok := w.seqOf(it.key); ok {
-			st, err := w.load(seq)
+			st, live, err := w.loadLive(seq)
 			if err != nil {
 				return nil, nil, err
+			}
+			if !live || st.corrupt {
+				// Damaged: the caller re-enqueues it from the source, so the
+				// new payload replaces it.
+				replace = append(replace, seq)
+				fresh = append(fresh, i)
+				freshBytes += int64(len(it.plain))
+				continue
 			}
 			plain, err := o.plaintext(&st)
 			if err != nil {
@@ -329,6 +343,11 @@ func (w *wtx) enqueue(items []prepared) ([]string, *reqError, error) {
 	if e := o.roomFor(&w.delta, len(fresh), freshBytes); e != nil {
 		return nil, e, nil
 	}
+	for _, seq := range replace {
+		if err := w.dropCorrupt(seq); err != nil {
+			return nil, nil, err
+		}
+	}
 	idx := make([]keyRid, 0, len(fresh))
 	for _, i := range fresh {
 		it := &items[i]
@@ -344,6 +363,7 @@ func (w *wtx) enqueue(items []prepared) ([]string, *reqError, error) {
 		st := it.st
 		st.seq = ridOf(seq, it.kind)
 		w.delta.add(&st, 1) // fresh: no index entries besides the key
+		sealCRC(it.enc, it.crc, st.seq)
 		if err := w.rec(st.seq).Put(w.key8(st.seq), it.enc); err != nil {
 			return nil, nil, err
 		}

@@ -38,8 +38,15 @@ var (
 	ErrFull = errors.New("outbox: capacity reached")
 
 	// ErrWrongKey is returned by Open when the file is encrypted and no key or a
-	// different key was given, and by reads of a record sealed with another key.
+	// different key was given, or a key was given for a file that is not
+	// encrypted (ErrNotEncrypted), and by reads of a record sealed with another key.
 	ErrWrongKey = errors.New("outbox: wrong or missing encryption key")
+
+	// ErrNotEncrypted is returned by Open when an encryption key is given for an
+	// existing outbox that is not encrypted. Open never turns encryption on for
+	// an existing file: Encrypt does, rewriting every payload. The error also
+	// matches ErrWrongKey.
+	ErrNotEncrypted = errors.New("outbox: the outbox is not encrypted")
 
 	// ErrInvalidState is returned when a record is not in a state that allows the
 	// requested move (for example requeueing a pending record).

@@ -76,8 +76,6 @@ var (
 
 	metaFormat   = []byte("format")
 	metaKeyCheck = []byte("key_check")
-
-	formatV1 = []byte("shipper-outbox/1")
 )
 
 // Outbox is the durable store. Safe for concurrent use.
@@ -157,6 +155,10 @@ func Open(path string, opts Options) (*Outbox, error) {
 	}
 	o.db = db
 	t2 := time.Now()
+	if _, err := o.upgrade(); err != nil {
+		_ = db.Close()
+		return nil, err
+	}
 	if err := o.init(walk); err != nil {
 		_ = db.Close()
 		return nil, err
@@ -214,11 +216,7 @@ func guardedWalk(path string, timeout time.Duration) (walkResult, error) {
 							res.counted = false // init rescans and reports it
 							return nil
 						}
-						st, err := decodeStored(binary.BigEndian.Uint64(k), v)
-						if err != nil {
-							res.counted = false
-							return nil
-						}
+						st, _ := decodeView(binary.BigEndian.Uint64(k), v)
 						res.cnt.add(&st, 1)
 						return nil
 					})
@@ -261,8 +259,9 @@ func walkBucket(b *bolt.Bucket, nested bool) {
 var errPanicked = errors.New("storage engine panicked reading the file")
 
 func corruptErr(path string, cause error) error {
-	return fmt.Errorf("outbox: open %s: %w (%v): not an outbox or damaged; move it aside, `shipper verify`, restore from backup; never silently reset",
-		path, ErrCorrupt, cause)
+	return fmt.Errorf("outbox: open %s: %w (%v): not an outbox or damaged; `shipper salvage %s NEW` copies every readable record into a new outbox "+
+		"(or restore from backup); the file is never silently reset",
+		path, ErrCorrupt, cause, path)
 }
 
 // openBolt opens the file, turning a panic of the storage engine on a damaged file
@@ -353,7 +352,7 @@ func (o *Outbox) init(walk walkResult) (err error) {
 			err = corruptErr(o.path, fmt.Errorf("%w: %v", errPanicked, r))
 		}
 	}()
-	reuse := false
+	reuse, created := false, false
 	err = o.update(func(w *wtx) error {
 		tx := w.tx
 		meta := tx.Bucket(bucketMeta)
@@ -369,12 +368,13 @@ func (o *Outbox) init(walk walkResult) (err error) {
 				}
 			}
 			meta = tx.Bucket(bucketMeta)
-			if err := meta.Put(metaFormat, formatV1); err != nil {
+			if err := meta.Put(metaFormat, formatV2); err != nil {
 				return err
 			}
+			created = true
 		}
-		if f := meta.Get(metaFormat); string(f) != string(formatV1) {
-			return corruptErr(o.path, fmt.Errorf("unknown outbox format %q", f))
+		if f := meta.Get(metaFormat); string(f) != string(formatV2) || meta.Get(metaUpgrade) != nil {
+			return corruptErr(o.path, fmt.Errorf("unknown outbox format %q (this shipper reads %s, and upgrades %s)", f, formatV2, formatV1))
 		}
 		for _, name := range allBuckets {
 			if tx.Bucket(name) == nil {
@@ -382,6 +382,11 @@ func (o *Outbox) init(walk walkResult) (err error) {
 			}
 		}
 		w.bind()
+		if created && o.sealer != nil {
+			if err := o.putKeyCheck(meta); err != nil {
+				return err
+			}
+		}
 		if err := o.checkKey(meta); err != nil {
 			return err
 		}
@@ -405,10 +410,7 @@ func (o *Outbox) init(walk walkResult) (err error) {
 				if len(k) != 8 {
 					return corruptErr(o.path, fmt.Errorf("record key %x is not a record id", k))
 				}
-				st, err := decodeStored(binary.BigEndian.Uint64(k), v)
-				if err != nil {
-					return corruptErr(o.path, err)
-				}
+				st, _ := decodeView(binary.BigEndian.Uint64(k), v) // damage: Check and Claim deal with it
 				c.add(&st, 1)
 				return nil
 			})
@@ -429,10 +431,11 @@ func (o *Outbox) checkKey(meta *bolt.Bucket) error {
 	case chk == nil && o.sealer == nil:
 		return nil
 	case chk == nil:
-		// First open with a key: from now on payloads are sealed. Records written
-		// before stay readable (their key id is empty).
-		v := append([]byte(o.sealer.id+":"), o.sealer.seal([]byte(checkPlaintext), metaKeyCheck)...)
-		return meta.Put(metaKeyCheck, v)
+		// Encryption is turned on only by rewriting every payload (Encrypt),
+		// never as a side effect of an open with a key.
+		return fmt.Errorf("outbox: open %s: %w: the outbox is not encrypted and an encryption key was given; "+
+			"`shipper encrypt` turns encryption on (rewriting every payload), or give no key: %w",
+			o.path, ErrNotEncrypted, ErrWrongKey)
 	case o.sealer == nil:
 		id, _, _ := cut(chk)
 		return fmt.Errorf("outbox: open %s: %w: the file is encrypted (key id %s) and no encryption key was given; configure the key it was written with",
@@ -447,6 +450,12 @@ func (o *Outbox) checkKey(meta *bolt.Bucket) error {
 		return fmt.Errorf("outbox: open %s: %w: key check value does not authenticate", o.path, ErrWrongKey)
 	}
 	return nil
+}
+
+// putKeyCheck marks a new file encrypted with o's key.
+func (o *Outbox) putKeyCheck(meta *bolt.Bucket) error {
+	v := append([]byte(o.sealer.id+":"), o.sealer.seal([]byte(checkPlaintext), metaKeyCheck)...)
+	return meta.Put(metaKeyCheck, v)
 }
 
 func cut(b []byte) (string, []byte, bool) {

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"hash/crc32"
 	"time"
 )
 
@@ -42,6 +43,10 @@ type Record struct {
 	Redrives      int             // times re-sent because status never confirmed
 	CreatedAt     time.Time       //
 	UpdatedAt     time.Time       //
+	// Damage is empty for an intact record. Otherwise the stored record failed
+	// its checksum and this says how: Payload is nil, the other fields are as
+	// read, and the record is never sent (it is made dead, LastError "corrupt: …").
+	Damage string
 }
 
 // Kinds and states are stored as one byte each. The codes are part of the file
@@ -132,6 +137,7 @@ type stored struct {
 	kind     byte
 	state    byte
 	fresh    bool // pending since enqueue, never claimed or moved: in no index (see Claim)
+	corrupt  bool // quarantined: failed its checksum once; payload kept as found, never sent
 	attempts int
 	redrives int
 	item     int
@@ -148,9 +154,39 @@ type stored struct {
 	payload  []byte // sealed when keyID != ""; aliases bbolt memory after decode
 }
 
-const recordFormat byte = 1
+// recordFormat is the first byte of every record: format 2 ends with a CRC32C
+// (see recordCRC). Format 1, without it, is read only by the upgrade at Open.
+const (
+	recordFormat   byte = 2
+	recordFormatV1 byte = 1
+	crcLen              = 4
+)
 
-const flagFresh byte = 1
+const (
+	flagFresh   byte = 1 // pending since enqueue, never moved: in no index (see Claim)
+	flagCorrupt byte = 2 // failed its checksum and was made dead: never sent or requeued
+)
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// recordCRC is the checksum a record ends with: CRC32C over its bytes before the
+// checksum, then its record id (8 bytes big-endian), so a record whose bytes
+// moved to another id fails too. bbolt has no page checksums. The body's CRC is
+// computed apart (bodyCRC) so an enqueue can do it before its commit, which then
+// only adds the id.
+func recordCRC(body uint32, rid uint64) uint32 {
+	var id [8]byte
+	binary.BigEndian.PutUint64(id[:], rid)
+	return crc32.Update(body, castagnoli, id[:])
+}
+
+func bodyCRC(body []byte) uint32 { return crc32.Checksum(body, castagnoli) }
+
+// sealCRC fills the last crcLen bytes of enc (reserved by the encoder) with the
+// checksum of the rest under record id rid; body is bodyCRC of the rest.
+func sealCRC(enc []byte, body uint32, rid uint64) {
+	binary.BigEndian.PutUint32(enc[len(enc)-crcLen:], recordCRC(body, rid))
+}
 
 // ridOf makes a record id: big-endian it sorts by enqueue sequence, and the low
 // byte names the kind, whose records bucket holds the record.
@@ -158,7 +194,8 @@ func ridOf(seq uint64, kind byte) uint64 { return seq<<8 | uint64(kind) }
 
 func ridKind(rid uint64) byte { return byte(rid) }
 
-// isFresh reads the fresh flag of an encoded record without decoding it.
+// isFresh reads the fresh flag of an encoded record without decoding it. A
+// damaged record may look fresh: Claim's checksum check catches it.
 func isFresh(v []byte) bool {
 	return len(v) > 3 && v[0] == recordFormat && v[2] == stateCodePending && v[3]&flagFresh != 0
 }
@@ -177,9 +214,13 @@ func fromNanos(n int64) time.Time {
 	return time.Unix(0, n)
 }
 
+// encode returns the record's format-2 encoding, checksum included.
 func (s *stored) encode() []byte {
-	b := make([]byte, 0, s.headerCap()+len(s.payload))
-	return append(s.appendHeader(b), s.payload...)
+	b := make([]byte, 0, s.headerCap()+len(s.payload)+crcLen)
+	b = append(s.appendHeader(b), s.payload...)
+	b = append(b, 0, 0, 0, 0)
+	sealCRC(b, bodyCRC(b[:len(b)-crcLen]), s.seq)
+	return b
 }
 
 // headerCap bounds the size of the encoding before the payload.
@@ -192,6 +233,9 @@ func (s *stored) appendHeader(b []byte) []byte {
 	var flags byte
 	if s.fresh {
 		flags |= flagFresh
+	}
+	if s.corrupt {
+		flags |= flagCorrupt
 	}
 	b = append(b, recordFormat, s.kind, s.state, flags)
 	b = binary.AppendUvarint(b, uint64(s.attempts))
@@ -210,13 +254,38 @@ func (s *stored) appendHeader(b []byte) []byte {
 	return b
 }
 
-// decodeStored parses v. The payload aliases v: copy it before the transaction ends.
+// decodeStored parses v, a format-2 record. The payload aliases v: copy it
+// before the transaction ends. A record whose checksum fails returns a
+// *damageError and, in s, what could be read of it (see damagedView).
 func decodeStored(seq uint64, v []byte) (stored, error) {
-	s := stored{seq: seq}
-	if len(v) < 4 || v[0] != recordFormat {
-		return s, fmt.Errorf("record %d: unknown format", seq)
+	if len(v) < 4+crcLen || v[0] != recordFormat {
+		return stored{seq: seq}, &damageError{rid: seq, reason: "unknown record format"}
 	}
-	s.kind, s.state, s.fresh = v[1], v[2], v[3]&flagFresh != 0
+	body := v[:len(v)-crcLen]
+	want := binary.BigEndian.Uint32(v[len(v)-crcLen:])
+	s, err := parseBody(seq, body)
+	if got := recordCRC(bodyCRC(body), seq); got != want {
+		return s, &damageError{rid: seq, key: s.key, reason: fmt.Sprintf("checksum mismatch (stored %08x, computed %08x)", want, got)}
+	}
+	if err != nil {
+		return s, &damageError{rid: seq, key: s.key, reason: err.Error()}
+	}
+	return s, nil
+}
+
+// decodeV1 parses a format-1 record (no checksum), for the upgrade only.
+func decodeV1(seq uint64, v []byte) (stored, error) {
+	if len(v) < 4 || v[0] != recordFormatV1 {
+		return stored{seq: seq}, fmt.Errorf("record %d: not format 1", seq)
+	}
+	return parseBody(seq, v)
+}
+
+// parseBody parses the fields after the format byte; what parsed before an
+// error stays in s.
+func parseBody(seq uint64, v []byte) (stored, error) {
+	s := stored{seq: seq}
+	s.kind, s.state, s.fresh, s.corrupt = v[1], v[2], v[3]&flagFresh != 0, v[3]&flagCorrupt != 0
 	if kindOf(s.kind) == "" || stateOf(s.state) == "" || s.kind != ridKind(seq) {
 		return s, fmt.Errorf("record %d: bad kind %d or state %d", seq, s.kind, s.state)
 	}

@@ -24,7 +24,7 @@ func (w *wtx) load(seq uint64) (stored, error) {
 	}
 	st, err := decodeStored(seq, v)
 	if err != nil {
-		return st, fmt.Errorf("outbox %s: %v: %w", w.o.path, err, ErrCorrupt)
+		return st, fmt.Errorf("outbox %s: %w", w.o.path, err)
 	}
 	return st, nil
 }
@@ -93,13 +93,19 @@ func (w *wtx) delIndexes(st *stored) error {
 // returnLeases moves every sending record back to pending, due now. Called at Open,
 // where the file lock proves the process that claimed them is gone.
 func (w *wtx) returnLeases() error {
-	seqs := collectSeqs(w.b.leases.Cursor(), nil, -1)
+	var entries [][]byte
+	_ = w.b.leases.ForEach(func(k, _ []byte) error {
+		if len(k) == 16 {
+			entries = append(entries, w.b.leases.key(k))
+		}
+		return nil
+	})
 	now := nanos(w.now)
-	if err := w.returnToPending(seqs, now); err != nil {
+	if err := w.returnToPending(entries, now); err != nil {
 		return err
 	}
-	if len(seqs) > 0 {
-		w.o.log.Info("outbox: returned leases of a previous process to pending", "path", w.o.path, "records", len(seqs))
+	if len(entries) > 0 {
+		w.o.log.Info("outbox: returned leases of a previous process to pending", "path", w.o.path, "records", len(entries))
 	}
 	return nil
 }
@@ -115,18 +121,27 @@ func (w *wtx) sweep() error {
 		return nil // confirmed records are deleted at once
 	}
 	cutoff := timeKey(nanos(w.now.Add(-w.o.opts.Retention)))
-	var seqs []uint64
+	var entries [][]byte
 	c := w.b.confirmed.Cursor()
-	for k, _ := c.First(); k != nil && len(seqs) < sweepLimit; k, _ = c.Next() {
+	for k, _ := c.First(); k != nil && len(entries) < sweepLimit; k, _ = c.Next() {
 		if len(k) != 16 || binary.BigEndian.Uint64(k) > cutoff {
 			break
 		}
-		seqs = append(seqs, binary.BigEndian.Uint64(k[8:]))
+		entries = append(entries, w.b.confirmed.key(k))
 	}
-	for _, seq := range seqs {
-		st, err := w.load(seq)
+	for _, e := range entries {
+		st, ok, err := w.loadLive(binary.BigEndian.Uint64(e[len(e)-8:]), e)
 		if err != nil {
 			return err
+		}
+		if !ok {
+			continue
+		}
+		if st.state != stateCodeConfirmed {
+			if err := w.dropEntry(e); err != nil { // stale entry
+				return err
+			}
+			continue
 		}
 		if err := w.remove(&st); err != nil {
 			return err

@@ -1,0 +1,185 @@
+package outbox
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+)
+
+// A damaged record is one whose bytes no longer match their checksum (a flipped
+// bit on disk, a torn write the storage engine did not notice) or no longer
+// parse. It is never sent: the first write transaction that meets it makes it
+// dead with a reason starting "corrupt" and the flag corrupt (quarantine), and
+// a requeue refuses it. Enqueueing its key again (from the source) replaces it.
+
+// reasonCorrupt starts the last error of a quarantined record.
+const reasonCorrupt = "corrupt"
+
+// damageError says which record is damaged and how. It wraps ErrCorrupt.
+type damageError struct {
+	rid    uint64
+	key    string // as read; may itself be damaged or empty
+	reason string
+}
+
+func (e *damageError) Error() string {
+	if e.key != "" {
+		return fmt.Sprintf("record %s (id %d): %s", e.key, e.rid, e.reason)
+	}
+	return fmt.Sprintf("record id %d: %s", e.rid, e.reason)
+}
+
+func (e *damageError) Unwrap() error { return ErrCorrupt }
+
+func asDamage(err error) (*damageError, bool) {
+	var d *damageError
+	ok := errors.As(err, &d)
+	return d, ok
+}
+
+// damagedView is what the outbox takes a damaged record to be, the same way
+// everywhere (counters at Open, Check, quarantine), so counters stay consistent:
+// what parsed of it, or, when even its kind or state did not, a dead record of
+// the kind its id names. Lengths are bounded by the bytes actually stored.
+func damagedView(seq uint64, st stored, raw []byte) stored {
+	if kindOf(st.kind) == "" || stateOf(st.state) == "" || st.kind != ridKind(seq) {
+		st = stored{seq: seq, kind: ridKind(seq), state: stateCodeDead}
+	}
+	if st.fresh && st.state != stateCodePending {
+		st.fresh = false
+	}
+	if st.plainLen < 0 || st.plainLen > len(raw) {
+		st.plainLen = len(raw)
+	}
+	if st.payload == nil {
+		st.payload = raw
+	}
+	return st
+}
+
+// decodeView decodes a record for counting and listing: intact, or its damaged
+// view and the damage.
+func decodeView(seq uint64, v []byte) (stored, *damageError) {
+	st, err := decodeStored(seq, v)
+	if err == nil {
+		return st, nil
+	}
+	d, _ := asDamage(err)
+	return damagedView(seq, st, v), d
+}
+
+// quarantine makes the damaged record seq dead and flagged corrupt, keeping its
+// bytes as found for an operator to look at. via are index entries (full keys of
+// the index bucket) that led to it and must not lead to it again: its own fields
+// may be wrong, so the entries they name may not be the ones that exist.
+func (w *wtx) quarantine(seq uint64, view stored, d *damageError, via ...[]byte) error {
+	key := w.keyOfDamaged(seq, view.key)
+	for _, k := range via {
+		if err := w.dropEntry(k); err != nil {
+			return err
+		}
+	}
+	if err := w.delIndexes(&view); err != nil {
+		return err
+	}
+	for _, sc := range []byte{stateCodePending, stateCodeSending, stateCodeSubmitted, stateCodeConfirmed, stateCodeDead} {
+		if err := w.b.byState.Delete(byStateKey(sc, seq)); err != nil {
+			return err
+		}
+	}
+	view.fresh = false // its indexes were deleted by hand above
+	st := view
+	st.key, st.state, st.lease, st.corrupt, st.updated = key, stateCodeDead, 0, true, nanos(w.now)
+	st.lastErr = reasonCorrupt + ": " + d.reason + "; re-enqueue it from the source"
+	if view.key != key {
+		if err := w.b.keys.Put([]byte(key), w.val8(seq)); err != nil {
+			return err
+		}
+	}
+	if err := w.putIndexes(&st); err != nil {
+		return err
+	}
+	w.delta.add(&view, -1)
+	w.delta.add(&st, 1)
+	w.o.log.Error("outbox: record failed its checksum: made dead, never sent; re-enqueue it from the source",
+		"path", w.o.path, "key", key, "record_id", seq, "problem", d.reason)
+	return w.rec(seq).Put(seqKey(seq), st.encode())
+}
+
+// keyOfDamaged is the key of damaged record seq: the one read from it when the
+// key index agrees, else the key index entry that names seq (a walk of the key
+// index, paid only on damage), else a made-up one.
+func (w *wtx) keyOfDamaged(seq uint64, read string) string {
+	if k := findKey(w.b.keys, seq, read); k != "" {
+		return k
+	}
+	return fmt.Sprintf("damaged-record-%d", seq)
+}
+
+// findKey is keyOfDamaged's search, in any transaction; "" if no entry names seq.
+func findKey(keys ix, seq uint64, read string) string {
+	if read != "" {
+		if v := keys.Get([]byte(read)); len(v) == 8 && binary.BigEndian.Uint64(v) == seq {
+			return read
+		}
+	}
+	var found string
+	_ = keys.ForEach(func(k, v []byte) error {
+		if len(v) == 8 && binary.BigEndian.Uint64(v) == seq {
+			found = string(k)
+			return errStop
+		}
+		return nil
+	})
+	return found
+}
+
+var errStop = errors.New("stop")
+
+// loadLive loads record seq for a write that must not meet a damaged one: a
+// damaged record is quarantined (via as for quarantine) and ok is false.
+func (w *wtx) loadLive(seq uint64, via ...[]byte) (st stored, ok bool, err error) {
+	v := w.rec(seq).Get(seqKey(seq))
+	if v == nil {
+		return stored{}, false, fmt.Errorf("outbox %s: index names record %d which does not exist: %w", w.o.path, seq, ErrCorrupt)
+	}
+	st, derr := decodeStored(seq, v)
+	if derr == nil {
+		return st, true, nil
+	}
+	d, _ := asDamage(derr)
+	return stored{}, false, w.quarantine(seq, damagedView(seq, st, v), d, via...)
+}
+
+// quarantineSeqs quarantines the records seqs that a read transaction found
+// damaged (reads cannot write); records intact by now are left alone.
+func (o *Outbox) quarantineSeqs(seqs []uint64) error {
+	if len(seqs) == 0 {
+		return nil
+	}
+	return o.update(func(w *wtx) error {
+		for _, seq := range seqs {
+			if w.rec(seq).Get(seqKey(seq)) == nil {
+				continue
+			}
+			if _, _, err := w.loadLive(seq); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// dropEntry deletes an index entry by its full key (prefix included) in the
+// index bucket.
+func (w *wtx) dropEntry(full []byte) error { return w.b.keys.b.Delete(full) }
+
+// dropCorrupt deletes the quarantined record seq (to be replaced by a new
+// enqueue of its key).
+func (w *wtx) dropCorrupt(seq uint64) error {
+	st, err := w.load(seq)
+	if err != nil {
+		return err
+	}
+	return w.remove(&st)
+}
