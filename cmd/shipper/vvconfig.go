@@ -21,7 +21,9 @@ import (
 //
 // Flags win over the VECTORVUE_* environment. Secrets are given as files by
 // flag (a command line is visible in ps) or by environment, as a value or a
-// file; they are never echoed in a message.
+// file; they are never echoed in a message. A secret given as a file is handed
+// to vvapi as the file, so the client reads it again after a refusal and on
+// Reload (SIGHUP on the daemon): a rotated password needs no restart.
 
 // vvEnv names the environment variable behind each VectorVue flag.
 var vvEnv = map[string]string{
@@ -52,11 +54,18 @@ type vvFlags struct {
 	passwordFile, tokenFile, signatureFile string
 	verifyTLS, requireHTTPS                bool
 	timeout                                time.Duration
+
+	// names maps a flag to the name it has on the verb, when the verb renamed
+	// it (run and drain: --request-timeout), so messages name what was typed.
+	names map[string]string
+	// sources maps a secret's flag to the setting that supplied it (the flag or
+	// one of its environment variables), for messages about that file.
+	sources map[string]string
 }
 
 // addVVFlags declares the VectorVue flags on fs.
 func addVVFlags(fs *flag.FlagSet) *vvFlags {
-	f := &vvFlags{fs: fs}
+	f := &vvFlags{fs: fs, names: map[string]string{}, sources: map[string]string{}}
 	fs.StringVar(&f.baseURL, "base-url", vvapi.DefaultBaseURL, "VectorVue base URL (env VECTORVUE_BASE_URL)")
 	fs.StringVar(&f.username, "username", "", "VectorVue user for login (env VECTORVUE_USERNAME)")
 	fs.StringVar(&f.passwordFile, "password-file", "", "file holding the login password (env VECTORVUE_PASSWORD, or VECTORVUE_PASSWORD_FILE)")
@@ -70,8 +79,9 @@ func addVVFlags(fs *flag.FlagSet) *vvFlags {
 	return f
 }
 
-// vvSetting names a VectorVue flag and its environment variables for messages.
-func vvSetting(flagName string) string {
+// setting names a VectorVue flag, as the verb calls it, and its environment
+// variables for messages.
+func (f *vvFlags) setting(flagName string) string {
 	names := []string{}
 	if e, ok := vvSecretEnv[flagName]; ok {
 		names = append(names, e)
@@ -79,10 +89,14 @@ func vvSetting(flagName string) string {
 	if e, ok := vvEnv[flagName]; ok {
 		names = append(names, e)
 	}
-	if len(names) == 0 {
-		return "--" + flagName
+	shown := flagName
+	if n, ok := f.names[flagName]; ok {
+		shown = n
 	}
-	return "--" + flagName + " (" + strings.Join(names, ", ") + ")"
+	if len(names) == 0 {
+		return "--" + shown
+	}
+	return "--" + shown + " (" + strings.Join(names, ", ") + ")"
 }
 
 // config resolves the flags, then the environment, into a vvapi.Config
@@ -129,7 +143,7 @@ func (f *vvFlags) config(env Env) (vvapi.Config, error) {
 	cfg.CAFile = str("ca-file", f.caFile)
 	if cfg.CAFile != "" {
 		if _, err := os.Stat(cfg.CAFile); err != nil {
-			return cfg, &settingError{Setting: vvSetting("ca-file"), Problem: fmt.Sprintf("cannot read %s: %v", cfg.CAFile, errors.Unwrap(err))}
+			return cfg, &settingError{Setting: f.setting("ca-file"), Problem: fmt.Sprintf("cannot read %s: %v", cfg.CAFile, errors.Unwrap(err))}
 		}
 	}
 	verify, err := boolean("verify-tls", f.verifyTLS)
@@ -153,60 +167,52 @@ func (f *vvFlags) config(env Env) (vvapi.Config, error) {
 		}
 	}
 	if cfg.Timeout <= 0 {
-		return cfg, &settingError{Setting: vvSetting("timeout"), Problem: "must be positive"}
+		return cfg, &settingError{Setting: f.setting("timeout"), Problem: "must be positive"}
 	}
-	pw, err := f.secret(getenv, set, "password-file", f.passwordFile)
-	if err != nil {
-		return cfg, err
+	for _, sec := range []struct {
+		flagName, flagFile string
+		value              *vvapi.Secret
+		file               *string
+	}{
+		{"password-file", f.passwordFile, &cfg.Password, &cfg.PasswordFile},
+		{"token-file", f.tokenFile, &cfg.Token, &cfg.TokenFile},
+		{"signature-secret-file", f.signatureFile, &cfg.SignatureSecret, &cfg.SignatureSecretFile},
+	} {
+		if *sec.value, *sec.file, err = f.secret(getenv, set, sec.flagName, sec.flagFile); err != nil {
+			return cfg, err
+		}
 	}
-	cfg.Password = pw
-	tok, err := f.secret(getenv, set, "token-file", f.tokenFile)
-	if err != nil {
-		return cfg, err
-	}
-	cfg.Token = tok
-	sig, err := f.secret(getenv, set, "signature-secret-file", f.signatureFile)
-	if err != nil {
-		return cfg, err
-	}
-	cfg.SignatureSecret = sig
 	return cfg, nil
 }
 
 // secret resolves one secret: the flag's file, else the environment's value,
-// else the environment's file. Giving both environment forms is an error.
-func (f *vvFlags) secret(getenv func(string) string, set map[string]bool, flagName, flagFile string) (vvapi.Secret, error) {
+// else the environment's file. Giving both environment forms is an error. A
+// file is returned as its path (vvapi reads it, now and after a refusal); the
+// setting that named it is kept for messages about it.
+func (f *vvFlags) secret(getenv func(string) string, set map[string]bool, flagName, flagFile string) (vvapi.Secret, string, error) {
 	valueEnv, fileEnv := vvSecretEnv[flagName], vvEnv[flagName]
 	if set[flagName] {
-		return readSecretFile("--"+flagName, flagFile)
+		return "", flagFile, f.secretFile(flagName, "--"+flagName, flagFile)
 	}
 	v, file := getenv(valueEnv), getenv(fileEnv)
 	switch {
 	case v != "" && file != "":
-		return "", &settingError{Setting: valueEnv + " and " + fileEnv, Problem: "both set; give only one"}
+		return "", "", &settingError{Setting: valueEnv + " and " + fileEnv, Problem: "both set; give only one"}
 	case v != "":
-		return vvapi.Secret(strings.TrimSpace(v)), nil
+		return vvapi.Secret(strings.TrimSpace(v)), "", nil
 	case file != "":
-		return readSecretFile(fileEnv, file)
+		return "", file, f.secretFile(flagName, fileEnv, file)
 	}
-	return "", nil
+	return "", "", nil
 }
 
-// readSecretFile reads a secret, dropping the trailing newline editors add.
-// The content never appears in an error.
-func readSecretFile(setting, path string) (vvapi.Secret, error) {
+// secretFile records which setting named a secret file.
+func (f *vvFlags) secretFile(flagName, setting, path string) error {
 	if path == "" {
-		return "", &settingError{Setting: setting, Problem: "empty path"}
+		return &settingError{Setting: setting, Problem: "empty path"}
 	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return "", &settingError{Setting: setting, Problem: fmt.Sprintf("cannot read %s: %v", path, errors.Unwrap(err))}
-	}
-	s := strings.TrimRight(string(b), "\r\n \t")
-	if s == "" {
-		return "", &settingError{Setting: setting, Problem: path + " is empty"}
-	}
-	return vvapi.Secret(s), nil
+	f.sources[flagName] = setting
+	return nil
 }
 
 // client resolves the settings and builds the client; every wrong setting,
@@ -220,14 +226,15 @@ func (f *vvFlags) client(env Env, logger *slog.Logger) (*vvapi.Client, error) {
 	cfg.Logger = logger
 	c, err := vvapi.New(cfg)
 	if err != nil {
-		return nil, vvSettingError(err)
+		return nil, f.settingError(err)
 	}
 	return c, nil
 }
 
-// vvSettingError turns a *vvapi.ConfigError into a *settingError naming the
-// flag that feeds the field; other errors are returned as they are.
-func vvSettingError(err error) error {
+// settingError turns a *vvapi.ConfigError into a *settingError naming the
+// flag that feeds the field (for a secret file, the setting that named it);
+// other errors are returned as they are.
+func (f *vvFlags) settingError(err error) error {
 	var ce *vvapi.ConfigError
 	if !errors.As(err, &ce) {
 		return err
@@ -235,12 +242,17 @@ func vvSettingError(err error) error {
 	flagOf := map[string]string{
 		"BaseURL": "base-url", "Username": "username", "Password": "password-file", "TenantID": "tenant-id",
 		"Token": "token-file", "CAFile": "ca-file", "Timeout": "timeout", "SignatureSecret": "signature-secret-file",
+		"PasswordFile": "password-file", "TokenFile": "token-file", "SignatureSecretFile": "signature-secret-file",
 	}
 	setting := "VectorVue " + ce.Field
-	if ce.Field == "Token" && strings.HasPrefix(ce.Problem, "either") {
+	fl, known := flagOf[ce.Field]
+	switch {
+	case ce.Field == "Token" && strings.HasPrefix(ce.Problem, "either"):
 		setting = "credentials (--username, --password-file, --tenant-id or --token-file; VECTORVUE_USERNAME, VECTORVUE_PASSWORD, VECTORVUE_TENANT_ID or VECTORVUE_TOKEN)"
-	} else if fl, ok := flagOf[ce.Field]; ok {
-		setting = vvSetting(fl)
+	case known && strings.HasSuffix(ce.Field, "File") && f.sources[fl] != "":
+		setting = f.sources[fl]
+	case known:
+		setting = f.setting(fl)
 	}
 	problem := ce.Problem
 	if ce.Field == "BaseURL" && strings.Contains(problem, "HTTPS is required") {

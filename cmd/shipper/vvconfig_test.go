@@ -75,8 +75,11 @@ func TestVVFlagsWinOverEnv(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "https://vv.example:8443", cfg.BaseURL, "config = %+v", cfg)
 	assert.Equal(t, "flag-user", cfg.Username, "config = %+v", cfg)
-	assert.Equal(t, "from-file", string(cfg.Password), "password")
-	assert.Equal(t, "tok-from-file", string(cfg.Token), "token")
+	// Files go to vvapi as files, so the client can read them again.
+	assert.Equal(t, pwFile, cfg.PasswordFile, "password file")
+	assert.Empty(t, cfg.Password, "the environment's password under the flag's file")
+	assert.Equal(t, tokFile, cfg.TokenFile, "token file")
+	assert.Empty(t, cfg.Token, "the environment's token under the flag's file")
 	assert.False(t, cfg.AllowHTTP, "config = %+v", cfg)
 	assert.False(t, cfg.InsecureSkipVerify, "config = %+v", cfg)
 	assert.Equal(t, 7*time.Second, cfg.Timeout, "config = %+v", cfg)
@@ -85,15 +88,20 @@ func TestVVFlagsWinOverEnv(t *testing.T) {
 
 func TestVVSecretFilesFromEnv(t *testing.T) {
 	f := parseVV(t)
-	cfg, err := f.config(mapEnv(map[string]string{
+	files := map[string]string{
 		"VECTORVUE_TOKEN_FILE":            writeFile(t, "tok", "abc.def.ghi\n"),
 		"VECTORVUE_SIGNATURE_SECRET_FILE": writeFile(t, "sig", "s3cret\n"),
 		"VECTORVUE_PASSWORD_FILE":         writeFile(t, "pw", "pw"),
-	}))
+	}
+	cfg, err := f.config(mapEnv(files))
 	require.NoError(t, err)
-	assert.Equal(t, "abc.def.ghi", string(cfg.Token), "token not read from its file")
-	assert.Equal(t, "s3cret", string(cfg.SignatureSecret), "signature secret not read from its file")
-	assert.Equal(t, "pw", string(cfg.Password), "password not read from its file")
+	assert.Equal(t, files["VECTORVUE_TOKEN_FILE"], cfg.TokenFile, "token file")
+	assert.Equal(t, files["VECTORVUE_SIGNATURE_SECRET_FILE"], cfg.SignatureSecretFile, "signature secret file")
+	assert.Equal(t, files["VECTORVUE_PASSWORD_FILE"], cfg.PasswordFile, "password file")
+	c, err := f.client(mapEnv(files), nil)
+	require.NoError(t, err, "the files are read by the client")
+	assert.True(t, c.HasPreProvisionedToken())
+	assert.True(t, c.Signing())
 }
 
 // Every wrong setting is a *settingError naming the flag or variable, and
@@ -129,6 +137,7 @@ func TestVVWrongSettingsAreNamed(t *testing.T) {
 		{"no tenant", nil, with("VECTORVUE_TENANT_ID", ""), []string{"--tenant-id", "VECTORVUE_TENANT_ID"}},
 		{"missing password file", []string{"--password-file", filepath.Join(dir, "nope")}, base, []string{"--password-file", "cannot read"}},
 		{"empty token file", []string{"--token-file", empty}, base, []string{"--token-file", "is empty"}},
+		{"empty password file from env", nil, with("VECTORVUE_PASSWORD", "", "VECTORVUE_PASSWORD_FILE", empty), []string{"VECTORVUE_PASSWORD_FILE", "is empty"}},
 		{"both password forms", nil, with("VECTORVUE_PASSWORD_FILE", empty), []string{"VECTORVUE_PASSWORD and VECTORVUE_PASSWORD_FILE", "only one"}},
 		{"missing CA file", []string{"--ca-file", filepath.Join(dir, "ca.pem")}, base, []string{"--ca-file", "cannot read"}},
 		{"CA file not PEM", []string{"--ca-file", empty}, base, []string{"--ca-file", "no PEM"}},
