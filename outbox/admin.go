@@ -211,6 +211,10 @@ type Stats struct {
 	FileBytes         int64
 	OldestPending     time.Time // zero if none
 	OldestUnconfirmed time.Time // oldest non-confirmed, non-dead record; zero if none
+	// Disk space (space.go), as of this call; zero when the check is off.
+	DiskFreeBytes    int64 // filesystem free space plus pages free inside the file
+	DiskReserveBytes int64 // kept for delivery: Enqueue refuses records that would leave less
+	DiskFull         bool  // Enqueue refuses records for disk space (ErrFull) until delivery frees some
 }
 
 // Stats reads the in-memory counters; the two oldest times come from the first
@@ -239,6 +243,10 @@ func (o *Outbox) Stats() Stats {
 		return s
 	}
 	defer o.release()
+	if left, reserve, ok := o.space(); ok {
+		s.DiskFreeBytes, s.DiskReserveBytes = left, reserve
+		s.DiskFull = left-recordOverhead < reserve // one more record would be refused
+	}
 	_ = o.db.View(func(tx *bolt.Tx) error {
 		c := indexOf(tx, bucketByState).Cursor()
 		first := func(sc byte) (uint64, bool) {

@@ -221,6 +221,12 @@ func (o *Outbox) Apply(outcomes []Outcome) error {
 		return err
 	}
 	defer o.release()
+	for i := range outcomes {
+		if outcomes[i].State == StateConfirmed {
+			o.space() // is the disk low? then confirmed records are deleted at once
+			break
+		}
+	}
 	var skipped []error
 	err := o.update(func(w *wtx) error {
 		skipped = skipped[:0]
@@ -280,8 +286,8 @@ func (w *wtx) apply(oc *Outcome) (skip error, err error) {
 		if old.state == stateCodeConfirmed {
 			return nil, nil
 		}
-		if w.o.opts.Retention == RetainNone {
-			return nil, w.remove(&old)
+		if w.o.opts.Retention == RetainNone || w.o.disk.low.Load() {
+			return nil, w.remove(&old) // on a nearly full disk too: the space goes to new records
 		}
 		st.state, st.lease = stateCodeConfirmed, 0
 	case StatePending:

@@ -399,7 +399,7 @@ func (o *Outbox) roomFor(d *counters, n int, b int64) *reqError {
 	if m := o.opts.MaxBytes; m > 0 && liveBytes+b > m {
 		return &reqError{full: true, err: fmt.Errorf("outbox %s: %w: %d payload bytes not yet confirmed, MaxBytes is %d (adding %d)", o.path, ErrFull, liveBytes, m, b)}
 	}
-	return nil
+	return o.roomOnDisk(n, b)
 }
 
 // enqReq is one Enqueue/EnqueueAll call waiting for its commit.

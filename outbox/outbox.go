@@ -55,6 +55,14 @@ type Options struct {
 	Validate       func(Kind, []byte) error // optional contract check run before storing (wrapped in ErrInvalidPayload)
 	Now            func() time.Time         // default time.Now
 	Logger         *slog.Logger             // default discards
+	// DiskReserve is the free disk space kept for delivery: Enqueue refuses
+	// records (ErrFull) that would leave less (space.go). 0 = max(4 MiB, a
+	// sixteenth of the file), at most half the filesystem;
+	// DiskReserveOff turns the check off.
+	DiskReserve int64
+	// DiskSpace reports the free (for unprivileged users) and total bytes of
+	// the filesystem holding dir; default statfs. For tests.
+	DiskSpace func(dir string) (free, total int64, err error)
 }
 
 // RetainNone as Options.Retention deletes confirmed records at once.
@@ -97,6 +105,8 @@ type Outbox struct {
 	wmu sync.Mutex
 	cur atomic.Pointer[wtx] // the write transaction in progress, for EnqueueTx
 
+	disk diskState // what the last disk space check found (space.go)
+
 	cmu  sync.Mutex
 	cnt  counters
 	room chan struct{} // closed and replaced when capacity frees up
@@ -128,6 +138,9 @@ func Open(path string, opts Options) (*Outbox, error) {
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if opts.DiskSpace == nil {
+		opts.DiskSpace = statfsSpace
 	}
 	o := &Outbox{path: path, opts: opts, log: opts.Logger, now: opts.Now, room: make(chan struct{}), nudge: make(chan struct{}, 1)}
 	if opts.EncryptionKey != nil {

@@ -121,6 +121,10 @@ func (w *wtx) sweep() error {
 		return nil // confirmed records are deleted at once
 	}
 	cutoff := timeKey(nanos(w.now.Add(-w.o.opts.Retention)))
+	if w.o.disk.low.Load() {
+		// A nearly full disk needs the pages more than retention needs them.
+		cutoff = timeKey(nanos(w.now))
+	}
 	var entries [][]byte
 	c := w.b.confirmed.Cursor()
 	for k, _ := c.First(); k != nil && len(entries) < sweepLimit; k, _ = c.Next() {

@@ -1,0 +1,138 @@
+package outbox
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// Disk space. An outbox that fills its disk cannot deliver: a claim, an
+// outcome and the retention sweep are commits too, and a commit needs new pages
+// (bbolt never writes a page in place: it copies every page it changes, and
+// takes the copies from its free pages, else from the end of the file). So by
+// default Enqueue refuses a record (ErrFull) before the space left for the
+// outbox falls under a reserve kept for delivery, and delivery, by confirming
+// and deleting records, gives pages back for new records.
+//
+// The space left is the filesystem's free space for unprivileged users plus the
+// pages free inside the file: bbolt never shrinks its file, so a delivered
+// record frees room in the file, not on the disk.
+//
+// The reserve is max(4 MiB, file/16), at most half the filesystem:
+//   - Measured on a 2 MiB tmpfs filled to the reserve: a claim of 250 records
+//     of ~560 bytes took 212 KiB of new space (the records and index pages it
+//     rewrote), their outcomes another 24 KiB; later commits reuse the pages
+//     the earlier ones freed, unless a reader (the status poller, a listing)
+//     still holds them. 4 MiB lets a dozen such commits land with no reuse.
+//   - A larger file has more pages per commit (deeper trees, entries further
+//     apart in the index) and chunked operations (requeue, purge: 512 records a
+//     transaction) rewrite more of it: a sixteenth of the file grows with it.
+//   - On a small filesystem a fixed 4 MiB would refuse every record; half of
+//     it is kept instead. A quarter (512 KiB of the 2 MiB tmpfs) ran out during
+//     a drain (TestDiskFullDeliveryGoesOn), half did not.
+
+// DiskReserveOff as Options.DiskReserve turns the disk space check off.
+const DiskReserveOff int64 = -1
+
+const (
+	minDiskReserve = 4 << 20
+	// recordOverhead estimates the bytes on disk a record costs beyond its
+	// payload: the record header, its key index entry, page slack.
+	recordOverhead = 256
+	// diskLogEvery bounds how often the full-disk state is logged.
+	diskLogEvery = time.Minute
+)
+
+// statfsSpace is the default Options.DiskSpace: what statfs says of the
+// filesystem holding dir.
+func statfsSpace(dir string) (free, total int64, err error) {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil {
+		return 0, 0, err
+	}
+	return int64(st.Bavail) * int64(st.Bsize), int64(st.Blocks) * int64(st.Bsize), nil
+}
+
+// diskState is what the last space check found, for Stats and the log.
+type diskState struct {
+	mu      sync.Mutex
+	lastLog time.Time
+	logged  bool // the full state was logged (so its end is logged too)
+	full    atomic.Bool
+	low     atomic.Bool // under twice the reserve: confirmed records are deleted at once
+	free    atomic.Int64
+	reserve atomic.Int64
+}
+
+// space returns the bytes left for the outbox and the reserve, ok false when
+// the check is off or the filesystem cannot say.
+func (o *Outbox) space() (left, reserve int64, ok bool) {
+	if o.opts.DiskReserve == DiskReserveOff {
+		return 0, 0, false
+	}
+	free, total, err := o.opts.DiskSpace(filepath.Dir(o.path))
+	if err != nil {
+		return 0, 0, false
+	}
+	db := o.db.Stats()
+	left = free + int64(db.FreeAlloc)
+	reserve = o.opts.DiskReserve
+	if reserve == 0 {
+		var size int64
+		if fi, err := os.Stat(o.path); err == nil {
+			size = fi.Size()
+		}
+		reserve = max(minDiskReserve, size/16)
+		if total > 0 {
+			reserve = min(reserve, total/2)
+		}
+	}
+	o.disk.free.Store(left)
+	o.disk.reserve.Store(reserve)
+	o.disk.low.Store(left < 2*reserve)
+	return left, reserve, true
+}
+
+// roomOnDisk refuses n records of b payload bytes that would leave less than
+// the reserve.
+func (o *Outbox) roomOnDisk(n int, b int64) *reqError {
+	left, reserve, ok := o.space()
+	if !ok {
+		return nil
+	}
+	if left-b-int64(n)*recordOverhead >= reserve {
+		o.diskFull(false, left, reserve)
+		return nil
+	}
+	o.diskFull(true, left, reserve)
+	return &reqError{full: true, err: fmt.Errorf("outbox %s: %w: disk nearly full: %s free, %s kept for delivery (adding %d record(s))",
+		o.path, ErrFull, mib(left), mib(reserve), n)}
+}
+
+// diskFull records the state and logs it: once when it starts, then at most
+// once a minute while it lasts, and once when it ends.
+func (o *Outbox) diskFull(full bool, left, reserve int64) {
+	was := o.disk.full.Swap(full)
+	if !full && !was {
+		return
+	}
+	d := &o.disk
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	now := o.now()
+	switch {
+	case full && (!d.logged || now.Sub(d.lastLog) >= diskLogEvery):
+		d.lastLog, d.logged = now, true
+		o.log.Warn("outbox: disk nearly full: new records are refused (ErrFull); delivery goes on and frees room",
+			"path", o.path, "free", mib(left), "kept_for_delivery", mib(reserve))
+	case !full && was && d.logged:
+		d.logged = false
+		o.log.Info("outbox: disk has room again: new records are accepted", "path", o.path, "free", mib(left))
+	}
+}
+
+func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }

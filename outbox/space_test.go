@@ -1,0 +1,86 @@
+package outbox
+
+import (
+	"context"
+	"log/slog"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/spectrastrike/shipper/internal/testutil"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// fakeDisk is an Options.DiskSpace whose free space the test sets.
+type fakeDisk struct{ free atomic.Int64 }
+
+func (d *fakeDisk) space(string) (int64, int64, error) { return d.free.Load(), 64 << 30, nil }
+
+func TestDiskNearlyFullRefusesRecordsAndDeliveryGoesOn(t *testing.T) {
+	clk := newClock()
+	disk := &fakeDisk{}
+	disk.free.Store(100 << 20)
+	var logs testutil.SyncBuffer
+	o := openTest(t, Options{Now: clk.Now, DiskSpace: disk.space, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	ctx := context.Background()
+	for i := range 4 {
+		mustEnqueue(t, o, KindEvent, markedEvent(i))
+	}
+	st := o.Stats()
+	assert.Equal(t, int64(minDiskReserve), st.DiskReserveBytes, "a small file keeps the 4 MiB floor")
+	assert.False(t, st.DiskFull)
+
+	// The disk fills (another process, or the outbox itself).
+	disk.free.Store(minDiskReserve - 1<<20) // and a few pages free inside the file
+	_, err := o.Enqueue(ctx, KindEvent, markedEvent(10))
+	require.ErrorIs(t, err, ErrFull)
+	assert.Contains(t, err.Error(), "disk nearly full: 3.0 MiB free, 4.0 MiB kept for delivery")
+	assert.True(t, o.Stats().DiskFull, "Stats tells the metrics")
+	_, err = o.EnqueueAll(ctx, []Item{{Kind: KindEvent, Payload: markedEvent(11)}})
+	require.ErrorIs(t, err, ErrFull)
+	assert.Equal(t, 1, strings.Count(logs.String(), "disk nearly full"), "logged once, not at every refusal:\n%s", logs.String())
+	clk.Add(diskLogEvery)
+	_, err = o.Enqueue(ctx, KindEvent, markedEvent(12))
+	require.ErrorIs(t, err, ErrFull)
+	assert.Equal(t, 2, strings.Count(logs.String(), "disk nearly full"), "and again a minute later")
+
+	// Delivery goes on: claims and outcomes commit, and a confirmed record is
+	// deleted at once rather than kept for retention: its pages go to new records.
+	recs, err := o.Claim(KindEvent, 10, time.Minute)
+	require.NoError(t, err)
+	require.Len(t, recs, 4)
+	apply(t, o, Outcome{Key: "ev-000", State: StateSubmitted, RequestID: "r"}, Outcome{Key: "ev-001", State: StateSubmitted, RequestID: "r", ItemIndex: 1})
+	apply(t, o, Outcome{Key: "ev-000", State: StateConfirmed}, Outcome{Key: "ev-001", State: StateConfirmed})
+	_, err = o.Get("ev-000")
+	assert.ErrorIs(t, err, ErrNotFound, "confirmed on a nearly full disk: deleted at once")
+	assert.Equal(t, 2, o.Stats().Records)
+
+	// Room again: new records are accepted, and it is said once.
+	disk.free.Store(100 << 20)
+	mustEnqueue(t, o, KindEvent, markedEvent(13))
+	assert.False(t, o.Stats().DiskFull)
+	assert.Equal(t, 1, strings.Count(logs.String(), "disk has room again"))
+	// With room, confirmed records are kept for retention again.
+	apply(t, o, Outcome{Key: "ev-002", State: StateSubmitted, RequestID: "r2"})
+	apply(t, o, Outcome{Key: "ev-002", State: StateConfirmed})
+	r, err := o.Get("ev-002")
+	require.NoError(t, err)
+	assert.Equal(t, StateConfirmed, r.State)
+}
+
+func TestDiskReserveFollowsTheFileAndTheFilesystem(t *testing.T) {
+	path := t.TempDir() + "/outbox.db"
+	o, err := Open(path, Options{DiskSpace: func(string) (int64, int64, error) { return 1 << 20, 2 << 20, nil }})
+	require.NoError(t, err)
+	st := o.Stats()
+	assert.Equal(t, int64(1<<20), st.DiskReserveBytes, "a 2 MiB filesystem keeps half")
+	require.NoError(t, o.Close())
+
+	o, err = Open(path, Options{DiskReserve: DiskReserveOff, DiskSpace: func(string) (int64, int64, error) { return 0, 2 << 20, nil }})
+	require.NoError(t, err)
+	defer o.Close()
+	mustEnqueue(t, o, KindEvent, markedEvent(1))
+	assert.Zero(t, o.Stats().DiskReserveBytes, "the check is off")
+}
