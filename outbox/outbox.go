@@ -153,6 +153,9 @@ func Open(path string, opts Options) (*Outbox, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("outbox: open %s: %w", path, err)
 	}
+	if err := o.tightenModes(path); err != nil {
+		return nil, err
+	}
 	if err := precheckFile(path); err != nil {
 		return nil, corruptErr(path, err)
 	}

@@ -1,0 +1,65 @@
+package outbox
+
+import (
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// An outbox holds telemetry (and, unencrypted, its payloads in the clear): its
+// file is 0600 in a 0700 directory. A file restored from a backup or copied by
+// hand may be readable by every local user; Open tightens it (and its
+// directory) and says so, rather than refuse: the daemon must keep delivering
+// after a restore, and tightening loses nothing.
+//
+// The directory is tightened only when it holds nothing but this outbox's files
+// (the file, its socket and lock, compact's and salvage's side files): an
+// outbox placed in a shared directory (a home, /var/tmp) must not change who
+// can use that directory. There Open logs a warning instead.
+
+// tightenModes makes path 0600 and its directory 0700 when they are open to
+// group or others; log says what changed.
+func (o *Outbox) tightenModes(path string) error {
+	fi, err := os.Stat(path)
+	if err == nil && fi.Mode().IsRegular() && fi.Mode().Perm()&0o077 != 0 {
+		if err := os.Chmod(path, 0o600); err != nil {
+			return fmt.Errorf("outbox: open %s: it is readable by other users (mode %04o) and cannot be made 0600: %w", path, fi.Mode().Perm(), err)
+		}
+		o.log.Warn("outbox: the file was readable by other users: made it 0600", "path", path, "was", fmt.Sprintf("%04o", fi.Mode().Perm()))
+	}
+	dir := filepath.Dir(path)
+	di, err := os.Stat(dir)
+	if err != nil || di.Mode().Perm()&0o077 == 0 {
+		return nil
+	}
+	if !ownDir(dir, filepath.Base(path)) {
+		o.log.Warn("outbox: the directory holding the outbox is open to other users and holds other files: left as it is",
+			"dir", dir, "mode", fmt.Sprintf("%04o", di.Mode().Perm()))
+		return nil
+	}
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return fmt.Errorf("outbox: open %s: its directory %s is open to other users (mode %04o) and cannot be made 0700: %w", path, dir, di.Mode().Perm(), err)
+	}
+	o.log.Warn("outbox: the directory was open to other users: made it 0700", "dir", dir, "was", fmt.Sprintf("%04o", di.Mode().Perm()))
+	return nil
+}
+
+// ownDir reports whether dir holds only the outbox file base and the files
+// named after it (base.sock, base.lock, base.compact, …), and no sticky bit.
+func ownDir(dir, base string) bool {
+	if di, err := os.Stat(dir); err != nil || di.Mode()&fs.ModeSticky != 0 {
+		return false
+	}
+	ents, err := os.ReadDir(dir)
+	if err != nil || len(ents) > 16 {
+		return false
+	}
+	for _, e := range ents {
+		if e.Name() != base && !strings.HasPrefix(e.Name(), base+".") {
+			return false
+		}
+	}
+	return true
+}
