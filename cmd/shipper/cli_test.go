@@ -320,7 +320,8 @@ func TestEnqueueDrainInspectConfirmed(t *testing.T) {
 	assert.Equal(t, 4, strings.Count(r.stdout, "would purge "), "purge --dry-run:\n%s", r)
 	assert.Len(t, jsonLines(t, e.must(exitOK, "", "inspect", "--json").stdout), 4, "purge --dry-run deleted records")
 	r = e.must(exitOK, "", "compact")
-	assert.Contains(t, r.stdout, "compacted", "compact:\n%s", r)
+	// A file this small rewrites no smaller: compact keeps it (compact_test.go).
+	assert.Regexp(t, "compacted|already compact", r.stdout, "compact:\n%s", r)
 	r = e.must(exitOK, "", "purge", "--confirmed")
 	assert.Equal(t, 4, strings.Count(r.stdout, "purged "), "purge:\n%s", r)
 	assert.Empty(t, jsonLines(t, e.must(exitOK, "", "inspect", "--json").stdout), "records left after purge")

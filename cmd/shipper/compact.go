@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 
 	"github.com/spectrastrike/shipper/outbox"
 )
@@ -17,8 +18,11 @@ func runCompact(ctx context.Context, args []string, env Env) int {
 	c := newCLI("compact", "", `
 A bbolt file only grows to its high-water mark. compact rewrites the outbox
 into a new file beside it and renames it over the old one (the old file is
-kept as OUTBOX.precompact until the rename succeeded, then removed). It needs
-the outbox to itself: it refuses while a daemon runs.`, env)
+kept as OUTBOX.precompact until the rename succeeded, then removed). When the
+rewrite is not smaller the original is kept as it is. A symlinked outbox is
+followed: the file it points to is rewritten in its own directory and the
+link stays. The file keeps its mode (and owner, where allowed). It needs the
+outbox to itself: it refuses while a daemon runs.`, env)
 	o := addOutboxFlags(c, false)
 	if code, ok := c.parse(args); !ok {
 		return code
@@ -30,9 +34,8 @@ the outbox to itself: it refuses while a daemon runs.`, env)
 	if err != nil {
 		return c.fail(err)
 	}
-	if dc, ok := dialDaemon(ctx, o.socketPath()); ok {
-		dc.Close()
-		return c.fail(fmt.Errorf("%w (socket %s); compact is offline only: stop the daemon first", errDaemonRunning, o.socketPath()))
+	if err := checkOutboxPath(c, o.path); err != nil {
+		return c.fail(err)
 	}
 	before, err := os.Stat(o.path)
 	if errors.Is(err, os.ErrNotExist) {
@@ -41,32 +44,87 @@ the outbox to itself: it refuses while a daemon runs.`, env)
 	if err != nil {
 		return c.fail(err)
 	}
-	c.infof("outbox file opened directly (%s)", o.path)
-	tmp := o.path + ".compact"
+	// Rewrite the file itself, beside it: renaming over a symlink would
+	// replace the link with a regular file and leave the target stale.
+	target, err := filepath.EvalSymlinks(o.path)
+	if err != nil {
+		return c.fail(err)
+	}
+	for _, sock := range []string{o.socketPath(), target + ".sock"} {
+		if dc, ok := dialDaemon(ctx, sock); ok {
+			dc.Close()
+			return c.fail(fmt.Errorf("%w (socket %s); compact is offline only: stop the daemon first", errDaemonRunning, sock))
+		}
+	}
+	if target != o.path {
+		c.infof("outbox file opened directly (%s, the target of the symlink %s)", target, o.path)
+	} else {
+		c.infof("outbox file opened directly (%s)", o.path)
+	}
+	tmp := target + ".compact"
 	_ = os.Remove(tmp)
 	opts.LockTimeout = directLockTimeout
-	if err := outbox.Compact(o.path, tmp, opts); err != nil {
+	if err := outbox.Compact(target, tmp, opts); err != nil {
 		_ = os.Remove(tmp)
 		if errors.Is(err, outbox.ErrLocked) {
 			return c.fail(fmt.Errorf("outbox %s is in use by another process; compact is offline only: %w", o.path, err))
 		}
 		return c.fail(err)
 	}
-	// Keep the old file under another name until the new one is in place, so a
-	// crash between the two renames leaves both files on disk.
-	old := o.path + ".precompact"
-	if err := os.Rename(o.path, old); err != nil {
+	compacted, err := os.Stat(tmp)
+	if err != nil {
 		_ = os.Remove(tmp)
 		return c.fail(err)
 	}
-	if err := os.Rename(tmp, o.path); err != nil {
+	if compacted.Size() >= before.Size() {
+		_ = os.Remove(tmp)
+		fmt.Fprintf(env.Stdout, "%s is already compact (%s; a rewrite would take %s): kept as it is\n",
+			o.path, fmtBytes(before.Size()), fmtBytes(compacted.Size()))
+		return exitOK
+	}
+	if note, err := keepModeAndOwner(tmp, before); err != nil {
+		_ = os.Remove(tmp)
+		return c.fail(err)
+	} else if note != "" {
+		c.infof("%s", note)
+	}
+	// Keep the old file under another name until the new one is in place, so a
+	// crash between the two renames leaves both files on disk.
+	old := target + ".precompact"
+	if err := os.Rename(target, old); err != nil {
+		_ = os.Remove(tmp)
+		return c.fail(err)
+	}
+	if err := os.Rename(tmp, target); err != nil {
 		return c.fail(fmt.Errorf("%w; the original is at %s, the compacted copy at %s", err, old, tmp))
 	}
 	_ = os.Remove(old)
-	after, err := os.Stat(o.path)
-	if err != nil {
-		return c.fail(err)
-	}
-	fmt.Fprintf(env.Stdout, "compacted %s: %s → %s\n", o.path, fmtBytes(before.Size()), fmtBytes(after.Size()))
+	syncDir(filepath.Dir(target))
+	fmt.Fprintf(env.Stdout, "compacted %s: %s → %s\n", o.path, fmtBytes(before.Size()), fmtBytes(compacted.Size()))
 	return exitOK
+}
+
+// keepModeAndOwner gives the compacted copy the original's mode and, where
+// this process may, its owner. An owner it may not set is a note, not a
+// failure: the file stays usable by this user.
+func keepModeAndOwner(path string, orig os.FileInfo) (note string, err error) {
+	if err := os.Chmod(path, orig.Mode().Perm()); err != nil {
+		return "", fmt.Errorf("keep the mode of the outbox: %w", err)
+	}
+	uid, gid, ok := fileOwner(orig)
+	if !ok {
+		return "", nil
+	}
+	if err := os.Chown(path, uid, gid); err != nil {
+		return fmt.Sprintf("the compacted file is owned by this user, not uid %d gid %d as before: %v", uid, gid, errors.Unwrap(err)), nil
+	}
+	return "", nil
+}
+
+// syncDir makes the renames in dir durable; a failure only weakens that.
+func syncDir(dir string) {
+	if d, err := os.Open(dir); err == nil {
+		_ = d.Sync()
+		_ = d.Close()
+	}
 }
