@@ -34,7 +34,27 @@ type fieldRule struct {
 	name     string
 	required bool
 	nullable bool // JSON null allowed (Optional[...] on the server)
-	check    func(v any) string
+	check    checker
+}
+
+// checker tests a member's value and says what is wrong with it ("" when
+// nothing): value takes it as encoding/json decodes it; str, set for rules
+// about strings, takes a string as it is, so the one-pass validator
+// (validate_scan.go) boxes nothing.
+type checker struct {
+	value func(v any) string
+	str   func(s string) string
+}
+
+// onString makes a checker of a test of strings.
+func onString(f func(s string) string) checker {
+	return checker{str: f, value: func(v any) string {
+		s, ok := v.(string)
+		if !ok {
+			return "must be a string"
+		}
+		return f(s)
+	}}
 }
 
 var eventRules = []fieldRule{
@@ -109,7 +129,7 @@ func validateDecoded(payload []byte, rules []fieldRule) error {
 			}
 			return &ValidationError{Field: r.name, Message: "must not be null"}
 		}
-		if msg := r.check(v); msg != "" {
+		if msg := r.check.value(v); msg != "" {
 			return &ValidationError{Field: r.name, Message: msg}
 		}
 	}
@@ -130,12 +150,8 @@ func validateDecoded(payload []byte, rules []fieldRule) error {
 	return nil
 }
 
-func str(minLen, maxLen int, pattern bool) func(v any) string {
-	return func(v any) string {
-		s, ok := v.(string)
-		if !ok {
-			return "must be a string"
-		}
+func str(minLen, maxLen int, pattern bool) checker {
+	return onString(func(s string) string {
 		n := utf8.RuneCountInString(s)
 		if n < minLen {
 			return fmt.Sprintf("must have at least %d character%s", minLen, plural(minLen))
@@ -147,7 +163,7 @@ func str(minLen, maxLen int, pattern bool) func(v any) string {
 			return "must match ^[A-Za-z0-9._:-]+$"
 		}
 		return ""
-	}
+	})
 }
 
 func plural(n int) string {
@@ -157,30 +173,26 @@ func plural(n int) string {
 	return "s"
 }
 
-func enum(allowed string, aliases map[string]bool) func(v any) string {
+func enum(allowed string, aliases map[string]bool) checker {
 	set := map[string]bool{}
 	for _, a := range strings.Split(allowed, "|") {
 		set[a] = true
 	}
-	return func(v any) string {
-		s, ok := v.(string)
-		if !ok {
-			return "must be a string"
-		}
+	return onString(func(s string) string {
 		k := strings.ToLower(strings.TrimSpace(s))
 		if set[k] || aliases[k] {
 			return ""
 		}
 		return fmt.Sprintf("%q is not one of %s", s, allowed)
-	}
+	})
 }
 
-func object(v any) string {
+var object = checker{value: func(v any) string {
 	if _, ok := v.(map[string]any); !ok {
 		return "must be a JSON object"
 	}
 	return ""
-}
+}}
 
 // Layouts the server's datetime parser accepts, beyond numbers: RFC 3339 with
 // Z or an offset (T, t, space or _ between date and time), naive, date-only.
@@ -194,19 +206,25 @@ var dateLayouts = []string{
 	"2006-01-02",
 }
 
-func datetime(v any) string {
+var datetime = checker{value: datetimeValue, str: datetimeString}
+
+func datetimeValue(v any) string {
 	switch x := v.(type) {
 	case json.Number:
 		if _, err := strconv.ParseFloat(string(x), 64); err == nil {
 			return "" // unix seconds (or milliseconds)
 		}
 	case string:
-		if validDatetime(x) {
-			return ""
-		}
-		return fmt.Sprintf("%q is not a datetime (want RFC 3339, e.g. 2026-02-22T10:00:00Z)", x)
+		return datetimeString(x)
 	}
 	return "must be an RFC 3339 datetime string or a unix time number"
+}
+
+func datetimeString(s string) string {
+	if validDatetime(s) {
+		return ""
+	}
+	return fmt.Sprintf("%q is not a datetime (want RFC 3339, e.g. 2026-02-22T10:00:00Z)", s)
 }
 
 func validDatetime(s string) bool {

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"unicode/utf8"
+	"unsafe"
 )
 
 // validFast reports whether payload certainly passes rules, in one pass over
@@ -99,18 +100,22 @@ func memberOK(r fieldRule, raw []byte) bool {
 		if !ok {
 			return false
 		}
+		if r.check.str != nil {
+			return r.check.str(s) == ""
+		}
 		v = s
 	default:
 		v = json.Number(raw)
 	}
-	return r.check(v) == ""
+	return r.check.value(v) == ""
 }
 
 // rawString is the string a scanned JSON string decodes to. Without escapes
-// and in valid UTF-8 that is its bytes; otherwise encoding/json decides.
+// and in valid UTF-8 that is its bytes, shared rather than copied: the rules
+// keep nothing of the strings they test. Otherwise encoding/json decides.
 func rawString(raw []byte) (string, bool) {
 	if body := raw[1 : len(raw)-1]; bytes.IndexByte(body, '\\') < 0 && utf8.Valid(body) {
-		return string(body), true
+		return unsafe.String(unsafe.SliceData(body), len(body)), true
 	}
 	var s string
 	if json.Unmarshal(raw, &s) != nil {
