@@ -47,6 +47,18 @@ func (o *Outbox) upgrade() (upgraded bool, err error) {
 			err = corruptErr(o.path, fmt.Errorf("%w: %v", errPanicked, r))
 		}
 	}()
+	// Most opens find nothing to do: they look without writing (an empty write
+	// transaction still commits).
+	need := false
+	_ = o.db.View(func(tx *bolt.Tx) error {
+		if meta := tx.Bucket(bucketMeta); meta != nil {
+			need = string(meta.Get(metaFormat)) == string(formatV1) || meta.Get(metaUpgrade) != nil
+		}
+		return nil
+	})
+	if !need {
+		return false, nil
+	}
 	start := false
 	err = o.db.Update(func(tx *bolt.Tx) error {
 		meta := tx.Bucket(bucketMeta)
