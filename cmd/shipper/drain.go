@@ -12,22 +12,27 @@ import (
 )
 
 func init() {
-	register(verb{name: "drain", summary: "deliver until nothing is pending or submitted, then exit (0 all confirmed, 3 some dead)", run: runDrain})
+	register(verb{name: "drain", summary: "deliver until nothing is pending or submitted, then exit (0 all confirmed, 3 some dead, 4 paused)", run: runDrain})
 }
 
 func runDrain(ctx context.Context, args []string, env Env) int {
-	c := newCLI("drain", "[--timeout D]", `
+	c := newCLI("drain", "[--timeout D] [--pause-timeout D]", `
 Delivers the outbox until no record is pending, sending or submitted, then
 exits: 0 when every record is confirmed, 3 when some are dead (each listed with
-its reason; see 'shipper requeue'), 1 on an error or when --timeout passes
-first. It needs the outbox to itself: while a daemon runs, the daemon is the
-one delivering.`, env)
+its reason; see 'shipper requeue'), 4 when delivery stays paused past
+--pause-timeout (VectorVue refused the credentials or the configuration, or
+its certificate is not trusted: the message says which), 1 on an error or when
+--timeout passes first. Ctrl-C stops after the requests in flight are answered
+(at most 10s); a second Ctrl-C exits at once. It needs the outbox to itself:
+while a daemon runs, the daemon is the one delivering.`, env)
 	o := addOutboxFlags(c, true)
 	vv := declareVV(c)
 	wf := addWorkerFlags(c)
 	lf := addLogFlags(c, "warn")
 	timeout := c.fs.Duration("timeout", 0, "give up after this long (0 = no limit)")
 	c.bindEnv("timeout", "SHIPPER_DRAIN_TIMEOUT")
+	pauseTimeout := c.fs.Duration("pause-timeout", DefaultPauseTimeout, "give up (exit 4) when delivery stays paused this long: credentials, TLS or configuration refused (0 = wait)")
+	c.bindEnv("pause-timeout", "SHIPPER_DRAIN_PAUSE_TIMEOUT")
 	if code, ok := c.parse(args); !ok {
 		return code
 	}
@@ -36,6 +41,9 @@ one delivering.`, env)
 	}
 	if *timeout < 0 {
 		return c.usageErr("timeout", "must be 0 or more")
+	}
+	if *pauseTimeout < 0 {
+		return c.usageErr("pause-timeout", "must be 0 or more")
 	}
 	d, err := resolveDelivery(c, env, o, vv, wf, lf)
 	if err != nil {
@@ -54,22 +62,27 @@ one delivering.`, env)
 	defer ob.Close()
 	c.infof("outbox file opened directly (%s)", o.path)
 	wopts.Logger = logger
+	wopts.ShutdownTimeout = drainShutdown
 	worker, err := deliver.New(ob, client, wopts)
 	if err != nil {
 		return c.fail(err)
 	}
-	return drainAndReport(ctx, c, ob, worker, *timeout, env)
+	return drainAndReport(ctx, c, ob, worker, *timeout, *pauseTimeout, env)
 }
 
 // drainAndReport runs Drain with a progress line on a terminal and turns the
 // outcome into the exit code, listing dead records on stdout.
-func drainAndReport(ctx context.Context, c *cli, ob *outbox.Outbox, worker *deliver.Worker, timeout time.Duration, env Env) int {
+func drainAndReport(ctx context.Context, c *cli, ob *outbox.Outbox, worker *deliver.Worker, timeout, pauseTimeout time.Duration, env Env) int {
 	dctx := ctx
 	if timeout > 0 {
 		var cancel context.CancelFunc
 		dctx, cancel = context.WithTimeout(ctx, timeout)
 		defer cancel()
 	}
+	pauseTick := time.NewTicker(pauseCheckEvery(pauseTimeout))
+	defer pauseTick.Stop()
+	dctx, watch := watchDrain(dctx, ctx, c, worker, ob, pauseTimeout, drainShutdown, pauseTick.C)
+	defer watch.stop()
 	stopProgress := func() {}
 	if isTerminal(env.Stderr) {
 		stopProgress = drainProgress(env.Stderr, ob)
@@ -77,9 +90,15 @@ func drainAndReport(ctx context.Context, c *cli, ob *outbox.Outbox, worker *deli
 	start := time.Now()
 	err := worker.Drain(dctx)
 	stopProgress()
+	watch.stop()
 	s := ob.Stats()
 	if err != nil {
 		left := s.ByState[outbox.StatePending] + s.ByState[outbox.StateSending] + s.ByState[outbox.StateSubmitted]
+		if watch.gaveUp {
+			fmt.Fprintf(env.Stderr, "shipper drain: delivery paused for %s, past --pause-timeout: %s; %d record(s) not yet confirmed stay in the outbox: run drain again once it is fixed\n",
+				watch.pausedFor.Round(time.Second), pauseAdvice(watch.pause, false), left)
+			return exitPaused
+		}
 		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
 			return c.fail(fmt.Errorf("--timeout %s passed with %d record(s) not yet confirmed (%d pending, %d submitted); they stay in the outbox",
 				timeout, left, s.ByState[outbox.StatePending], s.ByState[outbox.StateSubmitted]))

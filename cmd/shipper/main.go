@@ -16,10 +16,12 @@ import (
 
 // Exit codes shared by every verb (documented in README.md).
 const (
-	exitOK       = 0
-	exitFailed   = 1 // the operation failed (a smoke step, I/O, the server)
-	exitUsage    = 2 // a wrong flag or setting, named in the message
-	exitSomeDead = 3 // drain: some records ended dead
+	exitOK          = 0
+	exitFailed      = 1   // the operation failed (a smoke step, I/O, the server)
+	exitUsage       = 2   // a wrong flag or setting, named in the message
+	exitSomeDead    = 3   // drain: some records ended dead
+	exitPaused      = 4   // drain: delivery stayed paused past --pause-timeout (credentials, TLS, configuration)
+	exitInterrupted = 130 // a second SIGINT or SIGTERM: exited at once, without the clean stop
 )
 
 // Env is what a verb may touch of the outside world, so tests can run verbs in-process.
@@ -46,10 +48,37 @@ func register(v verb) {
 }
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := interruptible(os.Stderr)
 	code := run(ctx, os.Args[1:], Env{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr, Getenv: os.Getenv})
 	stop()
 	os.Exit(code)
+}
+
+// interruptible returns a context the first SIGINT or SIGTERM ends: the verb
+// stops cleanly (a drain or the daemon lets requests in flight finish). A
+// second one exits at once: nothing is lost, leased records go back to pending
+// when the outbox is next opened, and an operator who asked twice is not kept
+// waiting.
+func interruptible(stderr io.Writer) (context.Context, func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() {
+		select {
+		case <-sigs:
+			cancel()
+		case <-done:
+			return
+		}
+		select {
+		case <-sigs:
+			fmt.Fprintln(stderr, "shipper: interrupted again: exiting now; records in flight go back to pending when the outbox is next opened")
+			os.Exit(exitInterrupted)
+		case <-done:
+		}
+	}()
+	return ctx, func() { signal.Stop(sigs); close(done); cancel() }
 }
 
 func run(ctx context.Context, args []string, env Env) int {

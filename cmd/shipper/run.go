@@ -4,9 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"os/signal"
+	"strings"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -15,6 +20,7 @@ import (
 
 	"github.com/spectrastrike/shipper/deliver"
 	"github.com/spectrastrike/shipper/outbox"
+	"github.com/spectrastrike/shipper/vvapi"
 )
 
 func init() {
@@ -28,11 +34,16 @@ func runDaemon(ctx context.Context, args []string, env Env) int {
 	c := newCLI("run", "[flags]", `
 Runs until SIGINT or SIGTERM: delivers the outbox to VectorVue, serves
 Prometheus metrics on /metrics and a health check on /healthz (200 while
-delivering, 503 while paused on an auth failure or stopping), and listens on
-the admin control socket OUTBOX.sock (mode 0600) through which inspect, stats,
-requeue, purge, verify and enqueue reach the outbox while the daemon holds it.
-On a signal it stops claiming, finishes or releases in-flight records and
-closes the outbox within --shutdown-timeout.`, env)
+delivering; 503 while stopping, or while paused, naming the cause:
+credentials, tls or configuration), and listens on the admin control socket
+OUTBOX.sock (mode 0600) through which inspect, stats, requeue, purge, verify
+and enqueue reach the outbox while the daemon holds it. On a signal it stops
+claiming, finishes or releases in-flight records and closes the outbox within
+--shutdown-timeout; a second signal exits at once (in-flight records go back
+to pending when the outbox is next opened). SIGHUP reads the password, token,
+signature secret and CA files again and retries a paused delivery at once;
+the client also reads them again by itself before the attempt that follows a
+refusal. Confirmed records past --retention are deleted even while idle.`, env)
 	o := addOutboxFlags(c, true)
 	vv := declareVV(c)
 	wf := addWorkerFlags(c)
@@ -41,6 +52,11 @@ closes the outbox within --shutdown-timeout.`, env)
 	c.bindEnv("metrics-addr", "SHIPPER_METRICS_ADDR")
 	shutdownTimeout := c.fs.Duration("shutdown-timeout", 10*time.Second, "how long a graceful shutdown may take")
 	c.bindEnv("shutdown-timeout", "SHIPPER_SHUTDOWN_TIMEOUT")
+	// From here on SIGHUP reloads instead of killing the daemon; one that
+	// arrives before the worker runs is handled once it does.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	if code, ok := c.parse(args); !ok {
 		return code
 	}
@@ -64,6 +80,17 @@ closes the outbox within --shutdown-timeout.`, env)
 	if dc, ok := dialDaemon(ctx, o.socketPath()); ok {
 		dc.Close()
 		return c.fail(fmt.Errorf("%w (socket %s); use `shipper stats` to see it", errDaemonRunning, o.socketPath()))
+	}
+	// Listen before opening anything: a port in use is a setting to change.
+	var mln net.Listener
+	if *metricsAddr != "off" {
+		if mln, err = listenMetrics(c, *metricsAddr); err != nil {
+			return c.fail(err)
+		}
+		defer mln.Close()
+	}
+	if err := checkOutboxPath(c, o.path); err != nil {
+		return c.fail(err)
 	}
 	obOpts.Logger = logger.With("component", "outbox")
 	obOpts.LockTimeout = 2 * time.Second
@@ -89,22 +116,19 @@ closes the outbox within --shutdown-timeout.`, env)
 
 	var stopping atomic.Bool
 	var metricsSrv *http.Server
-	if *metricsAddr != "off" {
-		mln, err := net.Listen("tcp", *metricsAddr)
-		if err != nil {
-			return c.fail(fmt.Errorf("%s: %w", c.setting("metrics-addr"), err))
-		}
+	if mln != nil {
 		mux := http.NewServeMux()
 		mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 		mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-			switch {
-			case stopping.Load():
+			if stopping.Load() {
 				writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "stopping"})
-			case worker.Counters().Paused:
-				writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "paused", "why": "authentication failed; see the log"})
-			default:
-				writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+				return
 			}
+			if p, paused := worker.Pause(); paused {
+				writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "paused", "cause": p.Cause, "why": pauseAdvice(p, true)})
+				return
+			}
+			writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 		})
 		metricsSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 		go func() { _ = metricsSrv.Serve(mln) }()
@@ -127,16 +151,27 @@ closes the outbox within --shutdown-timeout.`, env)
 	defer cancel()
 	done := make(chan error, 1)
 	go func() { done <- worker.Run(runCtx) }()
+	sweepTick := time.NewTicker(sweepInterval(obOpts.Retention))
+	defer sweepTick.Stop()
+	go sweepRetention(runCtx, ob, sweepTick.C, logger.With("component", "outbox"))
 
 	code := exitOK
 	var runErr error
-	select {
-	case <-ctx.Done():
-		logger.Info("shutting down", "timeout", *shutdownTimeout)
-	case runErr = <-done:
-		// The worker ended without being asked to: that is a failure.
-		done = nil
-		code = exitFailed
+wait:
+	for {
+		select {
+		case <-ctx.Done():
+			logger.Info("shutting down: waiting for the requests in flight; a second SIGINT or SIGTERM exits at once",
+				"timeout", *shutdownTimeout, "records_in_flight", ob.Stats().ByState[outbox.StateSending])
+			break wait
+		case runErr = <-done:
+			// The worker ended without being asked to: that is a failure.
+			done = nil
+			code = exitFailed
+			break wait
+		case <-hup:
+			reloadCredentials(logger, client, worker, vv)
+		}
 	}
 	stopping.Store(true)
 	cancel()
@@ -168,4 +203,48 @@ closes the outbox within --shutdown-timeout.`, env)
 	}
 	logger.Info("stopped")
 	return code
+}
+
+// listenMetrics listens on --metrics-addr; failing to is a setting to change
+// (exit 2), named with what the system said.
+func listenMetrics(c *cli, addr string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err == nil {
+		return ln, nil
+	}
+	why := err
+	var se *os.SyscallError
+	if errors.As(err, &se) {
+		why = se.Err
+	}
+	hint := ""
+	if errors.Is(err, syscall.EADDRINUSE) {
+		hint = " (another shipper run, or another program)"
+	}
+	return nil, &settingError{Setting: c.setting("metrics-addr"),
+		Problem: fmt.Sprintf("cannot listen on %s: %v%s; choose another host:port, port 0 for any free one, or \"off\"", addr, why, hint)}
+}
+
+// reloadCredentials is SIGHUP: the client reads its secret and CA files
+// again, and a paused delivery tries them at once instead of at the end of its
+// pause interval. A file that cannot be used leaves the previous credentials
+// in force.
+func reloadCredentials(log *slog.Logger, client *vvapi.Client, worker *deliver.Worker, vv *vvSettings) {
+	changed, err := client.Reload()
+	if err != nil {
+		log.Error("SIGHUP: cannot reload the credentials; keeping the previous ones", "err", vv.vv.settingError(err).Error())
+		return
+	}
+	flagOf := map[string]string{"PasswordFile": "password-file", "TokenFile": "token-file",
+		"SignatureSecretFile": "signature-secret-file", "CAFile": "ca-file"}
+	names := make([]string, len(changed))
+	for i, f := range changed {
+		names[i] = flagOf[f]
+	}
+	if len(names) == 0 {
+		log.Info("SIGHUP: secret and CA files read again; none changed")
+	} else {
+		log.Info("SIGHUP: secret and CA files read again", "changed", strings.Join(names, ","))
+	}
+	worker.ProbeNow()
 }

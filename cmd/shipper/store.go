@@ -272,6 +272,9 @@ func openDirect(c *cli, o *outboxFlags, opts outbox.Options, mustExist bool) (*o
 			return nil, &settingError{Setting: c.setting("outbox"), Problem: "no outbox at " + abs}
 		}
 	}
+	if err := checkOutboxPath(c, o.path); err != nil {
+		return nil, err
+	}
 	opts.LockTimeout = directLockTimeout
 	ob, err := outbox.Open(o.path, opts)
 	switch {
