@@ -72,7 +72,7 @@ one held by a running daemon (through its control socket).`, env)
 	}
 
 	now := time.Now()
-	n := 0
+	n, damaged := 0, 0
 	if !*asJSON {
 		fmt.Fprintf(out, recordRowFmt, "KEY", "KIND", "STATE", "AGE", "ATTEMPTS", "LAST ERROR")
 	}
@@ -80,9 +80,17 @@ one held by a running daemon (through its control socket).`, env)
 	err = st.List(ctx, f, func(rec recordView) error {
 		n++
 		if *asJSON {
+			if rec.Damage != "" {
+				damaged++
+			}
 			return enc.Encode(rec)
 		}
-		fmt.Fprintf(out, recordRowFmt, rec.Key, rec.Kind, rec.State, fmtAge(now.Sub(rec.CreatedAt)), fmt.Sprint(rec.Attempts), oneLine(rec.LastError, 200))
+		last := rec.LastError
+		if rec.Damage != "" {
+			damaged++
+			last = "DAMAGED: " + rec.Damage
+		}
+		fmt.Fprintf(out, recordRowFmt, rec.Key, rec.Kind, rec.State, fmtAge(now.Sub(rec.CreatedAt)), fmt.Sprint(rec.Attempts), oneLine(last, 200))
 		// Flush per screenful so a long listing streams.
 		if n%100 == 0 {
 			return out.Flush()
@@ -95,6 +103,9 @@ one held by a running daemon (through its control socket).`, env)
 	}
 	out.Flush()
 	c.infof("%d record(s)", n)
+	if damaged > 0 {
+		c.infof("%d record(s) failed their checksum: never sent; see `shipper verify`, re-enqueue them from the source", damaged)
+	}
 	return exitOK
 }
 
@@ -131,6 +142,7 @@ func printRecord(w io.Writer, r recordView, now time.Time) {
 	}
 	row("submitted", ts(r.SubmittedAt))
 	row("last error", r.LastError)
+	row("DAMAGED", r.Damage)
 	if len(r.Payload) > 0 {
 		fmt.Fprintf(w, "%-16s %s\n", "payload:", r.Payload)
 	}

@@ -139,6 +139,7 @@ type recordView struct {
 	CreatedAt     time.Time       `json:"created_at"`
 	UpdatedAt     time.Time       `json:"updated_at"`
 	Payload       json.RawMessage `json:"payload,omitempty"`
+	Damage        string          `json:"damage,omitempty"` // the record failed its checksum: never sent, no payload
 }
 
 func viewOf(r outbox.Record) recordView {
@@ -146,7 +147,7 @@ func viewOf(r outbox.Record) recordView {
 		Key: r.Key, Kind: r.Kind, State: r.State, Attempts: r.Attempts,
 		NextAttemptAt: r.NextAttemptAt, LeaseUntil: r.LeaseUntil, RequestID: r.RequestID,
 		ItemIndex: r.ItemIndex, SubmittedAt: r.SubmittedAt, LastError: r.LastError,
-		Redrives: r.Redrives, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt, Payload: r.Payload,
+		Redrives: r.Redrives, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt, Payload: r.Payload, Damage: r.Damage,
 	}
 }
 
@@ -227,7 +228,13 @@ func (d *directStore) Purge(_ context.Context, req purgeRequest) ([]string, erro
 	return d.ob.Purge(req.State, req.OlderThan, req.DryRun)
 }
 
-func (d *directStore) Verify(context.Context) (outbox.CheckReport, error) { return d.ob.Check() }
+func (d *directStore) Verify(context.Context) (outbox.CheckReport, error) {
+	rep, err := d.ob.Check()
+	if errors.Is(err, outbox.ErrCorrupt) && len(rep.Problems) > 0 {
+		return rep, nil // the problems are the answer (also through the daemon's socket): verify prints them
+	}
+	return rep, err
+}
 
 func (d *directStore) EnqueueAll(ctx context.Context, items []outbox.Item) ([]string, error) {
 	return d.ob.EnqueueAll(ctx, items)

@@ -1,0 +1,80 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/spectrastrike/shipper/outbox"
+)
+
+func init() {
+	register(verb{name: "salvage", summary: "copy every readable record of a damaged outbox file into a new outbox", run: runSalvage})
+}
+
+func runSalvage(ctx context.Context, args []string, env Env) int {
+	c := newCLI("salvage", "OLD NEW [--encryption-key-file F]", `
+For an outbox file that cannot be opened (cut short, a damaged page) or that
+verify finds damaged. Reads OLD without changing it and writes a new outbox at
+NEW (which must not exist) holding every record that is still readable, with
+its key, state, attempts and times; prints what was lost. Then stop the daemon,
+move OLD aside and NEW in its place. An encrypted OLD needs its key
+(--encryption-key-file); NEW is encrypted with it too. Exit 0 when every record
+was copied, 1 when some were lost (NEW holds the rest).`, env)
+	keyFile := c.fs.String("encryption-key-file", "", "file holding OLD's 32-byte key, when OLD is encrypted")
+	c.bindEnv("encryption-key-file", "SHIPPER_ENCRYPTION_KEY_FILE")
+	if code, ok := c.parse(args); !ok {
+		return code
+	}
+	if len(c.args) != 2 {
+		return c.fail(&settingError{Setting: "arguments", Problem: "want OLD NEW: the damaged outbox and the path of the new one"})
+	}
+	oldPath, newPath := c.arg(0), c.arg(1)
+	if _, err := os.Stat(oldPath); err != nil {
+		return c.fail(&settingError{Setting: "OLD", Problem: err.Error()})
+	}
+	if _, err := os.Stat(newPath); err == nil {
+		return c.fail(&settingError{Setting: "NEW", Problem: newPath + " exists; salvage writes a new file"})
+	}
+	opts := outbox.Options{LockTimeout: directLockTimeout}
+	if *keyFile != "" {
+		k, err := readKeyFile(*keyFile)
+		if err != nil {
+			return c.fail(&settingError{Setting: c.setting("encryption-key-file"), Problem: err.Error()})
+		}
+		opts.EncryptionKey = k
+	}
+	rep, err := outbox.Salvage(oldPath, newPath, opts)
+	if errors.Is(err, outbox.ErrLocked) {
+		return c.fail(fmt.Errorf("%s is held by a running process (a daemon?): stop it first: %w", oldPath, err))
+	}
+	if err != nil {
+		return c.fail(err)
+	}
+	how := "through bbolt"
+	if rep.Method == "page scan" {
+		how = "by scanning its pages (bbolt could not read it)"
+	}
+	fmt.Fprintf(env.Stdout, "salvaged %d record(s) of %s into %s, read %s\n", rep.Records, oldPath, newPath, how)
+	for _, st := range allStates {
+		if n := rep.ByState[st]; n > 0 {
+			fmt.Fprintf(env.Stdout, "  %-10s %d\n", st, n)
+		}
+	}
+	for _, l := range rep.Lost {
+		key := l.Key
+		if key == "" {
+			key = "(key unknown)"
+		}
+		fmt.Fprintf(env.Stdout, "lost: %s (record id %d): %s\n", key, l.ID, l.Reason)
+	}
+	for _, k := range rep.Missing {
+		fmt.Fprintf(env.Stdout, "gone: %s (named by the key index, its record is not in the file; it may have been delivered and deleted before)\n", k)
+	}
+	if n := len(rep.Lost) + len(rep.Missing); n > 0 {
+		fmt.Fprintf(env.Stdout, "%d record(s) lost: re-enqueue them from the source; VectorVue stores a key once\n", n)
+		return exitFailed
+	}
+	return exitOK
+}
