@@ -32,6 +32,23 @@ func backoff(n int, base, max, retryAfter time.Duration, r float64) time.Duratio
 	return d
 }
 
+// promptAttempts is how many failed attempts of a record go again promptly: failures among
+// successes are the server's hiccups, not the record's. Only a record that keeps failing while
+// others get through (a request the server chokes on) backs off on its own, so it cannot spend
+// the request budget.
+const promptAttempts = 8
+
+// retryDelay is the wait before a record's next attempt after its n-th failed one: within a
+// quarter of base (full jitter) for the first promptAttempts, then backoff from base, and never
+// shorter than the server's Retry-After. Outages do not reach it: the gate holds every request
+// and the records are not charged (gate.go).
+func retryDelay(n int, base, max, retryAfter time.Duration, r float64) time.Duration {
+	if n <= promptAttempts {
+		return backoff(1, base/4, base/4, retryAfter, r)
+	}
+	return backoff(n-promptAttempts, base, max, retryAfter, r)
+}
+
 // pollBackoff is the wait before the next status poll after n unanswered polls (404): plain
 // exponential from the poll interval, capped. No jitter: polls are cheap GETs spread by their
 // submit times already.

@@ -5,6 +5,8 @@ import (
 	"crypto/tls"
 	"errors"
 	"net/http"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/spectrastrike/shipper/vvapi"
@@ -47,7 +49,10 @@ type verdict struct {
 	message    string        // the server's words (or the error text), kept on the record
 	retryAfter time.Duration // server's Retry-After, honoured by the per-record backoff
 	down       bool          // the server looks unreachable or broken: global backoff
-	throttled  bool          // 429: slow the pacer
+	throttled  bool          // 429: the server's window is full; the budget holds
+	login      bool          // the failure was the client's login, not the request: no attempt of the records
+	tooLarge   bool          // with actSplit: the batch is over the server's limit
+	limit      int           // with tooLarge: the limit the server named (0 when it did not)
 }
 
 // Reason labels. They are bounded (metrics labels) and prefix LastError so operators can filter.
@@ -82,6 +87,12 @@ func classify(err error, batch bool) verdict {
 	if err == nil {
 		return verdict{act: actSubmit}
 	}
+	v := classifyErr(err, batch)
+	v.login = isLoginError(err)
+	return v
+}
+
+func classifyErr(err error, batch bool) verdict {
 	if errors.Is(err, context.Canceled) {
 		return verdict{act: actRelease, reason: reasonShutdown, message: "cancelled"}
 	}
@@ -115,9 +126,14 @@ func classify(err error, batch bool) verdict {
 		case s == http.StatusUnprocessableEntity || s == http.StatusRequestEntityTooLarge:
 			tooLarge := ve.Code == "batch_too_large" || errors.Is(err, vvapi.ErrBatchTooLarge) ||
 				s == http.StatusRequestEntityTooLarge
+			if batch && tooLarge {
+				// The server's limit is below ours: it names it ("Batch size exceeds configured
+				// maximum (250)"), or halving finds it.
+				return verdict{act: actSplit, reason: reasonTooLarge, message: msg, tooLarge: true, limit: namedLimit(msg)}
+			}
 			if batch {
-				// batch_too_large, or a body-level refusal ("Invalid JSON payload") one record
-				// may cause: halving isolates the culprit without condemning the others.
+				// A body-level refusal ("Invalid JSON payload") one record may cause: halving
+				// isolates the culprit without condemning the others.
 				return verdict{act: actSplit, reason: reasonValidation, message: msg}
 			}
 			if tooLarge {
@@ -137,7 +153,9 @@ func classify(err error, batch bool) verdict {
 		return verdict{act: actDead, reason: reasonInvalidPayload, message: err.Error()}
 	}
 	if errors.Is(err, vvapi.ErrBatchSize) && batch {
-		return verdict{act: actSplit, reason: reasonTooLarge, message: err.Error()}
+		// New keeps BatchSize within the client's maximum, so this is a bug; halving still
+		// delivers.
+		return verdict{act: actSplit, reason: reasonTooLarge, message: err.Error(), tooLarge: true}
 	}
 	var ce *vvapi.ConfigError
 	if errors.As(err, &ce) {
@@ -148,6 +166,35 @@ func classify(err error, batch bool) verdict {
 	}
 	// Unknown failure: retrying is the only choice that cannot lose a record.
 	return verdict{act: actRetry, reason: reasonOther, message: err.Error()}
+}
+
+// namedLimit is the limit a batch_too_large message names: the number in its last
+// parentheses ("Batch size exceeds configured maximum (250)"), or 0.
+func namedLimit(msg string) int {
+	open := strings.LastIndexByte(msg, '(')
+	end := strings.LastIndexByte(msg, ')')
+	if open < 0 || end < open {
+		return 0
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(msg[open+1 : end]))
+	if err != nil || n < 1 {
+		return 0
+	}
+	return n
+}
+
+// isLoginError reports whether err came from the client's login (made on the way to a
+// request, or after a 401) rather than from the request itself.
+func isLoginError(err error) bool {
+	var te *vvapi.TransportError
+	if errors.As(err, &te) {
+		return strings.HasSuffix(te.Endpoint, "/auth/login")
+	}
+	var ve *vvapi.Error
+	if errors.As(err, &ve) {
+		return strings.HasSuffix(ve.Endpoint, "/auth/login")
+	}
+	return false
 }
 
 // itemVerdict classifies one batch item (or status failed_items entry).

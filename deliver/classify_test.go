@@ -28,6 +28,9 @@ func TestClassify(t *testing.T) {
 		down      bool
 		throttled bool
 		after     time.Duration
+		tooLarge  bool
+		limit     int
+		login     bool
 	}{
 		{name: "success", err: nil, act: actSubmit},
 		{name: "transport", err: &vvapi.TransportError{Endpoint: "POST /events", Err: io.ErrUnexpectedEOF},
@@ -51,14 +54,20 @@ func TestClassify(t *testing.T) {
 		{name: "single 422", err: apiErr(422, "validation_failed", "Payload validation failed"),
 			act: actDead, reason: reasonValidation, message: "Payload validation failed"},
 		{name: "batch too large", err: apiErr(422, "batch_too_large", "Batch size exceeds configured maximum (250)"), batch: true,
-			act: actSplit, reason: reasonValidation, message: "Batch size exceeds configured maximum (250)"},
+			act: actSplit, reason: reasonTooLarge, message: "Batch size exceeds configured maximum (250)", tooLarge: true, limit: 250},
+		{name: "batch too large, limit not named", err: apiErr(413, "", "Payload Too Large"), batch: true,
+			act: actSplit, reason: reasonTooLarge, message: "Payload Too Large", tooLarge: true},
+		{name: "failed login on the way to a request", err: &vvapi.Error{HTTPStatus: 503, Message: "Service Unavailable", Endpoint: "POST /auth/login"},
+			act: actRetry, reason: reasonServerError, message: "Service Unavailable", down: true, login: true},
+		{name: "login unreachable", err: &vvapi.TransportError{Endpoint: "POST /auth/login", Err: io.EOF},
+			act: actRetry, reason: reasonTransport, down: true, login: true},
 		{name: "batch body refused", err: apiErr(422, "validation_failed", "Invalid JSON payload"), batch: true,
 			act: actSplit, reason: reasonValidation, message: "Invalid JSON payload"},
 		{name: "400 is configuration", err: apiErr(400, "", "HTTPS is required"), act: actPause, reason: reasonConfig, message: "HTTPS is required"},
 		{name: "404 on POST is configuration", err: apiErr(404, "", "Not Found"), act: actPause, reason: reasonConfig, message: "Not Found"},
 		{name: "invalid payload alone", err: fmt.Errorf("vvapi: send: %w", vvapi.ErrInvalidPayload), act: actDead, reason: reasonInvalidPayload},
 		{name: "invalid payload in a batch", err: fmt.Errorf("x: %w", vvapi.ErrInvalidPayload), batch: true, act: actSplit, reason: reasonInvalidPayload},
-		{name: "batch over the client's limit", err: fmt.Errorf("x: %w", vvapi.ErrBatchSize), batch: true, act: actSplit, reason: reasonTooLarge},
+		{name: "batch over the client's limit", err: fmt.Errorf("x: %w", vvapi.ErrBatchSize), batch: true, act: actSplit, reason: reasonTooLarge, tooLarge: true},
 		{name: "config error", err: &vvapi.ConfigError{Field: "BaseURL", Problem: "bad"}, act: actPause, reason: reasonConfig},
 		{name: "unknown error is retried", err: errors.New("something odd"), act: actRetry, reason: reasonOther, message: "something odd"},
 	}
@@ -70,10 +79,27 @@ func TestClassify(t *testing.T) {
 			assert.Equal(t, tc.down, v.down, "down of %+v", v)
 			assert.Equal(t, tc.throttled, v.throttled, "throttled of %+v", v)
 			assert.Equal(t, tc.after, v.retryAfter, "retryAfter of %+v", v)
+			assert.Equal(t, tc.tooLarge, v.tooLarge, "tooLarge of %+v", v)
+			assert.Equal(t, tc.limit, v.limit, "limit of %+v", v)
+			assert.Equal(t, tc.login, v.login, "login of %+v", v)
 			if tc.message != "" {
 				assert.Equal(t, tc.message, v.message, "message of %+v", v)
 			}
 		})
+	}
+}
+
+func TestNamedLimit(t *testing.T) {
+	for msg, want := range map[string]int{
+		"Batch size exceeds configured maximum (250)": 250,
+		"Batch size exceeds configured maximum (40)":  40,
+		"Batch size exceeds configured maximum ( 7 )": 7,
+		"Batch size exceeds configured maximum":       0,
+		"maximum (a lot)":                             0,
+		"maximum (0)":                                 0,
+		"(12) then (x":                                0,
+	} {
+		assert.Equal(t, want, namedLimit(msg), "namedLimit(%q)", msg)
 	}
 }
 

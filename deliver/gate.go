@@ -5,91 +5,7 @@ import (
 	"log/slog"
 	"sync"
 	"time"
-
-	"golang.org/x/time/rate"
 )
-
-// pacer spaces every request (sends, polls, logins) below the server's rate limit and slows
-// down further after a 429, recovering step by step.
-type pacer struct {
-	lim      *rate.Limiter // nil: unpaced
-	base     rate.Limit
-	floor    rate.Limit
-	now      func() time.Time
-	recovery time.Duration // time between two recovery steps
-
-	mu        sync.Mutex
-	lastShift time.Time
-}
-
-// newPacer paces at perMinute requests per minute; perMinute < 0 disables pacing.
-func newPacer(perMinute int, now func() time.Time, recovery time.Duration) *pacer {
-	p := &pacer{now: now, recovery: recovery}
-	if perMinute < 0 {
-		return p
-	}
-	p.base = rate.Limit(float64(perMinute) / 60)
-	p.floor = p.base / 16
-	// A small burst lets a lane and the poller start together; 1/20 of a minute's budget
-	// keeps the sliding-minute total under the server's limit.
-	burst := perMinute / 20
-	if burst < 1 {
-		burst = 1
-	}
-	p.lim = rate.NewLimiter(p.base, burst)
-	return p
-}
-
-// wait blocks until a request may go, or ctx ends.
-func (p *pacer) wait(ctx context.Context) error {
-	if p.lim == nil {
-		return ctx.Err()
-	}
-	return p.lim.Wait(ctx)
-}
-
-// throttled halves the rate after a 429 (not below 1/16 of the configured rate).
-func (p *pacer) throttled() {
-	if p.lim == nil {
-		return
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	l := p.lim.Limit() / 2
-	if l < p.floor {
-		l = p.floor
-	}
-	p.lim.SetLimit(l)
-	p.lastShift = p.now()
-}
-
-// ok raises a throttled rate by a tenth of the configured rate, at most once per recovery
-// period, so the worker creeps back instead of bouncing straight into the next 429.
-func (p *pacer) ok() {
-	if p.lim == nil {
-		return
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	cur := p.lim.Limit()
-	if cur >= p.base || p.now().Sub(p.lastShift) < p.recovery {
-		return
-	}
-	cur += p.base / 10
-	if cur > p.base {
-		cur = p.base
-	}
-	p.lim.SetLimit(cur)
-	p.lastShift = p.now()
-}
-
-// limit is the current rate in requests per minute (0 when unpaced).
-func (p *pacer) limit() float64 {
-	if p.lim == nil {
-		return 0
-	}
-	return float64(p.lim.Limit()) * 60
-}
 
 // gateMode is the worker-wide delivery state.
 type gateMode int
@@ -110,9 +26,16 @@ const (
 	resAborted                   // no request was made (nothing to claim, shutdown)
 )
 
+// outageAfter is how many failures in a row, with no success between them, make an outage. A
+// failure among successes says little about the server (a flaky link, one overloaded worker
+// behind a proxy): its records simply go again. A down server fails every request, so it
+// costs only this many before the gate holds.
+const outageAfter = 3
+
 // gate is the global backoff and the auth pause. While the server is down or the credentials
 // are refused, every lane and the poller wait here; when the step is over, exactly one caller
-// gets through as the probe, and its result reopens or re-closes the gate for everyone.
+// gets through as the probe, and its result reopens or re-closes the gate for everyone. The
+// backoff rises with consecutive failures and resets on the first success.
 type gate struct {
 	now      func() time.Time
 	base     time.Duration
@@ -171,10 +94,12 @@ func (g *gate) acquire(ctx context.Context, tick time.Duration) (probe bool, mod
 	}
 }
 
-// report records a request's effect on the worker-wide state. Results of requests that were
-// already in flight when the gate closed do not extend it; only the probe's result (or a
-// success, which proves the server is back) moves it.
-func (g *gate) report(probe bool, res gateResult, why string) {
+// report records a request's effect on the worker-wide state and says whether delivery is
+// held (an outage or a pause) after it: the records of a request that failed then are not
+// charged an attempt. Results of requests that were already in flight when the gate closed do
+// not extend it; only the probe's result (or a success, which proves the server is back)
+// moves it.
+func (g *gate) report(probe bool, res gateResult, why string) (held bool) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	prev := g.mode
@@ -184,25 +109,28 @@ func (g *gate) report(probe bool, res gateResult, why string) {
 			g.probing = false
 			g.signal()
 		}
-		return
+		return g.mode != gateOpen
 	case resUp:
 		if g.mode == gatePaused && !probe {
 			// A request that raced the pause succeeded; the credentials may still be bad for
 			// the next login, so let the pause run its course.
-			return
+			return true
 		}
 		g.mode, g.failures, g.probing = gateOpen, 0, false
 	case resDown:
 		if g.mode != gateOpen && !probe {
-			return
+			return true
 		}
 		g.failures++
-		d := backoff(g.failures, g.base, g.max, 0, jitter())
+		if g.mode == gateOpen && g.failures < outageAfter {
+			return false
+		}
+		d := backoff(g.failures-outageAfter+1, g.base, g.max, 0, jitter())
 		g.mode, g.until, g.probing, g.why = gateHold, g.now().Add(d), false, why
 		g.log.Warn("server unreachable or failing; holding delivery", "reason", why, "step", g.failures, "retry_in", d.String())
 	case resAuth:
 		if g.mode == gatePaused && !probe {
-			return
+			return true
 		}
 		g.mode, g.until, g.probing, g.why = gatePaused, g.now().Add(g.pause), false, why
 		g.log.Error(pauseHeadline(why), "cause", pauseCause(why), "reason", why, "retry_in", g.pause.String())
@@ -218,6 +146,7 @@ func (g *gate) report(probe bool, res gateResult, why string) {
 		}
 	}
 	g.signal()
+	return g.mode != gateOpen
 }
 
 // signal wakes waiters; callers hold g.mu.

@@ -14,83 +14,6 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// fakeClock is a settable clock for code that takes a Now func. A running clock also moves
-// with real time, so short waits elapse while Advance makes the long ones pass at once.
-type fakeClock struct {
-	mu      sync.Mutex
-	t       time.Time
-	running bool
-	since   time.Time
-}
-
-func newFakeClock() *fakeClock { return &fakeClock{t: time.Date(2026, 11, 29, 5, 0, 0, 0, time.UTC)} }
-
-func newRunningClock() *fakeClock {
-	c := newFakeClock()
-	c.running, c.since = true, time.Now()
-	return c
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.running {
-		return c.t.Add(time.Since(c.since))
-	}
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
-func TestPacerAdaptive(t *testing.T) {
-	clk := newFakeClock()
-	p := newPacer(240, clk.Now, 10*time.Second)
-	require.InDelta(t, 240, p.limit(), 1e-9, "limit")
-	p.throttled()
-	require.InDelta(t, 120, p.limit(), 1e-9, "limit after a 429")
-	for range 10 {
-		p.throttled()
-	}
-	require.InDelta(t, 15, p.limit(), 1e-9, "limit floor (1/16)")
-	p.ok() // too soon after the 429: unchanged
-	require.InDelta(t, 15, p.limit(), 1e-9, "limit right after 429")
-	steps := 0
-	for p.limit() < 240 {
-		clk.Advance(10 * time.Second)
-		p.ok()
-		p.ok() // at most one step per period
-		steps++
-		require.LessOrEqual(t, steps, 20, "pace never recovered")
-	}
-	assert.Equal(t, 10, steps, "recovery steps (a tenth of the rate per period)")
-}
-
-func TestPacerUnpaced(t *testing.T) {
-	p := newPacer(-1, time.Now, time.Second)
-	p.throttled()
-	p.ok()
-	require.NoError(t, p.wait(context.Background()))
-	assert.Zero(t, p.limit(), "unpaced limit")
-}
-
-func TestPacerSpacesRequests(t *testing.T) {
-	// 6000/min = one per 10ms with a burst of 300; after the burst, requests are spaced.
-	p := newPacer(6000, time.Now, time.Second)
-	ctx := context.Background()
-	for range 300 {
-		require.NoError(t, p.wait(ctx))
-	}
-	start := time.Now()
-	for range 5 {
-		require.NoError(t, p.wait(ctx))
-	}
-	assert.GreaterOrEqual(t, time.Since(start), 35*time.Millisecond, "5 paced requests after the burst, want ≥ ~50ms")
-}
-
 func TestGateHoldLetsOneProbeThrough(t *testing.T) {
 	clk := newFakeClock()
 	var logs bytes.Buffer
@@ -100,10 +23,21 @@ func TestGateHoldLetsOneProbeThrough(t *testing.T) {
 	probe, _, err := g.acquire(ctx, time.Millisecond)
 	require.NoError(t, err, "open gate")
 	require.False(t, probe, "open gate: probe")
-	g.report(false, resDown, "transport: refused")
-	// A second failure of a request that was already in flight does not extend the hold.
-	g.report(false, resDown, "transport: refused")
-	require.Equal(t, 1, g.failures, "failures")
+	// Failures among successes are no outage: the gate stays open.
+	for range outageAfter - 1 {
+		require.False(t, g.report(false, resDown, "transport: refused"), "a failure below the outage threshold held delivery")
+	}
+	require.False(t, g.report(false, resUp, ""), "a success held delivery")
+	require.True(t, g.open(), "a success did not reset the failures")
+	for range outageAfter - 1 {
+		g.report(false, resDown, "transport: refused")
+	}
+	require.True(t, g.open(), "%d failures after a success closed the gate", outageAfter-1)
+	// A run of failures is an outage: the gate holds and says so to the request that closed it.
+	require.True(t, g.report(false, resDown, "transport: refused"), "the failure that closed the gate was not told")
+	// A further failure of a request that was already in flight does not extend the hold.
+	require.True(t, g.report(false, resDown, "transport: refused"), "an in-flight failure during the hold was not told it is held")
+	require.Equal(t, outageAfter, g.failures, "failures")
 	clk.Advance(2 * time.Second) // past any first step (≤ 1s)
 
 	var probes, waiters atomic.Int32

@@ -180,7 +180,7 @@ func assertDelivered(t testing.TB, ob *outbox.Outbox, srv *testserver.Server, ev
 		for _, r := range set.rows {
 			stored[r.ID]++
 		}
-		assert.Len(t, set.rows, len(set.keys), "%s: rows the server holds", set.name)
+		assert.Equal(t, len(set.keys), len(set.rows), "%s: rows the server holds", set.name)
 		bad := 0
 		for _, k := range set.keys {
 			rec, err := ob.Get(k)

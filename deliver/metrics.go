@@ -20,12 +20,16 @@ type Counters struct {
 	Dead      map[string]int64 // by reason
 	Retries   map[string]int64 // by reason
 	Paused    bool             // auth failure pause in force
+
+	RateLimited int64 // answers 429 (the server's window was full)
+	BatchLimit  int   // records per batch in force: BatchSize, or the server's limit once learned
 }
 
 // metrics keeps the counters twice: as atomics for Counters() and, when a Registerer was
 // given, as Prometheus collectors.
 type metrics struct {
 	sent, submitted, replayed, confirmed, redrives atomic.Int64
+	rateLimited, batchLimit                        atomic.Int64
 	paused                                         atomic.Bool
 
 	mu      sync.Mutex
@@ -35,7 +39,8 @@ type metrics struct {
 	pSent, pSubmitted, pReplayed, pConfirmed, pRedrives prometheus.Counter
 	pDead, pRetries                                     *prometheus.CounterVec
 	pDuration                                           *prometheus.HistogramVec
-	pPaused                                             prometheus.Gauge
+	pPaused, pBatchLimit                                prometheus.Gauge
+	pRateLimited                                        prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -61,10 +66,14 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Buckets: prometheus.ExponentialBuckets(0.001, 2.5, 12)}, []string{"route"}),
 		pPaused: prometheus.NewGauge(prometheus.GaugeOpts{Name: "shipper_paused",
 			Help: "1 while delivery is paused because VectorVue refused the credentials."}),
+		pRateLimited: prometheus.NewCounter(prometheus.CounterOpts{Name: "shipper_rate_limited_total",
+			Help: "Answers 429: the server's request window was full."}),
+		pBatchLimit: prometheus.NewGauge(prometheus.GaugeOpts{Name: "shipper_batch_limit",
+			Help: "Records per batch in force: the batch size, or the server's limit once a batch_too_large answer taught it."}),
 	}
 	if reg != nil {
 		for _, c := range []prometheus.Collector{m.pSent, m.pSubmitted, m.pReplayed, m.pConfirmed,
-			m.pRedrives, m.pDead, m.pRetries, m.pDuration, m.pPaused} {
+			m.pRedrives, m.pDead, m.pRetries, m.pDuration, m.pPaused, m.pRateLimited, m.pBatchLimit} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}
@@ -78,6 +87,29 @@ func (m *metrics) addSubmitted(n int) { m.submitted.Add(int64(n)); m.pSubmitted.
 func (m *metrics) addReplayed(n int)  { m.replayed.Add(int64(n)); m.pReplayed.Add(float64(n)) }
 func (m *metrics) addConfirmed(n int) { m.confirmed.Add(int64(n)); m.pConfirmed.Add(float64(n)) }
 func (m *metrics) addRedrives(n int)  { m.redrives.Add(int64(n)); m.pRedrives.Add(float64(n)) }
+func (m *metrics) addRateLimited()    { m.rateLimited.Add(1); m.pRateLimited.Inc() }
+
+func (m *metrics) setBatchLimit(n int) { m.batchLimit.Store(int64(n)); m.pBatchLimit.Set(float64(n)) }
+
+// registerBudget exports the request budget's state, read on every scrape.
+func (m *metrics) registerBudget(reg prometheus.Registerer, b *budget) error {
+	if reg == nil {
+		return nil
+	}
+	for _, c := range []prometheus.Collector{
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "shipper_budget_requests_in_window",
+			Help: "Our requests to VectorVue in the trailing 60 s (the server's rate-limit window)."},
+			func() float64 { return float64(b.inWindow()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "shipper_budget_per_minute",
+			Help: "Request budget per sliding 60 s in force (lowered while 429s persist; 0 = no budget)."},
+			func() float64 { return float64(b.perMinute()) }),
+	} {
+		if err := reg.Register(c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
 
 func (m *metrics) addDead(reason string, n int) {
 	m.mu.Lock()
@@ -116,6 +148,9 @@ func (m *metrics) snapshot() Counters {
 		Paused:    m.paused.Load(),
 		Dead:      map[string]int64{},
 		Retries:   map[string]int64{},
+
+		RateLimited: m.rateLimited.Load(),
+		BatchLimit:  int(m.batchLimit.Load()),
 	}
 	m.mu.Lock()
 	for k, v := range m.dead {

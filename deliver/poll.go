@@ -100,15 +100,20 @@ func (w *Worker) pollGroup(ctx, reqCtx context.Context, subs []outbox.Submission
 		sem     = make(chan struct{}, w.opts.Concurrency)
 	)
 	for _, s := range subs {
-		probe, err := w.acquire(ctx, true)
+		probe, err := w.acquire(ctx)
 		if err != nil {
+			break
+		}
+		went, err := w.budget.acquire(ctx, classRead, time.Time{})
+		if err != nil {
+			w.gate.report(probe, resAborted, "")
 			break
 		}
 		sem <- struct{}{}
 		st := states[s.RequestID]
 		wg.Go(func() {
 			defer func() { <-sem }()
-			o, ok := w.pollOne(reqCtx, s, st, probe)
+			o, ok := w.pollOne(reqCtx, s, st, probe, went)
 			mu.Lock()
 			outs = append(outs, o...)
 			if ok {
@@ -124,15 +129,15 @@ func (w *Worker) pollGroup(ctx, reqCtx context.Context, subs []outbox.Submission
 	return outs, decided
 }
 
-// pollOne asks for one request's status. decided says the request's records have outcomes.
-func (w *Worker) pollOne(reqCtx context.Context, s outbox.Submission, st *pollState, probe bool) ([]outbox.Outcome, bool) {
+// pollOne asks for one request's status; went is when the budget let it go. decided says the
+// request's records have outcomes.
+func (w *Worker) pollOne(reqCtx context.Context, s outbox.Submission, st *pollState, probe bool, went time.Time) ([]outbox.Outcome, bool) {
 	start := time.Now()
 	res, err := w.client.IngestStatus(reqCtx, s.RequestID)
 	w.m.observe("status", time.Since(start))
 	now := w.now()
 	if err == nil {
 		w.gate.report(probe, resUp, "")
-		w.pace.ok()
 		return w.statusOutcomes(s, res, now), true
 	}
 	if reqCtx.Err() != nil {
@@ -163,7 +168,7 @@ func (w *Worker) pollOne(reqCtx context.Context, s outbox.Submission, st *pollSt
 		return nil, false
 	}
 	v := classify(err, false)
-	w.reportGate(probe, v)
+	w.reportGate(probe, v, went)
 	w.log.Warn("ingest status poll failed; polling again later", "request_id", s.RequestID, "reason", v.reason, "err", v.message)
 	st.misses++
 	st.next = now.Add(backoff(st.misses, w.opts.PollInterval, w.opts.BackoffMax, v.retryAfter, jitter()))

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -14,8 +16,8 @@ import (
 
 // lane delivers one kind, so findings never queue behind an event backlog. It is a small
 // pipeline: a claimer waits for due records (lingering for a partial batch), passes the gate
-// and claims them in chunks of BatchSize; Concurrency senders each pace and send one chunk at
-// a time; a recorder commits whatever outcomes have arrived in one Apply. Claims and commits
+// and claims them in chunks of the batch size in force; Concurrency senders each wait for the
+// request budget and send one chunk at a time; a recorder commits whatever outcomes have arrived in one Apply. Claims and commits
 // (each an fsync) thus overlap requests instead of adding to them.
 func (w *Worker) lane(ctx, reqCtx context.Context, kind outbox.Kind) error {
 	laneCtx, stop := context.WithCancel(ctx)
@@ -46,8 +48,9 @@ func (w *Worker) lane(ctx, reqCtx context.Context, kind outbox.Kind) error {
 
 // chunk is one request's worth of claimed records.
 type chunk struct {
-	recs  []outbox.Record
-	probe bool // the gate's probe: its result reopens or re-closes the gate
+	recs     []outbox.Record
+	probe    bool      // the gate's probe: its result reopens or re-closes the gate
+	deadline time.Time // the last moment its requests may go: well inside the claim's lease
 }
 
 // claimer feeds the senders until ctx ends. A claim takes up to Concurrency chunks; the work
@@ -55,13 +58,17 @@ type chunk struct {
 func (w *Worker) claimer(ctx context.Context, kind outbox.Kind, work chan<- chunk) error {
 	var lingerStart time.Time
 	for ctx.Err() == nil {
-		recs, probe, err := w.claimDue(ctx, kind, w.opts.BatchSize*w.opts.Concurrency, &lingerStart)
+		size := w.batchSize()
+		recs, probe, err := w.claimDue(ctx, kind, size, size*w.opts.Concurrency, &lingerStart)
 		if err != nil {
 			return err
 		}
+		// Records wait for the budget under their lease; past half of it they go back
+		// untouched rather than risk a second claim of the same records.
+		deadline := w.now().Add(w.opts.Lease / 2)
 		for len(recs) > 0 {
-			n := min(len(recs), w.opts.BatchSize)
-			work <- chunk{recs: recs[:n], probe: probe}
+			n := min(len(recs), size)
+			work <- chunk{recs: recs[:n], probe: probe, deadline: deadline}
 			recs, probe = recs[n:], false
 		}
 	}
@@ -75,12 +82,26 @@ func (w *Worker) sendChunk(ctx, reqCtx context.Context, kind outbox.Kind, c chun
 		w.gate.report(c.probe, resAborted, "")
 		return releaseAll(c.recs, "")
 	}
-	if err := w.pace.wait(ctx); err != nil {
-		w.gate.report(c.probe, resAborted, "")
-		return releaseAll(c.recs, "")
+	// The server may have taught a smaller batch limit since the chunk was claimed.
+	size := w.batchSize()
+	if len(c.recs) <= size {
+		return w.send(ctx, reqCtx, kind, c.recs, c.probe, c.deadline)
 	}
-	return w.send(ctx, reqCtx, kind, c.recs, c.probe)
+	outs := make([]outbox.Outcome, 0, len(c.recs))
+	probe := c.probe
+	for part := range slices.Chunk(c.recs, size) {
+		if !probe && !w.gate.open() {
+			outs = append(outs, releaseAll(part, "")...) // the probe's part failed: hold the rest
+			continue
+		}
+		outs = append(outs, w.send(ctx, reqCtx, kind, part, probe, c.deadline)...)
+		probe = false
+	}
+	return outs
 }
+
+// batchSize is the number of records per request in force.
+func (w *Worker) batchSize() int { return int(w.batchLimit.Load()) }
 
 // recorder commits outcomes as they arrive, grouping whatever is ready into one Apply. After
 // a fatal store error it stops the lane and keeps draining so no sender blocks.
@@ -110,10 +131,10 @@ func (w *Worker) recorder(results <-chan []outbox.Outcome, stop func()) error {
 	return fatal
 }
 
-// claimDue waits until records of kind are due (and a partial batch has lingered), passes
-// the gate, and claims up to n. It returns no records when it was woken with nothing to do or
-// the worker is stopping; an error only when the outbox is closed.
-func (w *Worker) claimDue(ctx context.Context, kind outbox.Kind, n int, lingerStart *time.Time) ([]outbox.Record, bool, error) {
+// claimDue waits until records of kind are due (and a partial batch of size has lingered),
+// passes the gate and any 429 hold, and claims up to n. It returns no records when it was woken
+// with nothing to do or the worker is stopping; an error only when the outbox is closed.
+func (w *Worker) claimDue(ctx context.Context, kind outbox.Kind, size, n int, lingerStart *time.Time) ([]outbox.Record, bool, error) {
 	wake := w.wake.C()
 	due, any := w.ob.NextDue(kind)
 	now := w.now()
@@ -126,7 +147,7 @@ func (w *Worker) claimDue(ctx context.Context, kind outbox.Kind, n int, lingerSt
 		w.sleep(ctx, due.Sub(now), wake)
 		return nil, false, nil
 	}
-	if w.opts.Linger > 0 && w.pendingCount(kind) < w.opts.BatchSize {
+	if w.opts.Linger > 0 && w.pendingCount(kind) < size {
 		if lingerStart.IsZero() {
 			*lingerStart = now
 		}
@@ -136,14 +157,20 @@ func (w *Worker) claimDue(ctx context.Context, kind outbox.Kind, n int, lingerSt
 		}
 	}
 	*lingerStart = time.Time{}
+	// Records claimed now would wait for the budget (a full window, a 429 hold) in sending,
+	// under a lease: leave them pending until it has room.
+	if d := w.budget.readyIn(); d > 0 {
+		w.sleep(ctx, d, nil)
+		return nil, false, nil
+	}
 
-	// The senders pace each request; the claimer only waits for the gate.
-	probe, err := w.acquire(ctx, false)
+	// The senders wait for the budget; the claimer only waits for the gate.
+	probe, err := w.acquire(ctx)
 	if err != nil {
 		return nil, false, nil // stopping
 	}
 	if probe {
-		n = w.opts.BatchSize // a probe goes alone
+		n = size // a probe goes alone
 	}
 	recs, err := w.ob.Claim(kind, n, w.opts.Lease)
 	if err != nil || len(recs) == 0 {
@@ -209,16 +236,19 @@ func route(kind outbox.Kind, n int) string {
 	return r
 }
 
-// send delivers claimed records and returns one outcome per record. A batch the server refuses
-// as a whole (too large, a body-level 422) is halved and each half sent in turn; probe says
-// this request is the gate's probe and must report to it.
-func (w *Worker) send(ctx, reqCtx context.Context, kind outbox.Kind, recs []outbox.Record, probe bool) []outbox.Outcome {
+// send waits for the budget (until deadline), delivers claimed records and returns one outcome
+// per record. probe says this request is the gate's probe and must report to it.
+func (w *Worker) send(ctx, reqCtx context.Context, kind outbox.Kind, recs []outbox.Record, probe bool, deadline time.Time) []outbox.Outcome {
+	went, err := w.budget.acquire(ctx, classSend, deadline)
+	if err != nil {
+		w.gate.report(probe, resAborted, "")
+		return releaseAll(recs, "")
+	}
 	rt := route(kind, len(recs))
 	start := time.Now()
 	var (
 		env *vvapi.Envelope
 		br  *vvapi.BatchResult
-		err error
 	)
 	w.m.addSent(len(recs))
 	switch {
@@ -247,13 +277,13 @@ func (w *Worker) send(ctx, reqCtx context.Context, kind outbox.Kind, recs []outb
 		return releaseAll(recs, "shutdown")
 	}
 	v := classify(err, len(recs) > 1)
-	w.reportGate(probe, v)
+	held := w.reportGate(probe, v, went)
 	logAttrs := []any{"route", rt, "records", len(recs), "attempt", recs[0].Attempts}
 
 	switch v.act {
 	case actSubmit:
 		if br != nil {
-			return w.confirmInline(reqCtx, kind, recs, w.batchOutcomes(recs, br, now, rt))
+			return w.confirmInline(ctx, reqCtx, kind, recs, w.batchOutcomes(recs, br, now, rt), deadline)
 		}
 		if env.Replayed {
 			w.m.addReplayed(1)
@@ -261,9 +291,16 @@ func (w *Worker) send(ctx, reqCtx context.Context, kind outbox.Kind, recs []outb
 		w.m.addSubmitted(1)
 		w.log.Debug("submitted", "key", recs[0].Key, "request_id", env.RequestID, "route", rt,
 			"attempt", recs[0].Attempts, "replayed", env.Replayed, "outcome", "submitted")
-		return w.confirmInline(reqCtx, kind, recs,
-			[]outbox.Outcome{{Key: recs[0].Key, State: outbox.StateSubmitted, RequestID: env.RequestID}})
+		return w.confirmInline(ctx, reqCtx, kind, recs,
+			[]outbox.Outcome{{Key: recs[0].Key, State: outbox.StateSubmitted, RequestID: env.RequestID}}, deadline)
 	case actRetry:
+		if held || v.login {
+			// An outage or a failed login says nothing about these records: no attempt is
+			// charged, and they go when the server is back.
+			w.log.Warn("request failed while the server is unreachable or the login failing; records kept", append(logAttrs, "reason", v.reason, "err", v.message, "outcome", "release")...)
+			w.m.addRetry(v.reason, len(recs))
+			return releaseAll(recs, v.reason+": "+v.message)
+		}
 		w.log.Warn("request failed; records will be retried", append(logAttrs, "reason", v.reason, "err", v.message, "outcome", "retry")...)
 		return w.retryAll(recs, v, now)
 	case actDead:
@@ -275,30 +312,58 @@ func (w *Worker) send(ctx, reqCtx context.Context, kind outbox.Kind, recs []outb
 		}
 		return outs
 	case actSplit:
+		return w.split(ctx, reqCtx, kind, recs, v, deadline, logAttrs)
+	default: // actPause, actRelease
+		return releaseAll(recs, v.reason)
+	}
+}
+
+// split sends a batch the server refused as a whole in parts. Over the server's batch limit,
+// the parts are of the limit it named (else half), and the worker keeps the limit; a body
+// refused for its content is halved, which isolates the culprit without condemning the others.
+func (w *Worker) split(ctx, reqCtx context.Context, kind outbox.Kind, recs []outbox.Record, v verdict, deadline time.Time, logAttrs []any) []outbox.Outcome {
+	size := (len(recs) + 1) / 2
+	if v.tooLarge {
+		size = w.learnBatchLimit(len(recs), v.limit, v.message)
+	} else {
 		w.log.Info("batch refused as a whole; halving", append(logAttrs, "reason", v.reason, "err", v.message, "outcome", "split")...)
-		half := len(recs) / 2
-		outs := make([]outbox.Outcome, 0, len(recs))
-		for _, part := range [][]outbox.Record{recs[:half], recs[half:]} {
-			if err := w.pace.wait(reqCtx); err != nil {
-				outs = append(outs, releaseAll(part, "shutdown")...)
-				continue
-			}
-			outs = append(outs, w.send(ctx, reqCtx, kind, part, false)...)
+	}
+	outs := make([]outbox.Outcome, 0, len(recs))
+	for part := range slices.Chunk(recs, size) {
+		outs = append(outs, w.send(ctx, reqCtx, kind, part, false, deadline)...)
+	}
+	return outs
+}
+
+// learnBatchLimit lowers the batch size in force after a batch of n records was refused as too
+// large: to the limit the server named, else to half of n. It returns the size now in force;
+// the worker keeps it for its life, and says so once.
+func (w *Worker) learnBatchLimit(n, named int, msg string) int {
+	learned, how := named, "named by the server"
+	if learned < 1 || learned >= n {
+		learned, how = max(1, n/2), "halved: the server did not name its limit"
+	}
+	for {
+		cur := w.batchLimit.Load()
+		if int64(learned) >= cur {
+			return int(cur)
 		}
-		return outs
-	case actPause:
-		return releaseAll(recs, v.reason)
-	default: // actRelease
-		return releaseAll(recs, v.reason)
+		if w.batchLimit.CompareAndSwap(cur, int64(learned)) {
+			w.m.setBatchLimit(learned)
+			w.log.Warn("the server refused a batch as too large; sending smaller batches from now on",
+				"batch_limit", learned, "batch_size", w.opts.BatchSize, "how", how, "err", msg)
+			return learned
+		}
 	}
 }
 
 // confirmInline asks the ingest status of a just-accepted request at once and, when the
 // server already decides it (the real server writes the status row synchronously), turns the
 // submitted outcomes into their final ones, so the records skip a separate submitted commit.
-// Any other answer (a lagging 404, an error) leaves them submitted for the poller. A crash in
-// between only costs a re-send: the records are still sending, and their keys dedupe.
-func (w *Worker) confirmInline(reqCtx context.Context, kind outbox.Kind, recs []outbox.Record, outs []outbox.Outcome) []outbox.Outcome {
+// Any other answer (a lagging 404, an error), or no room in the budget by deadline, leaves them
+// submitted for the poller. A crash in between only costs a re-send: the records are still
+// sending, and their keys dedupe.
+func (w *Worker) confirmInline(ctx, reqCtx context.Context, kind outbox.Kind, recs []outbox.Record, outs []outbox.Outcome, deadline time.Time) []outbox.Outcome {
 	if w.opts.DeferConfirm {
 		return outs
 	}
@@ -314,38 +379,48 @@ func (w *Worker) confirmInline(reqCtx context.Context, kind outbox.Kind, recs []
 		sub.Records = append(sub.Records, r)
 		idx[o.Key] = i
 	}
-	if len(sub.Records) == 0 || w.pace.wait(reqCtx) != nil {
+	if len(sub.Records) == 0 {
+		return outs
+	}
+	went, err := w.budget.acquire(ctx, classRead, deadline)
+	if err != nil {
 		return outs
 	}
 	start := time.Now()
 	res, err := w.client.IngestStatus(reqCtx, sub.RequestID)
 	w.m.observe("status", time.Since(start))
 	if err != nil {
+		if reqCtx.Err() == nil {
+			var ve *vvapi.Error
+			if !errors.As(err, &ve) || ve.HTTPStatus != http.StatusNotFound {
+				w.reportGate(false, classify(err, false), went)
+			}
+		}
 		return outs
 	}
+	w.gate.report(false, resUp, "")
 	for _, o := range w.statusOutcomes(sub, res, w.now()) {
 		outs[idx[o.Key]] = o
 	}
 	return outs
 }
 
-// reportGate tells the gate and the pacer what a request's answer says about the server.
-func (w *Worker) reportGate(probe bool, v verdict) {
+// reportGate tells the gate and the budget what a request's answer says about the server, and
+// returns whether delivery is held after it (an outage or a pause).
+func (w *Worker) reportGate(probe bool, v verdict, went time.Time) (held bool) {
+	if v.throttled {
+		w.m.addRateLimited()
+		w.budget.throttled(went, v.retryAfter)
+	}
 	switch {
 	case v.act == actPause:
-		w.gate.report(probe, resAuth, v.reason+": "+v.message)
+		return w.gate.report(probe, resAuth, v.reason+": "+v.message)
 	case v.act == actRelease:
-		w.gate.report(probe, resAborted, "")
+		return w.gate.report(probe, resAborted, "")
 	case v.down:
-		w.gate.report(probe, resDown, v.reason+": "+v.message)
-	default:
-		w.gate.report(probe, resUp, "")
+		return w.gate.report(probe, resDown, v.reason+": "+v.message)
 	}
-	if v.throttled {
-		w.pace.throttled()
-	} else if v.act != actRelease && !v.down {
-		w.pace.ok()
-	}
+	return w.gate.report(probe, resUp, "")
 }
 
 // batchOutcomes turns per-item batch results into outcomes: accepted items are submitted
@@ -388,10 +463,10 @@ func (w *Worker) batchOutcomes(recs []outbox.Record, br *vvapi.BatchResult, now 
 	return outs
 }
 
-// retryOne sends one record back to pending with its own backoff, persisted as RetryAt.
+// retryOne sends one record back to pending, due again after retryDelay (persisted as RetryAt).
 func (w *Worker) retryOne(r outbox.Record, v verdict, now time.Time) outbox.Outcome {
 	w.m.addRetry(v.reason, 1)
-	d := backoff(r.Attempts, w.opts.BackoffBase, w.opts.BackoffMax, v.retryAfter, jitter())
+	d := retryDelay(r.Attempts, w.opts.BackoffBase, w.opts.BackoffMax, v.retryAfter, jitter())
 	return outbox.Outcome{Key: r.Key, State: outbox.StatePending, RetryAt: now.Add(d), Reason: v.reason + ": " + v.message}
 }
 

@@ -10,18 +10,23 @@
 //     a crash or a re-drive is stored once, and equal content under two keys is two rows.
 //   - A record is dead only when the server refuses that record: a batch item's
 //     validation_failed, a single 422, a 409 idempotency conflict. Server trouble (network,
-//     timeouts, 429, 5xx, ingest_failed) is retried with per-record exponential backoff and
-//     full jitter (persisted as the record's next attempt, honouring Retry-After), forever.
-//   - A down server meets one global backoff: after a network error or 5xx every lane and the
-//     poller wait, and one probe request per step finds out whether it is back.
+//     timeouts, 429, 5xx, ingest_failed) is retried, forever.
+//   - Backoff follows the server's health, not a record's history. A failure among successes
+//     sends its records again promptly (a record failing many times over backs off on its own,
+//     persisted as its next attempt, honouring Retry-After). A run of failures is an outage: one
+//     global backoff holds every lane and the poller, one probe request per step finds out
+//     whether the server is back, and the records it holds are not charged an attempt, nor are
+//     those of a failed login or an auth pause.
 //   - Refused credentials (401 after the client's own re-login, 403) or configuration (400,
 //     404 on a POST, an untrusted certificate) pause the whole worker: records go back
 //     untouched, one log line per PauseInterval, a fresh login is tried each interval.
 //   - After a 202 the request's ingest status is asked at once; a decided status confirms (or
 //     fails) its records in the same commit. Otherwise (404, errors) the records stay
 //     submitted and the poller asks again with backoff; past ConfirmDeadline they are re-driven.
-//   - Events and findings have separate lanes; every request (sends, polls, logins) shares one
-//     pacer, below the server's 240/min by default, halved on each 429 and recovering slowly.
+//   - Events and findings have separate lanes; every request (sends, polls, logins) draws on
+//     one request budget modelled on the server's sliding 60 s window (budget.go), and batches
+//     are as large as the server takes: a batch_too_large answer teaches the worker the
+//     server's limit, which it keeps.
 //   - Run stops claiming on cancel, lets requests in flight finish within ShutdownTimeout,
 //     releases the rest, and returns when every goroutine it started has: no record is left
 //     sending after a clean stop.
@@ -44,20 +49,19 @@ import (
 
 // Options configure a Worker. Zero values take the documented defaults.
 type Options struct {
-	BatchSize       int                   // records per request; default 100 (keep ≤ the client's MaxBatchSize)
+	BatchSize       int                   // records per request; default and most the client's MaxBatchSize (vvapi default 250)
 	Linger          time.Duration         // wait this long for a partial batch to fill; default 200ms; negative = never
 	Concurrency     int                   // requests in flight per lane (events, findings) and for status polls; default 2
-	RatePerMinute   int                   // pacing of all requests; default 200 (under the server's 240); negative = unpaced
+	RatePerMinute   int                   // request budget per sliding 60 s; default DefaultRatePerMinute (234); negative = none
 	PollInterval    time.Duration         // first status poll after submit; default 1s, then doubles while 404
 	ConfirmDeadline time.Duration         // re-drive submitted records not confirmed by then; default 10m
 	DeferConfirm    bool                  // always commit submitted and leave the status to the poller (default: ask it at once after a 202)
-	BackoffBase     time.Duration         // per-record retry and global backoff base; default 1s
-	BackoffMax      time.Duration         // cap of both; default 5m
+	BackoffBase     time.Duration         // global (outage) backoff base, and prompt retries within a quarter of it; default 1s
+	BackoffMax      time.Duration         // cap of the global backoff and of a record's own; default 5m
 	Lease           time.Duration         // claim lease; default 2m
 	ShutdownTimeout time.Duration         // in-flight requests get this long after cancel; default 10s
 	PauseInterval   time.Duration         // auth pause: one log line and one login attempt per interval; default 30s
 	IdleInterval    time.Duration         // longest sleep before re-checking the outbox and the clock; default 1s
-	RateRecovery    time.Duration         // after a 429, raise the pace one step per this period; default 10s
 	Registerer      prometheus.Registerer // optional: metrics are registered here
 	Logger          *slog.Logger          // default discards
 	Now             func() time.Time      // default time.Now
@@ -69,14 +73,11 @@ func (o *Options) setDefaults() {
 			*d = v
 		}
 	}
-	if o.BatchSize <= 0 {
-		o.BatchSize = 100
-	}
 	if o.Concurrency <= 0 {
 		o.Concurrency = 2
 	}
 	if o.RatePerMinute == 0 {
-		o.RatePerMinute = 200
+		o.RatePerMinute = DefaultRatePerMinute
 	}
 	def(&o.Linger, 200*time.Millisecond)
 	def(&o.PollInterval, time.Second)
@@ -87,7 +88,6 @@ func (o *Options) setDefaults() {
 	def(&o.ShutdownTimeout, 10*time.Second)
 	def(&o.PauseInterval, 30*time.Second)
 	def(&o.IdleInterval, time.Second)
-	def(&o.RateRecovery, 10*time.Second)
 	if o.BackoffMax < o.BackoffBase {
 		o.BackoffMax = o.BackoffBase
 	}
@@ -107,20 +107,32 @@ type Worker struct {
 	log    *slog.Logger
 	now    func() time.Time
 
-	pace    *pacer
+	budget  *budget
 	gate    *gate
 	m       *metrics
 	wake    *broadcast // new records (Notify) or records back to pending
 	polls   *broadcast // new submissions
 	applied *broadcast // any outcome applied (drain watches it)
 
+	// batchLimit is the batch size in force: BatchSize, or the server's limit once a
+	// batch_too_large answer taught it (kept for the worker's life).
+	batchLimit atomic.Int64
+
 	running atomic.Bool
 }
 
-// New builds a worker; it starts nothing until Run or Drain.
+// New builds a worker; it starts nothing until Run or Drain. BatchSize and the client's
+// MaxBatchSize are one setting: a BatchSize the client would refuse is an error, never a
+// silent split.
 func New(ob *outbox.Outbox, client *vvapi.Client, opts Options) (*Worker, error) {
 	if ob == nil || client == nil {
 		return nil, errors.New("deliver: New needs an outbox and a client")
+	}
+	if opts.BatchSize == 0 {
+		opts.BatchSize = client.MaxBatchSize()
+	}
+	if opts.BatchSize < 1 || opts.BatchSize > client.MaxBatchSize() {
+		return nil, fmt.Errorf("deliver: BatchSize %d is outside 1..%d, the client's MaxBatchSize", opts.BatchSize, client.MaxBatchSize())
 	}
 	opts.setDefaults()
 	m, err := newMetrics(opts.Registerer)
@@ -130,19 +142,17 @@ func New(ob *outbox.Outbox, client *vvapi.Client, opts Options) (*Worker, error)
 	log := opts.Logger.With("component", "deliver")
 	w := &Worker{
 		ob: ob, client: client, opts: opts, log: log, now: opts.Now,
-		pace:    newPacer(opts.RatePerMinute, opts.Now, opts.RateRecovery),
+		budget:  newBudget(opts.RatePerMinute, opts.Now, opts.IdleInterval, log),
 		m:       m,
 		wake:    newBroadcast(),
 		polls:   newBroadcast(),
 		applied: newBroadcast(),
 	}
+	w.batchLimit.Store(int64(opts.BatchSize))
+	m.setBatchLimit(opts.BatchSize)
 	w.gate = newGate(opts.Now, opts.BackoffBase, opts.BackoffMax, opts.PauseInterval, log, m.setPaused)
-	if opts.Registerer != nil {
-		pace := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "shipper_pace_requests_per_minute",
-			Help: "Current request pacing (lowered after a 429; 0 when unpaced)."}, w.pace.limit)
-		if err := opts.Registerer.Register(pace); err != nil {
-			return nil, fmt.Errorf("deliver: register metrics: %w", err)
-		}
+	if err := m.registerBudget(opts.Registerer, w.budget); err != nil {
+		return nil, fmt.Errorf("deliver: register metrics: %w", err)
 	}
 	return w, nil
 }
@@ -274,26 +284,19 @@ func (w *Worker) sleep(ctx context.Context, d time.Duration, ch <-chan struct{})
 	return true
 }
 
-// acquire waits for the gate (global backoff, auth pause) and, with pace, the pacer. When the caller is
-// the probe after an auth pause, it first tries a fresh login: only working credentials
-// reopen the gate.
-func (w *Worker) acquire(ctx context.Context, pace bool) (probe bool, err error) {
+// acquire waits for the gate (global backoff, auth pause). When the caller is the probe after
+// an auth pause, it first tries a fresh login: only working credentials reopen the gate.
+func (w *Worker) acquire(ctx context.Context) (probe bool, err error) {
 	for {
 		probe, mode, err := w.gate.acquire(ctx, w.opts.IdleInterval)
 		if err != nil {
 			return false, err
 		}
 		if !probe || mode != gatePaused {
-			if pace {
-				if err := w.pace.wait(ctx); err != nil {
-					w.gate.report(probe, resAborted, "")
-					return false, err
-				}
-			}
 			return probe, nil
 		}
-		// The login is a request too: always paced.
-		if err := w.pace.wait(ctx); err != nil {
+		// The login is a request too: it draws on the budget.
+		if _, err := w.budget.acquire(ctx, classSend, time.Time{}); err != nil {
 			w.gate.report(probe, resAborted, "")
 			return false, err
 		}

@@ -109,7 +109,7 @@ func TestPoisonItemsDeadOthersConfirmed(t *testing.T) {
 		require.NoError(t, err, "Get good %s", k)
 		assert.Equal(t, outbox.StateConfirmed, r.State, "good %s (last error %q)", k, r.LastError)
 	}
-	assert.Len(t, srv.Events(tenant), len(good), "server rows")
+	assert.Equal(t, len(good), len(srv.Events(tenant)), "server rows")
 	batches := 0
 	for _, r := range srv.Requests() {
 		if strings.HasSuffix(r.Path, "/events/batch") {
@@ -326,19 +326,6 @@ func TestRedriveAfterConfirmDeadline(t *testing.T) {
 	}
 }
 
-// Issue 5, test 6d: batch_too_large halves the batch until the server takes it.
-func TestBatchTooLargeSplits(t *testing.T) {
-	srv := startServer(t, testserver.Options{BatchLimit: 10})
-	ob := tempOutbox(t, outbox.Options{})
-	opts := fastOptions()
-	opts.BatchSize = 40
-	w := newWorker(t, ob, newClient(t, clientConfig(t, srv)), opts)
-	events := enqueue(t, ob, outbox.KindEvent, 0, 80)
-	drain(t, w, 30*time.Second)
-	assertDelivered(t, ob, srv, events, nil)
-	assert.NotZero(t, srv.StatusCount(422), "server never answered batch_too_large")
-}
-
 // Issue 5, test 6e: against a signing server, a retry minutes later is signed afresh.
 func TestSignedRetryMinutesLaterHasFreshTimestamp(t *testing.T) {
 	clk := newRunningClock()
@@ -518,10 +505,17 @@ func TestMetricsRegistered(t *testing.T) {
 		"shipper_outbox_records,kind=event,state=pending":     0,
 		"shipper_request_duration_seconds,route=events/batch": 1,
 		"shipper_paused":                                      0,
+		"shipper_rate_limited_total":                          0,
+		"shipper_batch_limit":                                 100,
+		"shipper_budget_per_minute":                           0, // fastOptions: no budget
+		"shipper_budget_requests_in_window":                   0,
 	} {
 		assert.Equal(t, want, got[name], name)
 	}
 	assert.Contains(t, got, "shipper_request_duration_seconds,route=status", "no status latency observed")
+	for _, name := range []string{"shipper_rate_limited_total", "shipper_batch_limit", "shipper_budget_per_minute", "shipper_budget_requests_in_window"} {
+		assert.Contains(t, got, name, "metric not registered")
+	}
 	_, err = New(ob, newClient(t, clientConfig(t, srv)), opts)
 	assert.Error(t, err, "registering twice on one registry should fail")
 }
@@ -549,56 +543,6 @@ func TestForbiddenPausesWithoutDeadLetters(t *testing.T) {
 	assert.Zero(t, st.ByState[outbox.StateDead], "after a forbidden pause: %v, want none dead", st.ByState)
 	assert.Contains(t, logs.String(), "delivery paused", "no clear pause line")
 	assert.Contains(t, logs.String(), "forbidden", "the pause line should name the reason")
-}
-
-// Pacing spaces every request (sends and status polls alike): over any second the server
-// sees at most the burst plus the per-second rate.
-func TestPacingSpreadsRequests(t *testing.T) {
-	srv := startServer(t, testserver.Options{PlainHTTP: true})
-	ob := tempOutbox(t, outbox.Options{})
-	opts := fastOptions()
-	opts.RatePerMinute = 1200 // 20/s, burst 60
-	opts.BatchSize = 1
-	w := newWorker(t, ob, newClient(t, clientConfig(t, srv)), opts)
-	events := enqueue(t, ob, outbox.KindEvent, 0, 40)
-	findings := enqueue(t, ob, outbox.KindFinding, 0, 20)
-	start := time.Now()
-	drain(t, w, time.Minute)
-	elapsed := time.Since(start)
-	assertDelivered(t, ob, srv, events, findings)
-	var at []time.Time
-	for _, r := range srv.Requests() {
-		if r.Path != testserver.LoginPath {
-			at = append(at, r.At)
-		}
-	}
-	// 60 sends + 60 status polls = 120 requests: 60 at once, then 20/s.
-	require.GreaterOrEqual(t, len(at), 120, "requests in %v: want ≥120 spread over ≥3s", elapsed)
-	require.GreaterOrEqual(t, elapsed, 2500*time.Millisecond, "%d requests: want them spread over ≥3s", len(at))
-	for i := range at {
-		n := 0
-		for j := i; j < len(at) && at[j].Sub(at[i]) < time.Second; j++ {
-			n++
-		}
-		require.LessOrEqual(t, n, 60+20+1, "requests within one second from %v: pacing exceeded", at[i])
-	}
-}
-
-// A 429 slows the pace (halving per answer) and the records are retried, not dead.
-func TestRateLimitedSlowsDown(t *testing.T) {
-	srv := startServer(t, testserver.Options{PlainHTTP: true})
-	srv.Inject(testserver.Fault{Route: "events", Count: 2, Status: 429})
-	ob := tempOutbox(t, outbox.Options{})
-	opts := fastOptions()
-	opts.RatePerMinute = 6000
-	opts.BatchSize = 1
-	opts.Concurrency = 1
-	w := newWorker(t, ob, newClient(t, clientConfig(t, srv)), opts)
-	events := enqueue(t, ob, outbox.KindEvent, 0, 3)
-	drain(t, w, time.Minute)
-	assertDelivered(t, ob, srv, events, nil)
-	assert.InDelta(t, 1500, w.pace.limit(), 1e-9, "pace after two 429s (6000 halved twice, recovery not yet due)")
-	assert.EqualValues(t, 2, w.Counters().Retries[reasonRateLimited], "rate_limited retries %+v", w.Counters().Retries)
 }
 
 // Server-side failures never dead-letter: a plain 500 on a batch and items answered
@@ -630,7 +574,8 @@ func TestServerErrorsNeverDeadLetter(t *testing.T) {
 	}
 }
 
-// The documented defaults deliver too (paced at 200/min, 200ms linger, 1s poll interval).
+// The documented defaults deliver too (a budget of 234 requests per 60 s, batches of 250, 200ms
+// linger, 1s poll interval).
 func TestDefaultOptionsDeliver(t *testing.T) {
 	srv := startServer(t, testserver.Options{RateLimit: 240})
 	ob := tempOutbox(t, outbox.Options{})

@@ -19,7 +19,7 @@ const (
 	DefaultMaxRetries   = 3 // = 4 attempts
 	DefaultBackoffBase  = 500 * time.Millisecond
 	DefaultBackoffMax   = 30 * time.Second
-	DefaultMaxBatchSize = 100
+	DefaultMaxBatchSize = MaxBatchLimit // catching up is bound by requests: each carries all the server takes
 	// MaxBatchLimit is the real server's batch limit; a larger batch is refused
 	// with 422 batch_too_large, so the client never builds one.
 	MaxBatchLimit = 250
@@ -54,7 +54,7 @@ type Config struct {
 	MaxRetries         int              // retries after the first attempt; 0 = default 3; negative = none
 	BackoffBase        time.Duration    // default 500ms; exponential, full jitter
 	BackoffMax         time.Duration    // default 30s; also the longest Retry-After waited inside a call
-	MaxBatchSize       int              // default 100; 1..250
+	MaxBatchSize       int              // default 250; 1..250
 	SignatureSecret    Secret           // enables X-Timestamp/X-Signature on the four POSTs
 	HTTPClient         *http.Client     // optional; default is one pooled client built from the fields above
 	Logger             *slog.Logger     // default discards
