@@ -10,7 +10,7 @@ package main
 //	POST /v1/requeue              requeueRequest → {"keys":[…]}
 //	POST /v1/purge                purgeRequest → {"keys":[…]}
 //	POST /v1/verify               outbox.CheckReport
-//	POST /v1/enqueue              {"items":[{"kind","key","payload"}]} → {"keys":[…]}
+//	POST /v1/enqueue?kind=        JSON Lines → one {"line","key"} or {"line","error","code"} a line (ingest_http.go)
 //
 // Errors are {"error": "...", "code": "..."}; the code maps back to the outbox
 // sentinel so the verbs treat both paths alike.
@@ -35,16 +35,6 @@ import (
 
 // maxControlBody bounds what the control socket reads from one request.
 const maxControlBody = 256 << 20
-
-type wireItem struct {
-	Kind    outbox.Kind     `json:"kind"`
-	Key     string          `json:"key,omitempty"`
-	Payload json.RawMessage `json:"payload"`
-}
-
-type enqueueBody struct {
-	Items []wireItem `json:"items"`
-}
 
 type keysBody struct {
 	Keys []string `json:"keys"`
@@ -194,22 +184,7 @@ func controlHandler(st store) http.Handler {
 		}
 		writeJSON(w, http.StatusOK, rep)
 	})
-	mux.HandleFunc("POST /v1/enqueue", func(w http.ResponseWriter, r *http.Request) {
-		var req enqueueBody
-		if !readJSON(w, r, &req) {
-			return
-		}
-		items := make([]outbox.Item, len(req.Items))
-		for i, it := range req.Items {
-			items[i] = outbox.Item{Kind: it.Kind, Key: it.Key, Payload: it.Payload}
-		}
-		keys, err := st.EnqueueAll(r.Context(), items)
-		if err != nil {
-			writeError(w, err)
-			return
-		}
-		writeJSON(w, http.StatusOK, keysBody{Keys: keys})
-	})
+	mux.HandleFunc("POST /v1/enqueue", ingestHandler(st))
 	return mux
 }
 
@@ -435,16 +410,6 @@ func (d *daemonClient) Verify(ctx context.Context) (outbox.CheckReport, error) {
 	var rep outbox.CheckReport
 	err := d.do(ctx, http.MethodPost, "/v1/verify", struct{}{}, &rep)
 	return rep, err
-}
-
-func (d *daemonClient) EnqueueAll(ctx context.Context, items []outbox.Item) ([]string, error) {
-	body := enqueueBody{Items: make([]wireItem, len(items))}
-	for i, it := range items {
-		body.Items[i] = wireItem{Kind: it.Kind, Key: it.Key, Payload: it.Payload}
-	}
-	var kb keysBody
-	err := d.do(ctx, http.MethodPost, "/v1/enqueue", body, &kb)
-	return kb.Keys, err
 }
 
 func (d *daemonClient) Close() error {

@@ -51,15 +51,15 @@ func TestControlSocketIsPrivate(t *testing.T) {
 func TestControlSocketRoundTrip(t *testing.T) {
 	ob, dc, _ := startControl(t)
 	ctx := context.Background()
-	var items []outbox.Item
+	var lines []lineItem
 	for i := range 600 { // more than one flush of the NDJSON stream
-		items = append(items, outbox.Item{Kind: outbox.KindEvent, Payload: fmt.Appendf(nil, `{"event_id":"e-%04d","message":"m"}`, i)})
+		lines = append(lines, lineItem{line: i + 1, payload: fmt.Appendf(nil, `{"event_id":"e-%04d","message":"m"}`, i)})
 	}
-	keys, err := dc.EnqueueAll(ctx, items)
-	require.NoError(t, err, "EnqueueAll through the socket")
-	// Not require.Len: on failure it would print all 600 keys.
-	require.Equal(t, 600, len(keys), "EnqueueAll through the socket: keys returned")
-	require.Equal(t, "e-0000", keys[0], "EnqueueAll through the socket: first key")
+	res, err := dc.storeLines(ctx, outbox.KindEvent, lines, capacity{})
+	require.NoError(t, err, "enqueue through the socket")
+	// Not require.Len: on failure it would print all 600 results.
+	require.Equal(t, 600, len(res), "enqueue through the socket: results returned")
+	require.Equal(t, lineResult{Line: 1, Key: "e-0000"}, res[0], "enqueue through the socket: first result")
 	require.Equal(t, 600, ob.Stats().Records, "records in the daemon's outbox")
 
 	n := 0
@@ -84,8 +84,11 @@ func TestControlSocketRoundTrip(t *testing.T) {
 	}
 	_, err = dc.Get(ctx, "nope")
 	assert.ErrorIs(t, err, outbox.ErrNotFound, "Get of an unknown key through the socket")
-	_, err = dc.EnqueueAll(ctx, []outbox.Item{{Kind: outbox.KindEvent, Payload: []byte(`{"event_id":"e-0001","message":"other"}`)}})
-	assert.ErrorIs(t, err, outbox.ErrConflict, "conflicting enqueue through the socket")
+	res, err = dc.storeLines(ctx, outbox.KindEvent, []lineItem{{line: 7, payload: []byte(`{"event_id":"e-0001","message":"other"}`)}}, capacity{})
+	if assert.NoError(t, err, "conflicting enqueue through the socket") && assert.Len(t, res, 1, "conflicting enqueue through the socket") {
+		assert.Equal(t, 7, res[0].Line, "conflicting enqueue through the socket: %+v", res[0])
+		assert.Equal(t, "conflict", res[0].Code, "conflicting enqueue through the socket: %+v", res[0])
+	}
 
 	// Requeue of a pending record is refused but reported, and nothing moves.
 	moved, err := dc.Requeue(ctx, requeueRequest{Keys: []string{"e-0001"}})

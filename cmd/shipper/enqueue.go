@@ -19,8 +19,15 @@ func init() {
 	register(verb{name: "enqueue", summary: "store events or findings (a JSON object or JSON Lines) for delivery", run: runEnqueue})
 }
 
-// enqueueChunk is how many records go into one EnqueueAll commit.
-const enqueueChunk = 500
+// A chunk of lines goes to the store in one EnqueueAll (one commit when every
+// line can be stored) while the next chunk is read: enqueueChunk records, or
+// enqueueChunkBytes of them, whichever comes first. 1,000 records of ~500
+// bytes are a commit of half a MiB, as in the outbox's bulk benchmark; the
+// byte bound keeps a request to the daemon well under maxIngestBody.
+const (
+	enqueueChunk      = 1000
+	enqueueChunkBytes = 4 << 20
+)
 
 // maxLineBytes is the outbox's record size limit (outbox.Options.MaxRecordBytes,
 // 1 MiB by default): a longer line could never be stored, so it is refused
@@ -30,12 +37,24 @@ const maxLineBytes = 1 << 20
 func runEnqueue(ctx context.Context, args []string, env Env) int {
 	c := newCLI("enqueue", "--kind event|finding [FILE|-]", `
 Reads one JSON object, or JSON Lines (one object a line), from FILE or standard
-input. Each record is checked against the contract's field rules first; a bad
-line is reported with its line number and reason and is not stored. Good
-records are stored (fsynced) and their keys printed, one a line, in input
-order. The key is the record's event_id/finding_id, or a new UUIDv7 when it
-has none. Works with the daemon running (through its socket) and without it.
-Exit 0 when every record was stored, 1 when some line was refused.`, env)
+input and stores each record (fsynced) under a key, printed one a line in
+input order. A line that cannot be stored (the contract's field rules, an id
+stored with a different payload, over the size limit) is reported on standard
+error with its line number and reason; the other lines are stored. When the
+outbox is full (--max-records, --max-bytes, the disk), the lines that fit are
+stored and enqueue stops at the first that does not, naming its line.
+
+The key is the record's event_id/finding_id. In a regular FILE, a line without
+one gets a key made of the file's path, the line number and a hash of the
+line, written into the record as its id: running enqueue again on the same
+file (after an interruption, a refused line fixed, lines appended) stores each
+record once. Standard input and pipes have no such identity: their lines
+without an id get a new UUIDv7 each run.
+
+Works with the daemon running (through its socket; --max-records and
+--max-bytes still bound what this command adds) and without it. Exit 0 when
+every record was stored; 1 when a line was refused, the outbox was full, the
+input could not be read or the keys could not be written.`, env)
 	o := addOutboxFlags(c, true)
 	kindFlag := c.fs.String("kind", "", "what the input holds: event or finding (required)")
 	if code, ok := c.parse(args); !ok {
@@ -48,143 +67,254 @@ Exit 0 when every record was stored, 1 when some line was refused.`, env)
 	if len(c.args) > 1 {
 		return c.fail(&settingError{Setting: "FILE", Problem: "give at most one input file"})
 	}
-	in, size, name := env.Stdin, int64(-1), "standard input"
+	e := &enqueueRun{c: c, kind: kind, name: "standard input", size: -1}
+	in := env.Stdin
 	if p := c.arg(0); p != "" && p != "-" {
 		f, err := os.Open(p)
 		if err != nil {
 			return c.fail(&settingError{Setting: "FILE", Problem: err.Error()})
 		}
 		defer f.Close()
-		if fi, err := f.Stat(); err == nil {
-			size = fi.Size()
+		in, e.name = f, p
+		if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() {
+			e.size = fi.Size()
+			if e.keyer, err = newLineKeyer(kind, p); err != nil {
+				return c.fail(&settingError{Setting: "FILE", Problem: err.Error()})
+			}
 		}
-		in, name = f, p
 	}
 	if in == nil {
 		return c.fail(&settingError{Setting: "FILE", Problem: "no input"})
 	}
 
+	// Each line is checked against the contract as it is read, off the
+	// commits' path; opened directly, the outbox need not check it again.
+	o.linesChecked = true
 	st, err := openStore(ctx, c, o, false, true)
 	if err != nil {
 		return c.fail(err)
 	}
 	defer st.Close()
-
-	e := &enqueuer{ctx: ctx, c: c, st: st, kind: kind, out: bufio.NewWriter(env.Stdout)}
+	e.st = st
+	if _, viaDaemon := st.(*daemonClient); viaDaemon {
+		// The daemon's outbox has the daemon's limits; this command's go along.
+		e.lim = capacity{Records: o.maxRecords, Bytes: o.maxBytes}
+	}
+	e.out = bufio.NewWriterSize(env.Stdout, 64<<10)
 	if isTerminal(env.Stderr) {
-		e.progress = newProgress(env.Stderr, size)
+		e.progress = newProgress(env.Stderr, e.size)
 	}
-	cr := &countingReader{r: in}
-	err = readRecords(cr, maxLineBytes, func(line int, payload []byte) error {
-		if e.progress != nil {
-			e.progress.bytes = cr.n
-		}
-		return e.add(line, payload)
-	}, func(line int) error {
-		e.refuse(line, fmt.Sprintf("longer than %d bytes, the record size limit; skipped without being read whole", maxLineBytes))
-		return e.ctx.Err()
-	})
-	if err == nil {
-		err = e.flush()
+	return e.run(ctx, in)
+}
+
+// enqueueRun is one run of the enqueue verb: this goroutine reads and keys
+// lines into chunks, a second stores each chunk and prints what became of
+// its lines, so reading overlaps the commits' fsyncs.
+type enqueueRun struct {
+	c        *cli
+	kind     outbox.Kind
+	name     string // the input, for messages
+	size     int64  // -1 when unknown
+	keyer    *lineKeyer
+	st       lineStore
+	lim      capacity
+	out      *bufio.Writer
+	progress *progress
+
+	// Set by the storing goroutine.
+	stored, refused int
+	stoppedAt       int   // the line refused for capacity; 0 if none
+	storeErr        error // the store failed
+	writeErr        error // the keys could not be written
+}
+
+// chunk is lines read, keyed and checked, with the lines refused on the way.
+type chunk struct {
+	lines   []lineItem
+	refused []lineResult // too long, or breaking the contract's rules
+	buf     []byte       // the payloads, back to back
+	read    int64        // input bytes read so far
+}
+
+func (e *enqueueRun) run(ctx context.Context, in io.Reader) int {
+	rctx, stopReading := context.WithCancel(ctx)
+	defer stopReading()
+	chunks := make(chan *chunk, 1)
+	stored := make(chan struct{})
+	go func() {
+		defer close(stored)
+		e.storeChunks(chunks, stopReading)
+	}()
+	readErr := e.readChunks(rctx, in, chunks)
+	close(chunks)
+	<-stored
+	if err := e.out.Flush(); err != nil && e.writeErr == nil {
+		e.writeErr = err
 	}
-	e.out.Flush()
 	if e.progress != nil {
 		e.progress.done()
 	}
+	return e.finish(ctx, readErr)
+}
+
+// readChunks reads in into chunks until the input ends, an error, or rctx
+// ends (interrupted, or the storing goroutine stopped).
+func (e *enqueueRun) readChunks(rctx context.Context, in io.Reader, chunks chan<- *chunk) error {
+	cr := &countingReader{r: in}
+	cur := &chunk{}
+	send := func() error {
+		cur.read = cr.n
+		select {
+		case chunks <- cur:
+		case <-rctx.Done():
+			return rctx.Err()
+		}
+		cur = &chunk{buf: make([]byte, 0, len(cur.buf))}
+		return nil
+	}
+	err := readRecords(cr, maxLineBytes, func(line int, payload []byte) error {
+		if err := rctx.Err(); err != nil {
+			return err
+		}
+		start := len(cur.buf)
+		if e.keyer != nil {
+			cur.buf = e.keyer.appendPayload(cur.buf, line, payload)
+		} else {
+			cur.buf = append(cur.buf, payload...)
+		}
+		p := cur.buf[start:len(cur.buf):len(cur.buf)]
+		if err := validateRecord(e.kind, p); err != nil {
+			cur.buf = cur.buf[:start]
+			cur.refused = append(cur.refused, lineResult{Line: line, Error: err.Error(), Code: "invalid_payload"})
+		} else {
+			cur.lines = append(cur.lines, lineItem{line: line, payload: p})
+		}
+		if len(cur.lines) >= enqueueChunk || len(cur.buf) >= enqueueChunkBytes {
+			return send()
+		}
+		return nil
+	}, func(line int) error {
+		cur.refused = append(cur.refused, lineResult{Line: line, Code: "too_large",
+			Error: fmt.Sprintf("longer than %d bytes, the record size limit; skipped without being read whole", maxLineBytes)})
+		return rctx.Err()
+	})
 	if err != nil {
-		return c.fail(fmt.Errorf("reading %s: %w (%d record(s) stored before this)", name, err, e.stored))
+		return err
+	}
+	if len(cur.lines) > 0 || len(cur.refused) > 0 {
+		return send()
+	}
+	return nil
+}
+
+// storeChunks stores each chunk and prints its keys and refusals in line
+// order. It stops (and stops the reading) at a capacity refusal, a store
+// failure or a failed write of the keys, and ignores the chunks after it.
+func (e *enqueueRun) storeChunks(chunks <-chan *chunk, stopReading func()) {
+	// A chunk read is stored and its answer printed even once interrupted:
+	// what is printed is then always what was stored.
+	ctx := context.WithoutCancel(context.Background())
+	stopped := false
+	for ch := range chunks {
+		if stopped {
+			continue
+		}
+		res, err := e.st.storeLines(ctx, e.kind, ch.lines, e.lim)
+		e.emit(mergeResults(res, ch.refused, err != nil))
+		if err := e.out.Flush(); err != nil && e.writeErr == nil {
+			e.writeErr = err
+		}
+		if err != nil {
+			e.storeErr = err
+		}
+		if e.progress != nil {
+			e.progress.bytes = ch.read
+			e.progress.update(e.stored, e.refused)
+		}
+		if e.storeErr != nil || e.stoppedAt > 0 || e.writeErr != nil {
+			stopped = true
+			stopReading()
+		}
+	}
+}
+
+// mergeResults puts the refusals made while reading among the results of
+// the store, in line order. After a capacity refusal or a store failure, no
+// later line has a result.
+func mergeResults(res, readRefused []lineResult, failed bool) []lineResult {
+	if len(readRefused) == 0 {
+		return res
+	}
+	end := -1 // results past this line were never tried
+	if n := len(res); failed || (n > 0 && res[n-1].stopped()) {
+		end = 0
+		if n > 0 {
+			end = res[n-1].Line
+		}
+	}
+	out := make([]lineResult, 0, len(res)+len(readRefused))
+	i := 0
+	for _, r := range readRefused {
+		if end >= 0 && r.Line > end {
+			break
+		}
+		for i < len(res) && res[i].Line < r.Line {
+			out = append(out, res[i])
+			i++
+		}
+		out = append(out, r)
+	}
+	return append(out, res[i:]...)
+}
+
+func (e *enqueueRun) emit(res []lineResult) {
+	for _, r := range res {
+		if r.Error == "" {
+			e.stored++
+			if _, err := e.out.WriteString(r.Key); err != nil && e.writeErr == nil {
+				e.writeErr = err
+			}
+			_ = e.out.WriteByte('\n')
+			continue
+		}
+		e.refused++
+		if r.stopped() {
+			e.stoppedAt = r.Line
+		}
+		// Keys before reasons on a terminal, as they came.
+		if err := e.out.Flush(); err != nil && e.writeErr == nil {
+			e.writeErr = err
+		}
+		fmt.Fprintf(e.c.env.Stderr, "line %d: %s\n", r.Line, oneLine(r.Error, 500))
+	}
+}
+
+// finish says how the run ended and returns the exit code.
+func (e *enqueueRun) finish(ctx context.Context, readErr error) int {
+	c := e.c
+	rerun := ""
+	if e.keyer != nil {
+		rerun = "; running enqueue again on this file stores each record once"
+	}
+	switch {
+	case e.writeErr != nil:
+		return c.fail(fmt.Errorf("writing the keys to standard output: %w (%d record(s) stored, their keys not all printed%s)", e.writeErr, e.stored, rerun))
+	case e.storeErr != nil:
+		return c.fail(fmt.Errorf("storing %s: %w (%d record(s) stored before this%s)", e.name, e.storeErr, e.stored, rerun))
+	case e.stoppedAt > 0:
+		c.infof("stopped at line %d: the outbox is full; stored %d record(s), refused %d line(s); line %d and the lines after it were not stored%s",
+			e.stoppedAt, e.stored, e.refused, e.stoppedAt, rerun)
+		return exitFailed
+	case ctx.Err() != nil:
+		return c.fail(fmt.Errorf("interrupted: stored %d record(s), refused %d line(s); the rest of %s was not read%s", e.stored, e.refused, e.name, rerun))
+	case readErr != nil:
+		return c.fail(fmt.Errorf("reading %s: %w (%d record(s) stored before this%s)", e.name, readErr, e.stored, rerun))
 	}
 	c.infof("stored %d record(s), refused %d line(s)", e.stored, e.refused)
 	if e.refused > 0 {
 		return exitFailed
 	}
 	return exitOK
-}
-
-type enqueuer struct {
-	ctx      context.Context
-	c        *cli
-	st       store
-	kind     outbox.Kind
-	out      *bufio.Writer
-	lines    []int
-	items    []outbox.Item
-	stored   int
-	refused  int
-	progress *progress
-}
-
-func (e *enqueuer) refuse(line int, reason string) {
-	e.refused++
-	e.out.Flush() // keep stdout keys and stderr reasons in order on a terminal
-	fmt.Fprintf(e.c.env.Stderr, "line %d: %s\n", line, oneLine(reason, 500))
-}
-
-func (e *enqueuer) add(line int, payload []byte) error {
-	if err := e.ctx.Err(); err != nil {
-		return err
-	}
-	trimmed := bytes.TrimSpace(payload)
-	if len(trimmed) == 0 || trimmed[0] != '{' || !json.Valid(trimmed) {
-		e.refuse(line, "not a JSON object")
-		return nil
-	}
-	if err := validateRecord(e.kind, trimmed); err != nil {
-		e.refuse(line, err.Error())
-		return nil
-	}
-	e.lines = append(e.lines, line)
-	e.items = append(e.items, outbox.Item{Kind: e.kind, Payload: bytes.Clone(trimmed)})
-	if len(e.items) >= enqueueChunk {
-		return e.flush()
-	}
-	return nil
-}
-
-// flush stores the pending chunk in one commit. A chunk refused because of one
-// record (a key conflict, a payload the store refuses) is retried record by
-// record so the others are stored and the culprit's line is named.
-func (e *enqueuer) flush() error {
-	if len(e.items) == 0 {
-		return nil
-	}
-	items, lines := e.items, e.lines
-	e.items, e.lines = nil, nil
-	keys, err := e.st.EnqueueAll(e.ctx, items)
-	if err == nil {
-		e.emit(keys)
-		return nil
-	}
-	if !recordLevel(err) {
-		return err
-	}
-	for i, it := range items {
-		keys, err := e.st.EnqueueAll(e.ctx, []outbox.Item{it})
-		switch {
-		case err == nil:
-			e.emit(keys)
-		case recordLevel(err):
-			e.refuse(lines[i], err.Error())
-		default:
-			return err
-		}
-	}
-	return nil
-}
-
-func (e *enqueuer) emit(keys []string) {
-	for _, k := range keys {
-		fmt.Fprintln(e.out, k)
-	}
-	e.stored += len(keys)
-	if e.progress != nil {
-		e.progress.update(e.stored, e.refused)
-	}
-}
-
-// recordLevel reports whether err is about one record rather than the store.
-func recordLevel(err error) bool {
-	return errors.Is(err, outbox.ErrConflict) || errors.Is(err, outbox.ErrInvalidPayload) || errors.Is(err, outbox.ErrTooLarge)
 }
 
 // readRecords calls fn for each record of r: JSON Lines, or one JSON object

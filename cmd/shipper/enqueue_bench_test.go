@@ -1,0 +1,216 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/spectrastrike/shipper/outbox"
+)
+
+// The ingest benchmarks pair the in-process bulk enqueue of parsed records
+// (baseline: outbox.EnqueueAll, 1,000 records a call, no contract check) with
+// a producer's way in (shipper), in the same run; make bench prints the ratio.
+// Every iteration stores benchIngestRecords ~500-byte events without an id into
+// a fresh outbox.
+
+const benchIngestRecords = 100_000
+
+// benchEventLine is one valid event without event_id, about 500 bytes.
+func benchEventLine(i int) []byte {
+	return fmt.Appendf(nil, `{"source_system":"spectrastrike","event_type":"process.start","occurred_at":"2026-11-29T07:%02d:%02d.%06dZ","severity":"medium","asset_ref":"ws-%04d.corp.example","message":"%s","metadata":{"n":%d,"pid":%d,"parent":"explorer.exe"}}`,
+		i/60%60, i%60, i%1000000, i%10000, strings.Repeat("suspicious process tree observed; ", 10), i, 4000+i%5000)
+}
+
+var benchInput struct {
+	once  sync.Once
+	dir   string
+	file  string
+	lines [][]byte
+	err   error
+}
+
+// benchIngestInput writes the JSON Lines file once per process.
+func benchIngestInput(b *testing.B) (string, [][]byte) {
+	b.Helper()
+	benchInput.once.Do(func() {
+		var buf bytes.Buffer
+		for i := range benchIngestRecords {
+			l := benchEventLine(i)
+			benchInput.lines = append(benchInput.lines, l)
+			buf.Write(l)
+			buf.WriteByte('\n')
+		}
+		benchInput.dir, benchInput.err = os.MkdirTemp("", "shb")
+		if benchInput.err != nil {
+			return
+		}
+		benchInput.file = filepath.Join(benchInput.dir, "events.jsonl")
+		benchInput.err = os.WriteFile(benchInput.file, buf.Bytes(), 0o600)
+	})
+	if benchInput.err != nil {
+		b.Fatal(benchInput.err)
+	}
+	return benchInput.file, benchInput.lines
+}
+
+// benchOutboxPath is a fresh outbox path in a short directory (the control
+// socket beside it must fit a Unix socket address).
+func benchOutboxPath(b *testing.B) string {
+	b.Helper()
+	dir, err := os.MkdirTemp("", "shb")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { os.RemoveAll(dir) })
+	return filepath.Join(dir, "outbox.db")
+}
+
+func reportIngest(b *testing.B) {
+	b.ReportMetric(float64(b.N*benchIngestRecords)/b.Elapsed().Seconds(), "records/s")
+}
+
+// benchBulk is the baseline: EnqueueAll of the parsed records, 1,000 a call.
+func benchBulk(b *testing.B) {
+	_, lines := benchIngestInput(b)
+	items := make([]outbox.Item, len(lines))
+	for i, l := range lines {
+		items[i] = outbox.Item{Kind: outbox.KindEvent, Payload: l}
+	}
+	b.ResetTimer()
+	for b.Loop() {
+		b.StopTimer()
+		ob, err := outbox.Open(benchOutboxPath(b), outbox.Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		for off := 0; off < len(items); off += 1000 {
+			if _, err := ob.EnqueueAll(context.Background(), items[off:min(off+1000, len(items))]); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.StopTimer()
+		if err := ob.Close(); err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+	}
+	reportIngest(b)
+}
+
+// BenchmarkEnqueueCLI runs `shipper enqueue --kind event FILE` in process,
+// keys written to /dev/null.
+func BenchmarkEnqueueCLI(b *testing.B) {
+	b.Run("baseline", benchBulk)
+	b.Run("shipper", func(b *testing.B) {
+		file, _ := benchIngestInput(b)
+		devNull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer devNull.Close()
+		var stderr bytes.Buffer
+		b.ResetTimer()
+		for b.Loop() {
+			b.StopTimer()
+			path := benchOutboxPath(b)
+			stderr.Reset()
+			env := Env{Stdin: strings.NewReader(""), Stdout: devNull, Stderr: &stderr, Getenv: func(string) string { return "" }}
+			b.StartTimer()
+			if code := run(context.Background(), []string{"enqueue", "--kind", "event", "--outbox", path, file}, env); code != exitOK {
+				b.Fatalf("enqueue exit %d:\n%s", code, stderr.String())
+			}
+		}
+		reportIngest(b)
+	})
+}
+
+// BenchmarkIngestSocket is the daemon's POST /v1/enqueue: an outbox opened as
+// the daemon opens it (contract check on), served on its control socket, and 4
+// clients each posting 100 records a request.
+func BenchmarkIngestSocket(b *testing.B) {
+	b.Run("baseline", benchBulk)
+	b.Run("shipper", func(b *testing.B) {
+		const clients, perRequest = 4, 100
+		_, lines := benchIngestInput(b)
+		bodies := make([][]byte, 0, len(lines)/perRequest)
+		for off := 0; off < len(lines); off += perRequest {
+			bodies = append(bodies, bytes.Join(lines[off:off+perRequest], []byte{'\n'}))
+		}
+		b.ResetTimer()
+		for b.Loop() {
+			b.StopTimer()
+			path := benchOutboxPath(b)
+			ob, err := outbox.Open(path, outbox.Options{Validate: validateRecord})
+			if err != nil {
+				b.Fatal(err)
+			}
+			ln, err := listenControl(context.Background(), path+".sock")
+			if err != nil {
+				b.Fatal(err)
+			}
+			srv := &http.Server{Handler: controlHandler(&directStore{ob: ob})}
+			go srv.Serve(ln)
+			b.StartTimer()
+			var next atomic.Int64
+			var wg sync.WaitGroup
+			errs := make(chan error, clients)
+			for range clients {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					hc := newDaemonClient(path + ".sock").hc
+					defer hc.CloseIdleConnections()
+					for {
+						i := int(next.Add(1)) - 1
+						if i >= len(bodies) {
+							return
+						}
+						if err := postBench(hc, bodies[i], perRequest); err != nil {
+							errs <- err
+							return
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			b.StopTimer()
+			close(errs)
+			for err := range errs {
+				b.Fatal(err)
+			}
+			srv.Close()
+			if err := ob.Close(); err != nil {
+				b.Fatal(err)
+			}
+			b.StartTimer()
+		}
+		reportIngest(b)
+	})
+}
+
+// postBench posts one request and checks it was answered with a key a line.
+func postBench(hc *http.Client, body []byte, lines int) error {
+	resp, err := hc.Post("http://shipper/v1/enqueue?kind=event", ndjson, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	ans, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK || bytes.Count(ans, []byte(`"key"`)) != lines {
+		return fmt.Errorf("HTTP %d: %.300s", resp.StatusCode, ans)
+	}
+	return nil
+}

@@ -1,0 +1,162 @@
+package main
+
+// Storing lines of JSON, as `shipper enqueue` and the daemon's POST
+// /v1/enqueue do: each line is stored or refused on its own, with its line
+// number, and a capacity refusal stores what fits and stops there.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+
+	"github.com/spectrastrike/shipper/outbox"
+)
+
+// lineItem is one record line on its way to the outbox.
+type lineItem struct {
+	line    int // 1-based, in the producer's input
+	payload []byte
+}
+
+// lineResult is what became of one line: its key, or why it was refused. Code
+// is the outbox sentinel's code (control.go); "full" means the store stopped
+// at this line and no later line was stored.
+type lineResult struct {
+	Line  int    `json:"line"`
+	Key   string `json:"key,omitempty"`
+	Error string `json:"error,omitempty"`
+	Code  string `json:"code,omitempty"`
+}
+
+func (r lineResult) stopped() bool { return r.Code == "full" }
+
+// capacity is a producer's own limit on records (and payload bytes) not yet
+// confirmed, on top of the outbox's: `enqueue --max-records` holds through the
+// daemon. Zero is no limit.
+type capacity struct {
+	Records int
+	Bytes   int64
+}
+
+func (c capacity) set() bool { return c.Records > 0 || c.Bytes > 0 }
+
+// lineStore is where lines go: the outbox file (directStore) or the daemon's
+// socket (daemonClient). storeLines returns one result per line stored or
+// refused, in line order; after a "full" result it stores no later line and
+// returns no result for one. err is a failure of the store itself, with
+// results for what was stored before it.
+type lineStore interface {
+	storeLines(ctx context.Context, kind outbox.Kind, lines []lineItem, lim capacity) ([]lineResult, error)
+}
+
+// enqueuer is what storeLines needs of the outbox (directStore, tests).
+type enqueuer interface {
+	EnqueueAll(ctx context.Context, items []outbox.Item) ([]string, error)
+}
+
+// storeAll stores lines in as few commits as it can: all of them in one when
+// every line can be stored, else halves, down to the lines refused. A
+// capacity refusal stores what fits before it and stops.
+func storeAll(ctx context.Context, st enqueuer, kind outbox.Kind, lines []lineItem) ([]lineResult, error) {
+	res := make([]lineResult, 0, len(lines))
+	items := make([]outbox.Item, len(lines))
+	for i, l := range lines {
+		items[i] = outbox.Item{Kind: kind, Payload: l.payload}
+	}
+	var split func(lo, hi int) (bool, error)
+	split = func(lo, hi int) (stop bool, err error) {
+		keys, err := st.EnqueueAll(ctx, items[lo:hi])
+		if err == nil {
+			for i, k := range keys {
+				res = append(res, lineResult{Line: lines[lo+i].line, Key: k})
+			}
+			return false, nil
+		}
+		full := errors.Is(err, outbox.ErrFull)
+		if !full && !recordLevel(err) {
+			return true, err
+		}
+		if hi-lo == 1 {
+			res = append(res, refusal(kind, lines[lo], err))
+			return full, nil
+		}
+		mid := lo + (hi-lo)/2
+		if stop, err := split(lo, mid); stop || err != nil {
+			return stop, err
+		}
+		return split(mid, hi)
+	}
+	_, err := split(0, len(lines))
+	return res, err
+}
+
+// refusal says why one line was not stored, in the words of the contract
+// check when that is the reason.
+func refusal(kind outbox.Kind, l lineItem, err error) lineResult {
+	r := lineResult{Line: l.line, Code: codeOf(err)}
+	if errors.Is(err, outbox.ErrInvalidPayload) {
+		if verr := validateRecord(kind, l.payload); verr != nil {
+			r.Error = verr.Error()
+			return r
+		}
+	}
+	// EnqueueAll names the item within its call: here always the first.
+	r.Error = strings.TrimPrefix(err.Error(), "item 0: ")
+	return r
+}
+
+// recordLevel reports whether err is about one record rather than the store.
+func recordLevel(err error) bool {
+	return errors.Is(err, outbox.ErrConflict) || errors.Is(err, outbox.ErrInvalidPayload) || errors.Is(err, outbox.ErrTooLarge)
+}
+
+// withinCapacity splits lines at the first that lim has no room for, given
+// live records and bytes not yet confirmed; the refusal of that line stops the
+// store. It returns all of lines and no refusal when they fit.
+func withinCapacity(lines []lineItem, lim capacity, live int, liveBytes int64) ([]lineItem, *lineResult) {
+	for i, l := range lines {
+		n, b := live+i+1, liveBytes+int64(len(l.payload))
+		liveBytes = b
+		var why string
+		switch {
+		case lim.Records > 0 && n > lim.Records:
+			why = fmt.Sprintf("%d records not yet confirmed, the limit for this enqueue is %d", n-1, lim.Records)
+		case lim.Bytes > 0 && b > lim.Bytes:
+			why = fmt.Sprintf("%d payload bytes not yet confirmed with this line, the limit for this enqueue is %d", b, lim.Bytes)
+		default:
+			continue
+		}
+		return lines[:i], &lineResult{Line: l.line, Code: "full", Error: fmt.Sprintf("%v: %s", outbox.ErrFull, why)}
+	}
+	return lines, nil
+}
+
+// capacityMu serialises the requests that carry a capacity of their own, so
+// two of them cannot both find the same room.
+var capacityMu sync.Mutex
+
+func (d *directStore) storeLines(ctx context.Context, kind outbox.Kind, lines []lineItem, lim capacity) ([]lineResult, error) {
+	if !lim.set() {
+		return storeAll(ctx, d.ob, kind, lines)
+	}
+	capacityMu.Lock()
+	defer capacityMu.Unlock()
+	live, liveBytes := unconfirmed(d.ob)
+	fit, stop := withinCapacity(lines, lim, live, liveBytes)
+	res, err := storeAll(ctx, d.ob, kind, fit)
+	if err == nil && stop != nil && (len(res) == 0 || !res[len(res)-1].stopped()) {
+		res = append(res, *stop)
+	}
+	return res, err
+}
+
+// unconfirmed is what capacity limits count: records not yet confirmed, and
+// payload bytes. The outbox counts the bytes of all its records only, those
+// confirmed and kept for retention included: a request's byte limit is held
+// on the safe side.
+func unconfirmed(ob *outbox.Outbox) (int, int64) {
+	s := ob.Stats()
+	return s.Records - s.ByState[outbox.StateConfirmed], s.PayloadBytes
+}

@@ -1,0 +1,214 @@
+package main
+
+// POST /v1/enqueue on the daemon's control socket: the local ingest API.
+//
+//	POST /v1/enqueue?kind=event|finding[&max_records=N][&max_bytes=N]
+//	Content-Type: application/x-ndjson
+//	body: JSON Lines, one record a line (blank lines are skipped but counted)
+//
+// The answer comes once the commit holding the records is fsynced, one JSON
+// object a line for each record line, in order: {"line":N,"key":"..."} for a
+// record stored, {"line":N,"error":"...","code":"..."} for one refused. Status
+// 200 when every line was stored, 422 when some were refused for what they
+// hold, 507 when the outbox was full: the records before the line refused with
+// code "full" are stored, none after it. A failure of the store itself ends the
+// answer with {"error":"...","code":"..."} (no line) and status 500. Requests
+// are served concurrently and share group commits. A body over maxIngestBody
+// gets 413 and stores nothing; a wrong kind or limit gets 400.
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/spectrastrike/shipper/outbox"
+)
+
+// maxIngestBody bounds one request to the ingest API: the daemon holds a
+// request whole until its commit.
+const maxIngestBody = 16 << 20
+
+const ndjson = "application/x-ndjson"
+
+func ingestHandler(st lineStore) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		kind := outbox.Kind(q.Get("kind"))
+		if err := checkKind(kind, false); err != nil {
+			writeJSON(w, http.StatusBadRequest, errorBody{Error: "kind: " + err.Error()})
+			return
+		}
+		lim, err := capacityFromQuery(q)
+		if err != nil {
+			writeJSON(w, http.StatusBadRequest, errorBody{Error: err.Error()})
+			return
+		}
+		buf := bodies.Get().(*bytes.Buffer)
+		defer putBody(buf)
+		if n := r.ContentLength; n > 0 && n <= maxIngestBody {
+			buf.Grow(int(n))
+		}
+		_, err = buf.ReadFrom(http.MaxBytesReader(w, r.Body, maxIngestBody))
+		var tooBig *http.MaxBytesError
+		switch {
+		case errors.As(err, &tooBig):
+			writeJSON(w, http.StatusRequestEntityTooLarge, errorBody{Code: "too_large", Error: fmt.Sprintf(
+				"request body over %d bytes (%d MiB), the most one request may carry: nothing stored; send the lines in smaller requests", maxIngestBody, maxIngestBody>>20)})
+			return
+		case err != nil:
+			writeJSON(w, http.StatusBadRequest, errorBody{Error: "reading the request body: " + err.Error()})
+			return
+		}
+		res, err := st.storeLines(r.Context(), kind, splitLines(buf.Bytes()), lim)
+		writeResults(w, res, err)
+	}
+}
+
+// bodies holds request buffers between requests: the outbox copies what it
+// stores, so a buffer is free again once its request is answered.
+var bodies = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+func putBody(b *bytes.Buffer) {
+	if b.Cap() <= 8<<20 {
+		b.Reset()
+		bodies.Put(b)
+	}
+}
+
+func capacityFromQuery(q url.Values) (capacity, error) {
+	var lim capacity
+	if s := q.Get("max_records"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 0 {
+			return lim, fmt.Errorf("max_records: %q is not a count", s)
+		}
+		lim.Records = n
+	}
+	if s := q.Get("max_bytes"); s != "" {
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil || n < 0 {
+			return lim, fmt.Errorf("max_bytes: %q is not a byte count", s)
+		}
+		lim.Bytes = n
+	}
+	return lim, nil
+}
+
+// splitLines numbers the lines of body from 1 and keeps those not blank.
+func splitLines(body []byte) []lineItem {
+	lines := make([]lineItem, 0, bytes.Count(body, []byte{'\n'})+1)
+	for n := 1; len(body) > 0; n++ {
+		l := body
+		if i := bytes.IndexByte(body, '\n'); i >= 0 {
+			l, body = body[:i], body[i+1:]
+		} else {
+			body = nil
+		}
+		if t := bytes.TrimSpace(l); len(t) > 0 {
+			lines = append(lines, lineItem{line: n, payload: t})
+		}
+	}
+	return lines
+}
+
+func writeResults(w http.ResponseWriter, res []lineResult, storeErr error) {
+	status := http.StatusOK
+	for _, r := range res {
+		if r.stopped() {
+			status = http.StatusInsufficientStorage
+			break
+		}
+		if r.Error != "" {
+			status = http.StatusUnprocessableEntity
+		}
+	}
+	if storeErr != nil {
+		status = http.StatusInternalServerError
+	}
+	w.Header().Set("Content-Type", ndjson)
+	w.WriteHeader(status)
+	bw := bufio.NewWriterSize(w, 32<<10)
+	enc := json.NewEncoder(bw)
+	var b []byte
+	for _, r := range res {
+		if r.Error != "" {
+			_ = enc.Encode(r)
+			continue
+		}
+		// Keys need no escaping (the outbox's key pattern): most of an answer.
+		b = append(strconv.AppendInt(append(b[:0], `{"line":`...), int64(r.Line), 10), `,"key":"`...)
+		b = append(append(b, r.Key...), "\"}\n"...)
+		_, _ = bw.Write(b)
+	}
+	if storeErr != nil {
+		_ = enc.Encode(errorBody{Error: storeErr.Error(), Code: codeOf(storeErr)})
+	}
+	_ = bw.Flush()
+}
+
+// storeLines sends lines to the daemon's ingest API in one request.
+func (d *daemonClient) storeLines(ctx context.Context, kind outbox.Kind, lines []lineItem, lim capacity) ([]lineResult, error) {
+	var body bytes.Buffer
+	for _, l := range lines {
+		p := l.payload
+		if bytes.ContainsAny(p, "\r\n") {
+			// One pretty-printed object: its line breaks are whitespace
+			// between tokens (JSON strings cannot hold them raw).
+			p = bytes.Map(func(r rune) rune {
+				if r == '\n' || r == '\r' {
+					return ' '
+				}
+				return r
+			}, p)
+		}
+		body.Write(p)
+		body.WriteByte('\n')
+	}
+	q := url.Values{"kind": {string(kind)}}
+	if lim.Records > 0 {
+		q.Set("max_records", strconv.Itoa(lim.Records))
+	}
+	if lim.Bytes > 0 {
+		q.Set("max_bytes", strconv.FormatInt(lim.Bytes, 10))
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://shipper/v1/enqueue?"+q.Encode(), &body)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", ndjson)
+	resp, err := d.hc.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("daemon socket %s: %w", d.sock, err)
+	}
+	defer resp.Body.Close()
+	if !strings.HasPrefix(resp.Header.Get("Content-Type"), ndjson) {
+		return nil, decodeRemoteError(resp)
+	}
+	var res []lineResult
+	dec := json.NewDecoder(resp.Body)
+	for {
+		var r lineResult
+		if err := dec.Decode(&r); errors.Is(err, io.EOF) {
+			return res, nil
+		} else if err != nil {
+			return res, fmt.Errorf("daemon socket %s: answer cut short: %w", d.sock, err)
+		}
+		if r.Line == 0 {
+			return res, &remoteError{msg: r.Error, code: r.Code}
+		}
+		if r.Line < 0 || r.Line > len(lines) {
+			return res, fmt.Errorf("daemon socket %s: answer names line %d of a request of %d", d.sock, r.Line, len(lines))
+		}
+		r.Line = lines[r.Line-1].line
+		res = append(res, r)
+	}
+}
