@@ -70,7 +70,7 @@ while a daemon runs, the daemon is the one delivering.`, env)
 	return drainAndReport(ctx, c, ob, worker, *timeout, *pauseTimeout, env)
 }
 
-// drainAndReport runs Drain with a progress line on a terminal and turns the
+// drainAndReport runs Drain with a progress report on stderr and turns the
 // outcome into the exit code, listing dead records on stdout.
 func drainAndReport(ctx context.Context, c *cli, ob *outbox.Outbox, worker *deliver.Worker, timeout, pauseTimeout time.Duration, env Env) int {
 	dctx := ctx
@@ -83,14 +83,18 @@ func drainAndReport(ctx context.Context, c *cli, ob *outbox.Outbox, worker *deli
 	defer pauseTick.Stop()
 	dctx, watch := watchDrain(dctx, ctx, c, worker, ob, pauseTimeout, drainShutdown, pauseTick.C)
 	defer watch.stop()
-	stopProgress := func() {}
-	if isTerminal(env.Stderr) {
-		stopProgress = drainProgress(env.Stderr, ob)
-	}
+	p := newDrainProgress(env.Stderr, isTerminal(env.Stderr), time.Now, func() (int, int) {
+		k := worker.Counters()
+		s := ob.Stats()
+		return int(k.Confirmed), s.ByState[outbox.StatePending] + s.ByState[outbox.StateSending] + s.ByState[outbox.StateSubmitted]
+	})
+	tick := time.NewTicker(p.interval())
+	stopProgress := p.run(tick.C)
 	start := time.Now()
 	err := worker.Drain(dctx)
 	stopProgress()
 	watch.stop()
+	tick.Stop()
 	s := ob.Stats()
 	if err != nil {
 		left := s.ByState[outbox.StatePending] + s.ByState[outbox.StateSending] + s.ByState[outbox.StateSubmitted]
@@ -120,44 +124,102 @@ func drainAndReport(ctx context.Context, c *cli, ob *outbox.Outbox, worker *deli
 	return exitSomeDead
 }
 
-// drainProgress redraws one status line until the returned stop is called.
-func drainProgress(w io.Writer, ob *outbox.Outbox) (stop func()) {
+// drainProgress reports a drain's progress on stderr: confirmed of total,
+// records/s and an ETA. On a terminal it is one line redrawn in place; anywhere
+// else (a log file, a pipe) it is a plain line every progressEvery, so the
+// output stays readable.
+type drainProgress struct {
+	out   io.Writer
+	tty   bool
+	now   func() time.Time
+	count func() (confirmed, left int)
+
+	start   time.Time
+	samples []progressSample // the recent past, for the rate
+	width   int              // of the last line drawn in place
+}
+
+type progressSample struct {
+	at        time.Time
+	confirmed int
+}
+
+const (
+	progressRedraw = 250 * time.Millisecond // on a terminal
+	progressEvery  = 10 * time.Second       // elsewhere
+	progressRate   = 10 * time.Second       // the rate is measured over this much of the recent past
+)
+
+func newDrainProgress(out io.Writer, tty bool, now func() time.Time, count func() (confirmed, left int)) *drainProgress {
+	p := &drainProgress{out: out, tty: tty, now: now, count: count, start: now()}
+	p.samples = []progressSample{{at: p.start}}
+	return p
+}
+
+// interval is how often run should be ticked.
+func (p *drainProgress) interval() time.Duration {
+	if p.tty {
+		return progressRedraw
+	}
+	return progressEvery
+}
+
+// run reports on every tick (as of the tick's time) until the returned stop is
+// called; stop ends a line drawn in place.
+func (p *drainProgress) run(tick <-chan time.Time) (stop func()) {
 	done := make(chan struct{})
 	finished := make(chan struct{})
 	go func() {
 		defer close(finished)
-		t := time.NewTicker(250 * time.Millisecond)
-		defer t.Stop()
-		drawn := false
 		for {
 			select {
 			case <-done:
-				if drawn {
-					fmt.Fprintln(w)
+				if p.width > 0 {
+					fmt.Fprintln(p.out)
 				}
 				return
-			case <-t.C:
-				s := ob.Stats()
-				total := s.Records
-				fin := s.ByState[outbox.StateConfirmed] + s.ByState[outbox.StateDead]
-				n := 0
-				if total > 0 {
-					n = fin * 30 / total
-				}
-				fmt.Fprintf(w, "\r[%-30s] %d/%d  pending %d  submitted %d  confirmed %d  dead %d ",
-					bar(n), fin, total, s.ByState[outbox.StatePending]+s.ByState[outbox.StateSending],
-					s.ByState[outbox.StateSubmitted], s.ByState[outbox.StateConfirmed], s.ByState[outbox.StateDead])
-				drawn = true
+			case now := <-tick:
+				p.report(now)
 			}
 		}
 	}()
 	return func() { close(done); <-finished }
 }
 
-func bar(n int) string {
-	b := make([]byte, n)
-	for i := range b {
-		b[i] = '#'
+// report writes the progress as of now.
+func (p *drainProgress) report(now time.Time) {
+	confirmed, left := p.count()
+	line := p.line(confirmed, left, now)
+	if !p.tty {
+		fmt.Fprintf(p.out, "shipper drain: %s\n", line)
+		return
 	}
-	return string(b)
+	pad := max(0, p.width-len(line))
+	fmt.Fprintf(p.out, "\r%s%*s", line, pad, "")
+	p.width = len(line)
+}
+
+// line is "12000/15000 confirmed  480 records/s  ETA 6s": the rate over the
+// recent past (a drain that waits out a full window shows it at once), the ETA
+// from that rate.
+func (p *drainProgress) line(confirmed, left int, now time.Time) string {
+	p.samples = append(p.samples, progressSample{at: now, confirmed: confirmed})
+	i := 0
+	for i < len(p.samples)-2 && now.Sub(p.samples[i+1].at) >= progressRate {
+		i++
+	}
+	p.samples = p.samples[i:]
+	first := p.samples[0]
+	rate := 0.0
+	if span := now.Sub(first.at); span > 0 {
+		rate = float64(confirmed-first.confirmed) / span.Seconds()
+	}
+	eta := "--"
+	switch {
+	case left == 0:
+		eta = "0s"
+	case rate > 0:
+		eta = time.Duration(float64(left) / rate * float64(time.Second)).Round(time.Second).String()
+	}
+	return fmt.Sprintf("%d/%d confirmed  %.0f records/s  ETA %s", confirmed, confirmed+left, rate, eta)
 }

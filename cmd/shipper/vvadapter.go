@@ -38,8 +38,9 @@ func declareVV(c *cli) *vvSettings {
 }
 
 // client resolves the settings (flags first, then VECTORVUE_*) and builds the
-// client; a wrong setting is a *settingError naming it (exit 2).
-func (v *vvSettings) client(logger *slog.Logger) (*vvapi.Client, error) {
+// client, sending batches of at most maxBatch records (the worker's --batch-size:
+// one setting); a wrong setting is a *settingError naming it (exit 2).
+func (v *vvSettings) client(logger *slog.Logger, maxBatch int) (*vvapi.Client, error) {
 	cfg, err := v.config()
 	if err != nil {
 		return nil, err
@@ -48,6 +49,7 @@ func (v *vvSettings) client(logger *slog.Logger) (*vvapi.Client, error) {
 	// under the server's rate limit and holds one global backoff while the server is
 	// down. Retries inside the client would bypass all three.
 	cfg.MaxRetries = -1
+	cfg.MaxBatchSize = maxBatch
 	cfg.Logger = logger.With("component", "vvapi")
 	c, err := vvapi.New(cfg)
 	if err != nil {
