@@ -161,6 +161,14 @@ func (f *FS) CutAfter(n int64) error {
 	return err
 }
 
+// CutAtFsync cuts the power when the n-th file fsync from now (n ≥ 1)
+// arrives: that fsync fails with EIO, and so does every later change. It
+// lands a cut exactly between a commit's writes and their fsync.
+func (f *FS) CutAtFsync(n int64) error {
+	_, err := f.do(request{Op: "cut-fsync", N: n})
+	return err
+}
+
 // Down is closed when the power goes off (Cut, CutAfter or Crash). After
 // Crash it returns a new channel.
 func (f *FS) Down() <-chan struct{} {

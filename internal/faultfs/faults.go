@@ -24,6 +24,7 @@ func (c *countdown) fire() bool {
 
 type faults struct {
 	cutAfter  int64 // changes left until the power goes off; 0 = none scheduled
+	cutFsync  int64 // fsyncs left until the power goes off; 0 = none scheduled
 	failWrite countdown
 	failFsync countdown
 	space     int64 // bytes of new blocks left; negative = unlimited
@@ -73,6 +74,23 @@ func (v *volume) cutAfter(n int64) {
 	v.faults.cutAfter = max(n, 1)
 }
 
+// cutAtFsync schedules the cut at the n-th file fsync from now (n ≥ 1).
+func (v *volume) cutAtFsync(n int64) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.faults.cutFsync = max(n, 1)
+}
+
+// fsyncArrives counts a file fsync toward a cut scheduled by cutAtFsync.
+func (v *volume) fsyncArrives() {
+	if !v.faults.off && v.faults.cutFsync > 0 {
+		v.faults.cutFsync--
+		if v.faults.cutFsync == 0 {
+			v.powerOffLocked()
+		}
+	}
+}
+
 func (v *volume) failWriteAfter(n int64) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
@@ -89,6 +107,13 @@ func (v *volume) limitSpace(n int64) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	v.faults.space = n
+}
+
+// spaceLeft is what LimitSpace left, negative when unlimited.
+func (v *volume) spaceLeft() int64 {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.faults.space
 }
 
 func (v *volume) snapshot() Stats {

@@ -106,6 +106,10 @@ func TestMountErrors(t *testing.T) {
 	_, err = f.WriteAt([]byte("z"), 1)
 	assert.NoError(t, err, "a full disk still takes overwrites")
 
+	var sfs syscall.Statfs_t
+	require.NoError(t, syscall.Statfs(fsys.Dir, &sfs))
+	assert.Zero(t, sfs.Bavail, "statfs shows the full disk")
+
 	st, err := fsys.Stats()
 	require.NoError(t, err)
 	assert.Equal(t, int64(1), st.FailedWrites)

@@ -32,6 +32,7 @@ var (
 	_ fs.NodeReaddirer = (*rootNode)(nil)
 	_ fs.NodeFsyncer   = (*rootNode)(nil)
 	_ fs.NodeGetattrer = (*rootNode)(nil)
+	_ fs.NodeSetattrer = (*rootNode)(nil)
 	_ fs.NodeOpener    = (*fileNode)(nil)
 	_ fs.NodeGetattrer = (*fileNode)(nil)
 	_ fs.NodeSetattrer = (*fileNode)(nil)
@@ -98,12 +99,36 @@ func (r *rootNode) Fsync(ctx context.Context, f fs.FileHandle, flags uint32) sys
 }
 
 func (r *rootNode) Getattr(ctx context.Context, f fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	out.Mode = syscall.S_IFDIR | 0o755
+	r.v.mu.Lock()
+	out.Mode = syscall.S_IFDIR | r.v.dirMode
+	r.v.mu.Unlock()
 	return 0
 }
 
+// Setattr keeps the directory's mode bits (not across a crash); other
+// attributes are accepted and ignored.
+func (r *rootNode) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
+	r.v.mu.Lock()
+	if mode, ok := in.GetMode(); ok {
+		r.v.dirMode = mode & 0o7777
+	}
+	out.Mode = syscall.S_IFDIR | r.v.dirMode
+	r.v.mu.Unlock()
+	return 0
+}
+
+// Statfs reports the backing file system's space, or the space LimitSpace
+// left if that is less: a program that checks for room sees a full disk.
 func (r *rootNode) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
-	out.Bsize, out.Frsize, out.NameLen = PageSize, PageSize, 255
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(r.v.backing, &st); err != nil {
+		return errnoOf(err)
+	}
+	out.FromStatfsT(&st)
+	if left := r.v.spaceLeft(); left >= 0 && out.Bsize > 0 {
+		blocks := uint64(left) / uint64(out.Bsize)
+		out.Bavail, out.Bfree = min(out.Bavail, blocks), min(out.Bfree, blocks)
+	}
 	return 0
 }
 

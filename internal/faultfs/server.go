@@ -51,12 +51,11 @@ type message struct {
 const eventPowerOff = "power-off"
 
 type server struct {
-	cfg      serveConfig
-	omu      sync.Mutex
-	enc      *json.Encoder
-	reported map[*volume]bool // power-off events sent
-	v        *volume
-	srv      *fuse.Server
+	cfg serveConfig
+	omu sync.Mutex // guards the output and every volume's reported
+	enc *json.Encoder
+	v   *volume
+	srv *fuse.Server
 }
 
 func serveMain(cfgJSON string) int {
@@ -65,7 +64,7 @@ func serveMain(cfgJSON string) int {
 		fmt.Fprintln(os.Stderr, "faultfs: bad server config:", err)
 		return 2
 	}
-	s := &server{cfg: cfg, enc: json.NewEncoder(os.Stdout), reported: map[*volume]bool{}}
+	s := &server{cfg: cfg, enc: json.NewEncoder(os.Stdout)}
 	if err := s.start(-1); err != nil {
 		s.reply(message{Err: err.Error()})
 		return 1
@@ -103,6 +102,8 @@ func (s *server) handle(req request) message {
 		s.notifyOff(s.v)
 	case "cut-after":
 		s.v.cutAfter(req.N)
+	case "cut-fsync":
+		s.v.cutAtFsync(req.N)
 	case "fail-write":
 		s.v.failWriteAfter(req.N)
 	case "fail-fsync":
@@ -190,12 +191,12 @@ func (s *server) notifyOff(v *volume) {
 }
 
 func (s *server) notifyOffLocked(v *volume) {
-	if s.reported[v] {
+	if v.reported {
 		return
 	}
 	select {
 	case <-v.offCh:
-		s.reported[v] = true
+		v.reported = true
 		_ = s.enc.Encode(message{Event: eventPowerOff})
 	default:
 	}

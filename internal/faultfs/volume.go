@@ -25,6 +25,7 @@ type volume struct {
 	backing string // durable names and their data
 	orphans string // durable data of files whose name is not durable (yet, or any more)
 
+	dirMode uint32            // of the directory: 0700 after every mount
 	names   map[string]uint64 // the directory as reads see it
 	durable map[string]uint64 // the directory as the disk holds it; one backing file each
 	files   map[uint64]*file
@@ -33,6 +34,8 @@ type volume struct {
 	faults faults
 	stats  Stats
 	offCh  chan struct{} // closed when the power goes off
+
+	reported bool // the power-off event was sent (guarded by the server's omu)
 }
 
 // file is one inode. Its durable data is in durablePath; data is what reads see.
@@ -71,7 +74,7 @@ func newVolume(backing, orphans string) (*volume, error) {
 	if err := os.MkdirAll(orphans, 0o700); err != nil {
 		return nil, err
 	}
-	v := &volume{backing: backing, orphans: orphans, names: map[string]uint64{}, durable: map[string]uint64{},
+	v := &volume{backing: backing, orphans: orphans, dirMode: 0o700, names: map[string]uint64{}, durable: map[string]uint64{},
 		files: map[uint64]*file{}, nextIno: 2, faults: noFaults(), offCh: make(chan struct{})}
 	ents, err := os.ReadDir(backing)
 	if err != nil {
@@ -325,6 +328,7 @@ func (v *volume) truncate(f *file, size int64) syscall.Errno {
 func (v *volume) fsync(f *file) syscall.Errno {
 	v.mu.Lock()
 	defer v.mu.Unlock()
+	v.fsyncArrives()
 	if e := v.change(); e != 0 {
 		return e
 	}

@@ -190,3 +190,15 @@ func TestVolumeCutRefusesChangesNotReads(t *testing.T) {
 		t.Fatal("power-off not signalled")
 	}
 }
+
+func TestVolumeCutAtFsync(t *testing.T) {
+	v, _ := newTestVolume(t)
+	f, _ := v.create("db", 0o600)
+	v.cutAtFsync(2)
+	mustWrite(t, v, f, []byte("a"), 0)
+	require.Zero(t, v.fsync(f))
+	mustWrite(t, v, f, []byte("b"), 0)
+	assert.Equal(t, syscall.EIO, v.fsync(f), "the second fsync meets the cut")
+	_, e := v.write(f, []byte("c"), 0)
+	assert.Equal(t, syscall.EIO, e)
+}
