@@ -58,10 +58,10 @@ func pauseHeadline(why string) string {
 	switch pauseCause(why) {
 	case PauseCredentials:
 		return "delivery paused: VectorVue refused the credentials; records are kept, nothing is dead-lettered; " +
-			"fix the password, token or signature secret (their files are read again at each login attempt, or on SIGHUP)"
+			"fix the password, token or signature secret (their files are read again at the next login attempt)"
 	case PauseTLS:
 		return "delivery paused: the server's TLS certificate is not trusted; records are kept, nothing is dead-lettered; " +
-			"fix the CA file (read again at each attempt, or on SIGHUP)"
+			"fix the CA file (read again at the next attempt)"
 	}
 	return "delivery paused: VectorVue refused the request as misconfigured (base URL, HTTPS, tenant); " +
 		"records are kept, nothing is dead-lettered; fix the settings and restart"
