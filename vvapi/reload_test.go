@@ -90,7 +90,7 @@ func TestPasswordFileReadAgainAfterARefusedLogin(t *testing.T) {
 	mu.Lock()
 	logs := buf.String()
 	mu.Unlock()
-	assert.Contains(t, logs, "re-read the credentials after a refusal")
+	assert.Contains(t, logs, "read the secret and CA files again after a refusal")
 	assert.Contains(t, logs, "changed=PasswordFile")
 	for _, s := range []string{"a-stale-password", "the-right-password"} {
 		assert.False(t, strings.Contains(logs, s), "a password is in the logs")

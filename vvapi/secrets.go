@@ -138,9 +138,9 @@ func (c *Client) reloadAfterFailure() {
 	changed, err := c.Reload()
 	switch {
 	case err != nil:
-		c.log.Warn("cannot re-read the credentials after a refusal; keeping the previous ones", "error", err.Error())
+		c.log.Warn("cannot read the secret and CA files again after a refusal; keeping the previous ones", "error", err.Error())
 	case len(changed) > 0:
-		c.log.Info("re-read the credentials after a refusal", "changed", strings.Join(changed, ","))
+		c.log.Info("read the secret and CA files again after a refusal", "changed", strings.Join(changed, ","))
 	}
 }
 
