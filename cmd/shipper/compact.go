@@ -82,7 +82,14 @@ outbox to itself: it refuses while a daemon runs.`, env)
 			o.path, fmtBytes(before.Size()), fmtBytes(compacted.Size()))
 		return exitOK
 	}
-	if note, err := keepModeAndOwner(tmp, before); err != nil {
+	// The mode and owner as they are now: opening the file may have tightened
+	// a mode that let others read it.
+	cur, err := os.Stat(target)
+	if err != nil {
+		_ = os.Remove(tmp)
+		return c.fail(err)
+	}
+	if note, err := keepModeAndOwner(tmp, cur); err != nil {
 		_ = os.Remove(tmp)
 		return c.fail(err)
 	} else if note != "" {

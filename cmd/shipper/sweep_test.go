@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -16,10 +17,11 @@ import (
 // The daemon's timer sweeps an idle outbox: confirmed records past retention
 // leave on a tick though nothing is claimed or applied.
 func TestDaemonSweepsAnIdleOutboxOnItsTimer(t *testing.T) {
-	now := time.Date(2026, 11, 29, 5, 0, 0, 0, time.UTC)
+	start := time.Date(2026, 11, 29, 5, 0, 0, 0, time.UTC)
+	var elapsed atomic.Int64 // the sweeps read the clock while the test moves it
+	now := func() time.Time { return start.Add(time.Duration(elapsed.Load())) }
 	clock := make(chan time.Time)
-	ob, err := outbox.Open(filepath.Join(t.TempDir(), "outbox.db"), outbox.Options{Retention: time.Hour,
-		Now: func() time.Time { return now }})
+	ob, err := outbox.Open(filepath.Join(t.TempDir(), "outbox.db"), outbox.Options{Retention: time.Hour, Now: now})
 	require.NoError(t, err)
 	t.Cleanup(func() { ob.Close() })
 	_, err = ob.EnqueueAll(context.Background(), []outbox.Item{{Kind: outbox.KindEvent, Payload: []byte(`{"event_id":"e-1"}`)}})
@@ -31,13 +33,13 @@ func TestDaemonSweepsAnIdleOutboxOnItsTimer(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); sweepRetention(ctx, ob, clock, slog.New(slog.DiscardHandler)) }()
-	clock <- now // within retention: kept
-	clock <- now // the loop took this tick, so the sweep of the first is over
+	clock <- now() // within retention: kept
+	clock <- now() // the loop took this tick, so the sweep of the first is over
 	assert.Equal(t, 1, ob.Stats().ByState[outbox.StateConfirmed])
 
-	now = now.Add(61 * time.Minute)
-	clock <- now
-	clock <- now
+	elapsed.Store(int64(61 * time.Minute))
+	clock <- now()
+	clock <- now()
 	assert.Equal(t, 0, ob.Stats().ByState[outbox.StateConfirmed], "past retention, swept while idle")
 	cancel()
 	<-done
