@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -469,6 +470,11 @@ func (o *Outbox) Check() (CheckReport, error) {
 	defer o.release()
 	o.wmu.Lock()
 	defer o.wmu.Unlock()
+	return o.check()
+}
+
+// check is Check for a caller that keeps writers out.
+func (o *Outbox) check() (CheckReport, error) {
 	var rep CheckReport
 	problem := func(format string, args ...any) {
 		if len(rep.Problems) < maxProblems {
@@ -646,5 +652,12 @@ func Compact(src, dst string, opts Options) error {
 		_ = ddb.Close()
 		return fmt.Errorf("outbox: compact %s: sync %s: %w", src, dst, err)
 	}
-	return ddb.Close()
+	if err := ddb.Close(); err != nil {
+		return fmt.Errorf("outbox: compact %s: close %s: %w", src, dst, err)
+	}
+	// dst's name survives a power cut only once its directory is fsynced.
+	if err := syncDir(filepath.Dir(dst)); err != nil {
+		return fmt.Errorf("outbox: compact %s: %w", src, err)
+	}
+	return nil
 }

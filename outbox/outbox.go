@@ -105,6 +105,8 @@ type Outbox struct {
 	wmu sync.Mutex
 	cur atomic.Pointer[wtx] // the write transaction in progress, for EnqueueTx
 
+	suspect atomic.Pointer[failure] // a commit failed: reopen before the next call (durable.go)
+
 	disk diskState // what the last disk space check found (space.go)
 
 	cmu  sync.Mutex
@@ -150,7 +152,7 @@ func Open(path string, opts Options) (*Outbox, error) {
 		}
 		o.sealer = s
 	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+	if err := mkdirDurable(filepath.Dir(path)); err != nil {
 		return nil, fmt.Errorf("outbox: open %s: %w", path, err)
 	}
 	if err := o.tightenModes(path); err != nil {
@@ -178,6 +180,12 @@ func Open(path string, opts Options) (*Outbox, error) {
 	if err := o.init(walk); err != nil {
 		_ = db.Close()
 		return nil, err
+	}
+	// A new file's name survives a power cut only once its directory is
+	// fsynced (durable.go); an existing file may be as new.
+	if err := syncDir(filepath.Dir(path)); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("outbox: open %s: %w", path, err)
 	}
 	o.log.Debug("outbox: opened", "path", path, "records", o.cnt.live+o.cnt.n[kindCodeEvent][stateCodeConfirmed]+o.cnt.n[kindCodeFinding][stateCodeConfirmed],
 		"walk", t1.Sub(t0), "bbolt_open", t2.Sub(t1), "init", time.Since(t2))
@@ -502,12 +510,20 @@ func (o *Outbox) Close() error {
 // Path is the file's path.
 func (o *Outbox) Path() string { return o.path }
 
-// acquire holds the outbox open for one call.
+// acquire holds the outbox open for one call, reopening the file first if a
+// commit failed (durable.go).
 func (o *Outbox) acquire() error {
 	o.life.RLock()
 	if o.closed {
 		o.life.RUnlock()
 		return fmt.Errorf("outbox %s: %w", o.path, ErrClosed)
+	}
+	if o.suspect.Load() != nil {
+		o.life.RUnlock()
+		if err := o.recover(); err != nil {
+			return err
+		}
+		return o.acquire()
 	}
 	return nil
 }
@@ -645,11 +661,16 @@ func (w *wtx) bucket(name []byte) ix {
 }
 
 // update runs fn in one bbolt write transaction (one fsync) and then applies its
-// counter changes.
+// counter changes. A failed commit makes the file suspect: nothing commits
+// until it is reopened (durable.go).
 func (o *Outbox) update(fn func(w *wtx) error) error {
 	o.wmu.Lock()
 	defer o.wmu.Unlock()
+	if f := o.suspect.Load(); f != nil {
+		return f.refuse(o.path)
+	}
 	w := &wtx{o: o, now: o.now()}
+	var fnErr error
 	err := o.db.Update(func(tx *bolt.Tx) error {
 		w.tx = tx
 		o.cur.Store(w)
@@ -657,10 +678,14 @@ func (o *Outbox) update(fn func(w *wtx) error) error {
 		if tx.Bucket(bucketMeta) != nil && tx.Bucket(bucketIndex) != nil {
 			w.bind()
 		}
-		return fn(w)
+		fnErr = fn(w)
+		return fnErr
 	})
-	if err == nil {
+	switch {
+	case err == nil:
 		o.applyDelta(&w.delta)
+	case fnErr == nil:
+		err = o.commitFailed(err)
 	}
 	return err
 }
