@@ -20,14 +20,18 @@ import (
 // can use that directory. There Open logs a warning instead.
 
 // tightenModes makes path 0600 and its directory 0700 when they are open to
-// group or others; log says what changed.
+// group or others; the log says what changed. A filesystem that cannot change
+// modes (FUSE, vfat, some network file systems) gets a warning, not a refusal:
+// its modes are its own business, and delivery must go on.
 func (o *Outbox) tightenModes(path string) error {
 	fi, err := os.Stat(path)
 	if err == nil && fi.Mode().IsRegular() && fi.Mode().Perm()&0o077 != 0 {
 		if err := os.Chmod(path, 0o600); err != nil {
-			return fmt.Errorf("outbox: open %s: it is readable by other users (mode %04o) and cannot be made 0600: %w", path, fi.Mode().Perm(), err)
+			o.log.Warn("outbox: the file is readable by other users and its mode cannot be changed here",
+				"path", path, "mode", fmt.Sprintf("%04o", fi.Mode().Perm()), "err", err)
+		} else {
+			o.log.Warn("outbox: the file was readable by other users: made it 0600", "path", path, "was", fmt.Sprintf("%04o", fi.Mode().Perm()))
 		}
-		o.log.Warn("outbox: the file was readable by other users: made it 0600", "path", path, "was", fmt.Sprintf("%04o", fi.Mode().Perm()))
 	}
 	dir := filepath.Dir(path)
 	di, err := os.Stat(dir)
@@ -40,7 +44,9 @@ func (o *Outbox) tightenModes(path string) error {
 		return nil
 	}
 	if err := os.Chmod(dir, 0o700); err != nil {
-		return fmt.Errorf("outbox: open %s: its directory %s is open to other users (mode %04o) and cannot be made 0700: %w", path, dir, di.Mode().Perm(), err)
+		o.log.Warn("outbox: the directory holding the outbox is open to other users and its mode cannot be changed here",
+			"dir", dir, "mode", fmt.Sprintf("%04o", di.Mode().Perm()), "err", err)
+		return nil
 	}
 	o.log.Warn("outbox: the directory was open to other users: made it 0700", "dir", dir, "was", fmt.Sprintf("%04o", di.Mode().Perm()))
 	return nil

@@ -75,8 +75,8 @@ func (o *Outbox) space() (left, reserve int64, ok bool) {
 		return 0, 0, false
 	}
 	free, total, err := o.opts.DiskSpace(filepath.Dir(o.path))
-	if err != nil {
-		return 0, 0, false
+	if err != nil || total <= 0 {
+		return 0, 0, false // the filesystem does not say (some FUSE and pseudo file systems)
 	}
 	db := o.db.Stats()
 	left = free + int64(db.FreeAlloc)
@@ -86,10 +86,7 @@ func (o *Outbox) space() (left, reserve int64, ok bool) {
 		if fi, err := os.Stat(o.path); err == nil {
 			size = fi.Size()
 		}
-		reserve = max(minDiskReserve, size/16)
-		if total > 0 {
-			reserve = min(reserve, total/2)
-		}
+		reserve = min(max(minDiskReserve, size/16), total/2)
 	}
 	o.disk.free.Store(left)
 	o.disk.reserve.Store(reserve)
