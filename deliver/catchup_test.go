@@ -2,6 +2,7 @@ package deliver
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -257,13 +258,12 @@ func TestFaultStormTailIsShort(t *testing.T) {
 	opts := fastOptions()
 	opts.RatePerMinute = 0
 	opts.BatchSize = 50
-	opts.BackoffBase, opts.BackoffMax = time.Second, 5*time.Minute // the defaults
-	opts.PollInterval = time.Second
+	opts.BackoffBase, opts.BackoffMax, opts.PollInterval = 0, 0, 0 // the defaults
 	w := catchupWorker(t, clk, srv, ob, opts)
 	events := enqueue(t, ob, outbox.KindEvent, 0, 2000)
 	findings := enqueue(t, ob, outbox.KindFinding, 0, 500)
 	stop := runWorker(t, w)
-	stepClock(t, clk, w, srv, 100*time.Millisecond, 2*time.Minute, func() bool { return ob.Stats().ByState[outbox.StateConfirmed] == 2500 })
+	stepClock(t, clk, w, srv, 10*time.Millisecond, 2*time.Minute, func() bool { return ob.Stats().ByState[outbox.StateConfirmed] == 2500 })
 	drained := clk.Now()
 	require.NoError(t, stop(), "stop the worker")
 	assertDelivered(t, ob, srv, events, findings)
@@ -279,7 +279,7 @@ func TestFaultStormTailIsShort(t *testing.T) {
 	require.Greater(t, faults, 10, "the storm did not bite")
 	tail := drained.Sub(stormEnd)
 	t.Logf("%d faults; tail after the last one %v (fake time); counters %+v", faults, tail, w.Counters())
-	assert.LessOrEqual(t, tail, 4*opts.BackoffBase, "tail after the storm")
+	assert.LessOrEqual(t, tail, 4*w.opts.BackoffBase, "tail after the storm (BackoffBase %v)", w.opts.BackoffBase)
 	err := ob.List(outbox.Filter{State: outbox.StateConfirmed}, func(r outbox.Record) error {
 		assert.LessOrEqual(t, r.Attempts, promptAttempts, "record %s backed off on its own", r.Key)
 		return nil
@@ -362,4 +362,50 @@ func TestBudgetWaitEndsWithTheWorker(t *testing.T) {
 		return nil
 	})
 	require.NoError(t, err, "List")
+}
+
+// A status read the server failed is asked again at once while the server is healthy, and
+// after inlineReads failures the poller asks next, promptly: not a PollInterval later, which
+// is for statuses that lag.
+func TestFailedStatusReadsAreAskedAgainPromptly(t *testing.T) {
+	for _, failures := range []int{inlineReads - 1, inlineReads + 1} {
+		t.Run(fmt.Sprintf("%d failed reads", failures), func(t *testing.T) {
+			clk := newFakeClock()
+			srv := startServer(t, testserver.Options{PlainHTTP: true, Now: clk.Now})
+			srv.Inject(testserver.Fault{Route: "status", Count: failures, Status: http.StatusServiceUnavailable})
+			ob := tempOutbox(t, outbox.Options{Now: clk.Now})
+			opts := fastOptions()
+			opts.RatePerMinute = 0
+			opts.BackoffBase, opts.BackoffMax = 0, 0 // the defaults
+			opts.PollInterval = time.Hour
+			w := catchupWorker(t, clk, srv, ob, opts)
+			events := enqueue(t, ob, outbox.KindEvent, 0, 30)
+			start := clk.Now()
+			stop := runWorker(t, w)
+			stepClock(t, clk, w, srv, 10*time.Millisecond, time.Minute, func() bool { return ob.Stats().ByState[outbox.StateConfirmed] == 30 })
+			require.NoError(t, stop(), "stop the worker")
+			assertDelivered(t, ob, srv, events, nil)
+			assert.Less(t, clk.Now().Sub(start), time.Second, "confirmed after %v (fake time); PollInterval is an hour", clk.Now().Sub(start))
+			reads := 0
+			for _, r := range srv.Requests() {
+				if strings.Contains(r.Path, "/ingest/status/") {
+					reads++
+				}
+			}
+			assert.Equal(t, failures+1, reads, "status reads: the failed ones, then the one that confirmed")
+		})
+	}
+}
+
+// Drain empties the outbox without lingering for partial batches: nothing it waits for is
+// coming.
+func TestDrainDoesNotLinger(t *testing.T) {
+	srv := startServer(t, testserver.Options{})
+	ob := tempOutbox(t, outbox.Options{})
+	opts := fastOptions()
+	opts.Linger = time.Hour
+	w := newWorker(t, ob, newClient(t, clientConfig(t, srv)), opts)
+	events := enqueue(t, ob, outbox.KindEvent, 0, 10) // a partial batch
+	drain(t, w, 30*time.Second)
+	assertDelivered(t, ob, srv, events, nil)
 }

@@ -30,7 +30,7 @@ const (
 // failure among successes says little about the server (a flaky link, one overloaded worker
 // behind a proxy): its records simply go again. A down server fails every request, so it
 // costs only this many before the gate holds.
-const outageAfter = 3
+const outageAfter = 5
 
 // gate is the global backoff and the auth pause. While the server is down or the credentials
 // are refused, every lane and the poller wait here; when the step is over, exactly one caller

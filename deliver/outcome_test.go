@@ -112,6 +112,22 @@ func TestStatusOutcomes(t *testing.T) {
 	})
 }
 
+// Records that failed together are due together (one jitter sample), so they go again as one
+// batch instead of in fragments.
+func TestRetryAllKeepsARequestTogether(t *testing.T) {
+	w := bareWorker(t)
+	now := time.Date(2026, 11, 29, 5, 0, 0, 0, time.UTC)
+	for range 20 {
+		outs := w.retryAll(recs("a", "b", "c", "d"), verdict{act: actRetry, reason: reasonServerError}, now)
+		require.Len(t, outs, 4, "one outcome per record")
+		for _, o := range outs {
+			assert.Equal(t, outs[0].RetryAt, o.RetryAt, "retry time of %s", o.Key)
+			assert.False(t, o.Release, "%s: a failure among successes is an attempt", o.Key)
+		}
+		assert.False(t, outs[0].RetryAt.After(now.Add(w.opts.BackoffBase/4)), "a prompt retry, within a quarter of BackoffBase: %v", outs[0].RetryAt.Sub(now))
+	}
+}
+
 func TestReleaseAllCountsNothing(t *testing.T) {
 	outs := releaseAll(recs("a", "b"), "shutdown")
 	require.Len(t, outs, 2, "one outcome per record")

@@ -21,6 +21,36 @@ type pollState struct {
 	misses int // 404s and transient failures so far
 }
 
+// pollHints are first poll times the senders ask for: a request whose status read failed
+// inline is asked again promptly, not a PollInterval after its submit.
+type pollHints struct {
+	mu sync.Mutex
+	at map[string]time.Time
+}
+
+func (h *pollHints) set(requestID string, at time.Time) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.at == nil {
+		h.at = map[string]time.Time{}
+	}
+	// Hints the poller never took (the records moved meanwhile) do not pile up.
+	for id, t := range h.at {
+		if at.Sub(t) > time.Hour {
+			delete(h.at, id)
+		}
+	}
+	h.at[requestID] = at
+}
+
+func (h *pollHints) take(requestID string) (time.Time, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	at, ok := h.at[requestID]
+	delete(h.at, requestID)
+	return at, ok
+}
+
 // poller asks the ingest status of every submitted request until it decides the request's
 // records: confirmed, dead, back to pending, or re-driven after ConfirmDeadline.
 func (w *Worker) poller(ctx, reqCtx context.Context) error {
@@ -45,6 +75,9 @@ func (w *Worker) poller(ctx, reqCtx context.Context) error {
 			st := states[s.RequestID]
 			if st == nil {
 				st = &pollState{next: s.SubmittedAt.Add(w.opts.PollInterval)}
+				if at, ok := w.pollSoon.take(s.RequestID); ok && at.Before(st.next) {
+					st.next = at
+				}
 				states[s.RequestID] = st
 			}
 			if now.Before(st.next) {
@@ -171,7 +204,9 @@ func (w *Worker) pollOne(reqCtx context.Context, s outbox.Submission, st *pollSt
 	w.reportGate(probe, v, went)
 	w.log.Warn("ingest status poll failed; polling again later", "request_id", s.RequestID, "reason", v.reason, "err", v.message)
 	st.misses++
-	st.next = now.Add(backoff(st.misses, w.opts.PollInterval, w.opts.BackoffMax, v.retryAfter, jitter()))
+	// Like a record's retry: promptly while the server is healthy (an outage holds the poller
+	// at the gate), backing off only for a request whose status keeps failing.
+	st.next = now.Add(retryDelay(st.misses, w.opts.BackoffBase, w.opts.BackoffMax, v.retryAfter, jitter()))
 	return nil, false
 }
 

@@ -19,7 +19,7 @@ import (
 // and claims them in chunks of the batch size in force; Concurrency senders each wait for the
 // request budget and send one chunk at a time; a recorder commits whatever outcomes have arrived in one Apply. Claims and commits
 // (each an fsync) thus overlap requests instead of adding to them.
-func (w *Worker) lane(ctx, reqCtx context.Context, kind outbox.Kind) error {
+func (w *Worker) lane(ctx, reqCtx context.Context, kind outbox.Kind, linger time.Duration) error {
 	laneCtx, stop := context.WithCancel(ctx)
 	defer stop()
 	work := make(chan chunk, w.opts.Concurrency)
@@ -36,7 +36,7 @@ func (w *Worker) lane(ctx, reqCtx context.Context, kind outbox.Kind) error {
 	recorded := make(chan error, 1)
 	go func() { recorded <- w.recorder(results, stop) }() // awaited below
 
-	err := w.claimer(laneCtx, kind, work)
+	err := w.claimer(laneCtx, kind, linger, work)
 	close(work)
 	senders.Wait()
 	close(results)
@@ -55,11 +55,11 @@ type chunk struct {
 
 // claimer feeds the senders until ctx ends. A claim takes up to Concurrency chunks; the work
 // queue's capacity bounds how much is claimed ahead of the wire.
-func (w *Worker) claimer(ctx context.Context, kind outbox.Kind, work chan<- chunk) error {
+func (w *Worker) claimer(ctx context.Context, kind outbox.Kind, linger time.Duration, work chan<- chunk) error {
 	var lingerStart time.Time
 	for ctx.Err() == nil {
 		size := w.batchSize()
-		recs, probe, err := w.claimDue(ctx, kind, size, size*w.opts.Concurrency, &lingerStart)
+		recs, probe, err := w.claimDue(ctx, kind, size, size*w.opts.Concurrency, linger, &lingerStart)
 		if err != nil {
 			return err
 		}
@@ -131,10 +131,11 @@ func (w *Worker) recorder(results <-chan []outbox.Outcome, stop func()) error {
 	return fatal
 }
 
-// claimDue waits until records of kind are due (and a partial batch of size has lingered),
+// claimDue waits until records of kind are due (and a partial batch of size has lingered for
+// linger),
 // passes the gate and any 429 hold, and claims up to n. It returns no records when it was woken
 // with nothing to do or the worker is stopping; an error only when the outbox is closed.
-func (w *Worker) claimDue(ctx context.Context, kind outbox.Kind, size, n int, lingerStart *time.Time) ([]outbox.Record, bool, error) {
+func (w *Worker) claimDue(ctx context.Context, kind outbox.Kind, size, n int, linger time.Duration, lingerStart *time.Time) ([]outbox.Record, bool, error) {
 	wake := w.wake.C()
 	due, any := w.ob.NextDue(kind)
 	now := w.now()
@@ -147,11 +148,11 @@ func (w *Worker) claimDue(ctx context.Context, kind outbox.Kind, size, n int, li
 		w.sleep(ctx, due.Sub(now), wake)
 		return nil, false, nil
 	}
-	if w.opts.Linger > 0 && w.pendingCount(kind) < size {
+	if linger > 0 && w.pendingCount(kind) < size {
 		if lingerStart.IsZero() {
 			*lingerStart = now
 		}
-		if until := lingerStart.Add(w.opts.Linger); now.Before(until) {
+		if until := lingerStart.Add(linger); now.Before(until) {
 			w.sleep(ctx, until.Sub(now), wake)
 			return nil, false, nil
 		}
@@ -382,27 +383,53 @@ func (w *Worker) confirmInline(ctx, reqCtx context.Context, kind outbox.Kind, re
 	if len(sub.Records) == 0 {
 		return outs
 	}
-	went, err := w.budget.acquire(ctx, classRead, deadline)
-	if err != nil {
+	res := w.readInline(ctx, reqCtx, sub.RequestID, deadline)
+	if res == nil {
 		return outs
 	}
-	start := time.Now()
-	res, err := w.client.IngestStatus(reqCtx, sub.RequestID)
-	w.m.observe("status", time.Since(start))
-	if err != nil {
-		if reqCtx.Err() == nil {
-			var ve *vvapi.Error
-			if !errors.As(err, &ve) || ve.HTTPStatus != http.StatusNotFound {
-				w.reportGate(false, classify(err, false), went)
-			}
-		}
-		return outs
-	}
-	w.gate.report(false, resUp, "")
 	for _, o := range w.statusOutcomes(sub, res, w.now()) {
 		outs[idx[o.Key]] = o
 	}
 	return outs
+}
+
+// inlineReads is how many times a just-accepted request's status is asked before it is left to
+// the poller: a read the server failed is asked again promptly while the server is healthy.
+const inlineReads = 3
+
+// readInline asks the ingest status of requestID, again after a transient failure while the
+// server is healthy, and returns it, or nil when it is left to the poller: a lagging status
+// (404), an outage, a 429, no room in the budget by deadline, or shutdown.
+func (w *Worker) readInline(ctx, reqCtx context.Context, requestID string, deadline time.Time) *vvapi.IngestStatus {
+	for n := 1; ; n++ {
+		went, err := w.budget.acquire(ctx, classRead, deadline)
+		if err != nil {
+			return nil
+		}
+		start := time.Now()
+		res, err := w.client.IngestStatus(reqCtx, requestID)
+		w.m.observe("status", time.Since(start))
+		if err == nil {
+			w.gate.report(false, resUp, "")
+			return res
+		}
+		var ve *vvapi.Error
+		if reqCtx.Err() != nil || (errors.As(err, &ve) && ve.HTTPStatus == http.StatusNotFound) {
+			return nil
+		}
+		v := classify(err, false)
+		held := w.reportGate(false, v, went)
+		wait := retryDelay(n, w.opts.BackoffBase, w.opts.BackoffMax, v.retryAfter, jitter())
+		if held || v.throttled || v.act != actRetry || n == inlineReads {
+			// The poller asks next, as soon as the gate and the budget let it, not a
+			// PollInterval after the submit as for a status that lags.
+			w.pollSoon.set(requestID, w.now().Add(wait))
+			return nil
+		}
+		if !w.sleep(ctx, wait, nil) {
+			return nil
+		}
+	}
 }
 
 // reportGate tells the gate and the budget what a request's answer says about the server, and
@@ -465,17 +492,24 @@ func (w *Worker) batchOutcomes(recs []outbox.Record, br *vvapi.BatchResult, now 
 
 // retryOne sends one record back to pending, due again after retryDelay (persisted as RetryAt).
 func (w *Worker) retryOne(r outbox.Record, v verdict, now time.Time) outbox.Outcome {
-	w.m.addRetry(v.reason, 1)
-	d := retryDelay(r.Attempts, w.opts.BackoffBase, w.opts.BackoffMax, v.retryAfter, jitter())
-	return outbox.Outcome{Key: r.Key, State: outbox.StatePending, RetryAt: now.Add(d), Reason: v.reason + ": " + v.message}
+	return w.retryAt(r, v, now, jitter())
 }
 
+// retryAll sends a request's records back to pending with one jitter sample, so records that
+// failed together are due together and go again as one batch, not in fragments.
 func (w *Worker) retryAll(recs []outbox.Record, v verdict, now time.Time) []outbox.Outcome {
 	outs := make([]outbox.Outcome, len(recs))
-	for i, r := range recs {
-		outs[i] = w.retryOne(r, v, now)
+	r := jitter()
+	for i, rec := range recs {
+		outs[i] = w.retryAt(rec, v, now, r)
 	}
 	return outs
+}
+
+func (w *Worker) retryAt(rec outbox.Record, v verdict, now time.Time, r float64) outbox.Outcome {
+	w.m.addRetry(v.reason, 1)
+	d := retryDelay(rec.Attempts, w.opts.BackoffBase, w.opts.BackoffMax, v.retryAfter, r)
+	return outbox.Outcome{Key: rec.Key, State: outbox.StatePending, RetryAt: now.Add(d), Reason: v.reason + ": " + v.message}
 }
 
 // releaseAll gives records back untouched: no attempt counted, nothing dead.

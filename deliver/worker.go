@@ -56,7 +56,7 @@ type Options struct {
 	PollInterval    time.Duration         // first status poll after submit; default 1s, then doubles while 404
 	ConfirmDeadline time.Duration         // re-drive submitted records not confirmed by then; default 10m
 	DeferConfirm    bool                  // always commit submitted and leave the status to the poller (default: ask it at once after a 202)
-	BackoffBase     time.Duration         // global (outage) backoff base, and prompt retries within a quarter of it; default 1s
+	BackoffBase     time.Duration         // global (outage) backoff base, and prompt retries within a quarter of it; default 100ms
 	BackoffMax      time.Duration         // cap of the global backoff and of a record's own; default 5m
 	Lease           time.Duration         // claim lease; default 2m
 	ShutdownTimeout time.Duration         // in-flight requests get this long after cancel; default 10s
@@ -82,7 +82,9 @@ func (o *Options) setDefaults() {
 	def(&o.Linger, 200*time.Millisecond)
 	def(&o.PollInterval, time.Second)
 	def(&o.ConfirmDeadline, 10*time.Minute)
-	def(&o.BackoffBase, time.Second)
+	// A short base: the gate holds only after a run of failures, and a flaky server (a failure
+	// among successes) is not an outage to wait out; a real one reaches the cap in minutes.
+	def(&o.BackoffBase, 100*time.Millisecond)
 	def(&o.BackoffMax, 5*time.Minute)
 	def(&o.Lease, 2*time.Minute)
 	def(&o.ShutdownTimeout, 10*time.Second)
@@ -113,6 +115,8 @@ type Worker struct {
 	wake    *broadcast // new records (Notify) or records back to pending
 	polls   *broadcast // new submissions
 	applied *broadcast // any outcome applied (drain watches it)
+
+	pollSoon pollHints
 
 	// batchLimit is the batch size in force: BatchSize, or the server's limit once a
 	// batch_too_large answer taught it (kept for the worker's life).
@@ -171,7 +175,8 @@ func (w *Worker) Run(ctx context.Context) error {
 }
 
 // Drain delivers until nothing is pending, sending or submitted (dead records stay) and
-// returns nil, or returns ctx's error when ctx ends first (after the same clean shutdown).
+// returns nil, or returns ctx's error when ctx ends first (after the same clean shutdown). It
+// does not linger for partial batches to fill.
 func (w *Worker) Drain(ctx context.Context) error {
 	return w.run(ctx, true)
 }
@@ -199,9 +204,15 @@ func (w *Worker) run(parent context.Context, drain bool) error {
 		fatalOnce.Do(func() { fatal = err })
 		stop()
 	}
+	// Linger waits for a partial batch to fill with records still arriving; a drain empties
+	// what is there, and its partial batches are the tail of the backlog or retried records.
+	linger := w.opts.Linger
+	if drain {
+		linger = 0
+	}
 	for _, kind := range []outbox.Kind{outbox.KindEvent, outbox.KindFinding} {
 		wg.Go(func() {
-			if err := w.lane(ctx, reqCtx, kind); err != nil {
+			if err := w.lane(ctx, reqCtx, kind, linger); err != nil {
 				fail(err)
 			}
 		})
