@@ -1,6 +1,8 @@
 package outbox
 
 import (
+	"encoding/binary"
+
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -92,43 +94,132 @@ func (c *ixCursor) strip(k, v []byte) ([]byte, []byte) {
 	return k[1:], v
 }
 
-// mergeCursor walks the events and findings buckets as one, in record id (that
-// is enqueue) order.
-type mergeCursor struct {
-	a, b           *bolt.Cursor
-	ka, va, kb, vb []byte
-	lastA          bool
+// Index keys. Every record has exactly one entry in the by-state index and, by
+// state, one entry in: due (pending), leases (sending), submitted (submitted),
+// confirmed (confirmed). Dead records need only the by-state entry. Times are
+// big-endian so a cursor walks them in time order; the sequence number at the end
+// makes each key unique and breaks ties in enqueue order.
+
+func timeKey(n int64) uint64 {
+	if n < 0 {
+		return 0
+	}
+	return uint64(n)
 }
 
-func (m *mergeCursor) pick() ([]byte, []byte) {
-	switch {
-	case m.ka == nil && m.kb == nil:
+func byStateKey(state byte, seq uint64) []byte {
+	k := make([]byte, 9)
+	k[0] = state
+	binary.BigEndian.PutUint64(k[1:], seq)
+	return k
+}
+
+func dueKey(kind byte, due int64, seq uint64) []byte {
+	k := make([]byte, 17)
+	k[0] = kind
+	binary.BigEndian.PutUint64(k[1:], timeKey(due))
+	binary.BigEndian.PutUint64(k[9:], seq)
+	return k
+}
+
+func timeSeqKey(t int64, seq uint64) []byte {
+	k := make([]byte, 16)
+	binary.BigEndian.PutUint64(k, timeKey(t))
+	binary.BigEndian.PutUint64(k[8:], seq)
+	return k
+}
+
+// submittedKey groups a request's records together, requests in submission order.
+func submittedKey(at int64, reqID string, seq uint64) []byte {
+	k := make([]byte, 0, 8+len(reqID)+1+8)
+	k = binary.BigEndian.AppendUint64(k, timeKey(at))
+	k = append(k, reqID...)
+	k = append(k, 0)
+	return binary.BigEndian.AppendUint64(k, seq)
+}
+
+// stateIndexKey returns the bucket and key of s's state-specific index entry, or
+// nil for states without one.
+func stateIndexKey(s *stored) (bucket []byte, key []byte) {
+	if s.fresh {
 		return nil, nil
-	case m.kb == nil || (m.ka != nil && string(m.ka) < string(m.kb)):
-		m.lastA = true
-		return m.ka, m.va
 	}
-	m.lastA = false
-	return m.kb, m.vb
+	switch s.state {
+	case stateCodePending:
+		return bucketDue, dueKey(s.kind, s.next, s.seq)
+	case stateCodeSending:
+		return bucketLeases, timeSeqKey(s.lease, s.seq)
+	case stateCodeSubmitted:
+		return bucketSubmitted, submittedKey(s.subAt, s.reqID, s.seq)
+	case stateCodeConfirmed:
+		return bucketConfirmed, timeSeqKey(s.updated, s.seq)
+	}
+	return nil, nil
 }
 
-func (m *mergeCursor) First() ([]byte, []byte) {
-	m.ka, m.va = m.a.First()
-	m.kb, m.vb = m.b.First()
-	return m.pick()
+func (w *wtx) putIndexes(st *stored) error {
+	if st.fresh {
+		return nil
+	}
+	if err := w.b.byState.Put(byStateKey(st.state, st.seq), nil); err != nil {
+		return err
+	}
+	if name, k := stateIndexKey(st); name != nil {
+		return w.bucket(name).Put(k, nil)
+	}
+	return nil
 }
 
-func (m *mergeCursor) Seek(k []byte) ([]byte, []byte) {
-	m.ka, m.va = m.a.Seek(k)
-	m.kb, m.vb = m.b.Seek(k)
-	return m.pick()
+func (w *wtx) delIndexes(st *stored) error {
+	if st.fresh {
+		return nil
+	}
+	if err := w.b.byState.Delete(byStateKey(st.state, st.seq)); err != nil {
+		return err
+	}
+	if name, k := stateIndexKey(st); name != nil {
+		return w.bucket(name).Delete(k)
+	}
+	return nil
 }
 
-func (m *mergeCursor) Next() ([]byte, []byte) {
-	if m.lastA {
-		m.ka, m.va = m.a.Next()
+// cursorLike is the part of *bolt.Cursor collectSeqs needs.
+type cursorLike interface {
+	First() ([]byte, []byte)
+	Seek([]byte) ([]byte, []byte)
+	Next() ([]byte, []byte)
+}
+
+// collectSeqs returns the sequence numbers (last 8 bytes of each key) of index
+// entries starting with prefix, up to max (-1 = all). Callers collect before they
+// change anything: a bbolt cursor must not walk a bucket that is being modified.
+func collectSeqs(c cursorLike, prefix []byte, max int) []uint64 {
+	var out []uint64
+	var k []byte
+	if prefix == nil {
+		k, _ = c.First()
 	} else {
-		m.kb, m.vb = m.b.Next()
+		k, _ = c.Seek(prefix)
 	}
-	return m.pick()
+	for ; k != nil && (max < 0 || len(out) < max); k, _ = c.Next() {
+		if len(k) < len(prefix)+8 || string(k[:len(prefix)]) != string(prefix) {
+			break
+		}
+		out = append(out, binary.BigEndian.Uint64(k[len(k)-8:]))
+	}
+	return out
+}
+
+func (w *wtx) bucket(name []byte) ix {
+	switch string(name) {
+	case string(bucketDue):
+		return w.b.due
+	case string(bucketLeases):
+		return w.b.leases
+	case string(bucketSubmitted):
+		return w.b.submitted
+	case string(bucketConfirmed):
+		return w.b.confirmed
+	}
+	return indexOf(w.tx, name)
 }

@@ -587,20 +587,6 @@ func (w *wtx) watermark(kc byte) uint64 {
 	return 0
 }
 
-func (w *wtx) bucket(name []byte) ix {
-	switch string(name) {
-	case string(bucketDue):
-		return w.b.due
-	case string(bucketLeases):
-		return w.b.leases
-	case string(bucketSubmitted):
-		return w.b.submitted
-	case string(bucketConfirmed):
-		return w.b.confirmed
-	}
-	return indexOf(w.tx, name)
-}
-
 // update runs fn in one bbolt write transaction (one fsync) and then applies its
 // counter changes. A failed commit makes the file suspect: nothing commits
 // until it is reopened (durable.go).

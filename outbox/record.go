@@ -358,73 +358,10 @@ func (s *stored) public(plain []byte) Record {
 	}
 }
 
-// Index keys. Every record has exactly one entry in the by-state index and, by
-// state, one entry in: due (pending), leases (sending), submitted (submitted),
-// confirmed (confirmed). Dead records need only the by-state entry. Times are
-// big-endian so a cursor walks them in time order; the sequence number at the end
-// makes each key unique and breaks ties in enqueue order.
-
 func u64(n uint64) []byte {
 	var b [8]byte
 	binary.BigEndian.PutUint64(b[:], n)
 	return b[:]
 }
 
-func timeKey(n int64) uint64 {
-	if n < 0 {
-		return 0
-	}
-	return uint64(n)
-}
-
 func seqKey(seq uint64) []byte { return u64(seq) }
-
-func byStateKey(state byte, seq uint64) []byte {
-	k := make([]byte, 9)
-	k[0] = state
-	binary.BigEndian.PutUint64(k[1:], seq)
-	return k
-}
-
-func dueKey(kind byte, due int64, seq uint64) []byte {
-	k := make([]byte, 17)
-	k[0] = kind
-	binary.BigEndian.PutUint64(k[1:], timeKey(due))
-	binary.BigEndian.PutUint64(k[9:], seq)
-	return k
-}
-
-func timeSeqKey(t int64, seq uint64) []byte {
-	k := make([]byte, 16)
-	binary.BigEndian.PutUint64(k, timeKey(t))
-	binary.BigEndian.PutUint64(k[8:], seq)
-	return k
-}
-
-// submittedKey groups a request's records together, requests in submission order.
-func submittedKey(at int64, reqID string, seq uint64) []byte {
-	k := make([]byte, 0, 8+len(reqID)+1+8)
-	k = binary.BigEndian.AppendUint64(k, timeKey(at))
-	k = append(k, reqID...)
-	k = append(k, 0)
-	return binary.BigEndian.AppendUint64(k, seq)
-}
-
-// stateIndexKey returns the bucket and key of s's state-specific index entry, or
-// nil for states without one.
-func stateIndexKey(s *stored) (bucket []byte, key []byte) {
-	if s.fresh {
-		return nil, nil
-	}
-	switch s.state {
-	case stateCodePending:
-		return bucketDue, dueKey(s.kind, s.next, s.seq)
-	case stateCodeSending:
-		return bucketLeases, timeSeqKey(s.lease, s.seq)
-	case stateCodeSubmitted:
-		return bucketSubmitted, submittedKey(s.subAt, s.reqID, s.seq)
-	case stateCodeConfirmed:
-		return bucketConfirmed, timeSeqKey(s.updated, s.seq)
-	}
-	return nil, nil
-}

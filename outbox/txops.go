@@ -64,32 +64,6 @@ func (w *wtx) remove(st *stored) error {
 	return w.rec(st.seq).Delete(seqKey(st.seq))
 }
 
-func (w *wtx) putIndexes(st *stored) error {
-	if st.fresh {
-		return nil
-	}
-	if err := w.b.byState.Put(byStateKey(st.state, st.seq), nil); err != nil {
-		return err
-	}
-	if name, k := stateIndexKey(st); name != nil {
-		return w.bucket(name).Put(k, nil)
-	}
-	return nil
-}
-
-func (w *wtx) delIndexes(st *stored) error {
-	if st.fresh {
-		return nil
-	}
-	if err := w.b.byState.Delete(byStateKey(st.state, st.seq)); err != nil {
-		return err
-	}
-	if name, k := stateIndexKey(st); name != nil {
-		return w.bucket(name).Delete(k)
-	}
-	return nil
-}
-
 // returnLeases moves every sending record back to pending, due now. Called at Open,
 // where the file lock proves the process that claimed them is gone.
 func (w *wtx) returnLeases() error {
@@ -152,31 +126,4 @@ func (w *wtx) sweep() error {
 		}
 	}
 	return nil
-}
-
-// cursorLike is the part of *bolt.Cursor collectSeqs needs.
-type cursorLike interface {
-	First() ([]byte, []byte)
-	Seek([]byte) ([]byte, []byte)
-	Next() ([]byte, []byte)
-}
-
-// collectSeqs returns the sequence numbers (last 8 bytes of each key) of index
-// entries starting with prefix, up to max (-1 = all). Callers collect before they
-// change anything: a bbolt cursor must not walk a bucket that is being modified.
-func collectSeqs(c cursorLike, prefix []byte, max int) []uint64 {
-	var out []uint64
-	var k []byte
-	if prefix == nil {
-		k, _ = c.First()
-	} else {
-		k, _ = c.Seek(prefix)
-	}
-	for ; k != nil && (max < 0 || len(out) < max); k, _ = c.Next() {
-		if len(k) < len(prefix)+8 || string(k[:len(prefix)]) != string(prefix) {
-			break
-		}
-		out = append(out, binary.BigEndian.Uint64(k[len(k)-8:]))
-	}
-	return out
 }
