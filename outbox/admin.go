@@ -350,14 +350,6 @@ func (o *Outbox) Requeue(keys []string, dryRun bool) ([]string, error) {
 // errDryRun rolls back a dry-run transaction.
 var errDryRun = errors.New("dry run")
 
-func (w *wtx) requeue(old *stored) error {
-	st := *old
-	now := nanos(w.now)
-	st.state, st.attempts, st.next, st.lease, st.updated = stateCodePending, 0, now, 0, now
-	st.reqID, st.item, st.subAt = "", 0, 0
-	return w.move(old, &st)
-}
-
 // RequeueState requeues every record in state (dead or submitted), in chunks of
 // one transaction each, so a million dead records do not make one huge commit.
 func (o *Outbox) RequeueState(state State, dryRun bool) ([]string, error) {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -148,47 +147,6 @@ func firstFresh(tx *bolt.Tx, kc byte, limit int) (rid uint64, found, unknown boo
 	return 0, false, false
 }
 
-// expireLeases returns sending records whose lease ended back to pending, due now.
-func (w *wtx) expireLeases(now int64) error {
-	var entries [][]byte
-	c := w.b.leases.Cursor()
-	for k, _ := c.First(); k != nil && len(entries) < sweepLimit; k, _ = c.Next() {
-		if len(k) != 16 || binary.BigEndian.Uint64(k) > timeKey(now) {
-			break
-		}
-		entries = append(entries, w.b.leases.key(k))
-	}
-	return w.returnToPending(entries, now)
-}
-
-// returnToPending moves sending records, named by their full lease index
-// entries, back to pending, due at now, without counting an attempt: their
-// sender is gone, not refused.
-func (w *wtx) returnToPending(entries [][]byte, now int64) error {
-	for _, e := range entries {
-		seq := binary.BigEndian.Uint64(e[len(e)-8:])
-		old, ok, err := w.loadLive(seq, e)
-		if err != nil {
-			return err
-		}
-		if !ok {
-			continue
-		}
-		if old.state != stateCodeSending {
-			if err := w.dropEntry(e); err != nil { // stale entry
-				return err
-			}
-			continue
-		}
-		st := old
-		st.state, st.lease, st.next, st.updated = stateCodePending, 0, now, now
-		if err := w.move(&old, &st); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 // Outcome moves one record (see Apply).
 type Outcome struct {
 	Key       string
@@ -245,85 +203,6 @@ func (o *Outbox) Apply(outcomes []Outcome) error {
 		return fmt.Errorf("outbox: apply: %w", err)
 	}
 	return errors.Join(skipped...)
-}
-
-// apply makes one move; a non-nil first result skips this outcome only.
-func (w *wtx) apply(oc *Outcome) (skip error, err error) {
-	seq, ok := w.seqOf(oc.Key)
-	if !ok {
-		return fmt.Errorf("outbox: apply %s %s: %w", oc.State, oc.Key, ErrNotFound), nil
-	}
-	old, ok, err := w.loadLive(seq)
-	if err != nil {
-		return nil, err
-	}
-	if !ok {
-		return fmt.Errorf("outbox: apply %s %s: record failed its checksum and was made dead: %w", oc.State, oc.Key, ErrCorrupt), nil
-	}
-	invalid := func() (error, error) {
-		return fmt.Errorf("outbox: apply %s %s: record is %s: %w", oc.State, oc.Key, stateOf(old.state), ErrInvalidState), nil
-	}
-	now := nanos(w.now)
-	st := old
-	st.updated = now
-	switch oc.State {
-	case StateSubmitted:
-		if strings.IndexByte(oc.RequestID, 0) >= 0 || oc.RequestID == "" {
-			return fmt.Errorf("outbox: apply submitted %s: request id %q is empty or contains NUL: %w", oc.Key, oc.RequestID, ErrInvalidState), nil
-		}
-		switch old.state {
-		case stateCodeSubmitted:
-			if old.reqID == oc.RequestID && old.item == oc.ItemIndex {
-				return nil, nil
-			}
-			return invalid()
-		case stateCodeSending, stateCodePending:
-		default:
-			return invalid()
-		}
-		st.state, st.lease, st.reqID, st.item, st.subAt = stateCodeSubmitted, 0, oc.RequestID, oc.ItemIndex, now
-	case StateConfirmed:
-		if old.state == stateCodeConfirmed {
-			return nil, nil
-		}
-		if w.o.opts.Retention == RetainNone || w.o.disk.low.Load() {
-			return nil, w.remove(&old) // on a nearly full disk too: the space goes to new records
-		}
-		st.state, st.lease = stateCodeConfirmed, 0
-	case StatePending:
-		switch old.state {
-		case stateCodeSending:
-			if oc.Release && st.attempts > 0 {
-				st.attempts--
-			}
-		case stateCodeSubmitted:
-			if oc.Redrive {
-				st.redrives++
-			}
-		default:
-			return invalid()
-		}
-		st.state, st.lease = stateCodePending, 0
-		st.next = now
-		if !oc.RetryAt.IsZero() {
-			st.next = nanos(oc.RetryAt)
-		}
-		if oc.Reason != "" {
-			st.lastErr = oc.Reason
-		}
-	case StateDead:
-		switch old.state {
-		case stateCodeDead:
-			return nil, nil
-		case stateCodePending, stateCodeSending, stateCodeSubmitted:
-		default:
-			return invalid()
-		}
-		st.state, st.lease, st.lastErr = stateCodeDead, 0, oc.Reason
-	default:
-		return fmt.Errorf("outbox: apply %s: unknown target state %q: %w", oc.Key, oc.State, ErrInvalidState), nil
-	}
-	return nil, w.move(&old, &st)
 }
 
 // Submission is the records one submitted request carries.

@@ -1,6 +1,9 @@
 package outbox
 
-import "fmt"
+import (
+	"encoding/binary"
+	"fmt"
+)
 
 // Sweep deletes confirmed records past Options.Retention now. Claim and Apply sweep on
 // their way, but an idle outbox makes neither: a daemon with nothing to send calls Sweep
@@ -22,4 +25,48 @@ func (o *Outbox) Sweep() error {
 			return nil
 		}
 	}
+}
+
+// sweepLimit bounds the confirmed records one sweep deletes, so a sweep adds
+// little to the transaction it rides in.
+const sweepLimit = 256
+
+// sweep deletes confirmed records older than the retention period, oldest first,
+// at most sweepLimit of them, by walking the confirmed-time index from its start.
+func (w *wtx) sweep() error {
+	if w.o.opts.Retention == RetainNone {
+		return nil // confirmed records are deleted at once
+	}
+	cutoff := timeKey(nanos(w.now.Add(-w.o.opts.Retention)))
+	if w.o.disk.low.Load() {
+		// A nearly full disk needs the pages more than retention needs them.
+		cutoff = timeKey(nanos(w.now))
+	}
+	var entries [][]byte
+	c := w.b.confirmed.Cursor()
+	for k, _ := c.First(); k != nil && len(entries) < sweepLimit; k, _ = c.Next() {
+		if len(k) != 16 || binary.BigEndian.Uint64(k) > cutoff {
+			break
+		}
+		entries = append(entries, w.b.confirmed.key(k))
+	}
+	for _, e := range entries {
+		st, ok, err := w.loadLive(binary.BigEndian.Uint64(e[len(e)-8:]), e)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			continue
+		}
+		if st.state != stateCodeConfirmed {
+			if err := w.dropEntry(e); err != nil { // stale entry
+				return err
+			}
+			continue
+		}
+		if err := w.remove(&st); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -1,0 +1,339 @@
+package outbox
+
+import (
+	"encoding/binary"
+	"fmt"
+	"strings"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// wtx is one write transaction of this package with the counter changes it makes;
+// they are applied only once the commit succeeded.
+type wtx struct {
+	o     *Outbox
+	tx    *bolt.Tx
+	now   time.Time
+	delta counters
+	b     struct {
+		meta, events, findings                           *bolt.Bucket
+		keys, byState, due, leases, submitted, confirmed ix
+	}
+	// bbolt copies keys on Put but keeps values by reference until the commit:
+	// keys are built in one reused buffer, 8-byte values cut from a slab.
+	kbuf, vals []byte
+	slab       int
+}
+
+// key8 returns n big-endian in the reused key buffer: valid until the next call.
+func (w *wtx) key8(n uint64) []byte {
+	w.kbuf = binary.BigEndian.AppendUint64(w.kbuf[:0], n)
+	return w.kbuf
+}
+
+// val8 returns n big-endian in memory that lives until the commit.
+func (w *wtx) val8(n uint64) []byte {
+	if len(w.vals) < 8 {
+		// Slabs grow with the commit: a single record's commit allocates 64 bytes.
+		w.slab = min(max(2*w.slab, 64), 4096)
+		w.vals = make([]byte, w.slab)
+	}
+	v := w.vals[:8:8]
+	w.vals = w.vals[8:]
+	binary.BigEndian.PutUint64(v, n)
+	return v
+}
+
+func (w *wtx) bind() {
+	tx := w.tx
+	w.b.meta = tx.Bucket(bucketMeta)
+	w.b.keys = indexOf(tx, bucketKeys)
+	w.b.byState = indexOf(tx, bucketByState)
+	w.b.due = indexOf(tx, bucketDue)
+	w.b.leases = indexOf(tx, bucketLeases)
+	w.b.submitted = indexOf(tx, bucketSubmitted)
+	w.b.confirmed = indexOf(tx, bucketConfirmed)
+	// Most index ranges grow at their end too (UUIDv7 keys, times): fuller
+	// pages, fewer of them written per commit.
+	w.b.keys.b.FillPercent = 0.9
+}
+
+// rec is the records bucket of the record with id rid. The records buckets are
+// opened on first use: opening a bucket costs allocations, and most commits
+// touch one kind only.
+func (w *wtx) rec(rid uint64) *bolt.Bucket {
+	if ridKind(rid) == kindCodeFinding {
+		if w.b.findings == nil {
+			w.b.findings = openRecords(w.tx, bucketFindings)
+		}
+		return w.b.findings
+	}
+	if w.b.events == nil {
+		w.b.events = openRecords(w.tx, bucketEvents)
+	}
+	return w.b.events
+}
+
+func openRecords(tx *bolt.Tx, name []byte) *bolt.Bucket {
+	b := tx.Bucket(name)
+	// Record ids only grow, so records are appended: full pages keep the file a
+	// third smaller. (Only rec's buckets are written, so setting it here covers
+	// every write.)
+	b.FillPercent = 1.0
+	return b
+}
+
+// recordsOf is the records bucket of kind code kc in tx.
+func recordsOf(tx *bolt.Tx, kc byte) *bolt.Bucket {
+	if kc == kindCodeFinding {
+		return tx.Bucket(bucketFindings)
+	}
+	return tx.Bucket(bucketEvents)
+}
+
+func watermarkKey(kc byte) []byte { return []byte{'w', 'm', kc} }
+
+func (w *wtx) watermark(kc byte) uint64 {
+	if v := w.b.meta.Get(watermarkKey(kc)); len(v) == 8 {
+		return binary.BigEndian.Uint64(v)
+	}
+	return 0
+}
+
+// update runs fn in one bbolt write transaction (one fsync) and then applies its
+// counter changes. A failed commit makes the file suspect: nothing commits
+// until it is reopened (durable.go).
+func (o *Outbox) update(fn func(w *wtx) error) error {
+	o.wmu.Lock()
+	defer o.wmu.Unlock()
+	if f := o.suspect.Load(); f != nil {
+		return f.refuse(o.path)
+	}
+	w := &wtx{o: o, now: o.now()}
+	var fnErr error
+	err := o.db.Update(func(tx *bolt.Tx) error {
+		w.tx = tx
+		o.cur.Store(w)
+		defer o.cur.Store(nil)
+		if tx.Bucket(bucketMeta) != nil && tx.Bucket(bucketIndex) != nil {
+			w.bind()
+		}
+		fnErr = fn(w)
+		return fnErr
+	})
+	switch {
+	case err == nil:
+		o.applyDelta(&w.delta)
+	case fnErr == nil:
+		err = o.commitFailed(err)
+	}
+	return err
+}
+
+// Record-level operations inside one write transaction. Every change of a record
+// goes through put/remove, which keep the record, its key, its by-state entry and
+// its state index entry in step, and count the change for the counters.
+
+func (w *wtx) seqOf(key string) (uint64, bool) {
+	v := w.b.keys.Get([]byte(key))
+	if len(v) != 8 {
+		return 0, false
+	}
+	return binary.BigEndian.Uint64(v), true
+}
+
+func (w *wtx) load(seq uint64) (stored, error) {
+	v := w.rec(seq).Get(seqKey(seq))
+	if v == nil {
+		return stored{}, fmt.Errorf("outbox %s: index names record %d which does not exist: %w", w.o.path, seq, ErrCorrupt)
+	}
+	st, err := decodeStored(seq, v)
+	if err != nil {
+		return st, fmt.Errorf("outbox %s: %w", w.o.path, err)
+	}
+	return st, nil
+}
+
+func (w *wtx) loadKey(key string) (stored, error) {
+	seq, ok := w.seqOf(key)
+	if !ok {
+		return stored{}, fmt.Errorf("outbox: record %s: %w", key, ErrNotFound)
+	}
+	return w.load(seq)
+}
+
+// move replaces old with st (same seq and key, any fields changed). A moved
+// record is never fresh again: from now on its indexes find it.
+func (w *wtx) move(old, st *stored) error {
+	st.fresh = false
+	if err := w.delIndexes(old); err != nil {
+		return err
+	}
+	if err := w.putIndexes(st); err != nil {
+		return err
+	}
+	w.delta.add(old, -1)
+	w.delta.add(st, 1)
+	return w.rec(st.seq).Put(seqKey(st.seq), st.encode())
+}
+
+// remove deletes a record and every index entry of it, each by its exact key.
+func (w *wtx) remove(st *stored) error {
+	if err := w.delIndexes(st); err != nil {
+		return err
+	}
+	if err := w.b.keys.Delete([]byte(st.key)); err != nil {
+		return err
+	}
+	w.delta.add(st, -1)
+	return w.rec(st.seq).Delete(seqKey(st.seq))
+}
+
+// returnLeases moves every sending record back to pending, due now. Called at Open,
+// where the file lock proves the process that claimed them is gone.
+func (w *wtx) returnLeases() error {
+	var entries [][]byte
+	_ = w.b.leases.ForEach(func(k, _ []byte) error {
+		if len(k) == 16 {
+			entries = append(entries, w.b.leases.key(k))
+		}
+		return nil
+	})
+	now := nanos(w.now)
+	if err := w.returnToPending(entries, now); err != nil {
+		return err
+	}
+	if len(entries) > 0 {
+		w.o.log.Info("outbox: returned leases of a previous process to pending", "path", w.o.path, "records", len(entries))
+	}
+	return nil
+}
+
+// expireLeases returns sending records whose lease ended back to pending, due now.
+func (w *wtx) expireLeases(now int64) error {
+	var entries [][]byte
+	c := w.b.leases.Cursor()
+	for k, _ := c.First(); k != nil && len(entries) < sweepLimit; k, _ = c.Next() {
+		if len(k) != 16 || binary.BigEndian.Uint64(k) > timeKey(now) {
+			break
+		}
+		entries = append(entries, w.b.leases.key(k))
+	}
+	return w.returnToPending(entries, now)
+}
+
+// returnToPending moves sending records, named by their full lease index
+// entries, back to pending, due at now, without counting an attempt: their
+// sender is gone, not refused.
+func (w *wtx) returnToPending(entries [][]byte, now int64) error {
+	for _, e := range entries {
+		seq := binary.BigEndian.Uint64(e[len(e)-8:])
+		old, ok, err := w.loadLive(seq, e)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			continue
+		}
+		if old.state != stateCodeSending {
+			if err := w.dropEntry(e); err != nil { // stale entry
+				return err
+			}
+			continue
+		}
+		st := old
+		st.state, st.lease, st.next, st.updated = stateCodePending, 0, now, now
+		if err := w.move(&old, &st); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// apply makes one move; a non-nil first result skips this outcome only.
+func (w *wtx) apply(oc *Outcome) (skip error, err error) {
+	seq, ok := w.seqOf(oc.Key)
+	if !ok {
+		return fmt.Errorf("outbox: apply %s %s: %w", oc.State, oc.Key, ErrNotFound), nil
+	}
+	old, ok, err := w.loadLive(seq)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return fmt.Errorf("outbox: apply %s %s: record failed its checksum and was made dead: %w", oc.State, oc.Key, ErrCorrupt), nil
+	}
+	invalid := func() (error, error) {
+		return fmt.Errorf("outbox: apply %s %s: record is %s: %w", oc.State, oc.Key, stateOf(old.state), ErrInvalidState), nil
+	}
+	now := nanos(w.now)
+	st := old
+	st.updated = now
+	switch oc.State {
+	case StateSubmitted:
+		if strings.IndexByte(oc.RequestID, 0) >= 0 || oc.RequestID == "" {
+			return fmt.Errorf("outbox: apply submitted %s: request id %q is empty or contains NUL: %w", oc.Key, oc.RequestID, ErrInvalidState), nil
+		}
+		switch old.state {
+		case stateCodeSubmitted:
+			if old.reqID == oc.RequestID && old.item == oc.ItemIndex {
+				return nil, nil
+			}
+			return invalid()
+		case stateCodeSending, stateCodePending:
+		default:
+			return invalid()
+		}
+		st.state, st.lease, st.reqID, st.item, st.subAt = stateCodeSubmitted, 0, oc.RequestID, oc.ItemIndex, now
+	case StateConfirmed:
+		if old.state == stateCodeConfirmed {
+			return nil, nil
+		}
+		if w.o.opts.Retention == RetainNone || w.o.disk.low.Load() {
+			return nil, w.remove(&old) // on a nearly full disk too: the space goes to new records
+		}
+		st.state, st.lease = stateCodeConfirmed, 0
+	case StatePending:
+		switch old.state {
+		case stateCodeSending:
+			if oc.Release && st.attempts > 0 {
+				st.attempts--
+			}
+		case stateCodeSubmitted:
+			if oc.Redrive {
+				st.redrives++
+			}
+		default:
+			return invalid()
+		}
+		st.state, st.lease = stateCodePending, 0
+		st.next = now
+		if !oc.RetryAt.IsZero() {
+			st.next = nanos(oc.RetryAt)
+		}
+		if oc.Reason != "" {
+			st.lastErr = oc.Reason
+		}
+	case StateDead:
+		switch old.state {
+		case stateCodeDead:
+			return nil, nil
+		case stateCodePending, stateCodeSending, stateCodeSubmitted:
+		default:
+			return invalid()
+		}
+		st.state, st.lease, st.lastErr = stateCodeDead, 0, oc.Reason
+	default:
+		return fmt.Errorf("outbox: apply %s: unknown target state %q: %w", oc.Key, oc.State, ErrInvalidState), nil
+	}
+	return nil, w.move(&old, &st)
+}
+
+func (w *wtx) requeue(old *stored) error {
+	st := *old
+	now := nanos(w.now)
+	st.state, st.attempts, st.next, st.lease, st.updated = stateCodePending, 0, now, 0, now
+	st.reqID, st.item, st.subAt = "", 0, 0
+	return w.move(old, &st)
+}
