@@ -1,0 +1,142 @@
+package outbox
+
+import (
+	"encoding/binary"
+	"os"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Stats are kept as counters, not computed by scanning.
+type Stats struct {
+	Records           int
+	ByState           map[State]int
+	ByKindState       map[Kind]map[State]int
+	PayloadBytes      int64 // plaintext payload bytes of all stored records
+	FileBytes         int64
+	OldestPending     time.Time // zero if none
+	OldestUnconfirmed time.Time // oldest non-confirmed, non-dead record; zero if none
+	// Disk space (space.go), as of this call; zero when the check is off.
+	DiskFreeBytes    int64 // filesystem free space plus pages free inside the file
+	DiskReserveBytes int64 // kept for delivery: Enqueue refuses records that would leave less
+	DiskFull         bool  // Enqueue refuses records for disk space (ErrFull) until delivery frees some
+}
+
+// Stats reads the in-memory counters; the two oldest times come from the first
+// entries of the by-state index (a few page reads).
+func (o *Outbox) Stats() Stats {
+	s := Stats{ByState: map[State]int{}, ByKindState: map[Kind]map[State]int{}}
+	o.cmu.Lock()
+	c := o.cnt
+	o.cmu.Unlock()
+	for _, k := range allKinds {
+		kc, _ := kindCode(k)
+		s.ByKindState[k] = map[State]int{}
+		for _, st := range allStates {
+			sc, _ := stateCode(st)
+			n := c.n[kc][sc]
+			s.ByKindState[k][st] = n
+			s.ByState[st] += n
+			s.Records += n
+		}
+	}
+	s.PayloadBytes = c.bytes
+	if fi, err := os.Stat(o.path); err == nil {
+		s.FileBytes = fi.Size()
+	}
+	if o.acquire() != nil {
+		return s
+	}
+	defer o.release()
+	if left, reserve, ok := o.space(); ok {
+		s.DiskFreeBytes, s.DiskReserveBytes = left, reserve
+		s.DiskFull = left-recordOverhead < reserve // one more record would be refused
+	}
+	_ = o.db.View(func(tx *bolt.Tx) error {
+		c := indexOf(tx, bucketByState).Cursor()
+		first := func(sc byte) (uint64, bool) {
+			k, _ := c.Seek([]byte{sc})
+			if len(k) != 9 || k[0] != sc {
+				return 0, false
+			}
+			return binary.BigEndian.Uint64(k[1:]), true
+		}
+		created := func(seq uint64) time.Time {
+			st, err := o.readSeq(tx, seq)
+			if err != nil {
+				return time.Time{}
+			}
+			return fromNanos(st.created)
+		}
+		// Record ids sort by enqueue order, so the smallest id is the oldest.
+		var pend, unconf uint64
+		var hasPend, hasUnconf bool
+		consider := func(rid uint64, pending bool) {
+			if pending && (!hasPend || rid < pend) {
+				pend, hasPend = rid, true
+			}
+			if !hasUnconf || rid < unconf {
+				unconf, hasUnconf = rid, true
+			}
+		}
+		for _, kc := range []byte{kindCodeEvent, kindCodeFinding} {
+			if rid, ok, _ := firstFresh(tx, kc, 1<<16); ok {
+				consider(rid, true)
+			}
+		}
+		for _, sc := range []byte{stateCodePending, stateCodeSending, stateCodeSubmitted} {
+			if rid, ok := first(sc); ok {
+				consider(rid, sc == stateCodePending)
+			}
+		}
+		if hasPend {
+			s.OldestPending = created(pend)
+		}
+		if hasUnconf {
+			s.OldestUnconfirmed = created(unconf)
+		}
+		return nil
+	})
+	return s
+}
+
+func (o *Outbox) applyDelta(d *counters) {
+	o.cmu.Lock()
+	freed := d.live < 0 || d.liveBytes < 0
+	o.cnt.merge(d)
+	if freed {
+		close(o.room)
+		o.room = make(chan struct{})
+	}
+	o.cmu.Unlock()
+}
+
+// counters are kept in memory, rebuilt at Open, and changed by committed
+// transactions only, so Stats never scans.
+type counters struct {
+	n         [numKindCodes][numStateCodes]int
+	bytes     int64 // plaintext payload bytes of all records
+	live      int   // records not confirmed: what capacity limits count
+	liveBytes int64
+}
+
+func (c *counters) add(s *stored, sign int) {
+	c.n[s.kind][s.state] += sign
+	c.bytes += int64(sign * s.plainLen)
+	if s.state != stateCodeConfirmed {
+		c.live += sign
+		c.liveBytes += int64(sign * s.plainLen)
+	}
+}
+
+func (c *counters) merge(d *counters) {
+	for k := range c.n {
+		for s := range c.n[k] {
+			c.n[k][s] += d.n[k][s]
+		}
+	}
+	c.bytes += d.bytes
+	c.live += d.live
+	c.liveBytes += d.liveBytes
+}
