@@ -27,7 +27,8 @@
 //     succeeds.
 //   - LimitSpace makes writes that need new 4 KiB blocks fail with ENOSPC once
 //     the given number of bytes was allocated; overwrites of allocated blocks go
-//     on working, as on a full disk.
+//     on working, as on a full disk. statfs reports the backing file system's
+//     space, or what LimitSpace left if that is less.
 //
 // The kernel page cache stays on (no direct_io) because bbolt reads its file
 // through a shared mmap, which FUSE allows only for cached files; the mount asks
@@ -44,8 +45,8 @@
 // for it while the server goroutine that would answer the fault is stopped too.
 // The parent talks to the child over its stdin and stdout.
 //
-// Cutting the power (Cut, CutAfter) makes every later change fail with EIO
-// while reads still work, so the goroutines of the process under test can be
-// stopped and its files closed before Crash unmounts. All randomness comes from
-// the seeds callers pass.
+// Cutting the power (Cut, CutAfter, CutAtFsync) makes every later change fail
+// with EIO while reads still work, so the goroutines of the process under test
+// can be stopped and its files closed before Crash unmounts. All randomness
+// comes from the seeds callers pass.
 package faultfs
