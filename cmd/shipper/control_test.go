@@ -53,7 +53,7 @@ func TestControlSocketRoundTrip(t *testing.T) {
 	ctx := context.Background()
 	var lines []lineItem
 	for i := range 600 { // more than one flush of the NDJSON stream
-		lines = append(lines, lineItem{line: i + 1, payload: fmt.Appendf(nil, `{"event_id":"e-%04d","message":"m"}`, i)})
+		lines = append(lines, lineItem{line: i + 1, payload: []byte(event(fmt.Sprintf("e-%04d", i), "m"))})
 	}
 	res, err := dc.storeLines(ctx, outbox.KindEvent, lines, capacity{})
 	require.NoError(t, err, "enqueue through the socket")
@@ -84,7 +84,7 @@ func TestControlSocketRoundTrip(t *testing.T) {
 	}
 	_, err = dc.Get(ctx, "nope")
 	assert.ErrorIs(t, err, outbox.ErrNotFound, "Get of an unknown key through the socket")
-	res, err = dc.storeLines(ctx, outbox.KindEvent, []lineItem{{line: 7, payload: []byte(`{"event_id":"e-0001","message":"other"}`)}}, capacity{})
+	res, err = dc.storeLines(ctx, outbox.KindEvent, []lineItem{{line: 7, payload: []byte(event("e-0001", "other"))}}, capacity{})
 	if assert.NoError(t, err, "conflicting enqueue through the socket") && assert.Len(t, res, 1, "conflicting enqueue through the socket") {
 		assert.Equal(t, 7, res[0].Line, "conflicting enqueue through the socket: %+v", res[0])
 		assert.Equal(t, "conflict", res[0].Code, "conflicting enqueue through the socket: %+v", res[0])

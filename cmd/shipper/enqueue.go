@@ -126,6 +126,8 @@ type enqueueRun struct {
 	stoppedAt       int   // the line refused for capacity; 0 if none
 	storeErr        error // the store failed
 	writeErr        error // the keys could not be written
+
+	free chan *chunk // chunks stored, for the reader to fill again
 }
 
 // chunk is lines read, keyed and checked, with the lines refused on the way.
@@ -140,6 +142,7 @@ func (e *enqueueRun) run(ctx context.Context, in io.Reader) int {
 	rctx, stopReading := context.WithCancel(ctx)
 	defer stopReading()
 	chunks := make(chan *chunk, 1)
+	e.free = make(chan *chunk, 2)
 	stored := make(chan struct{})
 	go func() {
 		defer close(stored)
@@ -161,15 +164,16 @@ func (e *enqueueRun) run(ctx context.Context, in io.Reader) int {
 // ends (interrupted, or the storing goroutine stopped).
 func (e *enqueueRun) readChunks(rctx context.Context, in io.Reader, chunks chan<- *chunk) error {
 	cr := &countingReader{r: in}
-	cur := &chunk{}
+	cur := e.newChunk(0)
 	send := func() error {
 		cur.read = cr.n
+		size := len(cur.buf) // cur belongs to the storing goroutine once sent
 		select {
 		case chunks <- cur:
 		case <-rctx.Done():
 			return rctx.Err()
 		}
-		cur = &chunk{buf: make([]byte, 0, len(cur.buf))}
+		cur = e.newChunk(size)
 		return nil
 	}
 	err := readRecords(cr, maxLineBytes, func(line int, payload []byte) error {
@@ -207,6 +211,27 @@ func (e *enqueueRun) readChunks(rctx context.Context, in io.Reader, chunks chan<
 	return nil
 }
 
+// newChunk is a chunk stored before, or a new one: a chunk's buffer is half a
+// MiB, and a new one for every chunk was garbage that slowed the commits.
+func (e *enqueueRun) newChunk(size int) *chunk {
+	select {
+	case ch := <-e.free:
+		return ch
+	default:
+		return &chunk{buf: make([]byte, 0, size)}
+	}
+}
+
+// recycle offers a chunk whose lines are stored (the outbox keeps no part of
+// them) to newChunk.
+func (e *enqueueRun) recycle(ch *chunk) {
+	ch.lines, ch.refused, ch.buf = ch.lines[:0], ch.refused[:0], ch.buf[:0]
+	select {
+	case e.free <- ch:
+	default:
+	}
+}
+
 // storeChunks stores each chunk and prints its keys and refusals in line
 // order. It stops (and stops the reading) at a capacity refusal, a store
 // failure or a failed write of the keys, and ignores the chunks after it.
@@ -231,6 +256,7 @@ func (e *enqueueRun) storeChunks(chunks <-chan *chunk, stopReading func()) {
 			e.progress.bytes = ch.read
 			e.progress.update(e.stored, e.refused)
 		}
+		e.recycle(ch)
 		if e.storeErr != nil || e.stoppedAt > 0 || e.writeErr != nil {
 			stopped = true
 			stopReading()

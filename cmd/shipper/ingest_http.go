@@ -13,8 +13,8 @@ package main
 // hold, 507 when the outbox was full: the records before the line refused with
 // code "full" are stored, none after it. A failure of the store itself ends the
 // answer with {"error":"...","code":"..."} (no line) and status 500. Requests
-// are served concurrently and share group commits. A body over maxIngestBody
-// gets 413 and stores nothing; a wrong kind or limit gets 400.
+// are served concurrently and share group commits (ingest_batch.go). A body
+// over maxIngestBody gets 413 and stores nothing; a wrong kind or limit, 400.
 
 import (
 	"bufio"
@@ -40,6 +40,7 @@ const maxIngestBody = 16 << 20
 const ndjson = "application/x-ndjson"
 
 func ingestHandler(st lineStore) http.HandlerFunc {
+	batcher := newIngestBatcher(st)
 	return func(w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()
 		kind := outbox.Kind(q.Get("kind"))
@@ -68,8 +69,16 @@ func ingestHandler(st lineStore) http.HandlerFunc {
 			writeJSON(w, http.StatusBadRequest, errorBody{Error: "reading the request body: " + err.Error()})
 			return
 		}
-		res, err := st.storeLines(r.Context(), kind, splitLines(buf.Bytes()), lim)
-		writeResults(w, res, err)
+		// The contract check runs here, as the request comes in and while
+		// the round before it is stored, not in the round.
+		lines, refused := checkLines(kind, splitLines(buf.Bytes()))
+		var res []lineResult
+		if lim.set() {
+			res, err = st.storeLines(r.Context(), kind, lines, lim)
+		} else {
+			res, err = batcher.store(kind, lines)
+		}
+		writeResults(w, mergeResults(res, refused, err != nil), err)
 	}
 }
 
@@ -118,6 +127,21 @@ func splitLines(body []byte) []lineItem {
 		}
 	}
 	return lines
+}
+
+// checkLines splits lines into those that pass the contract's field rules and
+// the refusals of the others.
+func checkLines(kind outbox.Kind, lines []lineItem) ([]lineItem, []lineResult) {
+	var refused []lineResult
+	ok := lines[:0]
+	for _, l := range lines {
+		if err := validateRecord(kind, l.payload); err != nil {
+			refused = append(refused, lineResult{Line: l.line, Error: err.Error(), Code: "invalid_payload"})
+			continue
+		}
+		ok = append(ok, l)
+	}
+	return ok, refused
 }
 
 func writeResults(w http.ResponseWriter, res []lineResult, storeErr error) {

@@ -71,6 +71,9 @@ refusal. Confirmed records past --retention are deleted even while idle.`, env)
 	if *shutdownTimeout <= 0 {
 		return c.usageErr("shutdown-timeout", "must be positive")
 	}
+	// Records reach the daemon's outbox only through the ingest API, which
+	// checks each line as it comes in (ingest_http.go): the outbox need not.
+	o.linesChecked = true
 	d, err := resolveDelivery(c, env, o, vv, wf, lf)
 	if err != nil {
 		return c.fail(err)

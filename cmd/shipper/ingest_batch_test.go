@@ -1,0 +1,189 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/spectrastrike/shipper/outbox"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// roundStore is a lineStore that records each call and stores every line,
+// or stops with "full" at line stopAt of a call (0: never).
+type roundStore struct {
+	mu     sync.Mutex
+	calls  [][]lineItem
+	stopAt int
+	hold   chan struct{} // when set, each call waits for a value from it
+}
+
+func (s *roundStore) storeLines(_ context.Context, _ outbox.Kind, lines []lineItem, _ capacity) ([]lineResult, error) {
+	if s.hold != nil {
+		<-s.hold
+	}
+	s.mu.Lock()
+	s.calls = append(s.calls, lines)
+	s.mu.Unlock()
+	var res []lineResult
+	for i, l := range lines {
+		if s.stopAt > 0 && i+1 == s.stopAt {
+			return append(res, lineResult{Line: l.line, Code: "full", Error: "outbox full"}), nil
+		}
+		res = append(res, lineResult{Line: l.line, Key: string(l.payload)})
+	}
+	return res, nil
+}
+
+func (s *roundStore) callSizes() []int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var n []int
+	for _, c := range s.calls {
+		n = append(n, len(c))
+	}
+	return n
+}
+
+// fakeBatcher is an ingestBatcher whose linger timers fire when the test says.
+func fakeBatcher(st lineStore) (*ingestBatcher, func() []func()) {
+	b := newIngestBatcher(st)
+	var mu sync.Mutex
+	var timers []func()
+	b.after = func(_ time.Duration, f func()) {
+		mu.Lock()
+		timers = append(timers, f)
+		mu.Unlock()
+	}
+	return b, func() []func() {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]func(){}, timers...)
+	}
+}
+
+type answer struct {
+	res []lineResult
+	err error
+}
+
+// request stores n lines named name-1 … name-n on a goroutine.
+func request(b *ingestBatcher, name string, n int) chan answer {
+	lines := make([]lineItem, n)
+	for i := range lines {
+		lines[i] = lineItem{line: i + 1, payload: []byte(fmt.Sprintf("%s-%d", name, i+1))}
+	}
+	ch := make(chan answer, 1)
+	go func() {
+		res, err := b.store(outbox.KindEvent, lines)
+		ch <- answer{res, err}
+	}()
+	return ch
+}
+
+// waitStoring returns once a round is being stored and n requests wait.
+func waitStoring(b *ingestBatcher, n int) {
+	for {
+		b.mu.Lock()
+		ok := b.storing && len(b.queue) == n
+		b.mu.Unlock()
+		if ok {
+			return
+		}
+		runtime.Gosched()
+	}
+}
+
+func waitQueued(b *ingestBatcher, n int) {
+	for {
+		b.mu.Lock()
+		q := len(b.queue)
+		b.mu.Unlock()
+		if q == n {
+			return
+		}
+		runtime.Gosched()
+	}
+}
+
+func TestIngestBatcherLoneProducerNeverWaits(t *testing.T) {
+	st := &roundStore{}
+	b, timers := fakeBatcher(st)
+	for i := range 3 {
+		a := <-request(b, fmt.Sprintf("r%d", i), 2)
+		require.NoError(t, a.err)
+		assert.Equal(t, []lineResult{{Line: 1, Key: fmt.Sprintf("r%d-1", i)}, {Line: 2, Key: fmt.Sprintf("r%d-2", i)}}, a.res)
+	}
+	assert.Equal(t, []int{2, 2, 2}, st.callSizes(), "a store a request")
+	assert.Empty(t, timers(), "a lone producer armed the linger")
+}
+
+// Producers in step: a round waits for as many as took part in the last
+// cycle, stores them in one call, and gives each its own lines' results.
+func TestIngestBatcherRoundsShareOneStore(t *testing.T) {
+	st := &roundStore{hold: make(chan struct{})}
+	b, timers := fakeBatcher(st)
+	first := request(b, "a", 1) // a round of one, held in the store
+	waitStoring(b, 0)
+	var others []chan answer
+	for i, name := range []string{"b", "c", "d"} {
+		others = append(others, request(b, name, []int{2, 3, 1}[i]))
+		waitStoring(b, i+1) // queued in this order
+	}
+	st.hold <- struct{}{}
+	require.NoError(t, (<-first).err)
+	// Four took part in that cycle (a, and b, c, d that came meanwhile): the
+	// three wait for a to come back, then go in as one round.
+	waitQueued(b, 3)
+	assert.Equal(t, []int{1}, st.callSizes(), "a round went in before the fourth came back")
+	others = append(others, request(b, "a", 2))
+	st.hold <- struct{}{}
+	for i, ch := range others {
+		a := <-ch
+		require.NoError(t, a.err)
+		require.Len(t, a.res, []int{2, 3, 1, 2}[i], "results of request %d", i)
+		assert.Equal(t, lineResult{Line: 1, Key: string("bcda"[i]) + "-1"}, a.res[0], "request %d", i)
+	}
+	assert.Equal(t, []int{1, 8}, st.callSizes(), "lines a store call")
+
+	// Three of the four come back; the fourth does not, and the linger lets
+	// the three in.
+	var again []chan answer
+	for i, name := range []string{"b", "c", "d"} {
+		again = append(again, request(b, name, 1))
+		waitQueued(b, i+1)
+	}
+	assert.Equal(t, []int{1, 8}, st.callSizes(), "a round went in before the linger")
+	ts := timers()
+	require.NotEmpty(t, ts, "the linger was not armed")
+	go func() { st.hold <- struct{}{} }()
+	ts[len(ts)-1]()
+	for _, ch := range again {
+		require.NoError(t, (<-ch).err)
+	}
+	assert.Equal(t, []int{1, 8, 3}, st.callSizes(), "lines a store call")
+}
+
+// A capacity refusal inside a round stops it for every request after it.
+func TestIngestBatcherFullStopsTheRound(t *testing.T) {
+	st := &roundStore{hold: make(chan struct{}), stopAt: 4}
+	b, _ := fakeBatcher(st)
+	first := request(b, "a", 1)
+	waitStoring(b, 0)
+	second := []chan answer{request(b, "b", 2)}
+	waitStoring(b, 1)
+	second = append(second, request(b, "c", 2))
+	waitStoring(b, 2)
+	st.hold <- struct{}{}
+	<-first
+	second = append(second, request(b, "a", 2))
+	st.hold <- struct{}{}
+	ab, ac, aa := <-second[0], <-second[1], <-second[2]
+	assert.Equal(t, []lineResult{{Line: 1, Key: "b-1"}, {Line: 2, Key: "b-2"}}, ab.res, "before the stop")
+	assert.Equal(t, []lineResult{{Line: 1, Key: "c-1"}, {Line: 2, Code: "full", Error: "outbox full"}}, ac.res, "the stop")
+	assert.Equal(t, []lineResult{{Line: 1, Code: "full", Error: "outbox full"}}, aa.res, "after the stop: refused at its first line")
+}
