@@ -244,6 +244,6 @@ func (rep *Report) Write(w io.Writer) error {
 			return err
 		}
 	}
-	fmt.Fprintln(w, "\nratio = shipper / baseline, same workload in the same run (records/s: higher is better; ns/op, B/op, allocs/op: lower is better)")
+	fmt.Fprintln(w, "\nratio = shipper / baseline, same workload in the same run (records/s: higher is better; ns/op, cpu-us/record, B/op, allocs/op: lower is better)")
 	return nil
 }
