@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"fmt"
 	"path/filepath"
 	"strconv"
 
@@ -37,16 +36,22 @@ func newLineKeyer(kind outbox.Kind, path string) (*lineKeyer, error) {
 	if real, err := filepath.EvalSymlinks(abs); err == nil {
 		abs = real
 	}
+	return newKeyer(kind, abs), nil
+}
+
+// newKeyer keys lines by identity (a file's path, an ingest request's
+// source), line and content.
+func newKeyer(kind outbox.Kind, identity string) *lineKeyer {
 	field := "event_id"
 	if kind == outbox.KindFinding {
 		field = "finding_id"
 	}
-	h := sha256.Sum256([]byte(string(kind) + "\x00" + abs))
+	h := sha256.Sum256([]byte(string(kind) + "\x00" + identity))
 	return &lineKeyer{
 		field:  field,
 		quoted: []byte(`"` + field + `"`),
 		prefix: append(hex.AppendEncode(nil, h[:8]), '-'),
-	}, nil
+	}
 }
 
 // appendPayload appends record t (a trimmed line) to dst, with its derived id
@@ -90,9 +95,4 @@ func (k *lineKeyer) hasID(t []byte) bool {
 	}
 	_, ok := m[k.field]
 	return ok
-}
-
-// String describes the scheme for the summary line.
-func (k *lineKeyer) String() string {
-	return fmt.Sprintf("lines without %s keyed by path, line and content", k.field)
 }

@@ -359,6 +359,33 @@ func TestIngestPerLineErrorsAndLimits(t *testing.T) {
 	assert.Equal(t, 4, ob.Stats().Records, "records stored after the 413")
 }
 
+// With a source, a request sent again (its answer lost) stores nothing twice;
+// without one, its lines without an id are new records each time.
+func TestIngestSourceMakesResendingSafe(t *testing.T) {
+	path, ob := serveControl(t, outbox.Options{})
+	hc := unixClient(path + ".sock")
+	defer hc.CloseIdleConnections()
+	body := event("", "one") + "\n" + event("", "two") + "\n" + event("evt-own", "three") + "\n"
+	keys := func(query string) []string {
+		status, res, raw := postIngest(t, hc, query, strings.NewReader(body))
+		require.Equal(t, http.StatusOK, status, "%s", raw)
+		var k []string
+		for _, r := range res {
+			k = append(k, r.Key)
+		}
+		return k
+	}
+	first := keys("kind=event&source=batch-7")
+	assert.Equal(t, first, keys("kind=event&source=batch-7"), "the same request again: the same keys")
+	assert.Equal(t, "evt-own", first[2], "a line's own id is its key")
+	assert.Equal(t, 3, ob.Stats().Records, "records after sending the request twice with its source")
+	other := keys("kind=event&source=batch-8")
+	assert.NotEqual(t, first[0], other[0], "another source: other records")
+	keys("kind=event")
+	keys("kind=event")
+	assert.Equal(t, 9, ob.Stats().Records, "without a source, lines without an id are stored each time")
+}
+
 // The daemon client reports a store failure after what was stored.
 func TestIngestClientStoreFailure(t *testing.T) {
 	path, ob := serveControl(t, outbox.Options{Validate: validateRecord})

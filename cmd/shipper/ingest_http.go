@@ -2,7 +2,7 @@ package main
 
 // POST /v1/enqueue on the daemon's control socket: the local ingest API.
 //
-//	POST /v1/enqueue?kind=event|finding[&max_records=N][&max_bytes=N]
+//	POST /v1/enqueue?kind=event|finding[&source=NAME][&max_records=N][&max_bytes=N]
 //	Content-Type: application/x-ndjson
 //	body: JSON Lines, one record a line (blank lines are skipped but counted)
 //
@@ -13,8 +13,11 @@ package main
 // hold, 507 when the outbox was full: the records before the line refused with
 // code "full" are stored, none after it. A failure of the store itself ends the
 // answer with {"error":"...","code":"..."} (no line) and status 500. Requests
-// are served concurrently and share group commits (ingest_batch.go). A body
-// over maxIngestBody gets 413 and stores nothing; a wrong kind or limit, 400.
+// are served concurrently and share group commits (ingest_batch.go). A line
+// without an id gets a new UUIDv7, or with source, a key made of the source,
+// the line number and the line's bytes (enqueue_keys.go), so that sending the
+// same request again stores nothing twice. A body over maxIngestBody gets 413
+// and stores nothing; a wrong kind or limit, 400.
 
 import (
 	"bufio"
@@ -71,7 +74,17 @@ func ingestHandler(st lineStore) http.HandlerFunc {
 		}
 		// The contract check runs here, as the request comes in and while
 		// the round before it is stored, not in the round.
-		lines, refused := checkLines(kind, splitLines(buf.Bytes()))
+		all := splitLines(buf.Bytes())
+		if src := q.Get("source"); src != "" {
+			// Lines without an id get keys of the source, the line and its
+			// bytes, as enqueue gives a file's: the same request sent again
+			// (its answer lost) stores nothing twice.
+			k := newKeyer(kind, "source\x00"+src)
+			for i := range all {
+				all[i].payload = k.appendPayload(nil, all[i].line, all[i].payload)
+			}
+		}
+		lines, refused := checkLines(kind, all)
 		var res []lineResult
 		if lim.set() {
 			res, err = st.storeLines(r.Context(), kind, lines, lim)
