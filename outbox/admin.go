@@ -19,14 +19,14 @@ func (o *Outbox) Get(key string) (Record, error) {
 	defer o.release()
 	var r Record
 	err := o.db.View(func(tx *bolt.Tx) error {
-		v := indexOf(tx, bucketKeys).Get([]byte(key))
+		v := openIndex(tx, prefixKeys).Get([]byte(key))
 		if v == nil {
 			return fmt.Errorf("outbox: get %s: %w", key, ErrNotFound)
 		}
-		seq := binary.BigEndian.Uint64(v)
-		st, err := o.readSeq(tx, seq)
+		rid := binary.BigEndian.Uint64(v)
+		st, err := o.readRecord(tx, rid)
 		if d, ok := asDamage(err); ok {
-			r = damagedRecord(seq, st, d)
+			r = damagedRecord(rid, st, d)
 			return nil
 		}
 		if err != nil {
@@ -55,19 +55,19 @@ func (o *Outbox) publicOf(st *stored) (Record, error) {
 
 // damagedRecord is what a read shows of a record that failed its checksum: the
 // fields as read (they may be wrong), no payload, and the damage.
-func damagedRecord(seq uint64, st stored, d *damageError) Record {
-	v := damagedView(seq, st, nil)
+func damagedRecord(rid uint64, st stored, d *damageError) Record {
+	v := damagedView(rid, st, nil)
 	r := v.public(nil)
 	r.Damage = d.reason
 	return r
 }
 
-func (o *Outbox) readSeq(tx *bolt.Tx, seq uint64) (stored, error) {
-	v := recordsOf(tx, ridKind(seq)).Get(seqKey(seq))
+func (o *Outbox) readRecord(tx *bolt.Tx, rid uint64) (stored, error) {
+	v := recordsOf(tx, ridKind(rid)).Get(u64(rid))
 	if v == nil {
-		return stored{}, fmt.Errorf("outbox %s: index names missing record %d: %w", o.path, seq, ErrCorrupt)
+		return stored{}, fmt.Errorf("outbox %s: index names missing record %d: %w", o.path, rid, ErrCorrupt)
 	}
-	st, err := decodeStored(seq, v)
+	st, err := decodeStored(rid, v)
 	if err != nil {
 		return st, fmt.Errorf("outbox %s: %w", o.path, err)
 	}
@@ -88,12 +88,12 @@ func (o *Outbox) Requeue(keys []string, dryRun bool) ([]string, error) {
 	err := o.update(func(w *wtx) error {
 		moved, skipped = moved[:0], skipped[:0]
 		for _, key := range keys {
-			seq, ok := w.seqOf(key)
+			rid, ok := w.lookup(key)
 			if !ok {
 				skipped = append(skipped, fmt.Errorf("outbox: requeue %s: %w", key, ErrNotFound))
 				continue
 			}
-			old, ok, err := w.loadLive(seq)
+			old, ok, err := w.loadLive(rid)
 			if err != nil {
 				return err
 			}
@@ -179,14 +179,14 @@ func (o *Outbox) chunked(sc byte, fn func(*wtx, *stored) (bool, error), dryRun b
 		err := o.update(func(w *wtx) error {
 			got, n = got[:0], 0
 			c := w.b.byState.Cursor()
-			var seqs []uint64
-			for k, _ := c.Seek(byStateKey(sc, after+1)); k != nil && k[0] == sc && len(seqs) < listChunk; k, _ = c.Next() {
-				seqs = append(seqs, binary.BigEndian.Uint64(k[1:]))
+			var rids []uint64
+			for k, _ := c.Seek(byStateKey(sc, after+1)); k != nil && k[0] == sc && len(rids) < listChunk; k, _ = c.Next() {
+				rids = append(rids, binary.BigEndian.Uint64(k[1:]))
 			}
-			n = len(seqs)
-			for _, seq := range seqs {
-				after = seq
-				st, live, err := w.loadLive(seq, w.b.byState.key(byStateKey(sc, seq)))
+			n = len(rids)
+			for _, rid := range rids {
+				after = rid
+				st, live, err := w.loadLive(rid, w.b.byState.fullKey(byStateKey(sc, rid)))
 				if err != nil {
 					return err
 				}
@@ -200,7 +200,7 @@ func (o *Outbox) chunked(sc byte, fn func(*wtx, *stored) (bool, error), dryRun b
 				if ok {
 					got = append(got, st.key)
 				}
-				after = seq
+				after = rid
 			}
 			if dryRun {
 				return errDryRun

@@ -194,27 +194,27 @@ func TestCheckFindsInconsistency(t *testing.T) {
 	apply(t, o, Outcome{Key: "a", State: StatePending, Reason: "retry"})
 	var dueKey []byte
 	require.NoError(t, o.Update(func(tx *bolt.Tx) error {
-		k, _ := indexOf(tx, bucketDue).Cursor().First()
+		k, _ := openIndex(tx, prefixDue).Cursor().First()
 		dueKey = append([]byte(nil), k...)
-		return indexOf(tx, bucketDue).Delete(k)
+		return openIndex(tx, prefixDue).Delete(k)
 	}), "deleting a due entry")
 	rep, err = o.Check()
 	assert.ErrorIs(t, err, ErrCorrupt, "Check without a due entry = %+v", rep)
 	require.Len(t, rep.Problems, 1, "Check without a due entry = %+v", rep)
 	assert.True(t, strings.HasPrefix(rep.Problems[0], "due entry of record a missing"), "problem %q", rep.Problems[0])
-	require.NoError(t, o.Update(func(tx *bolt.Tx) error { return indexOf(tx, bucketDue).Put(dueKey, nil) }),
+	require.NoError(t, o.Update(func(tx *bolt.Tx) error { return openIndex(tx, prefixDue).Put(dueKey, nil) }),
 		"restoring the due entry")
 	// A key index entry pointing nowhere.
 	require.NoError(t, o.Update(func(tx *bolt.Tx) error {
-		return indexOf(tx, bucketKeys).Put([]byte("ghost"), u64(ridOf(77, kindCodeEvent)))
+		return openIndex(tx, prefixKeys).Put([]byte("ghost"), u64(ridOf(77, kindCodeEvent)))
 	}), "adding a dangling key")
 	rep, err = o.Check()
 	assert.ErrorIs(t, err, ErrCorrupt, "Check with a dangling key = %+v", rep)
 	assert.Contains(t, strings.Join(rep.Problems, "\n"), "keys entry", "Check with a dangling key")
-	require.NoError(t, o.Update(func(tx *bolt.Tx) error { return indexOf(tx, bucketKeys).Delete([]byte("ghost")) }),
+	require.NoError(t, o.Update(func(tx *bolt.Tx) error { return openIndex(tx, prefixKeys).Delete([]byte("ghost")) }),
 		"removing the dangling key")
 	// A record that does not decode.
-	bad := seqKey(ridOf(99, kindCodeEvent))
+	bad := u64(ridOf(99, kindCodeEvent))
 	require.NoError(t, o.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketEvents).Put(bad, []byte{9, 9}) }),
 		"adding a bad record")
 	rep, err = o.Check()

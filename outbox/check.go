@@ -86,7 +86,7 @@ func checkTx(o *Outbox, tx *bolt.Tx, rep *CheckReport, problem func(string, ...a
 			st, d := decodeView(rid, v)
 			if d != nil {
 				c.add(&st, 1)
-				key := findKey(indexOf(tx, bucketKeys), rid, st.key)
+				key := findKey(openIndex(tx, prefixKeys), rid, st.key)
 				if key == "" {
 					key = fmt.Sprintf("damaged-record-%d", rid)
 				}
@@ -122,34 +122,33 @@ func checkTx(o *Outbox, tx *bolt.Tx, rep *CheckReport, problem func(string, ...a
 				}
 			}
 			c.add(&st, 1)
-			if got := indexOf(tx, bucketKeys).Get([]byte(st.key)); len(got) != 8 || binary.BigEndian.Uint64(got) != rid {
+			if got := openIndex(tx, prefixKeys).Get([]byte(st.key)); len(got) != 8 || binary.BigEndian.Uint64(got) != rid {
 				problem("record %d (%s): key index points to %x", rid, st.key, got)
 			}
 			if st.fresh {
 				return nil
 			}
-			if indexOf(tx, bucketByState).Get(byStateKey(st.state, rid)) == nil {
+			if openIndex(tx, prefixByState).Get(byStateKey(st.state, rid)) == nil {
 				problem("bystate entry of record %s (%s) missing", st.key, stateOf(st.state))
 			}
-			if name, ik := stateIndexKey(&st); name != nil && indexOf(tx, name).Get(ik) == nil {
-				problem("%s entry of record %s missing", name, st.key)
+			if p, ik := stateIndexKey(&st); ik != nil && openIndex(tx, p).Get(ik) == nil {
+				problem("%s entry of record %s missing", p, st.key)
 			}
 			return nil
 		})
 	}
-	for _, n := range allIndexes {
-		name := n
-		_ = indexOf(tx, n).ForEach(func(k, v []byte) error {
+	for _, name := range allIndexes {
+		_ = openIndex(tx, name).ForEach(func(k, v []byte) error {
 			raw := k
-			if string(name) == string(bucketKeys) {
+			if name == prefixKeys {
 				raw = v
 			}
 			if len(raw) < 8 {
 				problem("%s entry %x too short", name, k)
 				return nil
 			}
-			rid := binary.BigEndian.Uint64(raw[len(raw)-8:])
-			st, err := o.readSeq(tx, rid)
+			rid := ridOfEntry(raw)
+			st, err := o.readRecord(tx, rid)
 			if _, ok := asDamage(err); ok {
 				return nil // the record is reported as damaged
 			}
@@ -157,17 +156,17 @@ func checkTx(o *Outbox, tx *bolt.Tx, rep *CheckReport, problem func(string, ...a
 				problem("%s entry %x has no matching record", name, k)
 				return nil
 			}
-			switch string(name) {
-			case string(bucketKeys):
+			switch name {
+			case prefixKeys:
 				if st.key != string(k) {
 					problem("key index entry %q names record %s", k, st.key)
 				}
-			case string(bucketByState):
+			case prefixByState:
 				if st.fresh || string(byStateKey(st.state, rid)) != string(k) {
 					problem("bystate entry %x has no matching record (record %s is %s)", k, st.key, stateOf(st.state))
 				}
 			default:
-				if in, ik := stateIndexKey(&st); string(in) != string(name) || string(ik) != string(k) {
+				if in, ik := stateIndexKey(&st); in != name || string(ik) != string(k) {
 					problem("%s entry %x has no matching record (record %s is %s)", name, k, st.key, stateOf(st.state))
 				}
 			}

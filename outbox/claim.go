@@ -41,30 +41,30 @@ func (o *Outbox) Claim(kind Kind, max int, lease time.Duration) ([]Record, error
 		}
 		// Due entries are collected whole: a stale one (its record damaged or
 		// moved by hand) is deleted rather than followed again.
-		var seqs []uint64
+		var rids []uint64
 		var via [][]byte
 		c := w.b.due.Cursor()
-		for k, _ := c.Seek([]byte{kc}); k != nil && len(seqs) < max; k, _ = c.Next() {
+		for k, _ := c.Seek([]byte{kc}); k != nil && len(rids) < max; k, _ = c.Next() {
 			if len(k) != 17 || k[0] != kc || binary.BigEndian.Uint64(k[1:]) > timeKey(now) {
 				break
 			}
-			seqs = append(seqs, binary.BigEndian.Uint64(k[9:]))
-			via = append(via, w.b.due.key(k))
+			rids = append(rids, binary.BigEndian.Uint64(k[9:]))
+			via = append(via, w.b.due.fullKey(k))
 		}
-		if len(seqs) < max {
-			fresh, err := w.takeFresh(kc, max-len(seqs))
+		if len(rids) < max {
+			fresh, err := w.takeFresh(kc, max-len(rids))
 			if err != nil {
 				return err
 			}
-			seqs = append(seqs, fresh...)
+			rids = append(rids, fresh...)
 		}
 		leaseUntil := nanos(w.now.Add(lease))
-		for i, seq := range seqs {
+		for i, rid := range rids {
 			var entry [][]byte
 			if i < len(via) {
 				entry = via[i : i+1]
 			}
-			old, ok, err := w.loadLive(seq, entry...)
+			old, ok, err := w.loadLive(rid, entry...)
 			if err != nil {
 				return err
 			}
@@ -223,7 +223,7 @@ func (o *Outbox) Submissions(max int) ([]Submission, error) {
 	var out []Submission
 	var damaged []uint64
 	err := o.db.View(func(tx *bolt.Tx) error {
-		c := indexOf(tx, bucketSubmitted).Cursor()
+		c := openIndex(tx, prefixSubmitted).Cursor()
 		var group []byte // submittedAt+requestID of the current submission
 		for k, _ := c.First(); k != nil; k, _ = c.Next() {
 			if len(k) < 17 {
@@ -237,10 +237,10 @@ func (o *Outbox) Submissions(max int) ([]Submission, error) {
 				group = append(group[:0], g...)
 				out = append(out, Submission{RequestID: string(g[8:]), SubmittedAt: fromNanos(int64(binary.BigEndian.Uint64(g)))})
 			}
-			seq := binary.BigEndian.Uint64(k[len(k)-8:])
-			st, err := o.readSeq(tx, seq)
+			rid := ridOfEntry(k)
+			st, err := o.readRecord(tx, rid)
 			if _, ok := asDamage(err); ok {
-				damaged = append(damaged, seq) // quarantined below, never polled
+				damaged = append(damaged, rid) // quarantined below, never polled
 				continue
 			}
 			if err != nil {
@@ -262,7 +262,7 @@ func (o *Outbox) Submissions(max int) ([]Submission, error) {
 	if err != nil {
 		return nil, fmt.Errorf("outbox: submissions: %w", err)
 	}
-	if err := o.quarantineSeqs(damaged); err != nil {
+	if err := o.quarantineRids(damaged); err != nil {
 		return nil, fmt.Errorf("outbox: submissions: %w", err)
 	}
 	return slices.DeleteFunc(out, func(s Submission) bool { return len(s.Records) == 0 }), nil
@@ -280,7 +280,7 @@ func (o *Outbox) NextDue(kind Kind) (time.Time, bool) {
 	var t time.Time
 	var found bool
 	_ = o.db.View(func(tx *bolt.Tx) error {
-		k, _ := indexOf(tx, bucketDue).Cursor().Seek([]byte{kc})
+		k, _ := openIndex(tx, prefixDue).Cursor().Seek([]byte{kc})
 		if len(k) == 17 && k[0] == kc {
 			t, found = fromNanos(int64(binary.BigEndian.Uint64(k[1:]))), true
 		}
@@ -289,7 +289,7 @@ func (o *Outbox) NextDue(kind Kind) (time.Time, bool) {
 		case unknown:
 			t, found = o.now(), true // a Claim will tell
 		case ok:
-			if st, err := o.readSeq(tx, rid); err == nil && (!found || fromNanos(st.next).Before(t)) {
+			if st, err := o.readRecord(tx, rid); err == nil && (!found || fromNanos(st.next).Before(t)) {
 				t, found = fromNanos(st.next), true
 			}
 		}

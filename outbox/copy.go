@@ -19,14 +19,14 @@ import (
 // with w's key if it has one. A record left sending is pending again: its
 // sender is gone. It reports false for a key the new file already holds.
 func (w *wtx) importRecord(st stored, plain []byte) (bool, error) {
-	if _, dup := w.seqOf(st.key); dup {
+	if _, dup := w.lookup(st.key); dup {
 		return false, nil
 	}
 	seq, err := w.b.meta.NextSequence()
 	if err != nil {
 		return false, err
 	}
-	st.seq = ridOf(seq, st.kind)
+	st.rid = ridOf(seq, st.kind)
 	if st.state == stateCodeSending {
 		st.state, st.lease, st.next = stateCodePending, 0, nanos(w.now)
 	}
@@ -38,14 +38,14 @@ func (w *wtx) importRecord(st stored, plain []byte) (bool, error) {
 	if s := w.o.sealer; s != nil {
 		st.payload, st.keyID = s.seal(plain, []byte(st.key)), s.id
 	}
-	if err := w.b.keys.Put([]byte(st.key), w.val8(st.seq)); err != nil {
+	if err := w.b.keys.Put([]byte(st.key), w.u64(st.rid)); err != nil {
 		return false, err
 	}
 	if err := w.putIndexes(&st); err != nil {
 		return false, err
 	}
 	w.delta.add(&st, 1)
-	return true, w.rec(st.seq).Put(seqKey(st.seq), st.encode())
+	return true, w.rec(st.rid).Put(u64(st.rid), st.encode())
 }
 
 // copyChunk bounds the records one transaction of a copy writes.

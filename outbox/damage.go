@@ -41,9 +41,9 @@ func asDamage(err error) (*damageError, bool) {
 // everywhere (counters at Open, Check, quarantine), so counters stay consistent:
 // what parsed of it, or, when even its kind or state did not, a dead record of
 // the kind its id names. Lengths are bounded by the bytes actually stored.
-func damagedView(seq uint64, st stored, raw []byte) stored {
-	if kindOf(st.kind) == "" || stateOf(st.state) == "" || st.kind != ridKind(seq) {
-		st = stored{seq: seq, kind: ridKind(seq), state: stateCodeDead}
+func damagedView(rid uint64, st stored, raw []byte) stored {
+	if kindOf(st.kind) == "" || stateOf(st.state) == "" || st.kind != ridKind(rid) {
+		st = stored{rid: rid, kind: ridKind(rid), state: stateCodeDead}
 	}
 	if st.fresh && st.state != stateCodePending {
 		st.fresh = false
@@ -59,21 +59,21 @@ func damagedView(seq uint64, st stored, raw []byte) stored {
 
 // decodeView decodes a record for counting and listing: intact, or its damaged
 // view and the damage.
-func decodeView(seq uint64, v []byte) (stored, *damageError) {
-	st, err := decodeStored(seq, v)
+func decodeView(rid uint64, v []byte) (stored, *damageError) {
+	st, err := decodeStored(rid, v)
 	if err == nil {
 		return st, nil
 	}
 	d, _ := asDamage(err)
-	return damagedView(seq, st, v), d
+	return damagedView(rid, st, v), d
 }
 
-// quarantine makes the damaged record seq dead and flagged corrupt, keeping its
+// quarantine makes the damaged record rid dead and flagged corrupt, keeping its
 // bytes as found for an operator to look at. via are index entries (full keys of
 // the index bucket) that led to it and must not lead to it again: its own fields
 // may be wrong, so the entries they name may not be the ones that exist.
-func (w *wtx) quarantine(seq uint64, view stored, d *damageError, via ...[]byte) error {
-	key := w.keyOfDamaged(seq, view.key)
+func (w *wtx) quarantine(rid uint64, view stored, d *damageError, via ...[]byte) error {
+	key := w.keyOfDamaged(rid, view.key)
 	for _, k := range via {
 		if err := w.dropEntry(k); err != nil {
 			return err
@@ -83,7 +83,7 @@ func (w *wtx) quarantine(seq uint64, view stored, d *damageError, via ...[]byte)
 		return err
 	}
 	for _, sc := range []byte{stateCodePending, stateCodeSending, stateCodeSubmitted, stateCodeConfirmed, stateCodeDead} {
-		if err := w.b.byState.Delete(byStateKey(sc, seq)); err != nil {
+		if err := w.b.byState.Delete(byStateKey(sc, rid)); err != nil {
 			return err
 		}
 	}
@@ -92,7 +92,7 @@ func (w *wtx) quarantine(seq uint64, view stored, d *damageError, via ...[]byte)
 	st.key, st.state, st.lease, st.corrupt, st.updated = key, stateCodeDead, 0, true, nanos(w.now)
 	st.lastErr = reasonCorrupt + ": " + d.reason + "; re-enqueue it from the source"
 	if view.key != key {
-		if err := w.b.keys.Put([]byte(key), w.val8(seq)); err != nil {
+		if err := w.b.keys.Put([]byte(key), w.u64(rid)); err != nil {
 			return err
 		}
 	}
@@ -102,30 +102,30 @@ func (w *wtx) quarantine(seq uint64, view stored, d *damageError, via ...[]byte)
 	w.delta.add(&view, -1)
 	w.delta.add(&st, 1)
 	w.o.log.Error("outbox: record failed its checksum: made dead, never sent; re-enqueue it from the source",
-		"path", w.o.path, "key", key, "record_id", seq, "problem", d.reason)
-	return w.rec(seq).Put(seqKey(seq), st.encode())
+		"path", w.o.path, "key", key, "record_id", rid, "problem", d.reason)
+	return w.rec(rid).Put(u64(rid), st.encode())
 }
 
-// keyOfDamaged is the key of damaged record seq: the one read from it when the
-// key index agrees, else the key index entry that names seq (a walk of the key
+// keyOfDamaged is the key of damaged record rid: the one read from it when the
+// key index agrees, else the key index entry that names rid (a walk of the key
 // index, paid only on damage), else a made-up one.
-func (w *wtx) keyOfDamaged(seq uint64, read string) string {
-	if k := findKey(w.b.keys, seq, read); k != "" {
+func (w *wtx) keyOfDamaged(rid uint64, read string) string {
+	if k := findKey(w.b.keys, rid, read); k != "" {
 		return k
 	}
-	return fmt.Sprintf("damaged-record-%d", seq)
+	return fmt.Sprintf("damaged-record-%d", rid)
 }
 
-// findKey is keyOfDamaged's search, in any transaction; "" if no entry names seq.
-func findKey(keys ix, seq uint64, read string) string {
+// findKey is keyOfDamaged's search, in any transaction; "" if no entry names rid.
+func findKey(keys index, rid uint64, read string) string {
 	if read != "" {
-		if v := keys.Get([]byte(read)); len(v) == 8 && binary.BigEndian.Uint64(v) == seq {
+		if v := keys.Get([]byte(read)); len(v) == 8 && binary.BigEndian.Uint64(v) == rid {
 			return read
 		}
 	}
 	var found string
 	_ = keys.ForEach(func(k, v []byte) error {
-		if len(v) == 8 && binary.BigEndian.Uint64(v) == seq {
+		if len(v) == 8 && binary.BigEndian.Uint64(v) == rid {
 			found = string(k)
 			return errStop
 		}
@@ -136,33 +136,33 @@ func findKey(keys ix, seq uint64, read string) string {
 
 var errStop = errors.New("stop")
 
-// loadLive loads record seq for a write that must not meet a damaged one: a
+// loadLive loads record rid for a write that must not meet a damaged one: a
 // damaged record is quarantined (via as for quarantine) and ok is false.
-func (w *wtx) loadLive(seq uint64, via ...[]byte) (st stored, ok bool, err error) {
-	v := w.rec(seq).Get(seqKey(seq))
+func (w *wtx) loadLive(rid uint64, via ...[]byte) (st stored, ok bool, err error) {
+	v := w.rec(rid).Get(u64(rid))
 	if v == nil {
-		return stored{}, false, fmt.Errorf("outbox %s: index names record %d which does not exist: %w", w.o.path, seq, ErrCorrupt)
+		return stored{}, false, fmt.Errorf("outbox %s: index names record %d which does not exist: %w", w.o.path, rid, ErrCorrupt)
 	}
-	st, derr := decodeStored(seq, v)
+	st, derr := decodeStored(rid, v)
 	if derr == nil {
 		return st, true, nil
 	}
 	d, _ := asDamage(derr)
-	return stored{}, false, w.quarantine(seq, damagedView(seq, st, v), d, via...)
+	return stored{}, false, w.quarantine(rid, damagedView(rid, st, v), d, via...)
 }
 
-// quarantineSeqs quarantines the records seqs that a read transaction found
+// quarantineRids quarantines the records rids that a read transaction found
 // damaged (reads cannot write); records intact by now are left alone.
-func (o *Outbox) quarantineSeqs(seqs []uint64) error {
-	if len(seqs) == 0 {
+func (o *Outbox) quarantineRids(rids []uint64) error {
+	if len(rids) == 0 {
 		return nil
 	}
 	return o.update(func(w *wtx) error {
-		for _, seq := range seqs {
-			if w.rec(seq).Get(seqKey(seq)) == nil {
+		for _, rid := range rids {
+			if w.rec(rid).Get(u64(rid)) == nil {
 				continue
 			}
-			if _, _, err := w.loadLive(seq); err != nil {
+			if _, _, err := w.loadLive(rid); err != nil {
 				return err
 			}
 		}
@@ -170,14 +170,10 @@ func (o *Outbox) quarantineSeqs(seqs []uint64) error {
 	})
 }
 
-// dropEntry deletes an index entry by its full key (prefix included) in the
-// index bucket.
-func (w *wtx) dropEntry(full []byte) error { return w.b.keys.b.Delete(full) }
-
-// dropCorrupt deletes the quarantined record seq (to be replaced by a new
+// dropCorrupt deletes the quarantined record rid (to be replaced by a new
 // enqueue of its key).
-func (w *wtx) dropCorrupt(seq uint64) error {
-	st, err := w.load(seq)
+func (w *wtx) dropCorrupt(rid uint64) error {
+	st, err := w.load(rid)
 	if err != nil {
 		return err
 	}

@@ -210,12 +210,12 @@ func TestDamagedHeaderIsQuarantinedWithItsIndexEntries(t *testing.T) {
 		Outcome{Key: "ev-002", State: StatePending, Reason: "http 503"})
 	// ev-001 is pending with a due entry; its state byte now says confirmed.
 	require.NoError(t, o.Update(func(tx *bolt.Tx) error {
-		v := indexOf(tx, bucketKeys).Get([]byte("ev-001"))
+		v := openIndex(tx, prefixKeys).Get([]byte("ev-001"))
 		rid := binary.BigEndian.Uint64(v)
 		b := tx.Bucket(bucketEvents)
-		raw := append([]byte(nil), b.Get(seqKey(rid))...)
+		raw := append([]byte(nil), b.Get(u64(rid))...)
 		raw[2] = stateCodeConfirmed
-		return b.Put(seqKey(rid), raw)
+		return b.Put(u64(rid), raw)
 	}))
 	require.NoError(t, o.Close()) // damage happens to the file: counters are rebuilt from it
 	o = openAt(t, path, Options{Now: clk.Now})

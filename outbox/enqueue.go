@@ -310,15 +310,15 @@ func (w *wtx) enqueue(items []prepared) ([]string, *reqError, error) {
 			continue
 		}
 		inReq[it.key] = i
-		if seq, ok := w.seqOf(it.key); ok {
-			st, live, err := w.loadLive(seq)
+		if rid, ok := w.lookup(it.key); ok {
+			st, live, err := w.loadLive(rid)
 			if err != nil {
 				return nil, nil, err
 			}
 			if !live || st.corrupt {
 				// Damaged: the caller re-enqueues it from the source, so the
 				// new payload replaces it.
-				replace = append(replace, seq)
+				replace = append(replace, rid)
 				fresh = append(fresh, i)
 				freshBytes += int64(len(it.plain))
 				continue
@@ -342,8 +342,8 @@ func (w *wtx) enqueue(items []prepared) ([]string, *reqError, error) {
 	if e := o.roomFor(&w.delta, len(fresh), freshBytes); e != nil {
 		return nil, e, nil
 	}
-	for _, seq := range replace {
-		if err := w.dropCorrupt(seq); err != nil {
+	for _, rid := range replace {
+		if err := w.dropCorrupt(rid); err != nil {
 			return nil, nil, err
 		}
 	}
@@ -360,21 +360,21 @@ func (w *wtx) enqueue(items []prepared) ([]string, *reqError, error) {
 		// index only; Claim finds it by walking that bucket from the kind's
 		// watermark. Two writes per record instead of four.
 		st := it.st
-		st.seq = ridOf(seq, it.kind)
+		st.rid = ridOf(seq, it.kind)
 		w.delta.add(&st, 1) // fresh: no index entries besides the key
-		sealCRC(it.enc, it.crc, st.seq)
-		if err := w.rec(st.seq).Put(w.key8(st.seq), it.enc); err != nil {
+		sealCRC(it.enc, it.crc, st.rid)
+		if err := w.rec(st.rid).Put(w.u64(st.rid), it.enc); err != nil {
 			return nil, nil, err
 		}
-		idx = append(idx, keyRid{it.key, st.seq})
+		idx = append(idx, keyRid{it.key, st.rid})
 	}
 	// Key index entries go in key order: bbolt inserts into a node by shifting
 	// everything after the position, so out-of-order keys (UUIDv7s made on two
 	// goroutines, callers' random ids) cost a shift each.
 	slices.SortFunc(idx, func(a, b keyRid) int { return strings.Compare(a.key, b.key) })
 	for _, e := range idx {
-		w.kbuf = append(append(w.kbuf[:0], w.b.keys.p), e.key...)
-		if err := w.b.keys.b.Put(w.kbuf, w.val8(e.rid)); err != nil {
+		w.kbuf = append(append(w.kbuf[:0], byte(prefixKeys)), e.key...)
+		if err := w.b.keys.b.Put(w.kbuf, w.u64(e.rid)); err != nil {
 			return nil, nil, err
 		}
 	}

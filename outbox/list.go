@@ -82,13 +82,13 @@ func (o *Outbox) List(f Filter, fn func(Record) error) error {
 			return fmt.Errorf("outbox: list: unknown kind %q", f.Kind)
 		}
 	}
-	var after uint64 // records with seq > after
+	var after uint64 // records with rid > after
 	if f.After != "" {
 		if err := o.acquire(); err != nil {
 			return err
 		}
 		err := o.db.View(func(tx *bolt.Tx) error {
-			v := indexOf(tx, bucketKeys).Get([]byte(f.After))
+			v := openIndex(tx, prefixKeys).Get([]byte(f.After))
 			if v == nil {
 				return fmt.Errorf("outbox: list: cursor %s: %w", f.After, ErrNotFound)
 			}
@@ -116,9 +116,9 @@ func (o *Outbox) List(f Filter, fn func(Record) error) error {
 			// in no index); other states by walking their by-state entries.
 			var c cursorLike
 			var prefix []byte
-			start := seqKey(after + 1)
+			start := u64(after + 1)
 			if f.State != "" && f.State != StatePending {
-				c, prefix = indexOf(tx, bucketByState).Cursor(), []byte{sc}
+				c, prefix = openIndex(tx, prefixByState).Cursor(), []byte{sc}
 				start = byStateKey(sc, after+1)
 			} else {
 				c = &mergeCursor{a: tx.Bucket(bucketEvents).Cursor(), b: tx.Bucket(bucketFindings).Cursor()}
@@ -133,15 +133,15 @@ func (o *Outbox) List(f Filter, fn func(Record) error) error {
 					return nil
 				}
 				scanned++
-				seq := binary.BigEndian.Uint64(k[len(k)-8:])
-				after = seq
+				rid := ridOfEntry(k)
+				after = rid
 				if prefix != nil {
-					v = recordsOf(tx, ridKind(seq)).Get(seqKey(seq))
+					v = recordsOf(tx, ridKind(rid)).Get(u64(rid))
 				}
 				if v == nil {
-					return fmt.Errorf("outbox %s: index names missing record %d: %w", o.path, seq, ErrCorrupt)
+					return fmt.Errorf("outbox %s: index names missing record %d: %w", o.path, rid, ErrCorrupt)
 				}
-				st, d := decodeView(seq, v)
+				st, d := decodeView(rid, v)
 				if (f.Kind != "" && kindOf(st.kind) != f.Kind) || (f.State != "" && st.state != sc) ||
 					(cutoff != 0 && st.created > cutoff) ||
 					(f.ErrorContains != "" && !strings.Contains(st.lastErr, f.ErrorContains)) {
@@ -149,7 +149,7 @@ func (o *Outbox) List(f Filter, fn func(Record) error) error {
 				}
 				if d != nil {
 					// Listed, marked, and the listing goes on.
-					chunk = append(chunk, damagedRecord(seq, st, d))
+					chunk = append(chunk, damagedRecord(rid, st, d))
 					continue
 				}
 				r, err := o.publicOf(&st)
@@ -176,4 +176,11 @@ func (o *Outbox) List(f Filter, fn func(Record) error) error {
 			return nil
 		}
 	}
+}
+
+// cursorLike is what List needs of a cursor: a bbolt one or a mergeCursor.
+type cursorLike interface {
+	First() ([]byte, []byte)
+	Seek([]byte) ([]byte, []byte)
+	Next() ([]byte, []byte)
 }

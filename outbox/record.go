@@ -133,7 +133,7 @@ func idField(k Kind) string {
 // ridOf), whether it is fresh, the payload length before encryption (for capacity
 // and stats without decrypting), and the id of the key that sealed the payload.
 type stored struct {
-	seq      uint64 // record id: enqueue sequence << 8 | kind code
+	rid      uint64 // record id: enqueue sequence << 8 | kind code
 	kind     byte
 	state    byte
 	fresh    bool // pending since enqueue, never claimed or moved: in no index (see Claim)
@@ -219,7 +219,7 @@ func (s *stored) encode() []byte {
 	b := make([]byte, 0, s.headerCap()+len(s.payload)+crcLen)
 	b = append(s.appendHeader(b), s.payload...)
 	b = append(b, 0, 0, 0, 0)
-	sealCRC(b, bodyCRC(b[:len(b)-crcLen]), s.seq)
+	sealCRC(b, bodyCRC(b[:len(b)-crcLen]), s.rid)
 	return b
 }
 
@@ -257,40 +257,40 @@ func (s *stored) appendHeader(b []byte) []byte {
 // decodeStored parses v, a format-2 record. The payload aliases v: copy it
 // before the transaction ends. A record whose checksum fails returns a
 // *damageError and, in s, what could be read of it (see damagedView).
-func decodeStored(seq uint64, v []byte) (stored, error) {
+func decodeStored(rid uint64, v []byte) (stored, error) {
 	if len(v) < 4+crcLen || v[0] != recordFormat {
-		return stored{seq: seq}, &damageError{rid: seq, reason: "unknown record format"}
+		return stored{rid: rid}, &damageError{rid: rid, reason: "unknown record format"}
 	}
 	body := v[:len(v)-crcLen]
 	want := binary.BigEndian.Uint32(v[len(v)-crcLen:])
-	s, err := parseBody(seq, body)
-	if got := recordCRC(bodyCRC(body), seq); got != want {
-		return s, &damageError{rid: seq, key: s.key, reason: fmt.Sprintf("checksum mismatch (stored %08x, computed %08x)", want, got)}
+	s, err := parseBody(rid, body)
+	if got := recordCRC(bodyCRC(body), rid); got != want {
+		return s, &damageError{rid: rid, key: s.key, reason: fmt.Sprintf("checksum mismatch (stored %08x, computed %08x)", want, got)}
 	}
 	if err != nil {
-		return s, &damageError{rid: seq, key: s.key, reason: err.Error()}
+		return s, &damageError{rid: rid, key: s.key, reason: err.Error()}
 	}
 	return s, nil
 }
 
 // decodeV1 parses a format-1 record (no checksum), for the upgrade only.
-func decodeV1(seq uint64, v []byte) (stored, error) {
+func decodeV1(rid uint64, v []byte) (stored, error) {
 	if len(v) < 4 || v[0] != recordFormatV1 {
-		return stored{seq: seq}, fmt.Errorf("record %d: not format 1", seq)
+		return stored{rid: rid}, fmt.Errorf("record %d: not format 1", rid)
 	}
-	return parseBody(seq, v)
+	return parseBody(rid, v)
 }
 
 // parseBody parses the fields after the format byte; what parsed before an
 // error stays in s.
-func parseBody(seq uint64, v []byte) (stored, error) {
-	s := stored{seq: seq}
+func parseBody(rid uint64, v []byte) (stored, error) {
+	s := stored{rid: rid}
 	s.kind, s.state, s.fresh, s.corrupt = v[1], v[2], v[3]&flagFresh != 0, v[3]&flagCorrupt != 0
-	if kindOf(s.kind) == "" || stateOf(s.state) == "" || s.kind != ridKind(seq) {
-		return s, fmt.Errorf("record %d: bad kind %d or state %d", seq, s.kind, s.state)
+	if kindOf(s.kind) == "" || stateOf(s.state) == "" || s.kind != ridKind(rid) {
+		return s, fmt.Errorf("record %d: bad kind %d or state %d", rid, s.kind, s.state)
 	}
 	if s.fresh && s.state != stateCodePending {
-		return s, fmt.Errorf("record %d: fresh but %s", seq, stateOf(s.state))
+		return s, fmt.Errorf("record %d: fresh but %s", rid, stateOf(s.state))
 	}
 	p := v[4:]
 	uv := func() (uint64, bool) {
@@ -326,13 +326,13 @@ func parseBody(seq uint64, v []byte) (stored, error) {
 	for _, dst := range [...]*string{&s.key, &s.reqID, &s.lastErr, &s.keyID} {
 		n, ok1 := uv()
 		if !ok || !ok1 || n > uint64(len(p)) {
-			return s, fmt.Errorf("record %d: truncated", seq)
+			return s, fmt.Errorf("record %d: truncated", rid)
 		}
 		*dst = string(p[:n])
 		p = p[n:]
 	}
 	if !ok {
-		return s, fmt.Errorf("record %d: truncated", seq)
+		return s, fmt.Errorf("record %d: truncated", rid)
 	}
 	s.payload = p
 	return s, nil
@@ -358,10 +358,8 @@ func (s *stored) public(plain []byte) Record {
 	}
 }
 
-func u64(n uint64) []byte {
-	var b [8]byte
-	binary.BigEndian.PutUint64(b[:], n)
-	return b[:]
-}
-
-func seqKey(seq uint64) []byte { return u64(seq) }
+// u64 is the one encoding of a number on disk: 8 bytes big-endian, so that
+// byte order is numeric order. It is the key of a record under its id (ridOf),
+// the value of a key index entry and a kind's watermark. (wtx.u64 is the same
+// in memory that lasts until the commit.)
+func u64(n uint64) []byte { return binary.BigEndian.AppendUint64(make([]byte, 0, 8), n) }

@@ -175,7 +175,7 @@ func bboltScan(path string, timeout time.Duration) (found *scanned, err error) {
 				})
 			}
 			if b := tx.Bucket(bucketIndex); b != nil {
-				_ = indexOf(tx, bucketKeys).ForEach(func(k, v []byte) error {
+				_ = openIndex(tx, prefixKeys).ForEach(func(k, v []byte) error {
 					if len(v) == 8 {
 						found.keys[string(k)] = binary.BigEndian.Uint64(v)
 					}
@@ -283,7 +283,7 @@ func pickRecords(found *scanned, s *sealer) ([]salvaged, []LostRecord) {
 			lost = append(lost, LostRecord{Key: keyNamed(found.keys, rid), ID: rid, Reason: why})
 			continue
 		}
-		if old, ok := byKey[best.st.key]; !ok || old.st.seq < rid {
+		if old, ok := byKey[best.st.key]; !ok || old.st.rid < rid {
 			byKey[best.st.key] = *best
 		}
 	}
@@ -291,7 +291,7 @@ func pickRecords(found *scanned, s *sealer) ([]salvaged, []LostRecord) {
 	for _, r := range byKey {
 		out = append(out, r)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].st.seq < out[j].st.seq })
+	sort.Slice(out, func(i, j int) bool { return out[i].st.rid < out[j].st.rid })
 	slices.SortFunc(lost, func(a, b LostRecord) int { return cmp.Compare(a.ID, b.ID) })
 	return out, lost
 }

@@ -54,7 +54,7 @@ func (o *Outbox) Stats() Stats {
 		s.DiskFull = left-recordOverhead < reserve // one more record would be refused
 	}
 	_ = o.db.View(func(tx *bolt.Tx) error {
-		c := indexOf(tx, bucketByState).Cursor()
+		c := openIndex(tx, prefixByState).Cursor()
 		first := func(sc byte) (uint64, bool) {
 			k, _ := c.Seek([]byte{sc})
 			if len(k) != 9 || k[0] != sc {
@@ -62,8 +62,8 @@ func (o *Outbox) Stats() Stats {
 			}
 			return binary.BigEndian.Uint64(k[1:]), true
 		}
-		created := func(seq uint64) time.Time {
-			st, err := o.readSeq(tx, seq)
+		created := func(rid uint64) time.Time {
+			st, err := o.readRecord(tx, rid)
 			if err != nil {
 				return time.Time{}
 			}

@@ -48,10 +48,10 @@ func (w *wtx) sweep() error {
 		if len(k) != 16 || binary.BigEndian.Uint64(k) > cutoff {
 			break
 		}
-		entries = append(entries, w.b.confirmed.key(k))
+		entries = append(entries, w.b.confirmed.fullKey(k))
 	}
 	for _, e := range entries {
-		st, ok, err := w.loadLive(binary.BigEndian.Uint64(e[len(e)-8:]), e)
+		st, ok, err := w.loadLive(ridOfEntry(e), e)
 		if err != nil {
 			return err
 		}

@@ -18,22 +18,18 @@ type wtx struct {
 	delta counters
 	b     struct {
 		meta, events, findings                           *bolt.Bucket
-		keys, byState, due, leases, submitted, confirmed ix
+		keys, byState, due, leases, submitted, confirmed index
 	}
 	// bbolt copies keys on Put but keeps values by reference until the commit:
-	// keys are built in one reused buffer, 8-byte values cut from a slab.
+	// 8-byte keys and values are cut from a slab that lives as long (u64), the
+	// key index's keys are built in one reused buffer.
 	kbuf, vals []byte
 	slab       int
 }
 
-// key8 returns n big-endian in the reused key buffer: valid until the next call.
-func (w *wtx) key8(n uint64) []byte {
-	w.kbuf = binary.BigEndian.AppendUint64(w.kbuf[:0], n)
-	return w.kbuf
-}
-
-// val8 returns n big-endian in memory that lives until the commit.
-func (w *wtx) val8(n uint64) []byte {
+// u64 is u64(n) in memory that lives until the commit, without an allocation
+// per call.
+func (w *wtx) u64(n uint64) []byte {
 	if len(w.vals) < 8 {
 		// Slabs grow with the commit: a single record's commit allocates 64 bytes.
 		w.slab = min(max(2*w.slab, 64), 4096)
@@ -48,15 +44,32 @@ func (w *wtx) val8(n uint64) []byte {
 func (w *wtx) bind() {
 	tx := w.tx
 	w.b.meta = tx.Bucket(bucketMeta)
-	w.b.keys = indexOf(tx, bucketKeys)
-	w.b.byState = indexOf(tx, bucketByState)
-	w.b.due = indexOf(tx, bucketDue)
-	w.b.leases = indexOf(tx, bucketLeases)
-	w.b.submitted = indexOf(tx, bucketSubmitted)
-	w.b.confirmed = indexOf(tx, bucketConfirmed)
+	w.b.keys = openIndex(tx, prefixKeys)
+	w.b.byState = openIndex(tx, prefixByState)
+	w.b.due = openIndex(tx, prefixDue)
+	w.b.leases = openIndex(tx, prefixLeases)
+	w.b.submitted = openIndex(tx, prefixSubmitted)
+	w.b.confirmed = openIndex(tx, prefixConfirmed)
 	// Most index ranges grow at their end too (UUIDv7 keys, times): fuller
 	// pages, fewer of them written per commit.
 	w.b.keys.b.FillPercent = 0.9
+}
+
+// index is the index p, bound once per transaction.
+func (w *wtx) index(p prefix) index {
+	switch p {
+	case prefixDue:
+		return w.b.due
+	case prefixLeases:
+		return w.b.leases
+	case prefixSubmitted:
+		return w.b.submitted
+	case prefixConfirmed:
+		return w.b.confirmed
+	case prefixByState:
+		return w.b.byState
+	}
+	return w.b.keys
 }
 
 // rec is the records bucket of the record with id rid. The records buckets are
@@ -135,7 +148,7 @@ func (o *Outbox) update(fn func(w *wtx) error) error {
 // goes through put/remove, which keep the record, its key, its by-state entry and
 // its state index entry in step, and count the change for the counters.
 
-func (w *wtx) seqOf(key string) (uint64, bool) {
+func (w *wtx) lookup(key string) (uint64, bool) {
 	v := w.b.keys.Get([]byte(key))
 	if len(v) != 8 {
 		return 0, false
@@ -143,12 +156,12 @@ func (w *wtx) seqOf(key string) (uint64, bool) {
 	return binary.BigEndian.Uint64(v), true
 }
 
-func (w *wtx) load(seq uint64) (stored, error) {
-	v := w.rec(seq).Get(seqKey(seq))
+func (w *wtx) load(rid uint64) (stored, error) {
+	v := w.rec(rid).Get(u64(rid))
 	if v == nil {
-		return stored{}, fmt.Errorf("outbox %s: index names record %d which does not exist: %w", w.o.path, seq, ErrCorrupt)
+		return stored{}, fmt.Errorf("outbox %s: index names record %d which does not exist: %w", w.o.path, rid, ErrCorrupt)
 	}
-	st, err := decodeStored(seq, v)
+	st, err := decodeStored(rid, v)
 	if err != nil {
 		return st, fmt.Errorf("outbox %s: %w", w.o.path, err)
 	}
@@ -156,14 +169,14 @@ func (w *wtx) load(seq uint64) (stored, error) {
 }
 
 func (w *wtx) loadKey(key string) (stored, error) {
-	seq, ok := w.seqOf(key)
+	rid, ok := w.lookup(key)
 	if !ok {
 		return stored{}, fmt.Errorf("outbox: record %s: %w", key, ErrNotFound)
 	}
-	return w.load(seq)
+	return w.load(rid)
 }
 
-// move replaces old with st (same seq and key, any fields changed). A moved
+// move replaces old with st (same rid and key, any fields changed). A moved
 // record is never fresh again: from now on its indexes find it.
 func (w *wtx) move(old, st *stored) error {
 	st.fresh = false
@@ -175,7 +188,7 @@ func (w *wtx) move(old, st *stored) error {
 	}
 	w.delta.add(old, -1)
 	w.delta.add(st, 1)
-	return w.rec(st.seq).Put(seqKey(st.seq), st.encode())
+	return w.rec(st.rid).Put(u64(st.rid), st.encode())
 }
 
 // remove deletes a record and every index entry of it, each by its exact key.
@@ -187,7 +200,7 @@ func (w *wtx) remove(st *stored) error {
 		return err
 	}
 	w.delta.add(st, -1)
-	return w.rec(st.seq).Delete(seqKey(st.seq))
+	return w.rec(st.rid).Delete(u64(st.rid))
 }
 
 // returnLeases moves every sending record back to pending, due now. Called at Open,
@@ -196,7 +209,7 @@ func (w *wtx) returnLeases() error {
 	var entries [][]byte
 	_ = w.b.leases.ForEach(func(k, _ []byte) error {
 		if len(k) == 16 {
-			entries = append(entries, w.b.leases.key(k))
+			entries = append(entries, w.b.leases.fullKey(k))
 		}
 		return nil
 	})
@@ -218,7 +231,7 @@ func (w *wtx) expireLeases(now int64) error {
 		if len(k) != 16 || binary.BigEndian.Uint64(k) > timeKey(now) {
 			break
 		}
-		entries = append(entries, w.b.leases.key(k))
+		entries = append(entries, w.b.leases.fullKey(k))
 	}
 	return w.returnToPending(entries, now)
 }
@@ -228,8 +241,8 @@ func (w *wtx) expireLeases(now int64) error {
 // sender is gone, not refused.
 func (w *wtx) returnToPending(entries [][]byte, now int64) error {
 	for _, e := range entries {
-		seq := binary.BigEndian.Uint64(e[len(e)-8:])
-		old, ok, err := w.loadLive(seq, e)
+		rid := ridOfEntry(e)
+		old, ok, err := w.loadLive(rid, e)
 		if err != nil {
 			return err
 		}
@@ -253,11 +266,11 @@ func (w *wtx) returnToPending(entries [][]byte, now int64) error {
 
 // apply makes one move; a non-nil first result skips this outcome only.
 func (w *wtx) apply(oc *Outcome) (skip error, err error) {
-	seq, ok := w.seqOf(oc.Key)
+	rid, ok := w.lookup(oc.Key)
 	if !ok {
 		return fmt.Errorf("outbox: apply %s %s: %w", oc.State, oc.Key, ErrNotFound), nil
 	}
-	old, ok, err := w.loadLive(seq)
+	old, ok, err := w.loadLive(rid)
 	if err != nil {
 		return nil, err
 	}
