@@ -88,90 +88,121 @@ type settings struct {
 	tokenMode  bool   // a Token or TokenFile: no login, ever
 }
 
+// resolve validates cfg and applies the defaults, one group of fields at a
+// time; the first bad field is a *ConfigError.
 func (cfg Config) resolve() (*settings, error) {
 	s := &settings{Config: cfg}
+	for _, step := range []func() error{s.resolveBaseURL, s.resolveCredentials, s.resolveTiming, s.resolveRest} {
+		if err := step(); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+func (s *settings) resolveBaseURL() error {
 	if s.BaseURL == "" {
 		s.BaseURL = DefaultBaseURL
 	}
 	u, err := url.Parse(s.BaseURL)
 	if err != nil {
 		// url.Parse echoes the input; the URL is not a secret (userinfo is refused below).
-		return nil, &ConfigError{"BaseURL", fmt.Sprintf("%q is not a URL", s.BaseURL)}
+		return &ConfigError{"BaseURL", fmt.Sprintf("%q is not a URL", s.BaseURL)}
 	}
 	switch {
 	case u.Scheme != "http" && u.Scheme != "https":
-		return nil, &ConfigError{"BaseURL", fmt.Sprintf("%q: scheme must be https (or http with AllowHTTP)", s.BaseURL)}
+		return &ConfigError{"BaseURL", fmt.Sprintf("%q: scheme must be https (or http with AllowHTTP)", s.BaseURL)}
 	case u.Host == "":
-		return nil, &ConfigError{"BaseURL", fmt.Sprintf("%q has no host", s.BaseURL)}
+		return &ConfigError{"BaseURL", fmt.Sprintf("%q has no host", s.BaseURL)}
 	case u.User != nil:
 		// Credentials in the URL would end up in logs and errors.
-		return nil, &ConfigError{"BaseURL", "must not contain user:password@; use Username/Password or Token"}
+		return &ConfigError{"BaseURL", "must not contain user:password@; use Username/Password or Token"}
 	case u.RawQuery != "" || u.Fragment != "":
-		return nil, &ConfigError{"BaseURL", "must not contain a query or fragment"}
+		return &ConfigError{"BaseURL", "must not contain a query or fragment"}
 	case u.Scheme == "http" && !s.AllowHTTP:
-		return nil, &ConfigError{"BaseURL", "http:// URL refused while HTTPS is required (set AllowHTTP / --require-https=false for a plain-HTTP server)"}
+		return &ConfigError{"BaseURL", "http:// URL refused while HTTPS is required (set AllowHTTP / --require-https=false for a plain-HTTP server)"}
 	}
 	s.base = u
 	s.baseStr = strings.TrimRight(u.String(), "/")
+	return nil
+}
 
+// resolveCredentials wants a Token, or all of Username, Password and TenantID;
+// each secret given once, as a value or as a file.
+func (s *settings) resolveCredentials() error {
+	if err := s.checkSecretSources(); err != nil {
+		return err
+	}
+	s.tokenMode = s.Token != "" || s.TokenFile != ""
+	hasPassword := s.Password != "" || s.PasswordFile != ""
+	s.loginOK = s.Username != "" && hasPassword && s.TenantID != ""
+	if s.tokenMode || s.loginOK {
+		return nil
+	}
+	switch {
+	case s.Username == "" && !hasPassword && s.TenantID == "":
+		return &ConfigError{"Token", "either a Token or Username, Password and TenantID are required"}
+	case s.Username == "":
+		return &ConfigError{"Username", "required for login (or give a Token)"}
+	case !hasPassword:
+		return &ConfigError{"Password", "required for login (or give a Token)"}
+	}
+	return &ConfigError{"TenantID", "required for login (or give a Token)"}
+}
+
+// checkSecretSources refuses a secret given both as a value and as a file.
+func (s *settings) checkSecretSources() error {
 	for _, pair := range []struct {
 		value      Secret
 		file, name string
 	}{{s.Password, s.PasswordFile, "Password"}, {s.Token, s.TokenFile, "Token"}, {s.SignatureSecret, s.SignatureSecretFile, "SignatureSecret"}} {
 		if pair.value != "" && pair.file != "" {
-			return nil, &ConfigError{pair.name + "File", "both " + pair.name + " and " + pair.name + "File are set; give only one"}
+			return &ConfigError{pair.name + "File", "both " + pair.name + " and " + pair.name + "File are set; give only one"}
 		}
 	}
-	s.tokenMode = s.Token != "" || s.TokenFile != ""
-	hasPassword := s.Password != "" || s.PasswordFile != ""
-	if !s.tokenMode {
-		switch {
-		case s.Username == "" && !hasPassword && s.TenantID == "":
-			return nil, &ConfigError{"Token", "either a Token or Username, Password and TenantID are required"}
-		case s.Username == "":
-			return nil, &ConfigError{"Username", "required for login (or give a Token)"}
-		case !hasPassword:
-			return nil, &ConfigError{"Password", "required for login (or give a Token)"}
-		case s.TenantID == "":
-			return nil, &ConfigError{"TenantID", "required for login (or give a Token)"}
-		}
-	}
-	s.loginOK = s.Username != "" && hasPassword && s.TenantID != ""
+	return nil
+}
 
+// resolveTiming settles the attempt timeout and the retry loop's settings.
+func (s *settings) resolveTiming() error {
 	switch {
 	case s.Timeout == 0:
 		s.Timeout = DefaultTimeout
 	case s.Timeout < 0:
-		return nil, &ConfigError{"Timeout", fmt.Sprintf("%v is negative", s.Timeout)}
+		return &ConfigError{"Timeout", fmt.Sprintf("%v is negative", s.Timeout)}
 	}
 	switch {
 	case s.MaxRetries == 0:
 		s.maxRetries = DefaultMaxRetries
-	case s.MaxRetries < 0:
-		s.maxRetries = 0
-	default:
+	case s.MaxRetries > 0:
 		s.maxRetries = s.MaxRetries
 	}
 	switch {
 	case s.BackoffBase == 0:
 		s.BackoffBase = DefaultBackoffBase
 	case s.BackoffBase < 0:
-		return nil, &ConfigError{"BackoffBase", fmt.Sprintf("%v is negative", s.BackoffBase)}
+		return &ConfigError{"BackoffBase", fmt.Sprintf("%v is negative", s.BackoffBase)}
 	}
 	switch {
 	case s.BackoffMax == 0:
 		s.BackoffMax = max(DefaultBackoffMax, s.BackoffBase)
 	case s.BackoffMax < s.BackoffBase:
-		return nil, &ConfigError{"BackoffMax", fmt.Sprintf("%v is below BackoffBase %v", s.BackoffMax, s.BackoffBase)}
+		return &ConfigError{"BackoffMax", fmt.Sprintf("%v is below BackoffBase %v", s.BackoffMax, s.BackoffBase)}
 	}
+	return nil
+}
+
+// resolveRest checks the batch size and the built-in client's TLS fields, and
+// fills in the hooks.
+func (s *settings) resolveRest() error {
 	switch {
 	case s.MaxBatchSize == 0:
 		s.MaxBatchSize = DefaultMaxBatchSize
 	case s.MaxBatchSize < 1 || s.MaxBatchSize > MaxBatchLimit:
-		return nil, &ConfigError{"MaxBatchSize", fmt.Sprintf("%d is outside 1..%d", s.MaxBatchSize, MaxBatchLimit)}
+		return &ConfigError{"MaxBatchSize", fmt.Sprintf("%d is outside 1..%d", s.MaxBatchSize, MaxBatchLimit)}
 	}
 	if s.HTTPClient != nil && (s.CAFile != "" || s.InsecureSkipVerify) {
-		return nil, &ConfigError{"HTTPClient", "CAFile and InsecureSkipVerify apply only to the built-in client; configure TLS on the given client instead"}
+		return &ConfigError{"HTTPClient", "CAFile and InsecureSkipVerify apply only to the built-in client; configure TLS on the given client instead"}
 	}
 	if s.Logger == nil {
 		s.Logger = slog.New(slog.DiscardHandler)
@@ -182,7 +213,7 @@ func (cfg Config) resolve() (*settings, error) {
 	if s.UserAgent == "" {
 		s.UserAgent = "shipper-vvapi/1"
 	}
-	return s, nil
+	return nil
 }
 
 // httpClient builds the one pooled client (connections are reused across
