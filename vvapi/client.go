@@ -6,10 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -26,6 +24,15 @@ const (
 
 // Client talks to VectorVue. Safe for concurrent use.
 type Client struct {
+	*core
+	// retries is how many times a call is repeated after its first attempt
+	// (Config.MaxRetries; 0 in the SingleAttempt view).
+	retries int
+}
+
+// core is what every view of one client shares: settings, secrets, the
+// connection pool and the login.
+type core struct {
 	s   *settings
 	log *slog.Logger
 
@@ -38,9 +45,10 @@ type Client struct {
 	// re-reads the files first.
 	refused atomic.Bool
 
-	// Seams for tests: how a retry waits, and how its wait is drawn.
+	// Seams for tests: how a retry waits, and the uniform sample in [0,1)
+	// its wait is drawn with (Backoff).
 	wait   func(ctx context.Context, d time.Duration) error
-	jitter func(d time.Duration) time.Duration
+	jitter func() float64
 
 	mu          sync.Mutex
 	token       string     // from the last login; "" when none
@@ -65,13 +73,25 @@ func New(cfg Config) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Client{s: s, log: s.Logger, wait: sleepCtx, jitter: fullJitter}
+	c := &Client{core: &core{s: s, log: s.Logger, wait: sleepCtx, jitter: jitter}, retries: s.maxRetries}
 	c.sec.Store(sec)
 	if s.InsecureSkipVerify {
 		c.log.Warn("TLS certificate verification is OFF for VectorVue: anyone on the path can read and change the traffic, tokens included",
 			"base_url", s.baseStr)
 	}
 	return c, nil
+}
+
+// SingleAttempt returns a view of c whose calls make one attempt each,
+// whatever Config.MaxRetries says (a 401 on the token of the client's own
+// login still gets its one fresh login and repeat). The view shares c's
+// settings, secrets, connections and login; a Reload of either is a Reload of
+// both. A caller that retries on its own uses it so that its retries are never
+// multiplied by the client's: the delivery worker (deliver.New) always does,
+// since each of its requests must pass its request budget first
+// (docs/architecture.md, "Retry policy").
+func (c *Client) SingleAttempt() *Client {
+	return &Client{core: c.core}
 }
 
 // TenantID is the configured tenant, or the one the last login answered with
@@ -254,241 +274,6 @@ func checkIdempotencyKey(k string) error {
 		}
 	}
 	return nil
-}
-
-// parse modes of a response body.
-const (
-	envNone    = iota // not an envelope (login)
-	envStrict         // must be an envelope
-	envLenient        // an envelope if it parses, else raw data
-)
-
-type request struct {
-	method, path, endpoint string
-	body                   []byte // nil for GET
-	idemKey                string
-	sign                   bool // X-Timestamp/X-Signature when a secret is configured
-	auth                   bool // bearer token
-	parse                  int
-}
-
-// answer is one HTTP exchange's outcome.
-type answer struct {
-	status int
-	header http.Header
-	body   []byte
-	sentID string // X-Request-ID we sent
-}
-
-// do runs one call: up to 1+MaxRetries attempts (plus one after a re-login),
-// each with a fresh X-Request-ID, a fresh signature and the same body and key.
-func (c *Client) do(ctx context.Context, r request) (*Envelope, []byte, error) {
-	var lastErr error
-	retries := 0
-	relogged := false
-	for attempt := 1; ; attempt++ {
-		if c.s.rereads() && c.refused.Load() {
-			c.reloadAfterFailure()
-		}
-		token, fromLogin := "", false
-		if r.auth {
-			var err error
-			if token, fromLogin, err = c.bearer(ctx); err != nil {
-				return nil, nil, err
-			}
-		}
-		start := time.Now()
-		ans, err := c.attempt(ctx, r, token)
-		dur := time.Since(start)
-		switch {
-		case err == nil && ans.status >= 200 && ans.status < 300:
-			c.refused.Store(false)
-		case refusalFixableByFiles(statusOf(ans, err), err):
-			c.refused.Store(true)
-		}
-
-		var retryAfter time.Duration
-		var env *Envelope
-		if err == nil && ans.status >= 200 && ans.status < 300 {
-			switch r.parse {
-			case envNone:
-				c.logAttempt(ctx, r, ans.sentID, "ok", ans.status, attempt, dur, nil)
-				return nil, ans.body, nil
-			case envLenient:
-				if env, err = parseEnvelope(ans.status, ans.header, ans.body); err != nil {
-					env, err = &Envelope{Data: ans.body, HTTPStatus: ans.status, Header: ans.header}, nil
-				}
-			default:
-				env, err = parseEnvelope(ans.status, ans.header, ans.body)
-			}
-			if err == nil {
-				outcome := "ok"
-				if env.Replayed {
-					outcome = "replayed"
-				}
-				c.logAttempt(ctx, r, ans.sentID, outcome, ans.status, attempt, dur, nil, slog.String("server_request_id", env.RequestID))
-				return env, ans.body, nil
-			}
-		}
-
-		var retry bool
-		var reason string
-		status := 0
-		if err != nil {
-			lastErr = &TransportError{Endpoint: r.endpoint, Attempts: attempt, Err: err}
-			retry, reason = Classify(0, err)
-			if ctx.Err() != nil {
-				retry, reason = false, "cancelled"
-			}
-			if ans != nil {
-				status = ans.status
-			}
-		} else {
-			status = ans.status
-			ae := parseError(ans.status, ans.header, ans.body, ans.sentID)
-			ae.Endpoint, ae.Attempts = r.endpoint, attempt
-			if d, ok := parseRetryAfter(ans.header.Get("Retry-After"), c.s.Now()); ok {
-				ae.RetryAfter, retryAfter = d, d
-			}
-			lastErr = ae
-			if ans.status == http.StatusUnauthorized && fromLogin && !relogged {
-				// The token from our own login may have expired (12 h): log in once
-				// more and repeat the call at once. A second 401 is returned.
-				relogged = true
-				c.logAttempt(ctx, r, ans.sentID, "relogin", status, attempt, dur, lastErr)
-				c.dropToken(token)
-				continue
-			}
-			retry, reason = Classify(ans.status, nil)
-		}
-		if !retry || retries >= c.s.maxRetries {
-			c.logAttempt(ctx, r, sentIDOf(ans), "failed", status, attempt, dur, lastErr, slog.String("reason", reason))
-			return nil, nil, lastErr
-		}
-		if retryAfter > c.s.BackoffMax {
-			// Waiting that long inside one call would hold the caller hostage; the
-			// error carries RetryAfter so the caller can schedule it.
-			c.logAttempt(ctx, r, sentIDOf(ans), "failed", status, attempt, dur, lastErr,
-				slog.String("reason", reason), slog.Duration("retry_after", retryAfter))
-			return nil, nil, lastErr
-		}
-		retries++
-		wait := max(c.jitter(backoffCap(retries, c.s.BackoffBase, c.s.BackoffMax)), retryAfter)
-		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < wait {
-			// The retry could not start before the caller's deadline: give the
-			// server's answer now rather than a bare "deadline exceeded" later.
-			c.logAttempt(ctx, r, sentIDOf(ans), "failed", status, attempt, dur, lastErr,
-				slog.String("reason", reason+"; no time left to retry"))
-			return nil, nil, lastErr
-		}
-		c.logAttempt(ctx, r, sentIDOf(ans), "retry", status, attempt, dur, lastErr,
-			slog.String("reason", reason), slog.Duration("retry_in", wait))
-		if werr := c.wait(ctx, wait); werr != nil {
-			return nil, nil, &TransportError{Endpoint: r.endpoint, Attempts: attempt,
-				Err: fmt.Errorf("%w while waiting to retry; last answer: %w", werr, lastErr)}
-		}
-	}
-}
-
-// statusOf is the HTTP status of an attempt that got an answer, else 0.
-func statusOf(a *answer, err error) int {
-	if err != nil || a == nil {
-		return 0
-	}
-	return a.status
-}
-
-func sentIDOf(a *answer) string {
-	if a == nil {
-		return ""
-	}
-	return a.sentID
-}
-
-// attempt makes one HTTP exchange. A nil error means an HTTP answer was read
-// (any status); ans is non-nil whenever a request was built.
-func (c *Client) attempt(ctx context.Context, r request, token string) (*answer, error) {
-	actx, cancel := context.WithTimeout(ctx, c.s.Timeout)
-	defer cancel()
-	var body io.Reader = http.NoBody
-	if r.body != nil {
-		body = bytes.NewReader(r.body)
-	}
-	req, err := http.NewRequestWithContext(actx, r.method, c.s.baseStr+r.path, body)
-	if err != nil {
-		return nil, err
-	}
-	ans := &answer{sentID: uuid.NewString()}
-	h := req.Header
-	h.Set("Accept", "application/json")
-	h.Set("User-Agent", c.s.UserAgent)
-	h.Set("X-Request-ID", ans.sentID)
-	if r.body != nil {
-		h.Set("Content-Type", "application/json")
-	}
-	if token != "" {
-		h.Set("Authorization", "Bearer "+token)
-	}
-	if r.idemKey != "" {
-		h.Set("Idempotency-Key", r.idemKey)
-	}
-	sec := c.sec.Load()
-	if r.sign && sec.signature != "" {
-		// Signed per attempt: the server allows ±300 s of skew, and a retry may
-		// come minutes after the first try.
-		ts := c.s.Now().Unix()
-		h.Set("X-Timestamp", strconv.FormatInt(ts, 10))
-		h.Set("X-Signature", Sign([]byte(sec.signature), ts, r.body))
-	}
-	resp, err := sec.hc.Do(req)
-	if err != nil {
-		return ans, err
-	}
-	defer resp.Body.Close()
-	ans.status, ans.header = resp.StatusCode, resp.Header
-	b, err := io.ReadAll(io.LimitReader(resp.Body, MaxResponseBytes+1))
-	if err != nil {
-		return ans, fmt.Errorf("reading the HTTP %d answer: %w", resp.StatusCode, err)
-	}
-	if len(b) > MaxResponseBytes {
-		if resp.StatusCode >= 200 && resp.StatusCode < 300 {
-			return ans, fmt.Errorf("HTTP %d answer larger than %d bytes: %w", resp.StatusCode, MaxResponseBytes, ErrMalformedResponse)
-		}
-		b = b[:MaxResponseBytes]
-	}
-	ans.body = b
-	return ans, nil
-}
-
-func (c *Client) logAttempt(ctx context.Context, r request, sentID, outcome string, status, attempt int, dur time.Duration, err error, extra ...slog.Attr) {
-	level := slog.LevelDebug
-	switch outcome {
-	case "retry", "relogin":
-		level = slog.LevelWarn
-	case "failed":
-		level = slog.LevelError
-		if errors.Is(err, context.Canceled) {
-			level = slog.LevelInfo
-		}
-	}
-	if !c.log.Enabled(ctx, level) {
-		return
-	}
-	attrs := make([]slog.Attr, 0, 9+len(extra))
-	attrs = append(attrs,
-		slog.String("endpoint", r.endpoint),
-		slog.String("request_id", sentID),
-		slog.String("tenant", c.TenantID()),
-		slog.String("outcome", outcome),
-		slog.Int("http_status", status),
-		slog.Int("attempt", attempt),
-		slog.Duration("duration", dur),
-	)
-	if err != nil {
-		attrs = append(attrs, slog.String("error", err.Error()))
-	}
-	attrs = append(attrs, extra...)
-	c.log.LogAttrs(ctx, level, "vectorvue request", attrs...)
 }
 
 // bearer returns the token to send: the pre-provisioned one, or the one from

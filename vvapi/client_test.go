@@ -145,8 +145,8 @@ func TestRetriesResignSameBodyAndKey(t *testing.T) {
 	}
 }
 
-// The retry matrix of docs/architecture.md: what is retried and what is
-// returned at once.
+// The standalone client's column of docs/architecture.md, "Retry policy": what
+// is retried within a call and what is returned at once.
 func TestRetryMatrix(t *testing.T) {
 	cases := []struct {
 		status   int
@@ -194,6 +194,29 @@ func TestMaxRetriesNegativeMakesOneAttempt(t *testing.T) {
 	_, err := c.SendEvent(context.Background(), "k", json.RawMessage(fixtureEvent))
 	require.ErrorIs(t, err, ErrServer)
 	assert.Len(t, srv.requests(eventsPath), 1, "attempts")
+}
+
+// SingleAttempt is one attempt per call whatever MaxRetries says, and shares
+// the client's login: the view and the client log in once between them.
+func TestSingleAttemptView(t *testing.T) {
+	srv := newScripted(t, map[string]http.HandlerFunc{
+		"POST " + LoginPath:  loginOK("jwt-1"),
+		"POST " + eventsPath: status(503, "Service Unavailable"),
+	})
+	c, ws := testClient(t, srv.srv.URL, func(c *Config) { c.MaxRetries = 3 })
+	one := c.SingleAttempt()
+	_, err := one.SendEvent(context.Background(), "k", json.RawMessage(fixtureEvent))
+	var ae *Error
+	require.ErrorAs(t, err, &ae, "the view's 503")
+	assert.Equal(t, 1, ae.Attempts, "Attempts of the view's call")
+	assert.Len(t, srv.requests(eventsPath), 1, "requests of the view's call")
+	assert.Empty(t, ws.all(), "waits of the view's call")
+
+	_, err = c.SendEvent(context.Background(), "k", json.RawMessage(fixtureEvent))
+	require.ErrorAs(t, err, &ae, "the client's 503")
+	assert.Equal(t, 4, ae.Attempts, "Attempts of the client's call: the view did not change it")
+	assert.Len(t, srv.requests(LoginPath), 1, "logins: the view and the client share one")
+	assert.Equal(t, c.TenantID(), one.TenantID(), "tenant")
 }
 
 func TestRetryAfterHonoured(t *testing.T) {
@@ -245,7 +268,7 @@ func TestCancelStopsRetryWait(t *testing.T) {
 		time.AfterFunc(20*time.Millisecond, cancel)
 		return sleepCtx(ctx, d)
 	}
-	c.jitter = func(d time.Duration) time.Duration { return d }
+	c.jitter = func() float64 { return 1 }
 	done := make(chan error, 1)
 	go func() {
 		_, err := c.SendEvent(ctx, "k", json.RawMessage(fixtureEvent))
@@ -572,7 +595,7 @@ func TestConnectionsReused(t *testing.T) {
 func TestNoRetryPastTheDeadline(t *testing.T) {
 	srv := newScripted(t, map[string]http.HandlerFunc{"POST " + eventsPath: status(503, `{"detail":"maintenance"}`)})
 	c, ws := testClient(t, srv.srv.URL, func(c *Config) { c.Token = "pre"; c.BackoffBase = time.Minute; c.BackoffMax = time.Minute })
-	c.jitter = func(d time.Duration) time.Duration { return d }
+	c.jitter = func() float64 { return 1 }
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	_, err := c.SendEvent(ctx, "k", json.RawMessage(fixtureEvent))

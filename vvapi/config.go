@@ -51,7 +51,7 @@ type Config struct {
 	InsecureSkipVerify bool             // VerifyTLS=false; logs a warning
 	CAFile             string           // PEM CA bundle for a private CA (added to the system pool)
 	AllowHTTP          bool             // RequireHTTPS=false; http:// URLs are refused unless set
-	MaxRetries         int              // retries after the first attempt; 0 = default 3; negative = none
+	MaxRetries         int              // retries after the first attempt; 0 = default 3; negative = none (SingleAttempt: none)
 	BackoffBase        time.Duration    // default 500ms; exponential, full jitter
 	BackoffMax         time.Duration    // default 30s; also the longest Retry-After waited inside a call
 	MaxBatchSize       int              // default 250; 1..250

@@ -11,9 +11,13 @@
 //   - sends the caller's bytes as they are (a batch is the records joined
 //     inside [ ]), HMAC-signed afresh on every attempt when a secret is set,
 //     with a fresh UUID X-Request-ID per attempt and the same Idempotency-Key;
-//   - retries what Classify calls transient (transport errors, timeouts, 429,
-//     502, 503, 504) with capped, fully jittered exponential backoff that
-//     honours Retry-After and stops the moment the context is done;
+//   - retries what the retry policy (retry.go; the table is in
+//     docs/architecture.md, "Retry policy") calls worth repeating (transport
+//     errors, timeouts, 429, 502, 503, 504) up to MaxRetries times, waiting by
+//     Backoff (capped, fully jittered, exponential, honouring Retry-After) and
+//     stopping the moment the context is done; the SingleAttempt view makes
+//     one attempt per call for callers that retry on their own (the delivery
+//     worker), and ClassifyError gives them the same policy's verdict;
 //   - returns every non-2xx answer as one *Error (status, code, the server's
 //     message, request id, attempts), matched by errors.Is against the
 //     sentinels of errors.go, and network failures as *TransportError;

@@ -133,7 +133,8 @@ func (e *Error) Is(target error) bool {
 	return false
 }
 
-// Retryable reports whether the same request may succeed later (429, 502, 503, 504).
+// Retryable reports whether the client repeats such an answer within a call
+// (429, 502, 503, 504): the retry policy's Verdict.Retry.
 func (e *Error) Retryable() bool {
 	retry, _ := Classify(e.HTTPStatus, nil)
 	return retry

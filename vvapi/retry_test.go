@@ -7,13 +7,11 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"net/url"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
-	"github.com/stretchr/testify/require"
 )
 
 func TestClassify(t *testing.T) {
@@ -49,55 +47,56 @@ type errTimeout struct{}
 func (errTimeout) Error() string { return "i/o timeout" }
 func (errTimeout) Timeout() bool { return true }
 
-func TestBackoffCapDoublesUpToMax(t *testing.T) {
-	base, mx := 500*time.Millisecond, 30*time.Second
-	want := []time.Duration{500 * time.Millisecond, time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second, 16 * time.Second, 30 * time.Second, 30 * time.Second}
-	for i, w := range want {
-		assert.Equal(t, w, backoffCap(i+1, base, mx), "backoffCap(%d)", i+1)
-	}
-	assert.Equal(t, mx, backoffCap(200, base, mx), "backoffCap(200): want the cap (no overflow)")
-}
-
-func TestFullJitterStaysInRange(t *testing.T) {
-	seenLow, seenHigh := false, false
-	for range 2000 {
-		d := fullJitter(time.Second)
-		require.GreaterOrEqual(t, d, time.Duration(0), "fullJitter(1s)")
-		require.LessOrEqual(t, d, time.Second, "fullJitter(1s)")
-		seenLow = seenLow || d < 250*time.Millisecond
-		seenHigh = seenHigh || d > 750*time.Millisecond
-	}
-	assert.True(t, seenLow, "jitter does not spread over [0, cap]: none below cap/4")
-	assert.True(t, seenHigh, "jitter does not spread over [0, cap]: none above 3/4 cap")
-	assert.Zero(t, fullJitter(0), "fullJitter(0)")
-}
-
-func TestParseRetryAfter(t *testing.T) {
-	now := time.Date(2026, 11, 29, 5, 0, 0, 0, time.UTC)
+// ClassifyError reads a call's error the way the client's own retry loop reads
+// an attempt, and says whose fault it is: what the delivery worker acts on.
+func TestClassifyError(t *testing.T) {
 	cases := []struct {
-		in   string
-		want time.Duration
-		ok   bool
+		name  string
+		err   error
+		fault Fault
+		retry bool
+		after time.Duration
 	}{
-		{"7", 7 * time.Second, true},
-		{" 0 ", 0, true},
-		{now.Add(90 * time.Second).Format(http.TimeFormat), 90 * time.Second, true},
-		{now.Add(-time.Minute).Format(http.TimeFormat), 0, true},
-		{"99999999", 24 * time.Hour, true},
-		{"", 0, false},
-		{"-3", 0, false},
-		{"soon", 0, false},
+		{"success", nil, FaultNone, false, 0},
+		{"503 with Retry-After", &Error{HTTPStatus: 503, RetryAfter: 7 * time.Second}, FaultServer, true, 7 * time.Second},
+		{"429", &Error{HTTPStatus: 429}, FaultServer, true, 0},
+		{"500: the server's, not repeated at once", &Error{HTTPStatus: 500}, FaultServer, false, 0},
+		{"501", &Error{HTTPStatus: 501}, FaultServer, false, 0},
+		{"409", &Error{HTTPStatus: 409}, FaultRecords, false, 0},
+		{"413", &Error{HTTPStatus: 413}, FaultRecords, false, 0},
+		{"422", &Error{HTTPStatus: 422, Code: "validation_failed"}, FaultRecords, false, 0},
+		{"400", &Error{HTTPStatus: 400}, FaultSetup, false, 0},
+		{"401", &Error{HTTPStatus: 401}, FaultSetup, false, 0},
+		{"403", &Error{HTTPStatus: 403}, FaultSetup, false, 0},
+		{"404", &Error{HTTPStatus: 404}, FaultSetup, false, 0},
+		{"302", &Error{HTTPStatus: 302}, FaultSetup, false, 0},
+		{"transport", &TransportError{Err: io.ErrUnexpectedEOF}, FaultServer, true, 0},
+		{"wrapped transport", fmt.Errorf("x: %w", &TransportError{Err: io.EOF}), FaultServer, true, 0},
+		{"timeout", &TransportError{Err: fmt.Errorf("x: %w", context.DeadlineExceeded)}, FaultServer, true, 0},
+		{"malformed 2xx", &TransportError{Err: fmt.Errorf("read: %w", ErrMalformedResponse)}, FaultServer, true, 0},
+		{"untrusted certificate", &TransportError{Err: &url.Error{Op: "Post", URL: "https://x", Err: x509.UnknownAuthorityError{}}}, FaultSetup, false, 0},
+		{"cancelled", &TransportError{Err: context.Canceled}, FaultCancelled, false, 0},
+		{"cancelled while waiting to retry", &TransportError{Err: fmt.Errorf("%w while waiting to retry; last answer: %w", context.Canceled, &Error{HTTPStatus: 503})}, FaultCancelled, false, 0},
+		{"invalid payload", fmt.Errorf("vvapi: POST /events: %w", ErrInvalidPayload), FaultRecords, false, 0},
+		{"batch size", fmt.Errorf("vvapi: POST /events/batch: %w", ErrBatchSize), FaultRecords, false, 0},
+		{"config", &ConfigError{Field: "BaseURL", Problem: "bad"}, FaultSetup, false, 0},
+		{"bare deadline", context.DeadlineExceeded, FaultServer, true, 0},
+		{"unknown", errors.New("something odd"), FaultUnknown, false, 0},
 	}
 	for _, tc := range cases {
-		got, ok := parseRetryAfter(tc.in, now)
-		assert.Equal(t, tc.want, got, "parseRetryAfter(%q)", tc.in)
-		assert.Equal(t, tc.ok, ok, "parseRetryAfter(%q): ok", tc.in)
+		v := ClassifyError(tc.err)
+		assert.Equal(t, tc.fault, v.Fault, "%s: fault of %+v", tc.name, v)
+		assert.Equal(t, tc.retry, v.Retry, "%s: retry of %+v", tc.name, v)
+		assert.Equal(t, tc.after, v.RetryAfter, "%s: RetryAfter of %+v", tc.name, v)
+		assert.NotEmpty(t, v.Reason, "%s: reason", tc.name)
 	}
 }
 
-func TestSleepCtxStopsOnCancel(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	require.ErrorIs(t, sleepCtx(ctx, time.Hour), context.Canceled, "sleepCtx on a cancelled context")
-	require.NoError(t, sleepCtx(context.Background(), time.Millisecond), "sleepCtx")
+// The client's loop and ClassifyError are one policy: for every status the
+// client retries exactly what ClassifyError calls retryable.
+func TestClassifyAgreesWithClassifyError(t *testing.T) {
+	for status := 100; status < 600; status++ {
+		retry, _ := Classify(status, nil)
+		assert.Equal(t, retry, ClassifyError(&Error{HTTPStatus: status}).Retry, "status %d", status)
+	}
 }
