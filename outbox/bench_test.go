@@ -138,7 +138,7 @@ func BenchmarkEnqueueConcurrent64(b *testing.B) {
 		o := benchOpen(b, Options{})
 		ctx := context.Background()
 		runProducers(b, 64, func(i int) error { _, err := o.Enqueue(ctx, KindEvent, benchPayload(i)); return err })
-		b.ReportMetric(float64(b.N)/float64(o.commits.Load()), "records/commit")
+		b.ReportMetric(float64(b.N)/float64(o.group.commits.Load()), "records/commit")
 	})
 }
 

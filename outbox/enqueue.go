@@ -43,8 +43,8 @@ func (o *Outbox) Enqueue(ctx context.Context, kind Kind, payload []byte) (string
 // ^[A-Za-z0-9._:-]{1,128}$). If the payload already carries an id it must equal key.
 // An empty key behaves as Enqueue.
 func (o *Outbox) EnqueueWithKey(ctx context.Context, kind Kind, key string, payload []byte) (string, error) {
-	o.enter()
-	defer o.leave()
+	o.group.enter()
+	defer o.group.leave()
 	p, err := o.prepare(Item{Kind: kind, Key: key, Payload: payload})
 	if err != nil {
 		return "", err
@@ -62,8 +62,8 @@ func (o *Outbox) EnqueueAll(ctx context.Context, items []Item) ([]string, error)
 	if len(items) == 0 {
 		return nil, nil
 	}
-	o.enter()
-	defer o.leave()
+	o.group.enter()
+	defer o.group.leave()
 	ps, err := o.prepareAll(items)
 	if err != nil {
 		return nil, err
@@ -419,7 +419,7 @@ func (o *Outbox) submit(ctx context.Context, items []prepared) ([]string, error)
 			return nil, err
 		}
 		r := &enqReq{items: items, wake: make(chan bool, 1)}
-		o.groupCommit(r)
+		o.group.commit(r)
 		o.release()
 		if r.err == nil {
 			return r.keys, nil
@@ -429,12 +429,12 @@ func (o *Outbox) submit(ctx context.Context, items []prepared) ([]string, error)
 		}
 		// A caller waiting for room is not about to submit: leaders must not
 		// linger for it.
-		o.leave()
+		o.group.leave()
 		select {
 		case <-room:
-			o.enter()
+			o.group.enter()
 		case <-ctx.Done():
-			o.enter()
+			o.group.enter()
 			return nil, fmt.Errorf("%w (gave up waiting for room: %v)", r.err.err, ctx.Err())
 		}
 	}

@@ -87,6 +87,35 @@ var (
 )
 
 // Outbox is the durable store. Safe for concurrent use.
+//
+// Locks, outermost first. A goroutine takes them only in this order, and none
+// twice:
+//
+//  1. life (RWMutex) guards db and closed. Every method holds it shared for
+//     the whole call (acquire/release); Close and recover (durable.go) hold it
+//     exclusively. A read lock is not reentrant (a Close or recover waiting
+//     for it would block the second read lock forever), so no method calls
+//     acquire while holding it, nor another exported method.
+//  2. wmu: one write transaction of this package at a time (update, tx.go),
+//     with the counter update after its commit; Check holds it to keep
+//     writers out. bbolt's writer lock is taken inside it.
+//  3. Leaves, each held for a few lines with no other lock taken meanwhile:
+//     cmu guards cnt and room (stats.go), disk.mu the full-disk log
+//     (space.go), both taken under wmu or not; group.mu guards the queue of
+//     enqueue requests (commit.go) and is never held with wmu: a leader
+//     releases it before it commits.
+//
+// Atomics, read without a lock: cur is the write transaction in progress (set
+// under wmu; EnqueueTx reads it from inside Update's fn); suspect is set by a
+// failed commit (under wmu) and cleared by recover (under life, exclusive);
+// group.active and group.commits count; disk.full/low/free/reserve are the
+// last disk space check.
+//
+// Channels: room is closed and replaced under cmu when a commit frees
+// capacity, and a waiter reads it under cmu before its attempt and waits on it
+// with no lock held, so no freeing commit is missed. group.nudge (capacity 1)
+// and each request's wake (capacity 1, one send per hand-off) never block a
+// sender, and are sent with no lock but life held.
 type Outbox struct {
 	path   string
 	opts   Options
@@ -95,30 +124,19 @@ type Outbox struct {
 	now    func() time.Time
 	sealer *sealer
 
-	// life guards the open/closed transition: methods hold it shared while they use
-	// the database, Close takes it exclusively.
 	life   sync.RWMutex
 	closed bool
 
-	// wmu serialises this package's write transactions together with the counter
-	// update that follows each commit, so Check sees counters and file agree.
-	wmu sync.Mutex
-	cur atomic.Pointer[wtx] // the write transaction in progress, for EnqueueTx
-
+	wmu     sync.Mutex
+	cur     atomic.Pointer[wtx]     // the write transaction in progress, for EnqueueTx
 	suspect atomic.Pointer[failure] // a commit failed: reopen before the next call (durable.go)
 
-	disk diskState // what the last disk space check found (space.go)
-
 	cmu  sync.Mutex
-	cnt  counters
+	cnt  counters      // see Stats
 	room chan struct{} // closed and replaced when capacity frees up
 
-	qmu     sync.Mutex
-	queue   []*enqReq     // requests waiting for a group commit
-	leading bool          // a caller is committing (see groupCommit)
-	active  atomic.Int64  // callers inside Enqueue/EnqueueAll (see maxLinger)
-	nudge   chan struct{} // a caller left Enqueue
-	commits atomic.Int64  // group commits made (benchmarks report records per commit)
+	disk  diskState    // what the last disk space check found (space.go)
+	group *groupCommit // Enqueue's shared commits (commit.go)
 }
 
 // Open opens or creates the outbox file (0600, directory 0700). A file held by another
@@ -144,7 +162,8 @@ func Open(path string, opts Options) (*Outbox, error) {
 	if opts.DiskSpace == nil {
 		opts.DiskSpace = statfsSpace
 	}
-	o := &Outbox{path: path, opts: opts, log: opts.Logger, now: opts.Now, room: make(chan struct{}), nudge: make(chan struct{}, 1)}
+	o := &Outbox{path: path, opts: opts, log: opts.Logger, now: opts.Now, room: make(chan struct{})}
+	o.group = newGroupCommit(o.storeBatch)
 	if opts.EncryptionKey != nil {
 		s, err := newSealer(opts.EncryptionKey)
 		if err != nil {
