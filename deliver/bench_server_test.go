@@ -112,7 +112,6 @@ func catchUp(t *testing.T, name string, n int, mixed bool, before func(*testing.
 	client, err := vvapi.New(vvapi.Config{
 		BaseURL: srv.URL(), CAFile: ca, TenantID: tenant,
 		Username: testserver.DefaultUsername, Password: vvapi.Secret(testserver.DefaultPassword),
-		MaxRetries: -1, // as cmd/shipper: the worker owns retries
 	})
 	require.NoError(t, err, "vvapi.New")
 	ob := openOutbox(t, filepath.Join(t.TempDir(), "outbox.db"), outbox.Options{})

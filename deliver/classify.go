@@ -1,7 +1,6 @@
 package deliver
 
 import (
-	"context"
 	"crypto/tls"
 	"errors"
 	"net/http"
@@ -75,14 +74,18 @@ const (
 	reasonShutdown       = "shutdown"
 )
 
-// classify is the worker's one outcome policy for a failed request (err != nil). batch says
-// whether the request carried several records, which decides between splitting and
-// dead-lettering for answers that refuse the body as a whole.
+// classify is the worker's one outcome policy for a failed request (err != nil). It does not
+// decide what is worth retrying: vvapi.ClassifyError does, for the worker as for the client's own
+// retry loop, and says whose fault a failure is; classify turns that into what happens to the
+// records. docs/architecture.md, "Retry policy", is the table of both. batch says whether the
+// request carried several records, which decides between splitting and dead-lettering for
+// answers that refuse the body as a whole.
 //
-// The rule it keeps: records are dead only when the server refuses those records (409, 422
-// on a single record); anything about the server (5xx, network, 429) is retried forever, and
-// anything about our credentials or configuration (400, 401, 403, 404, other 4xx) pauses the
-// worker without touching the records.
+// The rule it keeps: records are dead only when the fault is theirs (409, 422 on a single
+// record); the server's faults (network, timeouts, 429, every 5xx) are retried forever, later
+// and under the request budget, even a 500 the client would not repeat at once; faults of our
+// credentials or configuration (400, 401, 403, 404, other 4xx, an untrusted certificate) pause
+// the worker without touching the records.
 func classify(err error, batch bool) verdict {
 	if err == nil {
 		return verdict{act: actSubmit}
@@ -93,79 +96,109 @@ func classify(err error, batch bool) verdict {
 }
 
 func classifyErr(err error, batch bool) verdict {
-	if errors.Is(err, context.Canceled) {
+	pv := vvapi.ClassifyError(err)
+	switch pv.Fault {
+	case vvapi.FaultCancelled:
 		return verdict{act: actRelease, reason: reasonShutdown, message: "cancelled"}
-	}
-	var te *vvapi.TransportError
-	var tlsErr *tls.CertificateVerificationError
-	if errors.As(err, &tlsErr) {
-		// An untrusted certificate stays untrusted: configuration, not an outage.
-		return verdict{act: actPause, reason: reasonConfig, message: "TLS: " + tlsErr.Err.Error()}
-	}
-	if errors.As(err, &te) {
-		return verdict{act: actRetry, reason: reasonTransport, message: transportText(te), down: true}
-	}
-	var ve *vvapi.Error
-	if errors.As(err, &ve) {
-		msg := ve.Message
-		if msg == "" {
-			msg = http.StatusText(ve.HTTPStatus)
-		}
-		switch s := ve.HTTPStatus; {
-		case s == http.StatusTooManyRequests:
-			return verdict{act: actRetry, reason: reasonRateLimited, message: msg, retryAfter: ve.RetryAfter, throttled: true}
-		case s >= 500:
-			// A non-retryable 500 is still the server's fault, never the records': retry.
-			return verdict{act: actRetry, reason: reasonServerError, message: msg, retryAfter: ve.RetryAfter, down: true}
-		case s == http.StatusUnauthorized:
-			return verdict{act: actPause, reason: reasonUnauthorized, message: msg}
-		case s == http.StatusForbidden:
-			return verdict{act: actPause, reason: reasonForbidden, message: msg}
-		case s == http.StatusConflict:
-			return verdict{act: actDead, reason: reasonConflict, message: msg}
-		case s == http.StatusUnprocessableEntity || s == http.StatusRequestEntityTooLarge:
-			tooLarge := ve.Code == "batch_too_large" || errors.Is(err, vvapi.ErrBatchTooLarge) ||
-				s == http.StatusRequestEntityTooLarge
-			if batch && tooLarge {
-				// The server's limit is below ours: it names it ("Batch size exceeds configured
-				// maximum (250)"), or halving finds it.
-				return verdict{act: actSplit, reason: reasonTooLarge, message: msg, tooLarge: true, limit: namedLimit(msg)}
-			}
-			if batch {
-				// A body-level refusal ("Invalid JSON payload") one record may cause: halving
-				// isolates the culprit without condemning the others.
-				return verdict{act: actSplit, reason: reasonValidation, message: msg}
-			}
-			if tooLarge {
-				return verdict{act: actDead, reason: reasonTooLarge, message: msg}
-			}
-			return verdict{act: actDead, reason: reasonValidation, message: msg}
-		default:
-			// 400 (HTTPS required, tenant missing), 404 on a POST (wrong base URL): the
-			// configuration is wrong, not the records.
-			return verdict{act: actPause, reason: reasonConfig, message: msg}
-		}
-	}
-	if errors.Is(err, vvapi.ErrInvalidPayload) {
-		if batch {
-			return verdict{act: actSplit, reason: reasonInvalidPayload, message: err.Error()}
-		}
-		return verdict{act: actDead, reason: reasonInvalidPayload, message: err.Error()}
-	}
-	if errors.Is(err, vvapi.ErrBatchSize) && batch {
-		// New keeps BatchSize within the client's maximum, so this is a bug; halving still
-		// delivers.
-		return verdict{act: actSplit, reason: reasonTooLarge, message: err.Error(), tooLarge: true}
-	}
-	var ce *vvapi.ConfigError
-	if errors.As(err, &ce) {
-		return verdict{act: actPause, reason: reasonConfig, message: err.Error()}
-	}
-	if errors.Is(err, context.DeadlineExceeded) {
-		return verdict{act: actRetry, reason: reasonTransport, message: err.Error(), down: true}
+	case vvapi.FaultServer:
+		return serverFault(err, pv)
+	case vvapi.FaultRecords:
+		return recordsFault(err, batch)
+	case vvapi.FaultSetup:
+		return setupFault(err)
 	}
 	// Unknown failure: retrying is the only choice that cannot lose a record.
 	return verdict{act: actRetry, reason: reasonOther, message: err.Error()}
+}
+
+// serverFault: the server, or the path to it, failed a request that was fine. A 429 is its
+// window being full (the budget holds); anything else counts towards an outage (the gate).
+func serverFault(err error, pv vvapi.Verdict) verdict {
+	var te *vvapi.TransportError
+	var ae *vvapi.Error
+	switch {
+	case errors.As(err, &te):
+		return verdict{act: actRetry, reason: reasonTransport, message: transportText(te), down: true}
+	case !errors.As(err, &ae):
+		return verdict{act: actRetry, reason: reasonTransport, message: err.Error(), down: true}
+	case ae.HTTPStatus == http.StatusTooManyRequests:
+		return verdict{act: actRetry, reason: reasonRateLimited, message: answerText(ae), retryAfter: pv.RetryAfter, throttled: true}
+	}
+	return verdict{act: actRetry, reason: reasonServerError, message: answerText(ae), retryAfter: pv.RetryAfter, down: true}
+}
+
+// recordsFault: the server (or the client, before sending) refused the body. A batch is split so
+// that only the records at fault end dead.
+func recordsFault(err error, batch bool) verdict {
+	var ae *vvapi.Error
+	if !errors.As(err, &ae) {
+		switch {
+		case errors.Is(err, vvapi.ErrInvalidPayload) && batch:
+			return verdict{act: actSplit, reason: reasonInvalidPayload, message: err.Error()}
+		case errors.Is(err, vvapi.ErrInvalidPayload):
+			return verdict{act: actDead, reason: reasonInvalidPayload, message: err.Error()}
+		case batch:
+			// A batch over the client's maximum: New keeps BatchSize within it, so this is a
+			// bug; halving still delivers.
+			return verdict{act: actSplit, reason: reasonTooLarge, message: err.Error(), tooLarge: true}
+		}
+		return verdict{act: actRetry, reason: reasonOther, message: err.Error()}
+	}
+	msg := answerText(ae)
+	if ae.HTTPStatus == http.StatusConflict {
+		return verdict{act: actDead, reason: reasonConflict, message: msg}
+	}
+	tooLarge := errors.Is(err, vvapi.ErrBatchTooLarge)
+	switch {
+	case batch && tooLarge:
+		// The server's limit is below ours: it names it ("Batch size exceeds configured
+		// maximum (250)"), or halving finds it.
+		return verdict{act: actSplit, reason: reasonTooLarge, message: msg, tooLarge: true, limit: namedLimit(msg)}
+	case batch:
+		// A body-level refusal ("Invalid JSON payload") one record may cause: halving isolates
+		// the culprit without condemning the others.
+		return verdict{act: actSplit, reason: reasonValidation, message: msg}
+	case tooLarge:
+		return verdict{act: actDead, reason: reasonTooLarge, message: msg}
+	}
+	return verdict{act: actDead, reason: reasonValidation, message: msg}
+}
+
+// setupFault: our credentials or configuration are wrong, not the records; the worker pauses
+// until they are fixed.
+func setupFault(err error) verdict {
+	var te *vvapi.TransportError
+	var ae *vvapi.Error
+	switch {
+	case errors.As(err, &te):
+		// An untrusted certificate stays untrusted until the CA file changes.
+		return verdict{act: actPause, reason: reasonConfig, message: "TLS: " + tlsText(te)}
+	case !errors.As(err, &ae):
+		return verdict{act: actPause, reason: reasonConfig, message: err.Error()}
+	case ae.HTTPStatus == http.StatusUnauthorized:
+		return verdict{act: actPause, reason: reasonUnauthorized, message: answerText(ae)}
+	case ae.HTTPStatus == http.StatusForbidden:
+		return verdict{act: actPause, reason: reasonForbidden, message: answerText(ae)}
+	}
+	// 400 (HTTPS required, tenant missing), 404 on a POST (wrong base URL).
+	return verdict{act: actPause, reason: reasonConfig, message: answerText(ae)}
+}
+
+// answerText is the server's words of an answer, or its status text when it said none.
+func answerText(ae *vvapi.Error) string {
+	if ae.Message != "" {
+		return ae.Message
+	}
+	return http.StatusText(ae.HTTPStatus)
+}
+
+// tlsText is what the TLS handshake said, without the client's wrapping.
+func tlsText(te *vvapi.TransportError) string {
+	var cve *tls.CertificateVerificationError
+	if errors.As(te, &cve) {
+		return cve.Err.Error()
+	}
+	return te.Err.Error()
 }
 
 // namedLimit is the limit a batch_too_large message names: the number in its last

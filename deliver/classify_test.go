@@ -3,6 +3,7 @@ package deliver
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -47,6 +48,12 @@ func TestClassify(t *testing.T) {
 		{name: "504", err: apiErr(504, "", "Gateway Timeout"), act: actRetry, reason: reasonServerError, message: "Gateway Timeout", down: true},
 		{name: "500 on a batch is not the records' fault", err: apiErr(500, "", "Internal Server Error"), batch: true,
 			act: actRetry, reason: reasonServerError, message: "Internal Server Error", down: true},
+		{name: "500 on a single record is not its fault either", err: apiErr(500, "", ""),
+			act: actRetry, reason: reasonServerError, message: "Internal Server Error", down: true},
+		{name: "501", err: apiErr(501, "", "Not Implemented"), act: actRetry, reason: reasonServerError, message: "Not Implemented", down: true},
+		{name: "untrusted certificate, x509 error", err: &vvapi.TransportError{Err: x509.UnknownAuthorityError{}},
+			act: actPause, reason: reasonConfig, message: "TLS: x509: certificate signed by unknown authority"},
+		{name: "a redirect is configuration", err: apiErr(302, "", "Found"), act: actPause, reason: reasonConfig, message: "Found"},
 		{name: "401 after re-login", err: apiErr(401, "", "Invalid credentials"), act: actPause, reason: reasonUnauthorized, message: "Invalid credentials"},
 		{name: "403", err: apiErr(403, "", "User is not authorized for tenant"), act: actPause, reason: reasonForbidden, message: "User is not authorized for tenant"},
 		{name: "409 conflict", err: apiErr(409, "idempotency_conflict", "Idempotency-Key reuse with different payload"),

@@ -5,6 +5,8 @@ import (
 	"log/slog"
 	"sync"
 	"time"
+
+	"github.com/spectrastrike/shipper/vvapi"
 )
 
 // gateMode is the worker-wide delivery state.
@@ -125,7 +127,7 @@ func (g *gate) report(probe bool, res gateResult, why string) (held bool) {
 		if g.mode == gateOpen && g.failures < outageAfter {
 			return false
 		}
-		d := backoff(g.failures-outageAfter+1, g.base, g.max, 0, jitter())
+		d := vvapi.Backoff(g.failures-outageAfter+1, g.base, g.max, 0, jitter())
 		g.mode, g.until, g.probing, g.why = gateHold, g.now().Add(d), false, why
 		g.log.Warn("server unreachable or failing; holding delivery", "reason", why, "step", g.failures, "retry_in", d.String())
 	case resAuth:

@@ -35,8 +35,8 @@ func startServer(t testing.TB, opts testserver.Options) *testserver.Server {
 	return srv
 }
 
-// clientConfig is a vvapi config for srv: its CA, the default user, no client-side retries
-// (the worker's own retries are under test).
+// clientConfig is a vvapi config for srv: its CA, the default user, vvapi's default retries
+// (the worker's client makes single attempts whatever they are).
 func clientConfig(t testing.TB, srv *testserver.Server) vvapi.Config {
 	t.Helper()
 	cfg := vvapi.Config{
@@ -44,7 +44,6 @@ func clientConfig(t testing.TB, srv *testserver.Server) vvapi.Config {
 		Username:    testserver.DefaultUsername,
 		Password:    vvapi.Secret(testserver.DefaultPassword),
 		TenantID:    tenant,
-		MaxRetries:  -1,
 		BackoffBase: time.Millisecond,
 		BackoffMax:  10 * time.Millisecond,
 		Timeout:     5 * time.Second,

@@ -50,7 +50,7 @@ func childMain() int {
 		BaseURL:  os.Getenv(envURL),
 		CAFile:   os.Getenv(envCA),
 		Username: testserver.DefaultUsername, Password: vvapi.Secret(testserver.DefaultPassword),
-		TenantID: tenant, MaxRetries: -1, Timeout: 5 * time.Second,
+		TenantID: tenant, Timeout: 5 * time.Second,
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "child: client:", err)

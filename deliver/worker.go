@@ -128,10 +128,16 @@ type Worker struct {
 // New builds a worker; it starts nothing until Run or Drain. BatchSize and the client's
 // MaxBatchSize are one setting: a BatchSize the client would refuse is an error, never a
 // silent split.
+//
+// The worker sends through client.SingleAttempt(), whatever the client's MaxRetries: it retries
+// on its own, after each record's backoff and through its request budget, and retries inside
+// the client would repeat requests the budget never saw (docs/architecture.md, "Retry policy").
+// The client stays the caller's: its login, secrets and Reload are shared with the worker.
 func New(ob *outbox.Outbox, client *vvapi.Client, opts Options) (*Worker, error) {
 	if ob == nil || client == nil {
 		return nil, errors.New("deliver: New needs an outbox and a client")
 	}
+	client = client.SingleAttempt()
 	if opts.BatchSize == 0 {
 		opts.BatchSize = client.MaxBatchSize()
 	}
@@ -366,7 +372,7 @@ func (w *Worker) applyOutcomes(outs []outbox.Outcome) error {
 		w.log.Error("cannot record outcomes; retrying", "records", len(outs), "err", err, "try", i+1)
 		// Outcomes are worth waiting for even during shutdown: without them the records
 		// stay sending until their lease runs out. The wait is short and bounded.
-		t := time.NewTimer(backoff(i+1, 10*time.Millisecond, time.Second, 0, jitter()))
+		t := time.NewTimer(vvapi.Backoff(i+1, 10*time.Millisecond, time.Second, 0, jitter()))
 		<-t.C
 	}
 	// The records stay sending until their lease ends; then they are claimed again.
