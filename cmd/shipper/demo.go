@@ -105,7 +105,6 @@ func demo(ctx context.Context, c *cli, opts demoOptions) int {
 		TenantID:        testserver.DefaultTenantID,
 		CAFile:          caFile,
 		SignatureSecret: vvapi.Secret(sigSecret),
-		MaxRetries:      -1, // the worker owns retries, pacing and backoff
 		Logger:          logger.With("component", "vvapi"),
 	})
 	if err != nil {

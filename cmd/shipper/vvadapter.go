@@ -45,10 +45,6 @@ func (v *vvSettings) client(logger *slog.Logger, maxBatch int) (*vvapi.Client, e
 	if err != nil {
 		return nil, err
 	}
-	// The worker owns retries: it persists each record's backoff, paces every request
-	// under the server's rate limit and holds one global backoff while the server is
-	// down. Retries inside the client would bypass all three.
-	cfg.MaxRetries = -1
 	cfg.MaxBatchSize = maxBatch
 	cfg.Logger = logger.With("component", "vvapi")
 	c, err := vvapi.New(cfg)
