@@ -68,24 +68,11 @@ input could not be read or the keys could not be written.`, env)
 		return c.fail(&settingError{Setting: "FILE", Problem: "give at most one input file"})
 	}
 	e := &enqueueRun{c: c, kind: kind, name: "standard input", size: -1}
-	in := env.Stdin
-	if p := c.arg(0); p != "" && p != "-" {
-		f, err := os.Open(p)
-		if err != nil {
-			return c.fail(&settingError{Setting: "FILE", Problem: err.Error()})
-		}
-		defer f.Close()
-		in, e.name = f, p
-		if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() {
-			e.size = fi.Size()
-			if e.keyer, err = newLineKeyer(kind, p); err != nil {
-				return c.fail(&settingError{Setting: "FILE", Problem: err.Error()})
-			}
-		}
+	in, closeIn, err := e.openInput(c.arg(0), env.Stdin)
+	if err != nil {
+		return c.fail(err)
 	}
-	if in == nil {
-		return c.fail(&settingError{Setting: "FILE", Problem: "no input"})
-	}
+	defer closeIn()
 
 	// Each line is checked against the contract as it is read, off the
 	// commits' path; opened directly, the outbox need not check it again.
@@ -105,6 +92,30 @@ input could not be read or the keys could not be written.`, env)
 		e.progress = newProgress(env.Stderr, e.size)
 	}
 	return e.run(ctx, in)
+}
+
+// openInput opens FILE, or takes standard input for "" and "-". A regular
+// file's lines without an id are keyed by its path (enqueue_keys.go).
+func (e *enqueueRun) openInput(path string, stdin io.Reader) (io.Reader, func(), error) {
+	if path == "" || path == "-" {
+		if stdin == nil {
+			return nil, nil, &settingError{Setting: "FILE", Problem: "no input"}
+		}
+		return stdin, func() {}, nil
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, nil, &settingError{Setting: "FILE", Problem: err.Error()}
+	}
+	e.name = path
+	if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() {
+		e.size = fi.Size()
+		if e.keyer, err = newLineKeyer(e.kind, path); err != nil {
+			f.Close()
+			return nil, nil, &settingError{Setting: "FILE", Problem: err.Error()}
+		}
+	}
+	return f, func() { f.Close() }, nil
 }
 
 // enqueueRun is one run of the enqueue verb: this goroutine reads and keys

@@ -58,22 +58,9 @@ func ingestHandler(st lineStore) http.HandlerFunc {
 		}
 		buf := bodies.Get().(*bytes.Buffer)
 		defer putBody(buf)
-		if n := r.ContentLength; n > 0 && n <= maxIngestBody {
-			buf.Grow(int(n))
-		}
-		_, err = buf.ReadFrom(http.MaxBytesReader(w, r.Body, maxIngestBody))
-		var tooBig *http.MaxBytesError
-		switch {
-		case errors.As(err, &tooBig):
-			writeJSON(w, http.StatusRequestEntityTooLarge, errorBody{Code: "too_large", Error: fmt.Sprintf(
-				"request body over %d bytes (%d MiB), the most one request may carry: nothing stored; send the lines in smaller requests", maxIngestBody, maxIngestBody>>20)})
-			return
-		case err != nil:
-			writeJSON(w, http.StatusBadRequest, errorBody{Error: "reading the request body: " + err.Error()})
+		if !readBody(w, r, buf) {
 			return
 		}
-		// The contract check runs here, as the request comes in and while
-		// the round before it is stored, not in the round.
 		all := splitLines(buf.Bytes())
 		if src := q.Get("source"); src != "" {
 			// Lines without an id get keys of the source, the line and its
@@ -84,6 +71,8 @@ func ingestHandler(st lineStore) http.HandlerFunc {
 				all[i].payload = k.appendPayload(nil, all[i].line, all[i].payload)
 			}
 		}
+		// The contract check runs here, as the request comes in and while
+		// the round before it is stored, not in the round.
 		lines, refused := checkLines(kind, all)
 		var res []lineResult
 		if lim.set() {
@@ -93,6 +82,26 @@ func ingestHandler(st lineStore) http.HandlerFunc {
 		}
 		writeResults(w, mergeResults(res, refused, err != nil), err)
 	}
+}
+
+// readBody reads the request body into buf, or answers 413 (over
+// maxIngestBody) or 400 and returns false.
+func readBody(w http.ResponseWriter, r *http.Request, buf *bytes.Buffer) bool {
+	if n := r.ContentLength; n > 0 && n <= maxIngestBody {
+		buf.Grow(int(n))
+	}
+	_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, maxIngestBody))
+	var tooBig *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooBig):
+		writeJSON(w, http.StatusRequestEntityTooLarge, errorBody{Code: "too_large", Error: fmt.Sprintf(
+			"request body over %d bytes (%d MiB), the most one request may carry: nothing stored; send the lines in smaller requests", maxIngestBody, maxIngestBody>>20)})
+		return false
+	case err != nil:
+		writeJSON(w, http.StatusBadRequest, errorBody{Error: "reading the request body: " + err.Error()})
+		return false
+	}
+	return true
 }
 
 // bodies holds request buffers between requests: the outbox copies what it
