@@ -135,7 +135,10 @@ func TestEnqueueKeysUnwritableExits1(t *testing.T) {
 // The binary with its standard output on /dev/full, as `enqueue > /dev/full`.
 func TestEnqueueToDevFull(t *testing.T) {
 	full, err := os.OpenFile("/dev/full", os.O_WRONLY, 0)
-	require.NoError(t, err, "this test needs /dev/full (Linux)")
+	if errors.Is(err, os.ErrNotExist) {
+		t.Skip("no /dev/full on this system; TestEnqueueKeysUnwritableExits1 covers the same in process")
+	}
+	require.NoError(t, err)
 	defer full.Close()
 	dir := t.TempDir()
 	cmd := exec.Command(shipperBin, "enqueue", "--kind", "event")
