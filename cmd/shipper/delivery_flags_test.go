@@ -80,7 +80,7 @@ func TestBatchSizeIsTheClientsMaximum(t *testing.T) {
 		env, _, stderr := deliveryEnv(t, nil)
 		c := newCLI("drain", "", "", env)
 		o := addOutboxFlags(c, true)
-		vv := declareVV(c)
+		vv := addVVFlags(c, "request-timeout")
 		wf := addWorkerFlags(c)
 		lf := addLogFlags(c, "warn")
 		code, ok := c.parse(tc.args)

@@ -26,7 +26,7 @@ its certificate is not trusted: the message says which), 1 on an error or when
 (at most 10s); a second Ctrl-C exits at once. It needs the outbox to itself:
 while a daemon runs, the daemon is the one delivering.`, env)
 	o := addOutboxFlags(c, true)
-	vv := declareVV(c)
+	vv := addVVFlags(c, "request-timeout")
 	wf := addWorkerFlags(c)
 	lf := addLogFlags(c, "warn")
 	timeout := c.fs.Duration("timeout", 0, "give up after this long (0 = no limit)")

@@ -6,21 +6,26 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/spectrastrike/shipper/vvapi"
 )
 
 // drainFlags declares what drain declares that matters here: its own --timeout
 // beside the VectorVue flags, whose --timeout is --request-timeout on the verb.
-func drainFlags(t *testing.T, vars map[string]string, args ...string) *vvSettings {
+func drainFlags(t *testing.T, vars map[string]string, args ...string) (*vvFlags, Env) {
 	t.Helper()
 	c := newCLI("drain", "", "", mapEnv(vars))
 	addOutboxFlags(c, true)
-	vv := declareVV(c)
+	vv := addVVFlags(c, "request-timeout")
 	c.fs.Duration("timeout", 0, "give up after this long")
 	c.bindEnv("timeout", "SHIPPER_DRAIN_TIMEOUT")
 	_, ok := c.parse(args)
 	require.True(t, ok, "parse %v", args)
-	return vv
+	return vv, c.env
 }
+
+// resolved is the VectorVue configuration drainFlags' flags resolve to.
+func resolved(vv *vvFlags, env Env) (vvapi.Config, error) { return vv.config(env) }
 
 var loginVars = map[string]string{"VECTORVUE_USERNAME": "u", "VECTORVUE_PASSWORD": "p", "VECTORVUE_TENANT_ID": "t"}
 
@@ -38,15 +43,15 @@ func withVars(base map[string]string, kv ...string) map[string]string {
 // drain's own --timeout (or SHIPPER_DRAIN_TIMEOUT) is the whole drain's: it
 // neither becomes the per-request timeout nor hides VECTORVUE_TIMEOUT.
 func TestDrainTimeoutIsNotTheRequestTimeout(t *testing.T) {
-	cfg, err := drainFlags(t, withVars(loginVars, "VECTORVUE_TIMEOUT", "3s"), "--timeout", "5m").config()
+	cfg, err := resolved(drainFlags(t, withVars(loginVars, "VECTORVUE_TIMEOUT", "3s"), "--timeout", "5m"))
 	require.NoError(t, err)
 	assert.Equal(t, 3*time.Second, cfg.Timeout, "VECTORVUE_TIMEOUT under drain --timeout")
 
-	cfg, err = drainFlags(t, withVars(loginVars, "SHIPPER_DRAIN_TIMEOUT", "5m")).config()
+	cfg, err = resolved(drainFlags(t, withVars(loginVars, "SHIPPER_DRAIN_TIMEOUT", "5m")))
 	require.NoError(t, err)
 	assert.Equal(t, 10*time.Second, cfg.Timeout, "the default request timeout under SHIPPER_DRAIN_TIMEOUT")
 
-	cfg, err = drainFlags(t, withVars(loginVars, "VECTORVUE_TIMEOUT", "3s"), "--timeout", "5m", "--request-timeout", "4s").config()
+	cfg, err = resolved(drainFlags(t, withVars(loginVars, "VECTORVUE_TIMEOUT", "3s"), "--timeout", "5m", "--request-timeout", "4s"))
 	require.NoError(t, err)
 	assert.Equal(t, 4*time.Second, cfg.Timeout, "--request-timeout over VECTORVUE_TIMEOUT")
 }

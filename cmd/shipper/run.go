@@ -45,7 +45,7 @@ signature secret and CA files again and retries a paused delivery at once;
 the client also reads them again by itself before the attempt that follows a
 refusal. Confirmed records past --retention are deleted even while idle.`, env)
 	o := addOutboxFlags(c, true)
-	vv := declareVV(c)
+	vv := addVVFlags(c, "request-timeout")
 	wf := addWorkerFlags(c)
 	lf := addLogFlags(c, "info")
 	metricsAddr := c.fs.String("metrics-addr", DefaultMetricsAddr, "host:port for /metrics and /healthz (port 0 = any free port, printed at start; \"off\" = none)")
@@ -232,10 +232,10 @@ func listenMetrics(c *cli, addr string) (net.Listener, error) {
 // again, and a paused delivery tries them at once instead of at the end of its
 // pause interval. A file that cannot be used leaves the previous credentials
 // in force.
-func reloadCredentials(log *slog.Logger, client *vvapi.Client, worker *deliver.Worker, vv *vvSettings) {
+func reloadCredentials(log *slog.Logger, client *vvapi.Client, worker *deliver.Worker, vv *vvFlags) {
 	changed, err := client.Reload()
 	if err != nil {
-		log.Error("SIGHUP: cannot reload the credentials; keeping the previous ones", "err", vv.vv.settingError(err).Error())
+		log.Error("SIGHUP: cannot reload the credentials; keeping the previous ones", "err", vv.settingError(err).Error())
 		return
 	}
 	flagOf := map[string]string{"PasswordFile": "password-file", "TokenFile": "token-file",

@@ -50,8 +50,7 @@ one event (with an Idempotency-Key), one finding, one ingest status poll. One
 line per step, then SMOKE OK, or the failing step with the server's message.
 The event and finding are informational and marked as smoke-test records.
 Exit 0 when every step passed, 1 when a step failed, 2 when a setting is wrong.`, env)
-	c.extraHelp = append(c.extraHelp, vvEnvHelp())
-	vv := addVVFlags(c.fs)
+	vv := addVVFlags(c, "timeout")
 	verbose := c.fs.Bool("v", false, "log every request (endpoint, request id, status, attempt) to stderr")
 	if code, ok := c.parse(args); !ok {
 		return code
@@ -63,7 +62,7 @@ Exit 0 when every step passed, 1 when a step failed, 2 when a setting is wrong.`
 	if *verbose {
 		logger = slog.New(slog.NewTextHandler(env.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	client, err := vv.client(env, logger.With("component", "vvapi"))
+	client, err := vv.client(env, logger.With("component", "vvapi"), 0)
 	if err != nil {
 		return c.fail(err)
 	}

@@ -105,7 +105,7 @@ type delivery struct {
 
 // resolveDelivery resolves the flags run and drain share, in the order a user
 // fixes them: logging, outbox, worker, then the VectorVue client.
-func resolveDelivery(c *cli, env Env, o *outboxFlags, vv *vvSettings, wf *workerFlags, lf *logFlags) (delivery, error) {
+func resolveDelivery(c *cli, env Env, o *outboxFlags, vv *vvFlags, wf *workerFlags, lf *logFlags) (delivery, error) {
 	var d delivery
 	var err error
 	if d.logger, err = lf.logger(c, env.Stderr); err != nil {
@@ -117,7 +117,7 @@ func resolveDelivery(c *cli, env Env, o *outboxFlags, vv *vvSettings, wf *worker
 	if d.wopts, err = wf.options(c); err != nil {
 		return d, err
 	}
-	d.client, err = vv.client(d.logger, wf.batchSize)
+	d.client, err = vv.client(env, d.logger.With("component", "vvapi"), wf.batchSize)
 	return d, err
 }
 

@@ -13,11 +13,11 @@ import (
 )
 
 // The VectorVue connection settings every talking verb shares (smoke, run,
-// drain, demo...). Usage:
+// drain), declared once here. Usage:
 //
-//	vv := addVVFlags(c.fs)            // before parsing
+//	vv := addVVFlags(c, "timeout")         // before parsing
 //	...parse...
-//	client, err := vv.client(env, logger)  // a wrong setting is a *settingError (exit 2)
+//	client, err := vv.client(env, logger, 0) // a wrong setting is a *settingError (exit 2)
 //
 // Flags win over the VECTORVUE_* environment. Secrets are given as files by
 // flag (a command line is visible in ps) or by environment, as a value or a
@@ -47,7 +47,9 @@ var vvSecretEnv = map[string]string{
 	"signature-secret-file": "VECTORVUE_SIGNATURE_SECRET",
 }
 
-// vvFlags are the VectorVue flags of one verb's flag set.
+// vvFlags are the VectorVue flags of one verb's flag set. Inside this file a
+// flag is known by its name in vvEnv; the verb may show one under another name
+// (see register).
 type vvFlags struct {
 	fs                                     *flag.FlagSet
 	baseURL, username, tenantID, caFile    string
@@ -63,9 +65,25 @@ type vvFlags struct {
 	sources map[string]string
 }
 
-// addVVFlags declares the VectorVue flags on fs.
-func addVVFlags(fs *flag.FlagSet) *vvFlags {
-	f := &vvFlags{fs: fs, names: map[string]string{}, sources: map[string]string{}}
+// addVVFlags declares the VectorVue flags on a verb and lists their
+// environment variables in its usage. timeoutFlag is the per-request timeout's
+// name on the verb: "timeout" (smoke), or "request-timeout" where the verb's
+// own --timeout bounds the whole run (drain; run follows drain so one setting
+// has one name on both).
+func addVVFlags(c *cli, timeoutFlag string) *vvFlags {
+	f := &vvFlags{}
+	f.register(c.fs, timeoutFlag)
+	c.extraHelp = append(c.extraHelp, vvEnvHelp())
+	return f
+}
+
+// register declares the VectorVue flags on fs, the per-request timeout as
+// timeoutFlag.
+func (f *vvFlags) register(fs *flag.FlagSet, timeoutFlag string) {
+	f.fs, f.names, f.sources = fs, map[string]string{}, map[string]string{}
+	if timeoutFlag != "timeout" {
+		f.names["timeout"] = timeoutFlag
+	}
 	fs.StringVar(&f.baseURL, "base-url", vvapi.DefaultBaseURL, "VectorVue base URL (env VECTORVUE_BASE_URL)")
 	fs.StringVar(&f.username, "username", "", "VectorVue user for login (env VECTORVUE_USERNAME)")
 	fs.StringVar(&f.passwordFile, "password-file", "", "file holding the login password (env VECTORVUE_PASSWORD, or VECTORVUE_PASSWORD_FILE)")
@@ -75,8 +93,26 @@ func addVVFlags(fs *flag.FlagSet) *vvFlags {
 	fs.StringVar(&f.caFile, "ca-file", "", "PEM CA bundle for a server with a private CA (env VECTORVUE_CA_FILE)")
 	fs.BoolVar(&f.verifyTLS, "verify-tls", true, "verify the server's TLS certificate; false only for tests, with a warning (env VECTORVUE_VERIFY_TLS)")
 	fs.BoolVar(&f.requireHTTPS, "require-https", true, "refuse http:// base URLs; --require-https=false for a plain-HTTP server (env VECTORVUE_REQUIRE_HTTPS)")
-	fs.DurationVar(&f.timeout, "timeout", vvapi.DefaultTimeout, "per-request timeout (env VECTORVUE_TIMEOUT)")
-	return f
+	fs.DurationVar(&f.timeout, timeoutFlag, vvapi.DefaultTimeout, "per-request timeout (env VECTORVUE_TIMEOUT)")
+}
+
+// given reports which VectorVue flags were given on the command line, by
+// their vvEnv names. Only the flags declared here count: drain's own
+// --timeout is not the per-request one.
+func (f *vvFlags) given() map[string]bool {
+	set := map[string]bool{}
+	f.fs.Visit(func(fl *flag.Flag) {
+		name := fl.Name
+		if name == f.names["timeout"] {
+			name = "timeout"
+		} else if name == "timeout" && f.names["timeout"] != "" {
+			return
+		}
+		if _, ours := vvEnv[name]; ours {
+			set[name] = true
+		}
+	})
+	return set
 }
 
 // setting names a VectorVue flag, as the verb calls it, and its environment
@@ -106,8 +142,7 @@ func (f *vvFlags) config(env Env) (vvapi.Config, error) {
 	if getenv == nil {
 		getenv = func(string) string { return "" }
 	}
-	set := map[string]bool{}
-	f.fs.Visit(func(fl *flag.Flag) { set[fl.Name] = true })
+	set := f.given()
 
 	str := func(name, val string) string {
 		if set[name] {
@@ -215,20 +250,28 @@ func (f *vvFlags) secretFile(flagName, setting, path string) error {
 	return nil
 }
 
-// client resolves the settings and builds the client; every wrong setting,
-// including one vvapi.New refuses, comes back as a *settingError naming the
-// flag and its environment variables.
-func (f *vvFlags) client(env Env, logger *slog.Logger) (*vvapi.Client, error) {
+// client resolves the settings and builds the client, sending batches of at
+// most maxBatch records (0: vvapi's default; the worker passes its
+// --batch-size, one setting). Every wrong setting, including one vvapi.New
+// refuses, comes back as a *settingError naming the flag and its environment
+// variables.
+func (f *vvFlags) client(env Env, logger *slog.Logger, maxBatch int) (*vvapi.Client, error) {
 	cfg, err := f.config(env)
 	if err != nil {
 		return nil, err
 	}
 	cfg.Logger = logger
+	cfg.MaxBatchSize = maxBatch
 	c, err := vvapi.New(cfg)
 	if err != nil {
 		return nil, f.settingError(err)
 	}
 	return c, nil
+}
+
+func isVVConfigError(err error) bool {
+	var ce *vvapi.ConfigError
+	return errors.As(err, &ce)
 }
 
 // settingError turns a *vvapi.ConfigError into a *settingError naming the

@@ -20,7 +20,8 @@ func parseVV(t *testing.T, args ...string) *vvFlags {
 	t.Helper()
 	fs := flag.NewFlagSet("test", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	f := addVVFlags(fs)
+	f := &vvFlags{}
+	f.register(fs, "timeout")
 	require.NoError(t, fs.Parse(args), "parse %v", args)
 	return f
 }
@@ -98,7 +99,7 @@ func TestVVSecretFilesFromEnv(t *testing.T) {
 	assert.Equal(t, files["VECTORVUE_TOKEN_FILE"], cfg.TokenFile, "token file")
 	assert.Equal(t, files["VECTORVUE_SIGNATURE_SECRET_FILE"], cfg.SignatureSecretFile, "signature secret file")
 	assert.Equal(t, files["VECTORVUE_PASSWORD_FILE"], cfg.PasswordFile, "password file")
-	c, err := f.client(mapEnv(files), nil)
+	c, err := f.client(mapEnv(files), nil, 0)
 	require.NoError(t, err, "the files are read by the client")
 	assert.True(t, c.HasPreProvisionedToken())
 	assert.True(t, c.Signing())
@@ -145,7 +146,7 @@ func TestVVWrongSettingsAreNamed(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := parseVV(t, tc.args...).client(mapEnv(tc.env), nil)
+			_, err := parseVV(t, tc.args...).client(mapEnv(tc.env), nil, 0)
 			var se *settingError
 			require.ErrorAs(t, err, &se)
 			require.True(t, isSettingError(err), "isSettingError(%v)", err)
