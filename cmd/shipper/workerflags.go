@@ -2,14 +2,11 @@ package main
 
 import (
 	"fmt"
-	"io"
-	"log/slog"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/spectrastrike/shipper/deliver"
-	"github.com/spectrastrike/shipper/outbox"
 	"github.com/spectrastrike/shipper/vvapi"
 )
 
@@ -63,62 +60,6 @@ func (w *workerFlags) options(c *cli) (deliver.Options, error) {
 		PollInterval:    w.pollInterval,
 		ConfirmDeadline: w.confirmDeadline,
 	}, nil
-}
-
-// logFlags choose the verb's slog handler on stderr.
-type logFlags struct {
-	level  string
-	format string
-}
-
-func addLogFlags(c *cli, defLevel string) *logFlags {
-	l := &logFlags{}
-	c.fs.StringVar(&l.level, "log-level", defLevel, "debug|info|warn|error")
-	c.bindEnv("log-level", "SHIPPER_LOG_LEVEL")
-	c.fs.StringVar(&l.format, "log-format", "text", "text|json")
-	c.bindEnv("log-format", "SHIPPER_LOG_FORMAT")
-	return l
-}
-
-func (l *logFlags) logger(c *cli, w io.Writer) (*slog.Logger, error) {
-	var lv slog.Level
-	if err := lv.UnmarshalText([]byte(strings.ToUpper(l.level))); err != nil {
-		return nil, &settingError{Setting: c.setting("log-level"), Problem: fmt.Sprintf("%q is not debug|info|warn|error", l.level)}
-	}
-	ho := &slog.HandlerOptions{Level: lv}
-	switch l.format {
-	case "text":
-		return slog.New(slog.NewTextHandler(w, ho)), nil
-	case "json":
-		return slog.New(slog.NewJSONHandler(w, ho)), nil
-	}
-	return nil, &settingError{Setting: c.setting("log-format"), Problem: fmt.Sprintf("%q is not text|json", l.format)}
-}
-
-// delivery is what the delivering verbs (run, drain) resolve from their flags.
-type delivery struct {
-	logger *slog.Logger
-	obOpts outbox.Options
-	wopts  deliver.Options
-	client *vvapi.Client
-}
-
-// resolveDelivery resolves the flags run and drain share, in the order a user
-// fixes them: logging, outbox, worker, then the VectorVue client.
-func resolveDelivery(c *cli, env Env, o *outboxFlags, vv *vvFlags, wf *workerFlags, lf *logFlags) (delivery, error) {
-	var d delivery
-	var err error
-	if d.logger, err = lf.logger(c, env.Stderr); err != nil {
-		return d, err
-	}
-	if d.obOpts, err = o.options(c); err != nil {
-		return d, err
-	}
-	if d.wopts, err = wf.options(c); err != nil {
-		return d, err
-	}
-	d.client, err = vv.client(env, d.logger.With("component", "vvapi"), wf.batchSize)
-	return d, err
 }
 
 // rateFlag is --rate-per-minute: a request budget per sliding 60 s, "off" for none (stored
