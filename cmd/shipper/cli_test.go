@@ -407,8 +407,8 @@ func TestDeadRecordRequeuedAfterServerAccepts(t *testing.T) {
 	assert.Contains(t, r.stderr, "confirmed", "requeue of a confirmed record:\n%s", r)
 }
 
-// daemon is a running `shipper run`.
-type daemon struct {
+// daemonProcess is a running `shipper run`.
+type daemonProcess struct {
 	cmd         *exec.Cmd
 	metricsAddr string
 	socket      string
@@ -418,12 +418,12 @@ type daemon struct {
 
 type syncBuffer = testutil.SyncBuffer
 
-func (e *cliEnv) startDaemon(args ...string) *daemon {
+func (e *cliEnv) startDaemon(args ...string) *daemonProcess {
 	e.t.Helper()
 	cmd := exec.Command(shipperBin, append([]string{"run", "--metrics-addr", "127.0.0.1:0"}, args...)...)
 	cmd.Dir = e.dir
 	cmd.Env = e.environ()
-	d := &daemon{cmd: cmd, stderr: &syncBuffer{}, exited: make(chan error, 1)}
+	d := &daemonProcess{cmd: cmd, stderr: &syncBuffer{}, exited: make(chan error, 1)}
 	cmd.Stderr = d.stderr
 	stdout, err := cmd.StdoutPipe()
 	require.NoError(e.t, err)

@@ -29,7 +29,7 @@ func (e *cliEnv) confirmedCount() int {
 }
 
 // healthz is /healthz's status code and JSON body.
-func (d *daemon) healthz(t *testing.T) (int, map[string]string) {
+func (d *daemonProcess) healthz(t *testing.T) (int, map[string]string) {
 	t.Helper()
 	code, body := httpGet(t, "http://"+d.metricsAddr+"/healthz")
 	var h map[string]string
@@ -38,7 +38,7 @@ func (d *daemon) healthz(t *testing.T) (int, map[string]string) {
 }
 
 // stop sends SIGTERM and wants a clean exit.
-func (d *daemon) stop(t *testing.T) {
+func (d *daemonProcess) stop(t *testing.T) {
 	t.Helper()
 	require.NoError(t, d.cmd.Process.Signal(syscall.SIGTERM))
 	select {
