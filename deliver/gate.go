@@ -171,23 +171,61 @@ func (g *gate) paused() bool {
 	return g.mode == gatePaused
 }
 
-// broadcast is a wake-up for every waiter (Notify, new submissions, applied outcomes).
-type broadcast struct {
-	mu sync.Mutex
-	ch chan struct{}
+// acquire waits for the gate (global backoff, auth pause). When the caller is the probe after
+// an auth pause, it first tries a fresh login: only working credentials reopen the gate.
+func (w *Worker) acquire(ctx context.Context) (probe bool, err error) {
+	for {
+		probe, mode, err := w.gate.acquire(ctx, w.opts.IdleInterval)
+		if err != nil {
+			return false, err
+		}
+		if !probe || mode != gatePaused {
+			return probe, nil
+		}
+		// The login is a request too: it draws on the budget.
+		if _, err := w.budget.acquire(ctx, classSend, time.Time{}); err != nil {
+			w.gate.report(probe, resAborted, "")
+			return false, err
+		}
+		start := time.Now()
+		err = w.client.Login(ctx)
+		w.m.observe("login", time.Since(start))
+		if err == nil {
+			w.log.Info("login succeeded after pause")
+			return true, nil
+		}
+		if ctx.Err() != nil {
+			w.gate.report(true, resAborted, "")
+			return false, ctx.Err()
+		}
+		v := classify(err, false)
+		switch {
+		case v.act == actPause:
+			w.gate.report(true, resAuth, v.reason+": "+v.message)
+		case v.down:
+			w.gate.report(true, resDown, v.reason+": "+v.message)
+		default:
+			// A login the client cannot make (a pre-provisioned token) or an unclear answer:
+			// let a real request be the probe.
+			return true, nil
+		}
+	}
 }
 
-func newBroadcast() *broadcast { return &broadcast{ch: make(chan struct{})} }
-
-func (b *broadcast) C() <-chan struct{} {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.ch
-}
-
-func (b *broadcast) fire() {
-	b.mu.Lock()
-	close(b.ch)
-	b.ch = make(chan struct{})
-	b.mu.Unlock()
+// reportGate tells the gate and the budget what a request's answer says about the server, and
+// returns whether delivery is held after it (an outage or a pause).
+func (w *Worker) reportGate(probe bool, v verdict, went time.Time) (held bool) {
+	if v.throttled {
+		w.m.addRateLimited()
+		w.budget.throttled(went, v.retryAfter)
+	}
+	switch {
+	case v.act == actPause:
+		return w.gate.report(probe, resAuth, v.reason+": "+v.message)
+	case v.act == actRelease:
+		return w.gate.report(probe, resAborted, "")
+	case v.down:
+		return w.gate.report(probe, resDown, v.reason+": "+v.message)
+	}
+	return w.gate.report(probe, resUp, "")
 }
