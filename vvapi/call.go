@@ -46,8 +46,8 @@ type call struct {
 	relogged bool // the one fresh login after a 401 was made
 }
 
-// try is one attempt: what was sent and what came back.
-type try struct {
+// tried is one attempt: what was sent and what came back.
+type tried struct {
 	token     string
 	fromLogin bool // token came from our own login (not a pre-provisioned one)
 	ans       *answer
@@ -85,11 +85,11 @@ func (c *Client) do(ctx context.Context, r request) (*Envelope, []byte, error) {
 // try makes one attempt and reads its answer: a success, or a failure with the
 // error the call would return and its verdict. An error means no attempt was
 // made because the login on the way failed.
-func (c *Client) try(ctx context.Context, cl *call) (*try, error) {
+func (c *Client) try(ctx context.Context, cl *call) (*tried, error) {
 	if c.s.rereads() && c.refused.Load() {
 		c.reloadAfterFailure()
 	}
-	t := &try{}
+	t := &tried{}
 	if cl.r.auth {
 		var err error
 		if t.token, t.fromLogin, err = c.bearer(ctx); err != nil {
@@ -128,7 +128,7 @@ func is2xx(status int) bool { return status >= 200 && status < 300 }
 
 // accept reads a 2xx answer as the request asks; an error is an answer that
 // cannot be read, which judge takes as a transport failure.
-func (c *Client) accept(ctx context.Context, cl *call, t *try) error {
+func (c *Client) accept(ctx context.Context, cl *call, t *tried) error {
 	ans := t.ans
 	var env *Envelope
 	var err error
@@ -158,7 +158,7 @@ func (c *Client) accept(ctx context.Context, cl *call, t *try) error {
 
 // judge turns a failed attempt (err: no usable answer, else a non-2xx answer)
 // into the error the call returns, and reads it with the retry policy.
-func (c *Client) judge(ctx context.Context, cl *call, t *try, err error) {
+func (c *Client) judge(ctx context.Context, cl *call, t *tried, err error) {
 	if err != nil {
 		t.err = &TransportError{Endpoint: cl.r.endpoint, Attempts: cl.attempt, Err: err}
 	} else {
@@ -180,7 +180,7 @@ func (c *Client) judge(ctx context.Context, cl *call, t *try, err error) {
 // relogin handles a 401 on the token of our own login, which may have expired
 // (12 h): it forgets the token so the next attempt logs in once more, at once
 // and outside the retry count. A second 401 is returned.
-func (c *Client) relogin(ctx context.Context, cl *call, t *try) bool {
+func (c *Client) relogin(ctx context.Context, cl *call, t *tried) bool {
 	var ae *Error
 	if cl.relogged || !t.fromLogin || !errors.As(t.err, &ae) || ae.HTTPStatus != http.StatusUnauthorized {
 		return false
@@ -193,7 +193,7 @@ func (c *Client) relogin(ctx context.Context, cl *call, t *try) bool {
 
 // backoff decides, by the attempt's verdict, whether the call goes on: nil once
 // the wait before the next attempt is over, else the error the call returns.
-func (c *Client) backoff(ctx context.Context, cl *call, t *try) error {
+func (c *Client) backoff(ctx context.Context, cl *call, t *tried) error {
 	v := t.verdict
 	fail := func(reason string, extra ...slog.Attr) error {
 		c.logAttempt(ctx, cl, t, "failed", append([]slog.Attr{slog.String("reason", reason)}, extra...)...)
@@ -288,7 +288,7 @@ func (c *Client) attempt(ctx context.Context, r request, token string) (*answer,
 // logAttempt logs one attempt of cl at a level its outcome sets: the endpoint,
 // request id, tenant, outcome, HTTP status, attempt and duration, never a
 // secret.
-func (c *Client) logAttempt(ctx context.Context, cl *call, t *try, outcome string, extra ...slog.Attr) {
+func (c *Client) logAttempt(ctx context.Context, cl *call, t *tried, outcome string, extra ...slog.Attr) {
 	level := slog.LevelDebug
 	switch outcome {
 	case "retry", "relogin":
