@@ -43,7 +43,7 @@ type daemon struct {
 // metrics, opens the outbox, builds the worker and starts the servers. What it
 // opened before a failure is closed again.
 func openDaemon(ctx context.Context, c *cli, f *daemonFlags) (_ *daemon, err error) {
-	dl, err := resolveDelivery(c, c.env, f.o, f.vv, f.wf, f.lf)
+	dl, err := f.resolve(c)
 	if err != nil {
 		return nil, err
 	}

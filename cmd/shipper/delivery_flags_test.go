@@ -79,14 +79,11 @@ func TestBatchSizeIsTheClientsMaximum(t *testing.T) {
 	} {
 		env, _, stderr := deliveryEnv(t, nil)
 		c := newCLI("drain", "", "", env)
-		o := addOutboxFlags(c, true)
-		vv := addVVFlags(c, "request-timeout")
-		wf := addWorkerFlags(c)
-		lf := addLogFlags(c, "warn")
+		df := addDeliveryFlags(c, "warn")
 		code, ok := c.parse(tc.args)
 		require.True(t, ok, "parse %v: exit %d, stderr %q", tc.args, code, stderr.String())
-		d, err := resolveDelivery(c, env, o, vv, wf, lf)
-		require.NoError(t, err, "resolveDelivery %v", tc.args)
+		d, err := df.resolve(c)
+		require.NoError(t, err, "resolve %v", tc.args)
 		assert.Equal(t, tc.want, d.wopts.BatchSize, "worker batch size for %v", tc.args)
 		assert.Equal(t, tc.want, d.client.MaxBatchSize(), "client's maximum batch for %v", tc.args)
 	}

@@ -25,10 +25,8 @@ its certificate is not trusted: the message says which), 1 on an error or when
 --timeout passes first. Ctrl-C stops after the requests in flight are answered
 (at most 10s); a second Ctrl-C exits at once. It needs the outbox to itself:
 while a daemon runs, the daemon is the one delivering.`, env)
-	o := addOutboxFlags(c, true)
-	vv := addVVFlags(c, "request-timeout")
-	wf := addWorkerFlags(c)
-	lf := addLogFlags(c, "warn")
+	df := addDeliveryFlags(c, "warn")
+	o := df.o
 	timeout := c.fs.Duration("timeout", 0, "give up after this long (0 = no limit)")
 	c.bindEnv("timeout", "SHIPPER_DRAIN_TIMEOUT")
 	pauseTimeout := c.fs.Duration("pause-timeout", DefaultPauseTimeout, "give up (exit 4) when delivery stays paused this long: credentials, TLS or configuration refused (0 = wait)")
@@ -45,7 +43,7 @@ while a daemon runs, the daemon is the one delivering.`, env)
 	if *pauseTimeout < 0 {
 		return c.usageErr("pause-timeout", "must be 0 or more")
 	}
-	d, err := resolveDelivery(c, env, o, vv, wf, lf)
+	d, err := df.resolve(c)
 	if err != nil {
 		return c.fail(err)
 	}

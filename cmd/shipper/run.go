@@ -56,16 +56,13 @@ func runDaemon(ctx context.Context, args []string, env Env) int {
 
 // daemonFlags are run's settings.
 type daemonFlags struct {
-	o               *outboxFlags
-	vv              *vvFlags
-	wf              *workerFlags
-	lf              *logFlags
+	*deliveryFlags
 	metricsAddr     string
 	shutdownTimeout time.Duration
 }
 
 func addDaemonFlags(c *cli) *daemonFlags {
-	f := &daemonFlags{o: addOutboxFlags(c, true), vv: addVVFlags(c, "request-timeout"), wf: addWorkerFlags(c), lf: addLogFlags(c, "info")}
+	f := &daemonFlags{deliveryFlags: addDeliveryFlags(c, "info")}
 	c.fs.StringVar(&f.metricsAddr, "metrics-addr", DefaultMetricsAddr, "host:port for /metrics and /healthz (port 0 = any free port, printed at start; \"off\" = none)")
 	c.bindEnv("metrics-addr", "SHIPPER_METRICS_ADDR")
 	c.fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long a graceful shutdown may take")
