@@ -104,7 +104,7 @@ func (o *Options) setDefaults() {
 // Worker drains an outbox to VectorVue. Run or Drain it from one goroutine at a time.
 type Worker struct {
 	ob     *outbox.Outbox
-	client *vvapi.Client
+	client *vvapi.Client // the caller's client's SingleAttempt view
 	opts   Options
 	log    *slog.Logger
 	now    func() time.Time
