@@ -76,6 +76,8 @@ func ClassifyError(err error) Verdict {
 		return Verdict{Fault: FaultNone, Reason: "success"}
 	case errors.Is(err, context.Canceled):
 		return Verdict{Fault: FaultCancelled, Reason: "cancelled"}
+	case isTLSVerifyError(err):
+		return Verdict{Fault: FaultSetup, Reason: "tls verification failed"}
 	case errors.As(err, &te):
 		return classifyAttempt(0, te.Err)
 	case errors.As(err, &ae):

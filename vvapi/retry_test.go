@@ -2,6 +2,7 @@ package vvapi
 
 import (
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -75,6 +76,7 @@ func TestClassifyError(t *testing.T) {
 		{"timeout", &TransportError{Err: fmt.Errorf("x: %w", context.DeadlineExceeded)}, FaultServer, true, 0},
 		{"malformed 2xx", &TransportError{Err: fmt.Errorf("read: %w", ErrMalformedResponse)}, FaultServer, true, 0},
 		{"untrusted certificate", &TransportError{Err: &url.Error{Op: "Post", URL: "https://x", Err: x509.UnknownAuthorityError{}}}, FaultSetup, false, 0},
+		{"untrusted certificate, not wrapped", &tls.CertificateVerificationError{Err: errors.New("x509: unknown authority")}, FaultSetup, false, 0},
 		{"cancelled", &TransportError{Err: context.Canceled}, FaultCancelled, false, 0},
 		{"cancelled while waiting to retry", &TransportError{Err: fmt.Errorf("%w while waiting to retry; last answer: %w", context.Canceled, &Error{HTTPStatus: 503})}, FaultCancelled, false, 0},
 		{"invalid payload", fmt.Errorf("vvapi: POST /events: %w", ErrInvalidPayload), FaultRecords, false, 0},
