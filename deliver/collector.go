@@ -16,6 +16,7 @@ type OutboxCollector struct {
 	now func() time.Time
 
 	records, payloadBytes, fileBytes, oldestPending, oldestUnconfirmed *prometheus.Desc
+	diskFree, diskReserve, diskFull                                    *prometheus.Desc
 }
 
 // NewOutboxCollector returns a collector for ob; register it on the daemon's registry.
@@ -31,6 +32,12 @@ func NewOutboxCollector(ob *outbox.Outbox) *OutboxCollector {
 			"Age of the oldest pending record (0 when none).", nil, nil),
 		oldestUnconfirmed: prometheus.NewDesc("shipper_outbox_oldest_unconfirmed_age_seconds",
 			"Age of the oldest record neither confirmed nor dead (0 when none).", nil, nil),
+		diskFree: prometheus.NewDesc("shipper_outbox_disk_free_bytes",
+			"Free space for the outbox: the file system's free bytes plus pages free inside the file.", nil, nil),
+		diskReserve: prometheus.NewDesc("shipper_outbox_disk_reserve_bytes",
+			"Free space kept for delivery: enqueue is refused rather than go under it (0: no check).", nil, nil),
+		diskFull: prometheus.NewDesc("shipper_outbox_disk_full",
+			"1 while enqueue is refused for disk space, until delivery frees some.", nil, nil),
 	}
 }
 
@@ -41,6 +48,9 @@ func (c *OutboxCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.fileBytes
 	ch <- c.oldestPending
 	ch <- c.oldestUnconfirmed
+	ch <- c.diskFree
+	ch <- c.diskReserve
+	ch <- c.diskFull
 }
 
 // Collect implements prometheus.Collector.
@@ -64,4 +74,11 @@ func (c *OutboxCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(c.oldestPending, prometheus.GaugeValue, age(st.OldestPending))
 	ch <- prometheus.MustNewConstMetric(c.oldestUnconfirmed, prometheus.GaugeValue, age(st.OldestUnconfirmed))
+	full := 0.0
+	if st.DiskFull {
+		full = 1
+	}
+	ch <- prometheus.MustNewConstMetric(c.diskFree, prometheus.GaugeValue, float64(st.DiskFreeBytes))
+	ch <- prometheus.MustNewConstMetric(c.diskReserve, prometheus.GaugeValue, float64(st.DiskReserveBytes))
+	ch <- prometheus.MustNewConstMetric(c.diskFull, prometheus.GaugeValue, full)
 }
