@@ -138,86 +138,114 @@ func (f *vvFlags) setting(flagName string) string {
 // config resolves the flags, then the environment, into a vvapi.Config
 // (without Logger). A wrong setting is a *settingError naming it.
 func (f *vvFlags) config(env Env) (vvapi.Config, error) {
-	getenv := env.Getenv
-	if getenv == nil {
-		getenv = func(string) string { return "" }
+	r := vvResolver{f: f, getenv: env.Getenv, set: f.given()}
+	if r.getenv == nil {
+		r.getenv = func(string) string { return "" }
 	}
-	set := f.given()
-
-	str := func(name, val string) string {
-		if set[name] {
-			return val
-		}
-		if v := getenv(vvEnv[name]); v != "" {
-			return v
-		}
-		return val
-	}
-	boolean := func(name string, val bool) (bool, error) {
-		if set[name] {
-			return val, nil
-		}
-		v := strings.TrimSpace(getenv(vvEnv[name]))
-		if v == "" {
-			return val, nil
-		}
-		switch strings.ToLower(v) {
-		case "1", "t", "true", "yes", "on":
-			return true, nil
-		case "0", "f", "false", "no", "off":
-			return false, nil
-		}
-		return false, &settingError{Setting: vvEnv[name], Problem: fmt.Sprintf("%q is not true or false", v)}
-	}
-
 	var cfg vvapi.Config
-	var err error
-	cfg.BaseURL = strings.TrimSpace(str("base-url", f.baseURL))
-	cfg.Username = str("username", f.username)
-	cfg.TenantID = str("tenant-id", f.tenantID)
-	cfg.CAFile = str("ca-file", f.caFile)
+	for _, step := range []func(*vvapi.Config) error{r.server, r.tls, r.timeout, r.secrets} {
+		if err := step(&cfg); err != nil {
+			return cfg, err
+		}
+	}
+	return cfg, nil
+}
+
+// vvResolver reads each VectorVue setting from its flag when given, else from
+// its environment variable, else the flag's default.
+type vvResolver struct {
+	f      *vvFlags
+	getenv func(string) string
+	set    map[string]bool // the flags given, by their vvEnv names
+}
+
+// env is the environment's value for a flag not given, or "".
+func (r vvResolver) env(name string) string {
+	if r.set[name] {
+		return ""
+	}
+	return r.getenv(vvEnv[name])
+}
+
+func (r vvResolver) str(name, val string) string {
+	if v := r.env(name); v != "" {
+		return v
+	}
+	return val
+}
+
+func (r vvResolver) boolean(name string, val bool) (bool, error) {
+	v := strings.TrimSpace(r.env(name))
+	switch strings.ToLower(v) {
+	case "":
+		return val, nil
+	case "1", "t", "true", "yes", "on":
+		return true, nil
+	case "0", "f", "false", "no", "off":
+		return false, nil
+	}
+	return false, &settingError{Setting: vvEnv[name], Problem: fmt.Sprintf("%q is not true or false", v)}
+}
+
+// server is where to log in and as whom, and the CA that vouches for it.
+func (r vvResolver) server(cfg *vvapi.Config) error {
+	cfg.BaseURL = strings.TrimSpace(r.str("base-url", r.f.baseURL))
+	cfg.Username = r.str("username", r.f.username)
+	cfg.TenantID = r.str("tenant-id", r.f.tenantID)
+	cfg.CAFile = r.str("ca-file", r.f.caFile)
 	if cfg.CAFile != "" {
 		if _, err := os.Stat(cfg.CAFile); err != nil {
-			return cfg, &settingError{Setting: f.setting("ca-file"), Problem: fmt.Sprintf("cannot read %s: %v", cfg.CAFile, errors.Unwrap(err))}
+			return &settingError{Setting: r.f.setting("ca-file"), Problem: fmt.Sprintf("cannot read %s: %v", cfg.CAFile, errors.Unwrap(err))}
 		}
 	}
-	verify, err := boolean("verify-tls", f.verifyTLS)
+	return nil
+}
+
+func (r vvResolver) tls(cfg *vvapi.Config) error {
+	verify, err := r.boolean("verify-tls", r.f.verifyTLS)
 	if err != nil {
-		return cfg, err
+		return err
 	}
 	cfg.InsecureSkipVerify = !verify
-	requireHTTPS, err := boolean("require-https", f.requireHTTPS)
+	requireHTTPS, err := r.boolean("require-https", r.f.requireHTTPS)
 	if err != nil {
-		return cfg, err
+		return err
 	}
 	cfg.AllowHTTP = !requireHTTPS
-	cfg.Timeout = f.timeout
-	if !set["timeout"] {
-		if v := strings.TrimSpace(getenv(vvEnv["timeout"])); v != "" {
-			d, err := time.ParseDuration(v)
-			if err != nil {
-				return cfg, &settingError{Setting: vvEnv["timeout"], Problem: fmt.Sprintf("%q is not a duration (e.g. 10s)", v)}
-			}
-			cfg.Timeout = d
+	return nil
+}
+
+func (r vvResolver) timeout(cfg *vvapi.Config) error {
+	cfg.Timeout = r.f.timeout
+	if v := strings.TrimSpace(r.env("timeout")); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			return &settingError{Setting: vvEnv["timeout"], Problem: fmt.Sprintf("%q is not a duration (e.g. 10s)", v)}
 		}
+		cfg.Timeout = d
 	}
 	if cfg.Timeout <= 0 {
-		return cfg, &settingError{Setting: f.setting("timeout"), Problem: "must be positive"}
+		return &settingError{Setting: r.f.setting("timeout"), Problem: "must be positive"}
 	}
+	return nil
+}
+
+func (r vvResolver) secrets(cfg *vvapi.Config) error {
 	for _, sec := range []struct {
 		flagName, flagFile string
 		value              *vvapi.Secret
 		file               *string
 	}{
-		{"password-file", f.passwordFile, &cfg.Password, &cfg.PasswordFile},
-		{"token-file", f.tokenFile, &cfg.Token, &cfg.TokenFile},
-		{"signature-secret-file", f.signatureFile, &cfg.SignatureSecret, &cfg.SignatureSecretFile},
+		{"password-file", r.f.passwordFile, &cfg.Password, &cfg.PasswordFile},
+		{"token-file", r.f.tokenFile, &cfg.Token, &cfg.TokenFile},
+		{"signature-secret-file", r.f.signatureFile, &cfg.SignatureSecret, &cfg.SignatureSecretFile},
 	} {
-		if *sec.value, *sec.file, err = f.secret(getenv, set, sec.flagName, sec.flagFile); err != nil {
-			return cfg, err
+		var err error
+		if *sec.value, *sec.file, err = r.f.secret(r.getenv, r.set, sec.flagName, sec.flagFile); err != nil {
+			return err
 		}
 	}
-	return cfg, nil
+	return nil
 }
 
 // secret resolves one secret: the flag's file, else the environment's value,
