@@ -54,6 +54,13 @@ func printStats(w io.Writer, s statsView, now time.Time) {
 	fmt.Fprintf(w, "records       %d\n", s.Records)
 	fmt.Fprintf(w, "payload       %s\n", fmtBytes(s.PayloadBytes))
 	fmt.Fprintf(w, "file          %s\n", fmtBytes(s.FileBytes))
+	if s.DiskReserveBytes > 0 {
+		full := ""
+		if s.DiskFull {
+			full = "  DISK NEARLY FULL: enqueue refused until delivery frees space"
+		}
+		fmt.Fprintf(w, "disk free     %s (%s kept for delivery)%s\n", fmtBytes(s.DiskFreeBytes), fmtBytes(s.DiskReserveBytes), full)
+	}
 	age := func(t time.Time) string {
 		if t.IsZero() {
 			return "-"

@@ -46,6 +46,9 @@ type statsView struct {
 	FileBytes         int64                                `json:"file_bytes"`
 	OldestPending     time.Time                            `json:"oldest_pending,omitzero"`
 	OldestUnconfirmed time.Time                            `json:"oldest_unconfirmed,omitzero"`
+	DiskFreeBytes     int64                                `json:"disk_free_bytes,omitempty"`
+	DiskReserveBytes  int64                                `json:"disk_reserve_bytes,omitempty"` // 0: no disk check
+	DiskFull          bool                                 `json:"disk_full"`
 	Worker            *workerView                          `json:"worker,omitempty"` // only from a running daemon
 }
 
@@ -68,5 +71,6 @@ func workerViewOf(c deliver.Counters) *workerView {
 func statsViewOf(path string, s outbox.Stats) statsView {
 	return statsView{Path: path, Records: s.Records, ByState: s.ByState, ByKindState: s.ByKindState,
 		PayloadBytes: s.PayloadBytes, FileBytes: s.FileBytes, OldestPending: s.OldestPending,
-		OldestUnconfirmed: s.OldestUnconfirmed}
+		OldestUnconfirmed: s.OldestUnconfirmed, DiskFreeBytes: s.DiskFreeBytes,
+		DiskReserveBytes: s.DiskReserveBytes, DiskFull: s.DiskFull}
 }
