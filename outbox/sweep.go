@@ -15,16 +15,25 @@ func (o *Outbox) Sweep() error {
 	}
 	defer o.release()
 	for {
-		before := o.Stats().ByState[StateConfirmed]
+		before := o.confirmedCount()
 		if err := o.update(func(w *wtx) error { return w.sweep() }); err != nil {
 			return fmt.Errorf("outbox: sweep: %w", err)
 		}
 		// Confirmations committed meanwhile only make this smaller: at worst the
 		// next timer tick deletes the rest.
-		if before-o.Stats().ByState[StateConfirmed] < sweepLimit {
+		if before-o.confirmedCount() < sweepLimit {
 			return nil
 		}
 	}
+}
+
+// confirmedCount is the number of confirmed records, from the counters: Sweep
+// holds the outbox and must not take it again, as Stats would (see the lock
+// order on Outbox).
+func (o *Outbox) confirmedCount() int {
+	o.cmu.Lock()
+	defer o.cmu.Unlock()
+	return o.cnt.n[kindCodeEvent][stateCodeConfirmed] + o.cnt.n[kindCodeFinding][stateCodeConfirmed]
 }
 
 // sweepLimit bounds the confirmed records one sweep deletes, so a sweep adds
