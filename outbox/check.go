@@ -68,115 +68,156 @@ func checkTx(o *Outbox, tx *bolt.Tx, rep *CheckReport, problem func(string, ...a
 			return
 		}
 	}
-	meta := tx.Bucket(bucketMeta)
-	fileKey, _, _ := cut(meta.Get(metaKeyCheck))
-	var c counters
+	c := &checker{o: o, tx: tx, rep: rep, problem: problem, meta: tx.Bucket(bucketMeta)}
+	c.fileKey, _, _ = cut(c.meta.Get(metaKeyCheck))
 	for _, kc := range []byte{kindCodeEvent, kindCodeFinding} {
-		var wm uint64
-		if v := meta.Get(watermarkKey(kc)); len(v) == 8 {
-			wm = binary.BigEndian.Uint64(v)
-		}
-		_ = recordsOf(tx, kc).ForEach(func(k, v []byte) error {
-			rep.Records++
-			if len(k) != 8 {
-				problem("record key %x is not a record id", k)
-				return nil
-			}
-			rid := binary.BigEndian.Uint64(k)
-			st, d := decodeView(rid, v)
-			if d != nil {
-				c.add(&st, 1)
-				key := findKey(openIndex(tx, prefixKeys), rid, st.key)
-				if key == "" {
-					key = fmt.Sprintf("damaged-record-%d", rid)
-				}
-				rep.Damaged = append(rep.Damaged, key)
-				problem("record %s (id %d) is damaged: %s; it is never sent: re-enqueue it from the source, or `shipper salvage` the file", key, rid, d.reason)
-				return nil
-			}
-			if st.corrupt {
-				rep.Damaged = append(rep.Damaged, st.key)
-				problem("record %s (id %d) is damaged and was made dead: %s", st.key, rid, st.lastErr)
-			}
-			if fileKey != st.keyID && !st.corrupt {
-				switch {
-				case st.keyID == "":
-					problem("record %s: payload in plaintext in a file encrypted with key %s", st.key, fileKey)
-				case fileKey == "":
-					problem("record %s: payload sealed with key %s in a file without encryption", st.key, st.keyID)
-				default:
-					problem("record %s: payload sealed with key %s, the file's key is %s", st.key, st.keyID, fileKey)
-				}
-			}
-			if rid>>8 > meta.Sequence() {
-				problem("record %d above the sequence %d", rid, meta.Sequence())
-			}
-			if st.fresh && rid < wm {
-				problem("record %s is fresh but below the %s watermark %d: Claim would never find it", st.key, kindOf(kc), wm)
-			}
-			if !st.corrupt && (o.sealer != nil || st.keyID == "") {
-				if plain, err := o.plaintext(&st); err != nil {
-					problem("record %s: %v", st.key, err)
-				} else if len(plain) != st.plainLen {
-					problem("record %s: payload is %d bytes, header says %d", st.key, len(plain), st.plainLen)
-				}
-			}
-			c.add(&st, 1)
-			if got := openIndex(tx, prefixKeys).Get([]byte(st.key)); len(got) != 8 || binary.BigEndian.Uint64(got) != rid {
-				problem("record %d (%s): key index points to %x", rid, st.key, got)
-			}
-			if st.fresh {
-				return nil
-			}
-			if openIndex(tx, prefixByState).Get(byStateKey(st.state, rid)) == nil {
-				problem("bystate entry of record %s (%s) missing", st.key, stateOf(st.state))
-			}
-			if p, ik := stateIndexKey(&st); ik != nil && openIndex(tx, p).Get(ik) == nil {
-				problem("%s entry of record %s missing", p, st.key)
-			}
-			return nil
-		})
+		c.records(kc)
 	}
-	for _, name := range allIndexes {
-		_ = openIndex(tx, name).ForEach(func(k, v []byte) error {
-			raw := k
-			if name == prefixKeys {
-				raw = v
-			}
-			if len(raw) < 8 {
-				problem("%s entry %x too short", name, k)
-				return nil
-			}
-			rid := ridOfEntry(raw)
-			st, err := o.readRecord(tx, rid)
-			if _, ok := asDamage(err); ok {
-				return nil // the record is reported as damaged
-			}
-			if err != nil {
-				problem("%s entry %x has no matching record", name, k)
-				return nil
-			}
-			switch name {
-			case prefixKeys:
-				if st.key != string(k) {
-					problem("key index entry %q names record %s", k, st.key)
-				}
-			case prefixByState:
-				if st.fresh || string(byStateKey(st.state, rid)) != string(k) {
-					problem("bystate entry %x has no matching record (record %s is %s)", k, st.key, stateOf(st.state))
-				}
-			default:
-				if in, ik := stateIndexKey(&st); in != name || string(ik) != string(k) {
-					problem("%s entry %x has no matching record (record %s is %s)", name, k, st.key, stateOf(st.state))
-				}
-			}
-			return nil
-		})
+	for _, p := range allIndexes {
+		c.entries(p)
 	}
 	o.cmu.Lock()
 	mem := o.cnt
 	o.cmu.Unlock()
-	if mem != c {
-		problem("counters disagree with records: memory %+v, file %+v", mem, c)
+	if mem != c.cnt {
+		problem("counters disagree with records: memory %+v, file %+v", mem, c.cnt)
+	}
+}
+
+// checker is one pass of checkTx.
+type checker struct {
+	o       *Outbox
+	tx      *bolt.Tx
+	rep     *CheckReport
+	problem func(string, ...any)
+	meta    *bolt.Bucket
+	fileKey string   // id of the key the file is encrypted with; "" for plaintext
+	cnt     counters // the counters the records make
+}
+
+// records checks every record of kind kc, from the record to its index entries.
+func (c *checker) records(kc byte) {
+	var wm uint64
+	if v := c.meta.Get(watermarkKey(kc)); len(v) == 8 {
+		wm = binary.BigEndian.Uint64(v)
+	}
+	_ = recordsOf(c.tx, kc).ForEach(func(k, v []byte) error {
+		c.rep.Records++
+		if len(k) != 8 {
+			c.problem("record key %x is not a record id", k)
+			return nil
+		}
+		rid := binary.BigEndian.Uint64(k)
+		st, d := decodeView(rid, v)
+		c.cnt.add(&st, 1)
+		if d != nil {
+			c.damaged(rid, &st, d)
+			return nil
+		}
+		c.record(kc, wm, &st)
+		c.indexEntriesOf(&st)
+		return nil
+	})
+}
+
+// damaged reports a record that failed its checksum, by the key it was stored
+// under when the key index still names it.
+func (c *checker) damaged(rid uint64, st *stored, d *damageError) {
+	key := findKey(openIndex(c.tx, prefixKeys), rid, st.key)
+	if key == "" {
+		key = fmt.Sprintf("damaged-record-%d", rid)
+	}
+	c.rep.Damaged = append(c.rep.Damaged, key)
+	c.problem("record %s (id %d) is damaged: %s; it is never sent: re-enqueue it from the source, or `shipper salvage` the file", key, rid, d.reason)
+}
+
+// record checks what an intact record says of itself: quarantine, encryption,
+// id, freshness and payload length.
+func (c *checker) record(kc byte, wm uint64, st *stored) {
+	if st.corrupt {
+		c.rep.Damaged = append(c.rep.Damaged, st.key)
+		c.problem("record %s (id %d) is damaged and was made dead: %s", st.key, st.rid, st.lastErr)
+	}
+	if c.fileKey != st.keyID && !st.corrupt {
+		switch {
+		case st.keyID == "":
+			c.problem("record %s: payload in plaintext in a file encrypted with key %s", st.key, c.fileKey)
+		case c.fileKey == "":
+			c.problem("record %s: payload sealed with key %s in a file without encryption", st.key, st.keyID)
+		default:
+			c.problem("record %s: payload sealed with key %s, the file's key is %s", st.key, st.keyID, c.fileKey)
+		}
+	}
+	if st.rid>>8 > c.meta.Sequence() {
+		c.problem("record %d above the sequence %d", st.rid, c.meta.Sequence())
+	}
+	if st.fresh && st.rid < wm {
+		c.problem("record %s is fresh but below the %s watermark %d: Claim would never find it", st.key, kindOf(kc), wm)
+	}
+	if !st.corrupt && (c.o.sealer != nil || st.keyID == "") {
+		if plain, err := c.o.plaintext(st); err != nil {
+			c.problem("record %s: %v", st.key, err)
+		} else if len(plain) != st.plainLen {
+			c.problem("record %s: payload is %d bytes, header says %d", st.key, len(plain), st.plainLen)
+		}
+	}
+}
+
+// indexEntriesOf checks that the index entries st's fields call for exist.
+func (c *checker) indexEntriesOf(st *stored) {
+	if got := openIndex(c.tx, prefixKeys).Get([]byte(st.key)); len(got) != 8 || binary.BigEndian.Uint64(got) != st.rid {
+		c.problem("record %d (%s): key index points to %x", st.rid, st.key, got)
+	}
+	if st.fresh {
+		return
+	}
+	if openIndex(c.tx, prefixByState).Get(byStateKey(st.state, st.rid)) == nil {
+		c.problem("bystate entry of record %s (%s) missing", st.key, stateOf(st.state))
+	}
+	if p, ik := stateIndexKey(st); ik != nil && openIndex(c.tx, p).Get(ik) == nil {
+		c.problem("%s entry of record %s missing", p, st.key)
+	}
+}
+
+// entries checks that every entry of index p names a record that calls for it.
+func (c *checker) entries(p prefix) {
+	_ = openIndex(c.tx, p).ForEach(func(k, v []byte) error {
+		raw := k
+		if p == prefixKeys {
+			raw = v
+		}
+		if len(raw) < 8 {
+			c.problem("%s entry %x too short", p, k)
+			return nil
+		}
+		rid := ridOfEntry(raw)
+		st, err := c.o.readRecord(c.tx, rid)
+		if _, ok := asDamage(err); ok {
+			return nil // the record is reported as damaged
+		}
+		if err != nil {
+			c.problem("%s entry %x has no matching record", p, k)
+			return nil
+		}
+		c.entry(p, k, &st)
+		return nil
+	})
+}
+
+// entry checks that index entry k of p is the one record st calls for.
+func (c *checker) entry(p prefix, k []byte, st *stored) {
+	switch p {
+	case prefixKeys:
+		if st.key != string(k) {
+			c.problem("key index entry %q names record %s", k, st.key)
+		}
+	case prefixByState:
+		if st.fresh || string(byStateKey(st.state, st.rid)) != string(k) {
+			c.problem("bystate entry %x has no matching record (record %s is %s)", k, st.key, stateOf(st.state))
+		}
+	default:
+		if in, ik := stateIndexKey(st); in != p || string(ik) != string(k) {
+			c.problem("%s entry %x has no matching record (record %s is %s)", p, k, st.key, stateOf(st.state))
+		}
 	}
 }
