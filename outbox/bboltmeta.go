@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 )
 
@@ -22,6 +23,20 @@ func precheckFile(path string) error {
 	if err != nil || fi.Size() == 0 {
 		return nil
 	}
+	need, ok := lastTxSize(f)
+	if !ok {
+		return fmt.Errorf("no valid bbolt meta page (size %d bytes)", fi.Size())
+	}
+	if need > fi.Size() {
+		return fmt.Errorf("truncated: %d bytes, the last transaction needs %d", fi.Size(), need)
+	}
+	return nil
+}
+
+// lastTxSize is the file size the last committed transaction needs (its
+// high-water mark of pages), from the newer valid meta page; ok is false when
+// neither meta page is valid.
+func lastTxSize(f io.ReaderAt) (need int64, ok bool) {
 	const metaOff = 16 // page header: id, flags, count, overflow
 	readMeta := func(off int64) (pageSize uint32, pgid, txid uint64, ok bool) {
 		var b [metaOff + 64]byte
@@ -48,13 +63,7 @@ func precheckFile(path string) error {
 	if ps1, pg1, tx1, ok1 := readMeta(probe); ok1 && (!ok0 || tx1 > tx0) {
 		best, bestPS, ok = pg1, ps1, true
 	}
-	if !ok {
-		return fmt.Errorf("no valid bbolt meta page (size %d bytes)", fi.Size())
-	}
-	if need := int64(best) * int64(bestPS); need > fi.Size() {
-		return fmt.Errorf("truncated: %d bytes, the last transaction needs %d", fi.Size(), need)
-	}
-	return nil
+	return int64(best) * int64(bestPS), ok
 }
 
 func fnv64a(b []byte) uint64 {

@@ -23,7 +23,8 @@ import (
 // by scanning every page of the file for record entries; every record whose
 // checksum holds (and whose payload decrypts, for an encrypted file) is copied
 // into a new outbox, with its key, state, attempts and times; what could not be
-// read is reported.
+// read is reported, and so is a file cut short, whose lost records cannot all
+// be named.
 
 // SalvageReport says what Salvage copied and what it lost.
 type SalvageReport struct {
@@ -36,6 +37,13 @@ type SalvageReport struct {
 	// normally (delivered, purged) may be named too: an old copy of an index
 	// page outlives them.
 	Missing []string
+	// CutShort is how many bytes the file lacks of what its last transaction
+	// wrote (a file cut short), 0 for a whole file. The records stored in the
+	// missing part are lost, and those whose key index entries were there too
+	// cannot be named (bbolt places a commit's pages of the records and of the
+	// index in either order): Records plus Lost plus Missing may then fall
+	// short of what the file held, and only this says so.
+	CutShort int64
 }
 
 // LostRecord is a record Salvage found and could not copy.
@@ -71,6 +79,9 @@ func Salvage(src, dst string, opts Options) (SalvageReport, error) {
 			return rep, fmt.Errorf("outbox: salvage %s: %w", src, rerr)
 		}
 		found, rep.Method = pageScan(b), "page scan"
+		if need, ok := lastTxSize(bytes.NewReader(b)); ok && need > int64(len(b)) {
+			rep.CutShort = need - int64(len(b))
+		}
 	}
 	recs, lost := pickRecords(found, s)
 	rep.Lost = lost

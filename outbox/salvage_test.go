@@ -3,12 +3,15 @@ package outbox
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	bolt "go.etcd.io/bbolt"
 )
 
 func TestSalvageCopiesEveryReadableRecordOfADamagedFile(t *testing.T) {
@@ -46,12 +49,21 @@ func TestSalvageCopiesEveryReadableRecordOfADamagedFile(t *testing.T) {
 	assert.Len(t, subs[0].Records, 18)
 }
 
-// A file cut short (a full disk during a copy, a partial restore) is one bbolt
-// refuses: Open says to salvage it, and salvage finds the records in the pages
-// that are left.
-func TestSalvageTruncatedFile(t *testing.T) {
-	clk := newClock()
-	path := filepath.Join(t.TempDir(), "outbox.db")
+// cutOutbox enqueues 2000 events into a new outbox file, lets damage change
+// the file, then cuts it to 55% of its size (a full disk during a copy, a
+// partial restore). It returns the path and the keys of the records whose
+// entries are left whole in the part kept (readable) and of those gone whose
+// key index entry is left (named).
+//
+// Which records those are depends on the file's layout, and bbolt places a
+// commit's pages of the records and of the key index in either order (it
+// spills a transaction's buckets in map order): the index may be before the
+// cut or after it. So the entries are looked for in the file, as bbolt stores
+// a leaf entry (its key, then its value), and counted when whole in the part
+// kept. damage gets where the key index entries are.
+func cutOutbox(t *testing.T, clk *clock, damage func(b []byte, keyEntriesAt map[string][]int)) (path string, readable, named []string) {
+	t.Helper()
+	path = filepath.Join(t.TempDir(), "outbox.db")
 	o, err := Open(path, Options{Now: clk.Now})
 	require.NoError(t, err)
 	var items []Item
@@ -61,11 +73,86 @@ func TestSalvageTruncatedFile(t *testing.T) {
 	_, err = o.EnqueueAll(context.Background(), items)
 	require.NoError(t, err)
 	require.NoError(t, o.Close())
-	fi, err := os.Stat(path)
-	require.NoError(t, err)
-	require.NoError(t, os.Truncate(path, fi.Size()*55/100))
 
-	_, err = Open(path, Options{})
+	recEntries, keyEntries := map[string][]byte{}, map[string][]byte{}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true})
+	require.NoError(t, err)
+	require.NoError(t, db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketEvents).ForEach(func(k, v []byte) error {
+			st, err := decodeStored(binary.BigEndian.Uint64(k), v)
+			if err != nil {
+				return err
+			}
+			recEntries[st.key] = append(slices.Clone(k), v...)
+			keyEntries[st.key] = append(append([]byte{byte(prefixKeys)}, st.key...), k...)
+			return nil
+		})
+	}))
+	require.NoError(t, db.Close())
+	require.Len(t, recEntries, 2000)
+
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	if damage != nil {
+		damage(b, locate(b, keyEntries, "k"))
+	}
+	cut := len(b) * 55 / 100
+	require.NoError(t, os.WriteFile(path, b[:cut], 0o600))
+	whole := func(at map[string][]int, entries map[string][]byte, k string) bool {
+		return slices.ContainsFunc(at[k], func(off int) bool { return off+len(entries[k]) <= cut })
+	}
+	recAt, keyAt := locate(b, recEntries, `"event_id":"`), locate(b, keyEntries, "k")
+	for k := range recEntries {
+		switch {
+		case whole(recAt, recEntries, k):
+			readable = append(readable, k)
+		case whole(keyAt, keyEntries, k):
+			named = append(named, k)
+		}
+	}
+	slices.Sort(readable)
+	slices.Sort(named)
+	require.Greater(t, len(readable), 500, "records are left")
+	require.Less(t, len(readable), 2000, "records are gone")
+	return path, readable, named
+}
+
+// locate returns where in b each of entries (by key) is stored whole. Each
+// entry holds its key (ev-N) once right after prefix; the key is read there and
+// the whole entry compared at its place.
+func locate(b []byte, entries map[string][]byte, prefix string) map[string][]int {
+	at := map[string][]int{}
+	anchor := []byte(prefix + "ev-")
+	for off := 0; ; {
+		i := bytes.Index(b[off:], anchor)
+		if i < 0 {
+			return at
+		}
+		p := off + i + len(prefix)
+		j := p + 3
+		for j < len(b) && b[j] >= '0' && b[j] <= '9' {
+			j++
+		}
+		key := string(b[p:j])
+		if e, ok := entries[key]; ok {
+			start := p - len(prefix) - bytes.Index(e, []byte(prefix+key))
+			if start >= 0 && bytes.HasPrefix(b[start:], e) {
+				at[key] = append(at[key], start)
+			}
+		}
+		off = j
+	}
+}
+
+// A file cut short is one bbolt refuses: Open says to salvage it, and salvage
+// copies every record left in the pages that are, names those gone that the
+// key index still names, and says the file is cut short.
+func TestSalvageTruncatedFile(t *testing.T) {
+	clk := newClock()
+	path, readable, named := cutOutbox(t, clk, nil)
+	t.Logf("%d records left whole, %d gone and named by the index, %d gone unnamed", len(readable), len(named), 2000-len(readable)-len(named))
+
+	_, err := Open(path, Options{})
 	require.ErrorIs(t, err, ErrCorrupt)
 	assert.Contains(t, err.Error(), "`shipper salvage "+path+" NEW`")
 
@@ -73,20 +160,44 @@ func TestSalvageTruncatedFile(t *testing.T) {
 	rep, err := Salvage(path, dst, Options{Now: clk.Now})
 	require.NoError(t, err)
 	assert.Equal(t, "page scan", rep.Method)
-	t.Logf("copied %d of 2000, lost %d, missing %d", rep.Records, len(rep.Lost), len(rep.Missing))
-	assert.Greater(t, rep.Records, 500, "the records in the pages left")
-	assert.Less(t, rep.Records, 2000)
-	assert.Equal(t, 2000, rep.Records+len(rep.Missing), "the key index names every record that is gone")
-	o = openAt(t, dst, Options{Now: clk.Now})
-	all := listAll(t, o)
-	assert.Len(t, all, rep.Records)
-	for _, r := range all {
+	assert.Equal(t, len(readable), rep.Records, "every record left whole")
+	assert.Empty(t, rep.Lost)
+	assert.Equal(t, named, rep.Missing, "the key index names the records that are gone, where its entries are left")
+	assert.Positive(t, rep.CutShort, "the report says the file is cut short")
+	o := openAt(t, dst, Options{Now: clk.Now})
+	var keys []string
+	for _, r := range listAll(t, o) {
+		keys = append(keys, r.Key)
 		assert.JSONEq(t, string(markedEvent(mustIndex(t, r.Key))), string(r.Payload), "record %s intact", r.Key)
 		assert.Equal(t, StatePending, r.State)
 	}
+	slices.Sort(keys)
+	assert.Equal(t, readable, keys)
 	recs, err := o.Claim(KindEvent, 10, 0)
 	require.NoError(t, err)
 	assert.Len(t, recs, 10, "the salvaged outbox delivers")
+}
+
+// When the key index entries of the records gone are gone too (past the cut,
+// or, here, unreadable), nothing can name those records: the report still
+// says records are lost, by saying the file is cut short.
+func TestSalvageReportsALossItCannotName(t *testing.T) {
+	clk := newClock()
+	path, readable, named := cutOutbox(t, clk, func(b []byte, keyEntriesAt map[string][]int) {
+		for _, offs := range keyEntriesAt {
+			for _, off := range offs {
+				b[off] = 'x' // no longer a key index entry
+			}
+		}
+	})
+	require.Empty(t, named)
+
+	rep, err := Salvage(path, filepath.Join(t.TempDir(), "salvaged.db"), Options{Now: clk.Now})
+	require.NoError(t, err)
+	assert.Equal(t, len(readable), rep.Records)
+	assert.Empty(t, rep.Lost)
+	assert.Empty(t, rep.Missing)
+	assert.Positive(t, rep.CutShort, "the only sign that %d records are gone", 2000-len(readable))
 }
 
 func TestSalvageEncryptedNeedsItsKey(t *testing.T) {

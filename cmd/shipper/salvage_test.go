@@ -105,8 +105,10 @@ func TestCorruptOutboxPointsAtSalvage(t *testing.T) {
 
 	dst := filepath.Join(t.TempDir(), "new.db")
 	r = runVerb(t, nil, "", "salvage", path, dst)
+	assert.Equal(t, exitFailed, r.code, "records were lost:\n%s", r)
 	assert.Contains(t, r.stdout, "by scanning its pages", "salvage:\n%s", r)
 	assert.Contains(t, r.stdout, "record(s) of "+path)
+	assert.Contains(t, r.stdout, "cut short: "+path+" lacks the last", "whether or not the key index names the records gone")
 	r = runVerb(t, map[string]string{"SHIPPER_OUTBOX": dst}, "", "verify")
 	assert.Equal(t, exitOK, r.code, "verify the salvaged copy:\n%s", r)
 }
