@@ -136,21 +136,6 @@ func findKey(keys index, rid uint64, read string) string {
 
 var errStop = errors.New("stop")
 
-// loadLive loads record rid for a write that must not meet a damaged one: a
-// damaged record is quarantined (via as for quarantine) and ok is false.
-func (w *wtx) loadLive(rid uint64, via ...[]byte) (st stored, ok bool, err error) {
-	v := w.rec(rid).Get(u64(rid))
-	if v == nil {
-		return stored{}, false, fmt.Errorf("outbox %s: index names record %d which does not exist: %w", w.o.path, rid, ErrCorrupt)
-	}
-	st, derr := decodeStored(rid, v)
-	if derr == nil {
-		return st, true, nil
-	}
-	d, _ := asDamage(derr)
-	return stored{}, false, w.quarantine(rid, damagedView(rid, st, v), d, via...)
-}
-
 // quarantineRids quarantines the records rids that a read transaction found
 // damaged (reads cannot write); records intact by now are left alone.
 func (o *Outbox) quarantineRids(rids []uint64) error {

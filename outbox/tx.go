@@ -9,6 +9,42 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
+// The write transaction. Every change this package makes runs in update,
+// through a wtx that holds the transaction's buckets and the counter changes
+// it makes. A record changes only through move and remove, which keep it, its
+// key entry and its index entries (index.go) in step and count the change;
+// the state moves (Apply's, requeue, returned leases) end this file.
+
+// update runs fn in one bbolt write transaction (one fsync) and then applies its
+// counter changes. A failed commit makes the file suspect: nothing commits
+// until it is reopened (durable.go).
+func (o *Outbox) update(fn func(w *wtx) error) error {
+	o.wmu.Lock()
+	defer o.wmu.Unlock()
+	if f := o.suspect.Load(); f != nil {
+		return f.refuse(o.path)
+	}
+	w := &wtx{o: o, now: o.now()}
+	var fnErr error
+	err := o.db.Update(func(tx *bolt.Tx) error {
+		w.tx = tx
+		o.cur.Store(w)
+		defer o.cur.Store(nil)
+		if tx.Bucket(bucketMeta) != nil && tx.Bucket(bucketIndex) != nil {
+			w.bind()
+		}
+		fnErr = fn(w)
+		return fnErr
+	})
+	switch {
+	case err == nil:
+		o.applyDelta(&w.delta)
+	case fnErr == nil:
+		err = o.commitFailed(err)
+	}
+	return err
+}
+
 // wtx is one write transaction of this package with the counter changes it makes;
 // they are applied only once the commit succeeded.
 type wtx struct {
@@ -114,39 +150,7 @@ func (w *wtx) watermark(kc byte) uint64 {
 	return 0
 }
 
-// update runs fn in one bbolt write transaction (one fsync) and then applies its
-// counter changes. A failed commit makes the file suspect: nothing commits
-// until it is reopened (durable.go).
-func (o *Outbox) update(fn func(w *wtx) error) error {
-	o.wmu.Lock()
-	defer o.wmu.Unlock()
-	if f := o.suspect.Load(); f != nil {
-		return f.refuse(o.path)
-	}
-	w := &wtx{o: o, now: o.now()}
-	var fnErr error
-	err := o.db.Update(func(tx *bolt.Tx) error {
-		w.tx = tx
-		o.cur.Store(w)
-		defer o.cur.Store(nil)
-		if tx.Bucket(bucketMeta) != nil && tx.Bucket(bucketIndex) != nil {
-			w.bind()
-		}
-		fnErr = fn(w)
-		return fnErr
-	})
-	switch {
-	case err == nil:
-		o.applyDelta(&w.delta)
-	case fnErr == nil:
-		err = o.commitFailed(err)
-	}
-	return err
-}
-
-// Record-level operations inside one write transaction. Every change of a record
-// goes through put/remove, which keep the record, its key, its by-state entry and
-// its state index entry in step, and count the change for the counters.
+// Records: found by key, loaded by id, moved or removed.
 
 func (w *wtx) lookup(key string) (uint64, bool) {
 	v := w.b.keys.Get([]byte(key))
@@ -168,12 +172,19 @@ func (w *wtx) load(rid uint64) (stored, error) {
 	return st, nil
 }
 
-func (w *wtx) loadKey(key string) (stored, error) {
-	rid, ok := w.lookup(key)
-	if !ok {
-		return stored{}, fmt.Errorf("outbox: record %s: %w", key, ErrNotFound)
+// loadLive loads record rid for a write that must not meet a damaged one: a
+// damaged record is quarantined (via as for quarantine) and ok is false.
+func (w *wtx) loadLive(rid uint64, via ...[]byte) (st stored, ok bool, err error) {
+	v := w.rec(rid).Get(u64(rid))
+	if v == nil {
+		return stored{}, false, fmt.Errorf("outbox %s: index names record %d which does not exist: %w", w.o.path, rid, ErrCorrupt)
 	}
-	return w.load(rid)
+	st, derr := decodeStored(rid, v)
+	if derr == nil {
+		return st, true, nil
+	}
+	d, _ := asDamage(derr)
+	return stored{}, false, w.quarantine(rid, damagedView(rid, st, v), d, via...)
 }
 
 // move replaces old with st (same rid and key, any fields changed). A moved
@@ -203,66 +214,7 @@ func (w *wtx) remove(st *stored) error {
 	return w.rec(st.rid).Delete(u64(st.rid))
 }
 
-// returnLeases moves every sending record back to pending, due now. Called at Open,
-// where the file lock proves the process that claimed them is gone.
-func (w *wtx) returnLeases() error {
-	var entries [][]byte
-	_ = w.b.leases.ForEach(func(k, _ []byte) error {
-		if len(k) == 16 {
-			entries = append(entries, w.b.leases.fullKey(k))
-		}
-		return nil
-	})
-	now := nanos(w.now)
-	if err := w.returnToPending(entries, now); err != nil {
-		return err
-	}
-	if len(entries) > 0 {
-		w.o.log.Info("outbox: returned leases of a previous process to pending", "path", w.o.path, "records", len(entries))
-	}
-	return nil
-}
-
-// expireLeases returns sending records whose lease ended back to pending, due now.
-func (w *wtx) expireLeases(now int64) error {
-	var entries [][]byte
-	c := w.b.leases.Cursor()
-	for k, _ := c.First(); k != nil && len(entries) < sweepLimit; k, _ = c.Next() {
-		if len(k) != 16 || binary.BigEndian.Uint64(k) > timeKey(now) {
-			break
-		}
-		entries = append(entries, w.b.leases.fullKey(k))
-	}
-	return w.returnToPending(entries, now)
-}
-
-// returnToPending moves sending records, named by their full lease index
-// entries, back to pending, due at now, without counting an attempt: their
-// sender is gone, not refused.
-func (w *wtx) returnToPending(entries [][]byte, now int64) error {
-	for _, e := range entries {
-		rid := ridOfEntry(e)
-		old, ok, err := w.loadLive(rid, e)
-		if err != nil {
-			return err
-		}
-		if !ok {
-			continue
-		}
-		if old.state != stateCodeSending {
-			if err := w.dropEntry(e); err != nil { // stale entry
-				return err
-			}
-			continue
-		}
-		st := old
-		st.state, st.lease, st.next, st.updated = stateCodePending, 0, now, now
-		if err := w.move(&old, &st); err != nil {
-			return err
-		}
-	}
-	return nil
-}
+// State moves (docs/architecture.md, States).
 
 // apply makes one move; a non-nil first result skips this outcome only.
 func (w *wtx) apply(oc *Outcome) (skip error, err error) {
@@ -349,4 +301,65 @@ func (w *wtx) requeue(old *stored) error {
 	st.state, st.attempts, st.next, st.lease, st.updated = stateCodePending, 0, now, 0, now
 	st.reqID, st.item, st.subAt = "", 0, 0
 	return w.move(old, &st)
+}
+
+// returnLeases moves every sending record back to pending, due now. Called at Open,
+// where the file lock proves the process that claimed them is gone.
+func (w *wtx) returnLeases() error {
+	var entries [][]byte
+	_ = w.b.leases.ForEach(func(k, _ []byte) error {
+		if len(k) == 16 {
+			entries = append(entries, w.b.leases.fullKey(k))
+		}
+		return nil
+	})
+	now := nanos(w.now)
+	if err := w.returnToPending(entries, now); err != nil {
+		return err
+	}
+	if len(entries) > 0 {
+		w.o.log.Info("outbox: returned leases of a previous process to pending", "path", w.o.path, "records", len(entries))
+	}
+	return nil
+}
+
+// expireLeases returns sending records whose lease ended back to pending, due now.
+func (w *wtx) expireLeases(now int64) error {
+	var entries [][]byte
+	c := w.b.leases.Cursor()
+	for k, _ := c.First(); k != nil && len(entries) < sweepLimit; k, _ = c.Next() {
+		if len(k) != 16 || binary.BigEndian.Uint64(k) > timeKey(now) {
+			break
+		}
+		entries = append(entries, w.b.leases.fullKey(k))
+	}
+	return w.returnToPending(entries, now)
+}
+
+// returnToPending moves sending records, named by their full lease index
+// entries, back to pending, due at now, without counting an attempt: their
+// sender is gone, not refused.
+func (w *wtx) returnToPending(entries [][]byte, now int64) error {
+	for _, e := range entries {
+		rid := ridOfEntry(e)
+		old, ok, err := w.loadLive(rid, e)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			continue
+		}
+		if old.state != stateCodeSending {
+			if err := w.dropEntry(e); err != nil { // stale entry
+				return err
+			}
+			continue
+		}
+		st := old
+		st.state, st.lease, st.next, st.updated = stateCodePending, 0, now, now
+		if err := w.move(&old, &st); err != nil {
+			return err
+		}
+	}
+	return nil
 }
