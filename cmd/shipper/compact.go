@@ -17,12 +17,12 @@ func init() {
 func runCompact(ctx context.Context, args []string, env Env) int {
 	c := newCLI("compact", "", `
 A bbolt file only grows to its high-water mark. compact rewrites the outbox
-into a new file beside it and renames it over the old one (the old file is
-kept as OUTBOX.precompact until the rename succeeded, then removed). When the
-rewrite is not smaller the original is kept as it is. A symlinked outbox is
-followed: the file it points to is rewritten in its own directory and the
-link stays. The file keeps its mode (and owner, where allowed). It needs the
-outbox to itself: it refuses while a daemon runs.`, env)
+into a new file beside it (OUTBOX.compact), syncs it and renames it over the
+old one in one step: a crash leaves the old file or the new one at the path,
+never neither. When the rewrite is not smaller the original is kept as it is.
+A symlinked outbox is followed: the file it points to is rewritten in its own
+directory and the link stays. The file keeps its mode (and owner, where
+allowed). It needs the outbox to itself: it refuses while a daemon runs.`, env)
 	o := addOutboxFlags(c, false)
 	if code, ok := c.parse(args); !ok {
 		return code
@@ -95,18 +95,10 @@ outbox to itself: it refuses while a daemon runs.`, env)
 	} else if note != "" {
 		c.infof("%s", note)
 	}
-	// Keep the old file under another name until the new one is in place, so a
-	// crash between the two renames leaves both files on disk.
-	old := target + ".precompact"
-	if err := os.Rename(target, old); err != nil {
+	if err := replaceOutbox(tmp, target); err != nil {
 		_ = os.Remove(tmp)
 		return c.fail(err)
 	}
-	if err := os.Rename(tmp, target); err != nil {
-		return c.fail(fmt.Errorf("%w; the original is at %s, the compacted copy at %s", err, old, tmp))
-	}
-	_ = os.Remove(old)
-	syncDir(filepath.Dir(target))
 	fmt.Fprintf(env.Stdout, "compacted %s: %s → %s\n", o.path, fmtBytes(before.Size()), fmtBytes(compacted.Size()))
 	return exitOK
 }
@@ -126,12 +118,4 @@ func keepModeAndOwner(path string, orig os.FileInfo) (note string, err error) {
 		return fmt.Sprintf("the compacted file is owned by this user, not uid %d gid %d as before: %v", uid, gid, errors.Unwrap(err)), nil
 	}
 	return "", nil
-}
-
-// syncDir makes the renames in dir durable; a failure only weakens that.
-func syncDir(dir string) {
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync()
-		_ = d.Close()
-	}
 }

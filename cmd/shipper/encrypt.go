@@ -18,9 +18,9 @@ func runEncrypt(ctx context.Context, args []string, env Env) int {
 	c := newCLI("encrypt", "--new-key-file F | --decrypt  [--encryption-key-file CURRENT]", `
 Rewrites every payload of the outbox under a new key (--new-key-file), or in
 plaintext (--decrypt). The outbox is copied into a new file beside it, which
-then replaces it: a crash leaves the old file or the new one, never a file with
-payloads under two keys. Give the current key with --encryption-key-file when
-the outbox is encrypted. No other verb changes a file's encryption. Offline:
+then replaces it in one rename: a crash leaves the old file or the new one at
+the path, never neither, nor a file with payloads under two keys. Give the
+current key with --encryption-key-file when the outbox is encrypted. No other verb changes a file's encryption. Offline:
 stop the daemon first. The old file is deleted, not shredded: its payloads may
 stay readable in free disk blocks.`, env)
 	o := addOutboxFlags(c, false)
@@ -57,7 +57,7 @@ stay readable in free disk blocks.`, env)
 	if err != nil {
 		return c.fail(err)
 	}
-	tmp, old := path+".encrypt", path+".preencrypt"
+	tmp := path + ".encrypt"
 	_ = os.Remove(tmp)
 	opts.LockTimeout = directLockTimeout
 	rep, err := outbox.Encrypt(path, tmp, opts, newKey)
@@ -69,17 +69,9 @@ stay readable in free disk blocks.`, env)
 	case err != nil:
 		return c.fail(err)
 	}
-	// Keep the old file under another name until the new one is in place, so a
-	// crash between the two renames leaves both on disk.
-	if err := os.Rename(path, old); err != nil {
+	if err := replaceOutbox(tmp, path); err != nil {
 		_ = os.Remove(tmp)
 		return c.fail(err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return c.fail(fmt.Errorf("%w; the original is at %s, the rewritten copy at %s", err, old, tmp))
-	}
-	if err := os.Remove(old); err != nil {
-		return c.fail(fmt.Errorf("the outbox is rewritten, but the old file %s remains: %w", old, err))
 	}
 	if rep.KeyID == "" {
 		fmt.Fprintf(env.Stdout, "decrypted %d record(s) of %s: payloads are in plaintext now\n", rep.Records, o.path)
