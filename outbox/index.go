@@ -1,6 +1,7 @@
 package outbox
 
 import (
+	"bytes"
 	"encoding/binary"
 
 	bolt "go.etcd.io/bbolt"
@@ -66,34 +67,38 @@ func timeKey(n int64) uint64 {
 }
 
 func byStateKey(state byte, rid uint64) []byte {
-	k := make([]byte, 9)
-	k[0] = state
-	binary.BigEndian.PutUint64(k[1:], rid)
-	return k
+	return appendByStateKey(make([]byte, 0, 9), state, rid)
+}
+
+func appendByStateKey(b []byte, state byte, rid uint64) []byte {
+	return binary.BigEndian.AppendUint64(append(b, state), rid)
 }
 
 func dueKey(kind byte, due int64, rid uint64) []byte {
-	k := make([]byte, 17)
-	k[0] = kind
-	binary.BigEndian.PutUint64(k[1:], timeKey(due))
-	binary.BigEndian.PutUint64(k[9:], rid)
-	return k
+	return appendDueKey(make([]byte, 0, 17), kind, due, rid)
 }
 
-func timeRidKey(t int64, rid uint64) []byte {
-	k := make([]byte, 16)
-	binary.BigEndian.PutUint64(k, timeKey(t))
-	binary.BigEndian.PutUint64(k[8:], rid)
-	return k
+func appendDueKey(b []byte, kind byte, due int64, rid uint64) []byte {
+	b = binary.BigEndian.AppendUint64(append(b, kind), timeKey(due))
+	return binary.BigEndian.AppendUint64(b, rid)
+}
+
+func timeRidKey(t int64, rid uint64) []byte { return appendTimeRidKey(make([]byte, 0, 16), t, rid) }
+
+func appendTimeRidKey(b []byte, t int64, rid uint64) []byte {
+	return binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64(b, timeKey(t)), rid)
 }
 
 // submittedKey groups a request's records together, requests in submission order.
 func submittedKey(at int64, reqID string, rid uint64) []byte {
-	k := make([]byte, 0, 8+len(reqID)+1+8)
-	k = binary.BigEndian.AppendUint64(k, timeKey(at))
-	k = append(k, reqID...)
-	k = append(k, 0)
-	return binary.BigEndian.AppendUint64(k, rid)
+	return appendSubmittedKey(make([]byte, 0, 8+len(reqID)+1+8), at, reqID, rid)
+}
+
+func appendSubmittedKey(b []byte, at int64, reqID string, rid uint64) []byte {
+	b = binary.BigEndian.AppendUint64(b, timeKey(at))
+	b = append(b, reqID...)
+	b = append(b, 0)
+	return binary.BigEndian.AppendUint64(b, rid)
 }
 
 // ridOfEntry is the record id an index entry ends with.
@@ -102,31 +107,60 @@ func ridOfEntry(k []byte) uint64 { return binary.BigEndian.Uint64(k[len(k)-8:]) 
 // stateIndexKey returns the index and key of s's state-specific entry; the key
 // is nil for a fresh record and for states without one.
 func stateIndexKey(s *stored) (prefix, []byte) {
-	if s.fresh {
+	p, ok := stateIndex(s)
+	if !ok {
 		return 0, nil
+	}
+	return p, appendStateKey(nil, s)
+}
+
+// stateIndex is the index of s's state-specific entry; false for a fresh record
+// and for states without one.
+func stateIndex(s *stored) (prefix, bool) {
+	if s.fresh {
+		return 0, false
 	}
 	switch s.state {
 	case stateCodePending:
-		return prefixDue, dueKey(s.kind, s.next, s.rid)
+		return prefixDue, true
 	case stateCodeSending:
-		return prefixLeases, timeRidKey(s.lease, s.rid)
+		return prefixLeases, true
 	case stateCodeSubmitted:
-		return prefixSubmitted, submittedKey(s.subAt, s.reqID, s.rid)
+		return prefixSubmitted, true
 	case stateCodeConfirmed:
-		return prefixConfirmed, timeRidKey(s.updated, s.rid)
+		return prefixConfirmed, true
 	}
-	return 0, nil
+	return 0, false
 }
 
+// appendStateKey appends the key of s's state-specific entry (see stateIndex).
+func appendStateKey(b []byte, s *stored) []byte {
+	switch s.state {
+	case stateCodePending:
+		return appendDueKey(b, s.kind, s.next, s.rid)
+	case stateCodeSending:
+		return appendTimeRidKey(b, s.lease, s.rid)
+	case stateCodeSubmitted:
+		return appendSubmittedKey(b, s.subAt, s.reqID, s.rid)
+	case stateCodeConfirmed:
+		return appendTimeRidKey(b, s.updated, s.rid)
+	}
+	return b
+}
+
+// putIndexes and delIndexes build each entry's key in its index's buffer: a
+// record's move touches four entries, and each allocation counts (see index).
 func (w *wtx) putIndexes(st *stored) error {
 	if st.fresh {
 		return nil
 	}
-	if err := w.b.byState.Put(byStateKey(st.state, st.rid), nil); err != nil {
+	x := w.b.byState
+	if err := x.putEntry(appendByStateKey(x.start(), st.state, st.rid)); err != nil {
 		return err
 	}
-	if p, k := stateIndexKey(st); k != nil {
-		return w.index(p).Put(k, nil)
+	if p, ok := stateIndex(st); ok {
+		x = w.index(p)
+		return x.putEntry(appendStateKey(x.start(), st))
 	}
 	return nil
 }
@@ -135,27 +169,39 @@ func (w *wtx) delIndexes(st *stored) error {
 	if st.fresh {
 		return nil
 	}
-	if err := w.b.byState.Delete(byStateKey(st.state, st.rid)); err != nil {
+	x := w.b.byState
+	if err := x.deleteEntry(appendByStateKey(x.start(), st.state, st.rid)); err != nil {
 		return err
 	}
-	if p, k := stateIndexKey(st); k != nil {
-		return w.index(p).Delete(k)
+	if p, ok := stateIndex(st); ok {
+		x = w.index(p)
+		return x.deleteEntry(appendStateKey(x.start(), st))
 	}
 	return nil
 }
 
 // dropEntry deletes an index entry by its full key (prefix included).
-func (w *wtx) dropEntry(full []byte) error { return w.b.keys.b.Delete(full) }
+func (w *wtx) dropEntry(full []byte) error { return w.b.keys.deleteFull(full) }
 
 // index is one index of bucket index in a transaction: the keys that start with
 // p, seen without the prefix.
 type index struct {
 	b *bolt.Bucket
 	p prefix
+	s *indexScratch
+}
+
+// indexScratch is what one index reuses across its calls in a transaction. Keys
+// are built in one buffer (bbolt copies the keys it keeps), and one cursor
+// serves every Get and Delete: bbolt's Bucket.Get and Delete open a cursor each,
+// whose search path costs allocations, several per record a drain moves.
+type indexScratch struct {
+	key []byte
+	c   *bolt.Cursor
 }
 
 func openIndex(tx *bolt.Tx, p prefix) index {
-	return index{b: tx.Bucket(bucketIndex), p: p}
+	return index{b: tx.Bucket(bucketIndex), p: p, s: new(indexScratch)}
 }
 
 // fullKey is k with the index's prefix: the key in the index bucket.
@@ -166,9 +212,61 @@ func (x index) fullKey(k []byte) []byte {
 	return out
 }
 
-func (x index) Get(k []byte) []byte   { return x.b.Get(x.fullKey(k)) }
-func (x index) Put(k, v []byte) error { return x.b.Put(x.fullKey(k), v) }
-func (x index) Delete(k []byte) error { return x.b.Delete(x.fullKey(k)) }
+// start begins an entry key in the index's buffer: the prefix, to append the
+// rest to. The key is valid until the next call on the index.
+func (x index) start() []byte { return append(x.s.key[:0], byte(x.p)) }
+
+func (x index) scratchKey(k []byte) []byte { return append(x.start(), k...) }
+
+func (x index) putEntry(full []byte) error {
+	x.s.key = full
+	return x.b.Put(full, nil)
+}
+
+func (x index) deleteEntry(full []byte) error {
+	x.s.key = full
+	return x.deleteFull(full)
+}
+
+func (x index) cursor() *bolt.Cursor {
+	if x.s.c == nil {
+		x.s.c = x.b.Cursor()
+	}
+	return x.s.c
+}
+
+// getFull is Bucket.Get on the index's cursor; its Seek starts from the root
+// every time, so the writes between calls do not matter.
+func (x index) getFull(full []byte) []byte {
+	k, v := x.cursor().Seek(full)
+	if !bytes.Equal(k, full) {
+		return nil
+	}
+	return v
+}
+
+// deleteFull is Bucket.Delete on the index's cursor: no entry, nothing to do.
+func (x index) deleteFull(full []byte) error {
+	c := x.cursor()
+	if k, _ := c.Seek(full); !bytes.Equal(k, full) {
+		return nil
+	}
+	return c.Delete()
+}
+
+func (x index) Get(k []byte) []byte {
+	k = x.scratchKey(k)
+	x.s.key = k
+	return x.getFull(k)
+}
+
+func (x index) Put(k, v []byte) error {
+	k = x.scratchKey(k)
+	x.s.key = k
+	return x.b.Put(k, v)
+}
+
+func (x index) Delete(k []byte) error { return x.deleteEntry(x.scratchKey(k)) }
 func (x index) Cursor() *indexCursor  { return &indexCursor{c: x.b.Cursor(), p: byte(x.p)} }
 
 // ForEach calls fn for every entry of the index, in key order.
