@@ -218,7 +218,7 @@ const (
 func pageScan(b []byte) *scanned {
 	found := newScanned()
 	ps := 4096
-	if len(b) >= pageHeaderSize+12 && binary.LittleEndian.Uint32(b[pageHeaderSize:]) == 0xED0CDAED {
+	if len(b) >= pageHeaderSize+12 && binary.LittleEndian.Uint32(b[pageHeaderSize:]) == bboltMagic {
 		if p := int(binary.LittleEndian.Uint32(b[pageHeaderSize+8:])); p >= 512 && p <= 1<<16 && p&(p-1) == 0 {
 			ps = p
 		}
