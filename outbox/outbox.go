@@ -61,7 +61,8 @@ type Options struct {
 	// DiskReserveOff turns the check off.
 	DiskReserve int64
 	// DiskSpace reports the free (for unprivileged users) and total bytes of
-	// the filesystem holding dir; default statfs. For tests.
+	// the filesystem holding dir; default statfs, where the system has it
+	// (else the check is off: space.go). For tests.
 	DiskSpace func(dir string) (free, total int64, err error)
 }
 

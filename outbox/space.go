@@ -6,7 +6,6 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 )
 
@@ -34,6 +33,11 @@ import (
 //   - On a small filesystem a fixed 4 MiB would refuse every record; half of
 //     it is kept instead. A quarter (512 KiB of the 2 MiB tmpfs) ran out during
 //     a drain (TestDiskFullDeliveryGoesOn), half did not.
+//
+// The default Options.DiskSpace asks statfs (space_statfs.go: Linux, macOS).
+// Where there is none (Windows, other systems: space_other.go) the check is
+// off unless Options.DiskSpace is given: records are taken until the disk is
+// full, and then every commit fails, delivery's included.
 
 // DiskReserveOff as Options.DiskReserve turns the disk space check off.
 const DiskReserveOff int64 = -1
@@ -46,16 +50,6 @@ const (
 	// diskLogEvery bounds how often the full-disk state is logged.
 	diskLogEvery = time.Minute
 )
-
-// statfsSpace is the default Options.DiskSpace: what statfs says of the
-// filesystem holding dir.
-func statfsSpace(dir string) (free, total int64, err error) {
-	var st syscall.Statfs_t
-	if err := syscall.Statfs(dir, &st); err != nil {
-		return 0, 0, err
-	}
-	return int64(st.Bavail) * int64(st.Bsize), int64(st.Blocks) * int64(st.Bsize), nil
-}
 
 // diskState is what the last space check found, for Stats and the log.
 type diskState struct {

@@ -1,3 +1,5 @@
+//go:build linux
+
 package faultfs
 
 import (
@@ -31,11 +33,6 @@ type FS struct {
 
 	dmu  sync.Mutex
 	down chan struct{} // closed when the power goes off; a new one after Crash
-}
-
-// Options for Start.
-type Options struct {
-	Debug bool // the server logs every FUSE request to stderr
 }
 
 // Start mounts a fault file system on dir/mnt over the backing directory

@@ -2,7 +2,8 @@
 // loses. It passes through to a backing directory (the "disk") but keeps every
 // write in memory until the file is fsynced, so a test can cut the power at any
 // moment and find out whether its fsyncs were there and in the right order. A
-// kill -9 cannot tell: the page cache survives a process kill.
+// kill -9 cannot tell: the page cache survives a process kill. It runs on
+// Linux only; elsewhere Mount skips the test (unsupported.go).
 //
 // # Model
 //

@@ -1,3 +1,5 @@
+//go:build linux
+
 package faultfs
 
 import (
@@ -120,13 +122,6 @@ func (v *volume) snapshot() Stats {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	return v.stats
-}
-
-// CrashReport says what a crash kept of the unsynced pages.
-type CrashReport struct {
-	Torn         bool
-	DroppedPages int // unsynced pages lost
-	KeptPages    int // unsynced pages a torn crash wrote anyway
 }
 
 // crash writes, in torn mode, a random half (in expectation) of every file's

@@ -1,3 +1,5 @@
+//go:build linux
+
 package faultfs
 
 import (
@@ -49,20 +51,6 @@ type file struct {
 	staged  bool           // durable data in the orphans directory
 	alloc   map[int64]bool // pages with a block (LimitSpace)
 	mtime   time.Time
-}
-
-// Stats count what a mount saw since it was mounted.
-type Stats struct {
-	Ops          int64 // changes: writes, truncates, fsyncs, creates, renames, unlinks
-	Writes       int64
-	WriteBytes   int64
-	Fsyncs       int64 // of files, including failed ones
-	DirFsyncs    int64
-	FailedWrites int64 // EIO from FailWrite
-	FailedFsyncs int64 // EIO from FailFsync
-	NoSpace      int64 // writes refused with ENOSPC
-	Refused      int64 // changes refused after the power went off
-	PowerOff     bool
 }
 
 // newVolume scans the backing directory: every regular file in it is a durable
