@@ -1,28 +1,3 @@
-// Package outbox is shipper's durable store: every event and finding is written
-// here, fsynced, under a stable idempotency key before anything is sent, and stays
-// until VectorVue confirms it (then for Options.Retention) or it is dead-lettered
-// with a reason. bbolt is the storage engine; it never leaks out of this package
-// except through Update/View/EnqueueTx for applications that share the file.
-//
-// Guarantees:
-//   - Enqueue returns a key only after the bbolt commit holding the record was
-//     fsynced; concurrent callers share commits (group commit), each still waiting
-//     for its own. A crash (kill -9, power cut) never loses an acknowledged record
-//     (TestKill9).
-//   - Nothing stored is evicted: a full outbox (MaxRecords/MaxBytes, counted over
-//     records not yet confirmed) refuses new records with ErrFull, or makes the
-//     caller wait (WaitForRoom). Confirmed records leave after Retention; dead ones
-//     only when an operator purges them.
-//   - A damaged, truncated or foreign file gives ErrCorrupt naming the path; a file
-//     held by another process gives ErrLocked. The file is never reset.
-//
-// Layout: records live in one bucket per kind under a record id (enqueue sequence
-// << 8 | kind) so they sort in enqueue order and are appended; one index bucket
-// holds, under one-byte prefixes, key → id, state+id, and the per-state orders
-// (due time, lease end, submission, confirmation). A record that was never claimed
-// ("fresh") is in the key index only: Claim walks the kind's bucket from a
-// persisted watermark, so an Enqueue writes two keys. Counters (Stats) are kept
-// in memory, rebuilt by one pass over the records at Open.
 package outbox
 
 import (
