@@ -2,6 +2,7 @@ package outbox
 
 import (
 	"bytes"
+	"encoding/binary"
 	"os"
 	"path/filepath"
 	"testing"
@@ -44,7 +45,7 @@ func sealedWith(t *testing.T, path string) map[string]string {
 	require.NoError(t, db.View(func(tx *bolt.Tx) error {
 		for _, b := range [][]byte{bucketEvents, bucketFindings} {
 			_ = tx.Bucket(b).ForEach(func(k, v []byte) error {
-				st, err := decodeStored(seqKeyToRid(k), v)
+				st, err := decodeStored(binary.BigEndian.Uint64(k), v)
 				require.NoError(t, err)
 				ids[st.key] = st.keyID
 				return nil
@@ -53,14 +54,6 @@ func sealedWith(t *testing.T, path string) map[string]string {
 		return nil
 	}))
 	return ids
-}
-
-func seqKeyToRid(k []byte) uint64 {
-	var r uint64
-	for _, c := range k {
-		r = r<<8 | uint64(c)
-	}
-	return r
 }
 
 func TestEncryptTurnsOnRotatesAndTurnsOff(t *testing.T) {
