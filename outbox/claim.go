@@ -289,7 +289,13 @@ func (o *Outbox) NextDue(kind Kind) (time.Time, bool) {
 		case unknown:
 			t, found = o.now(), true // a Claim will tell
 		case ok:
-			if st, err := o.readRecord(tx, rid); err == nil && (!found || fromNanos(st.next).Before(t)) {
+			st, err := o.readRecord(tx, rid)
+			switch {
+			case err != nil:
+				// A damaged record: due now, so that a Claim quarantines it (dead,
+				// corrupt) and reaches the records behind it.
+				t, found = o.now(), true
+			case !found || fromNanos(st.next).Before(t):
 				t, found = fromNanos(st.next), true
 			}
 		}
