@@ -269,7 +269,9 @@ func TestEnqueueDrainInspectConfirmed(t *testing.T) {
 	keys = append(keys, "fnd-cli-0001")
 
 	r = e.must(exitOK, "", "drain", "--timeout", "30s")
-	assert.Contains(t, r.stderr, "4 confirmed, 0 dead", "drain summary:\n%s", r)
+	assert.Contains(t, r.stderr, "4 confirmed by this drain, 0 dead", "drain summary:\n%s", r)
+	r = e.must(exitOK, "", "drain", "--timeout", "30s")
+	assert.Contains(t, r.stderr, "0 confirmed by this drain", "a second drain confirms nothing of the first's:\n%s", r)
 
 	r = e.must(exitOK, "", "inspect")
 	rows := strings.Split(strings.TrimSpace(r.stdout), "\n")

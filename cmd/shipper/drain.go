@@ -107,7 +107,11 @@ func drainAndReport(ctx context.Context, c *cli, ob *outbox.Outbox, worker *deli
 		}
 		return c.fail(fmt.Errorf("drain stopped with %d record(s) not yet confirmed: %w", left, err))
 	}
-	c.infof("drained in %s: %d confirmed, %d dead", time.Since(start).Round(10*time.Millisecond), s.ByState[outbox.StateConfirmed], s.ByState[outbox.StateDead])
+	// What this drain confirmed, from the worker's count: the outbox's own count
+	// also holds earlier runs' confirmations and drops those deleted at once on
+	// a nearly full disk.
+	c.infof("drained in %s: %d confirmed by this drain, %d dead in the outbox", time.Since(start).Round(10*time.Millisecond),
+		worker.Counters().Confirmed, s.ByState[outbox.StateDead])
 	if s.ByState[outbox.StateDead] == 0 {
 		return exitOK
 	}
