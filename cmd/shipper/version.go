@@ -31,7 +31,8 @@ func runVersion(_ context.Context, args []string, env Env) int {
 
 // writeVersion prints one line: the module version ("(devel)" for a build
 // from a work tree), the VCS revision and time with "+dirty" for uncommitted
-// changes, and the Go version, as `go version -m` would show them.
+// changes, and the Go version, as `go version -m` would show them. A build
+// without VCS stamping says so where the revision would be.
 func writeVersion(w io.Writer, bi *debug.BuildInfo) {
 	settings := map[string]string{}
 	for _, s := range bi.Settings {
@@ -50,6 +51,10 @@ func writeVersion(w io.Writer, bi *debug.BuildInfo) {
 			line += " " + t
 		}
 		line += ")"
+	} else {
+		// Saying so beats a silent gap: a reader of a bug report cannot tell
+		// an omitted revision from one that was never recorded.
+		line += " (no VCS information: built with -buildvcs=false?)"
 	}
 	fmt.Fprintf(w, "%s %s %s/%s\n", line, bi.GoVersion, settings["GOOS"], settings["GOARCH"])
 }

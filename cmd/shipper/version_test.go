@@ -25,6 +25,17 @@ func TestWriteVersionNamesRevisionAndGo(t *testing.T) {
 	assert.Equal(t, "shipper v0.3.0 (102a8853f0c1+dirty 2026-12-01T14:00:00Z) go1.26.8 linux/amd64\n", out.String())
 }
 
+func TestWriteVersionSaysWhenThereIsNoRevision(t *testing.T) {
+	bi := &debug.BuildInfo{
+		GoVersion: "go1.26.8",
+		Main:      debug.Module{Path: "github.com/spectrastrike/shipper", Version: "(devel)"},
+		Settings:  []debug.BuildSetting{{Key: "GOOS", Value: "linux"}, {Key: "GOARCH", Value: "amd64"}},
+	}
+	var out bytes.Buffer
+	writeVersion(&out, bi)
+	assert.Equal(t, "shipper (devel) (no VCS information: built with -buildvcs=false?) go1.26.8 linux/amd64\n", out.String())
+}
+
 func TestVersionVerbAndFlag(t *testing.T) {
 	for _, args := range [][]string{{"version"}, {"--version"}} {
 		var out, errb bytes.Buffer
