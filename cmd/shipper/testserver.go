@@ -88,8 +88,9 @@ func exportSecret(name, source, builtin string) string {
 
 func testserverUsage(w io.Writer, fs *flag.FlagSet) {
 	fmt.Fprintln(w, "usage: shipper testserver [--addr HOST:PORT] [--tenant ID --user NAME --password-file FILE]")
-	fmt.Fprintln(w, "         [--signature-secret S] [--envelope-key K] [--rate-limit N|off]")
-	fmt.Fprintln(w, "         [--fail-rate F --fail-status S [--seed N]] [--plain-http] [--ca-out FILE]")
+	fmt.Fprintln(w, "         [--signature-secret-file FILE] [--envelope-key K] [--rate-limit N|off] [--batch-limit N]")
+	fmt.Fprintln(w, "         [--fail-rate F --fail-status S [--fail-route R] [--retry-after D] [--seed N]] [--latency D]")
+	fmt.Fprintln(w, "         [--token-ttl D] [--plain-http] [--require-https] [--ca-out FILE]")
 	fmt.Fprintln(w, strings.TrimRight(testserverAbout, "\n"))
 	fmt.Fprintln(w, "\nflags:")
 	fs.SetOutput(w)

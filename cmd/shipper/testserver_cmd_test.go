@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"flag"
 	"io"
 	"net/http"
 	"os"
@@ -179,4 +180,20 @@ func TestTestserverVerbBadFlagsExit2(t *testing.T) {
 	code := run(context.Background(), []string{"testserver", "-h"}, Env{Stdout: &stdout, Stderr: io.Discard, Getenv: func(string) string { return "" }})
 	assert.Equal(t, exitOK, code, "-h:\n%s", stdout.String())
 	assert.Contains(t, stdout.String(), "--fail-rate", "-h: exit %d", code)
+}
+
+// The usage synopsis is what a user reads first: every flag must be on it,
+// the secret ones by their file form (a secret on the command line is visible
+// to every local user in the process list).
+func TestTestserverUsageListsEveryFlag(t *testing.T) {
+	var out bytes.Buffer
+	testserverUsage(&out, newTestserverFlags().fs)
+	synopsis, _, _ := strings.Cut(out.String(), strings.TrimRight(testserverAbout, "\n"))
+	newTestserverFlags().fs.VisitAll(func(f *flag.Flag) {
+		if f.Name == "password" || f.Name == "signature-secret" {
+			assert.NotRegexp(t, `--`+f.Name+`[ \]]`, synopsis, "secret given on the command line")
+			return
+		}
+		assert.Regexp(t, `--`+f.Name+`[ \]]`, synopsis, "synopsis omits --%s", f.Name)
+	})
 }

@@ -26,7 +26,7 @@ func addWorkerFlags(c *cli) *workerFlags {
 	c.fs.IntVar(&w.batchSize, "batch-size", vvapi.DefaultMaxBatchSize,
 		fmt.Sprintf("records per batch request, 1..%d, the server's limit (a server configured lower is learned from its answer)", vvapi.MaxBatchLimit))
 	c.bindEnv("batch-size", "SHIPPER_BATCH_SIZE")
-	c.fs.IntVar(&w.concurrency, "concurrency", 0, "requests in flight (0 = default, 2)")
+	c.fs.IntVar(&w.concurrency, "concurrency", 0, "requests in flight per lane (events, findings) and for status polls (0 = default, 2)")
 	c.bindEnv("concurrency", "SHIPPER_CONCURRENCY")
 	c.fs.Var(&w.ratePerMinute, "rate-per-minute", fmt.Sprintf("request budget per sliding 60 s, shared by sends, status reads and logins (default %d, under the server's 240; \"off\" = none)", deliver.DefaultRatePerMinute))
 	c.bindEnv("rate-per-minute", "SHIPPER_RATE_PER_MINUTE")
