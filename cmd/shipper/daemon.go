@@ -169,8 +169,7 @@ func (d *daemon) run(ctx context.Context, hup <-chan os.Signal) (int, error) {
 	for {
 		select {
 		case <-ctx.Done():
-			d.logger.Info("shutting down: waiting for the requests in flight; a second SIGINT or SIGTERM exits at once",
-				"timeout", d.f.shutdownTimeout, "records_in_flight", d.ob.Stats().ByState[outbox.StateSending])
+			logShutdown(d.logger, d.f.shutdownTimeout, d.ob.Stats().ByState[outbox.StateSending])
 			d.stopping.Store(true)
 			cancel()
 			return d.awaitWorker(done)
@@ -181,6 +180,17 @@ func (d *daemon) run(ctx context.Context, hup <-chan os.Signal) (int, error) {
 			reloadCredentials(d.logger, d.client, d.worker, d.f.vv)
 		}
 	}
+}
+
+// logShutdown says what the shutdown waits for: the requests in flight only
+// when there are some, else a user waits for nothing the log names.
+func logShutdown(log *slog.Logger, timeout time.Duration, inFlight int) {
+	if inFlight == 0 {
+		log.Info("shutting down: no records in flight; a second SIGINT or SIGTERM exits at once", "timeout", timeout)
+		return
+	}
+	log.Info("shutting down: waiting for the requests in flight; a second SIGINT or SIGTERM exits at once",
+		"timeout", timeout, "records_in_flight", inFlight)
 }
 
 // awaitWorker waits for the cancelled worker. deliver bounds its own shutdown
