@@ -105,7 +105,9 @@ func (e *enqueueRun) openInput(path string, stdin io.Reader) (io.Reader, func(),
 	}
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, nil, &settingError{Setting: "FILE", Problem: err.Error()}
+		// An input that cannot be read is an I/O failure (exit 1, README's
+		// exit codes), not a wrong setting; the error names the file.
+		return nil, nil, fmt.Errorf("input: %w", err)
 	}
 	e.name = path
 	if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() {

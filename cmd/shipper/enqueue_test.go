@@ -1,6 +1,7 @@
 package main
 
 import (
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -64,4 +65,16 @@ func TestProgressBarOnlyForLongInputs(t *testing.T) {
 	assert.Contains(t, got, "50 stored, 2 refused", "bar")
 	p.done()
 	assert.True(t, strings.HasSuffix(out.String(), "\n"), "done must end the bar's line: %q", out.String())
+}
+
+// README's exit codes: 2 is a wrong flag or setting, 1 an I/O failure. An
+// input file that is not there is the latter, and the message names it.
+func TestEnqueueMissingFileExitsOne(t *testing.T) {
+	dir := t.TempDir()
+	missing := filepath.Join(dir, "no-such.jsonl")
+	vars := withVars(loginVars, "SHIPPER_OUTBOX", filepath.Join(dir, "ob.db"))
+	r := runVerb(t, vars, "", "enqueue", "--kind", "event", missing)
+	assert.Equal(t, exitFailed, r.code, "%s", r)
+	assert.Contains(t, r.stderr, missing)
+	assert.Contains(t, r.stderr, "no such file")
 }
