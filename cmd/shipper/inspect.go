@@ -109,7 +109,10 @@ one held by a running daemon (through its control socket).`, env)
 	return exitOK
 }
 
-const recordRowFmt = "%-36s  %-7s  %-9s  %6s  %8s  %s\n"
+// recordRowFmt's key column fits a UUIDv7 (36) and a key enqueue derives from
+// a file's line (enqueue_keys.go: 44), so a file's records line up; the listing
+// streams, so a longer id of the caller's own widens its row only.
+const recordRowFmt = "%-44s  %-7s  %-9s  %6s  %8s  %s\n"
 
 func printRecord(w io.Writer, r recordView, now time.Time) {
 	row := func(k, v string) {
