@@ -393,10 +393,10 @@ func (o *Outbox) roomFor(d *counters, n int, b int64) *reqError {
 	live, liveBytes := o.cnt.live+d.live, o.cnt.liveBytes+d.liveBytes
 	o.cmu.Unlock()
 	if m := o.opts.MaxRecords; m > 0 && live+n > m {
-		return &reqError{full: true, err: fmt.Errorf("outbox %s: %w: %d records not yet confirmed, MaxRecords is %d (adding %d)", o.path, ErrFull, live, m, n)}
+		return &reqError{full: true, err: fmt.Errorf("%w: %s: %d records not yet confirmed, MaxRecords is %d (adding %d)", ErrFull, o.path, live, m, n)}
 	}
 	if m := o.opts.MaxBytes; m > 0 && liveBytes+b > m {
-		return &reqError{full: true, err: fmt.Errorf("outbox %s: %w: %d payload bytes not yet confirmed, MaxBytes is %d (adding %d)", o.path, ErrFull, liveBytes, m, b)}
+		return &reqError{full: true, err: fmt.Errorf("%w: %s: %d payload bytes not yet confirmed, MaxBytes is %d (adding %d)", ErrFull, o.path, liveBytes, m, b)}
 	}
 	return o.roomOnDisk(n, b)
 }

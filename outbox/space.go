@@ -54,8 +54,8 @@ const (
 // diskState is what the last space check found, for Stats and the log.
 type diskState struct {
 	mu      sync.Mutex
-	lastLog time.Time
-	logged  bool // the full state was logged (so its end is logged too)
+	lastLog time.Time // of the last warning; zero before the first
+	logged  bool      // a warning was logged since room last came back (so its end is logged too)
 	full    atomic.Bool
 	low     atomic.Bool // under twice the reserve: confirmed records are deleted at once
 	free    atomic.Int64
@@ -95,18 +95,24 @@ func (o *Outbox) roomOnDisk(n int, b int64) *reqError {
 	if !ok {
 		return nil
 	}
-	if left-b-int64(n)*recordOverhead >= reserve {
-		o.diskFull(false, left, reserve)
+	after := left - b - int64(n)*recordOverhead
+	if after >= reserve {
+		o.diskFull(false, left, after, reserve)
 		return nil
 	}
-	o.diskFull(true, left, reserve)
-	return &reqError{full: true, err: fmt.Errorf("outbox %s: %w: disk nearly full: %s free, %s kept for delivery (adding %d record(s))",
-		o.path, ErrFull, mib(left), mib(reserve), n)}
+	o.diskFull(true, left, after, reserve)
+	// The numbers are those the decision compared: the space left after the
+	// records against the reserve (the space left now may be above it).
+	return &reqError{full: true, err: fmt.Errorf("%w: %s: disk nearly full: %s free, %s after adding %d record(s), under the %s kept for delivery",
+		ErrFull, o.path, mib(left), mib(after), n, mib(reserve))}
 }
 
-// diskFull records the state and logs it: once when it starts, then at most
-// once a minute while it lasts, and once when it ends.
-func (o *Outbox) diskFull(full bool, left, reserve int64) {
+// diskFull records the state and logs it: a warning at most once a minute,
+// and once when room comes back after a warning. Near the reserve the state
+// flaps (delivery deletes a few records, their pages take a few new ones, the
+// next are refused): the minute bounds the warnings across the flaps too,
+// not only within one stretch of refusals.
+func (o *Outbox) diskFull(full bool, left, after, reserve int64) {
 	was := o.disk.full.Swap(full)
 	if !full && !was {
 		return
@@ -116,10 +122,10 @@ func (o *Outbox) diskFull(full bool, left, reserve int64) {
 	defer d.mu.Unlock()
 	now := o.now()
 	switch {
-	case full && (!d.logged || now.Sub(d.lastLog) >= diskLogEvery):
+	case full && (d.lastLog.IsZero() || now.Sub(d.lastLog) >= diskLogEvery):
 		d.lastLog, d.logged = now, true
 		o.log.Warn("outbox: disk nearly full: new records are refused (ErrFull); delivery goes on and frees room",
-			"path", o.path, "free", mib(left), "kept_for_delivery", mib(reserve))
+			"path", o.path, "free", mib(left), "free_after_record", mib(after), "kept_for_delivery", mib(reserve))
 	case !full && was && d.logged:
 		d.logged = false
 		o.log.Info("outbox: disk has room again: new records are accepted", "path", o.path, "free", mib(left))

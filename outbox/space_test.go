@@ -36,7 +36,8 @@ func TestDiskNearlyFullRefusesRecordsAndDeliveryGoesOn(t *testing.T) {
 	disk.free.Store(minDiskReserve - 1<<20) // and a few pages free inside the file
 	_, err := o.Enqueue(ctx, KindEvent, markedEvent(10))
 	require.ErrorIs(t, err, ErrFull)
-	assert.Contains(t, err.Error(), "disk nearly full: 3.0 MiB free, 4.0 MiB kept for delivery")
+	assert.Contains(t, err.Error(), "disk nearly full: 3.0 MiB free, 3.0 MiB after adding 1 record(s), under the 4.0 MiB kept for delivery")
+	assert.True(t, strings.HasPrefix(err.Error(), "outbox: capacity reached: "+o.path+": "), "the package says its name once: %v", err)
 	assert.True(t, o.Stats().DiskFull, "Stats tells the metrics")
 	_, err = o.EnqueueAll(ctx, []Item{{Kind: KindEvent, Payload: markedEvent(11)}})
 	require.ErrorIs(t, err, ErrFull)
@@ -90,4 +91,56 @@ func TestDiskReserveFollowsTheFileAndTheFilesystem(t *testing.T) {
 	defer o.Close()
 	mustEnqueue(t, o, KindEvent, markedEvent(2))
 	assert.Zero(t, o.Stats().DiskReserveBytes)
+}
+
+// The warning's numbers are those that refused the record: with free space
+// above the reserve and the record taking it under, "free" alone would
+// contradict "refused".
+func TestDiskWarningNamesTheNumbersThatRefused(t *testing.T) {
+	disk := &fakeDisk{}
+	disk.free.Store(100 << 20)
+	var logs testutil.SyncBuffer
+	o := openTest(t, Options{Now: newClock().Now, DiskSpace: disk.space, DiskReserve: 1 << 20, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	mustEnqueue(t, o, KindEvent, markedEvent(0))
+	// Free space above the reserve, but not by a record (the space left
+	// counts the pages free inside the file too).
+	disk.free.Store(1 << 20)
+	left, _, ok := o.space()
+	require.True(t, ok)
+	disk.free.Store(1<<20 - (left - 1<<20) + 100)
+	left, _, _ = o.space()
+	require.Equal(t, int64(1<<20+100), left)
+	_, err := o.Enqueue(context.Background(), KindEvent, markedEvent(1))
+	require.ErrorIs(t, err, ErrFull)
+	assert.Contains(t, err.Error(), "under the 1.0 MiB kept for delivery")
+	assert.Contains(t, logs.String(), `free_after_record="1.0 MiB"`)
+	assert.Contains(t, logs.String(), `kept_for_delivery="1.0 MiB"`)
+}
+
+// Near the reserve the state flaps: delivery frees a few pages, a record or
+// two fit, the next are refused. The warning still comes at most once a
+// minute, and room coming back is said once per warning.
+func TestDiskWarningAtMostOnceAMinuteWhileTheStateFlaps(t *testing.T) {
+	clk := newClock()
+	disk := &fakeDisk{}
+	disk.free.Store(100 << 20)
+	var logs testutil.SyncBuffer
+	o := openTest(t, Options{Now: clk.Now, DiskSpace: disk.space, DiskReserve: 4 << 20, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	ctx := context.Background()
+	for i := range 10 {
+		disk.free.Store(1 << 20)
+		_, err := o.Enqueue(ctx, KindEvent, markedEvent(2*i))
+		require.ErrorIs(t, err, ErrFull)
+		disk.free.Store(100 << 20)
+		mustEnqueue(t, o, KindEvent, markedEvent(2*i+1))
+		clk.Add(time.Second)
+	}
+	assert.Equal(t, 1, strings.Count(logs.String(), "disk nearly full"), "ten flaps in ten seconds:\n%s", logs.String())
+	assert.Equal(t, 1, strings.Count(logs.String(), "disk has room again"), "ten flaps in ten seconds:\n%s", logs.String())
+
+	clk.Add(diskLogEvery)
+	disk.free.Store(1 << 20)
+	_, err := o.Enqueue(ctx, KindEvent, markedEvent(100))
+	require.ErrorIs(t, err, ErrFull)
+	assert.Equal(t, 2, strings.Count(logs.String(), "disk nearly full"), "and again a minute later")
 }
