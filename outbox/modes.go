@@ -38,9 +38,9 @@ func (o *Outbox) tightenModes(path string) error {
 	if err != nil || di.Mode().Perm()&0o077 == 0 {
 		return nil
 	}
-	if !ownDir(dir, filepath.Base(path)) {
-		o.log.Warn("outbox: the directory holding the outbox is open to other users and holds other files: left as it is",
-			"dir", dir, "mode", fmt.Sprintf("%04o", di.Mode().Perm()))
+	if why := sharedDir(dir, filepath.Base(path)); why != "" {
+		o.log.Warn("outbox: the directory holding the outbox is open to other users and "+why+": left as it is",
+			"dir", dir, "mode", octalMode(di.Mode()))
 		return nil
 	}
 	if err := os.Chmod(dir, 0o700); err != nil {
@@ -52,20 +52,37 @@ func (o *Outbox) tightenModes(path string) error {
 	return nil
 }
 
-// ownDir reports whether dir holds only the outbox file base and the files
-// named after it (base.sock, base.lock, base.compact, …), and no sticky bit.
-func ownDir(dir, base string) bool {
-	if di, err := os.Stat(dir); err != nil || di.Mode()&fs.ModeSticky != 0 {
-		return false
+// sharedDir says why dir is not the outbox's own, "" when it is: it has the
+// sticky bit (a directory every user shares, as /tmp, even when the outbox is
+// all it holds now), or it holds files other than the outbox file base and
+// those named after it (base.sock, base.lock, base.compact, …).
+func sharedDir(dir, base string) string {
+	if di, err := os.Stat(dir); err != nil {
+		return "cannot be read"
+	} else if di.Mode()&fs.ModeSticky != 0 {
+		return "is a shared directory (sticky bit set)"
 	}
 	ents, err := os.ReadDir(dir)
-	if err != nil || len(ents) > 16 {
-		return false
+	if err != nil {
+		return "cannot be read"
+	}
+	if len(ents) > 16 {
+		return "holds other files"
 	}
 	for _, e := range ents {
 		if e.Name() != base && !strings.HasPrefix(e.Name(), base+".") {
-			return false
+			return "holds other files"
 		}
 	}
-	return true
+	return ""
+}
+
+// octalMode writes m as chmod takes it: 1777 for a sticky directory open to
+// all (Go keeps the sticky bit outside the permission bits).
+func octalMode(m fs.FileMode) string {
+	n := uint32(m.Perm())
+	if m&fs.ModeSticky != 0 {
+		n |= 0o1000
+	}
+	return fmt.Sprintf("%04o", n)
 }

@@ -57,3 +57,20 @@ func TestOpenLeavesASharedDirectoryAlone(t *testing.T) {
 	assert.Equal(t, os.FileMode(0o600), modeOf(t, path))
 	assert.Contains(t, logs.String(), "holds other files: left as it is")
 }
+
+// A sticky directory open to all (a tmpfs root, /tmp) is shared even when the
+// outbox is all it holds: it is left alone, and the log gives that reason,
+// not "other files" that are not there.
+func TestOpenLeavesAStickyDirectoryAloneAndSaysWhy(t *testing.T) {
+	dir := t.TempDir()
+	require.NoError(t, os.Chmod(dir, 0o777|os.ModeSticky))
+	path := filepath.Join(dir, "outbox.db")
+	var logs testutil.SyncBuffer
+	openAt(t, path, Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	fi, err := os.Stat(dir)
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o777)|os.ModeSticky, fi.Mode()&(os.ModePerm|os.ModeSticky), "left as it is")
+	assert.Contains(t, logs.String(), "is a shared directory (sticky bit set): left as it is")
+	assert.NotContains(t, logs.String(), "holds other files")
+	assert.Contains(t, logs.String(), "mode=1777")
+}
