@@ -204,3 +204,38 @@ func TestRetention(t *testing.T) {
 		}
 	})
 }
+
+// LastError says what stands in the way of a record. Once the server took it
+// (submitted) or holds it (confirmed), an earlier failure no longer does: a
+// CONFIRMED row with LAST ERROR "unauthorized" reads as a failed delivery.
+// Pending and dead keep theirs.
+func TestLastErrorClearedOnceTheServerTookTheRecord(t *testing.T) {
+	clk := newClock()
+	o := openTest(t, Options{Now: clk.Now})
+	for i := range 3 {
+		mustEnqueue(t, o, KindEvent, event(fmt.Sprint("e", i), i))
+	}
+	require.Len(t, claimAll(t, o, KindEvent), 3)
+	apply(t, o, Outcome{Key: "e0", State: StatePending, Release: true, Reason: "unauthorized: bad password"},
+		Outcome{Key: "e1", State: StatePending, Release: true, Reason: "unauthorized: bad password"},
+		Outcome{Key: "e2", State: StatePending, Release: true, Reason: "unauthorized: bad password"})
+	require.Len(t, claimAll(t, o, KindEvent), 3)
+	apply(t, o, Outcome{Key: "e0", State: StateSubmitted, RequestID: "r1"},
+		Outcome{Key: "e1", State: StateSubmitted, RequestID: "r1", ItemIndex: 1},
+		Outcome{Key: "e2", State: StateDead, Reason: "422 validation: severity"})
+	r, err := o.Get("e0")
+	require.NoError(t, err)
+	assert.Empty(t, r.LastError, "submitted")
+	apply(t, o, Outcome{Key: "e0", State: StateConfirmed})
+	r, err = o.Get("e0")
+	require.NoError(t, err)
+	assert.Equal(t, StateConfirmed, r.State)
+	assert.Empty(t, r.LastError, "confirmed")
+	apply(t, o, Outcome{Key: "e1", State: StatePending, Reason: "ingest_failed: try again"})
+	r, err = o.Get("e1")
+	require.NoError(t, err)
+	assert.Equal(t, "ingest_failed: try again", r.LastError, "pending keeps its reason")
+	r, err = o.Get("e2")
+	require.NoError(t, err)
+	assert.Equal(t, "422 validation: severity", r.LastError, "dead keeps its reason")
+}

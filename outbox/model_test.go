@@ -182,7 +182,7 @@ func TestModel(t *testing.T) {
 				applyOne(rt, Outcome{Key: key, State: StateSubmitted, RequestID: req, ItemIndex: item}, nil)
 				r := m.recs[key]
 				now := clk.Now()
-				r.state, r.lease, r.reqID, r.item, r.updated, r.fresh = StateSubmitted, time.Time{}, req, item, now, false
+				r.state, r.lease, r.reqID, r.item, r.lastErr, r.updated, r.fresh = StateSubmitted, time.Time{}, req, item, "", now, false
 				m.sweep(now)
 			},
 			"confirm": func(rt *rapid.T) {
@@ -194,7 +194,7 @@ func TestModel(t *testing.T) {
 				r := m.recs[key]
 				now := clk.Now()
 				if r.state != StateConfirmed {
-					r.state, r.lease, r.updated, r.fresh = StateConfirmed, time.Time{}, now, false
+					r.state, r.lease, r.lastErr, r.updated, r.fresh = StateConfirmed, time.Time{}, "", now, false
 				}
 				m.sweep(now)
 			},

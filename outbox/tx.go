@@ -250,7 +250,10 @@ func (w *wtx) apply(oc *Outcome) (skip error, err error) {
 		default:
 			return invalid()
 		}
+		// The server took the record: an earlier failure (a login refused, a
+		// 503) no longer describes it; a later one (ingest_failed, dead) sets its own.
 		st.state, st.lease, st.reqID, st.item, st.subAt = stateCodeSubmitted, 0, oc.RequestID, oc.ItemIndex, now
+		st.lastErr = ""
 	case StateConfirmed:
 		if old.state == stateCodeConfirmed {
 			return nil, nil
@@ -258,7 +261,7 @@ func (w *wtx) apply(oc *Outcome) (skip error, err error) {
 		if w.o.opts.Retention == RetainNone || w.o.disk.low.Load() {
 			return nil, w.remove(&old) // on a nearly full disk too: the space goes to new records
 		}
-		st.state, st.lease = stateCodeConfirmed, 0
+		st.state, st.lease, st.lastErr = stateCodeConfirmed, 0, "" // delivered: no error stands
 	case StatePending:
 		switch old.state {
 		case stateCodeSending:
