@@ -36,7 +36,6 @@ func (w *Worker) send(ctx, reqCtx context.Context, kind outbox.Kind, recs []outb
 		env *vvapi.Envelope
 		br  *vvapi.BatchResult
 	)
-	w.m.addSent(len(recs))
 	switch {
 	case len(recs) == 1 && kind == outbox.KindEvent:
 		env, err = w.client.SendEvent(reqCtx, recs[0].Key, recs[0].Payload)
@@ -55,6 +54,11 @@ func (w *Worker) send(ctx, reqCtx context.Context, kind outbox.Kind, recs []outb
 	}
 	w.m.observe(rt, time.Since(start))
 	now := w.now()
+	if err == nil || !isLoginError(err) {
+		// A login that failed on the way means the request never left: Sent
+		// counts records put on the wire (README, shipper_sent_total).
+		w.m.addSent(len(recs))
+	}
 
 	if err != nil && reqCtx.Err() != nil {
 		// Shutdown cut the request: nobody knows whether it arrived, and it does not matter —
