@@ -32,14 +32,11 @@ const (
 	classRead                 // ingest status reads
 )
 
-// afterFunc starts a timer: the channel fires after d; stop releases it early. Tests swap it for
-// a fake clock's.
-type afterFunc func(d time.Duration) (c <-chan time.Time, stop func() bool)
-
-func realAfter(d time.Duration) (<-chan time.Time, func() bool) {
-	t := time.NewTimer(d)
-	return t.C, t.Stop
-}
+// wakeFunc starts a timer whose channel fires once the budget's clock reaches at; stop releases
+// it early. It takes a time, not a duration: a waiter reads the clock under the lock and arms
+// its timer after releasing it, and an injected clock that moved on in between must still wake
+// it when due, not a whole jump late. Tests swap it for a fake clock's.
+type wakeFunc func(at time.Time) (c <-chan time.Time, stop func() bool)
 
 // budget is the one request budget per server, modelled on the server's sliding window: it
 // keeps the times of our own requests in the trailing window and lets a request go only while
@@ -54,7 +51,7 @@ type budget struct {
 	limit int // the configured budget; 0 = none
 	step  int // how far the budget climbs per quiet window after it was lowered
 	now   func() time.Time
-	after afterFunc
+	wake  wakeFunc
 	tick  time.Duration // longest wait before the clock is read again (an injected clock may jump)
 	log   *slog.Logger
 
@@ -75,11 +72,18 @@ type budgetWaiter struct{ class reqClass }
 
 // newBudget makes a budget of perMinute requests per window; perMinute ≤ 0 makes none.
 func newBudget(perMinute int, now func() time.Time, tick time.Duration, log *slog.Logger) *budget {
-	b := &budget{now: now, after: realAfter, tick: tick, log: log, changed: make(chan struct{})}
+	b := &budget{now: now, tick: tick, log: log, changed: make(chan struct{})}
+	b.wake = b.realWake
 	if perMinute > 0 {
 		b.limit, b.cur, b.step = perMinute, perMinute, max(1, perMinute/10)
 	}
 	return b
+}
+
+// realWake is a real timer for the moment at of the budget's clock.
+func (b *budget) realWake(at time.Time) (<-chan time.Time, func() bool) {
+	t := time.NewTimer(at.Sub(b.now()))
+	return t.C, t.Stop
 }
 
 // acquire waits until a request of class may go, counts it, and returns when it went (the time
@@ -136,20 +140,17 @@ func (b *budget) acquire(ctx context.Context, class reqClass, deadline time.Time
 // least every tick, so an injected clock that jumps is noticed. Other waiters are woken by
 // signal.
 func (b *budget) timer(head bool, at, deadline, now time.Time) (<-chan time.Time, func() bool) {
-	var d time.Duration = -1
-	if head {
-		d = at.Sub(now)
+	wake, timed := at, head
+	if !deadline.IsZero() && (!timed || deadline.Before(wake)) {
+		wake, timed = deadline, true
 	}
-	if !deadline.IsZero() && (d < 0 || deadline.Sub(now) < d) {
-		d = deadline.Sub(now)
-	}
-	if d < 0 {
+	if !timed {
 		return nil, func() bool { return false }
 	}
-	if b.tick > 0 {
-		d = min(d, b.tick)
+	if b.tick > 0 && wake.Sub(now) > b.tick {
+		wake = now.Add(b.tick)
 	}
-	return b.after(d)
+	return b.wake(wake)
 }
 
 // readyIn is how long until a request could go, were it first in line (0: now).

@@ -12,13 +12,17 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
+// hang bounds each real-time wait for a goroutine the test started: a guard against a hang, not
+// a clock. Only the fake clock decides when a request may go.
+const hang = time.Minute
+
 // testBudget is a budget of perMinute on a stopped fake clock: only Advance makes time pass.
 func testBudget(t *testing.T, perMinute int) (*budget, *fakeClock, *bytes.Buffer) {
 	t.Helper()
 	clk := newFakeClock()
 	var logs bytes.Buffer
 	b := newBudget(perMinute, clk.Now, time.Hour, slog.New(slog.NewTextHandler(&logs, nil)))
-	b.after = clk.After
+	b.wake = clk.WakeAt
 	return b, clk, &logs
 }
 
@@ -61,7 +65,7 @@ func startWaiter(t *testing.T, b *budget, class reqClass) *waiter {
 		close(w.went)
 	}()
 	t.Cleanup(cancel)
-	eventually(t, 5*time.Second, "the request to queue", func() bool { return b.waiting() == before+1 })
+	eventually(t, hang, "the request to queue", func() bool { return b.waiting() == before+1 })
 	return w
 }
 
@@ -72,7 +76,7 @@ func (w *waiter) wentAt(t *testing.T) time.Time {
 	case at, ok := <-w.went:
 		require.True(t, ok, "the request was cancelled")
 		return at
-	case <-time.After(5 * time.Second):
+	case <-time.After(hang):
 		require.FailNow(t, "the request did not go")
 	}
 	return time.Time{}
@@ -81,7 +85,7 @@ func (w *waiter) wentAt(t *testing.T) time.Time {
 // stillWaiting checks that w has not gone: its wake-up is a timer on the fake clock.
 func (w *waiter) stillWaiting(t *testing.T, clk *fakeClock, what string) {
 	t.Helper()
-	eventually(t, 5*time.Second, "the head of the queue to set its timer", func() bool { return clk.Timers() > 0 })
+	eventually(t, hang, "the head of the queue to set its timer", func() bool { return clk.Timers() > 0 })
 	select {
 	case at := <-w.went:
 		require.FailNow(t, "a request went too early", "%s: it went at %v", what, at)
@@ -112,6 +116,7 @@ func TestBudgetSlidingWindow(t *testing.T) {
 
 func TestBudgetClassesTakeTurnsInOrder(t *testing.T) {
 	b, clk, _ := testBudget(t, 1) // one request per window: each Advance lets exactly one go
+	t0 := clk.Now()
 	goNow(t, b, classSend, 1)
 	var queued []*waiter
 	names := []string{"send1", "send2", "send3", "read1", "read2"}
@@ -127,7 +132,7 @@ func TestBudgetClassesTakeTurnsInOrder(t *testing.T) {
 	for i, name := range want {
 		clk.Advance(time.Minute)
 		w := queued[indexOf(names, name)]
-		w.wentAt(t)
+		assert.Equal(t, t0.Add(time.Duration(i+1)*time.Minute), w.wentAt(t), "%s went in turn %d", name, i+1)
 		for j, other := range queued {
 			if !contains(want[:i+1], names[j]) {
 				select {
@@ -146,7 +151,7 @@ func TestBudgetCancelledWaiterLeavesTheQueue(t *testing.T) {
 	first := startWaiter(t, b, classSend)
 	second := startWaiter(t, b, classSend)
 	first.stop()
-	eventually(t, 5*time.Second, "the cancelled request to leave", func() bool { return b.waiting() == 1 })
+	eventually(t, hang, "the cancelled request to leave", func() bool { return b.waiting() == 1 })
 	clk.Advance(time.Minute)
 	second.wentAt(t)
 	_, ok := <-first.went
@@ -162,14 +167,14 @@ func TestBudgetDeadline(t *testing.T) {
 		_, err := b.acquire(context.Background(), classSend, clk.Now().Add(30*time.Second))
 		gaveUp <- err
 	}()
-	eventually(t, 5*time.Second, "the request to queue", func() bool { return b.waiting() == 1 })
+	eventually(t, hang, "the request to queue", func() bool { return b.waiting() == 1 })
 	next := startWaiter(t, b, classRead)
-	eventually(t, 5*time.Second, "timers set", func() bool { return clk.Timers() > 0 })
+	eventually(t, hang, "timers set", func() bool { return clk.Timers() > 0 })
 	clk.Advance(30 * time.Second)
 	select {
 	case err := <-gaveUp:
 		require.ErrorIs(t, err, errBudgetDeadline, "past its deadline")
-	case <-time.After(5 * time.Second):
+	case <-time.After(hang):
 		require.FailNow(t, "the request waited past its deadline")
 	}
 	next.stillWaiting(t, clk, "before the window has room")
@@ -222,7 +227,7 @@ func TestBudgetPersistent429sLowerThenProbeUpward(t *testing.T) {
 	w := startWaiter(t, b, classSend)
 	w.stillWaiting(t, clk, "with the lowered budget used up")
 	w.stop()
-	eventually(t, 5*time.Second, "the cancelled request to leave", func() bool { return b.waiting() == 0 })
+	eventually(t, hang, "the cancelled request to leave", func() bool { return b.waiting() == 0 })
 	// A quiet window later the budget climbs one step (a tenth of the configured 20), and on.
 	clk.Advance(time.Minute)
 	assert.Equal(t, 7, b.perMinute(), "budget after one quiet window")

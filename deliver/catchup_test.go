@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -32,27 +33,59 @@ func ingestRequests(srv *testserver.Server) []testserver.LoggedRequest {
 	return out
 }
 
-// stepClock moves clk on by step whenever the worker has gone quiet: every request the budget
-// let go has reached the server and none arrived for quiet (real time). The worker then waits
-// for the clock (the budget, a hold, a retry time), so fake time passes only when nothing else
-// can happen. It returns when done holds, and fails the test after timeout.
-func stepClock(t *testing.T, clk *fakeClock, w *Worker, srv *testserver.Server, step time.Duration, timeout time.Duration, done func() bool) {
+// stepClock moves clk on by step whenever the worker waits for it, and returns when done
+// holds; timeout (real time) only guards against a hang. others is how many requests at the
+// server are not the worker's (another client's, made before it started).
+//
+// The worker waits for the clock once every request the budget let go has been answered at
+// the server and no other can go now: the budget is full or held by a 429, or the worker is
+// idle at this instant. Real time decides nothing else: a worker slowed down by a loaded
+// machine is waited for, not raced, so its requests go at the same fake times on every run.
+// Only waits its state does not show (the poller's schedule) are left to quiet: no new request
+// at the server for a while.
+func stepClock(t *testing.T, clk *fakeClock, w *Worker, srv *testserver.Server, others int, step time.Duration, timeout time.Duration, done func() bool) {
 	t.Helper()
 	const quiet = 20 * time.Millisecond
 	deadline := time.Now().Add(timeout)
 	last, since := -1, time.Now()
 	for !done() {
 		require.True(t, time.Now().Before(deadline), "not done after %v (fake time %v); counters %+v", timeout, clk.Now(), w.Counters())
-		n := len(ingestRequests(srv))
+		n := len(ingestRequests(srv)) - others
 		if n != last {
 			last, since = n, time.Now()
 		}
-		if int64(n) >= w.budget.total() && time.Since(since) >= quiet {
+		switch {
+		case int64(n) < w.budget.total(): // a request the budget let go is on its way
+		case w.budget.readyIn() > 0, time.Since(since) >= quiet && idle(w, clk.Now()):
 			clk.Advance(step)
 			since = time.Now()
 		}
 		time.Sleep(2 * time.Millisecond)
 	}
+}
+
+// idle reports whether w has done all it can at now: no request waits for the budget, no
+// record is being sent (claimed, in flight, its answer or status read being handled), no probe
+// is under way, and no record is due while the gate lets a claim through.
+func idle(w *Worker, now time.Time) bool {
+	if w.budget.waiting() > 0 || w.ob.Stats().ByState[outbox.StateSending] > 0 {
+		return false
+	}
+	w.gate.mu.Lock()
+	probing, held := w.gate.probing, w.gate.mode != gateOpen && w.gate.until.After(now)
+	w.gate.mu.Unlock()
+	switch {
+	case probing:
+		return false
+	case held:
+		return true
+	}
+	for _, k := range []outbox.Kind{outbox.KindEvent, outbox.KindFinding} {
+		if due, any := w.ob.NextDue(k); any && !due.After(now) {
+			return false
+		}
+	}
+	return true
 }
 
 // catchupWorker is a worker on clk against srv (plain HTTP), with the default budget.
@@ -62,7 +95,7 @@ func catchupWorker(t *testing.T, clk *fakeClock, srv *testserver.Server, ob *out
 	cfg.Now = clk.Now
 	opts.Now = clk.Now
 	w := newWorker(t, ob, newClient(t, cfg), opts)
-	w.budget.after = clk.After
+	w.budget.wake = clk.WakeAt
 	return w
 }
 
@@ -102,7 +135,7 @@ func TestBudgetNeverExceededAtTheServer(t *testing.T) {
 			findings := enqueue(t, ob, outbox.KindFinding, 0, 500)
 			start := clk.Now()
 			stop := runWorker(t, w)
-			stepClock(t, clk, w, srv, time.Second, 2*time.Minute, func() bool { return ob.Stats().ByState[outbox.StateConfirmed] == 1500 })
+			stepClock(t, clk, w, srv, 0, time.Second, 2*time.Minute, func() bool { return ob.Stats().ByState[outbox.StateConfirmed] == 1500 })
 			require.NoError(t, stop(), "stop the worker")
 			assertDelivered(t, ob, srv, events, findings)
 
@@ -158,7 +191,7 @@ func TestRecoveryAfterAFilledWindow(t *testing.T) {
 	w := catchupWorker(t, clk, srv, ob, opts)
 	events := enqueue(t, ob, outbox.KindEvent, 0, 2000)
 	stop := runWorker(t, w)
-	stepClock(t, clk, w, srv, time.Second, 2*time.Minute, func() bool { return ob.Stats().ByState[outbox.StateConfirmed] == 2000 })
+	stepClock(t, clk, w, srv, 240, time.Second, 2*time.Minute, func() bool { return ob.Stats().ByState[outbox.StateConfirmed] == 2000 })
 	require.NoError(t, stop(), "stop the worker")
 	assertDelivered(t, ob, srv, events, nil)
 
@@ -263,7 +296,7 @@ func TestFaultStormTailIsShort(t *testing.T) {
 	events := enqueue(t, ob, outbox.KindEvent, 0, 2000)
 	findings := enqueue(t, ob, outbox.KindFinding, 0, 500)
 	stop := runWorker(t, w)
-	stepClock(t, clk, w, srv, 10*time.Millisecond, 2*time.Minute, func() bool { return ob.Stats().ByState[outbox.StateConfirmed] == 2500 })
+	stepClock(t, clk, w, srv, 0, 10*time.Millisecond, 2*time.Minute, func() bool { return ob.Stats().ByState[outbox.StateConfirmed] == 2500 })
 	drained := clk.Now()
 	require.NoError(t, stop(), "stop the worker")
 	assertDelivered(t, ob, srv, events, findings)
@@ -343,14 +376,26 @@ func TestBudgetWaitEndsWithTheWorker(t *testing.T) {
 	clk := newFakeClock()
 	srv := startServer(t, testserver.Options{PlainHTTP: true, Now: clk.Now, RateLimit: 240})
 	ob := tempOutbox(t, outbox.Options{Now: clk.Now})
+	hold := &holdFirstBatch{next: http.DefaultTransport.(*http.Transport).Clone(), release: make(chan struct{})}
+	cfg := clientConfig(t, srv)
+	cfg.Now = clk.Now
+	cfg.HTTPClient = &http.Client{Transport: hold}
+	cfg.Timeout = hang // only the test lets the held batch go
 	opts := fastOptions()
+	opts.Now = clk.Now
 	opts.RatePerMinute = 2 // one batch and its status read per window
 	opts.BatchSize = 10
 	opts.Concurrency = 1
-	w := catchupWorker(t, clk, srv, ob, opts)
+	w := newWorker(t, ob, newClient(t, cfg), opts)
+	w.budget.wake = clk.WakeAt
 	enqueue(t, ob, outbox.KindEvent, 0, 100)
 	stop := runWorker(t, w)
-	eventually(t, 10*time.Second, "the budget used up and requests waiting", func() bool {
+	// The claimer takes the next batch while the budget has room, that is while the first
+	// batch is held: its sender then waits for the budget, which the first batch's status read
+	// fills.
+	eventually(t, hang, "the next batch claimed", func() bool { return ob.Stats().ByState[outbox.StateSending] >= 20 })
+	close(hold.release)
+	eventually(t, hang, "the budget used up and requests waiting", func() bool {
 		return w.budget.inWindow() == 2 && w.budget.waiting() > 0
 	})
 	require.NoError(t, stop(), "stop the worker")
@@ -382,7 +427,7 @@ func TestFailedStatusReadsAreAskedAgainPromptly(t *testing.T) {
 			events := enqueue(t, ob, outbox.KindEvent, 0, 30)
 			start := clk.Now()
 			stop := runWorker(t, w)
-			stepClock(t, clk, w, srv, 10*time.Millisecond, time.Minute, func() bool { return ob.Stats().ByState[outbox.StateConfirmed] == 30 })
+			stepClock(t, clk, w, srv, 0, 10*time.Millisecond, time.Minute, func() bool { return ob.Stats().ByState[outbox.StateConfirmed] == 30 })
 			require.NoError(t, stop(), "stop the worker")
 			assertDelivered(t, ob, srv, events, nil)
 			assert.Less(t, clk.Now().Sub(start), time.Second, "confirmed after %v (fake time); PollInterval is an hour", clk.Now().Sub(start))
@@ -408,4 +453,26 @@ func TestDrainDoesNotLinger(t *testing.T) {
 	events := enqueue(t, ob, outbox.KindEvent, 0, 10) // a partial batch
 	drain(t, w, 30*time.Second)
 	assertDelivered(t, ob, srv, events, nil)
+}
+
+// holdFirstBatch holds the first batch POST until release is closed.
+type holdFirstBatch struct {
+	next    http.RoundTripper
+	first   sync.Once
+	release chan struct{}
+}
+
+func (h *holdFirstBatch) RoundTrip(r *http.Request) (*http.Response, error) {
+	held := false
+	if r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/batch") {
+		h.first.Do(func() { held = true })
+	}
+	if held {
+		select {
+		case <-h.release:
+		case <-r.Context().Done():
+			return nil, r.Context().Err()
+		}
+	}
+	return h.next.RoundTrip(r)
 }

@@ -6,7 +6,7 @@ import (
 )
 
 // fakeClock is a settable clock for code that takes a Now func, with timers for code that
-// takes an afterFunc: Advance fires every timer it passes. A running clock also moves with
+// takes a wakeFunc: Advance fires every timer it passes. A running clock also moves with
 // real time, so short waits elapse while Advance makes the long ones pass at once.
 type fakeClock struct {
 	mu      sync.Mutex
@@ -59,13 +59,14 @@ func (c *fakeClock) Advance(d time.Duration) {
 	c.timers = kept
 }
 
-// After is an afterFunc on the fake clock: the channel fires once Advance reaches d from now.
-func (c *fakeClock) After(d time.Duration) (<-chan time.Time, func() bool) {
+// WakeAt is a wakeFunc on the fake clock: the channel fires once Advance reaches at, at once
+// when the clock is already there.
+func (c *fakeClock) WakeAt(at time.Time) (<-chan time.Time, func() bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	t := &fakeTimer{at: c.nowLocked().Add(d), c: make(chan time.Time, 1)}
-	if d <= 0 {
-		t.c <- c.nowLocked()
+	t := &fakeTimer{at: at, c: make(chan time.Time, 1)}
+	if now := c.nowLocked(); !now.Before(at) {
+		t.c <- now
 		return t.c, func() bool { return false }
 	}
 	c.timers = append(c.timers, t)
