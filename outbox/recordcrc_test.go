@@ -5,6 +5,9 @@ import (
 	"hash/crc32"
 	"math/rand/v2"
 	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // recordCRC must stay crc32.Update of the body's checksum over the record id's
@@ -17,11 +20,7 @@ func TestRecordCRCIsCRC32COverTheID(t *testing.T) {
 			body, rid = 0, 0
 		}
 		want := crc32.Update(body, castagnoli, binary.BigEndian.AppendUint64(nil, rid))
-		if got := recordCRC(body, rid); got != want {
-			t.Fatalf("recordCRC(%08x, %x) = %08x, want %08x", body, rid, got, want)
-		}
+		require.Equal(t, want, recordCRC(body, rid), "recordCRC(%08x, %x)", body, rid)
 	}
-	if n := testing.AllocsPerRun(100, func() { recordCRC(1, 2) }); n != 0 {
-		t.Errorf("recordCRC allocates %v times", n)
-	}
+	assert.Zero(t, testing.AllocsPerRun(100, func() { recordCRC(1, 2) }), "recordCRC allocates")
 }
