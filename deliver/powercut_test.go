@@ -11,6 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
 	"github.com/spectrastrike/shipper/internal/faultfs"
 	"github.com/spectrastrike/shipper/internal/testserver"
 	"github.com/spectrastrike/shipper/outbox"
@@ -32,7 +35,9 @@ func TestPowerCutDelivery(t *testing.T) {
 	}
 	seed := uint64(time.Now().UnixNano())
 	if s := os.Getenv("SHIPPER_SEED"); s != "" {
-		seed, _ = strconv.ParseUint(s, 10, 64)
+		var err error
+		seed, err = strconv.ParseUint(s, 10, 64)
+		require.NoError(t, err, "SHIPPER_SEED=%q", s)
 	}
 	t.Logf("seed %d (SHIPPER_SEED=%d to replay the cut schedule)", seed, seed)
 	c := &cutRun{t: t, seed: seed, rng: rand.New(rand.NewPCG(seed, seed^0xc07)), fs: faultfs.Mount(t, faultfs.Options{})}
@@ -70,52 +75,49 @@ func (c *cutRun) epoch(epoch, n int) {
 		ob := reopenChecked(t, seed, cut, path, acked)
 		c.checked += acked.len()
 		after := 1 + c.rng.Int64N(1500)
-		if err := c.fs.CutAfter(after); err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, c.fs.CutAfter(after), "seed %d: cut %d: CutAfter(%d)", seed, cut, after)
+		opts := fastOptions()
+		opts.DeferConfirm = cut%2 == 1 // half the cycles pass every request through submitted
+		// Made here, not in its goroutine: a failure to make it fails the test.
+		w := newWorker(t, ob, client, opts)
 		ctx, cancel := context.WithCancel(context.Background())
 		var wg sync.WaitGroup
 		errs := make(chan error, 2)
 		wg.Go(func() { errs <- produce(ctx, ob, acked, fmt.Sprintf("c%d", cut), c.powerOff) })
 		wg.Go(func() {
-			opts := fastOptions()
-			opts.DeferConfirm = cut%2 == 1 // half the cycles pass every request through submitted
-			if err := newWorker(t, ob, client, opts).Run(ctx); err != nil {
+			if err := w.Run(ctx); err != nil {
 				errs <- c.powerOff(err)
 			}
 		})
 		select {
 		case <-c.fs.Down():
 		case <-time.After(2 * time.Minute):
-			t.Fatalf("seed %d: cut %d: the power never went off (after %d changes)", seed, cut, after)
+			require.FailNow(t, fmt.Sprintf("seed %d: cut %d: the power never went off (after %d changes)", seed, cut, after))
 		}
 		cancel()
 		wg.Wait()
 		close(errs)
 		for err := range errs {
-			if err != nil {
-				t.Errorf("seed %d: cut %d: %v", seed, cut, err)
-			}
+			assert.NoError(t, err, "seed %d: cut %d: before the power went off", seed, cut)
 		}
 		_ = ob.Close()
 		rep, err := c.fs.Crash(cut%2 == 1, c.rng.Uint64())
-		if err != nil {
-			t.Fatalf("seed %d: cut %d: crash: %v", seed, cut, err)
-		}
+		require.NoError(t, err, "seed %d: cut %d: crash", seed, cut)
 		c.cuts++
 		if rep.Torn {
 			c.torn++
 			c.kept += rep.KeptPages
 		}
-		if t.Failed() {
-			t.Fatalf("seed %d: cut %d (after %d changes, torn %v) failed", seed, cut, after, rep.Torn)
-		}
+		require.False(t, t.Failed(), "seed %d: cut %d (after %d changes, torn %v) failed", seed, cut, after, rep.Torn)
 	}
 	ob := reopenChecked(t, seed, epoch*10+n, path, acked)
 	defer ob.Close()
 	c.checked += acked.len()
 	before := ob.Stats()
-	drain(t, newWorker(t, ob, client, fastOptions()), 2*time.Minute)
+	w := newWorker(t, ob, client, fastOptions())
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	require.NoError(t, w.Drain(ctx), "seed %d: after cut %d: drain (counters %+v)", seed, epoch*10+n-1, w.Counters())
 	checkDeliveredOnce(t, seed, ob, srv, acked)
 	t.Logf("epoch %d: before the drain %v", epoch, before.ByState)
 }
@@ -176,30 +178,27 @@ func produce(ctx context.Context, ob *outbox.Outbox, acked *ackedKeys, tag strin
 func reopenChecked(t *testing.T, seed uint64, n int, path string, acked *ackedKeys) *outbox.Outbox {
 	t.Helper()
 	ob, err := outbox.Open(path, outbox.Options{})
+	require.NoError(t, err, "seed %d: cut %d: reopen", seed, n)
+	rep, err := ob.Check()
 	if err != nil {
-		t.Fatalf("seed %d: cut %d: reopen: %v", seed, n, err)
-	}
-	if rep, err := ob.Check(); err != nil {
 		_ = ob.Close()
-		t.Fatalf("seed %d: cut %d: Check: %v %q", seed, n, err, rep.Problems)
 	}
+	require.NoError(t, err, "seed %d: cut %d: Check: problems %q", seed, n, rep.Problems)
 	acked.mu.Lock()
 	missing := 0
 	for k, kind := range acked.kinds {
 		if r, err := ob.Get(k); err != nil || r.Kind != kind {
 			if missing++; missing <= 5 {
-				t.Errorf("seed %d: cut %d: acknowledged %s %s: %v (got %s)", seed, n, kind, k, err, r.Kind)
+				assert.Fail(t, fmt.Sprintf("seed %d: cut %d: acknowledged %s %s: %v (got %s)", seed, n, kind, k, err, r.Kind))
 			}
 		}
 	}
 	acked.mu.Unlock()
 	if missing > 0 {
 		_ = ob.Close()
-		t.Fatalf("seed %d: cut %d: %d acknowledged keys lost", seed, n, missing)
 	}
-	if st := ob.Stats(); st.ByState[outbox.StateSending] != 0 {
-		t.Errorf("seed %d: cut %d: %d records still sending after reopen", seed, n, st.ByState[outbox.StateSending])
-	}
+	require.Zero(t, missing, "seed %d: cut %d: acknowledged keys lost", seed, n)
+	assert.Zero(t, ob.Stats().ByState[outbox.StateSending], "seed %d: cut %d: records still sending after reopen", seed, n)
 	return ob
 }
 
@@ -220,29 +219,19 @@ func checkDeliveredOnce(t *testing.T, seed uint64, ob *outbox.Outbox, srv *tests
 		held[r.Key] = true
 		if r.State != outbox.StateConfirmed || stored[r.Key] != 1 {
 			if bad++; bad <= 5 {
-				t.Errorf("seed %d: %s: %s (last error %q), stored %d times", seed, r.Key, r.State, r.LastError, stored[r.Key])
+				assert.Fail(t, fmt.Sprintf("seed %d: %s: %s (last error %q), stored %d times", seed, r.Key, r.State, r.LastError, stored[r.Key]))
 			}
 		}
 		return nil
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err, "seed %d: list", seed)
 	for id := range stored {
-		if !held[id] {
-			t.Errorf("seed %d: the server stored %s, which the outbox does not hold", seed, id)
-		}
+		assert.True(t, held[id], "seed %d: the server stored %s, which the outbox does not hold", seed, id)
 	}
 	for k := range acked.kinds {
-		if !held[k] {
-			t.Errorf("seed %d: acknowledged key %s not held after the drain", seed, k)
-		}
+		assert.True(t, held[k], "seed %d: acknowledged key %s not held after the drain", seed, k)
 	}
-	if bad > 0 {
-		t.Fatalf("seed %d: %d of %d records not confirmed-and-stored-once", seed, bad, len(held))
-	}
-	if len(held) == 0 {
-		t.Fatalf("seed %d: nothing was delivered: the test proves nothing", seed)
-	}
+	require.Zero(t, bad, "seed %d: records (of %d) not confirmed-and-stored-once", seed, len(held))
+	require.NotEmpty(t, held, "seed %d: nothing was delivered: the test proves nothing", seed)
 	t.Logf("drained: %d records confirmed, each stored once (%d acknowledged)", len(held), len(acked.kinds))
 }

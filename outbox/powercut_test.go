@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/spectrastrike/shipper/deliver"
@@ -54,9 +56,7 @@ func newPowerCut(t *testing.T, opts outbox.Options) *powerCut {
 	seed := uint64(time.Now().UnixNano())
 	if s := os.Getenv("SHIPPER_SEED"); s != "" {
 		v, err := strconv.ParseUint(s, 10, 64)
-		if err != nil {
-			t.Fatalf("SHIPPER_SEED: %v", err)
-		}
+		require.NoError(t, err, "SHIPPER_SEED=%q", s)
 		seed = v
 	}
 	t.Logf("seed %d (repeat with SHIPPER_SEED=%d)", seed, seed)
@@ -89,17 +89,21 @@ func (h *powerCut) endEpoch(faultRate float64) {
 	h.t.Helper()
 	ob := h.reopen(-1)
 	h.drain(ob, faultRate)
-	if err := ob.Close(); err != nil {
-		h.t.Fatal(err)
-	}
+	require.NoError(h.t, ob.Close(), "seed %d: after cut %d: close after the drain", h.seed, h.cuts-1)
 	h.epoch++
 	h.path = filepath.Join(h.fs.Dir, fmt.Sprintf("outbox-%d.db", h.epoch))
 	h.acked = newAckSet()
 }
 
+// fatalf and errorf fail the test with the seed first: it replays the run.
 func (h *powerCut) fatalf(format string, args ...any) {
 	h.t.Helper()
-	h.t.Fatalf("seed %d: "+format, append([]any{h.seed}, args...)...)
+	require.FailNow(h.t, fmt.Sprintf("seed %d: "+format, append([]any{h.seed}, args...)...))
+}
+
+func (h *powerCut) errorf(format string, args ...any) {
+	h.t.Helper()
+	assert.Fail(h.t, fmt.Sprintf("seed %d: "+format, append([]any{h.seed}, args...)...))
 }
 
 // worker is one goroutine's share of the load. It runs until ctx ends, and
@@ -116,9 +120,7 @@ func (h *powerCut) cycle(n int, maxChanges int64, workers ...worker) {
 	after := 1 + h.rng.Int64N(maxChanges)
 	torn := n%2 == 1 // every other cut tears
 	crashSeed := h.rng.Uint64()
-	if err := h.fs.CutAfter(after); err != nil {
-		h.fatalf("cut %d: %v", n, err)
-	}
+	require.NoError(h.t, h.fs.CutAfter(after), "seed %d: cut %d: CutAfter(%d)", h.seed, n, after)
 	ctx, cancel := context.WithCancel(context.Background())
 	errs := make(chan error, len(workers))
 	for _, w := range workers {
@@ -131,9 +133,7 @@ func (h *powerCut) cycle(n int, maxChanges int64, workers ...worker) {
 	}
 	cancel()
 	for range workers {
-		if err := <-errs; err != nil {
-			h.t.Errorf("seed %d: cut %d: %v", h.seed, n, err)
-		}
+		assert.NoError(h.t, <-errs, "seed %d: cut %d: a worker before the power went off", h.seed, n)
 	}
 	if err := ob.Close(); err != nil {
 		h.t.Logf("cut %d: close after the power went off: %v", n, err)
@@ -147,9 +147,7 @@ func (h *powerCut) cycle(n int, maxChanges int64, workers ...worker) {
 func (h *powerCut) crash(n int, torn bool, seed uint64) {
 	h.t.Helper()
 	rep, err := h.fs.Crash(torn, seed)
-	if err != nil {
-		h.fatalf("cut %d: crash: %v", n, err)
-	}
+	require.NoError(h.t, err, "seed %d: cut %d: crash (torn %v)", h.seed, n, torn)
 	h.cuts++
 	if torn {
 		h.torn++
@@ -179,21 +177,18 @@ func (h *powerCut) reopen(n int) *outbox.Outbox {
 func (h *powerCut) open(n int, path string) *outbox.Outbox {
 	h.t.Helper()
 	ob, err := outbox.Open(path, h.opts)
+	require.NoError(h.t, err, "seed %d: cut %d: reopen %s", h.seed, n, filepath.Base(path))
+	rep, err := ob.Check()
 	if err != nil {
-		h.fatalf("cut %d: reopen %s: %v", n, filepath.Base(path), err)
-	}
-	if rep, err := ob.Check(); err != nil {
 		_ = ob.Close()
-		h.fatalf("cut %d: Check %s: %v %q", n, filepath.Base(path), err, rep.Problems)
 	}
+	require.NoError(h.t, err, "seed %d: cut %d: Check %s: problems %q", h.seed, n, filepath.Base(path), rep.Problems)
 	if missing := h.acked.verify(ob, h.deleted()); len(missing) > 0 {
 		_ = ob.Close()
 		h.fatalf("cut %d: %s: %d acknowledged keys lost, first: %v", n, filepath.Base(path), len(missing), missing[0])
 	}
 	h.checked += h.acked.len()
-	if st := ob.Stats(); st.ByState[outbox.StateSending] != 0 {
-		h.t.Errorf("seed %d: cut %d: %d records still sending after reopen", h.seed, n, st.ByState[outbox.StateSending])
-	}
+	assert.Zero(h.t, ob.Stats().ByState[outbox.StateSending], "seed %d: cut %d: records still sending after reopen", h.seed, n)
 	return ob
 }
 
@@ -442,49 +437,36 @@ func (h *powerCut) operator() worker {
 func (h *powerCut) compactCycle(n int, maxChanges int64) {
 	h.t.Helper()
 	ob := h.reopen(n)
-	if err := ob.Close(); err != nil {
-		h.t.Fatal(err)
-	}
+	require.NoError(h.t, ob.Close(), "seed %d: cut %d: close before compacting", h.seed, n)
 	dst := h.path + ".compact"
-	if err := os.Remove(dst); err != nil && !errors.Is(err, os.ErrNotExist) {
-		h.t.Fatal(err)
+	if err := os.Remove(dst); !errors.Is(err, os.ErrNotExist) {
+		require.NoError(h.t, err, "seed %d: cut %d: remove an earlier compaction's file", h.seed, n)
 	}
 	after := 1 + h.rng.Int64N(maxChanges)
 	torn := h.rng.IntN(2) == 0
 	crashSeed := h.rng.Uint64()
-	if err := h.fs.CutAfter(after); err != nil {
-		h.t.Fatal(err)
-	}
+	require.NoError(h.t, h.fs.CutAfter(after), "seed %d: cut %d: CutAfter(%d)", h.seed, n, after)
 	err := outbox.Compact(h.path, dst, h.opts)
 	if err != nil {
-		if err := h.expectOff(err); err != nil {
-			h.fatalf("cut %d: compact: %v", n, err)
-		}
+		require.NoError(h.t, h.expectOff(err), "seed %d: cut %d: compact", h.seed, n)
 	}
 	h.crash(n, torn, crashSeed) // cuts the power if the compaction did not
 	if err != nil {
 		return // the old file is checked by the next reopen
 	}
 	h.compactions++
-	if err := h.open(n, dst).Close(); err != nil {
-		h.t.Fatal(err)
-	}
-	if err := os.Rename(dst, h.path); err != nil {
-		h.t.Fatal(err)
-	}
-	syncDir(h.t, h.fs.Dir)
+	require.NoError(h.t, h.open(n, dst).Close(), "seed %d: cut %d: close the compacted file", h.seed, n)
+	require.NoError(h.t, os.Rename(dst, h.path), "seed %d: cut %d: replace the file with its compaction", h.seed, n)
+	require.NoError(h.t, syncDir(h.fs.Dir), "seed %d: cut %d: sync the directory after the rename", h.seed, n)
 }
 
-func syncDir(t *testing.T, dir string) {
-	t.Helper()
+func syncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	defer d.Close()
-	if err := d.Sync(); err != nil {
-		t.Fatal(err)
-	}
+	return d.Sync()
 }
 
 // server is the test VectorVue the outbox delivers to (one per test, so that
@@ -496,9 +478,7 @@ func (h *powerCut) server(faultRate float64) *testserver.Server {
 		return h.srv
 	}
 	srv, err := testserver.Start(testserver.Options{PlainHTTP: true, RateLimit: -1})
-	if err != nil {
-		h.t.Fatal(err)
-	}
+	require.NoError(h.t, err, "seed %d: testserver.Start", h.seed)
 	h.t.Cleanup(func() { _ = srv.Close() })
 	if faultRate > 0 {
 		srv.Inject(testserver.Fault{Rate: faultRate * 2 / 3, Seed: int64(h.seed), Status: 503})
@@ -508,25 +488,30 @@ func (h *powerCut) server(faultRate float64) *testserver.Server {
 	return srv
 }
 
-func (h *powerCut) newWorker(ob *outbox.Outbox) *deliver.Worker {
-	h.t.Helper()
+// newWorker returns its error rather than failing the test: the delivering
+// worker calls it on a goroutine of its own.
+func (h *powerCut) newWorker(ob *outbox.Outbox) (*deliver.Worker, error) {
 	client, err := vvapi.New(vvapi.Config{BaseURL: h.srv.URL(), AllowHTTP: true, Username: testserver.DefaultUsername,
 		Password: vvapi.Secret(testserver.DefaultPassword), TenantID: testserver.DefaultTenantID, MaxRetries: -1, Timeout: 5 * time.Second})
 	if err != nil {
-		h.t.Fatal(err)
+		return nil, fmt.Errorf("vvapi.New: %w", err)
 	}
 	w, err := deliver.New(ob, client, deliver.Options{BatchSize: 50, Linger: -1, RatePerMinute: -1, PollInterval: 2 * time.Millisecond,
 		BackoffBase: 2 * time.Millisecond, BackoffMax: 20 * time.Millisecond, IdleInterval: 5 * time.Millisecond, ShutdownTimeout: time.Second})
 	if err != nil {
-		h.t.Fatal(err)
+		return nil, fmt.Errorf("deliver.New: %w", err)
 	}
-	return w
+	return w, nil
 }
 
 // delivering runs the delivery worker until ctx ends.
 func (h *powerCut) delivering() worker {
 	return func(ctx context.Context, ob *outbox.Outbox) error {
-		if err := h.newWorker(ob).Run(ctx); err != nil {
+		w, err := h.newWorker(ob)
+		if err != nil {
+			return err
+		}
+		if err := w.Run(ctx); err != nil {
 			return h.expectOff(err)
 		}
 		return nil
@@ -568,12 +553,12 @@ func (h *powerCut) drain(ob *outbox.Outbox, faultRate float64) {
 	h.server(faultRate)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	if err := h.newWorker(ob).Drain(ctx); err != nil {
-		h.fatalf("drain: %v", err)
-	}
+	w, err := h.newWorker(ob)
+	require.NoError(h.t, err, "seed %d: after cut %d: the draining worker", h.seed, h.cuts-1)
+	require.NoError(h.t, w.Drain(ctx), "seed %d: after cut %d: drain (counters %+v)", h.seed, h.cuts-1, w.Counters())
 	stored := h.storedAt()
 	records, bad := 0, 0
-	err := ob.List(outbox.Filter{}, func(r outbox.Record) error {
+	err = ob.List(outbox.Filter{}, func(r outbox.Record) error {
 		records++
 		want, times := outbox.StateConfirmed, 1
 		if isReject(r.Key) {
@@ -581,24 +566,22 @@ func (h *powerCut) drain(ob *outbox.Outbox, faultRate float64) {
 		}
 		if r.State != want || stored[r.Key] != times {
 			if bad++; bad <= 5 {
-				h.t.Errorf("seed %d: record %s: %s (last error %q), stored %d times", h.seed, r.Key, r.State, r.LastError, stored[r.Key])
+				h.errorf("record %s: %s (last error %q), stored %d times", r.Key, r.State, r.LastError, stored[r.Key])
 			}
 		}
 		return nil
 	})
-	if err != nil {
-		h.fatalf("list: %v", err)
-	}
+	require.NoError(h.t, err, "seed %d: after cut %d: list", h.seed, h.cuts-1)
 	for id, n := range stored {
 		if n != 1 || isReject(id) {
-			h.t.Errorf("seed %d: the server stored %s %d times", h.seed, id, n)
+			h.errorf("the server stored %s %d times", id, n)
 		}
 	}
 	h.acked.mu.Lock()
 	defer h.acked.mu.Unlock()
 	for k := range h.acked.keys {
 		if _, err := ob.Get(k); err != nil && stored[k] == 0 && !isReject(k) {
-			h.t.Errorf("seed %d: acknowledged key %s neither held nor delivered after the drain", h.seed, k)
+			h.errorf("acknowledged key %s neither held nor delivered after the drain", k)
 		}
 	}
 	if bad > 0 {
@@ -662,26 +645,18 @@ func (h *powerCut) eioCycle(name string, fault, cut func() error) {
 	}
 	i := 0
 	for ; i < 20; i++ {
-		if err := enqueue(i); err != nil {
-			h.fatalf("%s: enqueue: %v", name, err)
-		}
+		require.NoError(h.t, enqueue(i), "seed %d: cut %d (%s): enqueue %d", h.seed, h.cuts, name, i)
 	}
-	if err := fault(); err != nil {
-		h.t.Fatal(err)
-	}
+	require.NoError(h.t, fault(), "seed %d: cut %d (%s): arm the fault", h.seed, h.cuts, name)
 	for ; ; i++ {
 		err := enqueue(i)
 		if err == nil {
 			continue
 		}
-		if !errors.Is(err, syscall.EIO) {
-			h.fatalf("%s: the failure surfaced as %v, want EIO", name, err)
-		}
+		require.ErrorIs(h.t, err, syscall.EIO, "seed %d: cut %d (%s): how the failure surfaced", h.seed, h.cuts, name)
 		break
 	}
-	if err := cut(); err != nil {
-		h.t.Fatal(err)
-	}
+	require.NoError(h.t, cut(), "seed %d: cut %d (%s): arm the cut", h.seed, h.cuts, name)
 	if h.enqueueBulk(ob, name+"-bulk", 300) == nil {
 		for i++; enqueue(i) == nil; i++ {
 		}
@@ -691,9 +666,7 @@ func (h *powerCut) eioCycle(name string, fault, cut func() error) {
 		h.t.Logf("%s: close: %v", name, err)
 	}
 	h.crash(h.cuts, false, 0)
-	if err := h.reopen(h.cuts).Close(); err != nil {
-		h.t.Fatal(err)
-	}
+	require.NoError(h.t, h.reopen(h.cuts).Close(), "seed %d: cut %d (%s): close after the check", h.seed, h.cuts, name)
 }
 
 // TestPowerCutNoSpace: a full disk fails commits with ENOSPC part way through
@@ -707,50 +680,34 @@ func TestPowerCutNoSpace(t *testing.T) {
 	ctx := context.Background()
 	ob := h.reopen(0)
 	for i := range 5 {
-		if err := h.enqueueBulk(ob, fmt.Sprintf("before-%d", i), 50); err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, h.enqueueBulk(ob, fmt.Sprintf("before-%d", i), 50), "seed %d: cut 0: enqueue before-%d", h.seed, i)
 	}
-	if err := h.fs.LimitSpace(64 << 10); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, h.fs.LimitSpace(64<<10), "seed %d: cut 0: LimitSpace", h.seed)
 	full := 0
 	for i := 0; full < 3; i++ {
 		err := h.enqueueBulk(ob, fmt.Sprintf("filling-%d", i), 1+i%60)
 		switch {
-		case errors.Is(err, syscall.ENOSPC):
-			full++
 		case err != nil:
-			h.fatalf("enqueue on a filling disk: %v, want ENOSPC", err)
+			require.ErrorIs(t, err, syscall.ENOSPC, "seed %d: cut 0: enqueue filling-%d on a filling disk", h.seed, i)
+			full++
 		case i > 10000:
-			h.fatalf("64 KiB of space never ran out")
+			h.fatalf("cut 0: 64 KiB of space never ran out")
 		}
 	}
-	if err := ob.Close(); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, ob.Close(), "seed %d: cut 0: close on a full disk", h.seed)
 	ob = h.reopen(1) // still full
 	if key, err := ob.Enqueue(ctx, outbox.KindEvent, eventPayload("big", 0)); err == nil {
 		h.acked.add(outbox.KindEvent, key)
 		// A single record may fit into free pages; a large batch cannot.
-		if err := h.enqueueBulk(ob, "big", 2000); !errors.Is(err, syscall.ENOSPC) {
-			h.fatalf("a 2000-record batch on a full disk: %v, want ENOSPC", err)
-		}
+		require.ErrorIs(t, h.enqueueBulk(ob, "big", 2000), syscall.ENOSPC, "seed %d: cut 1: a 2000-record batch on a full disk", h.seed)
 	}
-	if err := ob.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := h.fs.Crash(false, 0); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, ob.Close(), "seed %d: cut 1: close on a full disk", h.seed)
+	_, err := h.fs.Crash(false, 0)
+	require.NoError(t, err, "seed %d: cut 1: crash", h.seed)
 	h.cuts++
 	ob = h.reopen(2)
-	if err := h.fs.LimitSpace(-1); err != nil {
-		t.Fatal(err)
-	}
-	if err := h.enqueueBulk(ob, "after", 200); err != nil {
-		h.fatalf("enqueue once there is room: %v", err)
-	}
+	require.NoError(t, h.fs.LimitSpace(-1), "seed %d: cut 2: lift the space limit", h.seed)
+	require.NoError(t, h.enqueueBulk(ob, "after", 200), "seed %d: cut 2: enqueue once there is room", h.seed)
 	defer ob.Close()
 	h.drain(ob, 0)
 }
