@@ -160,20 +160,7 @@ func (jsonNull) MarshalJSON() ([]byte, error) { return []byte("null"), nil }
 
 func build(t *testing.T, base, set map[string]any) []byte {
 	t.Helper()
-	m := map[string]any{}
-	for k, v := range base {
-		m[k] = v
-	}
-	for k, v := range set {
-		if v == nil {
-			delete(m, k)
-		} else {
-			m[k] = v
-		}
-	}
-	b, err := json.Marshal(m)
-	require.NoError(t, err)
-	return b
+	return buildTB(t, base, set)
 }
 
 func checkValidation(t *testing.T, err error, field string) {
