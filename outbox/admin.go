@@ -67,7 +67,7 @@ func (o *Outbox) readRecord(tx *bolt.Tx, rid uint64) (stored, error) {
 	if v == nil {
 		return stored{}, fmt.Errorf("outbox %s: index names missing record %d: %w", o.path, rid, ErrCorrupt)
 	}
-	st, err := decodeStored(rid, v)
+	st, err := decodeRecord(rid, v, tx.Bucket(bucketStates).Get(u64(rid)))
 	if err != nil {
 		return st, fmt.Errorf("outbox %s: %w", o.path, err)
 	}

@@ -68,7 +68,7 @@ func checkTx(o *Outbox, tx *bolt.Tx, rep *CheckReport, problem func(string, ...a
 			return
 		}
 	}
-	c := &checker{o: o, tx: tx, rep: rep, problem: problem, meta: tx.Bucket(bucketMeta)}
+	c := &checker{o: o, tx: tx, rep: rep, problem: problem, meta: tx.Bucket(bucketMeta), states: newStateReader(tx)}
 	c.fileKey, _, _ = cut(c.meta.Get(metaKeyCheck))
 	for _, kc := range []byte{kindCodeEvent, kindCodeFinding} {
 		c.records(kc)
@@ -76,6 +76,7 @@ func checkTx(o *Outbox, tx *bolt.Tx, rep *CheckReport, problem func(string, ...a
 	for _, p := range allIndexes {
 		c.entries(p)
 	}
+	c.stateEntries()
 	o.cmu.Lock()
 	mem := o.cnt
 	o.cmu.Unlock()
@@ -93,6 +94,7 @@ type checker struct {
 	meta    *bolt.Bucket
 	fileKey string   // id of the key the file is encrypted with; "" for plaintext
 	cnt     counters // the counters the records make
+	states  *stateReader
 }
 
 // records checks every record of kind kc, from the record to its index entries.
@@ -108,7 +110,7 @@ func (c *checker) records(kc byte) {
 			return nil
 		}
 		rid := binary.BigEndian.Uint64(k)
-		st, d := decodeView(rid, v)
+		st, d := decodeView(rid, v, c.states.get(rid))
 		c.cnt.add(&st, 1)
 		if d != nil {
 			c.damaged(rid, &st, d)
@@ -200,6 +202,17 @@ func (c *checker) entries(p prefix) {
 			return nil
 		}
 		c.entry(p, k, &st)
+		return nil
+	})
+}
+
+// stateEntries checks that every state entry belongs to a record.
+func (c *checker) stateEntries() {
+	_ = c.tx.Bucket(bucketStates).ForEach(func(k, _ []byte) error {
+		rid := idOfKey(k)
+		if rid == 0 || recordsOf(c.tx, ridKind(rid)).Get(k) == nil {
+			c.problem("state entry %x has no record", k)
+		}
 		return nil
 	})
 }

@@ -109,12 +109,13 @@ func (w *wtx) takeFresh(kc byte, n int) ([]uint64, error) {
 	next := wm
 	var out []uint64
 	c := w.rec(ridOf(0, kc)).Cursor()
+	states := newStateReader(w.tx)
 	scanned := 0
 	for k, v := c.Seek(u64(wm)); k != nil && len(out) < n && scanned < freshScanLimit+n; k, v = c.Next() {
 		scanned++
 		rid := binary.BigEndian.Uint64(k)
 		next = rid + 1
-		if isFresh(v) {
+		if isFresh(v) && states.get(rid) == nil {
 			out = append(out, rid)
 		}
 	}
@@ -135,9 +136,10 @@ func firstFresh(tx *bolt.Tx, kc byte, limit int) (rid uint64, found, unknown boo
 		wm = binary.BigEndian.Uint64(v)
 	}
 	c := recordsOf(tx, kc).Cursor()
+	states := newStateReader(tx)
 	n := 0
 	for k, v := c.Seek(u64(wm)); k != nil; k, v = c.Next() {
-		if isFresh(v) {
+		if isFresh(v) && states.get(idOfKey(k)) == nil {
 			return binary.BigEndian.Uint64(k), true, false
 		}
 		if n++; n > limit {

@@ -45,7 +45,7 @@ func (w *wtx) importRecord(st stored, plain []byte) (bool, error) {
 		return false, err
 	}
 	w.delta.add(&st, 1)
-	return true, w.rec(st.rid).Put(u64(st.rid), st.encode())
+	return true, w.rewrite(&st)
 }
 
 // copyChunk bounds the records one transaction of a copy writes.
@@ -114,6 +114,7 @@ func copyRecords(in, out *Outbox) (int, error) {
 		var chunk []rec
 		err := in.View(func(tx *bolt.Tx) error {
 			c := &mergeCursor{a: tx.Bucket(bucketEvents).Cursor(), b: tx.Bucket(bucketFindings).Cursor()}
+			states := newStateReader(tx)
 			var k, v []byte
 			if after == nil {
 				k, v = c.First()
@@ -124,7 +125,8 @@ func copyRecords(in, out *Outbox) (int, error) {
 				}
 			}
 			for ; k != nil && len(chunk) < copyChunk; k, v = c.Next() {
-				st, err := decodeStored(binary.BigEndian.Uint64(k), v)
+				rid := binary.BigEndian.Uint64(k)
+				st, err := decodeRecord(rid, v, states.get(rid))
 				if err != nil {
 					return err
 				}

@@ -57,10 +57,10 @@ func damagedView(rid uint64, st stored, raw []byte) stored {
 	return st
 }
 
-// decodeView decodes a record for counting and listing: intact, or its damaged
-// view and the damage.
-func decodeView(rid uint64, v []byte) (stored, *damageError) {
-	st, err := decodeStored(rid, v)
+// decodeView decodes a record (its whole encoding v, its state entry sv) for
+// counting and listing: intact, or its damaged view and the damage.
+func decodeView(rid uint64, v, sv []byte) (stored, *damageError) {
+	st, err := decodeRecord(rid, v, sv)
 	if err == nil {
 		return st, nil
 	}
@@ -103,7 +103,7 @@ func (w *wtx) quarantine(rid uint64, view stored, d *damageError, via ...[]byte)
 	w.delta.add(&st, 1)
 	w.o.log.Error("outbox: record failed its checksum: made dead, never sent; re-enqueue it from the source",
 		"path", w.o.path, "key", key, "record_id", rid, "problem", d.reason)
-	return w.rec(rid).Put(u64(rid), st.encode())
+	return w.rewrite(&st)
 }
 
 // keyOfDamaged is the key of damaged record rid: the one read from it when the

@@ -230,3 +230,44 @@ func TestDamagedHeaderIsQuarantinedWithItsIndexEntries(t *testing.T) {
 	_, err = o.Purge(StateDead, 0, false)
 	require.NoError(t, err)
 }
+
+// A damaged state entry (overlay.go) damages its record: it is never sent,
+// made dead on the first write that meets it, and the indexes stay
+// consistent.
+func TestDamagedStateEntryIsQuarantined(t *testing.T) {
+	clk := newClock()
+	path := filepath.Join(t.TempDir(), "outbox.db")
+	o, err := Open(path, Options{Now: clk.Now})
+	require.NoError(t, err)
+	mustEnqueue(t, o, KindEvent, markedEvent(1))
+	mustEnqueue(t, o, KindEvent, markedEvent(2))
+	claimAll(t, o, KindEvent)
+	apply(t, o, Outcome{Key: "ev-001", State: StatePending, Reason: "state-marker-1"},
+		Outcome{Key: "ev-002", State: StatePending, Reason: "state-marker-2"})
+	require.NoError(t, o.Close())
+	flipAt(t, path, "state-marker-1", 0, 1)
+
+	o = openAt(t, path, Options{Now: clk.Now})
+	rep, err := o.Check()
+	require.ErrorIs(t, err, ErrCorrupt)
+	assert.Equal(t, []string{"ev-001"}, rep.Damaged)
+	r, err := o.Get("ev-001")
+	require.NoError(t, err)
+	assert.Contains(t, r.Damage, "state entry: checksum mismatch")
+
+	recs, err := o.Claim(KindEvent, 10, time.Minute)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"ev-002"}, keysOf(recs), "the damaged record is not handed out")
+	r, err = o.Get("ev-001")
+	require.NoError(t, err)
+	assert.Equal(t, StateDead, r.State)
+	assert.True(t, strings.HasPrefix(r.LastError, reasonCorrupt), "last error %q", r.LastError)
+	rep, err = o.Check()
+	require.ErrorIs(t, err, ErrCorrupt)
+	require.Len(t, rep.Problems, 1, "%q", rep.Problems)
+	assert.Contains(t, rep.Problems[0], "made dead")
+	_, err = o.Purge(StateDead, 0, false)
+	require.NoError(t, err)
+	rep, err = o.Check()
+	require.NoError(t, err, "%q", rep.Problems)
+}

@@ -21,7 +21,9 @@
 // holds, under one-byte prefixes, key → id, state+id, and the per-state orders
 // (due time, lease end, submission, confirmation). A record that was never claimed
 // ("fresh") is in the key index only: Claim walks the kind's bucket from a
-// persisted watermark, so an Enqueue writes two keys. Counters (Stats) are kept
+// persisted watermark, so an Enqueue writes two keys. A record is written whole
+// once; what changes after (state, attempts, times) goes to a small state entry
+// in a states bucket that overrides the record's fields. Counters (Stats) are kept
 // in memory, rebuilt by one pass over the records at Open.
 //
 // Files, a concept each, in the order a reader needs them:
@@ -29,6 +31,7 @@
 //	outbox.go      Options, the Outbox and its lock order, Open and Close
 //	bboltmeta.go   bbolt's meta page, read before bbolt maps the file
 //	record.go      Record, kinds and states, the stored record's encoding
+//	overlay.go     state entries: a record's changes, apart from its payload
 //	index.go       the secondary indexes: prefixes, keys, keeping them in step
 //	tx.go          the write transaction (update, wtx) and the state moves
 //	commit.go      the group commit that concurrent Enqueues share
@@ -45,7 +48,7 @@
 //	durable.go     what a power cut or a failed commit can take, and recovery
 //	crypt.go       payloads sealed at rest
 //	modes.go       file and directory modes
-//	upgrade.go     format 1 to format 2, in place
+//	upgrade.go     formats 1 and 2 to format 3, in place
 //	copy.go        Encrypt, by copying into a new outbox
 //	salvage.go     Salvage
 package outbox

@@ -128,6 +128,7 @@ func (l *listing) read(o *Outbox, tx *bolt.Tx) (chunk []Record, done bool, err e
 		c, start = openIndex(tx, prefixByState).Cursor(), byStateKey(l.sc, l.after+1)
 	}
 	scanned := 0
+	states := newStateReader(tx)
 	for k, v := c.Seek(start); ; k, v = c.Next() {
 		if k == nil || (byState && k[0] != l.sc) {
 			return chunk, true, nil
@@ -144,7 +145,7 @@ func (l *listing) read(o *Outbox, tx *bolt.Tx) (chunk []Record, done bool, err e
 		if v == nil {
 			return nil, false, fmt.Errorf("outbox %s: index names missing record %d: %w", o.path, rid, ErrCorrupt)
 		}
-		r, ok, err := l.record(o, rid, v)
+		r, ok, err := l.record(o, rid, v, states.get(rid))
 		if err != nil {
 			return nil, false, err
 		}
@@ -154,10 +155,11 @@ func (l *listing) read(o *Outbox, tx *bolt.Tx) (chunk []Record, done bool, err e
 	}
 }
 
-// record is record rid, stored as v, as List shows it, if it matches the filter.
-// A damaged record is listed, marked, and the listing goes on.
-func (l *listing) record(o *Outbox, rid uint64, v []byte) (Record, bool, error) {
-	st, d := decodeView(rid, v)
+// record is record rid, stored as v with state entry sv, as List shows it, if
+// it matches the filter. A damaged record is listed, marked, and the listing
+// goes on.
+func (l *listing) record(o *Outbox, rid uint64, v, sv []byte) (Record, bool, error) {
+	st, d := decodeView(rid, v, sv)
 	if !l.match(&st) {
 		return Record{}, false, nil
 	}

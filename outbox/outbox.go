@@ -56,7 +56,7 @@ var (
 	bucketEvents   = []byte("outbox_events")   // record id → event record
 	bucketFindings = []byte("outbox_findings") // record id → finding record; the indexes are in index.go
 
-	allBuckets = [][]byte{bucketMeta, bucketEvents, bucketFindings, bucketIndex}
+	allBuckets = [][]byte{bucketMeta, bucketEvents, bucketFindings, bucketIndex, bucketStates}
 
 	metaFormat   = []byte("format")
 	metaKeyCheck = []byte("key_check")
@@ -227,6 +227,7 @@ func guardedWalk(path string, timeout time.Duration) (walkResult, error) {
 		}()
 		done <- db.View(func(tx *bolt.Tx) error {
 			res.txid, res.counted = tx.ID(), true
+			states := newStateReader(tx)
 			return tx.ForEach(func(name []byte, b *bolt.Bucket) error {
 				switch string(name) {
 				case string(bucketEvents), string(bucketFindings):
@@ -235,7 +236,8 @@ func guardedWalk(path string, timeout time.Duration) (walkResult, error) {
 							res.counted = false // init rescans and reports it
 							return nil
 						}
-						st, _ := decodeView(binary.BigEndian.Uint64(k), v)
+						rid := binary.BigEndian.Uint64(k)
+						st, _ := decodeView(rid, v, states.get(rid))
 						res.cnt.add(&st, 1)
 						return nil
 					})
@@ -328,13 +330,13 @@ func (o *Outbox) init(walk walkResult) (err error) {
 				}
 			}
 			meta = tx.Bucket(bucketMeta)
-			if err := meta.Put(metaFormat, formatV2); err != nil {
+			if err := meta.Put(metaFormat, formatV3); err != nil {
 				return err
 			}
 			created = true
 		}
-		if f := meta.Get(metaFormat); string(f) != string(formatV2) || meta.Get(metaUpgrade) != nil {
-			return corruptErr(o.path, fmt.Errorf("unknown outbox format %q (this shipper reads %s, and upgrades %s)", f, formatV2, formatV1))
+		if f := meta.Get(metaFormat); string(f) != string(formatV3) || meta.Get(metaUpgrade) != nil {
+			return corruptErr(o.path, fmt.Errorf("unknown outbox format %q (this shipper reads %s, and upgrades %s and %s)", f, formatV3, formatV1, formatV2))
 		}
 		for _, name := range allBuckets {
 			if tx.Bucket(name) == nil {
@@ -365,12 +367,14 @@ func (o *Outbox) init(walk walkResult) (err error) {
 	}
 	return o.db.View(func(tx *bolt.Tx) error {
 		var c counters
+		states := newStateReader(tx)
 		for _, kc := range []byte{kindCodeEvent, kindCodeFinding} {
 			err := recordsOf(tx, kc).ForEach(func(k, v []byte) error {
 				if len(k) != 8 {
 					return corruptErr(o.path, fmt.Errorf("record key %x is not a record id", k))
 				}
-				st, _ := decodeView(binary.BigEndian.Uint64(k), v) // damage: Check and Claim deal with it
+				rid := binary.BigEndian.Uint64(k)
+				st, _ := decodeView(rid, v, states.get(rid)) // damage: Check and Claim deal with it
 				c.add(&st, 1)
 				return nil
 			})

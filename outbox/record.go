@@ -199,8 +199,9 @@ func ridOf(seq uint64, kind byte) uint64 { return seq<<8 | uint64(kind) }
 
 func ridKind(rid uint64) byte { return byte(rid) }
 
-// isFresh reads the fresh flag of an encoded record without decoding it. A
-// damaged record may look fresh: Claim's checksum check catches it.
+// isFresh reads the fresh flag of an encoded record without decoding it: the
+// record is fresh if it also has no state entry (overlay.go). A damaged record
+// may look fresh: Claim's checksum check catches it.
 func isFresh(v []byte) bool {
 	return len(v) > 3 && v[0] == recordFormat && v[2] == stateCodePending && v[3]&flagFresh != 0
 }

@@ -123,25 +123,31 @@ func Salvage(src, dst string, opts Options) (SalvageReport, error) {
 	return rep, nil
 }
 
-// scanned is what a scan found: record entries by id (several versions of a
-// record when a page scan met older copies), and key index entries.
+// scanned is what a scan found: record entries and state entries by id
+// (several versions of each when a page scan met older copies), and key index
+// entries.
 type scanned struct {
 	records map[uint64][][]byte
+	states  map[uint64][][]byte
 	keys    map[string]uint64
 }
 
 func newScanned() *scanned {
-	return &scanned{records: map[uint64][][]byte{}, keys: map[string]uint64{}}
+	return &scanned{records: map[uint64][][]byte{}, states: map[uint64][][]byte{}, keys: map[string]uint64{}}
 }
 
-func (s *scanned) addRecord(k, v []byte) {
+func (s *scanned) addRecord(k, v []byte) { addVersion(s.records, k, v) }
+
+func (s *scanned) addState(k, v []byte) { addVersion(s.states, k, v) }
+
+func addVersion(m map[uint64][][]byte, k, v []byte) {
 	rid := binary.BigEndian.Uint64(k)
-	for _, old := range s.records[rid] {
+	for _, old := range m[rid] {
 		if bytes.Equal(old, v) {
 			return
 		}
 	}
-	s.records[rid] = append(s.records[rid], append([]byte(nil), v...))
+	m[rid] = append(m[rid], append([]byte(nil), v...))
 }
 
 var errLockedScan = errors.New("locked")
@@ -181,6 +187,14 @@ func bboltScan(path string, timeout time.Duration) (found *scanned, err error) {
 				_ = b.ForEach(func(k, v []byte) error {
 					if len(k) == 8 {
 						found.addRecord(k, v)
+					}
+					return nil
+				})
+			}
+			if b := tx.Bucket(bucketStates); b != nil {
+				_ = b.ForEach(func(k, v []byte) error {
+					if len(k) == 8 {
+						found.addState(k, v)
 					}
 					return nil
 				})
@@ -259,6 +273,8 @@ func scanLeaf(p []byte, found *scanned, depth int) {
 			}
 		case len(k) == 8 && len(v) > 4 && (v[0] == recordFormat || v[0] == recordFormatV1) && kindOf(byte(binary.BigEndian.Uint64(k))) != "":
 			found.addRecord(k, v)
+		case len(k) == 8 && len(v) > 4 && v[0] == stateFormat && kindOf(byte(binary.BigEndian.Uint64(k))) != "":
+			found.addState(k, v)
 		case len(k) > 1 && k[0] == 'k' && len(v) == 8:
 			found.keys[string(k[1:])] = binary.BigEndian.Uint64(v)
 		}
@@ -294,6 +310,10 @@ func pickRecords(found *scanned, s *sealer) ([]salvaged, []LostRecord) {
 			lost = append(lost, LostRecord{Key: keyNamed(found.keys, rid), ID: rid, Reason: why})
 			continue
 		}
+		if err := overlayLatest(&best.st, found.states[rid]); err != nil {
+			lost = append(lost, LostRecord{Key: best.st.key, ID: rid, Reason: err.Error()})
+			continue
+		}
 		if old, ok := byKey[best.st.key]; !ok || old.st.rid < rid {
 			byKey[best.st.key] = *best
 		}
@@ -305,6 +325,26 @@ func pickRecords(found *scanned, s *sealer) ([]salvaged, []LostRecord) {
 	sort.Slice(out, func(i, j int) bool { return out[i].st.rid < out[j].st.rid })
 	slices.SortFunc(lost, func(a, b LostRecord) int { return cmp.Compare(a.ID, b.ID) })
 	return out, lost
+}
+
+// overlayLatest lays over st the readable state entry among versions last
+// updated, if it is no older than st itself (an entry left from before a
+// whole rewrite is). A record whose only entries are unreadable keeps the
+// fields it was enqueued with: it is sent again, which the server's
+// deduplication makes harmless. One made dead as damaged is not copied.
+func overlayLatest(st *stored, versions [][]byte) error {
+	best := *st
+	for _, v := range versions {
+		n := *st
+		if overlayState(&n, v) == nil && n.updated >= best.updated {
+			best = n
+		}
+	}
+	if best.corrupt {
+		return errors.New("quarantined as damaged before: " + best.lastErr)
+	}
+	*st = best
+	return nil
 }
 
 // readVersion decodes one stored version of record rid and its payload.

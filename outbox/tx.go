@@ -53,7 +53,7 @@ type wtx struct {
 	now   time.Time
 	delta counters
 	b     struct {
-		meta, events, findings                           *bolt.Bucket
+		meta, events, findings, states                   *bolt.Bucket
 		keys, byState, due, leases, submitted, confirmed index
 	}
 	// bbolt copies keys on Put but keeps values by reference until the commit:
@@ -80,6 +80,7 @@ func (w *wtx) u64(n uint64) []byte {
 func (w *wtx) bind() {
 	tx := w.tx
 	w.b.meta = tx.Bucket(bucketMeta)
+	w.b.states = tx.Bucket(bucketStates)
 	w.b.keys = openIndex(tx, prefixKeys)
 	w.b.byState = openIndex(tx, prefixByState)
 	w.b.due = openIndex(tx, prefixDue)
@@ -161,34 +162,40 @@ func (w *wtx) lookup(key string) (uint64, bool) {
 }
 
 func (w *wtx) load(rid uint64) (stored, error) {
-	v := w.rec(rid).Get(u64(rid))
-	if v == nil {
-		return stored{}, fmt.Errorf("outbox %s: index names record %d which does not exist: %w", w.o.path, rid, ErrCorrupt)
-	}
-	st, err := decodeStored(rid, v)
+	st, _, err := w.get(rid)
 	if err != nil {
 		return st, fmt.Errorf("outbox %s: %w", w.o.path, err)
 	}
 	return st, nil
 }
 
+// get reads record rid with its state entry; v is its whole encoding.
+func (w *wtx) get(rid uint64) (st stored, v []byte, err error) {
+	v = w.rec(rid).Get(u64(rid))
+	if v == nil {
+		return stored{}, nil, fmt.Errorf("index names record %d which does not exist: %w", rid, ErrCorrupt)
+	}
+	st, err = decodeRecord(rid, v, w.b.states.Get(u64(rid)))
+	return st, v, err
+}
+
 // loadLive loads record rid for a write that must not meet a damaged one: a
 // damaged record is quarantined (via as for quarantine) and ok is false.
 func (w *wtx) loadLive(rid uint64, via ...[]byte) (st stored, ok bool, err error) {
-	v := w.rec(rid).Get(u64(rid))
-	if v == nil {
-		return stored{}, false, fmt.Errorf("outbox %s: index names record %d which does not exist: %w", w.o.path, rid, ErrCorrupt)
-	}
-	st, derr := decodeStored(rid, v)
+	st, v, derr := w.get(rid)
 	if derr == nil {
 		return st, true, nil
 	}
-	d, _ := asDamage(derr)
+	d, isDamage := asDamage(derr)
+	if !isDamage {
+		return stored{}, false, fmt.Errorf("outbox %s: %w", w.o.path, derr)
+	}
 	return stored{}, false, w.quarantine(rid, damagedView(rid, st, v), d, via...)
 }
 
-// move replaces old with st (same rid and key, any fields changed). A moved
-// record is never fresh again: from now on its indexes find it.
+// move replaces old with st (same rid, key and payload; any other field
+// changed) by writing st's state entry (overlay.go). A moved record is never
+// fresh again: from now on its indexes find it.
 func (w *wtx) move(old, st *stored) error {
 	st.fresh = false
 	if err := w.delIndexes(old); err != nil {
@@ -199,6 +206,15 @@ func (w *wtx) move(old, st *stored) error {
 	}
 	w.delta.add(old, -1)
 	w.delta.add(st, 1)
+	return w.b.states.Put(u64(st.rid), st.encodeState())
+}
+
+// rewrite writes st whole, state included, in place of its record and state
+// entry.
+func (w *wtx) rewrite(st *stored) error {
+	if err := w.b.states.Delete(u64(st.rid)); err != nil {
+		return err
+	}
 	return w.rec(st.rid).Put(u64(st.rid), st.encode())
 }
 
@@ -211,6 +227,9 @@ func (w *wtx) remove(st *stored) error {
 		return err
 	}
 	w.delta.add(st, -1)
+	if err := w.b.states.Delete(u64(st.rid)); err != nil {
+		return err
+	}
 	return w.rec(st.rid).Delete(u64(st.rid))
 }
 

@@ -8,6 +8,13 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
+// Format 3 of the file adds the states bucket (overlay.go): a record's
+// changes after enqueue are written there, not over the record. A format-2 file
+// is upgraded in one transaction that creates the bucket and names the file
+// format 3; its records need no rewrite, since a record without a state entry
+// reads as it always did. An older shipper refuses a format-3 file as an
+// unknown format instead of missing the state entries.
+//
 // Format 2 of the file adds a CRC32C to every record (record.go). A format-1
 // file is upgraded in place at Open: the first transaction names the file format
 // 2 and starts an upgrade cursor in the meta bucket, each following transaction
@@ -25,6 +32,10 @@ import (
 var (
 	formatV1 = []byte("shipper-outbox/1")
 	formatV2 = []byte("shipper-outbox/2")
+	formatV3 = []byte("shipper-outbox/3")
+
+	// bucketsV2 are the buckets of a format-1 or format-2 file.
+	bucketsV2 = [][]byte{bucketMeta, bucketEvents, bucketFindings, bucketIndex}
 
 	// metaUpgrade holds the upgrade cursor: a kind code and the next record id.
 	metaUpgrade = []byte("upgrade_v1")
@@ -38,8 +49,8 @@ var (
 	upgradeAfterChunk   func(chunk int) error
 )
 
-// upgrade brings a format-1 file to format 2; it does nothing to a new file or a
-// format-2 one. It reports whether it rewrote anything.
+// upgrade brings a format-1 or format-2 file to format 3; it does nothing to a
+// new file or a format-3 one. It reports whether it changed the file.
 func (o *Outbox) upgrade() (upgraded bool, err error) {
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
@@ -49,16 +60,52 @@ func (o *Outbox) upgrade() (upgraded bool, err error) {
 	}()
 	// Most opens find nothing to do: they look without writing (an empty write
 	// transaction still commits).
-	need := false
+	var v1, v2 bool
 	_ = o.db.View(func(tx *bolt.Tx) error {
 		if meta := tx.Bucket(bucketMeta); meta != nil {
-			need = string(meta.Get(metaFormat)) == string(formatV1) || meta.Get(metaUpgrade) != nil
+			f := string(meta.Get(metaFormat))
+			v1 = f == string(formatV1) || (f == string(formatV2) && meta.Get(metaUpgrade) != nil)
+			v2 = f == string(formatV2)
 		}
 		return nil
 	})
-	if !need {
-		return false, nil
+	if v1 {
+		if err := o.upgradeV1(); err != nil {
+			return false, err
+		}
 	}
+	if v1 || v2 {
+		return true, o.upgradeV2()
+	}
+	return false, nil
+}
+
+// upgradeV2 creates the states bucket of a format-2 file and names it format 3.
+func (o *Outbox) upgradeV2() error {
+	err := o.db.Update(func(tx *bolt.Tx) error {
+		meta := tx.Bucket(bucketMeta)
+		if meta == nil || string(meta.Get(metaFormat)) != string(formatV2) || meta.Get(metaUpgrade) != nil {
+			return nil
+		}
+		for _, name := range bucketsV2 {
+			if tx.Bucket(name) == nil {
+				return corruptErr(o.path, fmt.Errorf("bucket %s missing", name))
+			}
+		}
+		if _, err := tx.CreateBucketIfNotExists(bucketStates); err != nil {
+			return err
+		}
+		return meta.Put(metaFormat, formatV3)
+	})
+	if err != nil {
+		return fmt.Errorf("outbox: open %s: upgrading to format 3: %w", o.path, err)
+	}
+	o.log.Info("outbox: upgraded the file to format 3 (record states apart from payloads)", "path", o.path)
+	return nil
+}
+
+// upgradeV1 rewrites the records of a format-1 file as format 2 (see above).
+func (o *Outbox) upgradeV1() (err error) {
 	start := false
 	err = o.db.Update(func(tx *bolt.Tx) error {
 		meta := tx.Bucket(bucketMeta)
@@ -74,7 +121,7 @@ func (o *Outbox) upgrade() (upgraded bool, err error) {
 		default:
 			return nil
 		}
-		for _, name := range allBuckets {
+		for _, name := range bucketsV2 {
 			if tx.Bucket(name) == nil {
 				return corruptErr(o.path, fmt.Errorf("bucket %s missing", name))
 			}
@@ -90,13 +137,13 @@ func (o *Outbox) upgrade() (upgraded bool, err error) {
 		return meta.Put(metaUpgrade, upgradeCursor(kindCodeEvent, 0))
 	})
 	if err != nil || !start {
-		return false, err
+		return err
 	}
 	n, sealed := 0, 0
 	for chunk, done := 0, false; !done; chunk++ {
 		if upgradeAfterChunk != nil && chunk > 0 {
 			if err := upgradeAfterChunk(chunk); err != nil {
-				return false, err
+				return err
 			}
 		}
 		err := o.db.Update(func(tx *bolt.Tx) error {
@@ -107,12 +154,12 @@ func (o *Outbox) upgrade() (upgraded bool, err error) {
 			return err
 		})
 		if err != nil {
-			return false, fmt.Errorf("outbox: open %s: upgrading to format 2: %w", o.path, err)
+			return fmt.Errorf("outbox: open %s: upgrading to format 2: %w", o.path, err)
 		}
 	}
 	o.log.Info("outbox: upgraded the file to format 2 (a checksum in every record)",
 		"path", o.path, "records", n, "sealed_plaintext_payloads", sealed)
-	return true, nil
+	return nil
 }
 
 func upgradeCursor(kc byte, rid uint64) []byte {

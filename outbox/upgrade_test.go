@@ -125,8 +125,60 @@ func TestUpgradeV1FixtureKeepsEveryRecordAndState(t *testing.T) {
 
 	formats, format, cursor := recordFormats(t, path)
 	assert.Equal(t, map[byte]int{recordFormat: len(want)}, formats, "every record rewritten in format 2")
-	assert.Equal(t, string(formatV2), format)
+	assert.Equal(t, string(formatV3), format)
 	assert.False(t, cursor, "upgrade cursor removed")
+}
+
+// outbox-v2.db was written by the code of commit a48f4b4 (file format 2, whole
+// records rewritten on every move) with testdata/genv2; outbox-v2.json is what
+// that code listed from it.
+func TestUpgradeV2FixtureKeepsEveryRecordAndState(t *testing.T) {
+	path := copyFixture(t, "outbox-v2.db")
+	want := loadWant(t, "outbox-v2.json")
+	o := openAt(t, path, fixtureOpts())
+	rep, err := o.Check()
+	require.NoError(t, err, "Check after the upgrade: %v", rep.Problems)
+	assert.Equal(t, len(want), rep.Records)
+	sameRecords(t, want, listAll(t, o), "ev-sending")
+	assert.Equal(t, map[State]int{StatePending: 6, StateSending: 0, StateSubmitted: 1, StateConfirmed: 2, StateDead: 1}, o.Stats().ByState)
+
+	// The records go on through their lives in the new format.
+	subs, err := o.Submissions(10)
+	require.NoError(t, err)
+	require.Len(t, subs, 1)
+	assert.Equal(t, []string{"ev-submitted"}, keysOf(subs[0].Records))
+	apply(t, o, Outcome{Key: "ev-submitted", State: StateConfirmed})
+	claimed := claimAll(t, o, KindEvent)
+	assert.ElementsMatch(t, []string{"ev-retry", "ev-sending", "ev-requeued", "ev-fresh", want[9].Key}, keysOf(claimed))
+	rep, err = o.Check()
+	require.NoError(t, err, "Check after moves: %v", rep.Problems)
+	require.NoError(t, o.Close())
+
+	formats, format, cursor := recordFormats(t, path)
+	assert.Equal(t, map[byte]int{recordFormat: len(want)}, formats, "no record rewritten")
+	assert.Equal(t, string(formatV3), format)
+	assert.False(t, cursor)
+
+	o = openAt(t, path, fixtureOpts())
+	r, err := o.Get("ev-submitted")
+	require.NoError(t, err)
+	assert.Equal(t, StateConfirmed, r.State, "the move is read back from its state entry")
+	require.NoError(t, o.Close())
+}
+
+// A file of a newer format (from a newer shipper) is refused, not misread.
+func TestNewerFormatIsRefused(t *testing.T) {
+	path := copyFixture(t, "outbox-v2.db")
+	require.NoError(t, openAt(t, path, fixtureOpts()).Close())
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
+	require.NoError(t, err)
+	require.NoError(t, db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketMeta).Put(metaFormat, []byte("shipper-outbox/4"))
+	}))
+	require.NoError(t, db.Close())
+	_, err = Open(path, fixtureOpts())
+	require.ErrorIs(t, err, ErrCorrupt)
+	assert.Contains(t, err.Error(), `unknown outbox format "shipper-outbox/4"`)
 }
 
 func TestUpgradeV1EncryptedSealsItsPlaintextPayloads(t *testing.T) {
