@@ -1,6 +1,7 @@
 package outbox
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -147,8 +148,9 @@ func (o *Outbox) RequeueState(state State, dryRun bool) ([]string, error) {
 }
 
 // Purge deletes confirmed (or dead, when asked) records that reached that state at
-// least olderThan ago. Confirmed records are otherwise deleted by the retention
-// sweep; dead ones only ever by Purge.
+// least olderThan ago, and returns their keys: dead ones in enqueue order,
+// confirmed ones in the order they were confirmed. Confirmed records are
+// otherwise deleted by the retention sweep; dead ones only ever by Purge.
 func (o *Outbox) Purge(state State, olderThan time.Duration, dryRun bool) ([]string, error) {
 	if state != StateConfirmed && state != StateDead {
 		return nil, fmt.Errorf("outbox: purge %s: %w: only confirmed or dead records can be purged", state, ErrInvalidState)
@@ -165,11 +167,13 @@ func (o *Outbox) Purge(state State, olderThan time.Duration, dryRun bool) ([]str
 	}, dryRun, "purge")
 }
 
-// chunked walks the by-state index of sc in enqueue order, listChunk records per
-// transaction, calling fn on each; fn reports whether it took the record.
+// chunked walks the records in state sc, listChunk records per transaction,
+// calling fn on each; fn reports whether it took the record. It walks the
+// by-state index of sc (enqueue order), or for confirmed records, which have no
+// by-state entries, the confirmed index (confirmation order).
 func (o *Outbox) chunked(sc byte, fn func(*wtx, *stored) (bool, error), dryRun bool, verb string) ([]string, error) {
 	var keys []string
-	var after uint64
+	after := []byte{sc} // the last entry walked; the walk goes on after it
 	for {
 		if err := o.acquire(); err != nil {
 			return keys, err
@@ -178,15 +182,24 @@ func (o *Outbox) chunked(sc byte, fn func(*wtx, *stored) (bool, error), dryRun b
 		n := 0
 		err := o.update(func(w *wtx) error {
 			got, n = got[:0], 0
-			c := w.b.byState.Cursor()
-			var rids []uint64
-			for k, _ := c.Seek(byStateKey(sc, after+1)); k != nil && k[0] == sc && len(rids) < listChunk; k, _ = c.Next() {
-				rids = append(rids, binary.BigEndian.Uint64(k[1:]))
+			x, in := w.b.byState, func(k []byte) bool { return len(k) == 9 && k[0] == sc }
+			if !hasByState(sc) {
+				x, in = w.index(prefixConfirmed), func(k []byte) bool { return len(k) == 16 }
+				if len(after) == 1 {
+					after = nil
+				}
 			}
-			n = len(rids)
-			for _, rid := range rids {
-				after = rid
-				st, live, err := w.loadLive(rid, w.b.byState.fullKey(byStateKey(sc, rid)))
+			var entries [][]byte
+			c := x.Cursor()
+			for k, _ := c.Seek(after); k != nil && in(k) && len(entries) < listChunk; k, _ = c.Next() {
+				if !bytes.Equal(k, after) {
+					entries = append(entries, x.fullKey(k))
+				}
+			}
+			n = len(entries)
+			for _, e := range entries {
+				after = e[1:]
+				st, live, err := w.loadLive(ridOfEntry(e), e)
 				if err != nil {
 					return err
 				}
@@ -200,7 +213,6 @@ func (o *Outbox) chunked(sc byte, fn func(*wtx, *stored) (bool, error), dryRun b
 				if ok {
 					got = append(got, st.key)
 				}
-				after = rid
 			}
 			if dryRun {
 				return errDryRun

@@ -173,7 +173,7 @@ func (c *checker) indexEntriesOf(st *stored) {
 	if st.fresh {
 		return
 	}
-	if openIndex(c.tx, prefixByState).Get(byStateKey(st.state, st.rid)) == nil {
+	if hasByState(st.state) && openIndex(c.tx, prefixByState).Get(byStateKey(st.state, st.rid)) == nil {
 		c.problem("bystate entry of record %s (%s) missing", st.key, stateOf(st.state))
 	}
 	if p, ik := stateIndexKey(st); ik != nil && openIndex(c.tx, p).Get(ik) == nil {
@@ -225,7 +225,7 @@ func (c *checker) entry(p prefix, k []byte, st *stored) {
 			c.problem("key index entry %q names record %s", k, st.key)
 		}
 	case prefixByState:
-		if st.fresh || string(byStateKey(st.state, st.rid)) != string(k) {
+		if st.fresh || !hasByState(st.state) || string(byStateKey(st.state, st.rid)) != string(k) {
 			c.problem("bystate entry %x has no matching record (record %s is %s)", k, st.key, stateOf(st.state))
 		}
 	default:

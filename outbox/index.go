@@ -7,10 +7,13 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-// The secondary indexes. Every record that is not fresh has exactly one entry
-// in the by-state index and, by state, one entry in: due (pending), leases
-// (sending), submitted (submitted), confirmed (confirmed); dead records need
-// only the by-state entry. A fresh record is in the key index only (Claim finds
+// The secondary indexes. Every record that is not fresh has, by state, one
+// entry in: due (pending), leases (sending), submitted (submitted), confirmed
+// (confirmed); and, when pending, submitted or dead, one in the by-state index,
+// which walks them in enqueue order. Sending and confirmed records have no
+// by-state entry: their own index finds them all, and the entry would cost a
+// drain two more index writes a record (claim and confirm) for lookups that
+// are rare (see hasByState). A fresh record is in the key index only (Claim finds
 // it by walking its records bucket). Every change of a record goes through
 // putIndexes/delIndexes (by tx.go's move and remove), which derive the entries
 // from the record's fields, so the record and its entries stay in step.
@@ -28,7 +31,7 @@ type prefix byte
 
 const (
 	prefixKeys      prefix = 'k' // key → record id (8 bytes)
-	prefixByState   prefix = 's' // state + rid → nil
+	prefixByState   prefix = 's' // state + rid → nil (pending, submitted, dead)
 	prefixDue       prefix = 'd' // kind + next attempt + rid → nil (pending, once moved)
 	prefixLeases    prefix = 'l' // lease end + rid → nil (sending)
 	prefixSubmitted prefix = 'u' // submitted at + request id + 0 + rid → nil (submitted)
@@ -148,15 +151,22 @@ func appendStateKey(b []byte, s *stored) []byte {
 	return b
 }
 
+// hasByState says whether a record in state sc has a by-state entry. Sending
+// and confirmed ones do not: the leases and confirmed indexes hold them all.
+func hasByState(sc byte) bool { return sc != stateCodeSending && sc != stateCodeConfirmed }
+
 // putIndexes and delIndexes build each entry's key in its index's buffer: a
-// record's move touches four entries, and each allocation counts (see index).
+// record's move touches up to four entries, and each allocation counts (see
+// index).
 func (w *wtx) putIndexes(st *stored) error {
 	if st.fresh {
 		return nil
 	}
 	x := w.b.byState
-	if err := x.putEntry(appendByStateKey(x.start(), st.state, st.rid)); err != nil {
-		return err
+	if hasByState(st.state) {
+		if err := x.putEntry(appendByStateKey(x.start(), st.state, st.rid)); err != nil {
+			return err
+		}
 	}
 	if p, ok := stateIndex(st); ok {
 		x = w.index(p)
@@ -170,8 +180,10 @@ func (w *wtx) delIndexes(st *stored) error {
 		return nil
 	}
 	x := w.b.byState
-	if err := x.deleteEntry(appendByStateKey(x.start(), st.state, st.rid)); err != nil {
-		return err
+	if hasByState(st.state) {
+		if err := x.deleteEntry(appendByStateKey(x.start(), st.state, st.rid)); err != nil {
+			return err
+		}
 	}
 	if p, ok := stateIndex(st); ok {
 		x = w.index(p)

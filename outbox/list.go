@@ -25,7 +25,8 @@ type Filter struct {
 const listChunk = 512
 
 // List streams matching records in enqueue order; fn returning an error stops it
-// (and List returns that error). With a State it walks that state's index only.
+// (and List returns that error). With a State that has by-state entries (see
+// hasByState) it walks those only.
 // Records are read in chunks, each in its own read transaction, so memory stays
 // flat and records enqueued meanwhile may appear.
 func (o *Outbox) List(f Filter, fn func(Record) error) error {
@@ -117,13 +118,14 @@ func (o *Outbox) listChunk(l *listing) (chunk []Record, done bool, err error) {
 }
 
 // read walks from l.after on until listChunk records matched or eight times as
-// many were looked at. Pending records, and all states, are listed by walking
-// the records (fresh ones are in no index); other states by walking their
-// by-state entries.
+// many were looked at. Pending, sending and confirmed records, and all states,
+// are listed by walking the records (fresh ones are in no index, the other two
+// have no by-state entries); submitted and dead ones by walking their by-state
+// entries.
 func (l *listing) read(o *Outbox, tx *bolt.Tx) (chunk []Record, done bool, err error) {
 	var c cursorLike = &mergeCursor{a: tx.Bucket(bucketEvents).Cursor(), b: tx.Bucket(bucketFindings).Cursor()}
 	start := u64(l.after + 1)
-	byState := l.f.State != "" && l.f.State != StatePending
+	byState := l.f.State != "" && l.f.State != StatePending && hasByState(l.sc)
 	if byState {
 		c, start = openIndex(tx, prefixByState).Cursor(), byStateKey(l.sc, l.after+1)
 	}

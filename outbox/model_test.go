@@ -266,6 +266,9 @@ func TestModel(t *testing.T) {
 				older := time.Duration(rapid.IntRange(0, 10).Draw(rt, "olderMin")) * time.Minute
 				now := clk.Now()
 				gone := m.sorted(func(r *mrec) bool { return r.state == state && !r.updated.After(now.Add(-older)) })
+				if state == StateConfirmed { // in the order they were confirmed (updated), then enqueued
+					slices.SortStableFunc(gone, func(a, b *mrec) int { return a.updated.Compare(b.updated) })
+				}
 				var want []string
 				for _, r := range gone {
 					want = append(want, r.key)

@@ -85,11 +85,19 @@ func (o *Outbox) Stats() Stats {
 				consider(rid, true)
 			}
 		}
-		for _, sc := range []byte{stateCodePending, stateCodeSending, stateCodeSubmitted} {
+		for _, sc := range []byte{stateCodePending, stateCodeSubmitted} {
 			if rid, ok := first(sc); ok {
 				consider(rid, sc == stateCodePending)
 			}
 		}
+		// Sending records have no by-state entry; there are only as many as
+		// the worker has claimed, so a walk of their leases is short.
+		_ = openIndex(tx, prefixLeases).ForEach(func(k, _ []byte) error {
+			if len(k) == 16 {
+				consider(ridOfEntry(k), false)
+			}
+			return nil
+		})
 		if hasPend {
 			s.OldestPending = created(pend)
 		}

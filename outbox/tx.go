@@ -1,6 +1,7 @@
 package outbox
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"strings"
@@ -55,6 +56,11 @@ type wtx struct {
 	b     struct {
 		meta, events, findings, states                   *bolt.Bucket
 		keys, byState, due, leases, submitted, confirmed index
+	}
+	// Cursors reused by get: bbolt's Bucket.Get makes a cursor a call, whose
+	// search path is allocated anew, three allocations a lookup.
+	cur struct {
+		events, findings, states *bolt.Cursor
 	}
 	// bbolt copies keys on Put but keeps values by reference until the commit:
 	// 8-byte keys and values are cut from a slab that lives as long (u64), the
@@ -171,12 +177,30 @@ func (w *wtx) load(rid uint64) (stored, error) {
 
 // get reads record rid with its state entry; v is its whole encoding.
 func (w *wtx) get(rid uint64) (st stored, v []byte, err error) {
-	v = w.rec(rid).Get(u64(rid))
-	if v == nil {
+	var k [8]byte
+	binary.BigEndian.PutUint64(k[:], rid)
+	c := &w.cur.events
+	if ridKind(rid) == kindCodeFinding {
+		c = &w.cur.findings
+	}
+	if v = seekGet(c, w.rec(rid), k[:]); v == nil {
 		return stored{}, nil, fmt.Errorf("index names record %d which does not exist: %w", rid, ErrCorrupt)
 	}
-	st, err = decodeRecord(rid, v, w.b.states.Get(u64(rid)))
+	st, err = decodeRecord(rid, v, seekGet(&w.cur.states, w.b.states, k[:]))
 	return st, v, err
+}
+
+// seekGet is b.Get(k) on the cursor *c, made on first use. A cursor's Seek
+// starts from the root each time, so writes between calls do not matter.
+func seekGet(c **bolt.Cursor, b *bolt.Bucket, k []byte) []byte {
+	if *c == nil {
+		*c = b.Cursor()
+	}
+	got, v := (*c).Seek(k)
+	if !bytes.Equal(got, k) {
+		return nil
+	}
+	return v
 }
 
 // loadLive loads record rid for a write that must not meet a damaged one: a

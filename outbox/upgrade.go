@@ -9,10 +9,11 @@ import (
 )
 
 // Format 3 of the file adds the states bucket (overlay.go): a record's
-// changes after enqueue are written there, not over the record. A format-2 file
-// is upgraded in one transaction that creates the bucket and names the file
-// format 3; its records need no rewrite, since a record without a state entry
-// reads as it always did. An older shipper refuses a format-3 file as an
+// changes after enqueue are written there, not over the record; and sending
+// and confirmed records lose their by-state index entries (index.go,
+// hasByState). A format-2 file is upgraded in one transaction that creates the
+// bucket, deletes those entries and names the file format 3; its records need
+// no rewrite, since a record without a state entry reads as it always did. An older shipper refuses a format-3 file as an
 // unknown format instead of missing the state entries.
 //
 // Format 2 of the file adds a CRC32C to every record (record.go). A format-1
@@ -94,6 +95,19 @@ func (o *Outbox) upgradeV2() error {
 		}
 		if _, err := tx.CreateBucketIfNotExists(bucketStates); err != nil {
 			return err
+		}
+		byState := openIndex(tx, prefixByState)
+		var drop [][]byte
+		c := byState.Cursor()
+		for k, _ := c.First(); k != nil; k, _ = c.Next() {
+			if len(k) > 0 && !hasByState(k[0]) {
+				drop = append(drop, byState.fullKey(k))
+			}
+		}
+		for _, k := range drop { // after the walk: a cursor must not walk a bucket being changed
+			if err := tx.Bucket(bucketIndex).Delete(k); err != nil {
+				return err
+			}
 		}
 		return meta.Put(metaFormat, formatV3)
 	})
