@@ -20,7 +20,7 @@ func (w *Worker) confirmInline(ctx, reqCtx context.Context, kind outbox.Kind, re
 	if w.opts.DeferConfirm {
 		return outs
 	}
-	sub := outbox.Submission{Kind: kind}
+	sub := outbox.Submission{Kind: kind, Records: make([]outbox.Record, 0, len(outs))}
 	idx := make(map[string]int, len(outs))
 	for i, o := range outs {
 		if o.State != outbox.StateSubmitted {

@@ -59,6 +59,9 @@ func (o *Outbox) Claim(kind Kind, max int, lease time.Duration) ([]Record, error
 			rids = append(rids, fresh...)
 		}
 		leaseUntil := nanos(w.now.Add(lease))
+		if cap(out) < len(rids) {
+			out = make([]Record, 0, len(rids)) // a Record is large: growing by append copied them over and over
+		}
 		for i, rid := range rids {
 			var entry [][]byte
 			if i < len(via) {
