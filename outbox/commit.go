@@ -1,6 +1,8 @@
 package outbox
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -166,4 +168,49 @@ func (o *Outbox) storeBatch(batch []*enqReq) error {
 		return fmt.Errorf("outbox %s: enqueue: %w", o.path, err)
 	}
 	return nil
+}
+
+// Prepared is a record checked, keyed and encoded ahead of its commit
+// (Prepare), for a caller that gathers requests into one commit and does this
+// work as each request comes in rather than between the commits.
+type Prepared struct {
+	o *Outbox
+	p prepared
+}
+
+// Key is the record's key: its payload's id, the Item's Key, or the UUIDv7
+// made for it.
+func (p *Prepared) Key() string { return p.p.key }
+
+// Prepare does for one record what Enqueue does before its commit, and fails
+// as Enqueue would for that record alone (ErrInvalidPayload, ErrTooLarge).
+// Nothing is stored until EnqueuePrepared; the record's times are those of
+// this call.
+func (o *Outbox) Prepare(it Item) (Prepared, error) {
+	p, err := o.prepare(it)
+	if err != nil {
+		return Prepared{}, err
+	}
+	return Prepared{o: o, p: p}, nil
+}
+
+// EnqueuePrepared stores records that Prepare made on this Outbox in one
+// commit, all or none, as EnqueueAll does. A record refused with the others
+// (ErrConflict, ErrFull) may be given again; one stored must not be, as a new
+// key is not looked up.
+func (o *Outbox) EnqueuePrepared(ctx context.Context, ps []Prepared) ([]string, error) {
+	if len(ps) == 0 {
+		return nil, nil
+	}
+	items := make([]prepared, len(ps))
+	for i := range ps {
+		if ps[i].o != o {
+			// Another outbox's record may be sealed with another key.
+			return nil, errors.New("outbox: enqueue: a record prepared by another outbox")
+		}
+		items[i] = ps[i].p
+	}
+	o.group.enter()
+	defer o.group.leave()
+	return o.submit(ctx, items)
 }

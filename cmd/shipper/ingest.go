@@ -60,14 +60,22 @@ type enqueuer interface {
 // every line can be stored, else halves, down to the lines refused. A
 // capacity refusal stores what fits before it and stops.
 func storeAll(ctx context.Context, st enqueuer, kind outbox.Kind, lines []lineItem) ([]lineResult, error) {
-	res := make([]lineResult, 0, len(lines))
 	items := make([]outbox.Item, len(lines))
 	for i, l := range lines {
 		items[i] = outbox.Item{Kind: kind, Payload: l.payload}
 	}
+	return storeSplit(kind, lines, func(lo, hi int) ([]string, error) {
+		return st.EnqueueAll(ctx, items[lo:hi])
+	})
+}
+
+// storeSplit is storeAll over enqueue, which stores lines[lo:hi] in one
+// commit, all or none.
+func storeSplit(kind outbox.Kind, lines []lineItem, enqueue func(lo, hi int) ([]string, error)) ([]lineResult, error) {
+	res := make([]lineResult, 0, len(lines))
 	var split func(lo, hi int) (bool, error)
 	split = func(lo, hi int) (stop bool, err error) {
-		keys, err := st.EnqueueAll(ctx, items[lo:hi])
+		keys, err := enqueue(lo, hi)
 		if err == nil {
 			for i, k := range keys {
 				res = append(res, lineResult{Line: lines[lo+i].line, Key: k})
@@ -87,6 +95,9 @@ func storeAll(ctx context.Context, st enqueuer, kind outbox.Kind, lines []lineIt
 			return stop, err
 		}
 		return split(mid, hi)
+	}
+	if len(lines) == 0 {
+		return res, nil
 	}
 	_, err := split(0, len(lines))
 	return res, err
@@ -159,4 +170,32 @@ func (d *directStore) storeLines(ctx context.Context, kind outbox.Kind, lines []
 func unconfirmed(ob *outbox.Outbox) (int, int64) {
 	s := ob.Stats()
 	return s.Records - s.ByState[outbox.StateConfirmed], s.PayloadBytes
+}
+
+// prepare does the outbox's part of storing lines that needs no commit (check,
+// key, encode) as a request comes in, so that a round of the ingest API
+// (ingest_batch.go) only commits. A line the outbox refuses on its own gets
+// its refusal; the others come back in order, in lines' array, with their
+// records.
+func (d *directStore) prepare(kind outbox.Kind, lines []lineItem) ([]lineItem, []outbox.Prepared, []lineResult) {
+	recs := make([]outbox.Prepared, 0, len(lines))
+	var refused []lineResult
+	ok := lines[:0]
+	for _, l := range lines {
+		p, err := d.ob.Prepare(outbox.Item{Kind: kind, Payload: l.payload})
+		if err != nil {
+			refused = append(refused, refusal(kind, l, err))
+			continue
+		}
+		ok = append(ok, l)
+		recs = append(recs, p)
+	}
+	return ok, recs, refused
+}
+
+// storePrepared stores lines whose records prepare made, as storeAll does.
+func (d *directStore) storePrepared(ctx context.Context, kind outbox.Kind, lines []lineItem, recs []outbox.Prepared) ([]lineResult, error) {
+	return storeSplit(kind, lines, func(lo, hi int) ([]string, error) {
+		return d.ob.EnqueuePrepared(ctx, recs[lo:hi])
+	})
 }

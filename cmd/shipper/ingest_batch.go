@@ -13,7 +13,7 @@ import (
 const ingestLinger = 2 * time.Millisecond
 
 // ingestBatcher stores the ingest API's requests in rounds, each round in one
-// EnqueueAll, so producers that post, wait for the answer and post again share
+// commit, so producers that post, wait for the answer and post again share
 // commits. Left to the outbox's group commit they did not: a request whose
 // goroutine got a core first led a commit of its own before the others of its
 // round had entered EnqueueAll (on 2 cores, 4 clients of 100 records made
@@ -22,8 +22,14 @@ const ingestLinger = 2 * time.Millisecond
 // wait as took part in the last cycle (its round, and those that came while it
 // was stored), or ingestLinger after the first came: a lone producer never
 // waits; four in step share each commit.
+//
+// A request's records are prepared (checked, keyed, encoded) on its own
+// goroutine as it comes in, while the others of its round come, so that a
+// round only commits; and the request that completes a round stores it on its
+// own goroutine, which holds a core already, rather than handing it to a new
+// one that may wait for one.
 type ingestBatcher struct {
-	st    lineStore
+	st    roundStore
 	after func(time.Duration, func())
 
 	mu      sync.Mutex
@@ -34,59 +40,83 @@ type ingestBatcher struct {
 	gen     int        // rounds started: a timer armed before is stale
 }
 
+// roundStore is what the ingest batcher stores through (directStore, tests):
+// prepare does the work that needs no commit, as a request comes in; it
+// returns the lines it kept, in lines' array, with their records, and the
+// refusals of the others. storePrepared stores lines with their records as
+// storeAll does.
+type roundStore interface {
+	prepare(kind outbox.Kind, lines []lineItem) ([]lineItem, []outbox.Prepared, []lineResult)
+	storePrepared(ctx context.Context, kind outbox.Kind, lines []lineItem, recs []outbox.Prepared) ([]lineResult, error)
+}
+
 // pending is one request in a round.
 type pending struct {
 	kind  outbox.Kind
 	lines []lineItem
+	recs  []outbox.Prepared
 	res   []lineResult
 	err   error
 	done  chan struct{}
 }
 
-func newIngestBatcher(st lineStore) *ingestBatcher {
+func newIngestBatcher(st roundStore) *ingestBatcher {
 	return &ingestBatcher{st: st, after: func(d time.Duration, f func()) { time.AfterFunc(d, f) }}
 }
 
 // store stores lines in the next round and returns what became of them, as
 // lineStore.storeLines does.
 func (b *ingestBatcher) store(kind outbox.Kind, lines []lineItem) ([]lineResult, error) {
-	p := &pending{kind: kind, lines: lines, done: make(chan struct{})}
+	lines, recs, refused := b.st.prepare(kind, lines)
+	if len(lines) == 0 {
+		return refused, nil
+	}
+	p := &pending{kind: kind, lines: lines, recs: recs, done: make(chan struct{})}
 	b.mu.Lock()
 	b.queue = append(b.queue, p)
-	b.admitLocked()
+	round := b.admitLocked()
 	b.mu.Unlock()
+	if round != nil {
+		b.run(round)
+	}
 	<-p.done
-	return p.res, p.err
+	return mergeResults(p.res, refused, p.err != nil), p.err
 }
 
-// admitLocked starts a round when the store is free and the expected requests
-// are in, and otherwise lets the waiting ones in after ingestLinger at most.
-func (b *ingestBatcher) admitLocked() {
+// admitLocked returns the next round when the store is free and the expected
+// requests are in, and otherwise lets the waiting ones in after ingestLinger
+// at most. The caller stores the round it returns.
+func (b *ingestBatcher) admitLocked() []*pending {
 	switch {
 	case b.storing || len(b.queue) == 0:
 	case len(b.queue) >= b.target:
 		round := b.queue
 		b.queue, b.storing, b.armed = nil, true, false
 		b.gen++
-		go b.run(round)
+		return round
 	case !b.armed:
 		b.armed = true
 		gen := b.gen
 		b.after(ingestLinger, func() { b.expire(gen) })
 	}
+	return nil
 }
 
 // expire lets the waiting requests in without the producers that did not
 // come back.
 func (b *ingestBatcher) expire(gen int) {
 	b.mu.Lock()
-	defer b.mu.Unlock()
 	if gen != b.gen || b.storing {
+		b.mu.Unlock()
 		return // a round started since; the next wait arms its own timer
 	}
 	b.armed = false
 	b.target = len(b.queue)
-	b.admitLocked()
+	round := b.admitLocked()
+	b.mu.Unlock()
+	if round != nil {
+		b.run(round)
+	}
 }
 
 func (b *ingestBatcher) run(round []*pending) {
@@ -104,8 +134,12 @@ func (b *ingestBatcher) run(round []*pending) {
 	b.mu.Lock()
 	b.storing = false
 	b.target = len(round) + len(b.queue)
-	b.admitLocked()
+	next := b.admitLocked()
 	b.mu.Unlock()
+	if next != nil {
+		// This goroutine's own request is answered first.
+		go b.run(next)
+	}
 	for _, p := range round {
 		close(p.done)
 	}
@@ -115,12 +149,19 @@ func (b *ingestBatcher) run(round []*pending) {
 // results of its own lines. After a capacity refusal nothing later is stored:
 // a request whose lines were not reached is refused at its first line.
 func (b *ingestBatcher) storeRound(kind outbox.Kind, ps []*pending) {
-	var all []lineItem
-	for _, p := range ps {
-		all = append(all, p.lines...)
+	lines, recs := ps[0].lines, ps[0].recs
+	if len(ps) > 1 {
+		n := 0
+		for _, p := range ps {
+			n += len(p.lines)
+		}
+		lines, recs = make([]lineItem, 0, n), make([]outbox.Prepared, 0, n)
+		for _, p := range ps {
+			lines, recs = append(lines, p.lines...), append(recs, p.recs...)
+		}
 	}
 	// One client going away must not end the others' store.
-	res, err := b.st.storeLines(context.Background(), kind, all, capacity{})
+	res, err := b.st.storePrepared(context.Background(), kind, lines, recs)
 	var stop *lineResult
 	if n := len(res); n > 0 && res[n-1].stopped() {
 		stop = &res[n-1]

@@ -13,16 +13,21 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// roundStore is a lineStore that records each call and stores every line,
-// or stops with "full" at line stopAt of a call (0: never).
-type roundStore struct {
+// fakeRounds is a roundStore that prepares every line, records each store
+// call and stores every line, or stops with "full" at line stopAt of a call
+// (0: never).
+type fakeRounds struct {
 	mu     sync.Mutex
 	calls  [][]lineItem
 	stopAt int
 	hold   chan struct{} // when set, each call waits for a value from it
 }
 
-func (s *roundStore) storeLines(_ context.Context, _ outbox.Kind, lines []lineItem, _ capacity) ([]lineResult, error) {
+func (s *fakeRounds) prepare(_ outbox.Kind, lines []lineItem) ([]lineItem, []outbox.Prepared, []lineResult) {
+	return lines, make([]outbox.Prepared, len(lines)), nil
+}
+
+func (s *fakeRounds) storePrepared(_ context.Context, _ outbox.Kind, lines []lineItem, _ []outbox.Prepared) ([]lineResult, error) {
 	if s.hold != nil {
 		<-s.hold
 	}
@@ -39,7 +44,7 @@ func (s *roundStore) storeLines(_ context.Context, _ outbox.Kind, lines []lineIt
 	return res, nil
 }
 
-func (s *roundStore) callSizes() []int {
+func (s *fakeRounds) callSizes() []int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var n []int
@@ -50,7 +55,7 @@ func (s *roundStore) callSizes() []int {
 }
 
 // fakeBatcher is an ingestBatcher whose linger timers fire when the test says.
-func fakeBatcher(st lineStore) (*ingestBatcher, func() []func()) {
+func fakeBatcher(st roundStore) (*ingestBatcher, func() []func()) {
 	b := newIngestBatcher(st)
 	var mu sync.Mutex
 	var timers []func()
@@ -111,7 +116,7 @@ func waitQueued(b *ingestBatcher, n int) {
 }
 
 func TestIngestBatcherLoneProducerNeverWaits(t *testing.T) {
-	st := &roundStore{}
+	st := &fakeRounds{}
 	b, timers := fakeBatcher(st)
 	for i := range 3 {
 		a := <-request(b, fmt.Sprintf("r%d", i), 2)
@@ -125,7 +130,7 @@ func TestIngestBatcherLoneProducerNeverWaits(t *testing.T) {
 // Producers in step: a round waits for as many as took part in the last
 // cycle, stores them in one call, and gives each its own lines' results.
 func TestIngestBatcherRoundsShareOneStore(t *testing.T) {
-	st := &roundStore{hold: make(chan struct{})}
+	st := &fakeRounds{hold: make(chan struct{})}
 	b, timers := fakeBatcher(st)
 	first := request(b, "a", 1) // a round of one, held in the store
 	waitStoring(b, 0)
@@ -170,7 +175,7 @@ func TestIngestBatcherRoundsShareOneStore(t *testing.T) {
 
 // A capacity refusal inside a round stops it for every request after it.
 func TestIngestBatcherFullStopsTheRound(t *testing.T) {
-	st := &roundStore{hold: make(chan struct{}), stopAt: 4}
+	st := &fakeRounds{hold: make(chan struct{}), stopAt: 4}
 	b, _ := fakeBatcher(st)
 	first := request(b, "a", 1)
 	waitStoring(b, 0)

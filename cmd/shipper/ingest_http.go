@@ -20,7 +20,6 @@ package main
 // and stores nothing; a wrong kind or limit, 400.
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -43,7 +42,10 @@ const maxIngestBody = 16 << 20
 const ndjson = "application/x-ndjson"
 
 func ingestHandler(st lineStore) http.HandlerFunc {
-	batcher := newIngestBatcher(st)
+	var batcher *ingestBatcher
+	if rs, ok := st.(roundStore); ok {
+		batcher = newIngestBatcher(rs)
+	}
 	return func(w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()
 		kind := outbox.Kind(q.Get("kind"))
@@ -71,11 +73,11 @@ func ingestHandler(st lineStore) http.HandlerFunc {
 				all[i].payload = k.appendPayload(nil, all[i].line, all[i].payload)
 			}
 		}
-		// The contract check runs here, as the request comes in and while
-		// the round before it is stored, not in the round.
+		// The contract check runs here, as the request comes in, not in the
+		// round.
 		lines, refused := checkLines(kind, all)
 		var res []lineResult
-		if lim.set() {
+		if lim.set() || batcher == nil {
 			res, err = st.storeLines(r.Context(), kind, lines, lim)
 		} else {
 			res, err = batcher.store(kind, lines)
@@ -180,25 +182,45 @@ func writeResults(w http.ResponseWriter, res []lineResult, storeErr error) {
 	if storeErr != nil {
 		status = http.StatusInternalServerError
 	}
-	w.Header().Set("Content-Type", ndjson)
-	w.WriteHeader(status)
-	bw := bufio.NewWriterSize(w, 32<<10)
-	enc := json.NewEncoder(bw)
-	var b []byte
+	// The answer is built whole and sent with its length: one write, and
+	// no chunked framing for the client to undo.
+	buf := answers.Get().(*[]byte)
+	defer func() {
+		if cap(*buf) <= 1<<20 {
+			answers.Put(buf)
+		}
+	}()
+	b := (*buf)[:0]
 	for _, r := range res {
 		if r.Error != "" {
-			_ = enc.Encode(r)
+			b = appendJSONLine(b, r)
 			continue
 		}
 		// Keys need no escaping (the outbox's key pattern): most of an answer.
-		b = append(strconv.AppendInt(append(b[:0], `{"line":`...), int64(r.Line), 10), `,"key":"`...)
+		b = append(strconv.AppendInt(append(b, `{"line":`...), int64(r.Line), 10), `,"key":"`...)
 		b = append(append(b, r.Key...), "\"}\n"...)
-		_, _ = bw.Write(b)
 	}
 	if storeErr != nil {
-		_ = enc.Encode(errorBody{Error: storeErr.Error(), Code: codeOf(storeErr)})
+		b = appendJSONLine(b, errorBody{Error: storeErr.Error(), Code: codeOf(storeErr)})
 	}
-	_ = bw.Flush()
+	*buf = b
+	h := w.Header()
+	h.Set("Content-Type", ndjson)
+	h.Set("Content-Length", strconv.Itoa(len(b)))
+	w.WriteHeader(status)
+	_, _ = w.Write(b)
+}
+
+// answers holds answer buffers between requests.
+var answers = sync.Pool{New: func() any { return new([]byte) }}
+
+// appendJSONLine appends v as one line of JSON, as json.Encoder writes it.
+func appendJSONLine(b []byte, v any) []byte {
+	j, err := json.Marshal(v)
+	if err != nil {
+		j, _ = json.Marshal(errorBody{Error: err.Error()})
+	}
+	return append(append(b, j...), '\n')
 }
 
 // storeLines sends lines to the daemon's ingest API in one request.

@@ -1,0 +1,83 @@
+package outbox
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// Records prepared ahead are stored as EnqueueAll stores them, and only once
+// given to EnqueuePrepared.
+func TestEnqueuePrepared(t *testing.T) {
+	for _, enc := range []bool{false, true} {
+		opts := Options{}
+		if enc {
+			opts.EncryptionKey = bytes.Repeat([]byte{7}, 32)
+		}
+		o := openTest(t, opts)
+		own, err := o.Prepare(Item{Kind: KindEvent, Payload: []byte(`{"event_id":"ev-1","n":1}`)})
+		require.NoError(t, err, "Prepare with an id (encrypted %v)", enc)
+		made, err := o.Prepare(Item{Kind: KindFinding, Payload: []byte(`{"n":2}`)})
+		require.NoError(t, err, "Prepare without an id (encrypted %v)", enc)
+		assert.Equal(t, "ev-1", own.Key(), "the payload's id is the key")
+		assert.Zero(t, o.Stats().Records, "records stored by Prepare (encrypted %v)", enc)
+
+		keys, err := o.EnqueuePrepared(context.Background(), []Prepared{own, made})
+		require.NoError(t, err, "EnqueuePrepared (encrypted %v)", enc)
+		assert.Equal(t, []string{"ev-1", made.Key()}, keys, "keys in order (encrypted %v)", enc)
+		r, err := o.Get(made.Key())
+		require.NoError(t, err, "Get (encrypted %v)", enc)
+		assert.Equal(t, KindFinding, r.Kind)
+		assert.Equal(t, `{"finding_id":"`+made.Key()+`","n":2}`, string(r.Payload), "stored payload (encrypted %v)", enc)
+		assert.Equal(t, 2, o.Stats().Records, "records stored (encrypted %v)", enc)
+	}
+}
+
+// Prepare refuses what Enqueue would refuse for the record alone.
+func TestPrepareRefusesAsEnqueue(t *testing.T) {
+	o := openTest(t, Options{MaxRecordBytes: 64})
+	_, err := o.Prepare(Item{Kind: KindEvent, Payload: []byte(`[1,2]`)})
+	assert.ErrorIs(t, err, ErrInvalidPayload, "not an object")
+	_, err = o.Prepare(Item{Kind: KindEvent, Payload: []byte(`{"m":"` + strings.Repeat("x", 64) + `"}`)})
+	assert.ErrorIs(t, err, ErrTooLarge, "over MaxRecordBytes")
+	_, err = o.Prepare(Item{Kind: "thing", Payload: []byte(`{}`)})
+	assert.ErrorIs(t, err, ErrInvalidPayload, "unknown kind")
+}
+
+// A commit refused for one record stores none of the others, and they can be
+// given again without it.
+func TestEnqueuePreparedAgainAfterConflict(t *testing.T) {
+	o := openTest(t, Options{})
+	ctx := context.Background()
+	_, err := o.Enqueue(ctx, KindEvent, []byte(`{"event_id":"ev-1","v":1}`))
+	require.NoError(t, err)
+	clash, err := o.Prepare(Item{Kind: KindEvent, Payload: []byte(`{"event_id":"ev-1","v":2}`)})
+	require.NoError(t, err)
+	other, err := o.Prepare(Item{Kind: KindEvent, Payload: []byte(`{"v":3}`)})
+	require.NoError(t, err)
+
+	_, err = o.EnqueuePrepared(ctx, []Prepared{other, clash})
+	require.ErrorIs(t, err, ErrConflict)
+	assert.Equal(t, 1, o.Stats().Records, "records after the refused commit")
+
+	keys, err := o.EnqueuePrepared(ctx, []Prepared{other})
+	require.NoError(t, err, "the other record again")
+	assert.Equal(t, []string{other.Key()}, keys)
+	assert.Equal(t, 2, o.Stats().Records, "records after the other was given again")
+}
+
+// A record prepared by one outbox is refused by another: it may be sealed
+// with another key.
+func TestEnqueuePreparedOtherOutbox(t *testing.T) {
+	a, b := openTest(t, Options{}), openTest(t, Options{})
+	p, err := a.Prepare(Item{Kind: KindEvent, Payload: []byte(`{"n":1}`)})
+	require.NoError(t, err)
+	_, err = b.EnqueuePrepared(context.Background(), []Prepared{p})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "another outbox")
+	assert.Zero(t, b.Stats().Records, "records in the other outbox")
+}
