@@ -2,7 +2,6 @@ package outbox
 
 import (
 	"bytes"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -20,11 +19,10 @@ func (o *Outbox) Get(key string) (Record, error) {
 	defer o.release()
 	var r Record
 	err := o.db.View(func(tx *bolt.Tx) error {
-		v := openIndex(tx, prefixKeys).Get([]byte(key))
-		if v == nil {
+		rid, ok := ridOfKey(tx, openIndex(tx, prefixKeys), o.fileID, key)
+		if !ok {
 			return fmt.Errorf("outbox: get %s: %w", key, ErrNotFound)
 		}
-		rid := binary.BigEndian.Uint64(v)
 		st, err := o.readRecord(tx, rid)
 		if d, ok := asDamage(err); ok {
 			r = damagedRecord(rid, st, d)

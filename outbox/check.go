@@ -167,8 +167,8 @@ func (c *checker) record(kc byte, wm uint64, st *stored) {
 
 // indexEntriesOf checks that the index entries st's fields call for exist.
 func (c *checker) indexEntriesOf(st *stored) {
-	if got := openIndex(c.tx, prefixKeys).Get([]byte(st.key)); len(got) != 8 || binary.BigEndian.Uint64(got) != st.rid {
-		c.problem("record %d (%s): key index points to %x", st.rid, st.key, got)
+	if rid, ok := ridOfKey(c.tx, openIndex(c.tx, prefixKeys), c.o.fileID, st.key); !ok || rid != st.rid {
+		c.problem("record %d (%s): its key leads to record %d (found %t)", st.rid, st.key, rid, ok)
 	}
 	if st.fresh {
 		return

@@ -110,6 +110,9 @@ func (w *wtx) quarantine(rid uint64, view stored, d *damageError, via ...[]byte)
 // key index agrees, else the key index entry that names rid (a walk of the key
 // index, paid only on damage), else a made-up one.
 func (w *wtx) keyOfDamaged(rid uint64, read string) string {
+	if r, ok := generatedRid(read, w.o.fileID); ok && r == rid {
+		return read
+	}
 	if k := findKey(w.b.keys, rid, read); k != "" {
 		return k
 	}

@@ -36,6 +36,7 @@
 //	tx.go          the write transaction (update, wtx) and the state moves
 //	commit.go      the group commit that concurrent Enqueues share
 //	enqueue.go     Enqueue: keying, checking and storing new records
+//	genkey.go      keys the outbox makes, which lead to their record unindexed
 //	jsonscan.go    one pass that checks a payload is a JSON object and finds its id
 //	claim.go       the worker's side: Claim, Apply, Submissions, NextDue
 //	list.go        List

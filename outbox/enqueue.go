@@ -45,7 +45,7 @@ func (o *Outbox) Enqueue(ctx context.Context, kind Kind, payload []byte) (string
 func (o *Outbox) EnqueueWithKey(ctx context.Context, kind Kind, key string, payload []byte) (string, error) {
 	o.group.enter()
 	defer o.group.leave()
-	p, err := o.prepare(Item{Kind: kind, Key: key, Payload: payload})
+	p, err := o.prepareItem(Item{Kind: kind, Key: key, Payload: payload}, true)
 	if err != nil {
 		return "", err
 	}
@@ -78,7 +78,7 @@ func (o *Outbox) prepareAll(items []Item) ([]prepared, error) {
 	errs := make([]error, 2)
 	run := func(part, from, to int) {
 		for i := from; i < to; i++ {
-			p, err := o.prepare(items[i])
+			p, err := o.prepareItem(items[i], true)
 			if err != nil {
 				errs[part] = fmt.Errorf("item %d: %w", i, err)
 				return
@@ -114,7 +114,7 @@ func (o *Outbox) EnqueueTx(tx *bolt.Tx, item Item) (string, error) {
 	if w == nil || w.tx != tx || w.b.meta == nil {
 		return "", errors.New("outbox: EnqueueTx: tx is not the transaction of a running Outbox.Update")
 	}
-	p, err := o.prepare(item)
+	p, err := o.prepareItem(item, true)
 	if err != nil {
 		return "", err
 	}
@@ -136,13 +136,20 @@ type prepared struct {
 	plain  []byte // wire bytes with the key injected
 	stored []byte // plain, or sealed
 	keyID  string
-	newKey bool   // a UUIDv7 made here: it cannot be stored yet, so no lookup
-	st     stored // the new record, without its id
-	enc    []byte // st encoded, checksum left to fill (sealCRC)
-	crc    uint32 // bodyCRC of enc before the checksum
+	newKey bool      // a UUIDv7 made here: it cannot be stored yet, so no lookup
+	uuid   uuid.UUID // newKey unencrypted: the key to give the record id's bits (genkey.go)
+	st     stored    // the new record, without its id
+	enc    []byte    // st encoded, checksum left to fill (sealCRC)
+	crc    uint32    // bodyCRC of enc before the checksum
 }
 
-func (o *Outbox) prepare(it Item) (prepared, error) {
+// prepare prepares it with its key final: a key made here is indexed.
+func (o *Outbox) prepare(it Item) (prepared, error) { return o.prepareItem(it, false) }
+
+// prepareItem prepares it. With embed, a key made here for an unencrypted
+// outbox gets the record id's bits at the commit (genkey.go): for a record the
+// caller waits for, whose key it learns only then.
+func (o *Outbox) prepareItem(it Item, embed bool) (prepared, error) {
 	kc, ok := kindCode(it.Kind)
 	if !ok {
 		return prepared{}, fmt.Errorf("outbox: enqueue: unknown kind %q: %w", it.Kind, ErrInvalidPayload)
@@ -170,14 +177,15 @@ func (o *Outbox) prepare(it Item) (prepared, error) {
 		return prepared{}, fmt.Errorf("outbox: enqueue %s: key %q differs from the payload's %s %q: %w", it.Kind, key, field, id, ErrInvalidPayload)
 	case present:
 		key = id
-	case key == "":
-		u, err := uuid.NewV7()
-		if err != nil {
+	}
+	generated := !present && it.Key == ""
+	var u uuid.UUID
+	if generated {
+		if u, err = uuid.NewV7(); err != nil {
 			return prepared{}, fmt.Errorf("outbox: enqueue: new key: %w", err)
 		}
 		key = u.String()
 	}
-	generated := !present && it.Key == ""
 	member := ""
 	if !present {
 		member = idMember(it.Payload, open, field, key)
@@ -191,6 +199,9 @@ func (o *Outbox) prepare(it Item) (prepared, error) {
 	// bytes are built in place as the tail of the encoding: one copy.
 	now := nanos(o.now())
 	p := prepared{kind: kc, key: key, newKey: generated}
+	if generated && embed && o.sealer == nil {
+		p.uuid = u
+	}
 	p.st = stored{kind: kc, state: stateCodePending, fresh: true, next: now, created: now, updated: now,
 		plainLen: len(it.Payload) + len(member), key: key}
 	if o.sealer != nil {
@@ -362,11 +373,15 @@ func (w *wtx) enqueue(items []prepared) ([]string, *reqError, error) {
 		st := it.st
 		st.rid = ridOf(seq, it.kind)
 		w.delta.add(&st, 1) // fresh: no index entries besides the key
+		indexed := !it.embedRid(o.fileID, st.rid)
+		keys[i] = it.key
 		sealCRC(it.enc, it.crc, st.rid)
 		if err := w.rec(st.rid).Put(w.u64(st.rid), it.enc); err != nil {
 			return nil, nil, err
 		}
-		idx = append(idx, keyRid{it.key, st.rid})
+		if indexed {
+			idx = append(idx, keyRid{it.key, st.rid})
+		}
 	}
 	// Key index entries go in key order: bbolt inserts into a node by shifting
 	// everything after the position, so out-of-order keys (UUIDv7s made on two
@@ -379,6 +394,36 @@ func (w *wtx) enqueue(items []prepared) ([]string, *reqError, error) {
 		}
 	}
 	return keys, nil, nil
+}
+
+// embedRid gives the key made for p the bits of file id fid and record id rid
+// (genkey.go), in place in the encoded record, and reports whether it did; a
+// key that did not get them needs its key index entry.
+func (p *prepared) embedRid(fid uint32, rid uint64) bool {
+	if p.uuid == (uuid.UUID{}) {
+		return false
+	}
+	u, ok := generatedKey(p.uuid, fid, rid)
+	if !ok {
+		return false
+	}
+	old, key := []byte(p.key), u.String()
+	body := p.enc[:len(p.enc)-crcLen]
+	// The key is in the header, then in the payload.
+	i := bytes.Index(body, old)
+	j := -1
+	if i >= 0 {
+		if j = bytes.Index(body[i+len(old):], old); j >= 0 {
+			j += i + len(old)
+		}
+	}
+	if j < 0 {
+		return false // cannot happen: prepare wrote the key twice
+	}
+	copy(body[i:], key)
+	copy(body[j:], key)
+	p.key, p.st.key, p.crc = key, key, bodyCRC(body)
+	return true
 }
 
 type keyRid struct {

@@ -1,7 +1,6 @@
 package outbox
 
 import (
-	"encoding/binary"
 	"fmt"
 	"strings"
 	"time"
@@ -82,11 +81,11 @@ func (o *Outbox) startListing(f Filter) (*listing, error) {
 			return nil, err
 		}
 		err := o.db.View(func(tx *bolt.Tx) error {
-			v := openIndex(tx, prefixKeys).Get([]byte(f.After))
-			if v == nil {
+			rid, ok := ridOfKey(tx, openIndex(tx, prefixKeys), o.fileID, f.After)
+			if !ok {
 				return fmt.Errorf("outbox: list: cursor %s: %w", f.After, ErrNotFound)
 			}
-			l.after = binary.BigEndian.Uint64(v)
+			l.after = rid
 			return nil
 		})
 		o.release()

@@ -99,6 +99,7 @@ type Outbox struct {
 	log    *slog.Logger
 	now    func() time.Time
 	sealer *sealer
+	fileID uint32 // the file's id, in the keys it makes (genkey.go); set at Open
 
 	life   sync.RWMutex
 	closed bool
@@ -344,6 +345,11 @@ func (o *Outbox) init(walk walkResult) (err error) {
 			}
 		}
 		w.bind()
+		fid, ferr := ensureFileID(meta)
+		if ferr != nil {
+			return ferr
+		}
+		o.fileID = fid
 		if created && o.sealer != nil {
 			if err := o.putKeyCheck(meta); err != nil {
 				return err

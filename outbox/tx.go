@@ -160,6 +160,17 @@ func (w *wtx) watermark(kc byte) uint64 {
 // Records: found by key, loaded by id, moved or removed.
 
 func (w *wtx) lookup(key string) (uint64, bool) {
+	if rid, ok := generatedRid(key, w.o.fileID); ok {
+		var k [8]byte
+		binary.BigEndian.PutUint64(k[:], rid)
+		c := &w.cur.events
+		if ridKind(rid) == kindCodeFinding {
+			c = &w.cur.findings
+		}
+		if v := seekGet(c, w.rec(rid), k[:]); v != nil && recordKeyOf(v) == key {
+			return rid, true
+		}
+	}
 	v := w.b.keys.Get([]byte(key))
 	if len(v) != 8 {
 		return 0, false
