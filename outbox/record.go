@@ -298,49 +298,15 @@ func parseBody(rid uint64, v []byte) (stored, error) {
 	if s.fresh && s.state != stateCodePending {
 		return s, fmt.Errorf("record %d: fresh but %s", rid, stateOf(s.state))
 	}
-	p := v[4:]
-	uv := func() (uint64, bool) {
-		x, n := binary.Uvarint(p)
-		if n <= 0 {
-			return 0, false
-		}
-		p = p[n:]
-		return x, true
-	}
-	sv := func() (int64, bool) {
-		x, n := binary.Varint(p)
-		if n <= 0 {
-			return 0, false
-		}
-		p = p[n:]
-		return x, true
-	}
-	ok := true
-	var u uint64
-	u, ok1 := uv()
-	s.attempts, ok = int(u), ok && ok1
-	u, ok1 = uv()
-	s.redrives, ok = int(u), ok && ok1
-	u, ok1 = uv()
-	s.item, ok = int(u), ok && ok1
-	for _, dst := range [...]*int64{&s.next, &s.lease, &s.subAt, &s.created, &s.updated} {
-		x, ok1 := sv()
-		*dst, ok = x, ok && ok1
-	}
-	u, ok1 = uv()
-	s.plainLen, ok = int(u), ok && ok1
-	for _, dst := range [...]*string{&s.key, &s.reqID, &s.lastErr, &s.keyID} {
-		n, ok1 := uv()
-		if !ok || !ok1 || n > uint64(len(p)) {
-			return s, fmt.Errorf("record %d: truncated", rid)
-		}
-		*dst = string(p[:n])
-		p = p[n:]
-	}
-	if !ok {
+	d := varintReader{p: v[4:], ok: true}
+	s.attempts, s.redrives, s.item = int(d.uvarint()), int(d.uvarint()), int(d.uvarint())
+	s.next, s.lease, s.subAt, s.created, s.updated = d.varint(), d.varint(), d.varint(), d.varint(), d.varint()
+	s.plainLen = int(d.uvarint())
+	s.key, s.reqID, s.lastErr, s.keyID = d.str(), d.str(), d.str(), d.str()
+	if !d.ok {
 		return s, fmt.Errorf("record %d: truncated", rid)
 	}
-	s.payload = p
+	s.payload = d.p
 	return s, nil
 }
 
