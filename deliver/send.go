@@ -52,11 +52,12 @@ func (w *Worker) send(ctx, reqCtx context.Context, kind outbox.Kind, recs []outb
 			br, err = w.client.SendFindingsBatch(reqCtx, payloads)
 		}
 	}
-	w.m.observe(rt, time.Since(start))
 	now := w.now()
 	if err == nil || !isLoginError(err) {
 		// A login that failed on the way means the request never left: Sent
-		// counts records put on the wire (README, shipper_sent_total).
+		// counts records put on the wire (README, shipper_sent_total), and the
+		// latency histogram requests that went.
+		w.m.observe(rt, time.Since(start))
 		w.m.addSent(len(recs))
 	}
 
@@ -88,7 +89,9 @@ func (w *Worker) send(ctx, reqCtx context.Context, kind outbox.Kind, recs []outb
 			// An outage or a failed login says nothing about these records: no attempt is
 			// charged, and they go when the server is back.
 			w.log.Warn("request failed while the server is unreachable or the login failing; records kept", append(logAttrs, "reason", v.reason, "err", v.message, "outcome", "release")...)
-			w.m.addRetry(v.reason, len(recs))
+			if !v.login { // a request that never left retries nothing
+				w.m.addRetry(v.reason, len(recs))
+			}
 			return releaseAll(recs, v.reason+": "+v.message)
 		}
 		w.log.Warn("request failed; records will be retried", append(logAttrs, "reason", v.reason, "err", v.message, "outcome", "retry")...)

@@ -5,6 +5,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
 	"github.com/spectrastrike/shipper/internal/testserver"
 	"github.com/spectrastrike/shipper/outbox"
 	"github.com/stretchr/testify/assert"
@@ -14,6 +17,7 @@ import (
 // Sent counts records put on the wire (README, shipper_sent_total): a request
 // that failed at the login on its way never left, and counting it made "sent
 // 6 submitted 3 confirmed 3" of three records delivered at the first request.
+// Nor is it a retry or a request in the latency histogram.
 func TestSentCountsNoRequestThatFailedAtLogin(t *testing.T) {
 	srv := startServer(t, testserver.Options{})
 	srv.Inject(testserver.Fault{Route: "login", Count: 3, Status: http.StatusServiceUnavailable})
@@ -28,4 +32,8 @@ func TestSentCountsNoRequestThatFailedAtLogin(t *testing.T) {
 	c := w.Counters()
 	assert.EqualValues(t, len(events), c.Sent, "sent: each record went on the wire once; counters %+v", c)
 	assert.EqualValues(t, len(events), c.Submitted, "counters %+v", c)
+	assert.Empty(t, c.Retries, "retries; counters %+v", c)
+	var m dto.Metric
+	require.NoError(t, w.m.pDuration.WithLabelValues("events/batch").(prometheus.Histogram).Write(&m))
+	assert.EqualValues(t, 3, m.GetHistogram().GetSampleCount(), "requests timed: the three batches that went")
 }
