@@ -15,7 +15,7 @@ import (
 )
 
 // The fixtures in testdata were written by the code of commit c9c8765 (record
-// format 1, no checksums) with testdata/genv1; the .json beside each is what that
+// format 1, no checksums) with testdata/genfixtures; the .json beside each is what that
 // code listed from it.
 
 func fixtureKey() []byte {
@@ -130,7 +130,7 @@ func TestUpgradeV1FixtureKeepsEveryRecordAndState(t *testing.T) {
 }
 
 // outbox-v2.db was written by the code of commit a48f4b4 (file format 2, whole
-// records rewritten on every move) with testdata/genv2; outbox-v2.json is what
+// records rewritten on every move) with testdata/genfixtures; outbox-v2.json is what
 // that code listed from it.
 func TestUpgradeV2FixtureKeepsEveryRecordAndState(t *testing.T) {
 	path := copyFixture(t, "outbox-v2.db")
