@@ -34,23 +34,11 @@ func (o *Outbox) Claim(kind Kind, max int, lease time.Duration) ([]Record, error
 	defer o.release()
 	var out []Record
 	err := o.update(func(w *wtx) error {
-		out = out[:0]
 		now := nanos(w.now)
 		if err := w.expireLeases(now); err != nil {
 			return err
 		}
-		// Due entries are collected whole: a stale one (its record damaged or
-		// moved by hand) is deleted rather than followed again.
-		var rids []uint64
-		var via [][]byte
-		c := w.b.due.Cursor()
-		for k, _ := c.Seek([]byte{kc}); k != nil && len(rids) < max; k, _ = c.Next() {
-			if len(k) != 17 || k[0] != kc || binary.BigEndian.Uint64(k[1:]) > timeKey(now) {
-				break
-			}
-			rids = append(rids, binary.BigEndian.Uint64(k[9:]))
-			via = append(via, w.b.due.fullKey(k))
-		}
+		rids, via := w.dueRids(kc, now, max)
 		if len(rids) < max {
 			fresh, err := w.takeFresh(kc, max-len(rids))
 			if err != nil {
@@ -58,45 +46,72 @@ func (o *Outbox) Claim(kind Kind, max int, lease time.Duration) ([]Record, error
 			}
 			rids = append(rids, fresh...)
 		}
-		leaseUntil := nanos(w.now.Add(lease))
-		if cap(out) < len(rids) {
-			out = make([]Record, 0, len(rids)) // a Record is large: growing by append copied them over and over
-		}
-		for i, rid := range rids {
-			var entry [][]byte
-			if i < len(via) {
-				entry = via[i : i+1]
-			}
-			old, ok, err := w.loadLive(rid, entry...)
-			if err != nil {
-				return err
-			}
-			if !ok {
-				continue // damaged: quarantined, never handed out
-			}
-			if old.state != stateCodePending || old.corrupt {
-				for _, k := range entry {
-					if err := w.dropEntry(k); err != nil {
-						return err
-					}
-				}
-				continue
-			}
-			plain, err := o.plaintext(&old)
-			if err != nil {
-				return err
-			}
-			st := old
-			st.state, st.lease, st.attempts, st.updated = stateCodeSending, leaseUntil, old.attempts+1, now
-			if err := w.move(&old, &st); err != nil {
-				return err
-			}
-			out = append(out, st.public(plain))
+		var err error
+		if out, err = w.lease(rids, via, nanos(w.now.Add(lease)), out[:0]); err != nil {
+			return err
 		}
 		return w.sweep()
 	})
 	if err != nil {
 		return nil, fmt.Errorf("outbox: claim %s: %w", kind, err)
+	}
+	return out, nil
+}
+
+// dueRids returns up to max records of kind kc in the due index that are due at
+// now, earliest first, and the entries that named them. Entries are collected
+// whole: a stale one (its record damaged or moved by hand) is deleted by lease
+// rather than followed again.
+func (w *wtx) dueRids(kc byte, now int64, max int) (rids []uint64, via [][]byte) {
+	c := w.b.due.Cursor()
+	for k, _ := c.Seek([]byte{kc}); k != nil && len(rids) < max; k, _ = c.Next() {
+		if len(k) != 17 || k[0] != kc || binary.BigEndian.Uint64(k[1:]) > timeKey(now) {
+			break
+		}
+		rids = append(rids, binary.BigEndian.Uint64(k[9:]))
+		via = append(via, w.b.due.fullKey(k))
+	}
+	return rids, via
+}
+
+// lease makes the pending records rids sending until leaseUntil, appending
+// them to out; via[i] is the due entry that named rids[i], if any. Damaged
+// records are quarantined and stale entries dropped instead.
+func (w *wtx) lease(rids []uint64, via [][]byte, leaseUntil int64, out []Record) ([]Record, error) {
+	if cap(out) < len(rids) {
+		out = make([]Record, 0, len(rids)) // a Record is large: growing by append copied them over and over
+	}
+	now := nanos(w.now)
+	for i, rid := range rids {
+		var entry [][]byte
+		if i < len(via) {
+			entry = via[i : i+1]
+		}
+		old, ok, err := w.loadLive(rid, entry...)
+		if err != nil {
+			return out, err
+		}
+		if !ok {
+			continue // damaged: quarantined, never handed out
+		}
+		if old.state != stateCodePending || old.corrupt {
+			for _, k := range entry {
+				if err := w.dropEntry(k); err != nil {
+					return out, err
+				}
+			}
+			continue
+		}
+		plain, err := w.o.plaintext(&old)
+		if err != nil {
+			return out, err
+		}
+		st := old
+		st.state, st.lease, st.attempts, st.updated = stateCodeSending, leaseUntil, old.attempts+1, now
+		if err := w.move(&old, &st); err != nil {
+			return out, err
+		}
+		out = append(out, st.public(plain))
 	}
 	return out, nil
 }

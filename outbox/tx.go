@@ -283,73 +283,99 @@ func (w *wtx) apply(oc *Outcome) (skip error, err error) {
 	if !ok {
 		return fmt.Errorf("outbox: apply %s %s: record failed its checksum and was made dead: %w", oc.State, oc.Key, ErrCorrupt), nil
 	}
-	invalid := func() (error, error) {
-		return fmt.Errorf("outbox: apply %s %s: record is %s: %w", oc.State, oc.Key, stateOf(old.state), ErrInvalidState), nil
-	}
-	now := nanos(w.now)
 	st := old
-	st.updated = now
+	st.updated = nanos(w.now)
+	var to func(oc *Outcome, st *stored) (write bool, valid bool)
 	switch oc.State {
 	case StateSubmitted:
 		if strings.IndexByte(oc.RequestID, 0) >= 0 || oc.RequestID == "" {
 			return fmt.Errorf("outbox: apply submitted %s: request id %q is empty or contains NUL: %w", oc.Key, oc.RequestID, ErrInvalidState), nil
 		}
-		switch old.state {
-		case stateCodeSubmitted:
-			if old.reqID == oc.RequestID && old.item == oc.ItemIndex {
-				return nil, nil
-			}
-			return invalid()
-		case stateCodeSending, stateCodePending:
-		default:
-			return invalid()
-		}
-		// The server took the record: an earlier failure (a login refused, a
-		// 503) no longer describes it; a later one (ingest_failed, dead) sets its own.
-		st.state, st.lease, st.reqID, st.item, st.subAt = stateCodeSubmitted, 0, oc.RequestID, oc.ItemIndex, now
-		st.lastErr = ""
+		to = toSubmitted
 	case StateConfirmed:
-		if old.state == stateCodeConfirmed {
-			return nil, nil
-		}
-		if w.o.opts.Retention == RetainNone || w.o.disk.low.Load() {
+		if old.state != stateCodeConfirmed && (w.o.opts.Retention == RetainNone || w.o.disk.low.Load()) {
 			return nil, w.remove(&old) // on a nearly full disk too: the space goes to new records
 		}
-		st.state, st.lease, st.lastErr = stateCodeConfirmed, 0, "" // delivered: no error stands
+		to = toConfirmed
 	case StatePending:
-		switch old.state {
-		case stateCodeSending:
-			if oc.Release && st.attempts > 0 {
-				st.attempts--
-			}
-		case stateCodeSubmitted:
-			if oc.Redrive {
-				st.redrives++
-			}
-		default:
-			return invalid()
-		}
-		st.state, st.lease = stateCodePending, 0
-		st.next = now
-		if !oc.RetryAt.IsZero() {
-			st.next = nanos(oc.RetryAt)
-		}
-		if oc.Reason != "" {
-			st.lastErr = oc.Reason
-		}
+		to = toPending
 	case StateDead:
-		switch old.state {
-		case stateCodeDead:
-			return nil, nil
-		case stateCodePending, stateCodeSending, stateCodeSubmitted:
-		default:
-			return invalid()
-		}
-		st.state, st.lease, st.lastErr = stateCodeDead, 0, oc.Reason
+		to = toDead
 	default:
 		return fmt.Errorf("outbox: apply %s: unknown target state %q: %w", oc.Key, oc.State, ErrInvalidState), nil
 	}
+	write, valid := to(oc, &st)
+	switch {
+	case !valid:
+		return fmt.Errorf("outbox: apply %s %s: record is %s: %w", oc.State, oc.Key, stateOf(old.state), ErrInvalidState), nil
+	case !write:
+		return nil, nil // already there
+	}
 	return nil, w.move(&old, &st)
+}
+
+// The moves of Apply: each takes st, a copy of the record with updated set,
+// to the outcome's state. valid is false for a move from a state that does
+// not lead there; write is false when the record is there already (a repeated
+// outcome), which is no error.
+
+func toSubmitted(oc *Outcome, st *stored) (write, valid bool) {
+	switch st.state {
+	case stateCodeSubmitted:
+		same := st.reqID == oc.RequestID && st.item == oc.ItemIndex
+		return false, same
+	case stateCodeSending, stateCodePending:
+	default:
+		return false, false
+	}
+	// The server took the record: an earlier failure (a login refused, a 503)
+	// no longer describes it; a later one (ingest_failed, dead) sets its own.
+	st.state, st.lease, st.reqID, st.item, st.subAt = stateCodeSubmitted, 0, oc.RequestID, oc.ItemIndex, st.updated
+	st.lastErr = ""
+	return true, true
+}
+
+func toConfirmed(_ *Outcome, st *stored) (write, valid bool) {
+	if st.state == stateCodeConfirmed {
+		return false, true
+	}
+	st.state, st.lease, st.lastErr = stateCodeConfirmed, 0, "" // delivered: no error stands
+	return true, true
+}
+
+func toPending(oc *Outcome, st *stored) (write, valid bool) {
+	switch st.state {
+	case stateCodeSending:
+		if oc.Release && st.attempts > 0 {
+			st.attempts--
+		}
+	case stateCodeSubmitted:
+		if oc.Redrive {
+			st.redrives++
+		}
+	default:
+		return false, false
+	}
+	st.state, st.lease, st.next = stateCodePending, 0, st.updated
+	if !oc.RetryAt.IsZero() {
+		st.next = nanos(oc.RetryAt)
+	}
+	if oc.Reason != "" {
+		st.lastErr = oc.Reason
+	}
+	return true, true
+}
+
+func toDead(oc *Outcome, st *stored) (write, valid bool) {
+	switch st.state {
+	case stateCodeDead:
+		return false, true
+	case stateCodePending, stateCodeSending, stateCodeSubmitted:
+	default:
+		return false, false
+	}
+	st.state, st.lease, st.lastErr = stateCodeDead, 0, oc.Reason
+	return true, true
 }
 
 func (w *wtx) requeue(old *stored) error {
