@@ -23,8 +23,8 @@ type Stats struct {
 	DiskFull         bool  // Enqueue refuses records for disk space (ErrFull) until delivery frees some
 }
 
-// Stats reads the in-memory counters; the two oldest times come from the first
-// entries of the by-state index (a few page reads).
+// Stats reads the in-memory counters; the two oldest times take a few page
+// reads (oldest).
 func (o *Outbox) Stats() Stats {
 	s := Stats{ByState: map[State]int{}, ByKindState: map[Kind]map[State]int{}}
 	o.cmu.Lock()
@@ -54,59 +54,60 @@ func (o *Outbox) Stats() Stats {
 		s.DiskFull = left-recordOverhead < reserve // one more record would be refused
 	}
 	_ = o.db.View(func(tx *bolt.Tx) error {
-		c := openIndex(tx, prefixByState).Cursor()
-		first := func(sc byte) (uint64, bool) {
-			k, _ := c.Seek([]byte{sc})
-			if len(k) != 9 || k[0] != sc {
-				return 0, false
-			}
-			return binary.BigEndian.Uint64(k[1:]), true
-		}
-		created := func(rid uint64) time.Time {
-			st, err := o.readRecord(tx, rid)
-			if err != nil {
-				return time.Time{}
-			}
-			return fromNanos(st.created)
-		}
-		// Record ids sort by enqueue order, so the smallest id is the oldest.
-		var pend, unconf uint64
-		var hasPend, hasUnconf bool
-		consider := func(rid uint64, pending bool) {
-			if pending && (!hasPend || rid < pend) {
-				pend, hasPend = rid, true
-			}
-			if !hasUnconf || rid < unconf {
-				unconf, hasUnconf = rid, true
-			}
-		}
-		for _, kc := range []byte{kindCodeEvent, kindCodeFinding} {
-			if rid, ok, _ := firstFresh(tx, kc, 1<<16); ok {
-				consider(rid, true)
-			}
-		}
-		for _, sc := range []byte{stateCodePending, stateCodeSubmitted} {
-			if rid, ok := first(sc); ok {
-				consider(rid, sc == stateCodePending)
-			}
-		}
-		// Sending records have no by-state entry; there are only as many as
-		// the worker has claimed, so a walk of their leases is short.
-		_ = openIndex(tx, prefixLeases).ForEach(func(k, _ []byte) error {
-			if len(k) == 16 {
-				consider(ridOfEntry(k), false)
-			}
-			return nil
-		})
-		if hasPend {
-			s.OldestPending = created(pend)
-		}
-		if hasUnconf {
-			s.OldestUnconfirmed = created(unconf)
-		}
+		s.OldestPending, s.OldestUnconfirmed = o.oldest(tx)
 		return nil
 	})
 	return s
+}
+
+// oldest finds the creation times of the oldest pending record and of the
+// oldest one neither confirmed nor dead (zero if none). Record ids sort by
+// enqueue order, so the smallest id is the oldest: the first fresh record,
+// the first by-state entries, and the smallest id among the sending records.
+func (o *Outbox) oldest(tx *bolt.Tx) (pending, unconfirmed time.Time) {
+	var pend, unconf uint64
+	var hasPend, hasUnconf bool
+	consider := func(rid uint64, pending bool) {
+		if pending && (!hasPend || rid < pend) {
+			pend, hasPend = rid, true
+		}
+		if !hasUnconf || rid < unconf {
+			unconf, hasUnconf = rid, true
+		}
+	}
+	for _, kc := range []byte{kindCodeEvent, kindCodeFinding} {
+		if rid, ok, _ := firstFresh(tx, kc, 1<<16); ok {
+			consider(rid, true)
+		}
+	}
+	c := openIndex(tx, prefixByState).Cursor()
+	for _, sc := range []byte{stateCodePending, stateCodeSubmitted} {
+		if k, _ := c.Seek([]byte{sc}); len(k) == 9 && k[0] == sc {
+			consider(binary.BigEndian.Uint64(k[1:]), sc == stateCodePending)
+		}
+	}
+	// Sending records have no by-state entry; there are only as many as the
+	// worker has claimed, so a walk of their leases is short.
+	_ = openIndex(tx, prefixLeases).ForEach(func(k, _ []byte) error {
+		if len(k) == 16 {
+			consider(ridOfEntry(k), false)
+		}
+		return nil
+	})
+	created := func(rid uint64) time.Time {
+		st, err := o.readRecord(tx, rid)
+		if err != nil {
+			return time.Time{}
+		}
+		return fromNanos(st.created)
+	}
+	if hasPend {
+		pending = created(pend)
+	}
+	if hasUnconf {
+		unconfirmed = created(unconf)
+	}
+	return pending, unconfirmed
 }
 
 func (o *Outbox) applyDelta(d *counters) {
