@@ -71,45 +71,20 @@ const demoResend = 2
 
 func demo(ctx context.Context, c *cli, opts demoOptions) int {
 	out := c.env.Stdout
-	dir, err := os.MkdirTemp("", "shipper-demo-")
+	dir, cleanup, err := demoDir(out, opts.keep)
 	if err != nil {
 		return c.fail(err)
 	}
-	if opts.keep {
-		fmt.Fprintf(out, "keeping %s\n", dir)
-	} else {
-		defer os.RemoveAll(dir)
-	}
+	defer cleanup()
 	// Errors only: the table is the demo's output; the expected dead-letter
 	// warning and any retry would be noise beside it.
 	logger := slog.New(slog.NewTextHandler(c.env.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
 
-	secret := make([]byte, 32)
-	if _, err := rand.Read(secret); err != nil {
-		return c.fail(err)
-	}
-	sigSecret := hex.EncodeToString(secret)
-	srv, err := testserver.Start(testserver.Options{Addr: "127.0.0.1:0", SignatureSecret: sigSecret})
+	srv, client, err := startDemoServer(dir, logger)
 	if err != nil {
-		return c.fail(fmt.Errorf("start the test server: %w", err))
+		return c.fail(err)
 	}
 	defer srv.Close()
-	caFile := filepath.Join(dir, "ca.pem")
-	if err := srv.WriteCA(caFile); err != nil {
-		return c.fail(err)
-	}
-	client, err := vvapi.New(vvapi.Config{
-		BaseURL:         srv.URL(),
-		Username:        testserver.DefaultUsername,
-		Password:        vvapi.Secret(testserver.DefaultPassword),
-		TenantID:        testserver.DefaultTenantID,
-		CAFile:          caFile,
-		SignatureSecret: vvapi.Secret(sigSecret),
-		Logger:          logger.With("component", "vvapi"),
-	})
-	if err != nil {
-		return c.fail(err)
-	}
 	fmt.Fprintf(out, "test VectorVue at %s (TLS with its own CA, HMAC request signing, 240 requests/min rate limit)\n", srv.URL())
 
 	// The outbox is opened WITHOUT Options.Validate so the demo can store the one
@@ -121,65 +96,16 @@ func demo(ctx context.Context, c *cli, opts demoOptions) int {
 	}
 	defer ob.Close()
 
-	labels := map[string]string{}
-	sameAs := map[string]string{}
-	firstByContent := map[string]string{}
-	fmt.Fprintf(out, "\nenqueue (each record fsynced before its key is returned):\n")
-	for _, r := range demoRecords {
-		if err := validateRecord(r.kind, []byte(r.payload)); err != nil {
-			if !r.invalid {
-				return c.fail(fmt.Errorf("sample %q: %w", r.label, err))
-			}
-			fmt.Fprintf(out, "  note: %s fails the client-side check (%v);\n        stored anyway, bypassing it, to show the server's refusal\n", r.label, err)
-		}
-		key, err := ob.Enqueue(ctx, r.kind, []byte(r.payload))
-		if err != nil {
-			return c.fail(fmt.Errorf("enqueue %q: %w", r.label, err))
-		}
-		labels[key] = r.label
-		if k, ok := firstByContent[r.payload]; ok {
-			sameAs[key] = k
-		} else {
-			firstByContent[r.payload] = key
-		}
-		fmt.Fprintf(out, "  %-7s %-36s %s\n", r.kind, key, r.label)
-	}
-	again, err := ob.Enqueue(ctx, demoRecords[demoResend].kind, []byte(demoRecords[demoResend].payload))
-	if err != nil {
-		return c.fail(fmt.Errorf("enqueue again: %w", err))
-	}
-	fmt.Fprintf(out, "  enqueued %q again: same key %s, no new record (%d records)\n", demoRecords[demoResend].label, again, ob.Stats().Records)
-
-	worker, err := deliver.New(ob, client, deliver.Options{PollInterval: 200 * time.Millisecond, Logger: logger})
+	notes, err := enqueueDemoRecords(ctx, out, ob)
 	if err != nil {
 		return c.fail(err)
 	}
-	dctx, cancel := context.WithTimeout(ctx, 60*time.Second)
-	defer cancel()
-	start := time.Now()
-	if err := worker.Drain(dctx); err != nil {
-		return c.fail(fmt.Errorf("drain: %w", err))
-	}
-	fmt.Fprintf(out, "\ndrained in %s with %d requests to the server\n\n", time.Since(start).Round(10*time.Millisecond), len(srv.Requests()))
-
-	stored := map[string]testserver.Stored{}
-	events := srv.Events(testserver.DefaultTenantID)
-	findings := srv.Findings(testserver.DefaultTenantID)
-	for _, s := range append(append([]testserver.Stored{}, events...), findings...) {
-		stored[s.ID] = s
-	}
-	if opts.onServer != nil {
-		opts.onServer(srv)
-	}
-	var recs []outbox.Record
-	if err := ob.List(outbox.Filter{}, func(r outbox.Record) error { recs = append(recs, r); return nil }); err != nil {
+	if err := drainDemo(ctx, out, ob, client, srv, logger); err != nil {
 		return c.fail(err)
 	}
-	ok := printDemoTable(out, recs, stored, labels, sameAs)
-	fmt.Fprintf(out, "\nserver rows: %d events, %d findings\n", len(events), len(findings))
-	if len(stored) != countState(recs, outbox.StateConfirmed) {
-		ok = false
-		fmt.Fprintf(out, "MISMATCH: the server holds %d rows for %d confirmed records\n", len(stored), countState(recs, outbox.StateConfirmed))
+	ok, err := reportDemo(out, ob, srv, opts.onServer, notes)
+	if err != nil {
+		return c.fail(err)
 	}
 	if !ok {
 		return exitFailed
@@ -188,9 +114,139 @@ func demo(ctx context.Context, c *cli, opts demoOptions) int {
 	return exitOK
 }
 
+// demoDir makes the temporary directory for the outbox and the CA. cleanup
+// removes it, unless keep asks to leave it for a look afterwards.
+func demoDir(out io.Writer, keep bool) (dir string, cleanup func(), err error) {
+	dir, err = os.MkdirTemp("", "shipper-demo-")
+	if err != nil {
+		return "", nil, err
+	}
+	if keep {
+		fmt.Fprintf(out, "keeping %s\n", dir)
+		return dir, func() {}, nil
+	}
+	return dir, func() { os.RemoveAll(dir) }, nil
+}
+
+// startDemoServer starts the test VectorVue with request signing under a
+// fresh secret, writes its CA into dir and returns a client that trusts that
+// CA and signs with that secret, as a field node would be set up.
+func startDemoServer(dir string, logger *slog.Logger) (*testserver.Server, *vvapi.Client, error) {
+	secret := make([]byte, 32)
+	if _, err := rand.Read(secret); err != nil {
+		return nil, nil, err
+	}
+	sigSecret := hex.EncodeToString(secret)
+	srv, err := testserver.Start(testserver.Options{Addr: "127.0.0.1:0", SignatureSecret: sigSecret})
+	if err != nil {
+		return nil, nil, fmt.Errorf("start the test server: %w", err)
+	}
+	caFile := filepath.Join(dir, "ca.pem")
+	if err := srv.WriteCA(caFile); err != nil {
+		srv.Close()
+		return nil, nil, err
+	}
+	client, err := vvapi.New(vvapi.Config{
+		BaseURL:         srv.URL(),
+		Username:        testserver.DefaultUsername,
+		Password:        vvapi.Secret(testserver.DefaultPassword),
+		TenantID:        testserver.DefaultTenantID,
+		CAFile:          caFile,
+		SignatureSecret: vvapi.Secret(sigSecret),
+		Logger:          logger.With("component", "vvapi"),
+	})
+	if err != nil {
+		srv.Close()
+		return nil, nil, err
+	}
+	return srv, client, nil
+}
+
+// demoNotes is what the table says beside a record, by key: the label of its
+// sample and, for a record with the content of an earlier one, that one's key.
+type demoNotes struct {
+	labels, sameAs map[string]string
+}
+
+// enqueueDemoRecords stores the sample set, one line each, then enqueues one
+// of them again to show that the outbox answers with the key it already has.
+func enqueueDemoRecords(ctx context.Context, out io.Writer, ob *outbox.Outbox) (demoNotes, error) {
+	notes := demoNotes{labels: map[string]string{}, sameAs: map[string]string{}}
+	firstByContent := map[string]string{}
+	fmt.Fprintf(out, "\nenqueue (each record fsynced before its key is returned):\n")
+	for _, r := range demoRecords {
+		if err := validateRecord(r.kind, []byte(r.payload)); err != nil {
+			if !r.invalid {
+				return demoNotes{}, fmt.Errorf("sample %q: %w", r.label, err)
+			}
+			fmt.Fprintf(out, "  note: %s fails the client-side check (%v);\n        stored anyway, bypassing it, to show the server's refusal\n", r.label, err)
+		}
+		key, err := ob.Enqueue(ctx, r.kind, []byte(r.payload))
+		if err != nil {
+			return demoNotes{}, fmt.Errorf("enqueue %q: %w", r.label, err)
+		}
+		notes.labels[key] = r.label
+		if k, ok := firstByContent[r.payload]; ok {
+			notes.sameAs[key] = k
+		} else {
+			firstByContent[r.payload] = key
+		}
+		fmt.Fprintf(out, "  %-7s %-36s %s\n", r.kind, key, r.label)
+	}
+	again, err := ob.Enqueue(ctx, demoRecords[demoResend].kind, []byte(demoRecords[demoResend].payload))
+	if err != nil {
+		return demoNotes{}, fmt.Errorf("enqueue again: %w", err)
+	}
+	fmt.Fprintf(out, "  enqueued %q again: same key %s, no new record (%d records)\n", demoRecords[demoResend].label, again, ob.Stats().Records)
+	return notes, nil
+}
+
+// drainDemo delivers the outbox with the worker the daemon runs until nothing
+// is left to send. The minute's bound only stops a demo that hangs.
+func drainDemo(ctx context.Context, out io.Writer, ob *outbox.Outbox, client *vvapi.Client, srv *testserver.Server, logger *slog.Logger) error {
+	worker, err := deliver.New(ob, client, deliver.Options{PollInterval: 200 * time.Millisecond, Logger: logger})
+	if err != nil {
+		return err
+	}
+	dctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	start := time.Now()
+	if err := worker.Drain(dctx); err != nil {
+		return fmt.Errorf("drain: %w", err)
+	}
+	fmt.Fprintf(out, "\ndrained in %s with %d requests to the server\n\n", time.Since(start).Round(10*time.Millisecond), len(srv.Requests()))
+	return nil
+}
+
+// reportDemo prints the table of records beside what the server stored and
+// reports whether every record ended as it should, and the server holds one
+// row for each confirmed record and no other.
+func reportDemo(out io.Writer, ob *outbox.Outbox, srv *testserver.Server, onServer func(*testserver.Server), notes demoNotes) (bool, error) {
+	stored := map[string]testserver.Stored{}
+	events := srv.Events(testserver.DefaultTenantID)
+	findings := srv.Findings(testserver.DefaultTenantID)
+	for _, s := range append(append([]testserver.Stored{}, events...), findings...) {
+		stored[s.ID] = s
+	}
+	if onServer != nil {
+		onServer(srv)
+	}
+	var recs []outbox.Record
+	if err := ob.List(outbox.Filter{}, func(r outbox.Record) error { recs = append(recs, r); return nil }); err != nil {
+		return false, err
+	}
+	ok := printDemoTable(out, recs, stored, notes)
+	fmt.Fprintf(out, "\nserver rows: %d events, %d findings\n", len(events), len(findings))
+	if len(stored) != countState(recs, outbox.StateConfirmed) {
+		ok = false
+		fmt.Fprintf(out, "MISMATCH: the server holds %d rows for %d confirmed records\n", len(stored), countState(recs, outbox.StateConfirmed))
+	}
+	return ok, nil
+}
+
 // printDemoTable prints one row per record and reports whether each one ended
 // as the demo expects: confirmed and stored once, or dead and not stored.
-func printDemoTable(w io.Writer, recs []outbox.Record, stored map[string]testserver.Stored, labels, sameAs map[string]string) bool {
+func printDemoTable(w io.Writer, recs []outbox.Record, stored map[string]testserver.Stored, notes demoNotes) bool {
 	ok := true
 	const row = "%-36s  %-7s  %-9s  %-11s  %s\n"
 	fmt.Fprintf(w, row, "KEY", "KIND", "STATE", "AT SERVER", "NOTE")
@@ -202,8 +258,8 @@ func printDemoTable(w io.Writer, recs []outbox.Record, stored map[string]testser
 				at = fmt.Sprintf("stored once, offered %d×", s.Offers)
 			}
 		}
-		note := labels[r.Key]
-		if k, ok := sameAs[r.Key]; ok {
+		note := notes.labels[r.Key]
+		if k, ok := notes.sameAs[r.Key]; ok {
 			note += "; same content as " + k + ", own row"
 		}
 		if r.State == outbox.StateDead {
