@@ -135,3 +135,27 @@ func TestCtrlIndex(t *testing.T) {
 	}
 	assert.Equal(t, -1, ctrlIndex([]byte(strings.Repeat("\x7f\x80\xff ", 5))), "ctrlIndex(no control bytes)")
 }
+
+// BenchmarkScanPayload is the syntax check and id lookup of one payload.
+func BenchmarkScanPayload(b *testing.B) {
+	for _, bc := range []struct {
+		name    string
+		payload []byte
+	}{
+		{"event", benchPayload(0)},
+		{"metadata", []byte(`{"event_id":"ss-1","source":"sensor-07","n":-12.5e3,"metadata":{"pid":4242,"argv":["powershell.exe","-enc","AAAA"],` +
+			`"parent":{"pid":1,"ok":true,"tty":null},"env":[{"k":"PATH","v":"/usr/bin"},{"k":"HOME","v":"/root"}]}}`)},
+		// a string of escapes only: each must not cost a search to the closing quote
+		{"escapes-64KiB", []byte(`{"message":"` + strings.Repeat(`\n`, 32<<10) + `"}`)},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetBytes(int64(len(bc.payload)))
+			for b.Loop() {
+				if _, _, err := scanPayload(bc.payload, "event_id"); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

@@ -112,3 +112,49 @@ func FuzzValidFast(f *testing.F) {
 		}
 	})
 }
+
+// A valid record is checked in one pass without allocating: every record the
+// ingest API and `shipper enqueue` take goes through validate.
+func TestValidFastAllocatesNothing(t *testing.T) {
+	for _, bc := range validateBenchCases(t) {
+		require.True(t, validFast(bc.payload, bc.rules), "%s took the slow path", bc.name)
+		if !bc.plain {
+			continue // an escaped string is decoded by encoding/json
+		}
+		assert.Zero(t, testing.AllocsPerRun(100, func() { validFast(bc.payload, bc.rules) }), "validFast allocates for %s", bc.name)
+	}
+}
+
+type validateBenchCase struct {
+	name    string
+	payload []byte
+	rules   []fieldRule
+	plain   bool // no escaped strings
+}
+
+func validateBenchCases(tb testing.TB) []validateBenchCase {
+	return []validateBenchCase{
+		{"event", benchRecords(1)[0], eventRules, true},
+		{"event-metadata", buildTB(tb, eventBase, map[string]any{"event_id": "ss-1", "metadata": map[string]any{
+			"pid": 4242, "ratio": -0.25e-3, "argv": []any{"powershell.exe", "-enc", "AAAA"}, "parent": map[string]any{"pid": 1, "ok": true, "tty": nil},
+		}}), eventRules, true},
+		{"finding", buildTB(tb, findingBase, map[string]any{"description": strings.Repeat("encoded command line observed; ", 100),
+			"severity": "critical", "status": "open", "asset_ref": "host-nyc-01", "last_seen": "2026-02-22T10:00:00Z"}), findingRules, true},
+		{"escaped", buildTB(tb, eventBase, map[string]any{"message": strings.Repeat("line \"quoted\"\n", 60)}), eventRules, false},
+	}
+}
+
+// BenchmarkValidate is the contract check of one record that passes it.
+func BenchmarkValidate(b *testing.B) {
+	for _, bc := range validateBenchCases(b) {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetBytes(int64(len(bc.payload)))
+			for b.Loop() {
+				if err := validate(bc.payload, bc.rules); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
