@@ -24,28 +24,16 @@ is given) as a table: key, kind, state, age, attempts, last error. With KEY,
 shows that record in full, payload included. Works on a stopped outbox and on
 one held by a running daemon (through its control socket).`, env)
 	o := addOutboxFlags(c, false)
-	state := c.fs.String("state", "", "only records in this state: pending|sending|submitted|confirmed|dead")
-	kind := c.fs.String("kind", "", "only records of this kind: event|finding")
-	var older ageFlag
-	c.fs.Var(&older, "older-than", "only records created at least this long ago (e.g. 90m, 36h, 7d)")
-	errText := c.fs.String("error", "", "only records whose last error contains TEXT")
-	limit := c.fs.Int("limit", 0, "stop after N records (0 = all)")
-	asJSON := c.fs.Bool("json", false, "JSON Lines, one record a line (payload included)")
+	flags := addInspectFlags(c)
 	if code, ok := c.parse(args); !ok {
 		return code
 	}
 	if len(c.args) > 1 {
 		return c.fail(&settingError{Setting: "KEY", Problem: "give at most one key"})
 	}
-	f := outbox.Filter{State: outbox.State(*state), Kind: outbox.Kind(*kind), OlderThan: older.d, ErrorContains: *errText, Limit: *limit}
-	if err := checkState(f.State); err != nil {
-		return c.usageErr("state", err.Error())
-	}
-	if err := checkKind(f.Kind, true); err != nil {
-		return c.usageErr("kind", err.Error())
-	}
-	if *limit < 0 {
-		return c.usageErr("limit", "must be 0 or more")
+	f, err := flags.filter(c)
+	if err != nil {
+		return c.fail(err)
 	}
 	st, err := openStore(ctx, c, o, true, true)
 	if err != nil {
@@ -56,57 +44,107 @@ one held by a running daemon (through its control socket).`, env)
 	out := bufio.NewWriter(env.Stdout)
 	defer out.Flush()
 	if len(c.args) == 1 {
-		rec, err := st.Get(ctx, c.arg(0))
-		if errors.Is(err, outbox.ErrNotFound) {
-			return c.fail(fmt.Errorf("no record with key %q", c.arg(0)))
-		}
-		if err != nil {
-			return c.fail(err)
-		}
-		if *asJSON {
-			_ = json.NewEncoder(out).Encode(rec)
-		} else {
-			printRecord(out, rec, time.Now())
-		}
-		return exitOK
+		return showRecord(ctx, c, st, out, c.arg(0), flags.asJSON)
 	}
+	return listRecords(ctx, c, st, out, f, flags.asJSON)
+}
 
+// inspectFlags are inspect's filters and its output format.
+type inspectFlags struct {
+	state, kind, errText string
+	older                ageFlag
+	limit                int
+	asJSON               bool
+}
+
+func addInspectFlags(c *cli) *inspectFlags {
+	f := &inspectFlags{}
+	c.fs.StringVar(&f.state, "state", "", "only records in this state: pending|sending|submitted|confirmed|dead")
+	c.fs.StringVar(&f.kind, "kind", "", "only records of this kind: event|finding")
+	c.fs.Var(&f.older, "older-than", "only records created at least this long ago (e.g. 90m, 36h, 7d)")
+	c.fs.StringVar(&f.errText, "error", "", "only records whose last error contains TEXT")
+	c.fs.IntVar(&f.limit, "limit", 0, "stop after N records (0 = all)")
+	c.fs.BoolVar(&f.asJSON, "json", false, "JSON Lines, one record a line (payload included)")
+	return f
+}
+
+// filter makes the flags the outbox's filter; a wrong one is a setting error
+// (exit 2), found before the outbox is opened.
+func (f *inspectFlags) filter(c *cli) (outbox.Filter, error) {
+	filter := outbox.Filter{State: outbox.State(f.state), Kind: outbox.Kind(f.kind), OlderThan: f.older.d, ErrorContains: f.errText, Limit: f.limit}
+	if err := checkState(filter.State); err != nil {
+		return outbox.Filter{}, &settingError{Setting: c.setting("state"), Problem: err.Error()}
+	}
+	if err := checkKind(filter.Kind, true); err != nil {
+		return outbox.Filter{}, &settingError{Setting: c.setting("kind"), Problem: err.Error()}
+	}
+	if f.limit < 0 {
+		return outbox.Filter{}, &settingError{Setting: c.setting("limit"), Problem: "must be 0 or more"}
+	}
+	return filter, nil
+}
+
+// showRecord prints the record with key in full, payload included.
+func showRecord(ctx context.Context, c *cli, st store, out io.Writer, key string, asJSON bool) int {
+	rec, err := st.Get(ctx, key)
+	if errors.Is(err, outbox.ErrNotFound) {
+		return c.fail(fmt.Errorf("no record with key %q", key))
+	}
+	if err != nil {
+		return c.fail(err)
+	}
+	if asJSON {
+		_ = json.NewEncoder(out).Encode(rec)
+	} else {
+		printRecord(out, rec, time.Now())
+	}
+	return exitOK
+}
+
+// listRecords streams the records f matches, a row or a JSON line each, then
+// counts them on stderr, where a damaged record is told apart: it is never
+// sent, so it needs the operator.
+func listRecords(ctx context.Context, c *cli, st store, out *bufio.Writer, f outbox.Filter, asJSON bool) int {
 	now := time.Now()
 	n, damaged := 0, 0
-	if !*asJSON {
+	if !asJSON {
 		fmt.Fprintf(out, recordRowFmt, "KEY", "KIND", "STATE", "AGE", "ATTEMPTS", "LAST ERROR")
 	}
 	enc := json.NewEncoder(out)
-	err = st.List(ctx, f, func(rec recordView) error {
+	err := st.List(ctx, f, func(rec recordView) error {
 		n++
-		if *asJSON {
-			if rec.Damage != "" {
-				damaged++
-			}
-			return enc.Encode(rec)
-		}
-		last := rec.LastError
 		if rec.Damage != "" {
 			damaged++
-			last = "DAMAGED: " + rec.Damage
 		}
-		fmt.Fprintf(out, recordRowFmt, rec.Key, rec.Kind, rec.State, fmtAge(now.Sub(rec.CreatedAt)), fmt.Sprint(rec.Attempts), oneLine(last, 200))
+		if asJSON {
+			return enc.Encode(rec)
+		}
+		printRecordRow(out, rec, now)
 		// Flush per screenful so a long listing streams.
 		if n%100 == 0 {
 			return out.Flush()
 		}
 		return nil
 	})
+	out.Flush()
 	if err != nil {
-		out.Flush()
 		return c.fail(err)
 	}
-	out.Flush()
 	c.infof("%d record(s)", n)
 	if damaged > 0 {
 		c.infof("%d record(s) failed their checksum: never sent; see `shipper verify`, re-enqueue them from the source", damaged)
 	}
 	return exitOK
+}
+
+// printRecordRow prints rec as a row of recordRowFmt; a damaged record shows
+// its damage where the last error would be.
+func printRecordRow(w io.Writer, rec recordView, now time.Time) {
+	last := rec.LastError
+	if rec.Damage != "" {
+		last = "DAMAGED: " + rec.Damage
+	}
+	fmt.Fprintf(w, recordRowFmt, rec.Key, rec.Kind, rec.State, fmtAge(now.Sub(rec.CreatedAt)), fmt.Sprint(rec.Attempts), oneLine(last, 200))
 }
 
 // recordRowFmt's key column fits a UUIDv7 (36) and a key enqueue derives from
