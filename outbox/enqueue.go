@@ -158,52 +158,70 @@ func (o *Outbox) prepareItem(it Item, embed bool) (prepared, error) {
 		return prepared{}, fmt.Errorf("outbox: enqueue %s: payload is %d bytes, MaxRecordBytes is %d: %w",
 			it.Kind, len(it.Payload), o.opts.MaxRecordBytes, ErrTooLarge)
 	}
-	field := idField(it.Kind)
-	id, present, err := scanPayload(it.Payload, field)
-	if errors.Is(err, errNotObject) {
-		return prepared{}, fmt.Errorf("outbox: enqueue %s: payload is not a JSON object: %w", it.Kind, ErrInvalidPayload)
-	}
+	key, present, u, err := keyOf(it)
 	if err != nil {
-		return prepared{}, fmt.Errorf("outbox: enqueue %s: payload is not a JSON object: %v: %w", it.Kind, err, ErrInvalidPayload)
+		return prepared{}, err
 	}
-	open := firstNonSpace(it.Payload)
-	key := it.Key
-	switch {
-	case key != "" && !validKey(key):
-		return prepared{}, fmt.Errorf("outbox: enqueue %s: key %q does not match ^[A-Za-z0-9._:-]{1,128}$: %w", it.Kind, key, ErrInvalidPayload)
-	case present && !validKey(id):
-		return prepared{}, fmt.Errorf("outbox: enqueue %s: %s %q does not match ^[A-Za-z0-9._:-]{1,128}$: %w", it.Kind, field, id, ErrInvalidPayload)
-	case present && key != "" && id != key:
-		return prepared{}, fmt.Errorf("outbox: enqueue %s: key %q differs from the payload's %s %q: %w", it.Kind, key, field, id, ErrInvalidPayload)
-	case present:
-		key = id
-	}
-	generated := !present && it.Key == ""
-	var u uuid.UUID
-	if generated {
-		if u, err = uuid.NewV7(); err != nil {
-			return prepared{}, fmt.Errorf("outbox: enqueue: new key: %w", err)
-		}
-		key = u.String()
-	}
-	member := ""
+	open, member := firstNonSpace(it.Payload), ""
 	if !present {
-		member = idMember(it.Payload, open, field, key)
+		member = idMember(it.Payload, open, idField(it.Kind), key)
 	}
 	if n := len(it.Payload) + len(member); n > o.opts.MaxRecordBytes {
 		return prepared{}, fmt.Errorf("outbox: enqueue %s %s: payload with %s is %d bytes, MaxRecordBytes is %d: %w",
-			it.Kind, key, field, n, o.opts.MaxRecordBytes, ErrTooLarge)
+			it.Kind, key, idField(it.Kind), n, o.opts.MaxRecordBytes, ErrTooLarge)
 	}
-	// The record is encoded here, on the caller's goroutine, so the commit only
-	// copies bytes; its times are the time of the call. Unencrypted, the wire
-	// bytes are built in place as the tail of the encoding: one copy.
-	now := nanos(o.now())
+	generated := u != uuid.UUID{}
 	p := prepared{kind: kc, key: key, newKey: generated}
 	if generated && embed && o.sealer == nil {
 		p.uuid = u
 	}
-	p.st = stored{kind: kc, state: stateCodePending, fresh: true, next: now, created: now, updated: now,
-		plainLen: len(it.Payload) + len(member), key: key}
+	if err := o.encodeNew(&p, it, open, member); err != nil {
+		return prepared{}, err
+	}
+	return p, nil
+}
+
+// keyOf checks that the item's payload is a JSON object and finds its key: the
+// payload's id (present), the caller's, or else a new UUIDv7 (u, zero for the
+// others).
+func keyOf(it Item) (key string, present bool, u uuid.UUID, err error) {
+	field := idField(it.Kind)
+	id, present, err := scanPayload(it.Payload, field)
+	if errors.Is(err, errNotObject) {
+		return "", false, u, fmt.Errorf("outbox: enqueue %s: payload is not a JSON object: %w", it.Kind, ErrInvalidPayload)
+	}
+	if err != nil {
+		return "", false, u, fmt.Errorf("outbox: enqueue %s: payload is not a JSON object: %v: %w", it.Kind, err, ErrInvalidPayload)
+	}
+	key = it.Key
+	switch {
+	case key != "" && !validKey(key):
+		return "", false, u, fmt.Errorf("outbox: enqueue %s: key %q does not match ^[A-Za-z0-9._:-]{1,128}$: %w", it.Kind, key, ErrInvalidPayload)
+	case present && !validKey(id):
+		return "", false, u, fmt.Errorf("outbox: enqueue %s: %s %q does not match ^[A-Za-z0-9._:-]{1,128}$: %w", it.Kind, field, id, ErrInvalidPayload)
+	case present && key != "" && id != key:
+		return "", false, u, fmt.Errorf("outbox: enqueue %s: key %q differs from the payload's %s %q: %w", it.Kind, key, field, id, ErrInvalidPayload)
+	case present:
+		return id, true, u, nil
+	case key != "":
+		return key, false, u, nil
+	}
+	if u, err = uuid.NewV7(); err != nil {
+		return "", false, u, fmt.Errorf("outbox: enqueue: new key: %w", err)
+	}
+	return u.String(), false, u, nil
+}
+
+// encodeNew encodes p's new record: the payload with member (the key's
+// "field":"key") inserted after its opening brace at open, checked by
+// Options.Validate, sealed if the outbox is encrypted. It is done here, on the
+// caller's goroutine, so the commit only copies bytes; the record's times are
+// the time of the call. Unencrypted, the wire bytes are built in place as the
+// tail of the encoding: one copy.
+func (o *Outbox) encodeNew(p *prepared, it Item, open int, member string) error {
+	now := nanos(o.now())
+	p.st = stored{kind: p.kind, state: stateCodePending, fresh: true, next: now, created: now, updated: now,
+		plainLen: len(it.Payload) + len(member), key: p.key}
 	if o.sealer != nil {
 		p.st.keyID = o.sealer.id
 	}
@@ -212,7 +230,7 @@ func (o *Outbox) prepareItem(it Item, embed bool) (prepared, error) {
 		buf = p.st.appendHeader(make([]byte, 0, p.st.headerCap()+p.st.plainLen+crcLen))
 	}
 	h := len(buf)
-	if present {
+	if member == "" {
 		buf = append(buf, it.Payload...)
 	} else {
 		buf = append(append(append(buf, it.Payload[:open+1]...), member...), it.Payload[open+1:]...)
@@ -220,13 +238,13 @@ func (o *Outbox) prepareItem(it Item, embed bool) (prepared, error) {
 	p.plain = buf[h:]
 	if o.opts.Validate != nil {
 		if err := o.opts.Validate(it.Kind, p.plain); err != nil {
-			return prepared{}, fmt.Errorf("outbox: enqueue %s %s: %w: %w", it.Kind, key, ErrInvalidPayload, err)
+			return fmt.Errorf("outbox: enqueue %s %s: %w: %w", it.Kind, p.key, ErrInvalidPayload, err)
 		}
 	}
 	if o.sealer == nil {
 		p.stored, p.st.payload = p.plain, p.plain
 	} else {
-		p.stored = o.sealer.seal(p.plain, []byte(key))
+		p.stored = o.sealer.seal(p.plain, []byte(p.key))
 		p.st.payload, p.keyID = p.stored, o.sealer.id
 		buf = append(p.st.appendHeader(make([]byte, 0, p.st.headerCap()+len(p.stored)+crcLen)), p.stored...)
 	}
@@ -234,7 +252,7 @@ func (o *Outbox) prepareItem(it Item, embed bool) (prepared, error) {
 	// record id (sealCRC) into the bytes reserved at the end.
 	p.crc = bodyCRC(buf)
 	p.enc = append(buf, 0, 0, 0, 0)
-	return p, nil
+	return nil
 }
 
 func firstNonSpace(b []byte) int {
@@ -300,64 +318,99 @@ type reqError struct {
 // enqueue stores items all-or-none within w. A reqError leaves w unchanged; a plain
 // error is a storage failure that must abort the transaction.
 func (w *wtx) enqueue(items []prepared) ([]string, *reqError, error) {
-	o := w.o
 	keys := make([]string, len(items))
-	fresh := make([]int, 0, len(items))
-	inReq := map[string]int{}
-	var replace []uint64 // quarantined records whose key comes again
-	var freshBytes int64
 	for i := range items {
-		it := &items[i]
-		keys[i] = it.key
-		if it.newKey { // unique by construction: no lookups
-			fresh = append(fresh, i)
-			freshBytes += int64(len(it.plain))
-			continue
-		}
-		if j, ok := inReq[it.key]; ok {
-			if !jsonEqual(items[j].plain, it.plain) {
-				return nil, &reqError{err: fmt.Errorf("outbox: enqueue %s: two items with this key and different payloads: %w", it.key, ErrConflict)}, nil
-			}
-			continue
-		}
-		inReq[it.key] = i
-		if rid, ok := w.lookup(it.key); ok {
-			st, live, err := w.loadLive(rid)
-			if err != nil {
-				return nil, nil, err
-			}
-			if !live || st.corrupt {
-				// Damaged: the caller re-enqueues it from the source, so the
-				// new payload replaces it.
-				replace = append(replace, rid)
-				fresh = append(fresh, i)
-				freshBytes += int64(len(it.plain))
-				continue
-			}
-			plain, err := o.plaintext(&st)
-			if err != nil {
-				return nil, &reqError{err: err}, nil
-			}
-			if st.kind != it.kind || !jsonEqual(plain, it.plain) {
-				return nil, &reqError{err: fmt.Errorf("outbox: enqueue %s: stored (%s, %s) with a different payload: %w",
-					it.key, kindOf(st.kind), stateOf(st.state), ErrConflict)}, nil
-			}
-			continue
-		}
-		fresh = append(fresh, i)
-		freshBytes += int64(len(it.plain))
+		keys[i] = items[i].key
 	}
-	if len(fresh) == 0 {
+	plan, reqErr, err := w.planEnqueue(items)
+	if reqErr != nil || err != nil {
+		return nil, reqErr, err
+	}
+	if len(plan.fresh) == 0 {
 		return keys, nil, nil
 	}
-	if e := o.roomFor(&w.delta, len(fresh), freshBytes); e != nil {
+	if e := w.o.roomFor(&w.delta, len(plan.fresh), plan.freshBytes); e != nil {
 		return nil, e, nil
 	}
-	for _, rid := range replace {
+	for _, rid := range plan.replace {
 		if err := w.dropCorrupt(rid); err != nil {
 			return nil, nil, err
 		}
 	}
+	if err := w.storeFresh(items, plan.fresh, keys); err != nil {
+		return nil, nil, err
+	}
+	return keys, nil, nil
+}
+
+// enqueuePlan is what an enqueue stores: the items to store as new records,
+// their payload bytes, and damaged records their keys replace.
+type enqueuePlan struct {
+	fresh      []int // indexes into the items
+	freshBytes int64
+	replace    []uint64 // quarantined records whose key comes again
+}
+
+// planEnqueue looks up each item's key: stored with an equal payload, it is
+// stored already; with another, the request conflicts (a reqError).
+func (w *wtx) planEnqueue(items []prepared) (enqueuePlan, *reqError, error) {
+	plan := enqueuePlan{fresh: make([]int, 0, len(items))}
+	inReq := map[string]int{}
+	for i := range items {
+		it := &items[i]
+		if !it.newKey { // a key made here is unique by construction: no lookups
+			if j, ok := inReq[it.key]; ok {
+				if !jsonEqual(items[j].plain, it.plain) {
+					return plan, &reqError{err: fmt.Errorf("outbox: enqueue %s: two items with this key and different payloads: %w", it.key, ErrConflict)}, nil
+				}
+				continue
+			}
+			inReq[it.key] = i
+			stored, replace, reqErr, err := w.storedAs(it)
+			if reqErr != nil || err != nil {
+				return plan, reqErr, err
+			}
+			if stored {
+				continue
+			}
+			if replace != 0 {
+				plan.replace = append(plan.replace, replace)
+			}
+		}
+		plan.fresh = append(plan.fresh, i)
+		plan.freshBytes += int64(len(it.plain))
+	}
+	return plan, nil, nil
+}
+
+// storedAs says whether it is stored already, under its key with an equal
+// payload; a damaged record under its key is to be replaced (the caller
+// re-enqueues it from the source), and any other is a conflict.
+func (w *wtx) storedAs(it *prepared) (stored bool, replace uint64, reqErr *reqError, err error) {
+	rid, ok := w.lookup(it.key)
+	if !ok {
+		return false, 0, nil, nil
+	}
+	st, live, err := w.loadLive(rid)
+	if err != nil {
+		return false, 0, nil, err
+	}
+	if !live || st.corrupt {
+		return false, rid, nil, nil
+	}
+	plain, err := w.o.plaintext(&st)
+	if err != nil {
+		return false, 0, &reqError{err: err}, nil
+	}
+	if st.kind != it.kind || !jsonEqual(plain, it.plain) {
+		return false, 0, &reqError{err: fmt.Errorf("outbox: enqueue %s: stored (%s, %s) with a different payload: %w",
+			it.key, kindOf(st.kind), stateOf(st.state), ErrConflict)}, nil
+	}
+	return true, 0, nil, nil
+}
+
+// storeFresh stores items[fresh] as new records, setting their keys.
+func (w *wtx) storeFresh(items []prepared, fresh []int, keys []string) error {
 	idx := make([]keyRid, 0, len(fresh))
 	for _, i := range fresh {
 		it := &items[i]
@@ -365,19 +418,19 @@ func (w *wtx) enqueue(items []prepared) ([]string, *reqError, error) {
 		// the root page every commit rewrites anyway.
 		seq, err := w.b.meta.NextSequence()
 		if err != nil {
-			return nil, nil, err
+			return err
 		}
 		// A new record is fresh: it goes into its records bucket and the key
-		// index only; Claim finds it by walking that bucket from the kind's
-		// watermark. Two writes per record instead of four.
+		// index only (and a key made here not even there, genkey.go); Claim
+		// finds it by walking that bucket from the kind's watermark.
 		st := it.st
 		st.rid = ridOf(seq, it.kind)
 		w.delta.add(&st, 1) // fresh: no index entries besides the key
-		indexed := !it.embedRid(o.fileID, st.rid)
+		indexed := !it.embedRid(w.o.fileID, st.rid)
 		keys[i] = it.key
 		sealCRC(it.enc, it.crc, st.rid)
 		if err := w.rec(st.rid).Put(w.u64(st.rid), it.enc); err != nil {
-			return nil, nil, err
+			return err
 		}
 		if indexed {
 			idx = append(idx, keyRid{it.key, st.rid})
@@ -390,10 +443,10 @@ func (w *wtx) enqueue(items []prepared) ([]string, *reqError, error) {
 	for _, e := range idx {
 		w.kbuf = append(append(w.kbuf[:0], byte(prefixKeys)), e.key...)
 		if err := w.b.keys.b.Put(w.kbuf, w.u64(e.rid)); err != nil {
-			return nil, nil, err
+			return err
 		}
 	}
-	return keys, nil, nil
+	return nil
 }
 
 // embedRid gives the key made for p the bits of file id fid and record id rid
