@@ -34,26 +34,56 @@ allowed). It needs the outbox to itself: it refuses while a daemon runs.`, env)
 	if err != nil {
 		return c.fail(err)
 	}
-	if err := checkOutboxPath(c, o.path); err != nil {
-		return c.fail(err)
-	}
-	before, err := os.Stat(o.path)
-	if errors.Is(err, os.ErrNotExist) {
-		return c.fail(&settingError{Setting: c.setting("outbox"), Problem: "no outbox at " + o.path})
-	}
+	target, before, err := offlineOutbox(ctx, c, o)
 	if err != nil {
 		return c.fail(err)
+	}
+	// Every way out from here removes the copy, but the one that renames it
+	// over the outbox.
+	tmp := target + ".compact"
+	size, err := compactCopy(target, tmp, o.path, opts)
+	if err != nil {
+		_ = os.Remove(tmp)
+		return c.fail(err)
+	}
+	if size >= before.Size() {
+		_ = os.Remove(tmp)
+		fmt.Fprintf(env.Stdout, "%s is already compact (%s; a rewrite would take %s): kept as it is\n",
+			o.path, fmtBytes(before.Size()), fmtBytes(size))
+		return exitOK
+	}
+	if err := putCompactedInPlace(c, tmp, target); err != nil {
+		_ = os.Remove(tmp)
+		return c.fail(err)
+	}
+	fmt.Fprintf(env.Stdout, "compacted %s: %s → %s\n", o.path, fmtBytes(before.Size()), fmtBytes(size))
+	return exitOK
+}
+
+// offlineOutbox returns the file to rewrite (the symlink's target when the
+// outbox is one) and its size before, once no daemon answers on the outbox's
+// socket nor on the one beside the target.
+func offlineOutbox(ctx context.Context, c *cli, o *outboxFlags) (target string, before os.FileInfo, err error) {
+	if err := checkOutboxPath(c, o.path); err != nil {
+		return "", nil, err
+	}
+	before, err = os.Stat(o.path)
+	if errors.Is(err, os.ErrNotExist) {
+		return "", nil, &settingError{Setting: c.setting("outbox"), Problem: "no outbox at " + o.path}
+	}
+	if err != nil {
+		return "", nil, err
 	}
 	// Rewrite the file itself, beside it: renaming over a symlink would
 	// replace the link with a regular file and leave the target stale.
-	target, err := filepath.EvalSymlinks(o.path)
+	target, err = filepath.EvalSymlinks(o.path)
 	if err != nil {
-		return c.fail(err)
+		return "", nil, err
 	}
 	for _, sock := range []string{o.socketPath(), target + ".sock"} {
 		if dc, ok := dialDaemon(ctx, sock); ok {
 			dc.Close()
-			return c.fail(fmt.Errorf("%w (socket %s); compact is offline only: stop the daemon first", errDaemonRunning, sock))
+			return "", nil, fmt.Errorf("%w (socket %s); compact is offline only: stop the daemon first", errDaemonRunning, sock)
 		}
 	}
 	if target != o.path {
@@ -61,46 +91,45 @@ allowed). It needs the outbox to itself: it refuses while a daemon runs.`, env)
 	} else {
 		c.infof("outbox file opened directly (%s)", o.path)
 	}
-	tmp := target + ".compact"
+	return target, before, nil
+}
+
+// compactCopy rewrites target into tmp, in place of any copy an earlier run
+// left, and returns the copy's size. A lock another process holds is reported
+// under the path the user gave.
+func compactCopy(target, tmp, given string, opts outbox.Options) (int64, error) {
 	_ = os.Remove(tmp)
 	opts.LockTimeout = directLockTimeout
 	if err := outbox.Compact(target, tmp, opts); err != nil {
-		_ = os.Remove(tmp)
 		if errors.Is(err, outbox.ErrLocked) {
-			return c.fail(fmt.Errorf("outbox %s is in use by another process; compact is offline only: %w", o.path, err))
+			return 0, fmt.Errorf("outbox %s is in use by another process; compact is offline only: %w", given, err)
 		}
-		return c.fail(err)
+		return 0, err
 	}
-	compacted, err := os.Stat(tmp)
+	fi, err := os.Stat(tmp)
 	if err != nil {
-		_ = os.Remove(tmp)
-		return c.fail(err)
+		return 0, err
 	}
-	if compacted.Size() >= before.Size() {
-		_ = os.Remove(tmp)
-		fmt.Fprintf(env.Stdout, "%s is already compact (%s; a rewrite would take %s): kept as it is\n",
-			o.path, fmtBytes(before.Size()), fmtBytes(compacted.Size()))
-		return exitOK
-	}
+	return fi.Size(), nil
+}
+
+// putCompactedInPlace gives the copy at tmp the outbox's mode and owner and
+// renames it over target.
+func putCompactedInPlace(c *cli, tmp, target string) error {
 	// The mode and owner as they are now: opening the file may have tightened
 	// a mode that let others read it.
 	cur, err := os.Stat(target)
 	if err != nil {
-		_ = os.Remove(tmp)
-		return c.fail(err)
+		return err
 	}
-	if note, err := keepModeAndOwner(tmp, cur); err != nil {
-		_ = os.Remove(tmp)
-		return c.fail(err)
-	} else if note != "" {
+	note, err := keepModeAndOwner(tmp, cur)
+	if err != nil {
+		return err
+	}
+	if note != "" {
 		c.infof("%s", note)
 	}
-	if err := replaceOutbox(tmp, target); err != nil {
-		_ = os.Remove(tmp)
-		return c.fail(err)
-	}
-	fmt.Fprintf(env.Stdout, "compacted %s: %s → %s\n", o.path, fmtBytes(before.Size()), fmtBytes(compacted.Size()))
-	return exitOK
+	return replaceOutbox(tmp, target)
 }
 
 // keepModeAndOwner gives the compacted copy the original's mode and, where
