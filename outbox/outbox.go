@@ -315,41 +315,16 @@ func (o *Outbox) init(walk walkResult) (err error) {
 			err = corruptErr(o.path, fmt.Errorf("%w: %v", errPanicked, r))
 		}
 	}()
-	reuse, created := false, false
+	reuse := false
 	err = o.update(func(w *wtx) error {
-		tx := w.tx
-		meta := tx.Bucket(bucketMeta)
-		if meta == nil {
-			empty := true
-			_ = tx.ForEach(func([]byte, *bolt.Bucket) error { empty = false; return nil })
-			if !empty {
-				return corruptErr(o.path, errors.New("a bbolt file without outbox buckets (foreign file)"))
-			}
-			for _, name := range allBuckets {
-				if _, err := tx.CreateBucket(name); err != nil {
-					return err
-				}
-			}
-			meta = tx.Bucket(bucketMeta)
-			if err := meta.Put(metaFormat, formatV3); err != nil {
-				return err
-			}
-			created = true
-		}
-		if f := meta.Get(metaFormat); string(f) != string(formatV3) || meta.Get(metaUpgrade) != nil {
-			return corruptErr(o.path, fmt.Errorf("unknown outbox format %q (this shipper reads %s, and upgrades %s and %s)", f, formatV3, formatV1, formatV2))
-		}
-		for _, name := range allBuckets {
-			if tx.Bucket(name) == nil {
-				return corruptErr(o.path, fmt.Errorf("bucket %s missing", name))
-			}
+		meta, created, err := o.buckets(w.tx)
+		if err != nil {
+			return err
 		}
 		w.bind()
-		fid, ferr := ensureFileID(meta)
-		if ferr != nil {
-			return ferr
+		if o.fileID, err = ensureFileID(meta); err != nil {
+			return err
 		}
-		o.fileID = fid
 		if created && o.sealer != nil {
 			if err := o.putKeyCheck(meta); err != nil {
 				return err
@@ -360,7 +335,7 @@ func (o *Outbox) init(walk walkResult) (err error) {
 		}
 		// The walk's counts hold if this is the first transaction after it; the
 		// lease moves below are counted on top of them.
-		reuse = walk.counted && tx.ID() == walk.txid+1
+		reuse = walk.counted && w.tx.ID() == walk.txid+1
 		if reuse {
 			o.cmu.Lock()
 			o.cnt = walk.cnt
@@ -371,26 +346,64 @@ func (o *Outbox) init(walk walkResult) (err error) {
 	if err != nil || reuse {
 		return err
 	}
-	return o.db.View(func(tx *bolt.Tx) error {
-		var c counters
-		states := newStateReader(tx)
-		for _, kc := range []byte{kindCodeEvent, kindCodeFinding} {
-			err := recordsOf(tx, kc).ForEach(func(k, v []byte) error {
-				if len(k) != 8 {
-					return corruptErr(o.path, fmt.Errorf("record key %x is not a record id", k))
-				}
-				rid := binary.BigEndian.Uint64(k)
-				st, _ := decodeView(rid, v, states.get(rid)) // damage: Check and Claim deal with it
-				c.add(&st, 1)
-				return nil
-			})
-			if err != nil {
-				return err
+	return o.db.View(o.count)
+}
+
+// buckets creates the outbox's buckets in an empty file, or checks that the
+// file is an outbox of this format with all of them; it returns the meta
+// bucket.
+func (o *Outbox) buckets(tx *bolt.Tx) (meta *bolt.Bucket, created bool, err error) {
+	meta = tx.Bucket(bucketMeta)
+	if meta == nil {
+		empty := true
+		_ = tx.ForEach(func([]byte, *bolt.Bucket) error { empty = false; return nil })
+		if !empty {
+			return nil, false, corruptErr(o.path, errors.New("a bbolt file without outbox buckets (foreign file)"))
+		}
+		for _, name := range allBuckets {
+			if _, err := tx.CreateBucket(name); err != nil {
+				return nil, false, err
 			}
 		}
-		o.cnt = c
-		return nil
-	})
+		meta = tx.Bucket(bucketMeta)
+		if err := meta.Put(metaFormat, formatV3); err != nil {
+			return nil, false, err
+		}
+		created = true
+	}
+	if f := meta.Get(metaFormat); string(f) != string(formatV3) || meta.Get(metaUpgrade) != nil {
+		return nil, false, corruptErr(o.path, fmt.Errorf("unknown outbox format %q (this shipper reads %s, and upgrades %s and %s)", f, formatV3, formatV1, formatV2))
+	}
+	for _, name := range allBuckets {
+		if tx.Bucket(name) == nil {
+			return nil, false, corruptErr(o.path, fmt.Errorf("bucket %s missing", name))
+		}
+	}
+	return meta, created, nil
+}
+
+// count rebuilds the counters with one pass over the records.
+func (o *Outbox) count(tx *bolt.Tx) error {
+	var c counters
+	states := newStateReader(tx)
+	for _, kc := range []byte{kindCodeEvent, kindCodeFinding} {
+		err := recordsOf(tx, kc).ForEach(func(k, v []byte) error {
+			if len(k) != 8 {
+				return corruptErr(o.path, fmt.Errorf("record key %x is not a record id", k))
+			}
+			rid := binary.BigEndian.Uint64(k)
+			st, _ := decodeView(rid, v, states.get(rid)) // damage: Check and Claim deal with it
+			c.add(&st, 1)
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	o.cmu.Lock()
+	o.cnt = c
+	o.cmu.Unlock()
+	return nil
 }
 
 // checkKey compares the given encryption key with the check value sealed when the
