@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 
 	"github.com/spectrastrike/shipper/outbox"
@@ -28,23 +29,9 @@ was cut short).`, env)
 	if code, ok := c.parse(args); !ok {
 		return code
 	}
-	if len(c.args) != 2 {
-		return c.fail(&settingError{Setting: "arguments", Problem: "want OLD NEW: the damaged outbox and the path of the new one"})
-	}
-	oldPath, newPath := c.arg(0), c.arg(1)
-	if _, err := os.Stat(oldPath); err != nil {
-		return c.fail(&settingError{Setting: "OLD", Problem: err.Error()})
-	}
-	if _, err := os.Stat(newPath); err == nil {
-		return c.fail(&settingError{Setting: "NEW", Problem: newPath + " exists; salvage writes a new file"})
-	}
-	opts := outbox.Options{LockTimeout: directLockTimeout}
-	if *keyFile != "" {
-		k, err := readKeyFile(*keyFile)
-		if err != nil {
-			return c.fail(&settingError{Setting: c.setting("encryption-key-file"), Problem: err.Error()})
-		}
-		opts.EncryptionKey = k
+	oldPath, newPath, opts, err := salvageSettings(c, *keyFile)
+	if err != nil {
+		return c.fail(err)
 	}
 	rep, err := outbox.Salvage(oldPath, newPath, opts)
 	if errors.Is(err, outbox.ErrLocked) {
@@ -53,14 +40,49 @@ was cut short).`, env)
 	if err != nil {
 		return c.fail(err)
 	}
+	if !printSalvageReport(env.Stdout, rep, oldPath, newPath) {
+		return exitFailed
+	}
+	return exitOK
+}
+
+// salvageSettings checks OLD and NEW before anything is read: OLD must be
+// there and NEW must not, as salvage writes a new file. With a key file, the
+// options carry OLD's key.
+func salvageSettings(c *cli, keyFile string) (oldPath, newPath string, opts outbox.Options, err error) {
+	if len(c.args) != 2 {
+		return "", "", outbox.Options{}, &settingError{Setting: "arguments", Problem: "want OLD NEW: the damaged outbox and the path of the new one"}
+	}
+	oldPath, newPath = c.arg(0), c.arg(1)
+	if _, err := os.Stat(oldPath); err != nil {
+		return "", "", outbox.Options{}, &settingError{Setting: "OLD", Problem: err.Error()}
+	}
+	if _, err := os.Stat(newPath); err == nil {
+		return "", "", outbox.Options{}, &settingError{Setting: "NEW", Problem: newPath + " exists; salvage writes a new file"}
+	}
+	opts = outbox.Options{LockTimeout: directLockTimeout}
+	if keyFile != "" {
+		k, err := readKeyFile(keyFile)
+		if err != nil {
+			return "", "", outbox.Options{}, &settingError{Setting: c.setting("encryption-key-file"), Problem: err.Error()}
+		}
+		opts.EncryptionKey = k
+	}
+	return oldPath, newPath, opts, nil
+}
+
+// printSalvageReport says what NEW holds and names every record lost, so the
+// operator knows what to re-enqueue from the source. complete is false when
+// records were lost or, OLD being cut short, may have been.
+func printSalvageReport(w io.Writer, rep outbox.SalvageReport, oldPath, newPath string) (complete bool) {
 	how := "through bbolt"
 	if rep.Method == "page scan" {
 		how = "by scanning its pages (bbolt could not read it)"
 	}
-	fmt.Fprintf(env.Stdout, "salvaged %d record(s) of %s into %s, read %s\n", rep.Records, oldPath, newPath, how)
+	fmt.Fprintf(w, "salvaged %d record(s) of %s into %s, read %s\n", rep.Records, oldPath, newPath, how)
 	for _, st := range allStates {
 		if n := rep.ByState[st]; n > 0 {
-			fmt.Fprintf(env.Stdout, "  %-10s %d\n", st, n)
+			fmt.Fprintf(w, "  %-10s %d\n", st, n)
 		}
 	}
 	for _, l := range rep.Lost {
@@ -68,23 +90,20 @@ was cut short).`, env)
 		if key == "" {
 			key = "(key unknown)"
 		}
-		fmt.Fprintf(env.Stdout, "lost: %s (record id %d): %s\n", key, l.ID, l.Reason)
+		fmt.Fprintf(w, "lost: %s (record id %d): %s\n", key, l.ID, l.Reason)
 	}
 	for _, k := range rep.Missing {
-		fmt.Fprintf(env.Stdout, "gone: %s (named by the key index, its record is not in the file; it may have been delivered and deleted before)\n", k)
+		fmt.Fprintf(w, "gone: %s (named by the key index, its record is not in the file; it may have been delivered and deleted before)\n", k)
 	}
 	if n := len(rep.Lost) + len(rep.Missing); n > 0 {
-		fmt.Fprintf(env.Stdout, "%d record(s) lost: re-enqueue them from the source; VectorVue stores a key once\n", n)
+		fmt.Fprintf(w, "%d record(s) lost: re-enqueue them from the source; VectorVue stores a key once\n", n)
 	}
 	if rep.CutShort > 0 {
 		// The key index entries of the records in the missing part may be
 		// missing too: the count above can be short, and nothing can say by how
 		// much.
-		fmt.Fprintf(env.Stdout, "cut short: %s lacks the last %s its last commit wrote; records stored there are lost, and those not listed above cannot be named: re-enqueue from the source everything not yet confirmed in VectorVue; VectorVue stores a key once\n",
+		fmt.Fprintf(w, "cut short: %s lacks the last %s its last commit wrote; records stored there are lost, and those not listed above cannot be named: re-enqueue from the source everything not yet confirmed in VectorVue; VectorVue stores a key once\n",
 			oldPath, fmtBytes(rep.CutShort))
 	}
-	if len(rep.Lost)+len(rep.Missing) > 0 || rep.CutShort > 0 {
-		return exitFailed
-	}
-	return exitOK
+	return len(rep.Lost)+len(rep.Missing) == 0 && rep.CutShort == 0
 }

@@ -98,6 +98,8 @@ func testserverUsage(w io.Writer, fs *flag.FlagSet) {
 	fs.SetOutput(io.Discard)
 }
 
+// serveTestserver runs the server cfg describes until ctx ends, then says
+// how much it stored.
 func serveTestserver(ctx context.Context, cfg testserverConfig, env Env) int {
 	srv, err := testserver.Start(cfg.opts)
 	if err != nil {
@@ -108,19 +110,13 @@ func serveTestserver(ctx context.Context, cfg testserverConfig, env Env) int {
 
 	caPath := cfg.caOut
 	if !cfg.opts.PlainHTTP {
-		if caPath == "" {
-			dir, err := os.MkdirTemp("", "shipper-testserver-")
-			if err != nil {
-				fmt.Fprintf(env.Stderr, "shipper testserver: temporary directory for the CA: %v\n", err)
-				return exitFailed
-			}
-			defer os.RemoveAll(dir)
-			caPath = filepath.Join(dir, "ca.pem")
-		}
-		if err := srv.WriteCA(caPath); err != nil {
-			fmt.Fprintf(env.Stderr, "shipper testserver: --ca-out: %v\n", err)
+		path, cleanup, err := writeTestserverCA(srv, cfg.caOut)
+		if err != nil {
+			fmt.Fprintf(env.Stderr, "shipper testserver: %v\n", err)
 			return exitFailed
 		}
+		defer cleanup()
+		caPath = path
 	}
 	if cfg.fault != nil {
 		srv.Inject(*cfg.fault)
@@ -128,7 +124,46 @@ func serveTestserver(ctx context.Context, cfg testserverConfig, env Env) int {
 
 	started := time.Now()
 	out := env.Stdout
-	fmt.Fprintf(out, "shipper testserver: listening on %s\n", srv.URL())
+	printTestserverBanner(out, srv.URL(), caPath, cfg)
+
+	<-ctx.Done()
+	var events, findings int
+	for _, t := range cfg.opts.Tenants {
+		events += len(srv.Events(t.ID))
+		findings += len(srv.Findings(t.ID))
+	}
+	if err := srv.Close(); err != nil {
+		fmt.Fprintf(env.Stderr, "shipper testserver: close: %v\n", err)
+		return exitFailed
+	}
+	fmt.Fprintf(out, "shipper testserver: stopped after %s; stored %d events and %d findings\n",
+		time.Since(started).Round(time.Second), events, findings)
+	return exitOK
+}
+
+// writeTestserverCA writes the server's CA certificate to caOut or, when none
+// is given, to a temporary directory that cleanup removes: clients need the
+// file only while the server runs.
+func writeTestserverCA(srv *testserver.Server, caOut string) (path string, cleanup func(), err error) {
+	path, cleanup = caOut, func() {}
+	if path == "" {
+		dir, err := os.MkdirTemp("", "shipper-testserver-")
+		if err != nil {
+			return "", nil, fmt.Errorf("temporary directory for the CA: %w", err)
+		}
+		path, cleanup = filepath.Join(dir, "ca.pem"), func() { os.RemoveAll(dir) }
+	}
+	if err := srv.WriteCA(path); err != nil {
+		cleanup()
+		return "", nil, fmt.Errorf("--ca-out: %w", err)
+	}
+	return path, cleanup, nil
+}
+
+// printTestserverBanner says where the server listens and how it behaves, so
+// a test's outcome can be read against it, then how to point shipper at it.
+func printTestserverBanner(out io.Writer, url, caPath string, cfg testserverConfig) {
+	fmt.Fprintf(out, "shipper testserver: listening on %s\n", url)
 	fmt.Fprintf(out, "  tenant %s, user %s, password from %s\n", cfg.tenant, cfg.user, cfg.pwSource)
 	if len(cfg.opts.Tenants) > 1 {
 		fmt.Fprintf(out, "  second tenant %s (same user): logins must give tenant_id\n", testserver.SecondTenantID)
@@ -149,32 +184,22 @@ func serveTestserver(ctx context.Context, cfg testserverConfig, env Env) int {
 	} else {
 		fmt.Fprintf(out, "  rate limit %d requests/min per client address (429, no Retry-After)\n", cfg.opts.RateLimit)
 	}
-	if f := cfg.fault; f != nil {
-		if f.Rate > 0 {
-			route := f.Route
-			if route == "" {
-				route = "all routes"
-			}
-			fmt.Fprintf(out, "  faults: %.3g of %s answered %d (seed %d)\n", f.Rate, route, f.Status, f.Seed)
-		}
-		if f.Latency > 0 {
-			fmt.Fprintf(out, "  latency: %s added to every answer\n", f.Latency)
-		}
+	if cfg.fault != nil {
+		printTestserverFault(out, *cfg.fault)
 	}
-	printExports(out, srv.URL(), caPath, cfg)
+	printExports(out, url, caPath, cfg)
 	fmt.Fprintln(out, "  Ctrl-C stops it.")
+}
 
-	<-ctx.Done()
-	var events, findings int
-	for _, t := range cfg.opts.Tenants {
-		events += len(srv.Events(t.ID))
-		findings += len(srv.Findings(t.ID))
+func printTestserverFault(out io.Writer, f testserver.Fault) {
+	if f.Rate > 0 {
+		route := f.Route
+		if route == "" {
+			route = "all routes"
+		}
+		fmt.Fprintf(out, "  faults: %.3g of %s answered %d (seed %d)\n", f.Rate, route, f.Status, f.Seed)
 	}
-	if err := srv.Close(); err != nil {
-		fmt.Fprintf(env.Stderr, "shipper testserver: close: %v\n", err)
-		return exitFailed
+	if f.Latency > 0 {
+		fmt.Fprintf(out, "  latency: %s added to every answer\n", f.Latency)
 	}
-	fmt.Fprintf(out, "shipper testserver: stopped after %s; stored %d events and %d findings\n",
-		time.Since(started).Round(time.Second), events, findings)
-	return exitOK
 }
