@@ -202,15 +202,32 @@ func (o *Outbox) EnqueuePrepared(ctx context.Context, ps []Prepared) ([]string, 
 	if len(ps) == 0 {
 		return nil, nil
 	}
-	items := make([]prepared, len(ps))
+	buf, _ := preparedLists.Get().(*[]prepared)
+	if buf == nil {
+		buf = new([]prepared)
+	}
+	items := (*buf)[:0]
+	defer func() {
+		// The list holds the records' buffers: let them go.
+		clear(items)
+		if cap(items) <= maxBatchItems {
+			*buf = items[:0]
+			preparedLists.Put(buf)
+		}
+	}()
 	for i := range ps {
 		if ps[i].o != o {
 			// Another outbox's record may be sealed with another key.
 			return nil, errors.New("outbox: enqueue: a record prepared by another outbox")
 		}
-		items[i] = ps[i].p
+		items = append(items, ps[i].p)
 	}
 	o.group.enter()
 	defer o.group.leave()
 	return o.submit(ctx, items)
 }
+
+// preparedLists holds EnqueuePrepared's lists between calls: a caller that
+// stores rounds of hundreds of records would otherwise allocate a list of
+// ~300-byte records a round. A list is free once its commit returns.
+var preparedLists sync.Pool

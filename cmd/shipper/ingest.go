@@ -176,9 +176,8 @@ func unconfirmed(ob *outbox.Outbox) (int, int64) {
 // key, encode) as a request comes in, so that a round of the ingest API
 // (ingest_batch.go) only commits. A line the outbox refuses on its own gets
 // its refusal; the others come back in order, in lines' array, with their
-// records.
-func (d *directStore) prepare(kind outbox.Kind, lines []lineItem) ([]lineItem, []outbox.Prepared, []lineResult) {
-	recs := make([]outbox.Prepared, 0, len(lines))
+// records appended to recs.
+func (d *directStore) prepare(kind outbox.Kind, lines []lineItem, recs []outbox.Prepared) ([]lineItem, []outbox.Prepared, []lineResult) {
 	var refused []lineResult
 	ok := lines[:0]
 	for _, l := range lines {

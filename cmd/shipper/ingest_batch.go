@@ -38,15 +38,22 @@ type ingestBatcher struct {
 	queue   []*pending // waiting for a round
 	armed   bool       // a linger timer runs for the queue
 	gen     int        // rounds started: a timer armed before is stale
+
+	// Buffers kept between requests and rounds: records are ~300 bytes, and
+	// lists of them allocated for every request made work for the collector
+	// that the producers waited for.
+	recLists   sync.Pool // *[]outbox.Prepared: a request's, free once answered
+	roundLines []lineItem
+	roundRecs  []outbox.Prepared // the round's, while it is stored (one at a time)
 }
 
 // roundStore is what the ingest batcher stores through (directStore, tests):
 // prepare does the work that needs no commit, as a request comes in; it
 // returns the lines it kept, in lines' array, with their records, and the
-// refusals of the others. storePrepared stores lines with their records as
-// storeAll does.
+// refusals of the others; it appends the records to recs. storePrepared
+// stores lines with their records as storeAll does.
 type roundStore interface {
-	prepare(kind outbox.Kind, lines []lineItem) ([]lineItem, []outbox.Prepared, []lineResult)
+	prepare(kind outbox.Kind, lines []lineItem, recs []outbox.Prepared) ([]lineItem, []outbox.Prepared, []lineResult)
 	storePrepared(ctx context.Context, kind outbox.Kind, lines []lineItem, recs []outbox.Prepared) ([]lineResult, error)
 }
 
@@ -67,7 +74,16 @@ func newIngestBatcher(st roundStore) *ingestBatcher {
 // store stores lines in the next round and returns what became of them, as
 // lineStore.storeLines does.
 func (b *ingestBatcher) store(kind outbox.Kind, lines []lineItem) ([]lineResult, error) {
-	lines, recs, refused := b.st.prepare(kind, lines)
+	buf, _ := b.recLists.Get().(*[]outbox.Prepared)
+	if buf == nil {
+		buf = new([]outbox.Prepared)
+	}
+	lines, recs, refused := b.st.prepare(kind, lines, (*buf)[:0])
+	defer func() {
+		clear(recs) // the records' buffers can go
+		*buf = recs[:0]
+		b.recLists.Put(buf)
+	}()
 	if len(lines) == 0 {
 		return refused, nil
 	}
@@ -151,14 +167,14 @@ func (b *ingestBatcher) run(round []*pending) {
 func (b *ingestBatcher) storeRound(kind outbox.Kind, ps []*pending) {
 	lines, recs := ps[0].lines, ps[0].recs
 	if len(ps) > 1 {
-		n := 0
-		for _, p := range ps {
-			n += len(p.lines)
-		}
-		lines, recs = make([]lineItem, 0, n), make([]outbox.Prepared, 0, n)
+		lines, recs = b.roundLines[:0], b.roundRecs[:0]
 		for _, p := range ps {
 			lines, recs = append(lines, p.lines...), append(recs, p.recs...)
 		}
+		defer func() {
+			clear(recs)
+			b.roundLines, b.roundRecs = lines[:0], recs[:0]
+		}()
 	}
 	// One client going away must not end the others' store.
 	res, err := b.st.storePrepared(context.Background(), kind, lines, recs)

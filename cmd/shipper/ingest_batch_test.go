@@ -23,8 +23,8 @@ type fakeRounds struct {
 	hold   chan struct{} // when set, each call waits for a value from it
 }
 
-func (s *fakeRounds) prepare(_ outbox.Kind, lines []lineItem) ([]lineItem, []outbox.Prepared, []lineResult) {
-	return lines, make([]outbox.Prepared, len(lines)), nil
+func (s *fakeRounds) prepare(_ outbox.Kind, lines []lineItem, recs []outbox.Prepared) ([]lineItem, []outbox.Prepared, []lineResult) {
+	return lines, append(recs, make([]outbox.Prepared, len(lines))...), nil
 }
 
 func (s *fakeRounds) storePrepared(_ context.Context, _ outbox.Kind, lines []lineItem, _ []outbox.Prepared) ([]lineResult, error) {
