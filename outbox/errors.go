@@ -14,6 +14,10 @@ var (
 	// is truncated, or a record or index entry does not decode. The file is never reset.
 	ErrCorrupt = errors.New("outbox: file is corrupt or not an outbox")
 
+	// ErrNewerFormat is returned by Open for an outbox file a newer shipper
+	// wrote, in a format this one does not read. The file is left as it is.
+	ErrNewerFormat = errors.New("outbox: file written by a newer shipper")
+
 	// ErrClosed is returned by every method called after Close.
 	ErrClosed = errors.New("outbox: closed")
 

@@ -371,6 +371,10 @@ func (o *Outbox) buckets(tx *bolt.Tx) (meta *bolt.Bucket, created bool, err erro
 		}
 		created = true
 	}
+	if f := meta.Get(metaFormat); newerFormat(f) {
+		return nil, false, fmt.Errorf("outbox: open %s: %w: its format is %q and this shipper reads %s: open it with the shipper that wrote it or a newer one (the file was not changed)",
+			o.path, ErrNewerFormat, f, formatV3)
+	}
 	if f := meta.Get(metaFormat); string(f) != string(formatV3) || meta.Get(metaUpgrade) != nil {
 		return nil, false, corruptErr(o.path, fmt.Errorf("unknown outbox format %q (this shipper reads %s, and upgrades %s and %s)", f, formatV3, formatV1, formatV2))
 	}

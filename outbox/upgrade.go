@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"fmt"
 	"runtime/debug"
+	"strconv"
+	"strings"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -174,6 +176,13 @@ func (o *Outbox) upgradeV1() (err error) {
 	o.log.Info("outbox: upgraded the file to format 2 (a checksum in every record)",
 		"path", o.path, "records", n, "sealed_plaintext_payloads", sealed)
 	return nil
+}
+
+// newerFormat says whether f names a format after format 3.
+func newerFormat(f []byte) bool {
+	n, ok := strings.CutPrefix(string(f), "shipper-outbox/")
+	v, err := strconv.Atoi(n)
+	return ok && err == nil && v > 3
 }
 
 func upgradeCursor(kc byte, rid uint64) []byte {

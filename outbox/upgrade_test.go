@@ -176,9 +176,15 @@ func TestNewerFormatIsRefused(t *testing.T) {
 		return tx.Bucket(bucketMeta).Put(metaFormat, []byte("shipper-outbox/4"))
 	}))
 	require.NoError(t, db.Close())
+	before, err := os.ReadFile(path)
+	require.NoError(t, err)
 	_, err = Open(path, fixtureOpts())
-	require.ErrorIs(t, err, ErrCorrupt)
-	assert.Contains(t, err.Error(), `unknown outbox format "shipper-outbox/4"`)
+	require.ErrorIs(t, err, ErrNewerFormat)
+	assert.NotErrorIs(t, err, ErrCorrupt, "not damaged: no salvage advice")
+	assert.Contains(t, err.Error(), `its format is "shipper-outbox/4" and this shipper reads shipper-outbox/3`)
+	after, err := os.ReadFile(path)
+	require.NoError(t, err)
+	assert.Equal(t, before, after, "the file is not changed")
 }
 
 func TestUpgradeV1EncryptedSealsItsPlaintextPayloads(t *testing.T) {
