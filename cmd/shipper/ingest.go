@@ -172,15 +172,20 @@ func unconfirmed(ob *outbox.Outbox) (int, int64) {
 	return s.Records - s.ByState[outbox.StateConfirmed], s.PayloadBytes
 }
 
-// prepare does the outbox's part of storing lines that needs no commit (check,
-// key, encode) as a request comes in, so that a round of the ingest API
-// (ingest_batch.go) only commits. A line the outbox refuses on its own gets
+// prepare checks lines against the contract (the daemon's outbox leaves that
+// to the ingest API, outboxflags.go) and does the outbox's part of storing
+// them that needs no commit (key, encode), as a request comes in, so that a
+// round of the ingest API (ingest_batch.go) only commits. A line refused gets
 // its refusal; the others come back in order, in lines' array, with their
 // records appended to recs.
 func (d *directStore) prepare(kind outbox.Kind, lines []lineItem, recs []outbox.Prepared) ([]lineItem, []outbox.Prepared, []lineResult) {
 	var refused []lineResult
 	ok := lines[:0]
 	for _, l := range lines {
+		if err := validateRecord(kind, l.payload); err != nil {
+			refused = append(refused, lineResult{Line: l.line, Error: err.Error(), Code: "invalid_payload"})
+			continue
+		}
 		p, err := d.ob.Prepare(outbox.Item{Kind: kind, Payload: l.payload})
 		if err != nil {
 			refused = append(refused, refusal(kind, l, err))

@@ -48,10 +48,10 @@ type ingestBatcher struct {
 }
 
 // roundStore is what the ingest batcher stores through (directStore, tests):
-// prepare does the work that needs no commit, as a request comes in; it
-// returns the lines it kept, in lines' array, with their records, and the
-// refusals of the others; it appends the records to recs. storePrepared
-// stores lines with their records as storeAll does.
+// prepare does the work that needs no commit, the contract check included, as
+// a request comes in; it returns the lines it kept, in lines' array, with
+// their records appended to recs, and the refusals of the others.
+// storePrepared stores lines with their records as storeAll does.
 type roundStore interface {
 	prepare(kind outbox.Kind, lines []lineItem, recs []outbox.Prepared) ([]lineItem, []outbox.Prepared, []lineResult)
 	storePrepared(ctx context.Context, kind outbox.Kind, lines []lineItem, recs []outbox.Prepared) ([]lineResult, error)

@@ -73,16 +73,15 @@ func ingestHandler(st lineStore) http.HandlerFunc {
 				all[i].payload = k.appendPayload(nil, all[i].line, all[i].payload)
 			}
 		}
-		// The contract check runs here, as the request comes in, not in the
-		// round.
-		lines, refused := checkLines(kind, all)
 		var res []lineResult
 		if lim.set() || batcher == nil {
+			lines, refused := checkLines(kind, all)
 			res, err = st.storeLines(r.Context(), kind, lines, lim)
+			res = mergeResults(res, refused, err != nil)
 		} else {
-			res, err = batcher.store(kind, lines)
+			res, err = batcher.store(kind, all)
 		}
-		writeResults(w, mergeResults(res, refused, err != nil), err)
+		writeResults(w, res, err)
 	}
 }
 
