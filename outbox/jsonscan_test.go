@@ -110,32 +110,6 @@ func TestScanPayloadMatchesValid(t *testing.T) {
 	})
 }
 
-// TestCtrlIndex checks the word-at-a-time control character search against a
-// byte loop, for every byte value at every position of short and word-sized inputs.
-func TestCtrlIndex(t *testing.T) {
-	naive := func(b []byte) int {
-		for i, c := range b {
-			if c < 0x20 {
-				return i
-			}
-		}
-		return -1
-	}
-	for n := 0; n <= 19; n++ {
-		for pos := 0; pos < n; pos++ {
-			for c := 0; c < 256; c++ {
-				b := []byte(strings.Repeat("a", n))
-				b[pos] = byte(c)
-				if pos+1 < n {
-					b[n-1] = 0x1f // a later control byte must not win
-				}
-				require.Equal(t, naive(b), ctrlIndex(b), "ctrlIndex(%q)", b)
-			}
-		}
-	}
-	assert.Equal(t, -1, ctrlIndex([]byte(strings.Repeat("\x7f\x80\xff ", 5))), "ctrlIndex(no control bytes)")
-}
-
 // BenchmarkScanPayload is the syntax check and id lookup of one payload.
 func BenchmarkScanPayload(b *testing.B) {
 	for _, bc := range []struct {
