@@ -33,7 +33,7 @@ func scanPayload(p []byte, name string) (val string, present bool, err error) {
 		}
 		// Without escapes and in UTF-8, the value is a copy of its bytes (ids
 		// are ASCII: decoding each cost 2 allocations).
-		if val, err = jsonscan.Text(v); err != nil {
+		if val, err = jsonscan.Text(v, s.ValueEscaped()); err != nil {
 			return "", true, fmt.Errorf("%s: %v", name, err)
 		}
 	}
@@ -52,6 +52,6 @@ func keyIs(s *jsonscan.Scanner, name string) bool {
 	if !s.NameEscaped() {
 		return string(k[1:len(k)-1]) == name
 	}
-	t, err := jsonscan.Text(k)
+	t, err := jsonscan.Text(k, true)
 	return err == nil && t == name
 }

@@ -35,7 +35,7 @@ func validFast(payload []byte, rules []fieldRule) bool {
 		}
 		name := s.Name()
 		i := ruleIndex(rules, name[1:len(name)-1])
-		if i < 0 || seen&(1<<i) != 0 || !memberOK(rules[i], s.Value()) {
+		if i < 0 || seen&(1<<i) != 0 || !memberOK(rules[i], s.Value(), s.ValueEscaped()) {
 			return false
 		}
 		seen |= 1 << i
@@ -60,8 +60,9 @@ func ruleIndex(rules []fieldRule, name []byte) int {
 	return -1
 }
 
-// memberOK applies r to one member's raw JSON value, already scanned as valid.
-func memberOK(r fieldRule, raw []byte) bool {
+// memberOK applies r to one member's raw JSON value, already scanned as valid;
+// escaped says whether a string value holds an escape.
+func memberOK(r fieldRule, raw []byte, escaped bool) bool {
 	var v any
 	switch raw[0] {
 	case 'n':
@@ -73,7 +74,7 @@ func memberOK(r fieldRule, raw []byte) bool {
 	case '[':
 		v = []any(nil)
 	case '"':
-		s, ok := rawString(raw)
+		s, ok := rawString(raw, escaped)
 		if !ok {
 			return false
 		}
@@ -90,10 +91,10 @@ func memberOK(r fieldRule, raw []byte) bool {
 // rawString is the string a scanned JSON string decodes to. Without escapes
 // and in valid UTF-8 that is its bytes, shared rather than copied: the rules
 // keep nothing of the strings they test. Otherwise encoding/json decides.
-func rawString(raw []byte) (string, bool) {
-	if body, ok := jsonscan.Plain(raw); ok {
+func rawString(raw []byte, escaped bool) (string, bool) {
+	if body, ok := jsonscan.Plain(raw, escaped); ok {
 		return unsafe.String(unsafe.SliceData(body), len(body)), true
 	}
-	s, err := jsonscan.Text(raw)
+	s, err := jsonscan.Text(raw, escaped)
 	return s, err == nil
 }

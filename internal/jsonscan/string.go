@@ -123,20 +123,21 @@ func isHex(c byte) bool {
 }
 
 // Plain returns the bytes between the quotes of str, a JSON string as Scanner
-// passed it, when they are the text encoding/json decodes it to: no escape and
-// valid UTF-8. Otherwise it reports false and Text decodes it.
-func Plain(str []byte) ([]byte, bool) {
+// passed it (escaped as NameEscaped or ValueEscaped say), when they are the
+// text encoding/json decodes it to: no escape and valid UTF-8. Otherwise it
+// reports false and Text decodes it.
+func Plain(str []byte, escaped bool) ([]byte, bool) {
 	body := str[1 : len(str)-1]
-	if bytes.IndexByte(body, '\\') >= 0 || !utf8.Valid(body) {
+	if escaped || !utf8.Valid(body) {
 		return nil, false
 	}
 	return body, true
 }
 
-// Text returns the text of str, a JSON string as Scanner passed it, as
-// encoding/json decodes it.
-func Text(str []byte) (string, error) {
-	if body, ok := Plain(str); ok {
+// Text returns the text of str, a JSON string as Scanner passed it (escaped
+// as NameEscaped or ValueEscaped say), as encoding/json decodes it.
+func Text(str []byte, escaped bool) (string, error) {
+	if body, ok := Plain(str, escaped); ok {
 		return string(body), nil
 	}
 	var t string

@@ -7,7 +7,8 @@ func (s *Scanner) value() bool {
 	}
 	switch c := s.p[s.i]; {
 	case c == '"':
-		_, ok := s.str()
+		escaped, ok := s.str()
+		s.valueEscaped = escaped
 		return ok
 	case c == '{':
 		return s.container('}')
