@@ -7,6 +7,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/google/uuid"
 )
 
 // groupCommit shares bbolt commits (one fsync each) among concurrent Enqueue
@@ -179,8 +181,13 @@ type Prepared struct {
 }
 
 // Key is the record's key: its payload's id, the Item's Key, or the UUIDv7
-// made for it.
-func (p *Prepared) Key() string { return p.p.key }
+// made for it; empty for a key PrepareKeyAtCommit leaves to the commit.
+func (p *Prepared) Key() string {
+	if p.p.uuid != (uuid.UUID{}) {
+		return ""
+	}
+	return p.p.key
+}
 
 // Prepare does for one record what Enqueue does before its commit, and fails
 // as Enqueue would for that record alone (ErrInvalidPayload, ErrTooLarge).
@@ -194,10 +201,23 @@ func (o *Outbox) Prepare(it Item) (Prepared, error) {
 	return Prepared{o: o, p: p}, nil
 }
 
-// EnqueuePrepared stores records that Prepare made on this Outbox in one
-// commit, all or none, as EnqueueAll does. A record refused with the others
-// (ErrConflict, ErrFull) may be given again; one stored must not be, as a new
-// key is not looked up.
+// PrepareKeyAtCommit is Prepare for a caller that takes the records' keys from
+// EnqueuePrepared: a key the outbox makes then gets the record id's bits at
+// the commit and needs no key index entry, as EnqueueAll's keys (genkey.go).
+func (o *Outbox) PrepareKeyAtCommit(it Item) (Prepared, error) {
+	p, err := o.prepareItem(it, true)
+	if err != nil {
+		return Prepared{}, err
+	}
+	return Prepared{o: o, p: p}, nil
+}
+
+// EnqueuePrepared stores records that Prepare or PrepareKeyAtCommit made on
+// this Outbox in one commit, all or none, as EnqueueAll does, and returns
+// their keys in order. A record refused with the others (ErrConflict,
+// ErrFull) may be given again: a refusal changes none of them. One stored must
+// not be (a new key is not looked up), nor one whose commit failed otherwise
+// (the commit gives a key left to it its bits in place).
 func (o *Outbox) EnqueuePrepared(ctx context.Context, ps []Prepared) ([]string, error) {
 	if len(ps) == 0 {
 		return nil, nil

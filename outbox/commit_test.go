@@ -81,3 +81,43 @@ func TestEnqueuePreparedOtherOutbox(t *testing.T) {
 	assert.Contains(t, err.Error(), "another outbox")
 	assert.Zero(t, b.Stats().Records, "records in the other outbox")
 }
+
+// PrepareKeyAtCommit leaves a key the outbox makes to the commit, as
+// EnqueueAll does: the key EnqueuePrepared returns leads to the record without
+// a key index entry, also for a record given again after a refused commit.
+func TestPrepareKeyAtCommit(t *testing.T) {
+	o := openTest(t, Options{})
+	ctx := context.Background()
+	_, err := o.Enqueue(ctx, KindEvent, []byte(`{"event_id":"ev-1","v":1}`))
+	require.NoError(t, err)
+	clash, err := o.PrepareKeyAtCommit(Item{Kind: KindEvent, Payload: []byte(`{"event_id":"ev-1","v":2}`)})
+	require.NoError(t, err)
+	made, err := o.PrepareKeyAtCommit(Item{Kind: KindEvent, Payload: []byte(`{"v":3}`)})
+	require.NoError(t, err)
+	assert.Empty(t, made.Key(), "a key left to the commit is not known before it")
+	own, err := o.PrepareKeyAtCommit(Item{Kind: KindEvent, Payload: []byte(`{"event_id":"ev-2","v":4}`)})
+	require.NoError(t, err)
+	assert.Equal(t, "ev-2", own.Key(), "the payload's id is known")
+
+	_, err = o.EnqueuePrepared(ctx, []Prepared{made, clash, own})
+	require.ErrorIs(t, err, ErrConflict)
+	keys, err := o.EnqueuePrepared(ctx, []Prepared{made, own})
+	require.NoError(t, err, "the others again")
+	require.Len(t, keys, 2)
+	assert.Equal(t, "ev-2", keys[1])
+	r, err := o.Get(keys[0])
+	require.NoError(t, err, "Get the record keyed at the commit")
+	assert.Equal(t, `{"event_id":"`+keys[0]+`","v":3}`, string(r.Payload), "stored payload")
+	assert.False(t, keyIndexed(t, o, keys[0]), "a key made at the commit is not indexed")
+	assert.True(t, keyIndexed(t, o, "ev-2"), "a payload's id is indexed")
+
+	// Encrypted, a made key is final at Prepare (its payload is sealed with
+	// it) and indexed.
+	e := openTest(t, Options{EncryptionKey: bytes.Repeat([]byte{7}, 32)})
+	p, err := e.PrepareKeyAtCommit(Item{Kind: KindEvent, Payload: []byte(`{"v":5}`)})
+	require.NoError(t, err)
+	keys, err = e.EnqueuePrepared(ctx, []Prepared{p})
+	require.NoError(t, err)
+	assert.Equal(t, []string{p.Key()}, keys, "encrypted: the key made at Prepare")
+	assert.True(t, keyIndexed(t, e, keys[0]), "encrypted: the made key is indexed")
+}

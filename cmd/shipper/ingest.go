@@ -175,7 +175,8 @@ func unconfirmed(ob *outbox.Outbox) (int, int64) {
 // prepare checks lines against the contract (the daemon's outbox leaves that
 // to the ingest API, outboxflags.go) and does the outbox's part of storing
 // them that needs no commit (key, encode), as a request comes in, so that a
-// round of the ingest API (ingest_batch.go) only commits. A line refused gets
+// round of the ingest API (ingest_batch.go) only commits; the keys come from
+// the commit, which gives a key it makes no index entry, as EnqueueAll's. A line refused gets
 // its refusal; the others come back in order, in lines' array, with their
 // records appended to recs.
 func (d *directStore) prepare(kind outbox.Kind, lines []lineItem, recs []outbox.Prepared) ([]lineItem, []outbox.Prepared, []lineResult) {
@@ -186,7 +187,7 @@ func (d *directStore) prepare(kind outbox.Kind, lines []lineItem, recs []outbox.
 			refused = append(refused, lineResult{Line: l.line, Error: err.Error(), Code: "invalid_payload"})
 			continue
 		}
-		p, err := d.ob.Prepare(outbox.Item{Kind: kind, Payload: l.payload})
+		p, err := d.ob.PrepareKeyAtCommit(outbox.Item{Kind: kind, Payload: l.payload})
 		if err != nil {
 			refused = append(refused, refusal(kind, l, err))
 			continue
