@@ -18,16 +18,22 @@ const ingestLinger = 2 * time.Millisecond
 // goroutine got a core first led a commit of its own before the others of its
 // round had entered EnqueueAll (on 2 cores, 4 clients of 100 records made
 // commits of ~170 records, and a commit costs about as much CPU as 80 records
-// and an fsync). A round starts when the last is stored and as many requests
-// wait as took part in the last cycle (its round, and those that came while it
-// was stored), or ingestLinger after the first came: a lone producer never
-// waits; four in step share each commit.
+// and an fsync).
+//
+// The producers of a cycle (a round, and those that came while it was stored)
+// are stored in two rounds, one prepared while the other commits, so that a
+// commit is always in progress: when all of them went in one round, the
+// store stood idle while they were answered, came back and were prepared
+// (about as long as the commit itself). The next round starts when the last
+// is stored and half of the producers of the last cycle wait, two at least
+// (concurrent producers share commits), or ingestLinger after the first came:
+// a lone producer never waits; four in step commit two and two.
 //
 // A request's records are prepared (checked, keyed, encoded) on its own
-// goroutine as it comes in, while the others of its round come, so that a
-// round only commits; and the request that completes a round stores it on its
-// own goroutine, which holds a core already, rather than handing it to a new
-// one that may wait for one.
+// goroutine as it comes in, while the round before commits, so that a round
+// only commits; and the request that completes a round stores it on its own
+// goroutine, which holds a core already, rather than handing it to a new one
+// that may wait for one.
 type ingestBatcher struct {
 	st    roundStore
 	after func(time.Duration, func())
@@ -149,7 +155,7 @@ func (b *ingestBatcher) run(round []*pending) {
 	}
 	b.mu.Lock()
 	b.storing = false
-	b.target = len(round) + len(b.queue)
+	b.target = nextTarget(len(round) + len(b.queue))
 	next := b.admitLocked()
 	b.mu.Unlock()
 	if next != nil {
@@ -160,6 +166,10 @@ func (b *ingestBatcher) run(round []*pending) {
 		close(p.done)
 	}
 }
+
+// nextTarget is how many requests the next round waits for, of the n
+// producers of the last cycle: half, and two at least.
+func nextTarget(n int) int { return max(min(n, 2), (n+1)/2) }
 
 // storeRound stores the lines of ps as one list and gives each request the
 // results of its own lines. After a capacity refusal nothing later is stored:

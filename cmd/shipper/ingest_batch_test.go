@@ -127,50 +127,70 @@ func TestIngestBatcherLoneProducerNeverWaits(t *testing.T) {
 	assert.Empty(t, timers(), "a lone producer armed the linger")
 }
 
-// Producers in step: a round waits for as many as took part in the last
-// cycle, stores them in one call, and gives each its own lines' results.
+func waitArmed(b *ingestBatcher) {
+	for {
+		b.mu.Lock()
+		armed := b.armed
+		b.mu.Unlock()
+		if armed {
+			return
+		}
+		runtime.Gosched()
+	}
+}
+
+// Producers in step are stored in two rounds of half of them each: those that
+// came while a round was stored go in as soon as it is, without waiting for
+// its producers to come back; a round waits for half of the producers, two at
+// least, or the linger; each request gets its own lines' results.
 func TestIngestBatcherRoundsShareOneStore(t *testing.T) {
 	st := &fakeRounds{hold: make(chan struct{})}
 	b, timers := fakeBatcher(st)
 	first := request(b, "a", 1) // a round of one, held in the store
 	waitStoring(b, 0)
-	var others []chan answer
+	var mid []chan answer
 	for i, name := range []string{"b", "c", "d"} {
-		others = append(others, request(b, name, []int{2, 3, 1}[i]))
+		mid = append(mid, request(b, name, []int{2, 3, 1}[i]))
 		waitStoring(b, i+1) // queued in this order
 	}
 	st.hold <- struct{}{}
 	require.NoError(t, (<-first).err)
 	// Four took part in that cycle (a, and b, c, d that came meanwhile): the
-	// three wait for a to come back, then go in as one round.
-	waitQueued(b, 3)
-	assert.Equal(t, []int{1}, st.callSizes(), "a round went in before the fourth came back")
-	others = append(others, request(b, "a", 2))
+	// three that wait are more than half of them and go in at once, while a
+	// comes back.
+	last := []chan answer{request(b, "a", 2)}
+	waitStoring(b, 1)
+	assert.Equal(t, []int{1}, st.callSizes(), "stores done")
 	st.hold <- struct{}{}
-	for i, ch := range others {
+	for i, ch := range mid {
 		a := <-ch
 		require.NoError(t, a.err)
-		require.Len(t, a.res, []int{2, 3, 1, 2}[i], "results of request %d", i)
-		assert.Equal(t, lineResult{Line: 1, Key: string("bcda"[i]) + "-1"}, a.res[0], "request %d", i)
+		require.Len(t, a.res, []int{2, 3, 1}[i], "results of request %d", i)
+		assert.Equal(t, lineResult{Line: 1, Key: string("bcd"[i]) + "-1"}, a.res[0], "request %d", i)
 	}
-	assert.Equal(t, []int{1, 8}, st.callSizes(), "lines a store call")
+	// a waits for a second producer, and b completes the round.
+	waitArmed(b)
+	assert.Equal(t, []int{1, 6}, st.callSizes(), "a went in alone")
+	last = append(last, request(b, "b", 1))
+	waitStoring(b, 0)
+	st.hold <- struct{}{}
+	for i, ch := range last {
+		a := <-ch
+		require.NoError(t, a.err)
+		require.Len(t, a.res, []int{2, 1}[i], "results of request %d", i)
+		assert.Equal(t, lineResult{Line: 1, Key: string("ab"[i]) + "-1"}, a.res[0], "request %d", i)
+	}
+	assert.Equal(t, []int{1, 6, 3}, st.callSizes(), "lines a store call")
 
-	// Three of the four come back; the fourth does not, and the linger lets
-	// the three in.
-	var again []chan answer
-	for i, name := range []string{"b", "c", "d"} {
-		again = append(again, request(b, name, 1))
-		waitQueued(b, i+1)
-	}
-	assert.Equal(t, []int{1, 8}, st.callSizes(), "a round went in before the linger")
+	// One comes back, the other does not: the linger lets the one in.
+	alone := request(b, "c", 1)
+	waitQueued(b, 1)
 	ts := timers()
-	require.NotEmpty(t, ts, "the linger was not armed")
+	require.Len(t, ts, 2, "the linger was not armed")
 	go func() { st.hold <- struct{}{} }()
-	ts[len(ts)-1]()
-	for _, ch := range again {
-		require.NoError(t, (<-ch).err)
-	}
-	assert.Equal(t, []int{1, 8, 3}, st.callSizes(), "lines a store call")
+	ts[1]()
+	require.NoError(t, (<-alone).err)
+	assert.Equal(t, []int{1, 6, 3, 1}, st.callSizes(), "lines a store call")
 }
 
 // A capacity refusal inside a round stops it for every request after it.
@@ -179,16 +199,22 @@ func TestIngestBatcherFullStopsTheRound(t *testing.T) {
 	b, _ := fakeBatcher(st)
 	first := request(b, "a", 1)
 	waitStoring(b, 0)
-	second := []chan answer{request(b, "b", 2)}
-	waitStoring(b, 1)
-	second = append(second, request(b, "c", 2))
-	waitStoring(b, 2)
+	var second []chan answer
+	for i, name := range []string{"b", "c", "d"} {
+		second = append(second, request(b, name, 2))
+		waitStoring(b, i+1)
+	}
 	st.hold <- struct{}{}
 	<-first
-	second = append(second, request(b, "a", 2))
 	st.hold <- struct{}{}
-	ab, ac, aa := <-second[0], <-second[1], <-second[2]
+	ab, ac, ad := <-second[0], <-second[1], <-second[2]
 	assert.Equal(t, []lineResult{{Line: 1, Key: "b-1"}, {Line: 2, Key: "b-2"}}, ab.res, "before the stop")
 	assert.Equal(t, []lineResult{{Line: 1, Key: "c-1"}, {Line: 2, Code: "full", Error: "outbox full"}}, ac.res, "the stop")
-	assert.Equal(t, []lineResult{{Line: 1, Code: "full", Error: "outbox full"}}, aa.res, "after the stop: refused at its first line")
+	assert.Equal(t, []lineResult{{Line: 1, Code: "full", Error: "outbox full"}}, ad.res, "after the stop: refused at its first line")
+}
+
+func TestNextTarget(t *testing.T) {
+	for n, want := range map[int]int{0: 0, 1: 1, 2: 2, 3: 2, 4: 2, 5: 3, 8: 4, 16: 8} {
+		assert.Equal(t, want, nextTarget(n), "producers %d", n)
+	}
 }
