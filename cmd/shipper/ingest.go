@@ -175,10 +175,10 @@ func unconfirmed(ob *outbox.Outbox) (int, int64) {
 // prepare checks lines against the contract (the daemon's outbox leaves that
 // to the ingest API, outboxflags.go) and does the outbox's part of storing
 // them that needs no commit (key, encode), as a request comes in, so that a
-// round of the ingest API (ingest_batch.go) only commits; the keys come from
-// the commit, which gives a key it makes no index entry, as EnqueueAll's. A line refused gets
-// its refusal; the others come back in order, in lines' array, with their
-// records appended to recs.
+// round of the ingest API (ingest_batch.go) only commits. The keys come from
+// the commit: a key the outbox makes then needs no index entry, as with
+// EnqueueAll. A line refused gets its refusal; the others come back in order,
+// in lines' array, with their records appended to recs.
 func (d *directStore) prepare(kind outbox.Kind, lines []lineItem, recs []outbox.Prepared) ([]lineItem, []outbox.Prepared, []lineResult) {
 	var refused []lineResult
 	ok := lines[:0]

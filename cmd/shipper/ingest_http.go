@@ -181,8 +181,8 @@ func writeResults(w http.ResponseWriter, res []lineResult, storeErr error) {
 	if storeErr != nil {
 		status = http.StatusInternalServerError
 	}
-	// The answer is built whole and sent with its length: one write, and
-	// no chunked framing for the client to undo.
+	// The answer is built whole and sent with its length: no chunked framing
+	// for the client to undo.
 	buf := answers.Get().(*[]byte)
 	defer func() {
 		if cap(*buf) <= 1<<20 {
