@@ -32,26 +32,7 @@ func (w *Worker) send(ctx, reqCtx context.Context, kind outbox.Kind, recs []outb
 	}
 	rt := route(kind, len(recs))
 	start := time.Now()
-	var (
-		env *vvapi.Envelope
-		br  *vvapi.BatchResult
-	)
-	switch {
-	case len(recs) == 1 && kind == outbox.KindEvent:
-		env, err = w.client.SendEvent(reqCtx, recs[0].Key, recs[0].Payload)
-	case len(recs) == 1:
-		env, err = w.client.SendFinding(reqCtx, recs[0].Payload)
-	default:
-		payloads := make([]json.RawMessage, len(recs))
-		for i, r := range recs {
-			payloads[i] = r.Payload
-		}
-		if kind == outbox.KindEvent {
-			br, err = w.client.SendEventsBatch(reqCtx, payloads)
-		} else {
-			br, err = w.client.SendFindingsBatch(reqCtx, payloads)
-		}
-	}
+	env, br, err := w.post(reqCtx, kind, recs)
 	now := w.now()
 	if err == nil || !isLoginError(err) {
 		// A login that failed on the way means the request never left: Sent
@@ -76,14 +57,7 @@ func (w *Worker) send(ctx, reqCtx context.Context, kind outbox.Kind, recs []outb
 		if br != nil {
 			return w.confirmInline(ctx, reqCtx, kind, recs, w.batchOutcomes(recs, br, now, rt), deadline)
 		}
-		if env.Replayed {
-			w.m.addReplayed(1)
-		}
-		w.m.addSubmitted(1)
-		w.log.Debug("submitted", "key", recs[0].Key, "request_id", env.RequestID, "route", rt,
-			"attempt", recs[0].Attempts, "replayed", env.Replayed, "outcome", "submitted")
-		return w.confirmInline(ctx, reqCtx, kind, recs,
-			[]outbox.Outcome{{Key: recs[0].Key, State: outbox.StateSubmitted, RequestID: env.RequestID}}, deadline)
+		return w.confirmInline(ctx, reqCtx, kind, recs, w.singleOutcome(recs[0], env, rt), deadline)
 	case actRetry:
 		if held || v.login {
 			// An outage or a failed login says nothing about these records: no attempt is
@@ -99,16 +73,55 @@ func (w *Worker) send(ctx, reqCtx context.Context, kind outbox.Kind, recs []outb
 	case actDead:
 		w.log.Warn("records refused by the server; dead-lettered", append(logAttrs, "key", recs[0].Key, "reason", v.reason, "err", v.message, "outcome", "dead")...)
 		w.m.addDead(v.reason, len(recs))
-		outs := make([]outbox.Outcome, len(recs))
-		for i, r := range recs {
-			outs[i] = outbox.Outcome{Key: r.Key, State: outbox.StateDead, Reason: v.reason + ": " + v.message}
-		}
-		return outs
+		return deadAll(recs, v.reason+": "+v.message)
 	case actSplit:
 		return w.split(ctx, reqCtx, kind, recs, v, deadline, logAttrs)
 	default: // actPause, actRelease
 		return releaseAll(recs, v.reason)
 	}
+}
+
+// singleOutcome is the outcome of a single record the server accepted.
+func (w *Worker) singleOutcome(r outbox.Record, env *vvapi.Envelope, rt string) []outbox.Outcome {
+	if env.Replayed {
+		w.m.addReplayed(1)
+	}
+	w.m.addSubmitted(1)
+	w.log.Debug("submitted", "key", r.Key, "request_id", env.RequestID, "route", rt,
+		"attempt", r.Attempts, "replayed", env.Replayed, "outcome", "submitted")
+	return []outbox.Outcome{{Key: r.Key, State: outbox.StateSubmitted, RequestID: env.RequestID}}
+}
+
+// deadAll makes every record dead for reason.
+func deadAll(recs []outbox.Record, reason string) []outbox.Outcome {
+	outs := make([]outbox.Outcome, len(recs))
+	for i, r := range recs {
+		outs[i] = outbox.Outcome{Key: r.Key, State: outbox.StateDead, Reason: reason}
+	}
+	return outs
+}
+
+// post makes the request: a single record as one event or finding (its answer
+// is env), more as a batch (br).
+func (w *Worker) post(reqCtx context.Context, kind outbox.Kind, recs []outbox.Record) (env *vvapi.Envelope, br *vvapi.BatchResult, err error) {
+	switch {
+	case len(recs) == 1 && kind == outbox.KindEvent:
+		env, err = w.client.SendEvent(reqCtx, recs[0].Key, recs[0].Payload)
+		return env, nil, err
+	case len(recs) == 1:
+		env, err = w.client.SendFinding(reqCtx, recs[0].Payload)
+		return env, nil, err
+	}
+	payloads := make([]json.RawMessage, len(recs))
+	for i, r := range recs {
+		payloads[i] = r.Payload
+	}
+	if kind == outbox.KindEvent {
+		br, err = w.client.SendEventsBatch(reqCtx, payloads)
+	} else {
+		br, err = w.client.SendFindingsBatch(reqCtx, payloads)
+	}
+	return nil, br, err
 }
 
 // split sends a batch the server refused as a whole in parts. Over the server's batch limit,
