@@ -187,6 +187,34 @@ func (w *Worker) Drain(ctx context.Context) error {
 	return w.run(ctx, true)
 }
 
+// cutAfter calls cancel once timeout has passed since ctx ended, unless the
+// function it returns was called first; that function returns once the timer
+// is gone.
+func cutAfter(ctx context.Context, timeout time.Duration, cancel func()) (stop func()) {
+	var timer sync.WaitGroup
+	done := make(chan struct{})
+	timer.Go(func() {
+		select {
+		case <-ctx.Done():
+		case <-done:
+			return
+		}
+		t := time.NewTimer(timeout)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			cancel()
+		case <-done:
+		}
+	})
+	return func() {
+		close(done)
+		timer.Wait()
+	}
+}
+
+// run runs the lanes and the poller until ctx ends, a fatal store error, or,
+// with drain, nothing is left to deliver.
 func (w *Worker) run(parent context.Context, drain bool) error {
 	if !w.running.CompareAndSwap(false, true) {
 		return ErrRunning
@@ -237,25 +265,9 @@ func (w *Worker) run(parent context.Context, drain bool) error {
 		})
 	}
 
-	var timer sync.WaitGroup
-	done := make(chan struct{})
-	timer.Go(func() {
-		select {
-		case <-ctx.Done():
-		case <-done:
-			return
-		}
-		t := time.NewTimer(w.opts.ShutdownTimeout)
-		defer t.Stop()
-		select {
-		case <-t.C:
-			cancelReqs()
-		case <-done:
-		}
-	})
+	stopTimer := cutAfter(ctx, w.opts.ShutdownTimeout, cancelReqs)
 	wg.Wait()
-	close(done)
-	timer.Wait()
+	stopTimer()
 
 	switch {
 	case fatal != nil:
