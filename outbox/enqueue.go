@@ -329,7 +329,7 @@ func (w *wtx) enqueue(items []prepared) ([]string, *reqError, error) {
 	if len(plan.fresh) == 0 {
 		return keys, nil, nil
 	}
-	if e := w.o.roomFor(&w.delta, len(plan.fresh), plan.freshBytes); e != nil {
+	if e := w.roomFor(len(plan.fresh), plan.freshBytes); e != nil {
 		return nil, e, nil
 	}
 	for _, rid := range plan.replace {
@@ -485,8 +485,9 @@ type keyRid struct {
 }
 
 // roomFor checks the capacity limits for n more records of b payload bytes, given
-// the uncommitted changes d of the current transaction.
-func (o *Outbox) roomFor(d *counters, n int, b int64) *reqError {
+// the uncommitted changes of the current transaction (w.delta, w.disk).
+func (w *wtx) roomFor(n int, b int64) *reqError {
+	o, d := w.o, &w.delta
 	o.cmu.Lock()
 	live, liveBytes := o.cnt.live+d.live, o.cnt.liveBytes+d.liveBytes
 	o.cmu.Unlock()
@@ -496,7 +497,7 @@ func (o *Outbox) roomFor(d *counters, n int, b int64) *reqError {
 	if m := o.opts.MaxBytes; m > 0 && liveBytes+b > m {
 		return &reqError{full: true, err: fmt.Errorf("%w: %s: %d payload bytes not yet confirmed, MaxBytes is %d (adding %d)", ErrFull, o.path, liveBytes, m, b)}
 	}
-	return o.roomOnDisk(n, b)
+	return w.roomOnDisk(n, b)
 }
 
 func (o *Outbox) submit(ctx context.Context, items []prepared) ([]string, error) {

@@ -11,6 +11,7 @@ import (
 	"github.com/spectrastrike/shipper/internal/testutil"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	bolt "go.etcd.io/bbolt"
 )
 
 // fakeDisk is an Options.DiskSpace whose free space the test sets.
@@ -143,4 +144,32 @@ func TestDiskWarningAtMostOnceAMinuteWhileTheStateFlaps(t *testing.T) {
 	_, err := o.Enqueue(ctx, KindEvent, markedEvent(100))
 	require.ErrorIs(t, err, ErrFull)
 	assert.Equal(t, 2, strings.Count(logs.String(), "disk nearly full"), "and again a minute later")
+}
+
+// A transaction reads the disk once and grants its requests space from that
+// reading: records that each fit but together would go under the reserve are
+// refused from the one that does not fit, in one commit as in several.
+func TestDiskSpaceIsSharedWithinATransaction(t *testing.T) {
+	disk := &fakeDisk{}
+	var calls atomic.Int64
+	space := func(p string) (int64, int64, error) { calls.Add(1); return disk.space(p) }
+	o := openTest(t, Options{DiskSpace: space, DiskReserve: 4 << 20})
+	big := []byte(`{"m":"` + strings.Repeat("x", 600<<10) + `"}`) // 600 KiB
+	// Room for three such records above the reserve, not four.
+	disk.free.Store(4<<20 + 3*(600<<10+recordOverhead) + 16<<10)
+	before := calls.Load()
+	var errs []error
+	require.NoError(t, o.Update(func(tx *bolt.Tx) error {
+		for range 4 {
+			_, err := o.EnqueueTx(tx, Item{Kind: KindEvent, Payload: big})
+			errs = append(errs, err)
+		}
+		return nil
+	}))
+	assert.Equal(t, int64(1), calls.Load()-before, "the disk is read once a transaction")
+	for i, err := range errs[:3] {
+		assert.NoError(t, err, "record %d fits", i)
+	}
+	assert.ErrorIs(t, errs[3], ErrFull, "the fourth would go under the reserve")
+	assert.Equal(t, 3, o.Stats().Records)
 }

@@ -53,6 +53,7 @@ type wtx struct {
 	tx    *bolt.Tx
 	now   time.Time
 	delta counters
+	disk  txDisk // the disk space for this transaction's new records (space.go)
 	b     struct {
 		meta, events, findings, states                   *bolt.Bucket
 		keys, byState, due, leases, submitted, confirmed index
