@@ -19,7 +19,7 @@ func (o *Outbox) Get(key string) (Record, error) {
 	defer o.release()
 	var r Record
 	err := o.db.View(func(tx *bolt.Tx) error {
-		rid, ok := ridOfKey(tx, openIndex(tx, prefixKeys), o.fileID, key)
+		rid, ok := ridOfKey(recordIn(tx), openIndex(tx, prefixKeys), o.fileID, key)
 		if !ok {
 			return fmt.Errorf("outbox: get %s: %w", key, ErrNotFound)
 		}

@@ -167,7 +167,7 @@ func (c *checker) record(kc byte, wm uint64, st *stored) {
 
 // indexEntriesOf checks that the index entries st's fields call for exist.
 func (c *checker) indexEntriesOf(st *stored) {
-	if rid, ok := ridOfKey(c.tx, openIndex(c.tx, prefixKeys), c.o.fileID, st.key); !ok || rid != st.rid {
+	if rid, ok := ridOfKey(recordIn(c.tx), openIndex(c.tx, prefixKeys), c.o.fileID, st.key); !ok || rid != st.rid {
 		c.problem("record %d (%s): its key leads to record %d (found %t)", st.rid, st.key, rid, ok)
 	}
 	if st.fresh {

@@ -97,11 +97,11 @@ func generatedRid(key string, fid uint32) (uint64, bool) {
 	return ridOf(seq, byte(lo&1)+1), true
 }
 
-// ridOfKey finds the record of key in tx: by the bits of a key this file made
-// (fid), else by the key index.
-func ridOfKey(tx *bolt.Tx, keys index, fid uint32, key string) (uint64, bool) {
+// ridOfKey finds the record of key: by the bits of a key this file made (fid),
+// reading the record they name with record, else by the key index.
+func ridOfKey(record func(rid uint64) []byte, keys index, fid uint32, key string) (uint64, bool) {
 	if rid, ok := generatedRid(key, fid); ok {
-		if v := recordsOf(tx, ridKind(rid)).Get(u64(rid)); v != nil && recordKeyOf(v) == key {
+		if v := record(rid); v != nil && recordKeyOf(v) == key {
 			return rid, true
 		}
 	}
@@ -110,6 +110,11 @@ func ridOfKey(tx *bolt.Tx, keys index, fid uint32, key string) (uint64, bool) {
 		return 0, false
 	}
 	return binary.BigEndian.Uint64(v), true
+}
+
+// recordIn reads records in tx, for ridOfKey outside a write transaction.
+func recordIn(tx *bolt.Tx) func(rid uint64) []byte {
+	return func(rid uint64) []byte { return recordsOf(tx, ridKind(rid)).Get(u64(rid)) }
 }
 
 // recordKeyOf reads the key of an encoded record (format 1 or 2) without

@@ -81,7 +81,7 @@ func (o *Outbox) startListing(f Filter) (*listing, error) {
 			return nil, err
 		}
 		err := o.db.View(func(tx *bolt.Tx) error {
-			rid, ok := ridOfKey(tx, openIndex(tx, prefixKeys), o.fileID, f.After)
+			rid, ok := ridOfKey(recordIn(tx), openIndex(tx, prefixKeys), o.fileID, f.After)
 			if !ok {
 				return fmt.Errorf("outbox: list: cursor %s: %w", f.After, ErrNotFound)
 			}

@@ -161,22 +161,18 @@ func (w *wtx) watermark(kc byte) uint64 {
 // Records: found by key, loaded by id, moved or removed.
 
 func (w *wtx) lookup(key string) (uint64, bool) {
-	if rid, ok := generatedRid(key, w.o.fileID); ok {
-		var k [8]byte
-		binary.BigEndian.PutUint64(k[:], rid)
-		c := &w.cur.events
-		if ridKind(rid) == kindCodeFinding {
-			c = &w.cur.findings
-		}
-		if v := seekGet(c, w.rec(rid), k[:]); v != nil && recordKeyOf(v) == key {
-			return rid, true
-		}
+	return ridOfKey(w.record, w.b.keys, w.o.fileID, key)
+}
+
+// record is the whole encoding of record rid, nil if there is none.
+func (w *wtx) record(rid uint64) []byte {
+	var k [8]byte
+	binary.BigEndian.PutUint64(k[:], rid)
+	c := &w.cur.events
+	if ridKind(rid) == kindCodeFinding {
+		c = &w.cur.findings
 	}
-	v := w.b.keys.Get([]byte(key))
-	if len(v) != 8 {
-		return 0, false
-	}
-	return binary.BigEndian.Uint64(v), true
+	return seekGet(c, w.rec(rid), k[:])
 }
 
 func (w *wtx) load(rid uint64) (stored, error) {
@@ -189,15 +185,11 @@ func (w *wtx) load(rid uint64) (stored, error) {
 
 // get reads record rid with its state entry; v is its whole encoding.
 func (w *wtx) get(rid uint64) (st stored, v []byte, err error) {
-	var k [8]byte
-	binary.BigEndian.PutUint64(k[:], rid)
-	c := &w.cur.events
-	if ridKind(rid) == kindCodeFinding {
-		c = &w.cur.findings
-	}
-	if v = seekGet(c, w.rec(rid), k[:]); v == nil {
+	if v = w.record(rid); v == nil {
 		return stored{}, nil, fmt.Errorf("index names record %d which does not exist: %w", rid, ErrCorrupt)
 	}
+	var k [8]byte
+	binary.BigEndian.PutUint64(k[:], rid)
 	st, err = decodeRecord(rid, v, seekGet(&w.cur.states, w.b.states, k[:]))
 	return st, v, err
 }
