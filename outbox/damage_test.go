@@ -196,18 +196,26 @@ func TestDamagedSubmittedRecordIsNotPolled(t *testing.T) {
 	require.NoError(t, err)
 }
 
-// A damaged state byte: the record's own fields name the wrong index entries.
-// Quarantine still leaves the indexes consistent.
-func TestDamagedHeaderIsQuarantinedWithItsIndexEntries(t *testing.T) {
-	clk := newClock()
-	path := filepath.Join(t.TempDir(), "outbox.db")
+// twoRetried opens an outbox at path with ev-001 and ev-002 claimed and back
+// to pending with the given reasons, each with a due entry.
+func twoRetried(t *testing.T, path string, clk *clock, reason1, reason2 string) *Outbox {
+	t.Helper()
 	o, err := Open(path, Options{Now: clk.Now})
 	require.NoError(t, err)
 	mustEnqueue(t, o, KindEvent, markedEvent(1))
 	mustEnqueue(t, o, KindEvent, markedEvent(2))
 	claimAll(t, o, KindEvent)
-	apply(t, o, Outcome{Key: "ev-001", State: StatePending, Reason: "http 503"},
-		Outcome{Key: "ev-002", State: StatePending, Reason: "http 503"})
+	apply(t, o, Outcome{Key: "ev-001", State: StatePending, Reason: reason1},
+		Outcome{Key: "ev-002", State: StatePending, Reason: reason2})
+	return o
+}
+
+// A damaged state byte: the record's own fields name the wrong index entries.
+// Quarantine still leaves the indexes consistent.
+func TestDamagedHeaderIsQuarantinedWithItsIndexEntries(t *testing.T) {
+	clk := newClock()
+	path := filepath.Join(t.TempDir(), "outbox.db")
+	o := twoRetried(t, path, clk, "http 503", "http 503")
 	// ev-001 is pending with a due entry; its state byte now says confirmed.
 	require.NoError(t, o.Update(func(tx *bolt.Tx) error {
 		v := openIndex(tx, prefixKeys).Get([]byte("ev-001"))
@@ -237,13 +245,7 @@ func TestDamagedHeaderIsQuarantinedWithItsIndexEntries(t *testing.T) {
 func TestDamagedStateEntryIsQuarantined(t *testing.T) {
 	clk := newClock()
 	path := filepath.Join(t.TempDir(), "outbox.db")
-	o, err := Open(path, Options{Now: clk.Now})
-	require.NoError(t, err)
-	mustEnqueue(t, o, KindEvent, markedEvent(1))
-	mustEnqueue(t, o, KindEvent, markedEvent(2))
-	claimAll(t, o, KindEvent)
-	apply(t, o, Outcome{Key: "ev-001", State: StatePending, Reason: "state-marker-1"},
-		Outcome{Key: "ev-002", State: StatePending, Reason: "state-marker-2"})
+	o := twoRetried(t, path, clk, "state-marker-1", "state-marker-2")
 	require.NoError(t, o.Close())
 	flipAt(t, path, "state-marker-1", 0, 1)
 
