@@ -94,13 +94,13 @@ func (d *varintReader) uvarint() uint64 {
 	return x
 }
 
+// varint reads a zig-zag varint, as binary.AppendVarint writes it.
 func (d *varintReader) varint() int64 {
-	x, n := binary.Varint(d.p)
-	if n <= 0 {
-		d.p, d.ok = nil, false
-		return 0
+	ux := d.uvarint()
+	x := int64(ux >> 1)
+	if ux&1 != 0 {
+		x = ^x
 	}
-	d.p = d.p[n:]
 	return x
 }
 
