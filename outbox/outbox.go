@@ -76,8 +76,8 @@ var (
 //     with the counter update after its commit; Check holds it to keep
 //     writers out. bbolt's writer lock is taken inside it.
 //  3. Leaves, each held for a few lines with no other lock taken meanwhile:
-//     cmu guards cnt and room (stats.go), disk.mu the full-disk log
-//     (space.go), both taken under wmu or not; group.mu guards the queue of
+//     cmu guards cnt and room (stats.go), disk.mu the full-disk log and the
+//     last disk reading (space.go), both taken under wmu or not; group.mu guards the queue of
 //     enqueue requests (commit.go) and is never held with wmu: a leader
 //     releases it before it commits.
 //

@@ -33,8 +33,10 @@ func TestDiskNearlyFullRefusesRecordsAndDeliveryGoesOn(t *testing.T) {
 	assert.Equal(t, int64(minDiskReserve), st.DiskReserveBytes, "a small file keeps the 4 MiB floor")
 	assert.False(t, st.DiskFull)
 
-	// The disk fills (another process, or the outbox itself).
+	// The disk fills (another process, or the outbox itself), seen at the next
+	// reading: the last one is reused for diskReuse when far above the reserve.
 	disk.free.Store(minDiskReserve - 1<<20) // and a few pages free inside the file
+	clk.Add(diskReuse)
 	_, err := o.Enqueue(ctx, KindEvent, markedEvent(10))
 	require.ErrorIs(t, err, ErrFull)
 	assert.Contains(t, err.Error(), "disk nearly full: 3.0 MiB free, 3.0 MiB after adding 1 record(s), under the 4.0 MiB kept for delivery")
@@ -101,11 +103,13 @@ func TestDiskWarningNamesTheNumbersThatRefused(t *testing.T) {
 	disk := &fakeDisk{}
 	disk.free.Store(100 << 20)
 	var logs testutil.SyncBuffer
-	o := openTest(t, Options{Now: newClock().Now, DiskSpace: disk.space, DiskReserve: 1 << 20, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	clk := newClock()
+	o := openTest(t, Options{Now: clk.Now, DiskSpace: disk.space, DiskReserve: 1 << 20, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	mustEnqueue(t, o, KindEvent, markedEvent(0))
 	// Free space above the reserve, but not by a record (the space left
 	// counts the pages free inside the file too).
 	disk.free.Store(1 << 20)
+	clk.Add(diskReuse)
 	left, _, ok := o.space()
 	require.True(t, ok)
 	disk.free.Store(1<<20 - (left - 1<<20) + 100)
@@ -172,4 +176,46 @@ func TestDiskSpaceIsSharedWithinATransaction(t *testing.T) {
 	}
 	assert.ErrorIs(t, errs[3], ErrFull, "the fourth would go under the reserve")
 	assert.Equal(t, 3, o.Stats().Records)
+}
+
+// A reading of the disk is reused for diskReuse while it is far above the
+// reserve, less the space granted since; near the reserve, or later, the disk
+// is read again.
+func TestDiskReadingIsReusedOnlyFarFromTheReserve(t *testing.T) {
+	clk := newClock()
+	disk := &fakeDisk{}
+	var calls atomic.Int64
+	space := func(p string) (int64, int64, error) { calls.Add(1); return disk.space(p) }
+	const reserve = 4 << 20
+	disk.free.Store(reserve + diskSlack + 512<<10)
+	o := openTest(t, Options{Now: clk.Now, DiskSpace: space, DiskReserve: reserve})
+	reads := func() int64 { t.Helper(); n := calls.Load(); calls.Store(0); return n }
+	mustEnqueue(t, o, KindEvent, markedEvent(0))
+	reads()
+
+	for i := range 3 {
+		mustEnqueue(t, o, KindEvent, markedEvent(1+i))
+	}
+	assert.Zero(t, reads(), "within diskReuse and far above the reserve, the last reading serves")
+	clk.Add(diskReuse)
+	mustEnqueue(t, o, KindEvent, markedEvent(4))
+	assert.Equal(t, int64(1), reads(), "an old reading is not used")
+
+	// Space granted since the reading counts: a 900 KiB record takes the
+	// reading under diskSlack above the reserve, and the next check reads.
+	big := []byte(`{"m":"` + strings.Repeat("x", 900<<10) + `"}`)
+	mustEnqueue(t, o, KindEvent, big)
+	assert.Zero(t, reads())
+	mustEnqueue(t, o, KindEvent, markedEvent(5))
+	assert.Equal(t, int64(1), reads(), "the reading less what was granted is near the reserve")
+
+	// Near the reserve every check reads, and a disk filled meanwhile is seen.
+	disk.free.Store(reserve + 1<<20)
+	clk.Add(diskReuse)
+	mustEnqueue(t, o, KindEvent, markedEvent(6))
+	mustEnqueue(t, o, KindEvent, markedEvent(7))
+	assert.Equal(t, int64(2), reads())
+	disk.free.Store(reserve - 2<<20) // and the pages free inside the file
+	_, err := o.Enqueue(context.Background(), KindEvent, markedEvent(8))
+	assert.ErrorIs(t, err, ErrFull)
 }

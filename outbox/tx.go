@@ -31,9 +31,7 @@ func (o *Outbox) update(fn func(w *wtx) error) error {
 		w.tx = tx
 		o.cur.Store(w)
 		defer o.cur.Store(nil)
-		if tx.Bucket(bucketMeta) != nil && tx.Bucket(bucketIndex) != nil {
-			w.bind()
-		}
+		w.bind()
 		fnErr = fn(w)
 		return fnErr
 	})
@@ -63,6 +61,7 @@ type wtx struct {
 	cur struct {
 		events, findings, states *bolt.Cursor
 	}
+	ixs [6]indexScratch // the indexes' (bind)
 	// bbolt copies keys on Put but keeps values by reference until the commit:
 	// 8-byte keys and values are cut from a slab that lives as long (u64), the
 	// key index's keys are built in one reused buffer.
@@ -84,19 +83,25 @@ func (w *wtx) u64(n uint64) []byte {
 	return v
 }
 
+// bind opens the buckets of the outbox's files, once a transaction (init
+// creates them in a file that has none yet). The indexes share one bucket and
+// the transaction's scratch space: a single record's commit opened it six
+// times and allocated six scratch spaces.
 func (w *wtx) bind() {
 	tx := w.tx
 	w.b.meta = tx.Bucket(bucketMeta)
+	ix := tx.Bucket(bucketIndex)
+	if w.b.meta == nil || ix == nil {
+		w.b.meta = nil
+		return
+	}
 	w.b.states = tx.Bucket(bucketStates)
-	w.b.keys = openIndex(tx, prefixKeys)
-	w.b.byState = openIndex(tx, prefixByState)
-	w.b.due = openIndex(tx, prefixDue)
-	w.b.leases = openIndex(tx, prefixLeases)
-	w.b.submitted = openIndex(tx, prefixSubmitted)
-	w.b.confirmed = openIndex(tx, prefixConfirmed)
 	// Most index ranges grow at their end too (UUIDv7 keys, times): fuller
 	// pages, fewer of them written per commit.
-	w.b.keys.b.FillPercent = 0.9
+	ix.FillPercent = 0.9
+	at := func(i int, p prefix) index { return index{b: ix, p: p, s: &w.ixs[i]} }
+	w.b.keys, w.b.byState, w.b.due = at(0, prefixKeys), at(1, prefixByState), at(2, prefixDue)
+	w.b.leases, w.b.submitted, w.b.confirmed = at(3, prefixLeases), at(4, prefixSubmitted), at(5, prefixConfirmed)
 }
 
 // index is the index p, bound once per transaction.
