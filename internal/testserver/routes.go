@@ -193,54 +193,15 @@ func (s *Server) handleSingle(rt route, r *http.Request, tenantID, requestID str
 
 func (s *Server) handleBatch(rt route, tenantID, requestID string, body []byte, f applied) *response {
 	now := s.now()
-	// Split the array once and decode each item from its own bytes, which
-	// are also what gets stored.
-	var raws []json.RawMessage
-	if err := json.Unmarshal(body, &raws); err != nil {
-		var typeErr *json.UnmarshalTypeError
-		if errors.As(err, &typeErr) {
-			return errorEnvelope(http.StatusUnprocessableEntity, requestID, "validation_failed", "Batch payload must be an array")
-		}
-		return errorEnvelope(http.StatusUnprocessableEntity, requestID, "validation_failed", "Invalid JSON payload")
-	}
-	if raws == nil && bytes.Equal(bytes.TrimSpace(body), []byte("null")) {
-		return errorEnvelope(http.StatusUnprocessableEntity, requestID, "validation_failed", "Batch payload must be an array")
-	}
-	if len(raws) > s.opts.BatchLimit {
-		return errorEnvelope(http.StatusUnprocessableEntity, requestID, "batch_too_large",
-			"Batch size exceeds configured maximum ("+strconv.Itoa(s.opts.BatchLimit)+")")
-	}
-	list := make([]any, len(raws))
-	for i, raw := range raws {
-		v, err := parseJSON(raw)
-		if err != nil {
-			return errorEnvelope(http.StatusUnprocessableEntity, requestID, "validation_failed", "Invalid JSON payload")
-		}
-		list[i] = v
+	raws, list, bad := s.parseBatch(requestID, body)
+	if bad != nil {
+		return bad
 	}
 	validate := validateEvent
 	if rt.name == "findings/batch" {
 		validate = validateFinding
 	}
-	results := make([]result, len(list))
-	items := make([]item, len(list))
-	var n counts
-	n.Total = len(list)
-	for i, v := range list {
-		it, msg := validate(v)
-		switch {
-		case msg != "":
-			results[i] = result{Index: i, Status: "failed", ErrorCode: strPtr("validation_failed"), ErrorMessage: strPtr(msg)}
-			n.Failed++
-		case f.failItems[i]:
-			results[i] = result{Index: i, Status: "failed", ErrorCode: strPtr("ingest_failed"), ErrorMessage: strPtr("Failed to persist item")}
-			n.Failed++
-		default:
-			items[i] = it
-			results[i] = result{Index: i, ItemID: strPtr(it.id), Status: "accepted"}
-			n.Accepted++
-		}
-	}
+	items, results, n := judgeBatch(list, validate, f)
 	status := "accepted"
 	switch {
 	case n.Failed > 0 && n.Accepted > 0:
@@ -276,6 +237,60 @@ func (s *Server) handleBatch(rt route, tenantID, requestID string, body []byte, 
 		created: now, visibleAt: now.Add(f.lag),
 	}
 	return jsonResponse(http.StatusAccepted, out)
+}
+
+// parseBatch splits a batch body into its items' bytes (which are also what
+// gets stored) and their decoded values, or returns the server's refusal of
+// the whole batch.
+func (s *Server) parseBatch(requestID string, body []byte) ([]json.RawMessage, []any, *response) {
+	var raws []json.RawMessage
+	if err := json.Unmarshal(body, &raws); err != nil {
+		var typeErr *json.UnmarshalTypeError
+		if errors.As(err, &typeErr) {
+			return nil, nil, errorEnvelope(http.StatusUnprocessableEntity, requestID, "validation_failed", "Batch payload must be an array")
+		}
+		return nil, nil, errorEnvelope(http.StatusUnprocessableEntity, requestID, "validation_failed", "Invalid JSON payload")
+	}
+	if raws == nil && bytes.Equal(bytes.TrimSpace(body), []byte("null")) {
+		return nil, nil, errorEnvelope(http.StatusUnprocessableEntity, requestID, "validation_failed", "Batch payload must be an array")
+	}
+	if len(raws) > s.opts.BatchLimit {
+		return nil, nil, errorEnvelope(http.StatusUnprocessableEntity, requestID, "batch_too_large",
+			"Batch size exceeds configured maximum ("+strconv.Itoa(s.opts.BatchLimit)+")")
+	}
+	list := make([]any, len(raws))
+	for i, raw := range raws {
+		v, err := parseJSON(raw)
+		if err != nil {
+			return nil, nil, errorEnvelope(http.StatusUnprocessableEntity, requestID, "validation_failed", "Invalid JSON payload")
+		}
+		list[i] = v
+	}
+	return raws, list, nil
+}
+
+// judgeBatch gives each item its result: accepted, or failed validation or
+// the fault the test set for it.
+func judgeBatch(list []any, validate func(any) (item, string), f applied) ([]item, []result, counts) {
+	results := make([]result, len(list))
+	items := make([]item, len(list))
+	n := counts{Total: len(list)}
+	for i, v := range list {
+		it, msg := validate(v)
+		switch {
+		case msg != "":
+			results[i] = result{Index: i, Status: "failed", ErrorCode: strPtr("validation_failed"), ErrorMessage: strPtr(msg)}
+			n.Failed++
+		case f.failItems[i]:
+			results[i] = result{Index: i, Status: "failed", ErrorCode: strPtr("ingest_failed"), ErrorMessage: strPtr("Failed to persist item")}
+			n.Failed++
+		default:
+			items[i] = it
+			results[i] = result{Index: i, ItemID: strPtr(it.id), Status: "accepted"}
+			n.Accepted++
+		}
+	}
+	return items, results, n
 }
 
 func (s *Server) handleStatus(rt route, tenantID, requestID string) *response {
