@@ -3,6 +3,8 @@ package outbox
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -120,4 +122,50 @@ func TestPrepareKeyAtCommit(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, []string{p.Key()}, keys, "encrypted: the key made at Prepare")
 	assert.True(t, keyIndexed(t, e, keys[0]), "encrypted: the made key is indexed")
+}
+
+// PrepareScanned, given what a caller's own scan found of the id, makes the
+// record PrepareKeyAtCommit makes of the same payload, refusals included.
+func TestPrepareScannedAsPrepareKeyAtCommit(t *testing.T) {
+	clk := newClock()
+	o := openTest(t, Options{Now: clk.Now, MaxRecordBytes: 96})
+	for _, c := range []struct {
+		kind    Kind
+		key     string // Item.Key
+		payload string
+		id      string // as a scan finds it
+	}{
+		{KindEvent, "", `{"event_id":"ev-1","v":1}`, "ev-1"},
+		{KindEvent, "", ` { "v" : 2 } `, ""},
+		{KindEvent, "", `{}`, ""},
+		{KindFinding, "", `{"finding_id":"f-1","v":3}`, "f-1"},
+		{KindFinding, "", `{"v":4}`, ""},
+		{KindEvent, "k-1", `{"v":5}`, ""},
+		{KindEvent, "k-2", `{"event_id":"k-2","v":6}`, "k-2"},
+		{KindEvent, "k-3", `{"event_id":"ev-3","v":7}`, "ev-3"},        // differs from the key
+		{KindEvent, "", `{"event_id":"a b","v":8}`, "a b"},             // not a key
+		{KindEvent, "", `{"v":"` + strings.Repeat("x", 60) + `"}`, ""}, // over MaxRecordBytes with its id
+	} {
+		it := Item{Kind: c.kind, Key: c.key, Payload: []byte(c.payload)}
+		want, wantErr := o.PrepareKeyAtCommit(it)
+		got, err := o.PrepareScanned(it, c.id)
+		if wantErr != nil {
+			// A key made for the refusal's words differs each time.
+			made := regexp.MustCompile(`[0-9a-f]{8}-[0-9a-f-]{27}`)
+			assert.Equal(t, made.ReplaceAllString(wantErr.Error(), "KEY"), made.ReplaceAllString(fmt.Sprint(err), "KEY"), "refusal of %s", c.payload)
+			continue
+		}
+		require.NoError(t, err, "PrepareScanned(%s)", c.payload)
+		assert.Equal(t, want.Key(), got.Key(), "key of %s", c.payload)
+		assert.Equal(t, want.p.newKey, got.p.newKey, "key made for %s", c.payload)
+		if want.p.newKey {
+			// Made keys differ: compare the records with the made key of one.
+			want.p.enc = bytes.ReplaceAll(want.p.enc, []byte(want.p.key), []byte(got.p.key))
+			want.p.plain = bytes.ReplaceAll(want.p.plain, []byte(want.p.key), []byte(got.p.key))
+			want.p.crc = bodyCRC(want.p.enc[:len(want.p.enc)-crcLen])
+		}
+		assert.Equal(t, string(want.p.plain), string(got.p.plain), "payload of %s", c.payload)
+		assert.Equal(t, want.p.enc, got.p.enc, "encoding of %s", c.payload)
+		assert.Equal(t, want.p.crc, got.p.crc, "checksum of %s", c.payload)
+	}
 }

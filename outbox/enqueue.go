@@ -150,6 +150,19 @@ func (o *Outbox) prepare(it Item) (prepared, error) { return o.prepareItem(it, f
 // outbox gets the record id's bits at the commit (genkey.go): for a record the
 // caller waits for, whose key it learns only then.
 func (o *Outbox) prepareItem(it Item, embed bool) (prepared, error) {
+	return o.prepareScanned(it, embed, nil)
+}
+
+// scannedID is what a caller that scanned a payload itself found of its id
+// member (PrepareScanned).
+type scannedID struct {
+	id      string
+	present bool
+}
+
+// prepareScanned is prepareItem for a payload whose id sc gives, or that it
+// scans itself when sc is nil.
+func (o *Outbox) prepareScanned(it Item, embed bool, sc *scannedID) (prepared, error) {
 	kc, ok := kindCode(it.Kind)
 	if !ok {
 		return prepared{}, fmt.Errorf("outbox: enqueue: unknown kind %q: %w", it.Kind, ErrInvalidPayload)
@@ -158,7 +171,7 @@ func (o *Outbox) prepareItem(it Item, embed bool) (prepared, error) {
 		return prepared{}, fmt.Errorf("outbox: enqueue %s: payload is %d bytes, MaxRecordBytes is %d: %w",
 			it.Kind, len(it.Payload), o.opts.MaxRecordBytes, ErrTooLarge)
 	}
-	key, present, u, err := keyOf(it)
+	key, present, u, err := keyOf(it, sc)
 	if err != nil {
 		return prepared{}, err
 	}
@@ -183,10 +196,15 @@ func (o *Outbox) prepareItem(it Item, embed bool) (prepared, error) {
 
 // keyOf checks that the item's payload is a JSON object and finds its key: the
 // payload's id (present), the caller's, or else a new UUIDv7 (u, zero for the
-// others).
-func keyOf(it Item) (key string, present bool, u uuid.UUID, err error) {
+// others). A payload whose id sc gives is not scanned again.
+func keyOf(it Item, sc *scannedID) (key string, present bool, u uuid.UUID, err error) {
 	field := idField(it.Kind)
-	id, present, err := scanPayload(it.Payload, field)
+	var id string
+	if sc != nil {
+		id, present = sc.id, sc.present
+	} else {
+		id, present, err = scanPayload(it.Payload, field)
+	}
 	if errors.Is(err, errNotObject) {
 		return "", false, u, fmt.Errorf("outbox: enqueue %s: payload is not a JSON object: %w", it.Kind, ErrInvalidPayload)
 	}

@@ -21,34 +21,50 @@ import (
 // accepts what encoding/json accepts. TestValidFastAgreesWithDecoding and
 // FuzzValidFast hold it to never accepting what the decoding path refuses.
 func validFast(payload []byte, rules []fieldRule) bool {
+	ok, _ := validFastID(payload, rules)
+	return ok
+}
+
+// validFastID is validFast that also returns the member of rules[0], the
+// record's id in both rule lists (raw nil when it is absent).
+func validFastID(payload []byte, rules []fieldRule) (ok bool, id idValue) {
 	if len(rules) > 64 {
-		return false
+		return false, idValue{}
 	}
 	s := jsonscan.New(payload)
 	if !s.Object() {
-		return false
+		return false, idValue{}
 	}
 	var seen uint64 // bit i: rules[i] is present
 	for s.Next() {
 		if s.NameEscaped() {
-			return false
+			return false, idValue{}
 		}
 		name := s.Name()
 		i := ruleIndex(rules, name[1:len(name)-1])
 		if i < 0 || seen&(1<<i) != 0 || !memberOK(rules[i], s.Value(), s.ValueEscaped()) {
-			return false
+			return false, idValue{}
 		}
 		seen |= 1 << i
+		if i == 0 {
+			id = idValue{s.Value(), s.ValueEscaped()}
+		}
 	}
 	if !s.End() {
-		return false
+		return false, idValue{}
 	}
 	for i, r := range rules {
 		if r.required && seen&(1<<i) == 0 {
-			return false
+			return false, idValue{}
 		}
 	}
-	return true
+	return true, id
+}
+
+// idValue is a member's value as the scan passed it.
+type idValue struct {
+	raw     []byte
+	escaped bool
 }
 
 func ruleIndex(rules []fieldRule, name []byte) int {

@@ -1,7 +1,10 @@
 package vvapi
 
 import (
+	"bytes"
 	"encoding/json"
+	"fmt"
+	"io"
 	"strings"
 	"testing"
 
@@ -110,7 +113,101 @@ func FuzzValidFast(f *testing.F) {
 				t.Fatalf("validFast accepts %q, the decoding path says %v", p, err)
 			}
 		}
+		if why := idDisagrees([]byte(p), rules); why != "" {
+			t.Fatalf("validateID(%q): %s", p, why)
+		}
 	})
+}
+
+// validateID refuses as validate does, and what it says of a payload it
+// scanned is what decoding finds: one object, each member once, its id.
+func TestValidateIDAgreesWithDecoding(t *testing.T) {
+	require.Equal(t, "event_id", eventRules[0].name, "the id rule comes first")
+	require.Equal(t, "finding_id", findingRules[0].name, "the id rule comes first")
+	events, findings := scanCorpus(t)
+	for _, p := range events {
+		assert.Empty(t, idDisagrees([]byte(p), eventRules), "%.200q", p)
+	}
+	for _, p := range findings {
+		assert.Empty(t, idDisagrees([]byte(p), findingRules), "%.200q", p)
+	}
+	const rest = `"source_system":"s","event_type":"t","occurred_at":"2026-02-22T10:00:00Z","severity":"low","asset_ref":"h","message":"m"`
+	for p, want := range map[string]struct {
+		id      string
+		scanned bool
+	}{
+		`{` + rest + `}`:                        {"", true},
+		`{"event_id":"ev-1",` + rest + `}`:      {"ev-1", true},
+		`{` + rest + `,"event_id":"ev:2.x_y"}`:  {"ev:2.x_y", true},
+		`{"event_id":null,` + rest + `}`:        {"", false}, // the outbox words its refusal
+		`{"event_id":"\u0065v",` + rest + `}`:   {"", false}, // escaped: the outbox decodes it
+		`{"\u0065vent_id":"ev",` + rest + `}`:   {"", false}, // decoded by the check
+		`{"message":"n",` + rest + `}`:          {"", false}, // a repeated member: decoded
+		`{"event_id":"ev-1","event_id":"ev-2"}`: {"", false}, // refused
+		`{"event_id":"a b",` + rest + `}`:       {"", false}, // refused
+	} {
+		id, scanned, _ := ValidateEventID([]byte(p))
+		assert.Equal(t, want.id, id, "id of %s", p)
+		assert.Equal(t, want.scanned, scanned, "scanned %s", p)
+	}
+}
+
+// idDisagrees says how validateID's answer for p differs from validate's and
+// from what decoding p finds, or "" when it does not.
+func idDisagrees(p []byte, rules []fieldRule) string {
+	id, scanned, err := validateID(p, rules)
+	if want := validate(p, rules); fmt.Sprint(err) != fmt.Sprint(want) {
+		return fmt.Sprintf("refusal %v, validate's %v", err, want)
+	}
+	if !scanned {
+		if id != "" {
+			return "an id for a payload not scanned"
+		}
+		return ""
+	}
+	if err != nil {
+		return "scanned a payload refused"
+	}
+	members, ok := topMembers(p)
+	if !ok {
+		return "scanned what decoding refuses"
+	}
+	raw, present := members[rules[0].name]
+	var got string
+	if present && json.Unmarshal(raw, &got) != nil {
+		return fmt.Sprintf("the id is %s, not a string", raw)
+	}
+	if got != id || (id == "") == present {
+		return fmt.Sprintf("id %q, decoding finds %s", id, raw)
+	}
+	return ""
+}
+
+// topMembers decodes p's top-level object into its members' raw values; ok
+// is false for anything else, or a member repeated.
+func topMembers(p []byte) (map[string]json.RawMessage, bool) {
+	dec := json.NewDecoder(bytes.NewReader(p))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return nil, false
+	}
+	members := map[string]json.RawMessage{}
+	for dec.More() {
+		tok, err := dec.Token()
+		name, isName := tok.(string)
+		var raw json.RawMessage
+		if err != nil || !isName || dec.Decode(&raw) != nil {
+			return nil, false
+		}
+		if _, again := members[name]; again {
+			return nil, false
+		}
+		members[name] = raw
+	}
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('}') {
+		return nil, false
+	}
+	_, err := dec.Token()
+	return members, err == io.EOF
 }
 
 // A valid record is checked in one pass without allocating: every record the

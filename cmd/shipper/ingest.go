@@ -12,6 +12,7 @@ import (
 	"sync"
 
 	"github.com/spectrastrike/shipper/outbox"
+	"github.com/spectrastrike/shipper/vvapi"
 )
 
 // lineItem is one record line on its way to the outbox.
@@ -183,11 +184,18 @@ func (d *directStore) prepare(kind outbox.Kind, lines []lineItem, recs []outbox.
 	var refused []lineResult
 	ok := lines[:0]
 	for _, l := range lines {
-		if err := validateRecord(kind, l.payload); err != nil {
+		id, scanned, err := checkRecord(kind, l.payload)
+		if err != nil {
 			refused = append(refused, lineResult{Line: l.line, Error: err.Error(), Code: "invalid_payload"})
 			continue
 		}
-		p, err := d.ob.PrepareKeyAtCommit(outbox.Item{Kind: kind, Payload: l.payload})
+		it := outbox.Item{Kind: kind, Payload: l.payload}
+		var p outbox.Prepared
+		if scanned {
+			p, err = d.ob.PrepareScanned(it, id)
+		} else {
+			p, err = d.ob.PrepareKeyAtCommit(it)
+		}
 		if err != nil {
 			refused = append(refused, refusal(kind, l, err))
 			continue
@@ -196,6 +204,19 @@ func (d *directStore) prepare(kind outbox.Kind, lines []lineItem, recs []outbox.
 		recs = append(recs, p)
 	}
 	return ok, recs, refused
+}
+
+// checkRecord is validateRecord that also gives what the check learnt of the
+// payload's id (vvapi.ValidateEventID), so that the outbox need not scan the
+// payload again.
+func checkRecord(kind outbox.Kind, payload []byte) (id string, scanned bool, err error) {
+	switch kind {
+	case outbox.KindEvent:
+		return vvapi.ValidateEventID(payload)
+	case outbox.KindFinding:
+		return vvapi.ValidateFindingID(payload)
+	}
+	return "", false, validateRecord(kind, payload)
 }
 
 // storePrepared stores lines whose records prepare made, as storeAll does.
