@@ -175,11 +175,11 @@ func (o *Outbox) prepareScanned(it Item, embed bool, sc *scannedID) (prepared, e
 	if err != nil {
 		return prepared{}, err
 	}
-	open, member := firstNonSpace(it.Payload), ""
+	open, member := firstNonSpace(it.Payload), idMember{}
 	if !present {
-		member = idMember(it.Payload, open, idField(it.Kind), key)
+		member = newIDMember(it.Payload, open, idField(it.Kind), key)
 	}
-	if n := len(it.Payload) + len(member); n > o.opts.MaxRecordBytes {
+	if n := len(it.Payload) + member.len(); n > o.opts.MaxRecordBytes {
 		return prepared{}, fmt.Errorf("outbox: enqueue %s %s: payload with %s is %d bytes, MaxRecordBytes is %d: %w",
 			it.Kind, key, idField(it.Kind), n, o.opts.MaxRecordBytes, ErrTooLarge)
 	}
@@ -236,10 +236,10 @@ func keyOf(it Item, sc *scannedID) (key string, present bool, u uuid.UUID, err e
 // caller's goroutine, so the commit only copies bytes; the record's times are
 // the time of the call. Unencrypted, the wire bytes are built in place as the
 // tail of the encoding: one copy.
-func (o *Outbox) encodeNew(p *prepared, it Item, open int, member string) error {
+func (o *Outbox) encodeNew(p *prepared, it Item, open int, member idMember) error {
 	now := nanos(o.now())
 	p.st = stored{kind: p.kind, state: stateCodePending, fresh: true, next: now, created: now, updated: now,
-		plainLen: len(it.Payload) + len(member), key: p.key}
+		plainLen: len(it.Payload) + member.len(), key: p.key}
 	if o.sealer != nil {
 		p.st.keyID = o.sealer.id
 	}
@@ -248,10 +248,10 @@ func (o *Outbox) encodeNew(p *prepared, it Item, open int, member string) error 
 		buf = p.st.appendHeader(make([]byte, 0, p.st.headerCap()+p.st.plainLen+crcLen))
 	}
 	h := len(buf)
-	if member == "" {
+	if member.field == "" {
 		buf = append(buf, it.Payload...)
 	} else {
-		buf = append(append(append(buf, it.Payload[:open+1]...), member...), it.Payload[open+1:]...)
+		buf = append(member.appendTo(append(buf, it.Payload[:open+1]...)), it.Payload[open+1:]...)
 	}
 	p.plain = buf[h:]
 	if o.opts.Validate != nil {
@@ -300,14 +300,40 @@ func validKey(k string) bool {
 }
 
 // idMember is what goes after the object's opening brace to make "field":"key"
-// its first member, leaving every other byte as the caller wrote it. key needs no
-// escaping (validKey).
-func idMember(payload []byte, open int, field, key string) string {
-	member := `"` + field + `":"` + key + `"`
-	if i := firstNonSpace(payload[open+1:]); i < 0 || payload[open+1+i] != '}' {
-		member += ","
+// its first member, leaving every other byte as the caller wrote it, with a
+// comma when other members follow; none when field is "". key needs no
+// escaping (validKey). It is appended in place, not made as a string: two
+// concatenations were a fifth of preparing a record.
+type idMember struct {
+	field, key string
+	comma      bool
+}
+
+func newIDMember(payload []byte, open int, field, key string) idMember {
+	i := firstNonSpace(payload[open+1:])
+	return idMember{field: field, key: key, comma: i < 0 || payload[open+1+i] != '}'}
+}
+
+func (m idMember) len() int {
+	if m.field == "" {
+		return 0
 	}
-	return member
+	n := len(`"":""`) + len(m.field) + len(m.key)
+	if m.comma {
+		n++
+	}
+	return n
+}
+
+func (m idMember) appendTo(b []byte) []byte {
+	if m.field == "" {
+		return b
+	}
+	b = append(append(append(append(append(b, '"'), m.field...), `":"`...), m.key...), '"')
+	if m.comma {
+		b = append(b, ',')
+	}
+	return b
 }
 
 // jsonEqual compares two JSON documents as parsed values (numbers compared as text).
