@@ -284,8 +284,7 @@ func (w *Worker) run(parent context.Context, drain bool) error {
 func (w *Worker) waitDrained(ctx context.Context) bool {
 	for {
 		ch := w.applied.C()
-		st := w.ob.Stats()
-		if st.ByState[outbox.StatePending]+st.ByState[outbox.StateSending]+st.ByState[outbox.StateSubmitted] == 0 {
+		if w.ob.Count("", outbox.StatePending, outbox.StateSending, outbox.StateSubmitted) == 0 {
 			return true
 		}
 		if !w.sleep(ctx, w.opts.IdleInterval, ch) {

@@ -1,0 +1,73 @@
+package deliver
+
+import (
+	"context"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/spectrastrike/shipper/internal/testserver"
+	"github.com/spectrastrike/shipper/outbox"
+)
+
+// From an idle lane, the first request's records are claimed alone, so it leaves while the
+// rest are claimed (a claim of Concurrency batches kept it waiting for all of them, and the
+// server idle); the claims after it take Concurrency batches again.
+func TestIdleLaneClaimsOneBatchFirst(t *testing.T) {
+	srv := startServer(t, testserver.Options{PlainHTTP: true})
+	ob := tempOutbox(t, outbox.Options{})
+	opts := fastOptions()
+	opts.Concurrency = 8
+	w := newWorker(t, ob, newClient(t, clientConfig(t, srv)), opts)
+	enqueue(t, ob, outbox.KindEvent, 0, 1000)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	work := make(chan chunk) // unbuffered: the claimer waits for each chunk to be taken
+	var busy atomic.Int64
+	done := make(chan error, 1)
+	go func() { done <- w.claimer(ctx, outbox.KindEvent, -1, work, &busy) }()
+	var got []chunk
+	for len(got) < 3 {
+		got = append(got, <-work)
+	}
+	cancel()
+	for {
+		select {
+		case <-work: // the rest of the claim in hand
+			continue
+		case err := <-done:
+			require.NoError(t, err, "claimer")
+		}
+		break
+	}
+	// Each claim sets its chunks' deadline from the clock: chunks of one claim share it.
+	assert.Len(t, got[0].recs, opts.BatchSize, "first chunk")
+	assert.NotEqual(t, got[0].deadline, got[1].deadline, "the first chunk was claimed with others")
+	assert.Equal(t, got[1].deadline, got[2].deadline, "the second claim took one chunk only")
+}
+
+// Outcomes are committed in groups, but never held for a request that is slow to answer:
+// while one batch is still on its way, the records of the others are confirmed.
+func TestOutcomesNotHeldBySlowRequest(t *testing.T) {
+	srv := startServer(t, testserver.Options{})
+	srv.Inject(testserver.Fault{Route: "events/batch", Count: 1, Latency: time.Minute})
+	ob := tempOutbox(t, outbox.Options{})
+	opts := fastOptions()
+	opts.Concurrency = 4                         // a group of 400: the others' 200 records alone do not fill it
+	opts.ShutdownTimeout = 10 * time.Millisecond // then the slow request is cut
+	w := newWorker(t, ob, newClient(t, clientConfig(t, srv)), opts)
+	enqueue(t, ob, outbox.KindEvent, 0, 300)
+	stop := runWorker(t, w)
+	eventually(t, 3*time.Second, "the other batches confirmed", func() bool {
+		return ob.Stats().ByState[outbox.StateConfirmed] == 200
+	})
+	assert.Equal(t, 100, ob.Stats().ByState[outbox.StateSending], "records of the slow request")
+	require.NoError(t, stop(), "stop the worker")
+	st := ob.Stats()
+	assert.Equal(t, 100, st.ByState[outbox.StatePending], "the slow request's records, released: %v", st.ByState)
+	assert.Equal(t, 200, st.ByState[outbox.StateConfirmed], "confirmed: %v", st.ByState)
+}
