@@ -20,18 +20,7 @@ func (w *Worker) confirmInline(ctx, reqCtx context.Context, kind outbox.Kind, re
 	if w.opts.DeferConfirm {
 		return outs
 	}
-	sub := outbox.Submission{Kind: kind, Records: make([]outbox.Record, 0, len(outs))}
-	idx := make(map[string]int, len(outs))
-	for i, o := range outs {
-		if o.State != outbox.StateSubmitted {
-			continue
-		}
-		sub.RequestID = o.RequestID
-		r := recs[i]
-		r.ItemIndex = o.ItemIndex
-		sub.Records = append(sub.Records, r)
-		idx[o.Key] = i
-	}
+	sub, at := submission(kind, recs, outs)
 	if len(sub.Records) == 0 {
 		return outs
 	}
@@ -39,10 +28,40 @@ func (w *Worker) confirmInline(ctx, reqCtx context.Context, kind outbox.Kind, re
 	if res == nil {
 		return outs
 	}
-	for _, o := range w.statusOutcomes(sub, res, w.now()) {
-		outs[idx[o.Key]] = o
+	for i, o := range w.statusOutcomes(sub, res, w.now()) {
+		if at != nil {
+			i = at[i]
+		}
+		outs[i] = o
 	}
 	return outs
+}
+
+// submission is the request the submitted outcomes among outs (one per record of recs) make;
+// its i-th record is recs[at[i]], or recs[i] when at is nil: every record was submitted, the
+// usual case, where recs serve as they are rather than copied (a Record is large).
+func submission(kind outbox.Kind, recs []outbox.Record, outs []outbox.Outcome) (sub outbox.Submission, at []int) {
+	sub.Kind = kind
+	n := 0
+	for i, o := range outs {
+		if o.State == outbox.StateSubmitted {
+			sub.RequestID = o.RequestID
+			recs[i].ItemIndex = o.ItemIndex // the sender's own records: statusOutcomes reads it
+			n++
+		}
+	}
+	if n == len(outs) {
+		sub.Records = recs
+		return sub, nil
+	}
+	sub.Records, at = make([]outbox.Record, 0, n), make([]int, 0, n)
+	for i, o := range outs {
+		if o.State == outbox.StateSubmitted {
+			sub.Records = append(sub.Records, recs[i])
+			at = append(at, i)
+		}
+	}
+	return sub, at
 }
 
 // inlineReads is how many times a just-accepted request's status is asked before it is left to

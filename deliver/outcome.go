@@ -11,17 +11,20 @@ import (
 // under the request ID with their index; validation failures are dead with the item's
 // message; everything else (ingest_failed, a missing result) is retried.
 func (w *Worker) batchOutcomes(recs []outbox.Record, br *vvapi.BatchResult, now time.Time, rt string) []outbox.Outcome {
-	byIndex := make(map[int]vvapi.ItemResult, len(br.Results))
-	for _, it := range br.Results {
-		byIndex[it.Index] = it
+	// The result of item i, by index (the last one, should the server repeat an index); nil
+	// when the answer has none.
+	byIndex := make([]*vvapi.ItemResult, len(recs))
+	for j := range br.Results {
+		if i := br.Results[j].Index; i >= 0 && i < len(recs) {
+			byIndex[i] = &br.Results[j]
+		}
 	}
 	outs := make([]outbox.Outcome, len(recs))
 	submitted := 0
 	for i, r := range recs {
-		it, ok := byIndex[i]
 		var v verdict
-		if ok {
-			v = itemVerdict(it)
+		if it := byIndex[i]; it != nil {
+			v = itemVerdict(*it)
 		} else {
 			v = verdict{act: actRetry, reason: reasonNoResult, message: "no result for this item in the batch answer"}
 		}
@@ -81,7 +84,8 @@ func releaseAll(recs []outbox.Record, why string) []outbox.Outcome {
 // statusOutcomes decides a submitted request's records from its ingest status: items listed in
 // failed_items go dead (validation) or back to pending (ingest_failed); the rest are confirmed.
 // A request the status calls failed without naming items confirms nothing: its records are
-// retried, since the server does not claim to hold them.
+// retried, since the server does not claim to hold them. It returns one outcome per record
+// of s, in its order.
 func (w *Worker) statusOutcomes(s outbox.Submission, res *vvapi.IngestStatus, now time.Time) []outbox.Outcome {
 	failed := make(map[int]vvapi.ItemResult, len(res.FailedItems))
 	for _, it := range res.FailedItems {
