@@ -22,22 +22,22 @@ func (w *Worker) lane(ctx, reqCtx context.Context, kind outbox.Kind, linger time
 	defer stop()
 	work := make(chan chunk, w.opts.Concurrency)
 	results := make(chan []outbox.Outcome, w.opts.Concurrency)
-	var busy atomic.Int64 // chunks claimed and not yet sent
+	var fl flow
 
 	var senders sync.WaitGroup
 	for range w.opts.Concurrency {
 		senders.Go(func() {
 			for c := range work {
 				outs := w.sendChunk(laneCtx, reqCtx, kind, c)
-				busy.Add(-1)
+				fl.busy.Add(-1)
 				results <- outs
 			}
 		})
 	}
 	recorded := make(chan error, 1)
-	go func() { recorded <- w.recorder(results, stop, &busy) }() // awaited below
+	go func() { recorded <- w.recorder(results, stop, &fl) }() // awaited below
 
-	err := w.claimer(laneCtx, kind, linger, work, &busy)
+	err := w.claimer(laneCtx, kind, linger, work, &fl)
 	close(work)
 	senders.Wait()
 	close(results)
@@ -45,6 +45,12 @@ func (w *Worker) lane(ctx, reqCtx context.Context, kind outbox.Kind, linger time
 		return rerr
 	}
 	return err
+}
+
+// flow is what a lane's claimer tells its recorder.
+type flow struct {
+	busy atomic.Int64 // chunks claimed and not yet sent
+	dry  atomic.Bool  // the claimer found nothing due: no claim waits for the senders
 }
 
 // chunk is one request's worth of claimed records.
@@ -55,20 +61,19 @@ type chunk struct {
 }
 
 // claimer feeds the senders until ctx ends. A claim takes up to Concurrency chunks; the work
-// queue's capacity bounds how much is claimed ahead of the wire. busy counts the chunks
-// claimed and not yet sent.
-func (w *Worker) claimer(ctx context.Context, kind outbox.Kind, linger time.Duration, work chan<- chunk, busy *atomic.Int64) error {
+// queue's capacity bounds how much is claimed ahead of the wire.
+func (w *Worker) claimer(ctx context.Context, kind outbox.Kind, linger time.Duration, work chan<- chunk, fl *flow) error {
 	var lingerStart time.Time
 	for ctx.Err() == nil {
 		size := w.batchSize()
 		n := size * w.opts.Concurrency
-		if busy.Load() == 0 {
+		if fl.busy.Load() == 0 {
 			// Nothing on the wire: one chunk first, so that a request is on its way while
 			// the rest are claimed (a claim of Concurrency chunks kept the first request
 			// waiting for all of them, the server idle meanwhile).
 			n = size
 		}
-		recs, probe, err := w.claimDue(ctx, kind, size, n, linger, &lingerStart)
+		recs, probe, err := w.claimDue(ctx, kind, size, n, linger, &lingerStart, &fl.dry)
 		if err != nil {
 			return err
 		}
@@ -77,7 +82,7 @@ func (w *Worker) claimer(ctx context.Context, kind outbox.Kind, linger time.Dura
 		deadline := w.now().Add(w.opts.Lease / 2)
 		for len(recs) > 0 {
 			n := min(len(recs), size)
-			busy.Add(1)
+			fl.busy.Add(1)
 			work <- chunk{recs: recs[:n], probe: probe, deadline: deadline}
 			recs, probe = recs[n:], false
 		}
@@ -117,14 +122,16 @@ func (w *Worker) batchSize() int { return int(w.batchLimit.Load()) }
 const recordHold = 20 * time.Millisecond
 
 // recorder commits outcomes in groups: once a claim's worth of records (the batch size times
-// Concurrency) has arrived, when no chunk is left on its way (busy: nothing more will come
-// soon), or recordHold after the oldest arrived. A commit costs a few hundred microseconds
+// Concurrency) has arrived, when no chunk is left on its way (nothing more will come soon),
+// or recordHold after the oldest arrived; and as they arrive while the claimer finds nothing
+// due (the tail of a backlog, a trickle of records), so that they overlap the requests still
+// out rather than wait for the last. A commit costs a few hundred microseconds
 // of CPU beyond its records, on the cores the requests need: outcomes committed a request's
 // records at a time (100) cost BenchmarkDrainOutbox about 14 ms more CPU per 5,000 records
 // than 800 at a time. Records whose outcome waits stay sending under their lease; a crash
 // meanwhile only sends them again under the same keys. After a fatal store error it stops
 // the lane and keeps draining so no sender blocks.
-func (w *Worker) recorder(results <-chan []outbox.Outcome, stop func(), busy *atomic.Int64) error {
+func (w *Worker) recorder(results <-chan []outbox.Outcome, stop func(), fl *flow) error {
 	var (
 		fatal error
 		held  []outbox.Outcome
@@ -154,7 +161,7 @@ func (w *Worker) recorder(results <-chan []outbox.Outcome, stop func(), busy *at
 			}
 			held = append(held, outs...)
 			held, ok = drainReady(results, held)
-			if !ok || len(held) >= w.batchSize()*w.opts.Concurrency || busy.Load() == 0 {
+			if !ok || len(held) >= w.batchSize()*w.opts.Concurrency || fl.busy.Load() == 0 || fl.dry.Load() {
 				flush()
 			}
 			if !ok {
@@ -185,11 +192,13 @@ func drainReady(results <-chan []outbox.Outcome, held []outbox.Outcome) (_ []out
 // claimDue waits until records of kind are due (and a partial batch of size has lingered for
 // linger),
 // passes the gate and any 429 hold, and claims up to n. It returns no records when it was woken
-// with nothing to do or the worker is stopping; an error only when the outbox is closed.
-func (w *Worker) claimDue(ctx context.Context, kind outbox.Kind, size, n int, linger time.Duration, lingerStart *time.Time) ([]outbox.Record, bool, error) {
+// with nothing to do or the worker is stopping; an error only when the outbox is closed. dry
+// says whether it last found nothing due.
+func (w *Worker) claimDue(ctx context.Context, kind outbox.Kind, size, n int, linger time.Duration, lingerStart *time.Time, dry *atomic.Bool) ([]outbox.Record, bool, error) {
 	wake := w.wake.C()
 	due, any := w.ob.NextDue(kind)
 	now := w.now()
+	dry.Store(!any || due.After(now))
 	if !any {
 		*lingerStart = time.Time{}
 		w.sleep(ctx, w.opts.IdleInterval, wake)

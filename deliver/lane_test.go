@@ -2,7 +2,6 @@ package deliver
 
 import (
 	"context"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -27,9 +26,9 @@ func TestIdleLaneClaimsOneBatchFirst(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	work := make(chan chunk) // unbuffered: the claimer waits for each chunk to be taken
-	var busy atomic.Int64
+	var fl flow
 	done := make(chan error, 1)
-	go func() { done <- w.claimer(ctx, outbox.KindEvent, -1, work, &busy) }()
+	go func() { done <- w.claimer(ctx, outbox.KindEvent, -1, work, &fl) }()
 	var got []chunk
 	for len(got) < 3 {
 		got = append(got, <-work)
@@ -70,4 +69,33 @@ func TestOutcomesNotHeldBySlowRequest(t *testing.T) {
 	st := ob.Stats()
 	assert.Equal(t, 100, st.ByState[outbox.StatePending], "the slow request's records, released: %v", st.ByState)
 	assert.Equal(t, 200, st.ByState[outbox.StateConfirmed], "confirmed: %v", st.ByState)
+}
+
+// An outcome waits for others to share its commit, but not for long: with a request still out
+// and records left to claim, it is committed recordHold after it arrived.
+func TestRecorderHoldsOutcomesBriefly(t *testing.T) {
+	srv := startServer(t, testserver.Options{PlainHTTP: true})
+	ob := tempOutbox(t, outbox.Options{})
+	w := newWorker(t, ob, newClient(t, clientConfig(t, srv)), fastOptions())
+	enqueue(t, ob, outbox.KindEvent, 0, 100)
+	recs, err := ob.Claim(outbox.KindEvent, 100, time.Minute)
+	require.NoError(t, err, "Claim")
+	require.Len(t, recs, 100)
+
+	results := make(chan []outbox.Outcome, 1)
+	var fl flow
+	fl.busy.Store(1) // a request still out; the claimer is not dry
+	done := make(chan error, 1)
+	go func() { done <- w.recorder(results, func() {}, &fl) }()
+	outs := make([]outbox.Outcome, 50)
+	for i := range outs {
+		outs[i] = outbox.Outcome{Key: recs[i].Key, State: outbox.StateConfirmed}
+	}
+	results <- outs
+	eventually(t, 3*time.Second, "the held outcomes committed", func() bool {
+		return ob.Count(outbox.KindEvent, outbox.StateConfirmed) == 50
+	})
+	close(results)
+	require.NoError(t, <-done, "recorder")
+	assert.Equal(t, 50, ob.Count(outbox.KindEvent, outbox.StateSending), "records without an outcome")
 }
