@@ -20,14 +20,13 @@ const ingestLinger = 2 * time.Millisecond
 // commits of ~170 records, and a commit costs about as much CPU as 80 records
 // and an fsync).
 //
-// The producers of a cycle (a round, and those that came while it was stored)
-// are stored in two rounds, one prepared while the other commits, so that a
-// commit is always in progress: when all of them went in one round, the
-// store stood idle while they were answered, came back and were prepared
-// (about as long as the commit itself). The next round starts when the last
-// is stored and half of the producers of the last cycle wait, two at least
-// (concurrent producers share commits), or ingestLinger after the first came:
-// a lone producer never waits; four in step commit two and two.
+// The next round starts when the last is stored and the producers of the
+// last cycle (a round, and those that came while it was stored) that
+// roundPolicy waits for are in, or ingestLinger after the first came: a lone
+// producer never waits. The policy takes half of them, two at least, so that
+// one round is prepared while the other commits (four in step commit two and
+// two), or all of them, in one commit a cycle, whichever it measured to store
+// more (ingest_policy.go).
 //
 // A request's records are prepared (checked, keyed, encoded) on its own
 // goroutine as it comes in, while the round before commits, so that a round
@@ -35,8 +34,9 @@ const ingestLinger = 2 * time.Millisecond
 // goroutine, which holds a core already, rather than handing it to a new one
 // that may wait for one.
 type ingestBatcher struct {
-	st    roundStore
-	after func(time.Duration, func())
+	st     roundStore
+	after  func(time.Duration, func())
+	policy *roundPolicy // mu
 
 	mu      sync.Mutex
 	storing bool
@@ -74,7 +74,7 @@ type pending struct {
 }
 
 func newIngestBatcher(st roundStore) *ingestBatcher {
-	return &ingestBatcher{st: st, after: func(d time.Duration, f func()) { time.AfterFunc(d, f) }}
+	return &ingestBatcher{st: st, after: func(d time.Duration, f func()) { time.AfterFunc(d, f) }, policy: newRoundPolicy()}
 }
 
 // store stores lines in the next round and returns what became of them, as
@@ -142,6 +142,10 @@ func (b *ingestBatcher) expire(gen int) {
 }
 
 func (b *ingestBatcher) run(round []*pending) {
+	records := 0
+	for _, p := range round {
+		records += len(p.lines)
+	}
 	for _, kind := range []outbox.Kind{outbox.KindEvent, outbox.KindFinding} {
 		var same []*pending
 		for _, p := range round {
@@ -153,9 +157,11 @@ func (b *ingestBatcher) run(round []*pending) {
 			b.storeRound(kind, same)
 		}
 	}
+	end := time.Now()
 	b.mu.Lock()
 	b.storing = false
-	b.target = nextTarget(len(round) + len(b.queue))
+	b.policy.stored(records, end)
+	b.target = b.policy.target(len(round) + len(b.queue))
 	next := b.admitLocked()
 	b.mu.Unlock()
 	if next != nil {
