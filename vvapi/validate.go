@@ -263,6 +263,9 @@ func datetimeString(s string) string {
 }
 
 func validDatetime(s string) bool {
+	if utcRFC3339(s) {
+		return true
+	}
 	if s == "" {
 		return false
 	}
@@ -285,4 +288,52 @@ func validDatetime(s string) bool {
 	}
 	_, err := strconv.ParseFloat(s, 64)
 	return err == nil && !strings.ContainsAny(s, "eEnNxX")
+}
+
+// utcRFC3339 reports whether s is a time in UTC as producers write it,
+// 2006-01-02T15:04:05Z with any fraction of a second, a day that its month
+// has: what time.Parse with the first of dateLayouts accepts of that form,
+// with the same checks, but without computing the time (time.Parse was a
+// sixth of checking an event). Any other form is left to dateLayouts.
+func utcRFC3339(s string) bool {
+	if len(s) < len("2006-01-02T15:04:05Z") || s[4] != '-' || s[7] != '-' || s[10] != 'T' || s[13] != ':' || s[16] != ':' || s[len(s)-1] != 'Z' {
+		return false
+	}
+	num := func(i, max int) int {
+		a, b := s[i]-'0', s[i+1]-'0'
+		if a > 9 || b > 9 || int(a)*10+int(b) > max {
+			return -1
+		}
+		return int(a)*10 + int(b)
+	}
+	century, year, month, day := num(0, 99), num(2, 99), num(5, 12), num(8, 31)
+	if century < 0 || year < 0 || month < 1 || day < 1 || num(11, 23) < 0 || num(14, 59) < 0 || num(17, 59) < 0 {
+		return false
+	}
+	if frac := s[19 : len(s)-1]; frac != "" {
+		if len(frac) < 2 || frac[0] != '.' {
+			return false
+		}
+		for i := 1; i < len(frac); i++ {
+			if frac[i] < '0' || frac[i] > '9' {
+				return false
+			}
+		}
+	}
+	return day <= daysIn(month, century*100+year)
+}
+
+// daysIn is the number of days of month in year, in the proleptic Gregorian
+// calendar, as package time counts them.
+func daysIn(month, year int) int {
+	switch month {
+	case 2:
+		if year%4 == 0 && (year%100 != 0 || year%400 == 0) {
+			return 29
+		}
+		return 28
+	case 4, 6, 9, 11:
+		return 30
+	}
+	return 31
 }
