@@ -9,9 +9,9 @@ import "time"
 // store busy but pays two commits a cycle, each an fsync and the pages it
 // rewrites, sharing the cores with the other round's preparing; whole pays
 // one, but leaves the store idle while its producers are answered, come back
-// and are prepared. On a quiet machine split stored more (5126008); on a
-// loaded one whole did, with less CPU a record (BenchmarkIngestSocket, the
-// two alternated within one process).
+// and are prepared. On a quiet machine split stored more; on a loaded one
+// whole did, with less CPU a record (BenchmarkIngestSocket, the two
+// alternated within one process).
 //
 // So it measures: it stores a window of rounds in each way, keeps the way that
 // stored more records a second for policyKeep windows, then tries the other
