@@ -64,18 +64,21 @@ type chunk struct {
 // queue's capacity bounds how much is claimed ahead of the wire.
 func (w *Worker) claimer(ctx context.Context, kind outbox.Kind, linger time.Duration, work chan<- chunk, fl *flow) error {
 	var lingerStart time.Time
+	// The chunks the next claim takes: from a lane that ran dry 1, 2, 4... up to Concurrency,
+	// each sent while the next is claimed (a first claim of Concurrency chunks kept every
+	// request waiting for all of them, and the server idle meanwhile).
+	chunks := 1
 	for ctx.Err() == nil {
 		size := w.batchSize()
-		n := size * w.opts.Concurrency
-		if fl.busy.Load() == 0 {
-			// Nothing on the wire: one chunk first, so that a request is on its way while
-			// the rest are claimed (a claim of Concurrency chunks kept the first request
-			// waiting for all of them, the server idle meanwhile).
-			n = size
-		}
-		recs, probe, err := w.claimDue(ctx, kind, size, n, linger, &lingerStart, &fl.dry)
+		recs, probe, err := w.claimDue(ctx, kind, size, size*chunks, linger, &lingerStart, &fl.dry)
 		if err != nil {
 			return err
+		}
+		switch {
+		case len(recs) > 0:
+			chunks = min(2*chunks, w.opts.Concurrency)
+		case fl.dry.Load():
+			chunks = 1
 		}
 		// Records wait for the budget under their lease; past half of it they go back
 		// untouched rather than risk a second claim of the same records.

@@ -13,15 +13,15 @@ import (
 )
 
 // From an idle lane, the first request's records are claimed alone, so it leaves while the
-// rest are claimed (a claim of Concurrency batches kept it waiting for all of them, and the
-// server idle); the claims after it take Concurrency batches again.
-func TestIdleLaneClaimsOneBatchFirst(t *testing.T) {
+// rest are claimed, and the claims double (1, 2, 4 chunks) up to Concurrency: a first claim of
+// Concurrency batches kept every request waiting for all of them, and the server idle.
+func TestIdleLaneClaimsGrowFromOneBatch(t *testing.T) {
 	srv := startServer(t, testserver.Options{PlainHTTP: true})
 	ob := tempOutbox(t, outbox.Options{})
 	opts := fastOptions()
 	opts.Concurrency = 8
 	w := newWorker(t, ob, newClient(t, clientConfig(t, srv)), opts)
-	enqueue(t, ob, outbox.KindEvent, 0, 1000)
+	enqueue(t, ob, outbox.KindEvent, 0, 3000)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -30,7 +30,7 @@ func TestIdleLaneClaimsOneBatchFirst(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- w.claimer(ctx, outbox.KindEvent, -1, work, &fl) }()
 	var got []chunk
-	for len(got) < 3 {
+	for len(got) < 1+2+4+8+8 {
 		got = append(got, <-work)
 	}
 	cancel()
@@ -44,9 +44,15 @@ func TestIdleLaneClaimsOneBatchFirst(t *testing.T) {
 		break
 	}
 	// Each claim sets its chunks' deadline from the clock: chunks of one claim share it.
-	assert.Len(t, got[0].recs, opts.BatchSize, "first chunk")
-	assert.NotEqual(t, got[0].deadline, got[1].deadline, "the first chunk was claimed with others")
-	assert.Equal(t, got[1].deadline, got[2].deadline, "the second claim took one chunk only")
+	var claims []int
+	for i, c := range got {
+		assert.Len(t, c.recs, opts.BatchSize, "chunk %d", i)
+		if i == 0 || !c.deadline.Equal(got[i-1].deadline) {
+			claims = append(claims, 0)
+		}
+		claims[len(claims)-1]++
+	}
+	assert.Equal(t, []int{1, 2, 4, 8, 8}, claims, "chunks a claim")
 }
 
 // Outcomes are committed in groups, but never held for a request that is slow to answer:
