@@ -150,7 +150,7 @@ func (w *Worker) recorder(results <-chan []outbox.Outcome, stop func(), fl *flow
 				stop()
 			}
 		}
-		held = nil
+		held = held[:0] // record keeps no reference: the next group reuses the array
 	}
 	for {
 		select {
