@@ -22,22 +22,20 @@ func (w *Worker) lane(ctx, reqCtx context.Context, kind outbox.Kind, linger time
 	defer stop()
 	work := make(chan chunk, w.opts.Concurrency)
 	results := make(chan []outbox.Outcome, w.opts.Concurrency)
-	var fl flow
+	var dry atomic.Bool // the claimer found nothing due: no claim waits for the senders
 
 	var senders sync.WaitGroup
 	for range w.opts.Concurrency {
 		senders.Go(func() {
 			for c := range work {
-				outs := w.sendChunk(laneCtx, reqCtx, kind, c)
-				fl.busy.Add(-1)
-				results <- outs
+				results <- w.sendChunk(laneCtx, reqCtx, kind, c)
 			}
 		})
 	}
 	recorded := make(chan error, 1)
-	go func() { recorded <- w.recorder(results, stop, &fl) }() // awaited below
+	go func() { recorded <- w.recorder(results, stop, &dry) }() // awaited below
 
-	err := w.claimer(laneCtx, kind, linger, work, &fl)
+	err := w.claimer(laneCtx, kind, linger, work, &dry)
 	close(work)
 	senders.Wait()
 	close(results)
@@ -45,12 +43,6 @@ func (w *Worker) lane(ctx, reqCtx context.Context, kind outbox.Kind, linger time
 		return rerr
 	}
 	return err
-}
-
-// flow is what a lane's claimer tells its recorder.
-type flow struct {
-	busy atomic.Int64 // chunks claimed and not yet sent
-	dry  atomic.Bool  // the claimer found nothing due: no claim waits for the senders
 }
 
 // chunk is one request's worth of claimed records.
@@ -61,8 +53,9 @@ type chunk struct {
 }
 
 // claimer feeds the senders until ctx ends. A claim takes up to Concurrency chunks; the work
-// queue's capacity bounds how much is claimed ahead of the wire.
-func (w *Worker) claimer(ctx context.Context, kind outbox.Kind, linger time.Duration, work chan<- chunk, fl *flow) error {
+// queue's capacity bounds how much is claimed ahead of the wire. dry tells the recorder
+// whether it last found nothing due.
+func (w *Worker) claimer(ctx context.Context, kind outbox.Kind, linger time.Duration, work chan<- chunk, dry *atomic.Bool) error {
 	var lingerStart time.Time
 	// The chunks the next claim takes: from a lane that ran dry 1, 2, 4... up to Concurrency,
 	// each sent while the next is claimed (a first claim of Concurrency chunks kept every
@@ -70,14 +63,14 @@ func (w *Worker) claimer(ctx context.Context, kind outbox.Kind, linger time.Dura
 	chunks := 1
 	for ctx.Err() == nil {
 		size := w.batchSize()
-		recs, probe, err := w.claimDue(ctx, kind, size, size*chunks, linger, &lingerStart, &fl.dry)
+		recs, probe, err := w.claimDue(ctx, kind, size, size*chunks, linger, &lingerStart, dry)
 		if err != nil {
 			return err
 		}
 		switch {
 		case len(recs) > 0:
 			chunks = min(2*chunks, w.opts.Concurrency)
-		case fl.dry.Load():
+		case dry.Load():
 			chunks = 1
 		}
 		// Records wait for the budget under their lease; past half of it they go back
@@ -85,7 +78,6 @@ func (w *Worker) claimer(ctx context.Context, kind outbox.Kind, linger time.Dura
 		deadline := w.now().Add(w.opts.Lease / 2)
 		for len(recs) > 0 {
 			n := min(len(recs), size)
-			fl.busy.Add(1)
 			work <- chunk{recs: recs[:n], probe: probe, deadline: deadline}
 			recs, probe = recs[n:], false
 		}
@@ -125,16 +117,16 @@ func (w *Worker) batchSize() int { return int(w.batchLimit.Load()) }
 const recordHold = 20 * time.Millisecond
 
 // recorder commits outcomes in groups: once a claim's worth of records (the batch size times
-// Concurrency) has arrived, when no chunk is left on its way (nothing more will come soon),
-// or recordHold after the oldest arrived; and as they arrive while the claimer finds nothing
-// due (the tail of a backlog, a trickle of records), so that they overlap the requests still
-// out rather than wait for the last. A commit costs a few hundred microseconds
+// Concurrency) has arrived, or recordHold after the oldest arrived; and as they arrive while
+// the claimer finds nothing due (dry: the tail of a backlog, a trickle of records), so that
+// they overlap the requests still out rather than wait for the last. While records are due,
+// the claims (which the senders may be waiting for) go first. A commit costs a few hundred microseconds
 // of CPU beyond its records, on the cores the requests need: outcomes committed a request's
 // records at a time (100) cost BenchmarkDrainOutbox about 14 ms more CPU per 5,000 records
 // than 800 at a time. Records whose outcome waits stay sending under their lease; a crash
 // meanwhile only sends them again under the same keys. After a fatal store error it stops
 // the lane and keeps draining so no sender blocks.
-func (w *Worker) recorder(results <-chan []outbox.Outcome, stop func(), fl *flow) error {
+func (w *Worker) recorder(results <-chan []outbox.Outcome, stop func(), dry *atomic.Bool) error {
 	var (
 		fatal error
 		held  []outbox.Outcome
@@ -164,7 +156,7 @@ func (w *Worker) recorder(results <-chan []outbox.Outcome, stop func(), fl *flow
 			}
 			held = append(held, outs...)
 			held, ok = drainReady(results, held)
-			if !ok || len(held) >= w.batchSize()*w.opts.Concurrency || fl.busy.Load() == 0 || fl.dry.Load() {
+			if !ok || len(held) >= w.batchSize()*w.opts.Concurrency || dry.Load() {
 				flush()
 			}
 			if !ok {

@@ -2,6 +2,7 @@ package deliver
 
 import (
 	"context"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -26,9 +27,9 @@ func TestIdleLaneClaimsGrowFromOneBatch(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	work := make(chan chunk) // unbuffered: the claimer waits for each chunk to be taken
-	var fl flow
+	var dry atomic.Bool
 	done := make(chan error, 1)
-	go func() { done <- w.claimer(ctx, outbox.KindEvent, -1, work, &fl) }()
+	go func() { done <- w.claimer(ctx, outbox.KindEvent, -1, work, &dry) }()
 	var got []chunk
 	for len(got) < 1+2+4+8+8 {
 		got = append(got, <-work)
@@ -77,8 +78,8 @@ func TestOutcomesNotHeldBySlowRequest(t *testing.T) {
 	assert.Equal(t, 200, st.ByState[outbox.StateConfirmed], "confirmed: %v", st.ByState)
 }
 
-// An outcome waits for others to share its commit, but not for long: with a request still out
-// and records left to claim, it is committed recordHold after it arrived.
+// An outcome waits for others to share its commit, but not for long: with records left to
+// claim, it is committed recordHold after it arrived.
 func TestRecorderHoldsOutcomesBriefly(t *testing.T) {
 	srv := startServer(t, testserver.Options{PlainHTTP: true})
 	ob := tempOutbox(t, outbox.Options{})
@@ -89,10 +90,9 @@ func TestRecorderHoldsOutcomesBriefly(t *testing.T) {
 	require.Len(t, recs, 100)
 
 	results := make(chan []outbox.Outcome, 1)
-	var fl flow
-	fl.busy.Store(1) // a request still out; the claimer is not dry
+	var dry atomic.Bool // records left to claim
 	done := make(chan error, 1)
-	go func() { done <- w.recorder(results, func() {}, &fl) }()
+	go func() { done <- w.recorder(results, func() {}, &dry) }()
 	outs := make([]outbox.Outcome, 50)
 	for i := range outs {
 		outs[i] = outbox.Outcome{Key: recs[i].Key, State: outbox.StateConfirmed}
