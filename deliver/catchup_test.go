@@ -165,7 +165,10 @@ func TestBudgetNeverExceededAtTheServer(t *testing.T) {
 			}
 			c := windows[0]
 			require.Equal(t, DefaultRatePerMinute, c[0]+c[1]+c[2], "the first window is used whole: %v", windows)
-			assert.InDelta(t, c[0], c[1], float64(c[0])/4, "events and findings share the first window: %v", c)
+			// The lanes' senders race for the budget, so the split moves from run to run (53-65
+			// of 118 sends each in most, 43 at the least in 100 runs): what holds is that
+			// neither lane is starved.
+			assert.GreaterOrEqual(t, 3*min(c[0], c[1]), c[0]+c[1], "events and findings share the first window, each a third at least: %v", c)
 			assert.InDelta(t, c[0]+c[1], c[2], 2*float64(opts.Concurrency)+2, "sends and reads share the first window: %v", c)
 		})
 	}
