@@ -486,7 +486,7 @@ func (w *wtx) storeFresh(items []prepared, fresh []int, keys []string) error {
 	slices.SortFunc(idx, func(a, b keyRid) int { return strings.Compare(a.key, b.key) })
 	for _, e := range idx {
 		w.kbuf = append(append(w.kbuf[:0], byte(prefixKeys)), e.key...)
-		if err := w.b.keys.b.Put(w.kbuf, w.u64(e.rid)); err != nil {
+		if err := w.b.keys.l.get().Put(w.kbuf, w.u64(e.rid)); err != nil {
 			return err
 		}
 	}

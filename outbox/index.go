@@ -198,7 +198,7 @@ func (w *wtx) dropEntry(full []byte) error { return w.b.keys.deleteFull(full) }
 // index is one index of bucket index in a transaction: the keys that start with
 // p, seen without the prefix.
 type index struct {
-	b *bolt.Bucket
+	l *lazyBucket // bucket index
 	p prefix
 	s *indexScratch
 }
@@ -213,7 +213,7 @@ type indexScratch struct {
 }
 
 func openIndex(tx *bolt.Tx, p prefix) index {
-	return index{b: tx.Bucket(bucketIndex), p: p, s: new(indexScratch)}
+	return index{l: &lazyBucket{b: tx.Bucket(bucketIndex)}, p: p, s: new(indexScratch)}
 }
 
 // fullKey is k with the index's prefix: the key in the index bucket.
@@ -232,7 +232,7 @@ func (x index) scratchKey(k []byte) []byte { return append(x.start(), k...) }
 
 func (x index) putEntry(full []byte) error {
 	x.s.key = full
-	return x.b.Put(full, nil)
+	return x.l.get().Put(full, nil)
 }
 
 func (x index) deleteEntry(full []byte) error {
@@ -242,7 +242,7 @@ func (x index) deleteEntry(full []byte) error {
 
 func (x index) cursor() *bolt.Cursor {
 	if x.s.c == nil {
-		x.s.c = x.b.Cursor()
+		x.s.c = x.l.get().Cursor()
 	}
 	return x.s.c
 }
@@ -275,11 +275,11 @@ func (x index) Get(k []byte) []byte {
 func (x index) Put(k, v []byte) error {
 	k = x.scratchKey(k)
 	x.s.key = k
-	return x.b.Put(k, v)
+	return x.l.get().Put(k, v)
 }
 
 func (x index) Delete(k []byte) error { return x.deleteEntry(x.scratchKey(k)) }
-func (x index) Cursor() *indexCursor  { return &indexCursor{c: x.b.Cursor(), p: byte(x.p)} }
+func (x index) Cursor() *indexCursor  { return &indexCursor{c: x.l.get().Cursor(), p: byte(x.p)} }
 
 // ForEach calls fn for every entry of the index, in key order.
 func (x index) ForEach(fn func(k, v []byte) error) error {
