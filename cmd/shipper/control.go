@@ -111,39 +111,7 @@ func controlHandler(st store) http.Handler {
 		}
 		writeJSON(w, http.StatusOK, rec)
 	})
-	mux.HandleFunc("GET /v1/records", func(w http.ResponseWriter, r *http.Request) {
-		f, err := filterFromQuery(r.URL.Query())
-		if err != nil {
-			writeJSON(w, http.StatusBadRequest, errorBody{Error: err.Error()})
-			return
-		}
-		w.Header().Set("Content-Type", "application/x-ndjson")
-		bw := bufio.NewWriter(w)
-		enc := json.NewEncoder(bw)
-		flusher, _ := w.(http.Flusher)
-		n := 0
-		err = st.List(r.Context(), f, func(rec recordView) error {
-			if err := enc.Encode(streamLine{recordView: rec}); err != nil {
-				return err
-			}
-			// Flush now and then so a long listing streams instead of buffering.
-			if n++; n%256 == 0 {
-				if err := bw.Flush(); err != nil {
-					return err
-				}
-				if flusher != nil {
-					flusher.Flush()
-				}
-			}
-			return nil
-		})
-		if err != nil {
-			_ = enc.Encode(streamLine{Error: err.Error(), Code: codeOf(err)})
-		} else {
-			_ = enc.Encode(streamLine{End: true})
-		}
-		_ = bw.Flush()
-	})
+	mux.HandleFunc("GET /v1/records", listHandler(st))
 	mux.HandleFunc("GET /v1/stats", func(w http.ResponseWriter, r *http.Request) {
 		s, err := st.Stats(r.Context())
 		if err != nil {
@@ -186,6 +154,44 @@ func controlHandler(st store) http.Handler {
 	})
 	mux.HandleFunc("POST /v1/enqueue", ingestHandler(st))
 	return mux
+}
+
+// listHandler streams the records a filter selects, one JSON line each, and a
+// last line that says the listing ended or why it stopped.
+func listHandler(st store) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		f, err := filterFromQuery(r.URL.Query())
+		if err != nil {
+			writeJSON(w, http.StatusBadRequest, errorBody{Error: err.Error()})
+			return
+		}
+		w.Header().Set("Content-Type", "application/x-ndjson")
+		bw := bufio.NewWriter(w)
+		enc := json.NewEncoder(bw)
+		flusher, _ := w.(http.Flusher)
+		n := 0
+		err = st.List(r.Context(), f, func(rec recordView) error {
+			if err := enc.Encode(streamLine{recordView: rec}); err != nil {
+				return err
+			}
+			// Flush now and then so a long listing streams instead of buffering.
+			if n++; n%256 == 0 {
+				if err := bw.Flush(); err != nil {
+					return err
+				}
+				if flusher != nil {
+					flusher.Flush()
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			_ = enc.Encode(streamLine{Error: err.Error(), Code: codeOf(err)})
+		} else {
+			_ = enc.Encode(streamLine{End: true})
+		}
+		_ = bw.Flush()
+	}
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
