@@ -66,48 +66,10 @@ func (w *Worker) poller(ctx, reqCtx context.Context) error {
 			w.sleep(ctx, w.opts.IdleInterval, nil)
 			continue
 		}
-		now := w.now()
-		next := now.Add(w.opts.IdleInterval)
-		live := make(map[string]bool, len(subs))
-		var due []outbox.Submission
-		for _, s := range subs {
-			live[s.RequestID] = true
-			st := states[s.RequestID]
-			if st == nil {
-				st = &pollState{next: s.SubmittedAt.Add(w.opts.PollInterval)}
-				if at, ok := w.pollSoon.take(s.RequestID); ok && at.Before(st.next) {
-					st.next = at
-				}
-				states[s.RequestID] = st
-			}
-			if now.Before(st.next) {
-				if st.next.Before(next) {
-					next = st.next
-				}
-				continue
-			}
-			due = append(due, s)
-		}
-		// Polls run Concurrency at a time, in groups whose outcomes are committed together:
-		// a long backlog of submitted requests confirms steadily, not after the last poll.
-		group := 4 * w.opts.Concurrency
-		moved := false
-		for len(due) > 0 && ctx.Err() == nil {
-			part := due[:min(len(due), group)]
-			due = due[len(part):]
-			outs, decided := w.pollGroup(ctx, reqCtx, part, states)
-			for _, id := range decided {
-				delete(states, id)
-			}
-			for _, s := range part {
-				if st := states[s.RequestID]; st != nil && st.next.Before(next) {
-					next = st.next
-				}
-			}
-			if err := w.record(outs); err != nil {
-				return err
-			}
-			moved = moved || len(outs) > 0
+		due, live, next := w.dueSubmissions(subs, states, w.now())
+		next, moved, err := w.pollDue(ctx, reqCtx, due, states, next)
+		if err != nil {
+			return err
 		}
 		for id := range states {
 			if !live[id] {
@@ -120,6 +82,61 @@ func (w *Worker) poller(ctx, reqCtx context.Context) error {
 		w.sleep(ctx, next.Sub(w.now()), wake)
 	}
 	return nil
+}
+
+// dueSubmissions returns the submissions whose poll is due at now, the request IDs of all
+// of them, and when the next poll of the others is due (IdleInterval at the latest). A
+// submission seen for the first time is due PollInterval after it was submitted, or sooner
+// when its answer said when to look (pollSoon).
+func (w *Worker) dueSubmissions(subs []outbox.Submission, states map[string]*pollState, now time.Time) (due []outbox.Submission, live map[string]bool, next time.Time) {
+	next = now.Add(w.opts.IdleInterval)
+	live = make(map[string]bool, len(subs))
+	for _, s := range subs {
+		live[s.RequestID] = true
+		st := states[s.RequestID]
+		if st == nil {
+			st = &pollState{next: s.SubmittedAt.Add(w.opts.PollInterval)}
+			if at, ok := w.pollSoon.take(s.RequestID); ok && at.Before(st.next) {
+				st.next = at
+			}
+			states[s.RequestID] = st
+		}
+		if now.Before(st.next) {
+			if st.next.Before(next) {
+				next = st.next
+			}
+			continue
+		}
+		due = append(due, s)
+	}
+	return due, live, next
+}
+
+// pollDue polls the due submissions and commits their outcomes, and returns when the next
+// poll is due (next at the latest) and whether any record moved. Polls run Concurrency at
+// a time, in groups whose outcomes are committed together: a long backlog of submitted
+// requests confirms steadily, not after the last poll.
+func (w *Worker) pollDue(ctx, reqCtx context.Context, due []outbox.Submission, states map[string]*pollState, next time.Time) (time.Time, bool, error) {
+	group := 4 * w.opts.Concurrency
+	moved := false
+	for len(due) > 0 && ctx.Err() == nil {
+		part := due[:min(len(due), group)]
+		due = due[len(part):]
+		outs, decided := w.pollGroup(ctx, reqCtx, part, states)
+		for _, id := range decided {
+			delete(states, id)
+		}
+		for _, s := range part {
+			if st := states[s.RequestID]; st != nil && st.next.Before(next) {
+				next = st.next
+			}
+		}
+		if err := w.record(outs); err != nil {
+			return next, moved, err
+		}
+		moved = moved || len(outs) > 0
+	}
+	return next, moved, nil
 }
 
 // pollGroup polls submissions, Concurrency at a time, and returns their outcomes and the
