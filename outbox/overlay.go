@@ -32,12 +32,7 @@ func (s *stored) encodeState() []byte {
 		flags |= flagCorrupt
 	}
 	b = append(b, stateFormat, s.state, flags)
-	b = binary.AppendUvarint(b, uint64(s.attempts))
-	b = binary.AppendUvarint(b, uint64(s.redrives))
-	b = binary.AppendUvarint(b, uint64(s.item))
-	b = binary.AppendVarint(b, s.next)
-	b = binary.AppendVarint(b, s.lease)
-	b = binary.AppendVarint(b, s.subAt)
+	b = s.appendProgress(b)
 	b = binary.AppendVarint(b, s.updated)
 	for _, str := range [...]string{s.reqID, s.lastErr} {
 		b = binary.AppendUvarint(b, uint64(len(str)))

@@ -234,6 +234,18 @@ func (s *stored) headerCap() int {
 	return 4 + 10*binary.MaxVarintLen64 + len(s.key) + len(s.reqID) + len(s.lastErr) + len(s.keyID)
 }
 
+// appendProgress appends what a record's delivery moves, as the record's header
+// and its state entry (overlay.go) both hold it: attempts, redrives, the item
+// index and the times due, leased and submitted.
+func (s *stored) appendProgress(b []byte) []byte {
+	b = binary.AppendUvarint(b, uint64(s.attempts))
+	b = binary.AppendUvarint(b, uint64(s.redrives))
+	b = binary.AppendUvarint(b, uint64(s.item))
+	b = binary.AppendVarint(b, s.next)
+	b = binary.AppendVarint(b, s.lease)
+	return binary.AppendVarint(b, s.subAt)
+}
+
 // appendHeader appends the encoding of everything but the payload, which follows it.
 func (s *stored) appendHeader(b []byte) []byte {
 	var flags byte
@@ -244,12 +256,7 @@ func (s *stored) appendHeader(b []byte) []byte {
 		flags |= flagCorrupt
 	}
 	b = append(b, recordFormat, s.kind, s.state, flags)
-	b = binary.AppendUvarint(b, uint64(s.attempts))
-	b = binary.AppendUvarint(b, uint64(s.redrives))
-	b = binary.AppendUvarint(b, uint64(s.item))
-	b = binary.AppendVarint(b, s.next)
-	b = binary.AppendVarint(b, s.lease)
-	b = binary.AppendVarint(b, s.subAt)
+	b = s.appendProgress(b)
 	b = binary.AppendVarint(b, s.created)
 	b = binary.AppendVarint(b, s.updated)
 	b = binary.AppendUvarint(b, uint64(s.plainLen))
