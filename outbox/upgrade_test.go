@@ -101,14 +101,23 @@ func recordFormats(t *testing.T, path string) (formats map[byte]int, format stri
 	return formats, format, cursor
 }
 
-func TestUpgradeV1FixtureKeepsEveryRecordAndState(t *testing.T) {
-	path := copyFixture(t, "outbox-v1.db")
-	want := loadWant(t, "outbox-v1.json")
+// openUpgraded opens a copy of fixture NAME.db, which upgrades it, and checks
+// that the upgraded file is sound and lists what NAME.json says the code that
+// wrote it listed.
+func openUpgraded(t *testing.T, name string) (string, []Record, *Outbox) {
+	t.Helper()
+	path := copyFixture(t, name+".db")
+	want := loadWant(t, name+".json")
 	o := openAt(t, path, fixtureOpts())
 	rep, err := o.Check()
 	require.NoError(t, err, "Check after the upgrade: %v", rep.Problems)
 	assert.Equal(t, len(want), rep.Records)
 	sameRecords(t, want, listAll(t, o), "ev-sending")
+	return path, want, o
+}
+
+func TestUpgradeV1FixtureKeepsEveryRecordAndState(t *testing.T) {
+	path, want, o := openUpgraded(t, "outbox-v1")
 	st := o.Stats()
 	assert.Equal(t, map[State]int{StatePending: 6, StateSending: 0, StateSubmitted: 1, StateConfirmed: 2, StateDead: 1}, st.ByState)
 
@@ -133,13 +142,7 @@ func TestUpgradeV1FixtureKeepsEveryRecordAndState(t *testing.T) {
 // records rewritten on every move) with testdata/genfixtures; outbox-v2.json is what
 // that code listed from it.
 func TestUpgradeV2FixtureKeepsEveryRecordAndState(t *testing.T) {
-	path := copyFixture(t, "outbox-v2.db")
-	want := loadWant(t, "outbox-v2.json")
-	o := openAt(t, path, fixtureOpts())
-	rep, err := o.Check()
-	require.NoError(t, err, "Check after the upgrade: %v", rep.Problems)
-	assert.Equal(t, len(want), rep.Records)
-	sameRecords(t, want, listAll(t, o), "ev-sending")
+	path, want, o := openUpgraded(t, "outbox-v2")
 	assert.Equal(t, map[State]int{StatePending: 6, StateSending: 0, StateSubmitted: 1, StateConfirmed: 2, StateDead: 1}, o.Stats().ByState)
 
 	// The records go on through their lives in the new format.
@@ -150,7 +153,7 @@ func TestUpgradeV2FixtureKeepsEveryRecordAndState(t *testing.T) {
 	apply(t, o, Outcome{Key: "ev-submitted", State: StateConfirmed})
 	claimed := claimAll(t, o, KindEvent)
 	assert.ElementsMatch(t, []string{"ev-retry", "ev-sending", "ev-requeued", "ev-fresh", want[9].Key}, keysOf(claimed))
-	rep, err = o.Check()
+	rep, err := o.Check()
 	require.NoError(t, err, "Check after moves: %v", rep.Problems)
 	require.NoError(t, o.Close())
 
