@@ -13,6 +13,9 @@ const maxDepth = 10000
 //	for s.Next() { /* s.Name(), s.Value() */ }
 //	if !s.End() { return s.Err() }
 //
+// or the elements of one top-level array, with Array and Elem in place of
+// Object and Next.
+//
 // Every member's value is checked whole, nested values included, before Next
 // returns. The first syntax error stops the walk; Err describes it.
 type Scanner struct {
@@ -20,6 +23,7 @@ type Scanner struct {
 	i      int // the next byte to scan
 	depth  int // containers open at i
 	opened bool
+	array  bool   // Array opened the walk, not Object
 	at     int    // where the scan failed
 	want   string // what it wanted there; "" while it has not failed
 
@@ -41,7 +45,8 @@ func (s *Scanner) Name() []byte { return s.p[s.nameStart:s.nameEnd] }
 // the name's.
 func (s *Scanner) NameEscaped() bool { return s.nameEscaped }
 
-// Value is the value of the member Next scanned, as JSON text.
+// Value is the value of the member Next scanned (or the element Elem
+// scanned), as JSON text.
 func (s *Scanner) Value() []byte { return s.p[s.valueStart:s.valueEnd] }
 
 // ValueEscaped reports, when Value is a JSON string, whether it holds an
@@ -68,14 +73,38 @@ func (s *Scanner) Next() bool {
 	return s.next(first, '}')
 }
 
-// End reports whether the object closed without a syntax error and only space
-// follows it. It is called once Next has reported false.
+// Array scans the space and the '[' that open a top-level array, whose
+// elements Elem walks as Next walks an object's members. It reports false,
+// recording no syntax error, when p opens anything else.
+func (s *Scanner) Array() bool {
+	s.space()
+	if !s.eat('[') {
+		return false
+	}
+	s.depth, s.array = 1, true
+	return true
+}
+
+// Elem scans the next element of the array Array opened, for Value (and
+// ValueEscaped). It reports false at the array's closing ']' and at a syntax
+// error.
+func (s *Scanner) Elem() bool {
+	first := !s.opened
+	s.opened = true
+	return s.next(first, ']')
+}
+
+// End reports whether the object (or array) closed without a syntax error and
+// only space follows it. It is called once Next (or Elem) has reported false.
 func (s *Scanner) End() bool {
 	if s.want != "" {
 		return false
 	}
 	s.space()
 	if s.i != len(s.p) {
+		if s.array {
+			return s.fail("end of input after the array")
+		}
 		return s.fail("end of input after the object")
 	}
 	return true

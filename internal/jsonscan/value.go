@@ -28,9 +28,9 @@ func (s *Scanner) value() bool {
 
 // next scans the next element of the container closed by close, from its
 // opening bracket if first, else from its last element: true past a member
-// (whose bounds it keeps for Name and Value) or an array element; false at
-// close or at a syntax error. A nested member's bounds are overwritten by
-// the top-level member's, kept last.
+// (whose bounds it keeps for Name and Value) or an array element (its bounds
+// for Value); false at close or at a syntax error. A nested element's bounds
+// are overwritten by the top-level one's, kept last.
 //
 // It serves the top-level walk and nested containers alike, so that Next
 // inlines and a member costs one call besides its string and value: the
@@ -51,7 +51,12 @@ func (s *Scanner) next(first bool, close byte) bool {
 		s.space()
 	}
 	if close == ']' {
-		return s.value()
+		vs := s.i
+		if !s.value() {
+			return false
+		}
+		s.valueStart, s.valueEnd = vs, s.i
+		return true
 	}
 	ns := s.i
 	escaped, ok := s.str()
