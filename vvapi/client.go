@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/spectrastrike/shipper/internal/jsonscan"
 )
 
 // Routes of the real server (docs/vectorvue-api.md).
@@ -258,7 +260,13 @@ func checkObject(p []byte) error {
 	if t[0] != '{' {
 		return fmt.Errorf("payload is not a JSON object: %w", ErrInvalidPayload)
 	}
-	if !json.Valid(t) {
+	// One pass of the grammar encoding/json's Valid checks, a few times faster
+	// (internal/jsonscan): every record of every batch goes through here.
+	s := jsonscan.New(t)
+	s.Object()
+	for s.Next() {
+	}
+	if !s.End() {
 		return fmt.Errorf("payload is not valid JSON: %w", ErrInvalidPayload)
 	}
 	return nil

@@ -81,9 +81,12 @@ type wireEnvelope struct {
 // parseEnvelope reads a 2xx body. A body that is not an envelope is
 // ErrMalformedResponse (the caller wraps it in a retryable *TransportError).
 func parseEnvelope(status int, h http.Header, body []byte) (*Envelope, error) {
-	var w wireEnvelope
-	if err := json.Unmarshal(body, &w); err != nil {
-		return nil, fmt.Errorf("HTTP %d body is not a JSON envelope (%d bytes): %w", status, len(body), ErrMalformedResponse)
+	w, ok := scanEnvelope(body)
+	if !ok {
+		w = wireEnvelope{}
+		if err := json.Unmarshal(body, &w); err != nil {
+			return nil, fmt.Errorf("HTTP %d body is not a JSON envelope (%d bytes): %w", status, len(body), ErrMalformedResponse)
+		}
 	}
 	if w.RequestID == "" || w.Status == "" {
 		return nil, fmt.Errorf("HTTP %d envelope lacks request_id or status: %w", status, ErrMalformedResponse)
@@ -101,14 +104,18 @@ func parseEnvelope(status int, h http.Header, body []byte) (*Envelope, error) {
 }
 
 func parseBatch(env *Envelope) (*BatchResult, error) {
-	var d struct {
-		Summary Summary      `json:"summary"`
-		Results []ItemResult `json:"results"`
+	sum, results, ok := scanBatch(env.Data)
+	if !ok {
+		var d struct {
+			Summary Summary      `json:"summary"`
+			Results []ItemResult `json:"results"`
+		}
+		if err := json.Unmarshal(env.Data, &d); err != nil {
+			return nil, fmt.Errorf("batch data: %v: %w", err, ErrMalformedResponse)
+		}
+		sum, results = d.Summary, d.Results
 	}
-	if err := json.Unmarshal(env.Data, &d); err != nil {
-		return nil, fmt.Errorf("batch data: %v: %w", err, ErrMalformedResponse)
-	}
-	return &BatchResult{Envelope: *env, Summary: d.Summary, Results: d.Results}, nil
+	return &BatchResult{Envelope: *env, Summary: sum, Results: results}, nil
 }
 
 func parseStatus(env *Envelope) (*IngestStatus, error) {
