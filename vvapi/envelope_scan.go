@@ -159,9 +159,10 @@ func scanItem(it *ItemResult, v []byte) bool {
 
 // members tells a member name met for the first time in one object from a
 // repeated one (encoding/json keeps the last; the pass gives up instead). An
-// object of the answer has at most a handful of members.
+// object of the answer has five members at most today; an object of more
+// than 16 is left to encoding/json.
 type members struct {
-	names [8][]byte
+	names [16][]byte
 	n     int
 }
 
