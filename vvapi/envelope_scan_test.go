@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/spectrastrike/shipper/internal/testutil"
 	"github.com/spectrastrike/shipper/internal/transcript"
 )
 
@@ -109,18 +110,11 @@ func TestScanAnswerMatchesEncodingJSON(t *testing.T) {
 	for _, b := range bodies {
 		checkScanAnswer(t, b)
 	}
-	// Every one-byte deletion and substitution of two answers, with bytes the
-	// grammar and the field names care about.
+	// Every one-byte deletion, insertion and substitution of two answers, with
+	// bytes the grammar and the field names care about.
 	alphabet := []byte(`{}[],:"\ 0123456789.e-nulSIx`)
 	for _, seed := range [][]byte{batchAnswer(2), []byte(answerCases[0])} {
-		for i := range seed {
-			checkScanAnswer(t, append(seed[:i:i], seed[i+1:]...))
-			for _, c := range alphabet {
-				q := bytes.Clone(seed)
-				q[i] = c
-				checkScanAnswer(t, q)
-			}
-		}
+		testutil.EachMutation(seed, alphabet, func(p []byte) { checkScanAnswer(t, p) })
 	}
 }
 

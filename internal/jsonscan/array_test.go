@@ -1,12 +1,13 @@
 package jsonscan
 
 import (
-	"bytes"
 	"encoding/json"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/spectrastrike/shipper/internal/testutil"
 )
 
 // walkArray scans p whole as a top-level array: its elements, or the error.
@@ -54,14 +55,7 @@ func TestArrayMatchesEncodingJSON(t *testing.T) {
 	}
 	seed := []byte(` [ {"index":0,"item_id":null,"status":"accepted"} , [1,"x\"y"] , -2.5e3 , true ] `)
 	alphabet := []byte("{}[],:\"\\0123456789-.etn \t\x00\xff")
-	for i := range seed {
-		checkArrayAgainstEncodingJSON(t, append(seed[:i:i], seed[i+1:]...))
-		for _, c := range alphabet {
-			q := bytes.Clone(seed)
-			q[i] = c
-			checkArrayAgainstEncodingJSON(t, q)
-		}
-	}
+	testutil.EachMutation(seed, alphabet, func(p []byte) { checkArrayAgainstEncodingJSON(t, p) })
 }
 
 func TestArrayErrors(t *testing.T) {

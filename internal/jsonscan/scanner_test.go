@@ -9,6 +9,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/spectrastrike/shipper/internal/testutil"
 )
 
 // walk scans p whole, as a caller does: its members, or the error.
@@ -132,16 +134,7 @@ func TestScanMatchesEncodingJSONMutated(t *testing.T) {
 	}
 	alphabet := []byte("{}[],:\"\\/u0123456789abcdefABCDEF-+.eEtrlsn \t\n\x00\x01\x1f\x7f\x80\xff")
 	for _, seed := range seeds {
-		p := []byte(seed)
-		for i := range p {
-			checkAgainstEncodingJSON(t, append(p[:i:i], p[i+1:]...))
-			for _, c := range alphabet {
-				checkAgainstEncodingJSON(t, append(p[:i:i], append([]byte{c}, p[i:]...)...))
-				q := bytes.Clone(p)
-				q[i] = c
-				checkAgainstEncodingJSON(t, q)
-			}
-		}
+		testutil.EachMutation([]byte(seed), alphabet, func(p []byte) { checkAgainstEncodingJSON(t, p) })
 	}
 }
 

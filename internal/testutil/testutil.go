@@ -26,3 +26,19 @@ func (s *SyncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// EachMutation calls fn with every one-byte deletion, insertion and
+// substitution of seed, the bytes inserted and substituted taken from
+// alphabet: the inputs a hand-written parser's agreement test feeds it around
+// a valid one. Each input is a fresh slice fn may keep.
+func EachMutation(seed, alphabet []byte, fn func([]byte)) {
+	for i := range seed {
+		fn(append(seed[:i:i], seed[i+1:]...))
+		for _, c := range alphabet {
+			fn(append(seed[:i:i], append([]byte{c}, seed[i:]...)...))
+			q := bytes.Clone(seed)
+			q[i] = c
+			fn(q)
+		}
+	}
+}
