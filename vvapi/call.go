@@ -295,8 +295,14 @@ func (c *Client) logAttempt(ctx context.Context, cl *call, t *tried, outcome str
 		level = slog.LevelWarn
 	case "failed":
 		level = slog.LevelError
-		if errors.Is(t.err, context.Canceled) {
+		switch {
+		case errors.Is(t.err, context.Canceled):
 			level = slog.LevelInfo
+		case t.verdict.Retry && c.retries == 0:
+			// The caller retries on its own (SingleAttempt: the delivery
+			// worker): a rate limit or an outage it rides out is no error, and
+			// it logs what it does about it.
+			level = slog.LevelWarn
 		}
 	}
 	if !c.log.Enabled(ctx, level) {

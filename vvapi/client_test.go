@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"strings"
 	"sync"
@@ -605,4 +606,53 @@ func TestNoRetryPastTheDeadline(t *testing.T) {
 	require.NotErrorIs(t, err, context.DeadlineExceeded, "want the 503 itself")
 	assert.Empty(t, ws.all(), "waits")
 	assert.Len(t, srv.requests(eventsPath), 1, "requests")
+}
+
+// A caller that retries on its own (SingleAttempt, as the delivery worker
+// sends) hears of a rate limit or an outage at WARN, since it rides them out;
+// an answer no retry can change is an ERROR, and so is a retryable one once a
+// client with retries of its own gave up.
+func TestFailedAttemptLogLevel(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		status  int
+		single  bool
+		want    string
+		notWant string
+	}{
+		{"429, single attempt", http.StatusTooManyRequests, true, "level=WARN", "level=ERROR"},
+		{"503, single attempt", http.StatusServiceUnavailable, true, "level=WARN", "level=ERROR"},
+		{"403, single attempt", http.StatusForbidden, true, "level=ERROR", ""},
+		{"503, retries exhausted", http.StatusServiceUnavailable, false, "level=ERROR", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.WriteHeader(tc.status)
+				_, _ = w.Write([]byte(`{"detail":"no"}`))
+			}))
+			defer srv.Close()
+			logger, buf, mu := captureLogger()
+			c, _ := testClient(t, srv.URL, func(cfg *Config) {
+				cfg.Username, cfg.Password, cfg.Token, cfg.Logger, cfg.MaxRetries = "", "", "t", logger, 1
+			})
+			if tc.single {
+				c = c.SingleAttempt()
+			}
+			_, err := c.IngestStatus(context.Background(), "7937808d-76af-4517-8dad-96acaf864581")
+			require.Error(t, err)
+			mu.Lock()
+			defer mu.Unlock()
+			failed := ""
+			for _, l := range strings.Split(buf.String(), "\n") {
+				if strings.Contains(l, "outcome=failed") {
+					failed = l
+				}
+			}
+			require.NotEmpty(t, failed, "no failed attempt logged:\n%s", buf.String())
+			assert.Contains(t, failed, tc.want)
+			if tc.notWant != "" {
+				assert.NotContains(t, failed, tc.notWant)
+			}
+		})
+	}
 }
