@@ -24,14 +24,15 @@ const (
 	Shipper
 )
 
-// Result is one benchmark line, its metrics averaged over -count runs.
+// Result is one benchmark line, each metric the median of its -count runs:
+// on a shared machine one slow run moves a mean, not a median.
 type Result struct {
-	Pkg   string // last element of the package path, e.g. "outbox"
-	Group string // name without "Benchmark", the side element and the -GOMAXPROCS suffix
-	Side  Side
-	Units []string           // in order of first appearance
-	Value map[string]float64 // unit → mean
-	runs  map[string]int
+	Pkg     string // last element of the package path, e.g. "outbox"
+	Group   string // name without "Benchmark", the side element and the -GOMAXPROCS suffix
+	Side    Side
+	Units   []string           // in order of first appearance
+	Value   map[string]float64 // unit → median
+	samples map[string][]float64
 }
 
 // Report is everything read from one `go test -bench` run.
@@ -83,7 +84,7 @@ func (rep *Report) addLine(pkg, line string) {
 	key := pkg + "\x00" + group + "\x00" + strconv.Itoa(int(side))
 	res := rep.byKey[key]
 	if res == nil {
-		res = &Result{Pkg: pkg, Group: group, Side: side, Value: map[string]float64{}, runs: map[string]int{}}
+		res = &Result{Pkg: pkg, Group: group, Side: side, Value: map[string]float64{}, samples: map[string][]float64{}}
 		rep.byKey[key] = res
 		rep.Results = append(rep.Results, res)
 	}
@@ -96,10 +97,20 @@ func (rep *Report) addLine(pkg, line string) {
 		if _, ok := res.Value[unit]; !ok {
 			res.Units = append(res.Units, unit)
 		}
-		// Running mean over -count repetitions.
-		res.runs[unit]++
-		res.Value[unit] += (v - res.Value[unit]) / float64(res.runs[unit])
+		res.samples[unit] = append(res.samples[unit], v)
+		res.Value[unit] = median(res.samples[unit])
 	}
+}
+
+// median of xs, the mean of the middle two for an even count.
+func median(xs []float64) float64 {
+	s := append([]float64(nil), xs...)
+	sort.Float64s(s)
+	n := len(s)
+	if n%2 == 1 {
+		return s[n/2]
+	}
+	return (s[n/2-1] + s[n/2]) / 2
 }
 
 // splitName turns "BenchmarkEnqueue/producers=8/shipper-2" into

@@ -31,7 +31,7 @@ func TestRowsPairBaselineWithShipper(t *testing.T) {
 	rep := parseSample(t)
 	rows := rowsByKey(rep.Rows())
 	want := map[string]Row{
-		// -count 2: records/s of baseline is the mean of 250 and 350.
+		// -count 2: records/s of baseline is the median of 250 and 350.
 		"outbox/Enqueue records/s":                       {Baseline: "300", Shipper: "200", Ratio: "0.67x"},
 		"outbox/Enqueue ns/op":                           {Baseline: "4000000", Shipper: "5000000", Ratio: "1.25x"},
 		"outbox/Enqueue allocs/op":                       {Baseline: "20", Shipper: "40", Ratio: "2.00x"},
@@ -100,4 +100,16 @@ func TestSplitName(t *testing.T) {
 		assert.Equal(t, want.group, g, "splitName(%q): group", in)
 		assert.Equal(t, want.side, s, "splitName(%q): side", in)
 	}
+}
+
+// With -count 3 a row is the median run: one slow run does not move it.
+func TestRowsTakeTheMedianRun(t *testing.T) {
+	in := "pkg: x/outbox\n" +
+		"BenchmarkA/baseline-2 10 100 records/s\nBenchmarkA/baseline-2 10 110 records/s\nBenchmarkA/baseline-2 10 20 records/s\n" +
+		"BenchmarkA/shipper-2 10 90 records/s\nBenchmarkA/shipper-2 10 10 records/s\nBenchmarkA/shipper-2 10 80 records/s\n"
+	rep, err := Parse(strings.NewReader(in))
+	require.NoError(t, err, "Parse")
+	rows := rep.Rows()
+	require.Len(t, rows, 1, "rows")
+	assert.Equal(t, Row{Benchmark: "outbox/A", Baseline: "100", Shipper: "80", Unit: "records/s", Ratio: "0.80x"}, rows[0])
 }
