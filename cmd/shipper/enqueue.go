@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -19,8 +20,8 @@ func init() {
 	register(verb{name: "enqueue", summary: "store events or findings (a JSON object or JSON Lines) for delivery", run: runEnqueue})
 }
 
-// A chunk of lines goes to the store in one EnqueueAll (one commit when every
-// line can be stored) while the next chunk is read: enqueueChunk records, or
+// A chunk of lines goes to the store in one commit (when every line can be
+// stored) while the next chunk is read: enqueueChunk records, or
 // enqueueChunkBytes of them, whichever comes first. 1,000 records of ~500
 // bytes are a commit of half a MiB, as in the outbox's bulk benchmark; the
 // byte bound keeps a request to the daemon well under maxIngestBody.
@@ -86,6 +87,8 @@ input could not be read or the keys could not be written.`, env)
 	if _, viaDaemon := st.(*daemonClient); viaDaemon {
 		// The daemon's outbox has the daemon's limits; this command's go along.
 		e.lim = capacity{Records: o.maxRecords, Bytes: o.maxBytes}
+	} else if rs, ok := st.(roundStore); ok {
+		e.prep = rs
 	}
 	e.out = bufio.NewWriterSize(env.Stdout, 64<<10)
 	if isTerminal(env.Stderr) {
@@ -130,6 +133,7 @@ type enqueueRun struct {
 	size     int64  // -1 when unknown
 	keyer    *lineKeyer
 	st       lineStore
+	prep     roundStore // st opened directly: chunks are prepared as read
 	lim      capacity
 	out      *bufio.Writer
 	progress *progress
@@ -146,9 +150,10 @@ type enqueueRun struct {
 // chunk is lines read, keyed and checked, with the lines refused on the way.
 type chunk struct {
 	lines   []lineItem
-	refused []lineResult // too long, or breaking the contract's rules
-	buf     []byte       // the payloads, back to back
-	read    int64        // input bytes read so far
+	recs    []outbox.Prepared // the lines' records, with prep
+	refused []lineResult      // too long, or breaking the contract's rules
+	buf     []byte            // the payloads, back to back
+	read    int64             // input bytes read so far
 }
 
 func (e *enqueueRun) run(ctx context.Context, in io.Reader) int {
@@ -180,6 +185,9 @@ func (e *enqueueRun) readChunks(rctx context.Context, in io.Reader, chunks chan<
 	cur := e.newChunk(0)
 	send := func() error {
 		cur.read = cr.n
+		if e.prep != nil {
+			e.prepareChunk(cur)
+		}
 		size := len(cur.buf) // cur belongs to the storing goroutine once sent
 		select {
 		case chunks <- cur:
@@ -200,7 +208,9 @@ func (e *enqueueRun) readChunks(rctx context.Context, in io.Reader, chunks chan<
 			cur.buf = append(cur.buf, payload...)
 		}
 		p := cur.buf[start:len(cur.buf):len(cur.buf)]
-		if err := validateRecord(e.kind, p); err != nil {
+		if e.prep != nil {
+			cur.lines = append(cur.lines, lineItem{line: line, payload: p}) // checked by prepareChunk
+		} else if err := validateRecord(e.kind, p); err != nil {
 			cur.buf = cur.buf[:start]
 			cur.refused = append(cur.refused, lineResult{Line: line, Error: err.Error(), Code: "invalid_payload"})
 		} else {
@@ -224,6 +234,19 @@ func (e *enqueueRun) readChunks(rctx context.Context, in io.Reader, chunks chan<
 	return nil
 }
 
+// prepareChunk checks the chunk's lines against the contract and prepares
+// their records (prepare, ingest.go), on the reading goroutine: the storing
+// one then only commits, and each line is scanned once, by the check, rather
+// than again by the outbox.
+func (e *enqueueRun) prepareChunk(ch *chunk) {
+	var refused []lineResult
+	ch.lines, ch.recs, refused = e.prep.prepare(e.kind, ch.lines, ch.recs[:0])
+	if len(refused) > 0 {
+		ch.refused = append(ch.refused, refused...)
+		slices.SortFunc(ch.refused, func(a, b lineResult) int { return a.Line - b.Line })
+	}
+}
+
 // newChunk is a chunk stored before, or a new one: a chunk's buffer is half a
 // MiB, and a new one for every chunk was garbage that slowed the commits.
 func (e *enqueueRun) newChunk(size int) *chunk {
@@ -238,7 +261,8 @@ func (e *enqueueRun) newChunk(size int) *chunk {
 // recycle offers a chunk whose lines are stored (the outbox keeps no part of
 // them) to newChunk.
 func (e *enqueueRun) recycle(ch *chunk) {
-	ch.lines, ch.refused, ch.buf = ch.lines[:0], ch.refused[:0], ch.buf[:0]
+	clear(ch.recs) // their encodings can go
+	ch.lines, ch.recs, ch.refused, ch.buf = ch.lines[:0], ch.recs[:0], ch.refused[:0], ch.buf[:0]
 	select {
 	case e.free <- ch:
 	default:
@@ -257,7 +281,13 @@ func (e *enqueueRun) storeChunks(chunks <-chan *chunk, stopReading func()) {
 		if stopped {
 			continue
 		}
-		res, err := e.st.storeLines(ctx, e.kind, ch.lines, e.lim)
+		var res []lineResult
+		var err error
+		if e.prep != nil {
+			res, err = e.prep.storePrepared(ctx, e.kind, ch.lines, ch.recs)
+		} else {
+			res, err = e.st.storeLines(ctx, e.kind, ch.lines, e.lim)
+		}
 		e.emit(mergeResults(res, ch.refused, err != nil))
 		if err := e.out.Flush(); err != nil && e.writeErr == nil {
 			e.writeErr = err

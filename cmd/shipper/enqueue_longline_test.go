@@ -82,3 +82,28 @@ func TestEnqueueRefusesAnOverlongLine(t *testing.T) {
 	assert.Contains(t, r.stderr, "line 2: longer than 1048576 bytes, the record size limit")
 	assert.Equal(t, []string{"evt-1", "evt-3"}, strings.Fields(r.stdout))
 }
+
+// Refusals made while reading (a line too long), by the contract check and
+// by the commit (an id stored with other content) come out in line order,
+// among the keys of the lines stored, whichever of them refused the line.
+func TestEnqueueReportsRefusalsInLineOrder(t *testing.T) {
+	vars := map[string]string{"SHIPPER_OUTBOX": t.TempDir() + "/outbox.db"}
+	long := `{"message":"` + strings.Repeat("z", maxLineBytes) + `"}`
+	invalid := strings.Replace(event("evt-bad", "x"), `"severity":"low"`, `"severity":"urgent"`, 1)
+	in := strings.Join([]string{
+		event("evt-1", "one"), long, invalid, event("evt-4", "four"),
+		event("evt-1", "other content"), invalid, long, event("evt-8", "eight"),
+	}, "\n") + "\n"
+	r := runVerb(t, vars, in, "enqueue", "--kind", "event")
+	assert.Equal(t, exitFailed, r.code, "stderr: %s", r.stderr)
+	assert.Equal(t, []string{"evt-1", "evt-4", "evt-8"}, strings.Fields(r.stdout))
+	var lines []string
+	for _, l := range strings.Split(strings.TrimSpace(r.stderr), "\n") {
+		if strings.HasPrefix(l, "line ") {
+			lines = append(lines, strings.SplitN(l, ":", 2)[0])
+		}
+	}
+	assert.Equal(t, []string{"line 2", "line 3", "line 5", "line 6", "line 7"}, lines, "stderr:\n%s", r.stderr)
+	assert.Contains(t, r.stderr, "line 3: vvapi: field severity")
+	assert.Contains(t, r.stderr, "line 5: ")
+}
