@@ -70,6 +70,7 @@ func (o *Outbox) readRecord(tx *bolt.Tx, rid uint64) (stored, error) {
 	if err != nil {
 		return st, fmt.Errorf("outbox %s: %w", o.path, err)
 	}
+	o.leases.overlay(&st)
 	return st, nil
 }
 

@@ -111,7 +111,11 @@ func (c *checker) records(kc byte) {
 		}
 		rid := binary.BigEndian.Uint64(k)
 		st, d := decodeView(rid, v, c.states.get(rid))
-		c.cnt.add(&st, 1)
+		counted := st
+		if d == nil {
+			c.o.leases.overlay(&counted) // leased in memory: counted sending
+		}
+		c.cnt.add(&counted, 1)
 		if d != nil {
 			c.damaged(rid, &st, d)
 			return nil

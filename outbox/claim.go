@@ -18,8 +18,10 @@ import (
 // records past retention, a bounded amount.
 //
 // Never-claimed ("fresh") records are in no index: they are found by walking the
-// kind's records bucket from a watermark that Claim advances past them, so an
-// Enqueue writes the record and its key only.
+// kind's records bucket from a watermark, so an Enqueue writes the record and its
+// key only. Their leases are held in memory (lease.go): a Claim that finds
+// nothing else to do (no record due again, no written lease run out, nothing
+// past retention) reads only, and commits nothing.
 func (o *Outbox) Claim(kind Kind, max int, lease time.Duration) ([]Record, error) {
 	kc, ok := kindCode(kind)
 	if !ok {
@@ -32,16 +34,23 @@ func (o *Outbox) Claim(kind Kind, max int, lease time.Duration) ([]Record, error
 		return nil, err
 	}
 	defer o.release()
-	var out []Record
-	err := o.update(func(w *wtx) error {
+	out, done, err := o.claimFresh(kc, max, lease)
+	if err != nil {
+		return nil, fmt.Errorf("outbox: claim %s: %w", kind, err)
+	}
+	if done {
+		return out, nil
+	}
+	err = o.update(func(w *wtx) error {
 		now := nanos(w.now)
+		o.expireFresh(now)
 		if err := w.expireLeases(now); err != nil {
 			return err
 		}
 		rids, via := w.dueRids(kc, now, max)
 		var fresh []freshRecord
+		var err error
 		if len(rids) < max {
-			var err error
 			if fresh, err = w.takeFresh(kc, max-len(rids)); err != nil {
 				return err
 			}
@@ -49,11 +58,13 @@ func (o *Outbox) Claim(kind Kind, max int, lease time.Duration) ([]Record, error
 		until := nanos(w.now.Add(lease))
 		// A Record is large: growing out by append copied them over and over.
 		out = make([]Record, 0, len(rids)+len(fresh))
-		var err error
 		if out, err = w.lease(rids, via, until, out); err != nil {
 			return err
 		}
 		if out, err = w.leaseFresh(fresh, until, out); err != nil {
+			return err
+		}
+		if err := w.advanceWatermark(kc, freshScanLimit); err != nil {
 			return err
 		}
 		return w.sweep()
@@ -113,26 +124,104 @@ func (w *wtx) lease(rids []uint64, via [][]byte, leaseUntil int64, out []Record)
 
 // leaseFresh is lease for the fresh records takeFresh found: their encodings
 // were read by its walk and they have no state entry, so they are decoded from
-// what it saw rather than looked up again (two searches from the root a
-// record, a fifth of a drain's claim).
+// what it saw rather than looked up again. Their leases are held in memory
+// (lease.go), taken when the transaction commits. In a read transaction
+// (writable false) a damaged record ends the claim with errNeedsWrite: the
+// written claim quarantines it.
 func (w *wtx) leaseFresh(fresh []freshRecord, leaseUntil int64, out []Record) ([]Record, error) {
 	for _, f := range fresh {
 		old, err := decodeRecord(f.rid, f.v, nil)
 		if err != nil {
 			d, isDamage := asDamage(err)
-			if !isDamage {
+			switch {
+			case !isDamage:
 				return out, fmt.Errorf("outbox %s: %w", w.o.path, err)
+			case !w.tx.Writable():
+				return out, errNeedsWrite
 			}
 			if err := w.quarantine(f.rid, damagedView(f.rid, old, f.v), d); err != nil {
 				return out, err
 			}
 			continue // damaged: quarantined, never handed out
 		}
-		if out, err = w.leaseOne(&old, leaseUntil, out); err != nil {
+		plain, err := w.o.plaintext(&old)
+		if err != nil {
 			return out, err
 		}
+		st := old
+		st.state, st.lease, st.attempts, st.updated = stateCodeSending, leaseUntil, old.attempts+1, nanos(w.now)
+		w.delta.add(&old, -1)
+		w.delta.add(&st, 1)
+		w.fl.taken = append(w.fl.taken, st)
+		out = append(out, st.public(plain))
 	}
 	return out, nil
+}
+
+// errNeedsWrite ends a read-only claim that met something only a write can
+// settle.
+var errNeedsWrite = errors.New("outbox: claim needs a write")
+
+// claimFresh claims up to max fresh records of kind kc in a read transaction,
+// when nothing else is there to do: done is false (and nothing changed) when a
+// record is due again, a written lease ran out, a confirmed record is past
+// retention, or a fresh record is damaged. Under wmu, as a write would be: the
+// leases it takes and the counters it moves change with no commit between.
+func (o *Outbox) claimFresh(kc byte, max int, lease time.Duration) (out []Record, done bool, err error) {
+	o.wmu.Lock()
+	defer o.wmu.Unlock()
+	if o.suspect.Load() != nil {
+		return nil, false, nil // update refuses it, with the reason
+	}
+	w := &wtx{o: o, now: o.now()}
+	now := nanos(w.now)
+	o.expireFresh(now)
+	err = o.db.View(func(tx *bolt.Tx) error {
+		w.tx = tx
+		w.bind()
+		if w.b.meta == nil || w.writesDue(kc, now) {
+			return nil
+		}
+		fresh, err := w.takeFresh(kc, max)
+		if err != nil {
+			return err
+		}
+		out, err = w.leaseFresh(fresh, nanos(w.now.Add(lease)), make([]Record, 0, len(fresh)))
+		if err != nil {
+			return err
+		}
+		done = true
+		return nil
+	})
+	if errors.Is(err, errNeedsWrite) {
+		return nil, false, nil
+	}
+	if err != nil || !done {
+		return nil, false, err
+	}
+	o.applyDelta(&w.delta)
+	o.leases.settle(&w.fl)
+	return out, true, nil
+}
+
+// writesDue says whether a Claim of kind kc at now has anything to write: a
+// record due again, a written lease that ran out, a confirmed record past
+// retention.
+func (w *wtx) writesDue(kc byte, now int64) bool {
+	if rids, _ := w.dueRids(kc, now, 1); len(rids) > 0 {
+		return true
+	}
+	if k, _ := w.b.leases.Cursor().First(); len(k) == 16 && binary.BigEndian.Uint64(k) <= timeKey(now) {
+		return true
+	}
+	return w.sweepDue()
+}
+
+// expireFresh ends the memory leases that ran out by now.
+func (o *Outbox) expireFresh(now int64) {
+	var d counters
+	o.leases.expire(now, &d)
+	o.applyDelta(&d)
 }
 
 // leaseOne makes the pending record old sending until leaseUntil and appends it
@@ -161,35 +250,54 @@ type freshRecord struct {
 	v   []byte
 }
 
-// takeFresh returns up to n fresh records of kind kc, oldest first, and moves
-// the kind's watermark past them.
+// takeFresh returns up to n fresh records of kind kc that are not leased,
+// oldest first. The walk starts past the records this process leased (lease.go)
+// and notes where it got to; it writes nothing.
 func (w *wtx) takeFresh(kc byte, n int) ([]freshRecord, error) {
-	wm := w.watermark(kc)
-	next := wm
+	start := w.o.leases.resume(kc, w.watermark(kc))
+	next := start
 	var out []freshRecord
 	c := w.rec(ridOf(0, kc)).Cursor()
 	states := newStateReader(w.tx)
 	scanned := 0
-	for k, v := c.Seek(u64(wm)); k != nil && len(out) < n && scanned < freshScanLimit+n; k, v = c.Next() {
+	for k, v := c.Seek(u64(start)); k != nil && len(out) < n && scanned < freshScanLimit+n; k, v = c.Next() {
 		scanned++
 		rid := binary.BigEndian.Uint64(k)
 		next = rid + 1
-		if isFresh(v) && states.get(rid) == nil {
+		if isFresh(v) && states.get(rid) == nil && !w.o.leases.leased(rid) {
 			out = append(out, freshRecord{rid, v})
 		}
 	}
-	if next != wm {
-		if err := w.b.meta.Put(watermarkKey(kc), u64(next)); err != nil {
-			return nil, err
-		}
-	}
+	w.fl.walked[kc] = next
 	return out, nil
 }
 
-// firstFresh finds the oldest fresh record of kind kc without changing anything.
-// If more than limit non-fresh records follow the watermark it gives up and
-// reports unknown (the next Claim moves the watermark).
-func firstFresh(tx *bolt.Tx, kc byte, limit int) (rid uint64, found, unknown bool) {
+// advanceWatermark moves the written watermark of kind kc past the records
+// that are no longer fresh, up to limit of them: it stops at the first fresh
+// record, leased or not, which a reopened outbox must find.
+func (w *wtx) advanceWatermark(kc byte, limit int) error {
+	wm := w.watermark(kc)
+	next := wm
+	c := w.rec(ridOf(0, kc)).Cursor()
+	states := newStateReader(w.tx)
+	n := 0
+	for k, v := c.Seek(u64(wm)); k != nil && n < limit; k, v = c.Next() {
+		rid := binary.BigEndian.Uint64(k)
+		if isFresh(v) && states.get(rid) == nil {
+			break
+		}
+		next, n = rid+1, n+1
+	}
+	if next == wm {
+		return nil
+	}
+	return w.b.meta.Put(watermarkKey(kc), u64(next))
+}
+
+// firstFresh finds the oldest fresh record of kind kc that leases does not
+// hold, without changing anything. If more than limit records that are not
+// follow the watermark it gives up and reports unknown (a Claim will tell).
+func firstFresh(tx *bolt.Tx, kc byte, limit int, leases *freshLeases) (rid uint64, found, unknown bool) {
 	var wm uint64
 	if v := tx.Bucket(bucketMeta).Get(watermarkKey(kc)); len(v) == 8 {
 		wm = binary.BigEndian.Uint64(v)
@@ -197,9 +305,9 @@ func firstFresh(tx *bolt.Tx, kc byte, limit int) (rid uint64, found, unknown boo
 	c := recordsOf(tx, kc).Cursor()
 	states := newStateReader(tx)
 	n := 0
-	for k, v := c.Seek(u64(wm)); k != nil; k, v = c.Next() {
-		if isFresh(v) && states.get(idOfKey(k)) == nil {
-			return binary.BigEndian.Uint64(k), true, false
+	for k, v := c.Seek(u64(leases.resume(kc, wm))); k != nil; k, v = c.Next() {
+		if rid := idOfKey(k); isFresh(v) && states.get(rid) == nil && !leases.leased(rid) {
+			return rid, true, false
 		}
 		if n++; n > limit {
 			return 0, false, true
@@ -256,6 +364,13 @@ func (o *Outbox) Apply(outcomes []Outcome) error {
 			}
 			if e != nil {
 				skipped = append(skipped, e)
+			}
+		}
+		// The records these outcomes moved were most likely claimed fresh: the
+		// watermark passes them now, so a reopened outbox need not walk them.
+		for _, kc := range []byte{kindCodeEvent, kindCodeFinding} {
+			if err := w.advanceWatermark(kc, len(outcomes)+64); err != nil {
+				return err
 			}
 		}
 		return w.sweep()
@@ -345,7 +460,7 @@ func (o *Outbox) NextDue(kind Kind) (time.Time, bool) {
 		if len(k) == 17 && k[0] == kc {
 			t, found = fromNanos(int64(binary.BigEndian.Uint64(k[1:]))), true
 		}
-		rid, ok, unknown := firstFresh(tx, kc, freshScanLimit)
+		rid, ok, unknown := firstFresh(tx, kc, freshScanLimit, o.leases)
 		switch {
 		case unknown:
 			t, found = o.now(), true // a Claim will tell

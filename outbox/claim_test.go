@@ -68,7 +68,18 @@ func TestLeaseExpiresWhileRunning(t *testing.T) {
 	clk.Add(2 * time.Second)
 	recs := claimAll(t, o, KindEvent)
 	require.Len(t, recs, 1, "claim after lease expiry")
-	assert.Equal(t, 2, recs[0].Attempts, "after lease expiry: %+v", recs[0])
+	// A fresh record's lease is held in memory: run out, it leaves the record
+	// as enqueued, its attempt uncounted.
+	assert.Equal(t, 1, recs[0].Attempts, "after lease expiry: %+v", recs[0])
+
+	// A record sent before is leased in the file: its attempts stay counted.
+	apply(t, o, Outcome{Key: "a", State: StatePending, Reason: "503"})
+	_, err = o.Claim(KindEvent, 1, time.Minute)
+	require.NoError(t, err, "Claim of the retry")
+	clk.Add(61 * time.Second)
+	recs = claimAll(t, o, KindEvent)
+	require.Len(t, recs, 1, "claim after the retry's lease expired")
+	assert.Equal(t, 3, recs[0].Attempts, "after the retry's lease expired: %+v", recs[0])
 }
 
 func TestLeasesReturnOnReopen(t *testing.T) {
@@ -79,8 +90,10 @@ func TestLeasesReturnOnReopen(t *testing.T) {
 	for i := 0; i < 4; i++ {
 		mustEnqueue(t, o, KindEvent, event(fmt.Sprint("e", i), i))
 	}
-	claimAll(t, o, KindEvent) // leases of an hour...
-	apply(t, o, Outcome{Key: "e3", State: StateSubmitted, RequestID: "r1"})
+	claimAll(t, o, KindEvent)
+	apply(t, o, Outcome{Key: "e3", State: StateSubmitted, RequestID: "r1"},
+		Outcome{Key: "e2", State: StatePending, Reason: "503"})
+	claimAll(t, o, KindEvent)              // e2 again: leases of an hour...
 	require.NoError(t, o.Close(), "Close") // ...held by a "process" that ends
 	o = openAt(t, path, Options{Now: clk.Now})
 	st := o.Stats()
@@ -89,8 +102,14 @@ func TestLeasesReturnOnReopen(t *testing.T) {
 	assert.Equal(t, 1, st.ByState[StateSubmitted], "submitted after reopen; Stats %+v", st.ByState)
 	recs := claimAll(t, o, KindEvent)
 	require.Len(t, recs, 3, "claim after reopen")
-	assert.Equal(t, "e0", recs[0].Key, "claim after reopen = %+v", recs[0])
-	assert.Equal(t, 2, recs[0].Attempts, "claim after reopen = %+v", recs[0])
+	// e2's lease was written, and its attempts count; e0 and e1 were claimed
+	// fresh, their leases held in memory, and are fresh again.
+	attempts := map[string]int{}
+	for _, r := range recs {
+		attempts[r.Key] = r.Attempts
+	}
+	assert.Equal(t, map[string]int{"e0": 1, "e1": 1, "e2": 3}, attempts, "attempts of the records claimed after reopen")
+	assert.Equal(t, "e2", recs[0].Key, "a record sent before is claimed first")
 }
 
 func TestApplyTransitions(t *testing.T) {

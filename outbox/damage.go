@@ -74,6 +74,8 @@ func decodeView(rid uint64, v, sv []byte) (stored, *damageError) {
 // may be wrong, so the entries they name may not be the ones that exist.
 func (w *wtx) quarantine(rid uint64, view stored, d *damageError, via ...[]byte) error {
 	key := w.keyOfDamaged(rid, view.key)
+	w.o.leases.overlay(&view) // a leased fresh record counts as sending
+	w.fl.moved(&view)
 	for _, k := range via {
 		if err := w.dropEntry(k); err != nil {
 			return err

@@ -83,6 +83,9 @@ func (o *Outbox) reopen() error {
 		return openErr(o.path, o.opts.LockTimeout, err)
 	}
 	o.db = db
+	// The walk counted leased fresh records as what the file says: pending.
+	// They are claimable again; an outcome for one still lands (keys dedupe).
+	o.leases.reset()
 	o.cmu.Lock()
 	o.cnt = walk.cnt
 	o.cmu.Unlock()

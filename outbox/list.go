@@ -161,6 +161,9 @@ func (l *listing) read(o *Outbox, tx *bolt.Tx) (chunk []Record, done bool, err e
 // goes on.
 func (l *listing) record(o *Outbox, rid uint64, v, sv []byte) (Record, bool, error) {
 	st, d := decodeView(rid, v, sv)
+	if d == nil {
+		o.leases.overlay(&st)
+	}
 	if !l.match(&st) {
 		return Record{}, false, nil
 	}

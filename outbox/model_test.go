@@ -33,6 +33,20 @@ type mrec struct {
 	bytes    int
 	variant  int  // which payload
 	fresh    bool // never claimed or moved: claimed after re-sent records
+	// asFresh is the record before it was claimed fresh: while sending, its
+	// lease is held in memory only, and a lease that ends unanswered (run out,
+	// the outbox reopened) leaves it as it was.
+	asFresh *mrec
+}
+
+// unlease ends the lease of sending record r at now, as Claim (run out) and
+// Open do.
+func (r *mrec) unlease(now time.Time) {
+	if r.asFresh != nil {
+		*r = *r.asFresh
+		return
+	}
+	r.state, r.lease, r.next, r.updated, r.fresh = StatePending, time.Time{}, now, now, false
 }
 
 // model is the in-memory specification the outbox is checked against.
@@ -65,7 +79,7 @@ func (m *model) sweep(now time.Time) {
 func (m *model) reopen(now time.Time) {
 	for _, r := range m.recs {
 		if r.state == StateSending {
-			r.state, r.lease, r.next, r.updated, r.fresh = StatePending, time.Time{}, now, now, false
+			r.unlease(now)
 		}
 	}
 }
@@ -149,7 +163,7 @@ func TestModel(t *testing.T) {
 				now := clk.Now()
 				for _, r := range m.recs {
 					if r.state == StateSending && !r.lease.After(now) {
-						r.state, r.lease, r.next, r.updated = StatePending, time.Time{}, now, now
+						r.unlease(now)
 					}
 				}
 				// Re-sent records first, earliest due first; then fresh ones, oldest first.
@@ -167,6 +181,11 @@ func TestModel(t *testing.T) {
 				}
 				for _, r := range due {
 					want = append(want, r.key)
+					r.asFresh = nil
+					if r.fresh {
+						before := *r
+						r.asFresh = &before
+					}
 					r.state, r.lease, r.attempts, r.updated, r.fresh = StateSending, now.Add(lease), r.attempts+1, now, false
 				}
 				require.Equal(rt, want, got, "Claim(%s, %d) (expected: model)", kind, max)

@@ -112,8 +112,9 @@ type Outbox struct {
 	cnt  counters      // see Stats
 	room chan struct{} // closed and replaced when capacity frees up
 
-	disk  diskState    // what the last disk space check found (space.go)
-	group *groupCommit // Enqueue's shared commits (commit.go)
+	disk   diskState    // what the last disk space check found (space.go)
+	group  *groupCommit // Enqueue's shared commits (commit.go)
+	leases *freshLeases // of fresh records, held in memory (lease.go)
 }
 
 // Open opens or creates the outbox file (0600, directory 0700). A file held by another
@@ -139,7 +140,7 @@ func Open(path string, opts Options) (*Outbox, error) {
 	if opts.DiskSpace == nil {
 		opts.DiskSpace = statfsSpace
 	}
-	o := &Outbox{path: path, opts: opts, log: opts.Logger, now: opts.Now, room: make(chan struct{})}
+	o := &Outbox{path: path, opts: opts, log: opts.Logger, now: opts.Now, room: make(chan struct{}), leases: newFreshLeases()}
 	o.group = newGroupCommit(o.storeBatch)
 	if opts.EncryptionKey != nil {
 		s, err := newSealer(opts.EncryptionKey)

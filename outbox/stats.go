@@ -76,7 +76,7 @@ func (o *Outbox) oldest(tx *bolt.Tx) (pending, unconfirmed time.Time) {
 		}
 	}
 	for _, kc := range []byte{kindCodeEvent, kindCodeFinding} {
-		if rid, ok, _ := firstFresh(tx, kc, 1<<16); ok {
+		if rid, ok, _ := firstFresh(tx, kc, 1<<16, o.leases); ok {
 			consider(rid, true)
 		}
 	}
@@ -94,6 +94,9 @@ func (o *Outbox) oldest(tx *bolt.Tx) (pending, unconfirmed time.Time) {
 		}
 		return nil
 	})
+	if rid, ok := o.leases.first(); ok {
+		consider(rid, false)
+	}
 	created := func(rid uint64) time.Time {
 		st, err := o.readRecord(tx, rid)
 		if err != nil {

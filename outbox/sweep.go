@@ -40,16 +40,35 @@ func (o *Outbox) confirmedCount() int {
 // little to the transaction it rides in.
 const sweepLimit = 256
 
+// sweepCutoff is the confirmed-time index key at or before which confirmed
+// records go; false when none are kept.
+func (w *wtx) sweepCutoff() (uint64, bool) {
+	if w.o.opts.Retention == RetainNone {
+		return 0, false // confirmed records are deleted at once
+	}
+	if w.o.disk.low.Load() {
+		// A nearly full disk needs the pages more than retention needs them.
+		return timeKey(nanos(w.now)), true
+	}
+	return timeKey(nanos(w.now.Add(-w.o.opts.Retention))), true
+}
+
+// sweepDue says whether sweep has a record to delete.
+func (w *wtx) sweepDue() bool {
+	cutoff, ok := w.sweepCutoff()
+	if !ok {
+		return false
+	}
+	k, _ := w.b.confirmed.Cursor().First()
+	return len(k) == 16 && binary.BigEndian.Uint64(k) <= cutoff
+}
+
 // sweep deletes confirmed records older than the retention period, oldest first,
 // at most sweepLimit of them, by walking the confirmed-time index from its start.
 func (w *wtx) sweep() error {
-	if w.o.opts.Retention == RetainNone {
-		return nil // confirmed records are deleted at once
-	}
-	cutoff := timeKey(nanos(w.now.Add(-w.o.opts.Retention)))
-	if w.o.disk.low.Load() {
-		// A nearly full disk needs the pages more than retention needs them.
-		cutoff = timeKey(nanos(w.now))
+	cutoff, ok := w.sweepCutoff()
+	if !ok {
+		return nil
 	}
 	var entries [][]byte
 	c := w.b.confirmed.Cursor()

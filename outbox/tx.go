@@ -38,6 +38,7 @@ func (o *Outbox) update(fn func(w *wtx) error) error {
 	switch {
 	case err == nil:
 		o.applyDelta(&w.delta)
+		o.leases.settle(&w.fl)
 	case fnErr == nil:
 		err = o.commitFailed(err)
 	}
@@ -51,7 +52,8 @@ type wtx struct {
 	tx    *bolt.Tx
 	now   time.Time
 	delta counters
-	disk  txDisk // the disk space for this transaction's new records (space.go)
+	fl    flChanges // its changes to the leases of fresh records (lease.go)
+	disk  txDisk    // the disk space for this transaction's new records (space.go)
 	b     struct {
 		meta, events, findings                           *bolt.Bucket
 		keys, byState, due, leases, submitted, confirmed index
@@ -213,6 +215,9 @@ func (w *wtx) get(rid uint64) (st stored, v []byte, err error) {
 	var k [8]byte
 	binary.BigEndian.PutUint64(k[:], rid)
 	st, err = decodeRecord(rid, v, seekGet(&w.cur.states, w.stb.get(), k[:]))
+	if err == nil {
+		w.o.leases.overlay(&st)
+	}
 	return st, v, err
 }
 
@@ -247,6 +252,7 @@ func (w *wtx) loadLive(rid uint64, via ...[]byte) (st stored, ok bool, err error
 // changed) by writing st's state entry (overlay.go). A moved record is never
 // fresh again: from now on its indexes find it.
 func (w *wtx) move(old, st *stored) error {
+	w.fl.moved(old)
 	st.fresh = false
 	if err := w.delIndexes(old); err != nil {
 		return err
@@ -262,6 +268,7 @@ func (w *wtx) move(old, st *stored) error {
 // rewrite writes st whole, state included, in place of its record and state
 // entry.
 func (w *wtx) rewrite(st *stored) error {
+	w.fl.moved(st)
 	if err := w.stb.get().Delete(u64(st.rid)); err != nil {
 		return err
 	}
@@ -270,6 +277,7 @@ func (w *wtx) rewrite(st *stored) error {
 
 // remove deletes a record and every index entry of it, each by its exact key.
 func (w *wtx) remove(st *stored) error {
+	w.fl.moved(st)
 	if err := w.delIndexes(st); err != nil {
 		return err
 	}

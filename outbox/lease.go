@@ -1,0 +1,138 @@
+package outbox
+
+import "sync"
+
+// Leases of fresh records are held in memory only. A claim of records never
+// claimed before (a backlog's, nearly all a drain claims) writes nothing: the
+// records stay fresh in the file, and this process knows them as sending until
+// their outcome is applied, their lease runs out, or the outbox is reopened.
+// A written lease bought nothing more: the file lock proves at Open that the
+// process that claimed is gone, and Open returned its leases to pending, which
+// is what a fresh record already is. Writing it cost a drain a commit (two
+// fsyncs) a claim and three index and state writes a record, a third of the
+// outbox's CPU in BenchmarkDrainOutbox. What is lost with it: an attempt
+// whose process died before its outcome is not counted, as one released at
+// shutdown is not.
+//
+// Records claimed again (due retries, released or returned leases) are not
+// fresh: their leases are written, in the leases index, as before.
+type freshLeases struct {
+	mu   sync.Mutex
+	held map[uint64]freshLease // by record id
+	// from is, by kind code, where the walk for fresh records resumes: past
+	// those already leased. The written watermark stays at the first record
+	// still fresh, so that a reopened outbox finds them again.
+	from [numKindCodes]uint64
+}
+
+// freshLease is a claim of a fresh record: the fields the claim changed.
+type freshLease struct {
+	until    int64 // lease end, unix nanoseconds
+	attempts int   // with this claim counted
+	at       int64 // when claimed: the record's UpdatedAt
+}
+
+func newFreshLeases() *freshLeases { return &freshLeases{held: map[uint64]freshLease{}} }
+
+// resume is where the walk for fresh records of kind kc starts: the written
+// watermark wm or, further on, past the records this process leased.
+func (l *freshLeases) resume(kc byte, wm uint64) uint64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return max(wm, l.from[kc])
+}
+
+// leased says whether fresh record rid is leased.
+func (l *freshLeases) leased(rid uint64) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	_, ok := l.held[rid]
+	return ok
+}
+
+// first is the smallest id of a leased record: the oldest.
+func (l *freshLeases) first() (rid uint64, ok bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for r := range l.held {
+		if !ok || r < rid {
+			rid, ok = r, true
+		}
+	}
+	return rid, ok
+}
+
+// overlay shows st as its lease made it, if it is a fresh record this process
+// leased. A record that moved since is not fresh: its own state holds.
+func (l *freshLeases) overlay(st *stored) {
+	if !st.fresh {
+		return
+	}
+	l.mu.Lock()
+	fl, ok := l.held[st.rid]
+	l.mu.Unlock()
+	if ok {
+		st.state, st.lease, st.attempts, st.updated = stateCodeSending, fl.until, fl.attempts, fl.at
+	}
+}
+
+// expire ends the leases that ran out by now, as Claim returns written ones,
+// counting their records pending again in d, and moves the walks back to the
+// first of them.
+func (l *freshLeases) expire(now int64, d *counters) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for rid, fl := range l.held {
+		if fl.until > now {
+			continue
+		}
+		kc := ridKind(rid)
+		delete(l.held, rid)
+		d.n[kc][stateCodeSending]--
+		d.n[kc][stateCodePending]++
+		l.from[kc] = min(l.from[kc], rid)
+	}
+}
+
+// reset forgets every lease: the file was reopened, and its records count as
+// they are written.
+func (l *freshLeases) reset() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	clear(l.held)
+	l.from = [numKindCodes]uint64{}
+}
+
+// flChanges are a transaction's changes to the leases of fresh records, made
+// once it commits: a rolled back one (a dry run, a failed commit) changes none.
+type flChanges struct {
+	taken  []stored // records leased
+	gone   []uint64 // records that moved: any lease of theirs ends
+	walked [numKindCodes]uint64
+}
+
+// moved notes that st, as it was before, moved or went.
+func (c *flChanges) moved(st *stored) {
+	if st.fresh {
+		c.gone = append(c.gone, st.rid)
+	}
+}
+
+// settle makes a committed transaction's changes.
+func (l *freshLeases) settle(c *flChanges) {
+	if len(c.taken) == 0 && len(c.gone) == 0 && c.walked == [numKindCodes]uint64{} {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, rid := range c.gone {
+		delete(l.held, rid)
+	}
+	for i := range c.taken {
+		st := &c.taken[i]
+		l.held[st.rid] = freshLease{until: st.lease, attempts: st.attempts, at: st.updated}
+	}
+	for kc, next := range c.walked {
+		l.from[kc] = max(l.from[kc], next)
+	}
+}
