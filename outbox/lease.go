@@ -17,22 +17,18 @@ import "sync"
 // Records claimed again (due retries, released or returned leases) are not
 // fresh: their leases are written, in the leases index, as before.
 type freshLeases struct {
-	mu   sync.Mutex
-	held map[uint64]freshLease // by record id
+	mu    sync.Mutex
+	held  map[uint64]*stored // by record id: the record as claimed, without its payload
+	byKey map[string]uint64  // their record ids by key
 	// from is, by kind code, where the walk for fresh records resumes: past
 	// those already leased. The written watermark stays at the first record
 	// still fresh, so that a reopened outbox finds them again.
 	from [numKindCodes]uint64
 }
 
-// freshLease is a claim of a fresh record: the fields the claim changed.
-type freshLease struct {
-	until    int64 // lease end, unix nanoseconds
-	attempts int   // with this claim counted
-	at       int64 // when claimed: the record's UpdatedAt
+func newFreshLeases() *freshLeases {
+	return &freshLeases{held: map[uint64]*stored{}, byKey: map[string]uint64{}}
 }
-
-func newFreshLeases() *freshLeases { return &freshLeases{held: map[uint64]freshLease{}} }
 
 // resume is where the walk for fresh records of kind kc starts: the written
 // watermark wm or, further on, past the records this process leased.
@@ -69,10 +65,30 @@ func (l *freshLeases) overlay(st *stored) {
 		return
 	}
 	l.mu.Lock()
-	fl, ok := l.held[st.rid]
+	c, ok := l.held[st.rid]
 	l.mu.Unlock()
 	if ok {
-		st.state, st.lease, st.attempts, st.updated = stateCodeSending, fl.until, fl.attempts, fl.at
+		st.state, st.lease, st.attempts, st.updated = c.state, c.lease, c.attempts, c.updated
+	}
+}
+
+// claimed is the leased record with key as claimed, payload left out: what an
+// outcome moves, with nothing to read (it has not moved since, or its lease
+// would have ended).
+func (l *freshLeases) claimed(key string) (stored, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if rid, ok := l.byKey[key]; ok {
+		return *l.held[rid], true
+	}
+	return stored{}, false
+}
+
+// end forgets the lease of record rid; l.mu is held.
+func (l *freshLeases) end(rid uint64) {
+	if c, ok := l.held[rid]; ok {
+		delete(l.byKey, c.key)
+		delete(l.held, rid)
 	}
 }
 
@@ -82,12 +98,12 @@ func (l *freshLeases) overlay(st *stored) {
 func (l *freshLeases) expire(now int64, d *counters) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	for rid, fl := range l.held {
-		if fl.until > now {
+	for rid, c := range l.held {
+		if c.lease > now {
 			continue
 		}
 		kc := ridKind(rid)
-		delete(l.held, rid)
+		l.end(rid)
 		d.n[kc][stateCodeSending]--
 		d.n[kc][stateCodePending]++
 		l.from[kc] = min(l.from[kc], rid)
@@ -100,22 +116,27 @@ func (l *freshLeases) reset() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	clear(l.held)
+	clear(l.byKey)
 	l.from = [numKindCodes]uint64{}
 }
 
 // flChanges are a transaction's changes to the leases of fresh records, made
 // once it commits: a rolled back one (a dry run, a failed commit) changes none.
 type flChanges struct {
-	taken  []stored // records leased
-	gone   []uint64 // records that moved: any lease of theirs ends
+	taken  []stored            // records leased
+	gone   map[uint64]struct{} // records that moved: any lease of theirs ends
 	walked [numKindCodes]uint64
 }
 
 // moved notes that st, as it was before, moved or went.
 func (c *flChanges) moved(st *stored) {
-	if st.fresh {
-		c.gone = append(c.gone, st.rid)
+	if !st.fresh {
+		return
 	}
+	if c.gone == nil {
+		c.gone = map[uint64]struct{}{}
+	}
+	c.gone[st.rid] = struct{}{}
 }
 
 // settle makes a committed transaction's changes.
@@ -125,12 +146,14 @@ func (l *freshLeases) settle(c *flChanges) {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	for _, rid := range c.gone {
-		delete(l.held, rid)
+	for rid := range c.gone {
+		l.end(rid)
 	}
 	for i := range c.taken {
 		st := &c.taken[i]
-		l.held[st.rid] = freshLease{until: st.lease, attempts: st.attempts, at: st.updated}
+		st.payload = nil // bbolt's memory, valid only in the transaction that read it
+		l.held[st.rid] = st
+		l.byKey[st.key] = st.rid
 	}
 	for kc, next := range c.walked {
 		l.from[kc] = max(l.from[kc], next)

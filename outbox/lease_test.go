@@ -126,3 +126,28 @@ func TestExpiredFreshLeaseComesFirst(t *testing.T) {
 	next, ok := o.NextDue(KindEvent)
 	assert.False(t, ok, "NextDue with every record leased: %v", next)
 }
+
+// Outcomes of a leased record in one Apply take effect in order: the second
+// moves the record as the first left it, not as it was claimed.
+func TestTwoOutcomesOfALeasedRecordInOneApply(t *testing.T) {
+	clk := newClock()
+	o := openTest(t, Options{Now: clk.Now})
+	mustEnqueue(t, o, KindEvent, event("a", 1))
+	mustEnqueue(t, o, KindEvent, event("b", 2))
+	claimAll(t, o, KindEvent)
+	apply(t, o,
+		Outcome{Key: "a", State: StateSubmitted, RequestID: "r1"},
+		Outcome{Key: "a", State: StateConfirmed},
+		Outcome{Key: "b", State: StatePending, Reason: "503"})
+	err := o.Apply([]Outcome{{Key: "b", State: StatePending, Reason: "again"}})
+	assert.ErrorIs(t, err, ErrInvalidState, "pending -> pending after the retry was applied")
+	a, err := o.Get("a")
+	require.NoError(t, err, "Get a")
+	assert.Equal(t, StateConfirmed, a.State, "a = %+v", a)
+	assert.Equal(t, "r1", a.RequestID, "a = %+v", a)
+	b, err := o.Get("b")
+	require.NoError(t, err, "Get b")
+	assert.Equal(t, StatePending, b.State, "b = %+v", b)
+	assert.Equal(t, 1, b.Attempts, "b = %+v", b)
+	assert.Equal(t, "503", b.LastError, "b = %+v", b)
+}
