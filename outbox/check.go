@@ -112,8 +112,8 @@ func (c *checker) records(kc byte) {
 		rid := binary.BigEndian.Uint64(k)
 		st, d := decodeView(rid, v, c.states.get(rid))
 		counted := st
-		if d == nil {
-			c.o.leases.overlay(&counted) // leased in memory: counted sending
+		if l, ok := c.o.leases.get(rid); ok {
+			counted = l // leased in memory, as claimed: counted sending
 		}
 		c.cnt.add(&counted, 1)
 		if d != nil {

@@ -14,8 +14,10 @@ import (
 // now+lease, Attempts+1. Records that were sent before and are due again (retries,
 // released or returned leases, requeues) come first, earliest due first; then
 // records never claimed, oldest first. Leases that ran out while this process runs
-// (a stuck worker) are returned to pending first. Each call also deletes confirmed
-// records past retention, a bounded amount.
+// (a stuck worker) end first: a written one returns its record to pending, due
+// now; one held in memory leaves its record as enqueued, never claimed, its
+// attempt uncounted. Each call also deletes confirmed records past retention, a
+// bounded amount.
 //
 // Never-claimed ("fresh") records are in no index: they are found by walking the
 // kind's records bucket from a watermark, so an Enqueue writes the record and its

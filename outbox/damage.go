@@ -74,8 +74,13 @@ func decodeView(rid uint64, v, sv []byte) (stored, *damageError) {
 // may be wrong, so the entries they name may not be the ones that exist.
 func (w *wtx) quarantine(rid uint64, view stored, d *damageError, via ...[]byte) error {
 	key := w.keyOfDamaged(rid, view.key)
-	w.o.leases.overlay(&view) // a leased fresh record counts as sending
-	w.fl.moved(&view)
+	counted := view // what the counters hold of it
+	if c, ok := w.leasedID(rid); ok {
+		// Leased as claimed, intact: counted sending, whatever the damage
+		// says now. Its lease ends.
+		counted = c
+		w.fl.moved(&c)
+	}
 	for _, k := range via {
 		if err := w.dropEntry(k); err != nil {
 			return err
@@ -101,7 +106,7 @@ func (w *wtx) quarantine(rid uint64, view stored, d *damageError, via ...[]byte)
 	if err := w.putIndexes(&st); err != nil {
 		return err
 	}
-	w.delta.add(&view, -1)
+	w.delta.add(&counted, -1)
 	w.delta.add(&st, 1)
 	w.o.log.Error("outbox: record failed its checksum: made dead, never sent; re-enqueue it from the source",
 		"path", w.o.path, "key", key, "record_id", rid, "problem", d.reason)

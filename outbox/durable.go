@@ -43,8 +43,9 @@ func (f *failure) refuse(path string) error {
 
 // recover reopens the file from the disk after a failed commit. It waits for
 // every call in progress (they hold life shared) and runs alone. Leases stay
-// as they are: this process still holds them. If the file cannot be reopened
-// or fails Check, the outbox stays suspect and the next call tries again.
+// as they are, written or held in memory: this process still holds them. If
+// the file cannot be reopened or fails Check, the outbox stays suspect and the
+// next call tries again.
 func (o *Outbox) recover() error {
 	o.life.Lock()
 	defer o.life.Unlock()
@@ -83,9 +84,10 @@ func (o *Outbox) reopen() error {
 		return openErr(o.path, o.opts.LockTimeout, err)
 	}
 	o.db = db
-	// The walk counted leased fresh records as what the file says: pending.
-	// They are claimable again; an outcome for one still lands (keys dedupe).
-	o.leases.reset()
+	// The walk counted the fresh records this process leased as the file has
+	// them, pending; they are still being sent. (The failed commit changed
+	// nothing on disk, and every commit before it ended the leases it moved.)
+	o.leases.count(&walk.cnt)
 	o.cmu.Lock()
 	o.cnt = walk.cnt
 	o.cmu.Unlock()

@@ -77,9 +77,20 @@ func (l *freshLeases) overlay(st *stored) {
 // would have ended).
 func (l *freshLeases) claimed(key string) (stored, bool) {
 	l.mu.Lock()
+	rid, ok := l.byKey[key]
+	l.mu.Unlock()
+	if !ok {
+		return stored{}, false
+	}
+	return l.get(rid)
+}
+
+// get is leased record rid as claimed, payload left out.
+func (l *freshLeases) get(rid uint64) (stored, bool) {
+	l.mu.Lock()
 	defer l.mu.Unlock()
-	if rid, ok := l.byKey[key]; ok {
-		return *l.held[rid], true
+	if c, ok := l.held[rid]; ok {
+		return *c, true
 	}
 	return stored{}, false
 }
@@ -110,14 +121,15 @@ func (l *freshLeases) expire(now int64, d *counters) {
 	}
 }
 
-// reset forgets every lease: the file was reopened, and its records count as
-// they are written.
-func (l *freshLeases) reset() {
+// count counts the leased records sending, not pending as the file has them,
+// in d: for counters rebuilt from the file.
+func (l *freshLeases) count(d *counters) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	clear(l.held)
-	clear(l.byKey)
-	l.from = [numKindCodes]uint64{}
+	for rid := range l.held {
+		d.n[ridKind(rid)][stateCodePending]--
+		d.n[ridKind(rid)][stateCodeSending]++
+	}
 }
 
 // flChanges are a transaction's changes to the leases of fresh records, made

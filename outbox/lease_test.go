@@ -2,6 +2,7 @@ package outbox
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"testing"
@@ -150,4 +151,63 @@ func TestTwoOutcomesOfALeasedRecordInOneApply(t *testing.T) {
 	assert.Equal(t, StatePending, b.State, "b = %+v", b)
 	assert.Equal(t, 1, b.Attempts, "b = %+v", b)
 	assert.Equal(t, "503", b.LastError, "b = %+v", b)
+}
+
+// A failed commit reopens the file, and the records this process is sending
+// stay leased: none is claimed a second time while its first send runs.
+func TestFailedCommitKeepsFreshLeases(t *testing.T) {
+	clk := newClock()
+	o := openTest(t, Options{Now: clk.Now})
+	mustEnqueue(t, o, KindEvent, event("written", 1))
+	mustEnqueue(t, o, KindEvent, event("fresh", 2))
+	recs, err := o.Claim(KindEvent, 1, time.Hour)
+	require.NoError(t, err, "Claim")
+	require.Equal(t, []string{"written"}, keysOf(recs), "first claim")
+	apply(t, o, Outcome{Key: "written", State: StatePending, Reason: "503"})
+	recs, err = o.Claim(KindEvent, 10, time.Hour)
+	require.NoError(t, err, "Claim")
+	require.ElementsMatch(t, []string{"written", "fresh"}, keysOf(recs), "second claim")
+
+	o.wmu.Lock()
+	_ = o.commitFailed(errors.New("injected: fsync: input/output error")) // as update does
+	o.wmu.Unlock()
+	recs, err = o.Claim(KindEvent, 10, time.Hour) // reopens the file first
+	require.NoError(t, err, "Claim after the failed commit")
+	assert.Empty(t, keysOf(recs), "claimed again while their claims still hold")
+	st := o.Stats()
+	assert.Equal(t, 2, st.ByState[StateSending], "sending after the reopen; Stats %+v", st.ByState)
+	apply(t, o, Outcome{Key: "fresh", State: StateConfirmed}, Outcome{Key: "written", State: StateConfirmed})
+}
+
+// A leased record whose header the disk damaged is made dead when read, its
+// lease ended, and counted once: dead.
+func TestQuarantineEndsAFreshLease(t *testing.T) {
+	clk := newClock()
+	o, err := Open(filepath.Join(t.TempDir(), "outbox.db"), Options{Now: clk.Now})
+	require.NoError(t, err, "Open")
+	defer o.Close()
+	mustEnqueue(t, o, KindEvent, event("x", 1))
+	_, err = o.Claim(KindEvent, 1, time.Minute)
+	require.NoError(t, err, "Claim")
+	require.NoError(t, o.Update(func(tx *bolt.Tx) error { // the disk flips x's state byte
+		rid, ok := ridOfKey(recordIn(tx), openIndex(tx, prefixKeys), o.fileID, "x")
+		require.True(t, ok, "x's record id")
+		b := tx.Bucket(bucketEvents)
+		v := append([]byte(nil), b.Get(u64(rid))...)
+		v[2] = 0x7f
+		return b.Put(u64(rid), v)
+	}), "damage x")
+	// Requeue reads it (Apply would not: it moves a leased record as claimed).
+	_, err = o.Requeue([]string{"x"}, false)
+	assert.ErrorIs(t, err, ErrCorrupt, "Requeue of the damaged record")
+	clk.Add(2 * time.Minute)
+	recs, err := o.Claim(KindEvent, 1, time.Minute)
+	require.NoError(t, err, "Claim after the lease would have run out")
+	assert.Empty(t, recs, "claimed a dead record")
+	st := o.Stats()
+	assert.Equal(t, 1, st.ByState[StateDead], "dead; Stats %+v", st.ByState)
+	assert.Equal(t, 1, st.Records, "records; Stats %+v", st.ByState)
+	rep, _ := o.Check()
+	require.Len(t, rep.Problems, 1, "Check's problems: %q", rep.Problems)
+	assert.Contains(t, rep.Problems[0], "was made dead", "Check's problem")
 }

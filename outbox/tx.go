@@ -300,6 +300,19 @@ func (w *wtx) leased(key string) (stored, bool) {
 	if !ok {
 		return stored{}, false
 	}
+	return w.stillLeased(st)
+}
+
+// leasedID is leased for a record id.
+func (w *wtx) leasedID(rid uint64) (stored, bool) {
+	st, ok := w.o.leases.get(rid)
+	if !ok {
+		return stored{}, false
+	}
+	return w.stillLeased(st)
+}
+
+func (w *wtx) stillLeased(st stored) (stored, bool) {
 	if _, moved := w.fl.gone[st.rid]; moved {
 		return stored{}, false
 	}
