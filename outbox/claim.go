@@ -131,6 +131,7 @@ func (w *wtx) lease(rids []uint64, via [][]byte, leaseUntil int64, out []Record)
 // (writable false) a damaged record ends the claim with errNeedsWrite: the
 // written claim quarantines it.
 func (w *wtx) leaseFresh(fresh []freshRecord, leaseUntil int64, out []Record) ([]Record, error) {
+	w.fl.taken = slices.Grow(w.fl.taken, len(fresh)) // a record held is large: grown by append, copied over and over
 	for _, f := range fresh {
 		old, err := decodeRecord(f.rid, f.v, nil)
 		if err != nil {
@@ -358,6 +359,7 @@ func (o *Outbox) Apply(outcomes []Outcome) error {
 	}
 	var skipped []error
 	err := o.update(func(w *wtx) error {
+		w.fl.gone = make(map[uint64]struct{}, len(outcomes)) // most move a leased record
 		skipped = skipped[:0]
 		for i := range outcomes {
 			e, err := w.apply(&outcomes[i])
