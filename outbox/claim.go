@@ -44,22 +44,19 @@ func (o *Outbox) Claim(kind Kind, max int, lease time.Duration) ([]Record, error
 		return out, nil
 	}
 	err = o.update(func(w *wtx) error {
-		now := nanos(w.now)
-		o.expireFresh(now)
+		now := nanos(w.now) // claimFresh ended the memory leases that ran out
 		if err := w.expireLeases(now); err != nil {
 			return err
 		}
 		rids, via := w.dueRids(kc, now, max)
 		var fresh []freshRecord
-		var err error
 		if len(rids) < max {
-			if fresh, err = w.takeFresh(kc, max-len(rids)); err != nil {
-				return err
-			}
+			fresh = w.takeFresh(kc, max-len(rids))
 		}
 		until := nanos(w.now.Add(lease))
 		// A Record is large: growing out by append copied them over and over.
 		out = make([]Record, 0, len(rids)+len(fresh))
+		var err error
 		if out, err = w.lease(rids, via, until, out); err != nil {
 			return err
 		}
@@ -151,8 +148,7 @@ func (w *wtx) leaseFresh(fresh []freshRecord, leaseUntil int64, out []Record) ([
 		if err != nil {
 			return out, err
 		}
-		st := old
-		st.state, st.lease, st.attempts, st.updated = stateCodeSending, leaseUntil, old.attempts+1, nanos(w.now)
+		st := w.asClaimed(&old, leaseUntil)
 		w.delta.add(&old, -1)
 		w.delta.add(&st, 1)
 		w.fl.taken = append(w.fl.taken, st)
@@ -185,10 +181,8 @@ func (o *Outbox) claimFresh(kc byte, max int, lease time.Duration) (out []Record
 		if w.b.meta == nil || w.writesDue(kc, now) {
 			return nil
 		}
-		fresh, err := w.takeFresh(kc, max)
-		if err != nil {
-			return err
-		}
+		fresh := w.takeFresh(kc, max)
+		var err error
 		out, err = w.leaseFresh(fresh, nanos(w.now.Add(lease)), make([]Record, 0, len(fresh)))
 		if err != nil {
 			return err
@@ -234,12 +228,19 @@ func (w *wtx) leaseOne(old *stored, leaseUntil int64, out []Record) ([]Record, e
 	if err != nil {
 		return out, err
 	}
-	st := *old
-	st.state, st.lease, st.attempts, st.updated = stateCodeSending, leaseUntil, old.attempts+1, nanos(w.now)
+	st := w.asClaimed(old, leaseUntil)
 	if err := w.move(old, &st); err != nil {
 		return out, err
 	}
 	return append(out, st.public(plain)), nil
+}
+
+// asClaimed is the pending record old as a claim leasing it until leaseUntil
+// makes it: sending, one attempt more.
+func (w *wtx) asClaimed(old *stored, leaseUntil int64) stored {
+	st := *old
+	st.state, st.lease, st.attempts, st.updated = stateCodeSending, leaseUntil, old.attempts+1, nanos(w.now)
+	return st
 }
 
 // freshScanLimit bounds how many records one Claim walks past the watermark that
@@ -256,7 +257,7 @@ type freshRecord struct {
 // takeFresh returns up to n fresh records of kind kc that are not leased,
 // oldest first. The walk starts past the records this process leased (lease.go)
 // and notes where it got to; it writes nothing.
-func (w *wtx) takeFresh(kc byte, n int) ([]freshRecord, error) {
+func (w *wtx) takeFresh(kc byte, n int) []freshRecord {
 	start := w.o.leases.resume(kc, w.watermark(kc))
 	next := start
 	var out []freshRecord
@@ -272,7 +273,7 @@ func (w *wtx) takeFresh(kc byte, n int) ([]freshRecord, error) {
 		}
 	}
 	w.fl.walked[kc] = next
-	return out, nil
+	return out
 }
 
 // advanceWatermark moves the written watermark of kind kc past the records
