@@ -177,7 +177,8 @@ func produce(ctx context.Context, ob *outbox.Outbox, acked *ackedKeys, tag strin
 // hold every acknowledged key and have no record left sending.
 func reopenChecked(t *testing.T, seed uint64, n int, path string, acked *ackedKeys) *outbox.Outbox {
 	t.Helper()
-	ob, err := outbox.Open(path, outbox.Options{})
+	// Prefill on: faultfs is not a filesystem PrefillAuto prefills.
+	ob, err := outbox.Open(path, outbox.Options{Prefill: outbox.PrefillOn})
 	require.NoError(t, err, "seed %d: cut %d: reopen", seed, n)
 	rep, err := ob.Check()
 	if err != nil {

@@ -27,18 +27,21 @@ func (o *Outbox) update(fn func(w *wtx) error) error {
 	}
 	w := &wtx{o: o, now: o.now()}
 	var fnErr error
+	var size int64
 	err := o.db.Update(func(tx *bolt.Tx) error {
 		w.tx = tx
 		o.cur.Store(w)
 		defer o.cur.Store(nil)
 		w.bind()
 		fnErr = fn(w)
+		size = tx.Size()
 		return fnErr
 	})
 	switch {
 	case err == nil:
 		o.applyDelta(&w.delta)
 		o.leases.settle(&w.fl)
+		o.prefillAfter(size)
 	case fnErr == nil:
 		err = o.commitFailed(err)
 	}

@@ -56,6 +56,9 @@ func TestMain(m *testing.M) {
 	}
 	code := m.Run()
 	os.RemoveAll(dir)
+	if benchInput.dir != "" {
+		os.RemoveAll(benchInput.dir) // the ingest benchmarks' input file
+	}
 	os.Exit(code)
 }
 
