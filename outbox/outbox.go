@@ -42,7 +42,7 @@ type Options struct {
 	// Prefill writes zeros a little ahead of the file's last page, so that a
 	// commit overwrites blocks the filesystem has allocated already and its
 	// fsyncs carry no allocation (prefill.go). PrefillAuto: on Linux ext2/3/4
-	// and XFS, with room to spare on the disk.
+	// and XFS, once the file grows past 1 MiB, with room to spare on the disk.
 	Prefill PrefillMode
 }
 
@@ -148,7 +148,6 @@ func Open(path string, opts Options) (*Outbox, error) {
 	}
 	o := &Outbox{path: path, opts: opts, log: opts.Logger, now: opts.Now, room: make(chan struct{}), leases: newFreshLeases()}
 	o.group = newGroupCommit(o.storeBatch)
-	o.initPrefill()
 	if opts.EncryptionKey != nil {
 		s, err := newSealer(opts.EncryptionKey)
 		if err != nil {
@@ -191,6 +190,7 @@ func Open(path string, opts Options) (*Outbox, error) {
 		_ = db.Close()
 		return nil, fmt.Errorf("outbox: open %s: %w", path, err)
 	}
+	o.initPrefill()
 	o.log.Debug("outbox: opened", "path", path, "records", o.cnt.live+o.cnt.n[kindCodeEvent][stateCodeConfirmed]+o.cnt.n[kindCodeFinding][stateCodeConfirmed],
 		"walk", t1.Sub(t0), "bbolt_open", t2.Sub(t1), "init", time.Since(t2))
 	return o, nil

@@ -60,9 +60,11 @@ func newPowerCut(t *testing.T, opts outbox.Options) *powerCut {
 		seed = v
 	}
 	t.Logf("seed %d (repeat with SHIPPER_SEED=%d)", seed, seed)
-	// faultfs is not a filesystem PrefillAuto prefills: the zeros ahead of
-	// the file are turned on to be cut too.
+	// faultfs is not a filesystem PrefillAuto prefills, and these files stay
+	// small: the zeros ahead of the file are turned on, from 64 KiB, to be cut
+	// (and to fail, and to find the disk full) too.
 	opts.Prefill = outbox.PrefillOn
+	t.Cleanup(outbox.SetPrefillMin(64 << 10))
 	fsys := faultfs.Mount(t, faultfs.Options{})
 	h := &powerCut{t: t, seed: seed, rng: rand.New(rand.NewPCG(seed, seed>>1|1)), fs: fsys,
 		path: filepath.Join(fsys.Dir, "outbox.db"), opts: opts, acked: newAckSet()}

@@ -1,6 +1,9 @@
 package outbox
 
-import "syscall"
+import (
+	"os"
+	"syscall"
+)
 
 // Filesystem magic numbers (statfs(2)).
 const (
@@ -16,4 +19,21 @@ func allocatesOnWrite(dir string) bool {
 		return false
 	}
 	return st.Type == ext4Magic || st.Type == xfsMagic
+}
+
+// writtenFrom is where the first hole at or past off in the file at path
+// begins: the blocks before it are allocated (an earlier process's zeros, or
+// pages of a commit that failed), which is all prefill is for.
+func writtenFrom(path string, off int64) int64 {
+	f, err := os.Open(path)
+	if err != nil {
+		return off
+	}
+	defer f.Close()
+	const seekHole = 4 // SEEK_HOLE
+	at, err := f.Seek(off, seekHole)
+	if err != nil {
+		return off
+	}
+	return at
 }

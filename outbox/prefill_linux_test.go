@@ -59,8 +59,9 @@ func nextHole(t *testing.T, path string, off int64) int64 {
 func TestPrefillWritesZerosPastTheLastPage(t *testing.T) {
 	o := openTest(t, Options{Prefill: PrefillOn})
 	enqueueBatches(t, o, 0, 100, 100)
-	require.Less(t, highWater(t, o), int64(prefillMin))
-	assert.Zero(t, o.pf.end.Load(), "a small file has no zeros ahead")
+	small := highWater(t, o)
+	require.Less(t, small, prefillMin)
+	assert.Equal(t, small, nextHole(t, o.path, small), "a small file has no zeros ahead")
 	enqueueBatches(t, o, 100, 5000, 1000)
 
 	hwm, end := highWater(t, o), o.pf.end.Load()
@@ -80,7 +81,6 @@ func TestPrefillOffLeavesTheFileAsBboltGrowsIt(t *testing.T) {
 	enqueueBatches(t, o, 0, 5000, 1000)
 
 	hwm := highWater(t, o)
-	assert.Zero(t, o.pf.end.Load())
 	assert.Equal(t, hwm, nextHole(t, o.path, hwm), "bbolt grows its file with holes")
 }
 
@@ -106,7 +106,7 @@ func TestPrefillNeverTouchesAPageInUse(t *testing.T) {
 	}
 	wg.Wait()
 	require.NoError(t, o.Close())
-	require.Greater(t, o.pf.end.Load(), int64(prefillMin), "the producers' commits were prefilled more than once")
+	require.Greater(t, o.pf.end.Load(), highWaterOf(t, path), "the producers' commits were prefilled")
 
 	o = openAt(t, path, Options{Prefill: PrefillOn})
 	rep, err := o.Check()
@@ -132,8 +132,7 @@ func TestPrefillLeavesANearlyFullDiskAlone(t *testing.T) {
 	o := openTest(t, Options{Prefill: PrefillOn})
 	enqueueBatches(t, o, 0, 3000, 100)
 	hwm := highWater(t, o)
-	assert.Zero(t, o.pf.end.Load(), "no zeros without room to spare")
-	assert.Equal(t, hwm, nextHole(t, o.path, hwm))
+	assert.Equal(t, hwm, nextHole(t, o.path, hwm), "no zeros without room to spare")
 	// 30 commits asked once per half a prefill's growth, not once each.
 	assert.LessOrEqual(t, asked.Load(), 1+hwm/(prefillMin/2))
 	assert.Less(t, 1+hwm/(prefillMin/2), int64(30))
@@ -141,4 +140,84 @@ func TestPrefillLeavesANearlyFullDiskAlone(t *testing.T) {
 	free.Store(1 << 40)
 	enqueueBatches(t, o, 3000, 3000, 1000)
 	assert.Greater(t, o.pf.end.Load(), highWater(t, o), "with room again, zeros are written")
+}
+
+// highWaterOf is the high-water mark of the closed outbox file at path.
+func highWaterOf(t *testing.T, path string) int64 {
+	t.Helper()
+	f, err := os.Open(path)
+	require.NoError(t, err)
+	defer f.Close()
+	need, ok := lastTxSize(f)
+	require.True(t, ok)
+	return need
+}
+
+// A piece asked to start below the high-water mark (commits came between
+// pieces) starts at the mark: every page in use is left as it was.
+func TestPrefillPieceStartsAtTheHighWaterMark(t *testing.T) {
+	o := openTest(t, Options{Prefill: PrefillOff})
+	enqueueBatches(t, o, 0, 3000, 1000)
+	hwm := highWater(t, o)
+	before, err := os.ReadFile(o.path)
+	require.NoError(t, err)
+
+	f, err := os.OpenFile(o.path, os.O_WRONLY, 0)
+	require.NoError(t, err)
+	defer f.Close()
+	end, err := o.prefillPiece(f, hwm/2, hwm+prefillPiece/2)
+	require.NoError(t, err)
+	assert.Equal(t, hwm+prefillPiece/2, end)
+	after, err := os.ReadFile(o.path)
+	require.NoError(t, err)
+	assert.Equal(t, before[:hwm], after[:hwm], "no byte under the high-water mark changed")
+	rep, err := o.Check()
+	require.NoError(t, err, "%v", rep.Problems)
+}
+
+// After a failed commit nothing is written until the file is reopened
+// (durable.go), zeros included.
+func TestPrefillWritesNothingAfterAFailedCommit(t *testing.T) {
+	o := openTest(t, Options{Prefill: PrefillOn})
+	enqueueBatches(t, o, 0, 3000, 1000)
+	end := highWater(t, o)
+	o.pf.end.Store(end) // as if no zeros were ahead
+	size, err := os.Stat(o.path)
+	require.NoError(t, err)
+
+	o.suspect.Store(&failure{err: fmt.Errorf("a commit failed")})
+	require.NoError(t, o.prefillRun())
+	o.suspect.Store(nil)
+	assert.Equal(t, end, o.pf.end.Load())
+	after, err := os.Stat(o.path)
+	require.NoError(t, err)
+	assert.Equal(t, size.Size(), after.Size(), "the file did not grow")
+}
+
+// An outbox opened again finds the zeros an earlier process wrote, and
+// writes none before its file grows.
+func TestPrefillResumesFromTheZerosOnDisk(t *testing.T) {
+	path := t.TempDir() + "/outbox.db"
+	o := openAt(t, path, Options{Prefill: PrefillOn})
+	enqueueBatches(t, o, 0, 3000, 1000)
+	end := o.pf.end.Load()
+	require.NoError(t, o.Close())
+
+	o = openAt(t, path, Options{Prefill: PrefillOn})
+	assert.Equal(t, end, o.pf.end.Load(), "the written blocks past the high-water mark are found")
+	// A commit that leaves the file as large as it was at Open starts none,
+	// even with no zeros ahead; one that grows it does.
+	hwm := highWater(t, o)
+	o.pf.end.Store(hwm)
+	o.wmu.Lock()
+	o.prefillAfter(hwm)
+	o.wmu.Unlock()
+	o.pf.wg.Wait()
+	assert.Equal(t, hwm, o.pf.end.Load())
+	o.wmu.Lock()
+	o.prefillAfter(hwm + 4096)
+	o.wmu.Unlock()
+	o.pf.wg.Wait()
+	assert.Greater(t, o.pf.end.Load(), hwm)
+	require.NoError(t, o.Close())
 }
