@@ -24,9 +24,9 @@ import (
 //     outside the lock); of 1,000 records, 7.28 against 6.43, then 7.6
 //     against 6.53.
 //
-// So the outbox keeps zeros written a little ahead of bbolt's last page,
-// with one fsync for each stretch of them, and commits overwrite blocks the
-// filesystem has allocated already. (PostgreSQL fills a WAL segment with
+// So the outbox keeps zeros written a little ahead of bbolt's last page, an
+// fsync for each MiB of them, and commits overwrite blocks the filesystem has
+// allocated already. (PostgreSQL fills a WAL segment with
 // zeros before using it for the same reason.)
 //
 // Safety: the zeros go only past bbolt's high-water mark (Tx.Size: no page at
@@ -46,9 +46,10 @@ import (
 // space left by the disk reserve's check, space.go, so ErrFull may come that
 // much early), which is why it is done only with room to spare (prefillRoom),
 // only once the file grows in this process (a verb that opens an outbox to
-// read it writes no zeros), and never where it buys nothing: a copy-on-write filesystem (btrfs, ZFS, APFS) writes every
-// block anew, and tmpfs has no journal. The zeros are written once more than
-// the pages that replace them: a slow card pays that in bandwidth.
+// read it writes no zeros), and never where it buys nothing: a copy-on-write
+// filesystem (btrfs, ZFS, APFS) writes every block anew, and tmpfs has no
+// journal. The zeros are written once more than the pages that replace them:
+// a slow card pays that in bandwidth.
 
 // PrefillMode says whether the outbox writes zeros ahead of its file's end
 // (Options.Prefill).
@@ -121,11 +122,12 @@ func (o *Outbox) initPrefill() {
 	if err != nil {
 		return
 	}
-	o.pf.on, o.pf.grown = true, size
-	o.pf.end.Store(size)
+	end := size
 	if fits { // where SEEK_HOLE is known to say where blocks are
-		o.pf.end.Store(writtenFrom(real, size))
+		end = writtenFrom(real, size)
 	}
+	o.pf.on, o.pf.grown = true, size
+	o.pf.end.Store(end)
 }
 
 // prefillAfter starts a prefill when the zeros ahead of size, the file's
@@ -217,6 +219,7 @@ func (o *Outbox) prefillPiece(f *os.File, off, to int64) (int64, error) {
 	return off + n, nil
 }
 
+// highWater is bbolt's high-water mark as the last commit left it.
 func (o *Outbox) highWater() (int64, error) {
 	tx, err := o.db.Begin(false)
 	if err != nil {
