@@ -1,6 +1,9 @@
 package main
 
-import "time"
+import (
+	"slices"
+	"time"
+)
 
 // roundPolicy chooses how many of the producers of the last cycle the ingest
 // API's next round waits for (ingest_batch.go): half of them, so that one
@@ -18,12 +21,17 @@ import "time"
 // again. A window starts policySettle rounds after a change of way, so that the
 // rounds it counts are in step. Split wins a tie (within policyMargin): its
 // answers wait less, and for one or two producers the ways are the same.
+//
+// A window's rate is the median of its rounds' (records over the time since
+// the round before ended), not its records over its time: one slow fsync or
+// a collector pause in a window of 32 rounds (an fsync here took up to 10
+// times its median) would otherwise decide for the next policyKeep windows.
 type roundPolicy struct {
 	whole bool // the way of the current window
 
-	rounds  int // rounds stored in the window, settling ones included
-	records int // records stored by the counted rounds
-	from    time.Time
+	rounds int       // rounds stored in the window, settling ones included
+	rates  []float64 // of the counted rounds
+	last   time.Time // when the round before ended
 
 	rate   [2]float64 // records/s of the last window of each way (split, whole)
 	kept   int        // windows stored in the better way since the other was tried
@@ -53,19 +61,24 @@ func (p *roundPolicy) target(n int) int {
 // stored counts a round of records stored, finished at now.
 func (p *roundPolicy) stored(records int, now time.Time) {
 	p.rounds++
+	last := p.last
+	p.last = now
 	switch {
 	case p.rounds < policySettle:
 		return
 	case p.rounds == policySettle:
-		p.records, p.from = 0, now // the window counts from here
+		p.rates = p.rates[:0] // the window counts from here
 		return
 	}
-	p.records += records
+	if d := now.Sub(last).Seconds(); d > 0 {
+		p.rates = append(p.rates, float64(records)/d)
+	}
 	if p.rounds < policySettle+policyRounds {
 		return
 	}
-	if d := now.Sub(p.from).Seconds(); d > 0 {
-		p.rate[way(p.whole)] = float64(p.records) / d
+	if len(p.rates) > 0 {
+		slices.Sort(p.rates)
+		p.rate[way(p.whole)] = p.rates[len(p.rates)/2]
 	}
 	whole := p.whole
 	switch {
@@ -78,7 +91,7 @@ func (p *roundPolicy) stored(records int, now time.Time) {
 		p.trying, whole = true, !p.whole
 	}
 	p.rounds = policySettle // the next window counts at once…
-	p.records, p.from = 0, now
+	p.rates = p.rates[:0]
 	if whole != p.whole {
 		p.whole, p.rounds = whole, 0 // …unless the way changes
 	}

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // drivePolicy drives p through rounds of a store where a round stores 200
@@ -42,6 +43,26 @@ func TestRoundPolicyKeepsTheFasterWay(t *testing.T) {
 	drivePolicy(p, &now, cycle+window, time.Millisecond, 3*time.Millisecond)
 	in = drivePolicy(p, &now, 2*cycle, time.Millisecond, 3*time.Millisecond)
 	assert.Less(t, in, 2*cycle/10, "rounds in whole, of %d, once split stores more", 2*cycle)
+}
+
+// One slow round (an fsync that took 100 ms) in the window of the faster way
+// does not make the policy keep the slower one.
+func TestRoundPolicyIsNotSwayedByOneSlowRound(t *testing.T) {
+	p, now := newRoundPolicy(), time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	window := policySettle + policyRounds
+	drivePolicy(p, &now, window, 2*time.Millisecond, 3*time.Millisecond)
+	require.True(t, p.whole, "whole is tried after a window of split")
+	// Whole stores 400 in 3 ms (split: 200 in 2 ms), but one of its rounds
+	// takes 100 ms: 12,800 records in 193 ms over the window, less than split.
+	for i := range window {
+		d := 3 * time.Millisecond
+		if i == window/2 {
+			d = 100 * time.Millisecond
+		}
+		now = now.Add(d)
+		p.stored(400, now)
+	}
+	assert.True(t, p.whole, "whole is kept")
 }
 
 // Within policyMargin, split is kept: for one or two producers the ways are
