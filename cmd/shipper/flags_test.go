@@ -12,6 +12,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/spectrastrike/shipper/outbox"
 )
 
 func TestParseAge(t *testing.T) {
@@ -61,6 +63,8 @@ func TestWrongSettingIsOneLineNamingIt(t *testing.T) {
 		{"purge needs one", []string{"purge"}, nil, "--confirmed/--dead"},
 		{"enqueue needs kind", []string{"enqueue"}, nil, "--kind"},
 		{"env int", []string{"enqueue", "--kind", "event"}, map[string]string{"SHIPPER_MAX_RECORDS": "many"}, "SHIPPER_MAX_RECORDS"},
+		{"prefill", []string{"enqueue", "--kind", "event", "--prefill", "sometimes"}, nil, "--prefill"},
+		{"env prefill", []string{"run"}, map[string]string{"SHIPPER_PREFILL": "yes"}, "SHIPPER_PREFILL"},
 		{"metrics addr", []string{"run"}, map[string]string{"SHIPPER_METRICS_ADDR": "nowhere"}, "SHIPPER_METRICS_ADDR"},
 		{"missing outbox", []string{"stats"}, map[string]string{"SHIPPER_OUTBOX": filepath.Join(dir, "nope.db")}, "SHIPPER_OUTBOX"},
 		{"key file", []string{"stats"}, map[string]string{"SHIPPER_OUTBOX": ob, "SHIPPER_ENCRYPTION_KEY_FILE": filepath.Join(dir, "missing.key")}, "SHIPPER_ENCRYPTION_KEY_FILE"},
@@ -106,4 +110,27 @@ func TestFlagsMayFollowArguments(t *testing.T) {
 	require.True(t, ok, "parse: exit %d", code)
 	assert.True(t, *dry, "--dry-run after an argument was not parsed")
 	assert.Equal(t, []string{"k1", "k2", "--not-a-flag"}, c.args)
+}
+
+// --prefill and SHIPPER_PREFILL reach the outbox's options.
+func TestPrefillSetting(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		env  map[string]string
+		want outbox.PrefillMode
+	}{
+		{nil, nil, outbox.PrefillAuto},
+		{[]string{"--prefill", "off"}, nil, outbox.PrefillOff},
+		{[]string{"--prefill", "on"}, nil, outbox.PrefillOn},
+		{nil, map[string]string{"SHIPPER_PREFILL": "off"}, outbox.PrefillOff},
+	} {
+		env := Env{Stdin: strings.NewReader(""), Stdout: io.Discard, Stderr: io.Discard, Getenv: func(k string) string { return tc.env[k] }}
+		c := newCLI("run", "", "", env)
+		of := addOutboxFlags(c, true)
+		_, ok := c.parse(tc.args)
+		require.True(t, ok, "parse %v", tc.args)
+		opts, err := of.options(c)
+		require.NoError(t, err)
+		assert.Equal(t, tc.want, opts.Prefill, "%v %v", tc.args, tc.env)
+	}
 }
