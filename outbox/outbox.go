@@ -79,7 +79,8 @@ var (
 //     acquire while holding it, nor another exported method.
 //  2. wmu: one write transaction of this package at a time (update, tx.go),
 //     with the counter update after its commit; Check holds it to keep
-//     writers out. bbolt's writer lock is taken inside it.
+//     writers out, and the prefill goroutine (prefill.go, holding life
+//     shared) for each piece of zeros. bbolt's writer lock is taken inside it.
 //  3. Leaves, each held for a few lines with no other lock taken meanwhile:
 //     cmu guards cnt and room (stats.go), disk.mu the full-disk log and the
 //     last disk reading (space.go), both taken under wmu or not; group.mu guards the queue of
