@@ -2,11 +2,13 @@ package main
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 
+	"github.com/spectrastrike/shipper/outbox"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -71,4 +73,47 @@ func readmeRegions(src string) map[string]string {
 		out[m[1]] = strings.Join(lines, "\n") + "\n"
 	}
 	return out
+}
+
+// The README's Python snippet, run as written by python3 against the ingest
+// API on an outbox at the path it names: it stores its record and prints the
+// key; run again (the same request with the same source, as after a lost
+// answer), it prints the same key and stores nothing twice. .ci/run installs
+// python3; outside CI a machine without it skips the test and says so.
+func TestReadmePythonSnippetStoresThroughTheSocket(t *testing.T) {
+	py, err := exec.LookPath("python3")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("python3 not found (.ci/run installs it)")
+		}
+		t.Skip("python3 not found: the README's Python snippet is not run")
+	}
+	readme, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	require.NoError(t, err)
+	snippets := regexp.MustCompile("(?s)```python\n(.*?)```").FindAllStringSubmatch(string(readme), -1)
+	require.Len(t, snippets, 1, "README.md's Python snippets")
+
+	path, ob := serveControl(t, outbox.Options{})
+	dir := t.TempDir()
+	// The snippet names shipper-outbox/outbox.db.sock, relative to where it runs.
+	require.NoError(t, os.Symlink(filepath.Dir(path), filepath.Join(dir, "shipper-outbox")))
+	run := func() string {
+		cmd := exec.Command(py, "-c", snippets[0][1])
+		cmd.Dir = dir
+		out, err := cmd.CombinedOutput()
+		require.NoError(t, err, "python3 running the snippet:\n%s", out)
+		return string(out)
+	}
+
+	first := run()
+	require.Regexp(t, `^stored \S+\n$`, first)
+	key := strings.Fields(first)[1]
+	rec, err := ob.Get(key)
+	require.NoError(t, err, "the key printed is stored")
+	assert.Equal(t, outbox.KindEvent, rec.Kind)
+	assert.Contains(t, string(rec.Payload), `"event_id":"`+key+`"`, "the key is the record's id")
+	assert.Contains(t, string(rec.Payload), "powershell.exe spawned by winword.exe")
+
+	assert.Equal(t, first, run(), "sent again with its source: the same key")
+	assert.Equal(t, 1, ob.Stats().Records, "records stored after sending twice")
 }
