@@ -48,6 +48,7 @@ func register(v verb) {
 }
 
 func main() {
+	tuneGC(os.Getenv)
 	ctx, stop := interruptible(os.Stderr)
 	code := run(ctx, os.Args[1:], Env{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr, Getenv: os.Getenv})
 	stop()
