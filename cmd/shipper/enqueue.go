@@ -208,14 +208,8 @@ func (e *enqueueRun) readChunks(rctx context.Context, in io.Reader, chunks chan<
 			cur.buf = append(cur.buf, payload...)
 		}
 		p := cur.buf[start:len(cur.buf):len(cur.buf)]
-		if e.prep != nil {
-			cur.lines = append(cur.lines, lineItem{line: line, payload: p}) // checked by prepareChunk
-		} else if err := validateRecord(e.kind, p); err != nil {
-			cur.buf = cur.buf[:start]
-			cur.refused = append(cur.refused, lineResult{Line: line, Error: err.Error(), Code: "invalid_payload"})
-		} else {
-			cur.lines = append(cur.lines, lineItem{line: line, payload: p})
-		}
+		// Checked by prepareChunk, or by the daemon's ingest API.
+		cur.lines = append(cur.lines, lineItem{line: line, payload: p})
 		if len(cur.lines) >= enqueueChunk || len(cur.buf) >= enqueueChunkBytes {
 			return send()
 		}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"net/http"
 	"strings"
 	"testing"
@@ -75,4 +76,30 @@ func TestIngestManyLinesSomeRefused(t *testing.T) {
 	}
 	assert.Len(t, keys, n-3, "a key per stored line")
 	assert.Equal(t, n-3, ob.Stats().Records, "records stored")
+}
+
+// The client reads every line of an answer as encoding/json would, its own
+// fast path for the common {"line":N,"key":"K"} included.
+func TestParseResultReadsAnswerLinesAsJSON(t *testing.T) {
+	for _, line := range []string{
+		`{"line":3,"key":"evt-1"}`,
+		`{"line":1,"key":"0193a0c4-0000-7000-8000-000000000001"}`,
+		`{"line":2,"error":"vvapi: field severity: \"urgent\" is not one of info|low|medium|high|critical","code":"invalid_payload"}`,
+		`{"line":7,"error":"outbox full","code":"full"}`,
+		`{"error":"enqueue: disk I/O","code":"store"}`,
+		`{"line":1,"key":"a\u0041"}`,
+		`{"line":12345678901,"key":"x"}`,
+		`{"line":4,"key":"k","extra":1}`,
+		` {"line":5,"key":"k"}`,
+	} {
+		var want lineResult
+		require.NoError(t, json.Unmarshal([]byte(line), &want), line)
+		got, err := parseResult([]byte(line))
+		require.NoError(t, err, line)
+		assert.Equal(t, want, got, line)
+	}
+	for _, line := range []string{`{"line":1,"key":"ab`, `{"line":1,"key":"ab"`, `{"line":`, ``} {
+		_, err := parseResult([]byte(line))
+		assert.Error(t, err, "%q", line)
+	}
 }
