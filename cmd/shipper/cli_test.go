@@ -745,3 +745,26 @@ func TestAdminVerbsDoNotHangOnALockedOutbox(t *testing.T) {
 		assert.LessOrEqual(t, time.Since(start), 10*time.Second, "shipper %s on a locked outbox took too long", args[0])
 	}
 }
+
+// Through the daemon, enqueue leaves the contract check to the daemon's ingest
+// API: a refused line is named with its line number and reason, the others
+// are stored; one pretty-printed object goes as one record.
+func TestEnqueueThroughDaemonRefusesLinesAndJoinsAnObject(t *testing.T) {
+	e := newCLIEnv(t, testserver.Options{})
+	e.startDaemon()
+	in := event("evt-dj-1", "a") + "\n" +
+		`{"source_system":"x","event_type":"y","occurred_at":"2026-11-29T06:00:00Z","severity":"urgent","asset_ref":"h","message":"m"}` + "\n" +
+		"not json\n" + event("evt-dj-4", "d") + "\n"
+	r := e.must(exitFailed, in, "enqueue", "--kind", "event")
+	require.Contains(t, r.stderr, "via running daemon", "%s", r)
+	assert.Equal(t, []string{"evt-dj-1", "evt-dj-4"}, strings.Fields(r.stdout), "%s", r)
+	for _, want := range []string{`line 2: vvapi: field severity: "urgent" is not one of`, "line 3: vvapi: field (payload): must be a JSON object", "stored 2 record(s), refused 2 line(s)"} {
+		assert.Contains(t, r.stderr, want, "%s", r)
+	}
+
+	finding := "{\n  \"finding_id\": \"fnd-dj-1\",\n  \"title\": \"Macro spawned PowerShell\",\n  \"description\": \"d\",\r\n  \"severity\": \"high\",\n  \"first_seen\": \"2026-11-29T06:00:00Z\"\n}\n"
+	r = e.must(exitOK, finding, "enqueue", "--kind", "finding", "-")
+	assert.Equal(t, "fnd-dj-1", strings.TrimSpace(r.stdout), "%s", r)
+	r = e.must(exitOK, "", "inspect", "fnd-dj-1")
+	assert.Contains(t, r.stdout, `"title":"Macro spawned PowerShell"`, "%s", r)
+}
