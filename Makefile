@@ -19,8 +19,8 @@ test:
 test-long:
 	SHIPPER_LONG=1 $(GO) test -race -count=1 -timeout 60m ./...
 
-# The outbox, deliver and ingest (cmd/shipper: enqueue FILE, the socket's
-# POST /v1/enqueue) benchmarks, each with its baseline in the same run, as one
+# The outbox, deliver and ingest (cmd/shipper: enqueue FILE, alone and through
+# a daemon, the socket's POST /v1/enqueue) benchmarks, each with its baseline in the same run, as one
 # table (internal/benchreport), each value the median of BENCHCOUNT runs. Not
 # part of make test; about 4 minutes on a 2-core machine. The raw go test
 # output is kept in bin/bench.txt.

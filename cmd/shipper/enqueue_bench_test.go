@@ -193,6 +193,43 @@ func BenchmarkEnqueueCLI(b *testing.B) {
 	})
 }
 
+// BenchmarkEnqueueCLIDaemon runs `shipper enqueue --kind event FILE` in
+// process while a daemon holds the outbox, as in the field: the lines go
+// through the control socket (served here as the daemon serves it), keys
+// written to /dev/null.
+func BenchmarkEnqueueCLIDaemon(b *testing.B) {
+	b.Run("baseline", benchBulk)
+	b.Run("shipper", func(b *testing.B) {
+		file, _ := benchIngestInput(b)
+		devNull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer devNull.Close()
+		var stderr bytes.Buffer
+		m := newMeter(b)
+		for b.Loop() {
+			m.stop()
+			path := benchOutboxPath(b)
+			stop := benchDaemon(b, path)
+			stderr.Reset()
+			env := Env{Stdin: strings.NewReader(""), Stdout: devNull, Stderr: &stderr, Getenv: func(string) string { return "" }}
+			m.start()
+			if code := run(context.Background(), []string{"enqueue", "--kind", "event", "--outbox", path, file}, env); code != exitOK {
+				b.Fatalf("enqueue exit %d:\n%s", code, stderr.String())
+			}
+			m.stop()
+			if !strings.Contains(stderr.String(), "via running daemon") {
+				b.Fatalf("enqueue did not go through the daemon:\n%s", stderr.String())
+			}
+			stop()
+			m.start()
+		}
+		m.stop()
+		m.report()
+	})
+}
+
 // BenchmarkIngestSocket is the daemon's POST /v1/enqueue: an outbox opened as
 // the daemon opens it (the contract check is the ingest API's, run.go),
 // served on its control socket, and 4 clients each posting 100 records a
@@ -210,16 +247,7 @@ func BenchmarkIngestSocket(b *testing.B) {
 		for b.Loop() {
 			m.stop()
 			path := benchOutboxPath(b)
-			ob, err := outbox.Open(path, outbox.Options{})
-			if err != nil {
-				b.Fatal(err)
-			}
-			ln, err := listenControl(context.Background(), path+".sock")
-			if err != nil {
-				b.Fatal(err)
-			}
-			srv := &http.Server{Handler: controlHandler(&directStore{ob: ob})}
-			go srv.Serve(ln)
+			stop := benchDaemon(b, path)
 			m.start()
 			var next atomic.Int64
 			var wg sync.WaitGroup
@@ -248,15 +276,34 @@ func BenchmarkIngestSocket(b *testing.B) {
 			for err := range errs {
 				b.Fatal(err)
 			}
-			srv.Close()
-			if err := ob.Close(); err != nil {
-				b.Fatal(err)
-			}
+			stop()
 			m.start()
 		}
 		m.stop()
 		m.report()
 	})
+}
+
+// benchDaemon opens the outbox at path as the daemon opens it (the contract
+// check is the ingest API's, run.go) and serves its control socket; stop
+// closes both.
+func benchDaemon(b *testing.B, path string) (stop func()) {
+	ob, err := outbox.Open(path, outbox.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ln, err := listenControl(context.Background(), path+".sock")
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv := &http.Server{Handler: controlHandler(&directStore{ob: ob})}
+	go srv.Serve(ln)
+	return func() {
+		srv.Close()
+		if err := ob.Close(); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
 
 // postBench posts one request and checks it was answered with a key a line.
