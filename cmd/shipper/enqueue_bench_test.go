@@ -169,65 +169,48 @@ func benchBulk(b *testing.B) {
 // keys written to /dev/null.
 func BenchmarkEnqueueCLI(b *testing.B) {
 	b.Run("baseline", benchBulk)
-	b.Run("shipper", func(b *testing.B) {
-		file, _ := benchIngestInput(b)
-		devNull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer devNull.Close()
-		var stderr bytes.Buffer
-		m := newMeter(b)
-		for b.Loop() {
-			m.stop()
-			path := benchOutboxPath(b)
-			stderr.Reset()
-			env := Env{Stdin: strings.NewReader(""), Stdout: devNull, Stderr: &stderr, Getenv: func(string) string { return "" }}
-			m.start()
-			if code := run(context.Background(), []string{"enqueue", "--kind", "event", "--outbox", path, file}, env); code != exitOK {
-				b.Fatalf("enqueue exit %d:\n%s", code, stderr.String())
-			}
-		}
-		m.stop()
-		m.report()
-	})
+	b.Run("shipper", func(b *testing.B) { benchEnqueueCLI(b, false) })
 }
 
-// BenchmarkEnqueueCLIDaemon runs `shipper enqueue --kind event FILE` in
-// process while a daemon holds the outbox, as in the field: the lines go
-// through the control socket (served here as the daemon serves it), keys
-// written to /dev/null.
+// BenchmarkEnqueueCLIDaemon is BenchmarkEnqueueCLI while a daemon holds the
+// outbox, as in the field: the lines go through the control socket (served
+// here as the daemon serves it).
 func BenchmarkEnqueueCLIDaemon(b *testing.B) {
 	b.Run("baseline", benchBulk)
-	b.Run("shipper", func(b *testing.B) {
-		file, _ := benchIngestInput(b)
-		devNull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
-		if err != nil {
-			b.Fatal(err)
+	b.Run("shipper", func(b *testing.B) { benchEnqueueCLI(b, true) })
+}
+
+func benchEnqueueCLI(b *testing.B, viaDaemon bool) {
+	file, _ := benchIngestInput(b)
+	devNull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer devNull.Close()
+	var stderr bytes.Buffer
+	m := newMeter(b)
+	for b.Loop() {
+		m.stop()
+		path := benchOutboxPath(b)
+		stop := func() {}
+		if viaDaemon {
+			stop = benchDaemon(b, path)
 		}
-		defer devNull.Close()
-		var stderr bytes.Buffer
-		m := newMeter(b)
-		for b.Loop() {
-			m.stop()
-			path := benchOutboxPath(b)
-			stop := benchDaemon(b, path)
-			stderr.Reset()
-			env := Env{Stdin: strings.NewReader(""), Stdout: devNull, Stderr: &stderr, Getenv: func(string) string { return "" }}
-			m.start()
-			if code := run(context.Background(), []string{"enqueue", "--kind", "event", "--outbox", path, file}, env); code != exitOK {
-				b.Fatalf("enqueue exit %d:\n%s", code, stderr.String())
-			}
-			m.stop()
-			if !strings.Contains(stderr.String(), "via running daemon") {
-				b.Fatalf("enqueue did not go through the daemon:\n%s", stderr.String())
-			}
-			stop()
-			m.start()
+		stderr.Reset()
+		env := Env{Stdin: strings.NewReader(""), Stdout: devNull, Stderr: &stderr, Getenv: func(string) string { return "" }}
+		m.start()
+		if code := run(context.Background(), []string{"enqueue", "--kind", "event", "--outbox", path, file}, env); code != exitOK {
+			b.Fatalf("enqueue exit %d:\n%s", code, stderr.String())
 		}
 		m.stop()
-		m.report()
-	})
+		if viaDaemon != strings.Contains(stderr.String(), "via running daemon") {
+			b.Fatalf("enqueue went the wrong way (through a daemon: want %v):\n%s", viaDaemon, stderr.String())
+		}
+		stop()
+		m.start()
+	}
+	m.stop()
+	m.report()
 }
 
 // BenchmarkIngestSocket is the daemon's POST /v1/enqueue: an outbox opened as
