@@ -84,7 +84,7 @@ func (b *ingestBatcher) store(kind outbox.Kind, lines []lineItem) ([]lineResult,
 	if buf == nil {
 		buf = new([]outbox.Prepared)
 	}
-	lines, recs, refused := b.st.prepare(kind, lines, (*buf)[:0])
+	lines, recs, refused := prepareInHalves(b.st, kind, lines, (*buf)[:0])
 	defer func() {
 		clear(recs) // the records' buffers can go
 		*buf = recs[:0]
@@ -104,6 +104,37 @@ func (b *ingestBatcher) store(kind outbox.Kind, lines []lineItem) ([]lineResult,
 	<-p.done
 	return mergeResults(p.res, refused, p.err != nil), p.err
 }
+
+// prepareInHalves is st.prepare, for a request of many lines in two halves on
+// two goroutines. A producer that sends one large request at a time (enqueue
+// through the daemon: 1,000 lines) waits for all of it to be prepared, about
+// a third of its request's time, while the other core has little to do.
+func prepareInHalves(st roundStore, kind outbox.Kind, lines []lineItem, recs []outbox.Prepared) ([]lineItem, []outbox.Prepared, []lineResult) {
+	if len(lines) < prepareHalvesFrom {
+		return st.prepare(kind, lines, recs)
+	}
+	h := len(lines) / 2
+	var (
+		wg    sync.WaitGroup
+		bKept []lineItem
+		bRecs []outbox.Prepared
+		bRef  []lineResult
+	)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		bKept, bRecs, bRef = st.prepare(kind, lines[h:], nil)
+	}()
+	// Each half keeps its lines in its own part of lines' array; the second
+	// half's then move down after the first's.
+	kept, recs, refused := st.prepare(kind, lines[:h], recs)
+	wg.Wait()
+	return append(kept, bKept...), append(recs, bRecs...), append(refused, bRef...)
+}
+
+// prepareHalvesFrom is the request size from which prepareInHalves splits:
+// the 100-line requests of a busy socket are prepared side by side already.
+const prepareHalvesFrom = 500
 
 // admitLocked returns the next round when the store is free and the expected
 // requests are in, and otherwise lets the waiting ones in after ingestLinger

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"runtime"
 	"sync"
 	"testing"
@@ -217,4 +218,43 @@ func TestNextTarget(t *testing.T) {
 	for n, want := range map[int]int{0: 0, 1: 1, 2: 2, 3: 2, 4: 2, 5: 3, 8: 4, 16: 8} {
 		assert.Equal(t, want, nextTarget(n), "producers %d", n)
 	}
+}
+
+// A large request prepared in two halves comes out as prepared in one pass:
+// the same lines kept, in order, each with its own record, and the same
+// refusals, from either half.
+func TestPrepareInHalvesIsPrepareInOnePass(t *testing.T) {
+	ob, err := outbox.Open(filepath.Join(t.TempDir(), "outbox.db"), outbox.Options{})
+	require.NoError(t, err)
+	defer ob.Close()
+	st := &directStore{ob: ob}
+	const n = 2 * prepareHalvesFrom
+	bad := map[int]bool{1: true, 7: true, n/2 - 1: true, n / 2: true, n/2 + 3: true, n: true}
+	newLines := func() []lineItem {
+		lines := make([]lineItem, 0, n)
+		for i := 1; i <= n; i++ {
+			p := event(fmt.Sprintf("evt-%04d", i), "m")
+			if bad[i] {
+				p = `{"source_system":"x"}`
+			}
+			lines = append(lines, lineItem{line: i, payload: []byte(p)})
+		}
+		return lines
+	}
+	keys := func(lines []lineItem, recs []outbox.Prepared) []string {
+		require.Len(t, recs, len(lines))
+		var out []string
+		for i, l := range lines {
+			out = append(out, fmt.Sprintf("%d %s", l.line, recs[i].Key()))
+		}
+		return out
+	}
+
+	wantLines, wantRecs, wantRefused := st.prepare(outbox.KindEvent, newLines(), nil)
+	gotLines, gotRecs, gotRefused := prepareInHalves(st, outbox.KindEvent, newLines(), nil)
+	require.Len(t, wantLines, n-len(bad))
+	assert.Equal(t, keys(wantLines, wantRecs), keys(gotLines, gotRecs))
+	assert.Equal(t, "5 evt-0005", keys(gotLines, gotRecs)[3], "a kept line with its own record")
+	assert.Equal(t, wantRefused, gotRefused)
+	assert.Len(t, gotRefused, len(bad))
 }
