@@ -748,17 +748,19 @@ func TestAdminVerbsDoNotHangOnALockedOutbox(t *testing.T) {
 
 // Through the daemon, enqueue leaves the contract check to the daemon's ingest
 // API: a refused line is named with its line number and reason, the others
-// are stored; one pretty-printed object goes as one record.
+// are stored; a raw CR inside a string is refused (not sent as a space); one
+// pretty-printed object goes as one record.
 func TestEnqueueThroughDaemonRefusesLinesAndJoinsAnObject(t *testing.T) {
 	e := newCLIEnv(t, testserver.Options{})
 	e.startDaemon()
 	in := event("evt-dj-1", "a") + "\n" +
 		`{"source_system":"x","event_type":"y","occurred_at":"2026-11-29T06:00:00Z","severity":"urgent","asset_ref":"h","message":"m"}` + "\n" +
-		"not json\n" + event("evt-dj-4", "d") + "\n"
+		"not json\n" + event("evt-dj-4", "d") + "\n" + event("evt-dj-5", "raw\rCR") + "\n"
 	r := e.must(exitFailed, in, "enqueue", "--kind", "event")
 	require.Contains(t, r.stderr, "via running daemon", "%s", r)
 	assert.Equal(t, []string{"evt-dj-1", "evt-dj-4"}, strings.Fields(r.stdout), "%s", r)
-	for _, want := range []string{`line 2: vvapi: field severity: "urgent" is not one of`, "line 3: vvapi: field (payload): must be a JSON object", "stored 2 record(s), refused 2 line(s)"} {
+	for _, want := range []string{`line 2: vvapi: field severity: "urgent" is not one of`, "line 3: vvapi: field (payload): must be a JSON object",
+		`line 5: vvapi: field (payload): not valid JSON: invalid character '\r' in string literal`, "stored 2 record(s), refused 3 line(s)"} {
 		assert.Contains(t, r.stderr, want, "%s", r)
 	}
 

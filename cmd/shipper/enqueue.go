@@ -208,7 +208,17 @@ func (e *enqueueRun) readChunks(rctx context.Context, in io.Reader, chunks chan<
 			cur.buf = append(cur.buf, payload...)
 		}
 		p := cur.buf[start:len(cur.buf):len(cur.buf)]
-		// Checked by prepareChunk, or by the daemon's ingest API.
+		// Checked by prepareChunk, or by the daemon's ingest API; but a line
+		// with a line break in it is checked here first, since the request to
+		// the daemon turns its breaks into spaces (daemonClient.storeLines),
+		// and a raw CR inside a string would then pass as JSON.
+		if e.prep == nil && hasLineBreak(p) {
+			if err := validateRecord(e.kind, p); err != nil {
+				cur.buf = cur.buf[:start]
+				cur.refused = append(cur.refused, lineResult{Line: line, Error: err.Error(), Code: "invalid_payload"})
+				return nil
+			}
+		}
 		cur.lines = append(cur.lines, lineItem{line: line, payload: p})
 		if len(cur.lines) >= enqueueChunk || len(cur.buf) >= enqueueChunkBytes {
 			return send()

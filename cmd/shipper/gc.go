@@ -13,18 +13,20 @@ import "runtime/debug"
 // resident size grew by about 10 MiB. The soft memory limit keeps a heap that
 // does grow large (many concurrent requests near the 16 MiB bound) from
 // growing to five times what it holds: past it the runtime collects harder.
+// It is far above what the daemon holds otherwise, since a live heap over it
+// would have the runtime collecting all the time.
 const (
 	gcPercent     = 400
-	gcMemoryLimit = 256 << 20
+	gcMemoryLimit = 512 << 20
 )
 
-// tuneGC applies gcPercent and gcMemoryLimit, each unless its environment
-// variable says otherwise (the runtime has read that one already).
+// tuneGC applies gcPercent and gcMemoryLimit unless the environment sets
+// GOGC or GOMEMLIMIT: an operator who tunes the collector gets only what they
+// set (the runtime has read it already).
 func tuneGC(getenv func(string) string) {
-	if getenv("GOGC") == "" {
-		debug.SetGCPercent(gcPercent)
+	if getenv("GOGC") != "" || getenv("GOMEMLIMIT") != "" {
+		return
 	}
-	if getenv("GOMEMLIMIT") == "" {
-		debug.SetMemoryLimit(gcMemoryLimit)
-	}
+	debug.SetGCPercent(gcPercent)
+	debug.SetMemoryLimit(gcMemoryLimit)
 }

@@ -120,15 +120,20 @@ func prepareInHalves(st roundStore, kind outbox.Kind, lines []lineItem, recs []o
 		bRecs []outbox.Prepared
 		bRef  []lineResult
 	)
+	var panicked any
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
+		defer func() { panicked = recover() }()
 		bKept, bRecs, bRef = st.prepare(kind, lines[h:], nil)
 	}()
 	// Each half keeps its lines in its own part of lines' array; the second
 	// half's then move down after the first's.
 	kept, recs, refused := st.prepare(kind, lines[:h], recs)
 	wg.Wait()
+	if panicked != nil {
+		panic(panicked) // on the request's goroutine, where net/http recovers it
+	}
 	return append(kept, bKept...), append(recs, bRecs...), append(refused, bRef...)
 }
 

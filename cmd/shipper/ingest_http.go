@@ -227,9 +227,7 @@ func (d *daemonClient) storeLines(ctx context.Context, kind outbox.Kind, lines [
 	var body bytes.Buffer
 	for _, l := range lines {
 		p := l.payload
-		// Two IndexByte calls, not ContainsAny: that one goes a byte at a time,
-		// and every line passes here.
-		if bytes.IndexByte(p, '\n') >= 0 || bytes.IndexByte(p, '\r') >= 0 {
+		if hasLineBreak(p) {
 			// One pretty-printed object: its line breaks are whitespace
 			// between tokens (JSON strings cannot hold them raw).
 			p = bytes.Map(func(r rune) rune {
@@ -262,9 +260,10 @@ func (d *daemonClient) storeLines(ctx context.Context, kind outbox.Kind, lines [
 	if !strings.HasPrefix(resp.Header.Get("Content-Type"), ndjson) {
 		return nil, decodeRemoteError(resp)
 	}
-	ans, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return nil, fmt.Errorf("daemon socket %s: reading the answer: %w", d.sock, err)
+	ans, readErr := io.ReadAll(resp.Body)
+	if readErr != nil {
+		// The lines read whole still say what was stored.
+		ans = ans[:bytes.LastIndexByte(ans, '\n')+1]
 	}
 	res := make([]lineResult, 0, len(lines))
 	for len(ans) > 0 {
@@ -287,7 +286,16 @@ func (d *daemonClient) storeLines(ctx context.Context, kind outbox.Kind, lines [
 		r.Line = lines[r.Line-1].line
 		res = append(res, r)
 	}
+	if readErr != nil {
+		return res, fmt.Errorf("daemon socket %s: answer cut short: %w", d.sock, readErr)
+	}
 	return res, nil
+}
+
+// hasLineBreak reports whether line holds a CR or LF: two IndexByte calls, not
+// ContainsAny, which goes a byte at a time over every line sent.
+func hasLineBreak(line []byte) bool {
+	return bytes.IndexByte(line, '\n') >= 0 || bytes.IndexByte(line, '\r') >= 0
 }
 
 // parseResult reads one line of the ingest API's answer. Most are
@@ -298,7 +306,7 @@ func parseResult(b []byte) (lineResult, error) {
 	const pre, mid, end = `{"line":`, `,"key":"`, `"}`
 	if rest, ok := bytes.CutPrefix(b, []byte(pre)); ok {
 		n, i := 0, 0
-		for ; i < len(rest) && i < 10 && '0' <= rest[i] && rest[i] <= '9'; i++ {
+		for ; i < len(rest) && i < 9 && '0' <= rest[i] && rest[i] <= '9'; i++ {
 			n = n*10 + int(rest[i]-'0')
 		}
 		if key, ok := bytes.CutPrefix(rest[i:], []byte(mid)); i > 0 && ok {

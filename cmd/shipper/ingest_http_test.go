@@ -1,10 +1,13 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
+	"testing/iotest"
 
 	"github.com/spectrastrike/shipper/outbox"
 	"github.com/stretchr/testify/assert"
@@ -103,3 +106,23 @@ func TestParseResultReadsAnswerLinesAsJSON(t *testing.T) {
 		assert.Error(t, err, "%q", line)
 	}
 }
+
+// An answer cut short still gives the results of the lines read whole: those
+// records are stored, and enqueue prints their keys and counts them.
+func TestStoreLinesKeepsWhatACutAnswerSaid(t *testing.T) {
+	body := io.MultiReader(strings.NewReader(`{"line":1,"key":"a"}`+"\n"+`{"line":2,"key":"b"}`+"\n"+`{"line":3,"ke`),
+		iotest.ErrReader(io.ErrUnexpectedEOF))
+	d := &daemonClient{sock: "test.sock", hc: &http.Client{Transport: roundTripFunc(func(*http.Request) (*http.Response, error) {
+		return &http.Response{StatusCode: http.StatusOK, Header: http.Header{"Content-Type": {ndjson}}, Body: io.NopCloser(body)}, nil
+	})}}
+	lines := []lineItem{{line: 10, payload: []byte(`{}`)}, {line: 11, payload: []byte(`{}`)}, {line: 12, payload: []byte(`{}`)}}
+	res, err := d.storeLines(context.Background(), outbox.KindEvent, lines, capacity{})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "answer cut short")
+	assert.ErrorIs(t, err, io.ErrUnexpectedEOF)
+	assert.Equal(t, []lineResult{{Line: 10, Key: "a"}, {Line: 11, Key: "b"}}, res)
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
