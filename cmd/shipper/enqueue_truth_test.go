@@ -216,6 +216,17 @@ func TestEnqueueCapacityHoldsThroughDaemon(t *testing.T) {
 	r = runVerb(t, vars, "", "enqueue", "--kind", "event", in)
 	assertStoppedAt(t, r, 3, 4)
 	assert.Equal(t, 3, obFull.Stats().Records, "records in the full daemon's outbox")
+
+	// The daemon's outbox leaves the contract to the ingest API (run.go), which
+	// checks lines sent with a limit too: enqueue sends them unchecked.
+	bad := filepath.Join(filepath.Dir(path), "bad.jsonl")
+	require.NoError(t, os.WriteFile(bad, []byte(`{"source_system":"x"}`+"\n"), 0o600))
+	plain, obPlain := serveControl(t, outbox.Options{})
+	vars["SHIPPER_OUTBOX"] = plain
+	r = runVerb(t, vars, "", "enqueue", "--kind", "event", "--max-records", "5", bad)
+	assert.Equal(t, exitFailed, r.code, "%s", r)
+	assert.Contains(t, r.stderr, "line 1: vvapi: field event_type: required", "%s", r)
+	assert.Equal(t, 0, obPlain.Stats().Records, "records in the daemon's outbox")
 }
 
 // postIngest posts body to the ingest API and reads the answer.
