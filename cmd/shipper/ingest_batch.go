@@ -115,12 +115,12 @@ func prepareInHalves(st roundStore, kind outbox.Kind, lines []lineItem, recs []o
 	}
 	h := len(lines) / 2
 	var (
-		wg    sync.WaitGroup
-		bKept []lineItem
-		bRecs []outbox.Prepared
-		bRef  []lineResult
+		wg       sync.WaitGroup
+		bKept    []lineItem
+		bRecs    []outbox.Prepared
+		bRef     []lineResult
+		panicked any
 	)
-	var panicked any
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
