@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/spectrastrike/shipper/outbox"
 )
 
@@ -84,9 +85,10 @@ input could not be read or the keys could not be written.`, env)
 	}
 	defer st.Close()
 	e.st = st
-	if _, viaDaemon := st.(*daemonClient); viaDaemon {
+	if d, viaDaemon := st.(*daemonClient); viaDaemon {
 		// The daemon's outbox has the daemon's limits; this command's go along.
 		e.lim = capacity{Records: o.maxRecords, Bytes: o.maxBytes}
+		e.daemon, e.stream = d, uuid.NewString()
 	} else if rs, ok := st.(roundStore); ok {
 		e.prep = rs
 	}
@@ -144,6 +146,13 @@ type enqueueRun struct {
 	storeErr        error // the store failed
 	writeErr        error // the keys could not be written
 
+	stopped bool // at a refusal for capacity or a failure: later chunks are not stored
+
+	// Through a daemon (storeChunks).
+	daemon *daemonClient
+	stream string // this run's stream of the daemon's ingest API
+	seq    int    // the last chunk's request in it
+
 	free chan *chunk // chunks stored, for the reader to fill again
 }
 
@@ -160,11 +169,11 @@ func (e *enqueueRun) run(ctx context.Context, in io.Reader) int {
 	rctx, stopReading := context.WithCancel(ctx)
 	defer stopReading()
 	chunks := make(chan *chunk, 1)
-	e.free = make(chan *chunk, 2)
+	e.free = make(chan *chunk, daemonInFlight+1)
 	stored := make(chan struct{})
 	go func() {
 		defer close(stored)
-		e.storeChunks(chunks, stopReading)
+		e.storeChunks(ctx, chunks, stopReading)
 	}()
 	readErr := e.readChunks(rctx, in, chunks)
 	close(chunks)
@@ -276,37 +285,102 @@ func (e *enqueueRun) recycle(ch *chunk) {
 // storeChunks stores each chunk and prints its keys and refusals in line
 // order. It stops (and stops the reading) at a capacity refusal, a store
 // failure or a failed write of the keys, and ignores the chunks after it.
-func (e *enqueueRun) storeChunks(chunks <-chan *chunk, stopReading func()) {
-	// A chunk read is stored and its answer printed even once interrupted:
-	// what is printed is then always what was stored.
-	ctx := context.WithoutCancel(context.Background())
-	stopped := false
+//
+// Through a daemon, daemonInFlight chunks are sent before the first is
+// answered, as requests of one stream of its ingest API (ingest_stream.go):
+// the daemon reads, checks and encodes the next while it commits one, and
+// stores none after one that stopped. Opened directly, the outbox is given
+// one chunk at a time, prepared as it was read (prepareChunk).
+func (e *enqueueRun) storeChunks(ctx context.Context, chunks <-chan *chunk, stopReading func()) {
+	depth := 1
+	if e.daemon != nil {
+		depth = daemonInFlight
+	}
+	var inFlight []*flight
 	for ch := range chunks {
-		if stopped {
+		if e.stopped {
+			e.recycle(ch)
 			continue
 		}
-		var res []lineResult
-		var err error
+		inFlight = append(inFlight, e.send(ctx, ch))
+		if len(inFlight) == depth {
+			e.answered(inFlight[0], inFlight[1:], stopReading)
+			inFlight = inFlight[1:]
+		}
+	}
+	for i, f := range inFlight {
+		e.answered(f, inFlight[i+1:], stopReading)
+	}
+}
+
+// daemonInFlight is how many chunks enqueue keeps sent to a daemon: with two
+// the daemon's commit of one and its work on the next overlap; a third keeps
+// one waiting when a commit ends (BenchmarkEnqueueCLIDaemon).
+const daemonInFlight = 3
+
+// flight is a chunk being stored.
+type flight struct {
+	ch     *chunk
+	res    []lineResult
+	err    error
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// send stores ch: through a daemon on a goroutine of its own, as the next
+// request of the run's stream; opened directly, before it returns. A chunk
+// read is stored and its answer printed even once enqueue is interrupted: what
+// is printed is then always what was stored. Only a chunk sent after one that
+// stopped enqueue is called back (answered).
+func (e *enqueueRun) send(ctx context.Context, ch *chunk) *flight {
+	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	f := &flight{ch: ch, cancel: cancel, done: make(chan struct{})}
+	if e.daemon == nil {
+		// One at a time: stored here.
+		defer close(f.done)
 		if e.prep != nil {
-			res, err = e.prep.storePrepared(ctx, e.kind, ch.lines, ch.recs)
+			f.res, f.err = e.prep.storePrepared(ctx, e.kind, ch.lines, ch.recs)
 		} else {
-			res, err = e.st.storeLines(ctx, e.kind, ch.lines, e.lim)
+			f.res, f.err = e.st.storeLines(ctx, e.kind, ch.lines, e.lim)
 		}
-		e.emit(mergeResults(res, ch.refused, err != nil))
-		if err := e.out.Flush(); err != nil && e.writeErr == nil {
-			e.writeErr = err
-		}
-		if err != nil {
-			e.storeErr = err
-		}
-		if e.progress != nil {
-			e.progress.bytes = ch.read
-			e.progress.update(e.stored, e.refused)
-		}
-		e.recycle(ch)
-		if e.storeErr != nil || e.stoppedAt > 0 || e.writeErr != nil {
-			stopped = true
-			stopReading()
+		return f
+	}
+	e.seq++
+	seq := e.seq
+	go func() {
+		defer close(f.done)
+		f.res, f.err = e.daemon.storeInStream(ctx, e.kind, ch.lines, e.lim, e.stream, seq)
+	}()
+	return f
+}
+
+// answered waits for f and prints what became of its lines; once enqueue has
+// stopped, it calls back the chunks sent after f (later) and ignores their
+// answers: the daemon stores none of them.
+func (e *enqueueRun) answered(f *flight, later []*flight, stopReading func()) {
+	<-f.done
+	defer f.cancel()
+	ch := f.ch
+	defer e.recycle(ch)
+	if e.stopped {
+		return
+	}
+	e.emit(mergeResults(f.res, ch.refused, f.err != nil))
+	if err := e.out.Flush(); err != nil && e.writeErr == nil {
+		e.writeErr = err
+	}
+	if f.err != nil {
+		e.storeErr = f.err
+	}
+	if e.progress != nil {
+		e.progress.bytes = ch.read
+		e.progress.update(e.stored, e.refused)
+	}
+	if e.storeErr != nil || e.stoppedAt > 0 || e.writeErr != nil {
+		e.stopped = true
+		stopReading()
+		for _, l := range later {
+			l.cancel()
 		}
 	}
 }

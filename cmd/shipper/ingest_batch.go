@@ -78,8 +78,10 @@ func newIngestBatcher(st roundStore) *ingestBatcher {
 }
 
 // store stores lines in the next round and returns what became of them, as
-// lineStore.storeLines does.
-func (b *ingestBatcher) store(kind outbox.Kind, lines []lineItem) ([]lineResult, error) {
+// lineStore.storeLines does. The lines are prepared first; then, if turn is
+// not nil, store waits for it (a stream's turn, ingest_stream.go) and stores
+// nothing if it fails.
+func (b *ingestBatcher) store(kind outbox.Kind, lines []lineItem, turn func() error) ([]lineResult, error) {
 	buf, _ := b.recLists.Get().(*[]outbox.Prepared)
 	if buf == nil {
 		buf = new([]outbox.Prepared)
@@ -92,6 +94,11 @@ func (b *ingestBatcher) store(kind outbox.Kind, lines []lineItem) ([]lineResult,
 	}()
 	if len(lines) == 0 {
 		return refused, nil
+	}
+	if turn != nil {
+		if err := turn(); err != nil {
+			return nil, err
+		}
 	}
 	p := &pending{kind: kind, lines: lines, recs: recs, done: make(chan struct{})}
 	b.mu.Lock()

@@ -85,7 +85,7 @@ func request(b *ingestBatcher, name string, n int) chan answer {
 	}
 	ch := make(chan answer, 1)
 	go func() {
-		res, err := b.store(outbox.KindEvent, lines)
+		res, err := b.store(outbox.KindEvent, lines, nil)
 		ch <- answer{res, err}
 	}()
 	return ch

@@ -2,7 +2,7 @@ package main
 
 // POST /v1/enqueue on the daemon's control socket: the local ingest API.
 //
-//	POST /v1/enqueue?kind=event|finding[&source=NAME][&max_records=N][&max_bytes=N]
+//	POST /v1/enqueue?kind=event|finding[&source=NAME][&max_records=N][&max_bytes=N][&stream=ID&seq=N]
 //	Content-Type: application/x-ndjson
 //	body: JSON Lines, one record a line (blank lines are skipped but counted)
 //
@@ -17,7 +17,9 @@ package main
 // without an id gets a new UUIDv7, or with source, a key made of the source,
 // the line number and the line's bytes (enqueue_keys.go), so that sending the
 // same request again stores nothing twice. A body over maxIngestBody gets 413
-// and stores nothing; a wrong kind or limit, 400.
+// and stores nothing; a wrong kind, limit or stream, 400. With stream and seq,
+// a producer's requests are stored in order while several are in flight
+// (ingest_stream.go); 409 when one of them stored nothing for that.
 
 import (
 	"bytes"
@@ -46,6 +48,7 @@ func ingestHandler(st lineStore) http.HandlerFunc {
 	if rs, ok := st.(roundStore); ok {
 		batcher = newIngestBatcher(rs)
 	}
+	var ss streams
 	return func(w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()
 		kind := outbox.Kind(q.Get("kind"))
@@ -58,9 +61,16 @@ func ingestHandler(st lineStore) http.HandlerFunc {
 			writeJSON(w, http.StatusBadRequest, errorBody{Error: err.Error()})
 			return
 		}
+		step, err := ss.join(r.Context(), q, kind, lim.set())
+		if err != nil {
+			step.finish(err.Error())
+			writeJSON(w, http.StatusBadRequest, errorBody{Error: err.Error()})
+			return
+		}
 		buf := bodies.Get().(*bytes.Buffer)
 		defer putBody(buf)
 		if !readBody(w, r, buf) {
+			step.finish("its body was refused")
 			return
 		}
 		all := splitLines(buf.Bytes())
@@ -76,10 +86,18 @@ func ingestHandler(st lineStore) http.HandlerFunc {
 		var res []lineResult
 		if lim.set() || batcher == nil {
 			lines, refused := checkLines(kind, all)
-			res, err = st.storeLines(r.Context(), kind, lines, lim)
-			res = mergeResults(res, refused, err != nil)
+			if err = step.await(); err == nil {
+				res, err = st.storeLines(r.Context(), kind, lines, lim)
+				res = mergeResults(res, refused, err != nil)
+			}
 		} else {
-			res, err = batcher.store(kind, all)
+			res, err = batcher.store(kind, all, step.await)
+		}
+		step.finish(stopOf(res, err))
+		var se *streamError
+		if errors.As(err, &se) {
+			writeJSON(w, http.StatusConflict, errorBody{Error: se.Error(), Code: se.code()})
+			return
 		}
 		writeResults(w, res, err)
 	}
@@ -224,6 +242,12 @@ func appendJSONLine(b []byte, v any) []byte {
 
 // storeLines sends lines to the daemon's ingest API in one request.
 func (d *daemonClient) storeLines(ctx context.Context, kind outbox.Kind, lines []lineItem, lim capacity) ([]lineResult, error) {
+	return d.storeInStream(ctx, kind, lines, lim, "", 0)
+}
+
+// storeInStream is storeLines as request seq of the ingest API's stream
+// (ingest_stream.go), or of none when stream is "".
+func (d *daemonClient) storeInStream(ctx context.Context, kind outbox.Kind, lines []lineItem, lim capacity, stream string, seq int) ([]lineResult, error) {
 	var body bytes.Buffer
 	for _, l := range lines {
 		p := l.payload
@@ -246,6 +270,10 @@ func (d *daemonClient) storeLines(ctx context.Context, kind outbox.Kind, lines [
 	}
 	if lim.Bytes > 0 {
 		q.Set("max_bytes", strconv.FormatInt(lim.Bytes, 10))
+	}
+	if stream != "" {
+		q.Set("stream", stream)
+		q.Set("seq", strconv.Itoa(seq))
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://shipper/v1/enqueue?"+q.Encode(), &body)
 	if err != nil {

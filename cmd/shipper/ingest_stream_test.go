@@ -1,0 +1,242 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/url"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/spectrastrike/shipper/outbox"
+)
+
+// streamQuery is the query of request seq of stream id.
+func streamQuery(id string, seq int) url.Values {
+	return url.Values{"stream": {id}, "seq": {strconv.Itoa(seq)}}
+}
+
+// eventLines is a request body of valid events from to to (excluded).
+func eventLines(from, to int) *bytes.Reader {
+	var b bytes.Buffer
+	for i := from; i < to; i++ {
+		b.Write(benchEventLine(i))
+		b.WriteByte('\n')
+	}
+	return bytes.NewReader(b.Bytes())
+}
+
+func joinStep(t *testing.T, ss *streams, id string, seq int) *streamStep {
+	t.Helper()
+	p, err := ss.join(context.Background(), streamQuery(id, seq), outbox.KindEvent, false)
+	require.NoError(t, err)
+	require.NotNil(t, p)
+	return p
+}
+
+// Request 2 of a stream waits for request 1's answer, whatever came first;
+// once a request stops the stream, the ones after it store nothing.
+func TestStreamTurnsInOrder(t *testing.T) {
+	var ss streams
+	second := joinStep(t, &ss, "run-1", 2)
+	turned := make(chan error, 1)
+	go func() { turned <- second.await() }()
+	first := joinStep(t, &ss, "run-1", 1)
+	require.NoError(t, first.await(), "request 1 waits for nothing")
+	select {
+	case err := <-turned:
+		t.Fatalf("request 2 had its turn (%v) before request 1 was answered", err)
+	default:
+	}
+	first.finish("")
+	require.NoError(t, <-turned, "request 2 after request 1 stored all it had")
+
+	second.finish("line 2001 refused: outbox full")
+	third := joinStep(t, &ss, "run-1", 3)
+	err := third.await()
+	var se *streamError
+	require.ErrorAs(t, err, &se)
+	assert.ErrorIs(t, err, errStreamStopped)
+	assert.Equal(t, "stream_stopped", se.code())
+	assert.Contains(t, err.Error(), "request 2 (line 2001 refused: outbox full)")
+	third.finish(stopOf(nil, err))
+	fourth := joinStep(t, &ss, "run-1", 4)
+	assert.ErrorIs(t, fourth.await(), errStreamStopped, "a stopped stream stays stopped")
+
+	// Another stream is another producer's.
+	assert.NoError(t, joinStep(t, &ss, "run-2", 1).await())
+}
+
+func TestStreamJoinRefuses(t *testing.T) {
+	var ss streams
+	for _, q := range []url.Values{
+		{"stream": {"run"}},
+		{"seq": {"1"}},
+		{"stream": {"run"}, "seq": {"0"}},
+		{"stream": {"run/1"}, "seq": {"1"}},
+		{"stream": {strings.Repeat("r", 65)}, "seq": {"1"}},
+	} {
+		p, err := ss.join(context.Background(), q, outbox.KindEvent, false)
+		assert.Error(t, err, "query %v", q)
+		assert.Nil(t, p, "query %v", q)
+	}
+	p := joinStep(t, &ss, "run", 1)
+	_, err := ss.join(context.Background(), streamQuery("run", 1), outbox.KindEvent, false)
+	assert.ErrorContains(t, err, "request 1 of stream run came already")
+	p.finish("")
+	_, err = ss.join(context.Background(), streamQuery("run", 1), outbox.KindEvent, false)
+	assert.ErrorContains(t, err, "request 1 of stream run came already", "once answered")
+
+	// A request of another kind or limits than its stream's is refused, and
+	// stops the stream in its turn.
+	p, err = ss.join(context.Background(), streamQuery("run", 2), outbox.KindFinding, false)
+	require.ErrorContains(t, err, "stream run holds events, not findings")
+	p.finish(err.Error())
+	p, err = ss.join(context.Background(), streamQuery("run", 3), outbox.KindEvent, true)
+	require.ErrorContains(t, err, "limits all or none")
+	assert.ErrorIs(t, p.await(), errStreamStopped)
+	p, err = ss.join(context.Background(), nil, outbox.KindEvent, false)
+	assert.NoError(t, err, "no stream")
+	assert.Nil(t, p, "no stream")
+	assert.NoError(t, p.await(), "a request of no stream waits for nothing")
+}
+
+// A request whose predecessor never comes is refused after streamWait, and
+// one whose producer goes away stops waiting.
+func TestStreamGap(t *testing.T) {
+	defer func(d time.Duration) { streamWait = d }(streamWait)
+	streamWait = 10 * time.Millisecond
+	var ss streams
+	p := joinStep(t, &ss, "run", 2)
+	err := p.await()
+	var se *streamError
+	require.ErrorAs(t, err, &se)
+	assert.Equal(t, "stream_gap", se.code())
+	assert.Contains(t, err.Error(), "request 2 of stream run waited 10ms for request 1")
+	p.finish(stopOf(nil, err))
+	assert.ErrorIs(t, joinStep(t, &ss, "run", 3).await(), errStreamGap, "the stream stays stuck")
+
+	streamWait = time.Hour
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	p, err = ss.join(ctx, streamQuery("gone", 2), outbox.KindEvent, false)
+	require.NoError(t, err)
+	assert.ErrorIs(t, p.await(), context.Canceled)
+}
+
+// Through the ingest API: after a request of a stream is refused for
+// capacity, the next stores nothing, even once room has come back (the disk)
+// or with a larger limit of its own; another stream stores. Both ways a
+// request is stored: in rounds, and with limits, one at a time.
+func TestIngestStreamStoresNothingAfterAStop(t *testing.T) {
+	var full atomic.Bool
+	space := func(string) (int64, int64, error) {
+		if full.Load() {
+			return 1 << 20, 1 << 40, nil
+		}
+		return 1 << 40, 1 << 40, nil
+	}
+	for _, c := range []struct {
+		name         string
+		first, next  string // queries of requests 1 and 2, after "kind=event&"
+		stored       int    // by request 1, of 3 lines
+		fullThenRoom bool
+	}{
+		{name: "disk full, then room", first: "", next: "", fullThenRoom: true},
+		{name: "its limit", first: "max_records=2&", next: "max_records=100&", stored: 2},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			full.Store(c.fullThenRoom)
+			path, ob := serveControl(t, outbox.Options{Validate: validateRecord, DiskSpace: space})
+			hc := unixClient(path + ".sock")
+			code, res, answer := postIngest(t, hc, "kind=event&"+c.first+"stream=run-1&seq=1", eventLines(0, 3))
+			require.Equal(t, 507, code, answer)
+			require.Len(t, res, c.stored+1, answer)
+			assert.Equal(t, "full", res[c.stored].Code, answer)
+
+			full.Store(false)
+			code, _, answer = postIngest(t, hc, "kind=event&"+c.next+"stream=run-1&seq=2", eventLines(3, 6))
+			assert.Equal(t, 409, code, answer)
+			assert.Contains(t, answer, `"code":"stream_stopped"`)
+			assert.Contains(t, answer, fmt.Sprintf("nothing stored: stream run-1 stopped at request 1 (line %d refused: ", c.stored+1))
+			assert.Equal(t, c.stored, ob.Stats().Records, "records after the stream stopped")
+
+			code, res, answer = postIngest(t, hc, "kind=event&"+c.next+"stream=run-2&seq=1", eventLines(3, 6))
+			assert.Equal(t, 200, code, answer)
+			assert.Len(t, res, 3, answer)
+			assert.Equal(t, c.stored+3, ob.Stats().Records)
+		})
+	}
+}
+
+// A request refused whole (here, of another kind than its stream's) stops
+// the stream as well.
+func TestIngestStreamStopsAtARequestRefused(t *testing.T) {
+	path, ob := serveControl(t, outbox.Options{Validate: validateRecord})
+	hc := unixClient(path + ".sock")
+	code, _, answer := postIngest(t, hc, "kind=event&stream=k&seq=1", eventLines(0, 1))
+	require.Equal(t, 200, code, answer)
+	code, _, answer = postIngest(t, hc, "kind=finding&stream=k&seq=2", eventLines(1, 2))
+	require.Equal(t, 400, code, answer)
+	code, _, answer = postIngest(t, hc, "kind=event&stream=k&seq=3", eventLines(2, 3))
+	assert.Equal(t, 409, code, answer)
+	assert.Contains(t, answer, "stopped at request 2 (kind: stream k holds events, not findings)")
+	assert.Equal(t, 1, ob.Stats().Records)
+}
+
+// enqueue through a daemon keeps chunks in flight: every line is stored once
+// and its key printed in file order, and at a full outbox it stops at the
+// first line that did not fit, as one chunk at a time did.
+func TestEnqueueThroughDaemonKeepsChunksInOrder(t *testing.T) {
+	path, ob := serveControl(t, outbox.Options{Validate: validateRecord})
+	vars := map[string]string{"SHIPPER_OUTBOX": path}
+	in := filepath.Join(filepath.Dir(path), "events.jsonl")
+	const n = 4*enqueueChunk + 10
+	writeLines(t, in, 0, n, false)
+	r := runVerb(t, vars, "", "enqueue", "--kind", "event", in)
+	require.Equal(t, exitOK, r.code, "%s", r)
+	require.Contains(t, r.stderr, "via running daemon", "%s", r)
+	keys := strings.Fields(r.stdout)
+	require.Len(t, keys, n)
+	var stored []string
+	require.NoError(t, ob.List(outbox.Filter{}, func(rec outbox.Record) error {
+		stored = append(stored, rec.Key)
+		return nil
+	}))
+	assert.Equal(t, keys, stored, "records in the outbox, in the order stored, against the keys printed")
+
+	full, obFull := serveControl(t, outbox.Options{Validate: validateRecord})
+	vars["SHIPPER_OUTBOX"] = full
+	r = runVerb(t, vars, "", "enqueue", "--kind", "event", "--max-records", "1500", in)
+	assertStoppedAt(t, r, 1500, 1501)
+	assert.NotContains(t, r.stderr, "stream", "the chunks sent after the stop are not reported")
+	assert.Equal(t, 1500, obFull.Stats().Records)
+	assert.Len(t, strings.Fields(r.stdout), 1500)
+}
+
+// Interrupted through a daemon, enqueue still prints the key of every record
+// stored: the chunks in flight are stored and answered, none after them.
+func TestEnqueueThroughDaemonInterrupted(t *testing.T) {
+	path, ob := serveControl(t, outbox.Options{Validate: validateRecord})
+	vars := map[string]string{"SHIPPER_OUTBOX": path}
+	in := filepath.Join(filepath.Dir(path), "events.jsonl")
+	const n = 8*enqueueChunk + 10
+	writeLines(t, in, 0, n, false)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var out, errb bytes.Buffer
+	code := runVerbEnv(ctx, vars, Env{Stdout: &cancelWriter{w: &out, cancel: cancel}, Stderr: &errb}, "enqueue", "--kind", "event", in)
+	assert.Equal(t, exitFailed, code, "%s", errb.String())
+	require.Contains(t, errb.String(), "via running daemon")
+	assert.Contains(t, errb.String(), "interrupted: stored ")
+	stored := ob.Stats().Records
+	assert.Less(t, stored, n, "the interrupted run stored the whole file")
+	assert.Equal(t, stored, len(strings.Fields(out.String())), "keys printed: one per record stored")
+}
