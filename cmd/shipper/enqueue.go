@@ -145,8 +145,8 @@ type enqueueRun struct {
 	stoppedAt       int   // the line refused for capacity; 0 if none
 	storeErr        error // the store failed
 	writeErr        error // the keys could not be written
-
-	stopped bool // at a refusal for capacity or a failure: later chunks are not stored
+	stopped         bool  // at a refusal for capacity or a failure: later chunks are not stored
+	storedAfter     int   // records of chunks in flight at a stop the daemon did not see
 
 	// Through a daemon (storeChunks).
 	daemon *daemonClient
@@ -304,12 +304,12 @@ func (e *enqueueRun) storeChunks(ctx context.Context, chunks <-chan *chunk, stop
 		}
 		inFlight = append(inFlight, e.send(ctx, ch))
 		if len(inFlight) == depth {
-			e.answered(inFlight[0], inFlight[1:], stopReading)
+			e.answered(inFlight[0], stopReading)
 			inFlight = inFlight[1:]
 		}
 	}
-	for i, f := range inFlight {
-		e.answered(f, inFlight[i+1:], stopReading)
+	for _, f := range inFlight {
+		e.answered(f, stopReading)
 	}
 }
 
@@ -320,21 +320,19 @@ const daemonInFlight = 3
 
 // flight is a chunk being stored.
 type flight struct {
-	ch     *chunk
-	res    []lineResult
-	err    error
-	cancel context.CancelFunc
-	done   chan struct{}
+	ch   *chunk
+	res  []lineResult
+	err  error
+	done chan struct{}
 }
 
 // send stores ch: through a daemon on a goroutine of its own, as the next
 // request of the run's stream; opened directly, before it returns. A chunk
-// read is stored and its answer printed even once enqueue is interrupted: what
-// is printed is then always what was stored. Only a chunk sent after one that
-// stopped enqueue is called back (answered).
+// sent is stored and its answer awaited even once enqueue is interrupted or
+// stopped: what is printed or counted is then what was stored.
 func (e *enqueueRun) send(ctx context.Context, ch *chunk) *flight {
-	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	f := &flight{ch: ch, cancel: cancel, done: make(chan struct{})}
+	ctx = context.WithoutCancel(ctx)
+	f := &flight{ch: ch, done: make(chan struct{})}
 	if e.daemon == nil {
 		// One at a time: stored here.
 		defer close(f.done)
@@ -354,15 +352,20 @@ func (e *enqueueRun) send(ctx context.Context, ch *chunk) *flight {
 	return f
 }
 
-// answered waits for f and prints what became of its lines; once enqueue has
-// stopped, it calls back the chunks sent after f (later) and ignores their
-// answers: the daemon stores none of them.
-func (e *enqueueRun) answered(f *flight, later []*flight, stopReading func()) {
+// answered waits for f and prints what became of its lines. Once enqueue has
+// stopped, it only counts the records of the chunks sent after the stop that
+// the daemon stored anyway (a stop it did not see: the keys could not be
+// written, an answer could not be read), for the summary.
+func (e *enqueueRun) answered(f *flight, stopReading func()) {
 	<-f.done
-	defer f.cancel()
 	ch := f.ch
 	defer e.recycle(ch)
 	if e.stopped {
+		for _, r := range f.res {
+			if r.Error == "" {
+				e.storedAfter++
+			}
+		}
 		return
 	}
 	e.emit(mergeResults(f.res, ch.refused, f.err != nil))
@@ -379,9 +382,6 @@ func (e *enqueueRun) answered(f *flight, later []*flight, stopReading func()) {
 	if e.storeErr != nil || e.stoppedAt > 0 || e.writeErr != nil {
 		e.stopped = true
 		stopReading()
-		for _, l := range later {
-			l.cancel()
-		}
 	}
 }
 
@@ -445,9 +445,13 @@ func (e *enqueueRun) finish(ctx context.Context, readErr error) int {
 	}
 	switch {
 	case e.writeErr != nil:
-		return c.fail(fmt.Errorf("writing the keys to standard output: %w (%d record(s) stored, their keys not all printed%s)", e.writeErr, e.stored, rerun))
+		return c.fail(fmt.Errorf("writing the keys to standard output: %w (%d record(s) stored, their keys not all printed%s)", e.writeErr, e.stored+e.storedAfter, rerun))
 	case e.storeErr != nil:
-		return c.fail(fmt.Errorf("storing %s: %w (%d record(s) stored before this%s)", e.name, e.storeErr, e.stored, rerun))
+		after := ""
+		if e.storedAfter > 0 {
+			after = fmt.Sprintf(", and %d from the requests sent after it", e.storedAfter)
+		}
+		return c.fail(fmt.Errorf("storing %s: %w (%d record(s) stored before this%s%s)", e.name, e.storeErr, e.stored, after, rerun))
 	case e.stoppedAt > 0:
 		c.infof("stopped at line %d: the outbox is full; stored %d record(s), refused %d line(s); line %d and the lines after it were not stored%s",
 			e.stoppedAt, e.stored, e.refused, e.stoppedAt, rerun)

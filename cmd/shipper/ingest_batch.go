@@ -92,13 +92,13 @@ func (b *ingestBatcher) store(kind outbox.Kind, lines []lineItem, turn func() er
 		*buf = recs[:0]
 		b.recLists.Put(buf)
 	}()
-	if len(lines) == 0 {
-		return refused, nil
-	}
 	if turn != nil {
 		if err := turn(); err != nil {
 			return nil, err
 		}
+	}
+	if len(lines) == 0 {
+		return refused, nil
 	}
 	p := &pending{kind: kind, lines: lines, recs: recs, done: make(chan struct{})}
 	b.mu.Lock()

@@ -52,16 +52,18 @@ func ingestHandler(st lineStore) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()
 		kind := outbox.Kind(q.Get("kind"))
-		if err := checkKind(kind, false); err != nil {
-			writeJSON(w, http.StatusBadRequest, errorBody{Error: "kind: " + err.Error()})
-			return
-		}
-		lim, err := capacityFromQuery(q)
-		if err != nil {
-			writeJSON(w, http.StatusBadRequest, errorBody{Error: err.Error()})
-			return
-		}
+		lim, limErr := capacityFromQuery(q)
 		step, err := ss.join(r.Context(), q, kind, lim.set())
+		// A request refused whole stops its stream (in its turn); a panic
+		// ends its turn too, or the stream's next request would wait for it.
+		defer step.finish("its request failed")
+		if err == nil {
+			if kerr := checkKind(kind, false); kerr != nil {
+				err = errors.New("kind: " + kerr.Error())
+			} else {
+				err = limErr
+			}
+		}
 		if err != nil {
 			step.finish(err.Error())
 			writeJSON(w, http.StatusBadRequest, errorBody{Error: err.Error()})

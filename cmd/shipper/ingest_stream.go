@@ -17,21 +17,25 @@ import (
 // Request N waits for its turn, the answer to request N-1, and stores nothing
 // if a request before it stopped the stream: a line refused "full", a failed
 // store, a request refused whole. So a producer keeps two or three requests
-// in flight, each one read, checked and encoded while the one before it
-// commits, and what it stores is still what one request at a time would:
-// nothing after a refusal for capacity, even once room has come back.
-// (`shipper enqueue` through the daemon does this: enqueue.go.)
+// in flight, each one read and checked (and, without limits, encoded) while
+// the one before it commits, and what it stores is still what one request at
+// a time would: nothing after a refusal for capacity, even once room has come
+// back. (`shipper enqueue` through the daemon does this: enqueue.go.)
 //
 // A request of a stopped stream is answered 409 with code stream_stopped.
-// One whose turn does not come within streamWait (request N-1 never came) is
-// answered 409 with code stream_gap, and the stream stays stuck: its later
-// requests get the same answer.
+// One whose turn does not come within streamWait of its arrival (request N-1
+// never came, or is not answered in that time) is answered 409 with code
+// stream_gap; the requests after it wait for it in turn, so a producer sends
+// it again or starts a new stream. The daemon forgets a stream idle for
+// streamIdle, and all of them when it restarts.
 
 // streamWait bounds how long a request waits for the one before it.
 var streamWait = time.Minute
 
-// streamIdle is how long a stream nobody used is remembered.
-const streamIdle = 10 * time.Minute
+// streamIdle is how long a stream nobody used is remembered: a producer that
+// pauses keeps its stream, and one that starts a new stream each run leaves
+// a few hundred bytes a run behind for a day.
+const streamIdle = 24 * time.Hour
 
 // errStreamStopped and errStreamGap are the whole-request refusals of a
 // stream's requests.

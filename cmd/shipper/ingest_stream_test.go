@@ -4,11 +4,16 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
+	"log"
+	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -176,19 +181,57 @@ func TestIngestStreamStoresNothingAfterAStop(t *testing.T) {
 	}
 }
 
-// A request refused whole (here, of another kind than its stream's) stops
-// the stream as well.
+// A request refused whole stops the stream in its turn, whatever refused
+// it; and a request of a stopped stream stores nothing even when the contract
+// refuses all its lines.
 func TestIngestStreamStopsAtARequestRefused(t *testing.T) {
 	path, ob := serveControl(t, outbox.Options{Validate: validateRecord})
 	hc := unixClient(path + ".sock")
-	code, _, answer := postIngest(t, hc, "kind=event&stream=k&seq=1", eventLines(0, 1))
-	require.Equal(t, 200, code, answer)
-	code, _, answer = postIngest(t, hc, "kind=finding&stream=k&seq=2", eventLines(1, 2))
-	require.Equal(t, 400, code, answer)
-	code, _, answer = postIngest(t, hc, "kind=event&stream=k&seq=3", eventLines(2, 3))
-	assert.Equal(t, 409, code, answer)
-	assert.Contains(t, answer, "stopped at request 2 (kind: stream k holds events, not findings)")
-	assert.Equal(t, 1, ob.Stats().Records)
+	for i, refused := range []string{"kind=finding", "kind=bogus", "kind=event&max_records=-1"} {
+		id := fmt.Sprintf("k%d", i)
+		code, _, answer := postIngest(t, hc, "kind=event&stream="+id+"&seq=1", eventLines(i, i+1))
+		require.Equal(t, 200, code, answer)
+		code, _, answer = postIngest(t, hc, refused+"&stream="+id+"&seq=2", eventLines(10, 11))
+		require.Equal(t, 400, code, answer)
+		code, _, answer = postIngest(t, hc, "kind=event&stream="+id+"&seq=3", eventLines(11, 12))
+		assert.Equal(t, 409, code, "after %s: %s", refused, answer)
+		assert.Contains(t, answer, "stopped at request 2 (", "after %s", refused)
+		code, _, answer = postIngest(t, hc, "kind=event&stream="+id+"&seq=4", strings.NewReader(`{"source_system":"x"}`+"\n"))
+		assert.Equal(t, 409, code, "a line the contract refuses, after %s: %s", refused, answer)
+	}
+	assert.Equal(t, 3, ob.Stats().Records)
+}
+
+// panicStore's prepare panics the first time, as a bug would, and then
+// prepares nothing.
+type panicStore struct {
+	*directStore
+	panicked *atomic.Bool
+}
+
+func (p panicStore) prepare(_ outbox.Kind, lines []lineItem, recs []outbox.Prepared) ([]lineItem, []outbox.Prepared, []lineResult) {
+	if p.panicked.CompareAndSwap(false, true) {
+		panic("prepare")
+	}
+	return lines[:0], recs, nil
+}
+
+// A request whose handler panics (net/http recovers it) still ends its turn:
+// the next request of its stream is answered at once, stream_stopped.
+func TestIngestStreamTurnEndsAtAPanic(t *testing.T) {
+	defer func(d time.Duration) { streamWait = d }(streamWait)
+	streamWait = 5 * time.Second // a turn that never ends: stream_gap
+	srv := httptest.NewServer(ingestHandler(panicStore{&directStore{}, new(atomic.Bool)}))
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0)
+	defer srv.Close()
+	_, err := http.Post(srv.URL+"?kind=event&stream=p&seq=1", ndjson, eventLines(0, 1))
+	require.Error(t, err, "the panic closes the connection")
+	resp, err := http.Post(srv.URL+"?kind=event&stream=p&seq=2", ndjson, eventLines(1, 2))
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	assert.Equal(t, 409, resp.StatusCode, "%s", b)
+	assert.Contains(t, string(b), "stopped at request 1 (its request failed)")
 }
 
 // enqueue through a daemon keeps chunks in flight: every line is stored once
@@ -239,4 +282,18 @@ func TestEnqueueThroughDaemonInterrupted(t *testing.T) {
 	stored := ob.Stats().Records
 	assert.Less(t, stored, n, "the interrupted run stored the whole file")
 	assert.Equal(t, stored, len(strings.Fields(out.String())), "keys printed: one per record stored")
+}
+
+// Keys that cannot be written stop enqueue on this side only: the daemon has
+// stored the chunks in flight, and the summary counts them.
+func TestEnqueueThroughDaemonKeysUnwritable(t *testing.T) {
+	path, ob := serveControl(t, outbox.Options{Validate: validateRecord})
+	vars := map[string]string{"SHIPPER_OUTBOX": path}
+	in := filepath.Join(filepath.Dir(path), "events.jsonl")
+	writeLines(t, in, 0, 6*enqueueChunk, false)
+	var errb bytes.Buffer
+	code := runVerbEnv(context.Background(), vars, Env{Stdout: failWriter{syscall.ENOSPC}, Stderr: &errb}, "enqueue", "--kind", "event", in)
+	assert.Equal(t, exitFailed, code, "%s", errb.String())
+	require.Contains(t, errb.String(), "via running daemon")
+	assert.Contains(t, errb.String(), fmt.Sprintf("no space left on device (%d record(s) stored, their keys not all printed", ob.Stats().Records))
 }
