@@ -102,21 +102,30 @@ func TestEnqueueInterruptedThenRerun(t *testing.T) {
 	in := filepath.Join(dir, "events.jsonl")
 	const n = 3*enqueueChunk + 10
 	writeLines(t, in, 0, n, false)
+	keys, stderr := enqueueInterrupted(t, vars, in)
+	assert.Contains(t, stderr, "running enqueue again on this file stores each record once", "interrupted run")
+	stored := recordCount(t, vars)
+	require.Less(t, stored, n, "the interrupted run stored the whole file")
+	assert.Equal(t, stored, len(keys), "keys printed by the interrupted run: one per record stored")
+
+	r := runVerb(t, vars, "", "enqueue", "--kind", "event", in)
+	require.Equal(t, exitOK, r.code, "second run:\n%s", r.stderr)
+	require.Equal(t, n, len(strings.Fields(r.stdout)), "second run: a key per line")
+	assert.Equal(t, n, recordCount(t, vars), "records after the second run: each line once")
+}
+
+// enqueueInterrupted runs enqueue of the events in in, interrupted once its
+// first keys are written, checks that it says so, and returns the keys it
+// printed and its standard error.
+func enqueueInterrupted(t *testing.T, vars map[string]string, in string) (keys []string, stderr string) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var out, errb bytes.Buffer
 	code := runVerbEnv(ctx, vars, Env{Stdout: &cancelWriter{w: &out, cancel: cancel}, Stderr: &errb}, "enqueue", "--kind", "event", in)
 	assert.Equal(t, exitFailed, code, "interrupted run:\n%s", errb.String())
 	assert.Contains(t, errb.String(), "interrupted: stored ", "interrupted run")
-	assert.Contains(t, errb.String(), "running enqueue again on this file stores each record once", "interrupted run")
-	stored := recordCount(t, vars)
-	require.Less(t, stored, n, "the interrupted run stored the whole file")
-	assert.Equal(t, stored, len(strings.Fields(out.String())), "keys printed by the interrupted run: one per record stored")
-
-	r := runVerb(t, vars, "", "enqueue", "--kind", "event", in)
-	require.Equal(t, exitOK, r.code, "second run:\n%s", r.stderr)
-	require.Equal(t, n, len(strings.Fields(r.stdout)), "second run: a key per line")
-	assert.Equal(t, n, recordCount(t, vars), "records after the second run: each line once")
+	return strings.Fields(out.String()), errb.String()
 }
 
 type failWriter struct{ err error }

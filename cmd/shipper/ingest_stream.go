@@ -68,10 +68,10 @@ type streams struct {
 
 type stream struct {
 	kind    outbox.Kind
-	limited bool         // its requests carry capacity limits (all or none do)
-	turn    int          // the request whose turn it is: those before are answered
-	joined  map[int]bool // requests in flight
-	stop    string
+	limited bool          // its requests carry capacity limits (all or none do)
+	turn    int           // the request whose turn it is: those before are answered
+	joined  map[int]bool  // requests in flight
+	stop    string        // the request that stopped the stream, and how; "" while none has
 	wake    chan struct{} // closed when turn moves
 	used    time.Time
 }
@@ -121,8 +121,7 @@ func (ss *streams) join(ctx context.Context, q url.Values, kind outbox.Kind, lim
 	}
 	s.used = now
 	p := &streamStep{ss: ss, s: s, id: id, seq: seq, ctx: ctx}
-	switch {
-	case seq < s.turn || s.joined[seq]:
+	if seq < s.turn || s.joined[seq] {
 		return nil, fmt.Errorf("seq: request %d of stream %s came already", seq, id)
 	}
 	s.joined[seq] = true
@@ -195,17 +194,13 @@ func (p *streamStep) finish(stop string) {
 		return
 	}
 	p.finished = true
-	defer func() {
-		p.ss.mu.Lock()
-		delete(p.s.joined, p.seq)
-		p.ss.mu.Unlock()
-	}()
-	var se *streamError
-	if err := p.await(); err != nil && (!errors.As(err, &se) || se.err != errStreamStopped) {
-		return
-	}
+	err := p.await()
 	p.ss.mu.Lock()
 	defer p.ss.mu.Unlock()
+	delete(p.s.joined, p.seq)
+	if err != nil && !errors.Is(err, errStreamStopped) {
+		return // its turn never came
+	}
 	if stop != "" && p.s.stop == "" {
 		p.s.stop = fmt.Sprintf("%d (%s)", p.seq, stop)
 	}
