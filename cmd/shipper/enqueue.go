@@ -284,12 +284,12 @@ func (e *enqueueRun) recycle(ch *chunk) {
 
 // storeChunks stores each chunk and prints its keys and refusals in line
 // order. It stops (and stops the reading) at a capacity refusal, a store
-// failure or a failed write of the keys, and ignores the chunks after it.
+// failure or a failed write of the keys, and sends no chunk after it.
 //
 // Through a daemon, daemonInFlight chunks are sent before the first is
 // answered, as requests of one stream of its ingest API (ingest_stream.go):
-// the daemon reads, checks and encodes the next while it commits one, and
-// stores none after one that stopped. Opened directly, the outbox is given
+// the daemon reads and checks the next while it commits one, and stores none
+// after one that stopped. Opened directly, the outbox is given
 // one chunk at a time, prepared as it was read (prepareChunk).
 func (e *enqueueRun) storeChunks(ctx context.Context, chunks <-chan *chunk, stopReading func()) {
 	depth := 1
