@@ -62,8 +62,9 @@ func (e *streamError) code() string {
 
 // streams remembers the ingest API's streams.
 type streams struct {
-	mu sync.Mutex
-	m  map[string]*stream
+	mu     sync.Mutex
+	m      map[string]*stream
+	pruned time.Time // when streams idle for streamIdle were last forgotten
 }
 
 type stream struct {
@@ -109,9 +110,12 @@ func (ss *streams) join(ctx context.Context, q url.Values, kind outbox.Kind, lim
 	if ss.m == nil {
 		ss.m = make(map[string]*stream)
 	}
-	for k, s := range ss.m {
-		if now.Sub(s.used) > streamIdle {
-			delete(ss.m, k)
+	if now.Sub(ss.pruned) > time.Minute {
+		ss.pruned = now
+		for k, s := range ss.m {
+			if now.Sub(s.used) > streamIdle && len(s.joined) == 0 {
+				delete(ss.m, k)
+			}
 		}
 	}
 	s := ss.m[id]

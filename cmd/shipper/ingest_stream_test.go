@@ -292,3 +292,23 @@ func TestEnqueueThroughDaemonKeysUnwritable(t *testing.T) {
 	require.Contains(t, errb.String(), "via running daemon")
 	assert.Contains(t, errb.String(), fmt.Sprintf("no space left on device (%d record(s) stored, their keys not all printed", ob.Stats().Records))
 }
+
+// A stream idle for streamIdle is forgotten, unless a request of it is in
+// flight.
+func TestStreamsForgetIdleOnes(t *testing.T) {
+	var ss streams
+	joinStep(t, &ss, "done", 1).finish("")
+	waiting := joinStep(t, &ss, "waiting", 2)
+	ss.mu.Lock()
+	for _, s := range ss.m {
+		s.used = time.Now().Add(-streamIdle - time.Minute)
+	}
+	ss.pruned = time.Time{}
+	ss.mu.Unlock()
+	joinStep(t, &ss, "new", 1)
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	assert.NotContains(t, ss.m, "done", "idle for a day")
+	assert.Contains(t, ss.m, "waiting", "a request of it waits")
+	assert.Same(t, waiting.s, ss.m["waiting"])
+}
