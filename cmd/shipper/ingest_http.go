@@ -250,7 +250,12 @@ func (d *daemonClient) storeLines(ctx context.Context, kind outbox.Kind, lines [
 // storeInStream is storeLines as request seq of the ingest API's stream
 // (ingest_stream.go), or of none when stream is "".
 func (d *daemonClient) storeInStream(ctx context.Context, kind outbox.Kind, lines []lineItem, lim capacity, stream string, seq int) ([]lineResult, error) {
+	size := 0
+	for _, l := range lines {
+		size += len(l.payload) + 1
+	}
 	var body bytes.Buffer
+	body.Grow(size) // grown by doubling, a request of 1,000 lines was copied a dozen times
 	for _, l := range lines {
 		p := l.payload
 		if hasLineBreak(p) {
