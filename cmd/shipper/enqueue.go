@@ -88,7 +88,7 @@ input could not be read or the keys could not be written.`, env)
 	if d, viaDaemon := st.(*daemonClient); viaDaemon {
 		// The daemon's outbox has the daemon's limits; this command's go along.
 		e.lim = capacity{Records: o.maxRecords, Bytes: o.maxBytes}
-		e.daemon, e.stream = d, uuid.NewString()
+		e.daemon = d
 	} else if rs, ok := st.(roundStore); ok {
 		e.prep = rs
 	}
@@ -150,7 +150,7 @@ type enqueueRun struct {
 
 	// Through a daemon (storeChunks).
 	daemon *daemonClient
-	stream string // this run's stream of the daemon's ingest API
+	stream string // the stream of the daemon's ingest API the chunks in flight are in
 	seq    int    // the last chunk's request in it
 
 	free chan *chunk // chunks stored, for the reader to fill again
@@ -297,19 +297,38 @@ func (e *enqueueRun) storeChunks(ctx context.Context, chunks <-chan *chunk, stop
 		depth = daemonInFlight
 	}
 	var inFlight []*flight
-	for ch := range chunks {
-		if e.stopped {
-			e.recycle(ch)
-			continue
-		}
-		inFlight = append(inFlight, e.send(ctx, ch))
+	for chunks != nil || len(inFlight) > 0 {
+		// The next chunk while there is room in flight; and the oldest
+		// chunk's answer as soon as it comes, so that keys are printed as
+		// their records are stored even from a slow pipe.
+		in, oldest := chunks, (<-chan struct{})(nil)
 		if len(inFlight) == depth {
+			in = nil
+		}
+		if len(inFlight) > 0 {
+			oldest = inFlight[0].done
+		}
+		select {
+		case ch, ok := <-in:
+			switch {
+			case !ok:
+				chunks = nil
+			case e.stopped:
+				e.recycle(ch)
+			default:
+				if e.daemon != nil && len(inFlight) == 0 {
+					// Nothing in flight, nothing to keep in order: a new
+					// stream, so that a daemon that has forgotten this run's
+					// (restarted, or a day without a chunk from a slow pipe)
+					// waits for no request it never saw.
+					e.stream, e.seq = uuid.NewString(), 0
+				}
+				inFlight = append(inFlight, e.send(ctx, ch))
+			}
+		case <-oldest:
 			e.answered(inFlight[0], stopReading)
 			inFlight = inFlight[1:]
 		}
-	}
-	for _, f := range inFlight {
-		e.answered(f, stopReading)
 	}
 }
 

@@ -53,7 +53,7 @@ func ingestHandler(st lineStore) http.HandlerFunc {
 		q := r.URL.Query()
 		kind := outbox.Kind(q.Get("kind"))
 		lim, limErr := capacityFromQuery(q)
-		step, err := ss.join(r.Context(), q, kind, lim.set())
+		step, err := ss.join(r.Context(), q)
 		// A request refused whole stops its stream (in its turn); a panic
 		// ends its turn too, or the stream's next request would wait for it.
 		defer step.finish("its request failed")

@@ -8,8 +8,6 @@ import (
 	"strconv"
 	"sync"
 	"time"
-
-	"github.com/spectrastrike/shipper/outbox"
 )
 
 // Streams of the ingest API: ?stream=ID&seq=N (N = 1, 2, …) names a
@@ -23,11 +21,12 @@ import (
 // back. (`shipper enqueue` through the daemon does this: enqueue.go.)
 //
 // A request of a stopped stream is answered 409 with code stream_stopped.
-// One whose turn does not come within streamWait of its arrival (request N-1
-// never came, or is not answered in that time) is answered 409 with code
+// One whose turn does not come within streamWait once it is read (request
+// N-1 never came, or is not answered in that time) is answered 409 with code
 // stream_gap; the requests after it wait for it in turn, so a producer sends
 // it again or starts a new stream. The daemon forgets a stream idle for
-// streamIdle, and all of them when it restarts.
+// streamIdle, and all of them when it restarts. A stream's requests may differ
+// in kind and limits: each is queued only once the one before it is answered.
 
 // streamWait bounds how long a request waits for the one before it.
 var streamWait = time.Minute
@@ -68,13 +67,11 @@ type streams struct {
 }
 
 type stream struct {
-	kind    outbox.Kind
-	limited bool          // its requests carry capacity limits (all or none do)
-	turn    int           // the request whose turn it is: those before are answered
-	joined  map[int]bool  // requests in flight
-	stop    string        // the request that stopped the stream, and how; "" while none has
-	wake    chan struct{} // closed when turn moves
-	used    time.Time
+	turn   int           // the request whose turn it is: those before are answered
+	joined map[int]bool  // requests in flight
+	stop   string        // the request that stopped the stream, and how; "" while none has
+	wake   chan struct{} // closed when turn moves
+	used   time.Time
 }
 
 // streamStep is one request's place in its stream. A nil step (a request of
@@ -92,7 +89,7 @@ type streamStep struct {
 
 // join returns the step of the request with query q, or nil when q names no
 // stream; an error names a malformed stream or seq.
-func (ss *streams) join(ctx context.Context, q url.Values, kind outbox.Kind, limited bool) (*streamStep, error) {
+func (ss *streams) join(ctx context.Context, q url.Values) (*streamStep, error) {
 	id, seqText := q.Get("stream"), q.Get("seq")
 	if id == "" && seqText == "" {
 		return nil, nil
@@ -120,22 +117,15 @@ func (ss *streams) join(ctx context.Context, q url.Values, kind outbox.Kind, lim
 	}
 	s := ss.m[id]
 	if s == nil {
-		s = &stream{kind: kind, limited: limited, turn: 1, joined: map[int]bool{}, wake: make(chan struct{})}
+		s = &stream{turn: 1, joined: map[int]bool{}, wake: make(chan struct{})}
 		ss.m[id] = s
 	}
 	s.used = now
-	p := &streamStep{ss: ss, s: s, id: id, seq: seq, ctx: ctx}
 	if seq < s.turn || s.joined[seq] {
 		return nil, fmt.Errorf("seq: request %d of stream %s came already", seq, id)
 	}
 	s.joined[seq] = true
-	switch {
-	case kind != s.kind:
-		return p, fmt.Errorf("kind: stream %s holds %ss, not %ss", id, s.kind, kind)
-	case limited != s.limited:
-		return p, fmt.Errorf("max_records, max_bytes: a stream's requests carry limits all or none (stream %s)", id)
-	}
-	return p, nil
+	return &streamStep{ss: ss, s: s, id: id, seq: seq, ctx: ctx}, nil
 }
 
 func validStreamID(id string) bool {

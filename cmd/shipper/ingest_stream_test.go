@@ -9,9 +9,11 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -40,7 +42,7 @@ func eventLines(from, to int) *bytes.Reader {
 
 func joinStep(t *testing.T, ss *streams, id string, seq int) *streamStep {
 	t.Helper()
-	p, err := ss.join(context.Background(), streamQuery(id, seq), outbox.KindEvent, false)
+	p, err := ss.join(context.Background(), streamQuery(id, seq))
 	require.NoError(t, err)
 	require.NotNil(t, p)
 	return p
@@ -88,26 +90,17 @@ func TestStreamJoinRefuses(t *testing.T) {
 		{"stream": {"run/1"}, "seq": {"1"}},
 		{"stream": {strings.Repeat("r", 65)}, "seq": {"1"}},
 	} {
-		p, err := ss.join(context.Background(), q, outbox.KindEvent, false)
+		p, err := ss.join(context.Background(), q)
 		assert.Error(t, err, "query %v", q)
 		assert.Nil(t, p, "query %v", q)
 	}
 	p := joinStep(t, &ss, "run", 1)
-	_, err := ss.join(context.Background(), streamQuery("run", 1), outbox.KindEvent, false)
+	_, err := ss.join(context.Background(), streamQuery("run", 1))
 	assert.ErrorContains(t, err, "request 1 of stream run came already")
 	p.finish("")
-	_, err = ss.join(context.Background(), streamQuery("run", 1), outbox.KindEvent, false)
+	_, err = ss.join(context.Background(), streamQuery("run", 1))
 	assert.ErrorContains(t, err, "request 1 of stream run came already", "once answered")
-
-	// A request of another kind or limits than its stream's is refused, and
-	// stops the stream in its turn.
-	p, err = ss.join(context.Background(), streamQuery("run", 2), outbox.KindFinding, false)
-	require.ErrorContains(t, err, "stream run holds events, not findings")
-	p.finish(err.Error())
-	p, err = ss.join(context.Background(), streamQuery("run", 3), outbox.KindEvent, true)
-	require.ErrorContains(t, err, "limits all or none")
-	assert.ErrorIs(t, p.await(), errStreamStopped)
-	p, err = ss.join(context.Background(), nil, outbox.KindEvent, false)
+	p, err = ss.join(context.Background(), nil)
 	assert.NoError(t, err, "no stream")
 	assert.Nil(t, p, "no stream")
 	assert.NoError(t, p.await(), "a request of no stream waits for nothing")
@@ -131,7 +124,7 @@ func TestStreamGap(t *testing.T) {
 	streamWait = time.Hour
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	p, err = ss.join(ctx, streamQuery("gone", 2), outbox.KindEvent, false)
+	p, err = ss.join(ctx, streamQuery("gone", 2))
 	require.NoError(t, err)
 	assert.ErrorIs(t, p.await(), context.Canceled)
 }
@@ -187,7 +180,7 @@ func TestIngestStreamStoresNothingAfterAStop(t *testing.T) {
 func TestIngestStreamStopsAtARequestRefused(t *testing.T) {
 	path, ob := serveControl(t, outbox.Options{Validate: validateRecord})
 	hc := unixClient(path + ".sock")
-	for i, refused := range []string{"kind=finding", "kind=bogus", "kind=event&max_records=-1"} {
+	for i, refused := range []string{"kind=event&max_bytes=x", "kind=bogus", "kind=event&max_records=-1"} {
 		id := fmt.Sprintf("k%d", i)
 		code, _, answer := postIngest(t, hc, "kind=event&stream="+id+"&seq=1", eventLines(i, i+1))
 		require.Equal(t, 200, code, answer)
@@ -311,4 +304,65 @@ func TestStreamsForgetIdleOnes(t *testing.T) {
 	assert.NotContains(t, ss.m, "done", "idle for a day")
 	assert.Contains(t, ss.m, "waiting", "a request of it waits")
 	assert.Same(t, waiting.s, ss.m["waiting"])
+}
+
+// signalWriter closes written at its first write.
+type signalWriter struct {
+	w       io.Writer
+	once    sync.Once
+	written chan struct{}
+}
+
+func (s *signalWriter) Write(p []byte) (int, error) {
+	s.once.Do(func() { close(s.written) })
+	return s.w.Write(p)
+}
+
+// enqueue reading a slow pipe outlives the daemon's memory of its stream (a
+// restart, here a fresh handler, between two chunks): with nothing in flight
+// it starts a new stream rather than waiting for a request the daemon never
+// saw.
+func TestEnqueueThroughDaemonOutlivesItsStream(t *testing.T) {
+	defer func(d time.Duration) { streamWait = d }(streamWait)
+	streamWait = 2 * time.Second // a request waiting for one the daemon never saw: stream_gap
+	dir, err := os.MkdirTemp("", "shi")
+	require.NoError(t, err)
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	path := filepath.Join(dir, "outbox.db")
+	ob, err := outbox.Open(path, outbox.Options{Validate: validateRecord})
+	require.NoError(t, err)
+	defer ob.Close()
+	var h atomic.Pointer[http.Handler]
+	serve := func() {
+		handler := controlHandler(&directStore{ob: ob})
+		h.Store(&handler)
+	}
+	serve()
+	ln, err := listenControl(context.Background(), path+".sock")
+	require.NoError(t, err)
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { (*h.Load()).ServeHTTP(w, r) })}
+	go srv.Serve(ln)
+	defer srv.Close()
+
+	pr, pw := io.Pipe()
+	out := &signalWriter{w: new(bytes.Buffer), written: make(chan struct{})}
+	var errb bytes.Buffer
+	done := make(chan int)
+	go func() {
+		done <- runVerbEnv(context.Background(), map[string]string{"SHIPPER_OUTBOX": path}, Env{Stdin: pr, Stdout: out, Stderr: &errb}, "enqueue", "--kind", "event", "-")
+	}()
+	lines := func(from, to int) {
+		for i := from; i < to; i++ {
+			_, err := pw.Write(append(benchEventLine(i), '\n'))
+			require.NoError(t, err)
+		}
+	}
+	lines(0, enqueueChunk)
+	<-out.written // the first chunk is answered
+	serve()
+	lines(enqueueChunk, 2*enqueueChunk)
+	require.NoError(t, pw.Close())
+	assert.Equal(t, exitOK, <-done, "%s", errb.String())
+	assert.Contains(t, errb.String(), "via running daemon")
+	assert.Equal(t, 2*enqueueChunk, ob.Stats().Records)
 }
