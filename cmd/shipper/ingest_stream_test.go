@@ -30,6 +30,16 @@ func streamQuery(id string, seq int) url.Values {
 	return url.Values{"stream": {id}, "seq": {strconv.Itoa(seq)}}
 }
 
+// daemonWithFile serves an outbox as the daemon does (serveControl) and writes
+// n events without an id beside it; vars point enqueue at the outbox.
+func daemonWithFile(t *testing.T, n int) (vars map[string]string, in string, ob *outbox.Outbox) {
+	t.Helper()
+	path, ob := serveControl(t, outbox.Options{Validate: validateRecord})
+	in = filepath.Join(filepath.Dir(path), "events.jsonl")
+	writeLines(t, in, 0, n, false)
+	return map[string]string{"SHIPPER_OUTBOX": path}, in, ob
+}
+
 // eventLines is a request body of valid events from to to (excluded).
 func eventLines(from, to int) *bytes.Reader {
 	var b bytes.Buffer
@@ -231,11 +241,8 @@ func TestIngestStreamTurnEndsAtAPanic(t *testing.T) {
 // and its key printed in file order, and at a full outbox it stops at the
 // first line that did not fit, as one chunk at a time did.
 func TestEnqueueThroughDaemonKeepsChunksInOrder(t *testing.T) {
-	path, ob := serveControl(t, outbox.Options{Validate: validateRecord})
-	vars := map[string]string{"SHIPPER_OUTBOX": path}
-	in := filepath.Join(filepath.Dir(path), "events.jsonl")
 	const n = 4*enqueueChunk + 10
-	writeLines(t, in, 0, n, false)
+	vars, in, ob := daemonWithFile(t, n)
 	r := runVerb(t, vars, "", "enqueue", "--kind", "event", in)
 	require.Equal(t, exitOK, r.code, "%s", r)
 	require.Contains(t, r.stderr, "via running daemon", "%s", r)
@@ -260,11 +267,8 @@ func TestEnqueueThroughDaemonKeepsChunksInOrder(t *testing.T) {
 // Interrupted through a daemon, enqueue still prints the key of every record
 // stored: the chunks in flight are stored and answered, none after them.
 func TestEnqueueThroughDaemonInterrupted(t *testing.T) {
-	path, ob := serveControl(t, outbox.Options{Validate: validateRecord})
-	vars := map[string]string{"SHIPPER_OUTBOX": path}
-	in := filepath.Join(filepath.Dir(path), "events.jsonl")
 	const n = 8*enqueueChunk + 10
-	writeLines(t, in, 0, n, false)
+	vars, in, ob := daemonWithFile(t, n)
 	keys, stderr := enqueueInterrupted(t, vars, in)
 	require.Contains(t, stderr, "via running daemon")
 	stored := ob.Stats().Records
@@ -275,10 +279,7 @@ func TestEnqueueThroughDaemonInterrupted(t *testing.T) {
 // Keys that cannot be written stop enqueue on this side only: the daemon has
 // stored the chunks in flight, and the summary counts them.
 func TestEnqueueThroughDaemonKeysUnwritable(t *testing.T) {
-	path, ob := serveControl(t, outbox.Options{Validate: validateRecord})
-	vars := map[string]string{"SHIPPER_OUTBOX": path}
-	in := filepath.Join(filepath.Dir(path), "events.jsonl")
-	writeLines(t, in, 0, 6*enqueueChunk, false)
+	vars, in, ob := daemonWithFile(t, 6*enqueueChunk)
 	var errb bytes.Buffer
 	code := runVerbEnv(context.Background(), vars, Env{Stdout: failWriter{syscall.ENOSPC}, Stderr: &errb}, "enqueue", "--kind", "event", in)
 	assert.Equal(t, exitFailed, code, "%s", errb.String())
