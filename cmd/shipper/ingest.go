@@ -225,3 +225,10 @@ func (d *directStore) storePrepared(ctx context.Context, kind outbox.Kind, lines
 		return d.ob.EnqueuePrepared(ctx, recs[lo:hi])
 	})
 }
+
+// storeOpen stores in one commit the records fill adds (outbox.EnqueueRound).
+func (d *directStore) storeOpen(ctx context.Context, fill func(add addFunc) error) error {
+	return d.ob.EnqueueRound(ctx, func(add func([]outbox.Prepared) ([]string, error)) error {
+		return fill(func(_ []lineItem, recs []outbox.Prepared) ([]string, error) { return add(recs) })
+	})
+}

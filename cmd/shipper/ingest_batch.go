@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"time"
 
@@ -20,30 +21,32 @@ const ingestLinger = 2 * time.Millisecond
 // commits of ~170 records, and a commit costs about as much CPU as 80 records
 // and an fsync).
 //
-// The next round starts when the last is stored and the producers of the
-// last cycle (a round, and those that came while it was stored) that
-// roundPolicy waits for are in, or ingestLinger after the first came: a lone
-// producer never waits. The policy takes half of them, two at least, so that
-// one round is prepared while the other commits (four in step commit two and
-// two), or all of them, in one commit a cycle, whichever it measured to store
-// more (ingest_policy.go).
+// A round opens when a request comes and none is open or committing, or when
+// the last round is stored and requests came meanwhile. It takes requests
+// until as many are in as roundPolicy waits for of the producers of the last
+// cycle (a round, and those that came while it was stored), or ingestLinger
+// after it began to wait: a lone producer never waits. The policy takes half
+// of them, two at least, so that one round is prepared while the other
+// commits (four in step commit two and two), or all of them, in one commit a
+// cycle, whichever it measured to store more (ingest_policy.go).
 //
 // A request's records are prepared (checked, keyed, encoded) on its own
-// goroutine as it comes in, while the round before commits, so that a round
-// only commits; and the request that completes a round stores it on its own
-// goroutine, which holds a core already, rather than handing it to a new one
-// that may wait for one.
+// goroutine as it comes in, and put into the open round's transaction
+// (outbox.EnqueueRound) as soon as it is in, so that while a round waits for
+// its last producers, those in are stored and the commit is left with the
+// fsync. The request that opens a round stores it on its own goroutine,
+// which holds a core already, rather than handing it to a new one that may
+// wait for one.
 type ingestBatcher struct {
 	st     roundStore
 	after  func(time.Duration, func())
 	policy *roundPolicy // mu
 
 	mu      sync.Mutex
-	storing bool
+	storing bool       // a round is open or committing
+	open    *openRound // the round taking requests, if one is
 	target  int        // requests expected in the next round
-	queue   []*pending // waiting for a round
-	armed   bool       // a linger timer runs for the queue
-	gen     int        // rounds started: a timer armed before is stale
+	queue   []*pending // waiting for the next round
 
 	// Buffers kept between requests and rounds: records are ~300 bytes, and
 	// lists of them allocated for every request made work for the collector
@@ -57,11 +60,18 @@ type ingestBatcher struct {
 // prepare does the work that needs no commit, the contract check included, as
 // a request comes in; it returns the lines it kept, in lines' array, with
 // their records appended to recs, and the refusals of the others.
-// storePrepared stores lines with their records as storeAll does.
+// storeOpen stores in one commit what fill adds, each add all or none, as
+// outbox.EnqueueRound does. storePrepared stores lines with their records as
+// storeAll does: it finds the lines of a request that add refused.
 type roundStore interface {
 	prepare(kind outbox.Kind, lines []lineItem, recs []outbox.Prepared) ([]lineItem, []outbox.Prepared, []lineResult)
+	storeOpen(ctx context.Context, fill func(add addFunc) error) error
 	storePrepared(ctx context.Context, kind outbox.Kind, lines []lineItem, recs []outbox.Prepared) ([]lineResult, error)
 }
+
+// addFunc stores lines' records in an open round, all or none, and returns
+// their keys.
+type addFunc func(lines []lineItem, recs []outbox.Prepared) ([]string, error)
 
 // pending is one request in a round.
 type pending struct {
@@ -102,11 +112,10 @@ func (b *ingestBatcher) store(kind outbox.Kind, lines []lineItem, turn func() er
 	}
 	p := &pending{kind: kind, lines: lines, recs: recs, done: make(chan struct{})}
 	b.mu.Lock()
-	b.queue = append(b.queue, p)
-	round := b.admitLocked()
+	r := b.openLocked(p)
 	b.mu.Unlock()
-	if round != nil {
-		b.run(round)
+	if r != nil {
+		b.run(r)
 	}
 	<-p.done
 	return mergeResults(p.res, refused, p.err != nil), p.err
@@ -148,64 +157,74 @@ func prepareInHalves(st roundStore, kind outbox.Kind, lines []lineItem, recs []o
 // the 100-line requests of a busy socket are prepared side by side already.
 const prepareHalvesFrom = 500
 
-// admitLocked returns the next round when the store is free and the expected
-// requests are in, and otherwise lets the waiting ones in after ingestLinger
-// at most. The caller stores the round it returns.
-func (b *ingestBatcher) admitLocked() []*pending {
+// openLocked puts ps in the open round, or opens one with them if the store
+// is free, or else lets them wait for the next round. The caller stores the
+// round it returns.
+func (b *ingestBatcher) openLocked(ps ...*pending) *openRound {
 	switch {
-	case b.storing || len(b.queue) == 0:
-	case len(b.queue) >= b.target:
-		round := b.queue
-		b.queue, b.storing, b.armed = nil, true, false
-		b.gen++
-		return round
-	case !b.armed:
-		b.armed = true
-		gen := b.gen
-		b.after(ingestLinger, func() { b.expire(gen) })
+	case b.open != nil:
+		b.open.ps = append(b.open.ps, ps...)
+		b.open.wake()
+	case b.storing:
+		b.queue = append(b.queue, ps...)
+	default:
+		b.storing = true
+		b.open = &openRound{ps: ps, poke: make(chan struct{}, 1)}
+		return b.open
 	}
 	return nil
 }
 
-// expire lets the waiting requests in without the producers that did not
-// come back.
-func (b *ingestBatcher) expire(gen int) {
-	b.mu.Lock()
-	if gen != b.gen || b.storing {
-		b.mu.Unlock()
-		return // a round started since; the next wait arms its own timer
-	}
-	b.armed = false
-	b.target = len(b.queue)
-	round := b.admitLocked()
-	b.mu.Unlock()
-	if round != nil {
-		b.run(round)
+// openRound is a round taking requests.
+type openRound struct {
+	ps      []*pending // mu: the requests in it, in the order they came
+	expired bool       // mu: ingestLinger has passed since it began to wait
+	poke    chan struct{}
+}
+
+func (r *openRound) wake() {
+	select {
+	case r.poke <- struct{}{}:
+	default:
 	}
 }
 
-func (b *ingestBatcher) run(round []*pending) {
+// run stores round r, answers its requests, and opens the next round with the
+// requests that came while it was stored.
+func (b *ingestBatcher) run(r *openRound) {
+	var rest []*pending
+	err := b.st.storeOpen(context.Background(), func(add addFunc) error {
+		var err error
+		rest, err = b.fill(r, add)
+		return err
+	})
+	b.mu.Lock()
+	if b.open == r { // fill did not close it: the store failed
+		b.open = nil
+	}
+	round := r.ps
+	b.mu.Unlock()
+	if err != nil {
+		for _, p := range round {
+			p.res, p.err = nil, err
+		}
+	} else {
+		b.storeRest(rest)
+	}
 	records := 0
 	for _, p := range round {
 		records += len(p.lines)
-	}
-	for _, kind := range []outbox.Kind{outbox.KindEvent, outbox.KindFinding} {
-		var same []*pending
-		for _, p := range round {
-			if p.kind == kind {
-				same = append(same, p)
-			}
-		}
-		if len(same) > 0 {
-			b.storeRound(kind, same)
-		}
 	}
 	end := time.Now()
 	b.mu.Lock()
 	b.storing = false
 	b.policy.stored(records, end)
 	b.target = b.policy.target(len(round) + len(b.queue))
-	next := b.admitLocked()
+	var next *openRound
+	if queue := b.queue; len(queue) > 0 {
+		b.queue = nil
+		next = b.openLocked(queue...)
+	}
 	b.mu.Unlock()
 	if next != nil {
 		// This goroutine's own request is answered first.
@@ -214,6 +233,79 @@ func (b *ingestBatcher) run(round []*pending) {
 	for _, p := range round {
 		close(p.done)
 	}
+}
+
+// fill adds the requests of round r as they come, until as many are in as
+// the target, or the linger has passed, or one is refused: that one and those
+// after it are left to storeRest, which finds the lines refused. It closes
+// the round before it returns nil.
+func (b *ingestBatcher) fill(r *openRound, add addFunc) (rest []*pending, err error) {
+	taken, armed := 0, false
+	for {
+		b.mu.Lock()
+		ps := r.ps[taken:]
+		taken = len(r.ps)
+		closing := len(r.ps) >= b.target || r.expired || len(rest) > 0
+		if closing {
+			b.open = nil
+		}
+		b.mu.Unlock()
+		for _, p := range ps {
+			if len(rest) > 0 {
+				rest = append(rest, p)
+				continue
+			}
+			keys, err := add(p.lines, p.recs)
+			switch {
+			case err == nil:
+				p.res = keyResults(p.lines, keys)
+			case errors.Is(err, outbox.ErrFull) || recordLevel(err):
+				rest = append(rest, p)
+			default:
+				return nil, err
+			}
+		}
+		switch {
+		case closing:
+			return rest, nil
+		case len(rest) > 0:
+			continue // close the round now
+		case !armed:
+			armed = true
+			b.after(ingestLinger, func() {
+				b.mu.Lock()
+				r.expired = true
+				b.mu.Unlock()
+				r.wake()
+			})
+		}
+		<-r.poke
+	}
+}
+
+// storeRest stores the requests fill left, by kind, as lists that storeRound
+// splits down to the lines refused.
+func (b *ingestBatcher) storeRest(rest []*pending) {
+	for _, kind := range []outbox.Kind{outbox.KindEvent, outbox.KindFinding} {
+		var same []*pending
+		for _, p := range rest {
+			if p.kind == kind {
+				same = append(same, p)
+			}
+		}
+		if len(same) > 0 {
+			b.storeRound(kind, same)
+		}
+	}
+}
+
+// keyResults is the results of lines stored with keys.
+func keyResults(lines []lineItem, keys []string) []lineResult {
+	res := make([]lineResult, len(lines))
+	for i, l := range lines {
+		res[i] = lineResult{Line: l.line, Key: keys[i]}
+	}
+	return res
 }
 
 // nextTarget is how many requests the next round waits for, of the n
@@ -252,3 +344,5 @@ func (b *ingestBatcher) storeRound(kind outbox.Kind, ps []*pending) {
 		off += len(p.lines)
 	}
 }
+
+var scratchRounds [][4]int64

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"runtime"
@@ -14,35 +15,84 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// fakeRounds is a roundStore that prepares every line, records each store
-// call and stores every line, or stops with "full" at line stopAt of a call
-// (0: never).
+// fakeRounds is a roundStore that prepares every line and stores every line
+// it is given until full lines are stored (0: never full): storeOpen refuses
+// an add that does not fit with ErrFull, storePrepared stores what fits and
+// stops with "full". It records the lines of each commit (calls), and of
+// each add as it is made (added).
 type fakeRounds struct {
 	mu     sync.Mutex
 	calls  [][]lineItem
-	stopAt int
-	hold   chan struct{} // when set, each call waits for a value from it
+	added  [][]lineItem
+	stored int
+	full   int
+	fail   error         // storeOpen's add fails with it
+	hold   chan struct{} // when set, each commit waits for a value from it
 }
 
 func (s *fakeRounds) prepare(_ outbox.Kind, lines []lineItem, recs []outbox.Prepared) ([]lineItem, []outbox.Prepared, []lineResult) {
 	return lines, append(recs, make([]outbox.Prepared, len(lines))...), nil
 }
 
+func (s *fakeRounds) storeOpen(_ context.Context, fill func(add addFunc) error) error {
+	var commit []lineItem
+	err := fill(func(lines []lineItem, _ []outbox.Prepared) ([]string, error) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		switch {
+		case s.fail != nil:
+			return nil, s.fail
+		case s.full > 0 && s.stored+len(commit)+len(lines) > s.full:
+			return nil, outbox.ErrFull
+		}
+		s.added = append(s.added, lines)
+		commit = append(commit, lines...)
+		keys := make([]string, len(lines))
+		for i, l := range lines {
+			keys[i] = string(l.payload)
+		}
+		return keys, nil
+	})
+	if err != nil {
+		return err
+	}
+	s.commit(commit)
+	return nil
+}
+
 func (s *fakeRounds) storePrepared(_ context.Context, _ outbox.Kind, lines []lineItem, _ []outbox.Prepared) ([]lineResult, error) {
+	var res []lineResult
+	fit := len(lines)
+	s.mu.Lock()
+	if s.full > 0 {
+		fit = min(fit, s.full-s.stored)
+	}
+	s.mu.Unlock()
+	for _, l := range lines[:fit] {
+		res = append(res, lineResult{Line: l.line, Key: string(l.payload)})
+	}
+	if fit < len(lines) {
+		res = append(res, lineResult{Line: lines[fit].line, Code: "full", Error: "outbox full"})
+	}
+	s.commit(lines[:fit])
+	return res, nil
+}
+
+// commit records a commit of lines, once the test lets it (hold).
+func (s *fakeRounds) commit(lines []lineItem) {
 	if s.hold != nil {
 		<-s.hold
 	}
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	s.calls = append(s.calls, lines)
-	s.mu.Unlock()
-	var res []lineResult
-	for i, l := range lines {
-		if s.stopAt > 0 && i+1 == s.stopAt {
-			return append(res, lineResult{Line: l.line, Code: "full", Error: "outbox full"}), nil
-		}
-		res = append(res, lineResult{Line: l.line, Key: string(l.payload)})
-	}
-	return res, nil
+	s.stored += len(lines)
+}
+
+func (s *fakeRounds) addedLines() [][]lineItem {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([][]lineItem(nil), s.added...)
 }
 
 func (s *fakeRounds) callSizes() []int {
@@ -91,25 +141,14 @@ func request(b *ingestBatcher, name string, n int) chan answer {
 	return ch
 }
 
-// waitStoring returns once a round is being stored and n requests wait.
+// waitStoring returns once a round is being committed (it takes no more
+// requests) and n requests wait for the next.
 func waitStoring(b *ingestBatcher, n int) {
 	for {
 		b.mu.Lock()
-		ok := b.storing && len(b.queue) == n
+		ok := b.storing && b.open == nil && len(b.queue) == n
 		b.mu.Unlock()
 		if ok {
-			return
-		}
-		runtime.Gosched()
-	}
-}
-
-func waitQueued(b *ingestBatcher, n int) {
-	for {
-		b.mu.Lock()
-		q := len(b.queue)
-		b.mu.Unlock()
-		if q == n {
 			return
 		}
 		runtime.Gosched()
@@ -128,26 +167,22 @@ func TestIngestBatcherLoneProducerNeverWaits(t *testing.T) {
 	assert.Empty(t, timers(), "a lone producer armed the linger")
 }
 
-func waitArmed(b *ingestBatcher) {
-	for {
-		b.mu.Lock()
-		armed := b.armed
-		b.mu.Unlock()
-		if armed {
-			return
-		}
+// waitArmed returns once n linger timers were armed since the batcher began:
+// the open round added the requests in it and waits for more.
+func waitArmed(timers func() []func(), n int) {
+	for len(timers()) < n {
 		runtime.Gosched()
 	}
 }
 
 // Producers in step are stored in two rounds of half of them each: those that
-// came while a round was stored go in as soon as it is, without waiting for
-// its producers to come back; a round waits for half of the producers, two at
-// least, or the linger; each request gets its own lines' results.
+// came while a round was committed go in as soon as it is, without waiting
+// for its producers to come back; a round waits for half of the producers,
+// two at least, or the linger; each request gets its own lines' results.
 func TestIngestBatcherRoundsShareOneStore(t *testing.T) {
 	st := &fakeRounds{hold: make(chan struct{})}
 	b, timers := fakeBatcher(st)
-	first := request(b, "a", 1) // a round of one, held in the store
+	first := request(b, "a", 1) // a round of one, held in its commit
 	waitStoring(b, 0)
 	var mid []chan answer
 	for i, name := range []string{"b", "c", "d"} {
@@ -159,9 +194,10 @@ func TestIngestBatcherRoundsShareOneStore(t *testing.T) {
 	// Four took part in that cycle (a, and b, c, d that came meanwhile): the
 	// three that wait are more than half of them and go in at once, while a
 	// comes back.
+	waitStoring(b, 0)
 	last := []chan answer{request(b, "a", 2)}
 	waitStoring(b, 1)
-	assert.Equal(t, []int{1}, st.callSizes(), "stores done")
+	assert.Equal(t, []int{1}, st.callSizes(), "commits done")
 	st.hold <- struct{}{}
 	for i, ch := range mid {
 		a := <-ch
@@ -170,7 +206,7 @@ func TestIngestBatcherRoundsShareOneStore(t *testing.T) {
 		assert.Equal(t, lineResult{Line: 1, Key: string("bcd"[i]) + "-1"}, a.res[0], "request %d", i)
 	}
 	// a waits for a second producer, and b completes the round.
-	waitArmed(b)
+	waitArmed(timers, 1)
 	assert.Equal(t, []int{1, 6}, st.callSizes(), "a went in alone")
 	last = append(last, request(b, "b", 1))
 	waitStoring(b, 0)
@@ -181,22 +217,44 @@ func TestIngestBatcherRoundsShareOneStore(t *testing.T) {
 		require.Len(t, a.res, []int{2, 1}[i], "results of request %d", i)
 		assert.Equal(t, lineResult{Line: 1, Key: string("ab"[i]) + "-1"}, a.res[0], "request %d", i)
 	}
-	assert.Equal(t, []int{1, 6, 3}, st.callSizes(), "lines a store call")
+	assert.Equal(t, []int{1, 6, 3}, st.callSizes(), "lines a commit")
 
-	// One comes back, the other does not: the linger lets the one in.
+	// One comes back, the other does not: the linger closes the round.
 	alone := request(b, "c", 1)
-	waitQueued(b, 1)
-	ts := timers()
-	require.Len(t, ts, 2, "the linger was not armed")
+	waitArmed(timers, 2)
 	go func() { st.hold <- struct{}{} }()
-	ts[1]()
+	timers()[1]()
 	require.NoError(t, (<-alone).err)
-	assert.Equal(t, []int{1, 6, 3, 1}, st.callSizes(), "lines a store call")
+	assert.Equal(t, []int{1, 6, 3, 1}, st.callSizes(), "lines a commit")
+}
+
+// The records of the requests in an open round are stored in its transaction
+// before the round's last producer comes, so that its commit is left with
+// the fsync.
+func TestIngestBatcherStoresWhileTheRoundWaits(t *testing.T) {
+	st := &fakeRounds{}
+	b, timers := fakeBatcher(st)
+	b.target = 3
+	first := request(b, "a", 2)
+	waitArmed(timers, 1)
+	second := request(b, "b", 1)
+	for len(st.addedLines()) < 2 {
+		runtime.Gosched()
+	}
+	added := st.addedLines()
+	assert.Equal(t, "a-2", string(added[0][1].payload), "a's lines added while the round waits")
+	assert.Equal(t, "b-1", string(added[1][0].payload), "b's lines added as b came")
+	assert.Empty(t, st.callSizes(), "committed before the round was complete")
+	last := request(b, "c", 1)
+	for _, ch := range []chan answer{first, second, last} {
+		require.NoError(t, (<-ch).err)
+	}
+	assert.Equal(t, []int{4}, st.callSizes(), "one commit for the round")
 }
 
 // A capacity refusal inside a round stops it for every request after it.
 func TestIngestBatcherFullStopsTheRound(t *testing.T) {
-	st := &fakeRounds{hold: make(chan struct{}), stopAt: 4}
+	st := &fakeRounds{hold: make(chan struct{}), full: 4}
 	b, _ := fakeBatcher(st)
 	first := request(b, "a", 1)
 	waitStoring(b, 0)
@@ -207,11 +265,38 @@ func TestIngestBatcherFullStopsTheRound(t *testing.T) {
 	}
 	st.hold <- struct{}{}
 	<-first
-	st.hold <- struct{}{}
+	st.hold <- struct{}{} // b's commit
+	st.hold <- struct{}{} // the rest, split down to the lines that fit
 	ab, ac, ad := <-second[0], <-second[1], <-second[2]
 	assert.Equal(t, []lineResult{{Line: 1, Key: "b-1"}, {Line: 2, Key: "b-2"}}, ab.res, "before the stop")
 	assert.Equal(t, []lineResult{{Line: 1, Key: "c-1"}, {Line: 2, Code: "full", Error: "outbox full"}}, ac.res, "the stop")
 	assert.Equal(t, []lineResult{{Line: 1, Code: "full", Error: "outbox full"}}, ad.res, "after the stop: refused at its first line")
+	assert.Equal(t, []int{1, 2, 1}, st.callSizes(), "lines a commit")
+}
+
+// A store that fails fails every request of its round, those that came after
+// the failure included, and the next request is stored.
+func TestIngestBatcherStoreFailureEndsTheRound(t *testing.T) {
+	broken := errors.New("outbox: commit failed")
+	st := &fakeRounds{fail: broken}
+	b, _ := fakeBatcher(st)
+	b.target = 2
+	first := request(b, "a", 1)
+	second := request(b, "b", 1)
+	for _, ch := range []chan answer{first, second} {
+		a := <-ch
+		assert.ErrorIs(t, a.err, broken)
+		assert.Empty(t, a.res, "results of a failed round")
+	}
+	assert.Empty(t, st.callSizes(), "commits of a failed round")
+
+	st.mu.Lock()
+	st.fail = nil
+	st.mu.Unlock()
+	b.target = 1
+	a := <-request(b, "c", 1)
+	require.NoError(t, a.err, "the round after a failed one")
+	assert.Equal(t, []lineResult{{Line: 1, Key: "c-1"}}, a.res)
 }
 
 func TestNextTarget(t *testing.T) {

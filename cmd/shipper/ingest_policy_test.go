@@ -89,7 +89,7 @@ func TestRoundPolicyTarget(t *testing.T) {
 // those of the round to come back, and all go in one store.
 func TestIngestBatcherWholeWaitsForEveryProducer(t *testing.T) {
 	st := &fakeRounds{hold: make(chan struct{})}
-	b, _ := fakeBatcher(st)
+	b, timers := fakeBatcher(st)
 	b.policy.whole = true
 	first := request(b, "a", 1)
 	waitStoring(b, 0)
@@ -100,7 +100,7 @@ func TestIngestBatcherWholeWaitsForEveryProducer(t *testing.T) {
 	}
 	st.hold <- struct{}{}
 	<-first
-	waitArmed(b)
+	waitArmed(timers, 1)
 	assert.Equal(t, []int{1}, st.callSizes(), "b, c and d wait for a")
 	rest = append(rest, request(b, "a", 1))
 	waitStoring(b, 0)
@@ -108,5 +108,5 @@ func TestIngestBatcherWholeWaitsForEveryProducer(t *testing.T) {
 	for _, ch := range rest {
 		assert.NoError(t, (<-ch).err)
 	}
-	assert.Equal(t, []int{1, 4}, st.callSizes(), "lines a store call")
+	assert.Equal(t, []int{1, 4}, st.callSizes(), "lines a commit")
 }

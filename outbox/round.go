@@ -1,0 +1,84 @@
+package outbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+)
+
+// EnqueueRound stores records that Prepare, PrepareKeyAtCommit or
+// PrepareScanned made on this Outbox in one commit, put into its transaction
+// as their caller gets them rather than all at the end: fill is called once,
+// inside the transaction, with add, and the commit follows its return.
+//
+// It is for a caller that gathers producers' requests into one commit (the
+// daemon's ingest API): while it waits for the last of them, the records of
+// those already in are stored, and the commit is left with the fsync. The
+// outbox's other writers wait for the transaction meanwhile, so fill should
+// not wait long (the ingest API waits 2 ms at most).
+//
+// add stores its list all or none and returns the list's keys in order.
+//   - A refusal of the list (ErrFull, ErrConflict, ErrInvalidPayload,
+//     ErrTooLarge, as EnqueuePrepared would refuse it) stores none of it and
+//     changes none of its records: they may be given again, here or later. The
+//     round goes on; a full refusal is not waited out (Options.WaitForRoom).
+//   - Any other error ends the transaction: add returns it from then on,
+//     nothing of the round is stored, and EnqueueRound returns it.
+//
+// The keys add returns are stored once EnqueueRound returns nil; after an
+// error, nothing add took is stored, and those records must not be given
+// again (a key left to the commit got its bits in place). If fill returns an
+// error nothing is stored and EnqueueRound returns it. fill must not call
+// other Outbox methods, nor add after it returned.
+func (o *Outbox) EnqueueRound(ctx context.Context, fill func(add func([]Prepared) ([]string, error)) error) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("outbox: enqueue: %w", err)
+	}
+	if err := o.acquire(); err != nil {
+		return err
+	}
+	defer o.release()
+	buf, _ := preparedLists.Get().(*[]prepared)
+	if buf == nil {
+		buf = new([]prepared)
+	}
+	items := (*buf)[:0]
+	defer func() {
+		if cap(items) <= maxBatchItems {
+			*buf = items[:0]
+			preparedLists.Put(buf)
+		}
+	}()
+	err := o.update(func(w *wtx) error {
+		var failed error
+		add := func(ps []Prepared) ([]string, error) {
+			if failed != nil {
+				return nil, failed
+			}
+			items = items[:0]
+			for i := range ps {
+				if ps[i].o != o {
+					// Another outbox's record may be sealed with another key.
+					failed = errors.New("outbox: enqueue: a record prepared by another outbox")
+					return nil, failed
+				}
+				items = append(items, ps[i].p)
+			}
+			keys, reqErr, err := w.enqueue(items)
+			clear(items) // the list holds the records' buffers: let them go
+			switch {
+			case err != nil:
+				failed = fmt.Errorf("outbox %s: enqueue: %w", o.path, err)
+				return nil, failed
+			case reqErr != nil:
+				return nil, reqErr.err
+			}
+			return keys, nil
+		}
+		if err := fill(add); err != nil {
+			return err
+		}
+		return failed
+	})
+	return err
+}
