@@ -35,6 +35,7 @@
 //	index.go       the secondary indexes: prefixes, keys, keeping them in step
 //	tx.go          the write transaction (update, wtx) and the state moves
 //	commit.go      the group commit that concurrent Enqueues share
+//	round.go       EnqueueRound: one commit filled as its caller's requests come
 //	enqueue.go     Enqueue: keying, checking and storing new records
 //	genkey.go      keys the outbox makes, which lead to their record unindexed
 //	jsonscan.go    one pass that checks a payload is a JSON object and finds its id
