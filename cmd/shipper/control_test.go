@@ -89,6 +89,18 @@ func TestControlSocketRoundTrip(t *testing.T) {
 		assert.Equal(t, 7, res[0].Line, "conflicting enqueue through the socket: %+v", res[0])
 		assert.Equal(t, "conflict", res[0].Code, "conflicting enqueue through the socket: %+v", res[0])
 	}
+	// A conflict among other lines refuses that line only.
+	res, err = dc.storeLines(ctx, outbox.KindEvent, []lineItem{
+		{line: 1, payload: []byte(event("e-0600", "m"))},
+		{line: 2, payload: []byte(event("e-0002", "other"))},
+		{line: 3, payload: []byte(event("e-0601", "m"))},
+	}, capacity{})
+	if assert.NoError(t, err, "a conflict among other lines") && assert.Len(t, res, 3, "a conflict among other lines") {
+		assert.Equal(t, lineResult{Line: 1, Key: "e-0600"}, res[0])
+		assert.Equal(t, "conflict", res[1].Code, "a conflict among other lines: %+v", res[1])
+		assert.Equal(t, lineResult{Line: 3, Key: "e-0601"}, res[2])
+	}
+	require.Equal(t, 602, ob.Stats().Records, "records after a conflict among other lines")
 
 	// Requeue of a pending record is refused but reported, and nothing moves.
 	moved, err := dc.Requeue(ctx, requeueRequest{Keys: []string{"e-0001"}})
@@ -96,13 +108,13 @@ func TestControlSocketRoundTrip(t *testing.T) {
 	assert.ErrorIs(t, err, outbox.ErrInvalidState, "requeue of a pending record")
 	s, err := dc.Stats(ctx)
 	if assert.NoError(t, err, "Stats") {
-		assert.Equal(t, 600, s.ByState[outbox.StatePending], "Stats: %+v", s)
-		assert.Equal(t, 600, s.ByKindState[outbox.KindEvent][outbox.StatePending], "Stats: %+v", s)
+		assert.Equal(t, 602, s.ByState[outbox.StatePending], "Stats: %+v", s)
+		assert.Equal(t, 602, s.ByKindState[outbox.KindEvent][outbox.StatePending], "Stats: %+v", s)
 	}
 	rep, err := dc.Verify(ctx)
 	if assert.NoError(t, err, "Verify") {
 		assert.Empty(t, rep.Problems, "Verify: %+v", rep)
-		assert.Equal(t, 600, rep.Records, "Verify: %+v", rep)
+		assert.Equal(t, 602, rep.Records, "Verify: %+v", rep)
 	}
 	gone, err := dc.Purge(ctx, purgeRequest{State: outbox.StateDead, DryRun: true})
 	assert.NoError(t, err, "Purge of no dead records")
