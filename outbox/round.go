@@ -8,28 +8,33 @@ import (
 
 // EnqueueRound stores records that Prepare, PrepareKeyAtCommit or
 // PrepareScanned made on this Outbox in one commit, put into its transaction
-// as their caller gets them rather than all at the end: fill is called once,
-// inside the transaction, with add, and the commit follows its return.
+// as their caller gets them rather than all at the end: fill is called at
+// most once (not when the outbox is closed or cannot commit, and then
+// EnqueueRound says why), inside the transaction, with add, and the commit
+// follows its return.
 //
 // It is for a caller that gathers producers' requests into one commit (the
 // daemon's ingest API): while it waits for the last of them, the records of
 // those already in are stored, and the commit is left with the fsync. The
-// outbox's other writers wait for the transaction meanwhile, so fill should
-// not wait long (the ingest API waits 2 ms at most).
+// outbox's other writers (a delivery worker's claims and outcomes) wait for
+// the transaction meanwhile, so fill should not wait long: the ingest API
+// waits 2 ms at most.
 //
 // add stores its list all or none and returns the list's keys in order.
-//   - A refusal of the list (ErrFull, ErrConflict, ErrInvalidPayload,
-//     ErrTooLarge, as EnqueuePrepared would refuse it) stores none of it and
-//     changes none of its records: they may be given again, here or later. The
-//     round goes on; a full refusal is not waited out (Options.WaitForRoom).
+//   - A refusal of the list, as EnqueuePrepared would refuse it (ErrFull,
+//     ErrConflict, ErrInvalidPayload, ErrTooLarge, or the error reading a
+//     stored record its key names), stores none of it and changes none of its
+//     records: they may be given again, here or later. The round goes on; a
+//     full refusal is not waited out (Options.WaitForRoom).
 //   - Any other error ends the transaction: add returns it from then on,
 //     nothing of the round is stored, and EnqueueRound returns it.
 //
 // The keys add returns are stored once EnqueueRound returns nil; after an
 // error, nothing add took is stored, and those records must not be given
 // again (a key left to the commit got its bits in place). If fill returns an
-// error nothing is stored and EnqueueRound returns it. fill must not call
-// other Outbox methods, nor add after it returned.
+// error nothing is stored and EnqueueRound returns it. A round that stored
+// nothing commits nothing. add is for fill's goroutine only; fill must not
+// call other Outbox methods, nor add after it returned.
 func (o *Outbox) EnqueueRound(ctx context.Context, fill func(add func([]Prepared) ([]string, error)) error) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("outbox: enqueue: %w", err)
@@ -49,6 +54,7 @@ func (o *Outbox) EnqueueRound(ctx context.Context, fill func(add func([]Prepared
 			preparedLists.Put(buf)
 		}
 	}()
+	added := false
 	err := o.update(func(w *wtx) error {
 		var failed error
 		add := func(ps []Prepared) ([]string, error) {
@@ -59,6 +65,7 @@ func (o *Outbox) EnqueueRound(ctx context.Context, fill func(add func([]Prepared
 			for i := range ps {
 				if ps[i].o != o {
 					// Another outbox's record may be sealed with another key.
+					clear(items)
 					failed = errors.New("outbox: enqueue: a record prepared by another outbox")
 					return nil, failed
 				}
@@ -73,12 +80,22 @@ func (o *Outbox) EnqueueRound(ctx context.Context, fill func(add func([]Prepared
 			case reqErr != nil:
 				return nil, reqErr.err
 			}
+			added = added || len(keys) > 0
 			return keys, nil
 		}
 		if err := fill(add); err != nil {
 			return err
 		}
+		if failed == nil && !added {
+			return errNothingAdded // no commit, no fsync
+		}
 		return failed
 	})
+	if err == errNothingAdded {
+		return nil
+	}
 	return err
 }
+
+// errNothingAdded rolls back a round that stored nothing.
+var errNothingAdded = errors.New("outbox: nothing added")

@@ -7,6 +7,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	bolt "go.etcd.io/bbolt"
 )
 
 func prepareEvents(t *testing.T, o *Outbox, payloads ...string) []Prepared {
@@ -48,18 +49,19 @@ func TestEnqueueRoundStoresWhatItAdds(t *testing.T) {
 }
 
 // A list refused for one of its records or for room stores none of it; the
-// round goes on with the next list.
+// round goes on with the next list, and the records refused may be given
+// again.
 func TestEnqueueRoundGoesOnAfterARefusal(t *testing.T) {
-	o := openTest(t, Options{MaxRecords: 3})
+	o := openTest(t, Options{MaxRecords: 4})
 	ctx := context.Background()
 	_, err := o.Enqueue(ctx, KindEvent, []byte(`{"event_id":"ev-1","v":1}`))
 	require.NoError(t, err)
 	clash := prepareEvents(t, o, `{"event_id":"ev-1","v":2}`, `{"v":3}`)
-	big := prepareEvents(t, o, `{"v":4}`, `{"v":5}`, `{"v":6}`)
-	fits := prepareEvents(t, o, `{"v":7}`, `{"v":8}`)
+	fits := prepareEvents(t, o, `{"v":4}`, `{"v":5}`)
+	big := prepareEvents(t, o, `{"v":6}`, `{"v":7}`)
 	var errs []error
 	err = o.EnqueueRound(ctx, func(add func([]Prepared) ([]string, error)) error {
-		for _, list := range [][]Prepared{clash, big, fits} {
+		for _, list := range [][]Prepared{clash, fits, big} {
 			_, err := add(list)
 			errs = append(errs, err)
 		}
@@ -68,9 +70,51 @@ func TestEnqueueRoundGoesOnAfterARefusal(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, errs, 3)
 	assert.ErrorIs(t, errs[0], ErrConflict, "a key stored with another payload")
-	assert.ErrorIs(t, errs[1], ErrFull, "more records than MaxRecords")
-	assert.NoError(t, errs[2], "the list after the refusals")
+	assert.NoError(t, errs[1], "the list after a refusal")
+	assert.ErrorIs(t, errs[2], ErrFull, "more records than MaxRecords")
 	assert.Equal(t, 3, o.Stats().Records, "ev-1 and the list that fitted")
+
+	keys, err := o.EnqueuePrepared(ctx, clash[1:])
+	require.NoError(t, err, "a record of a refused list given again")
+	r, err := o.Get(keys[0])
+	require.NoError(t, err)
+	assert.Contains(t, string(r.Payload), `"v":3`)
+	assert.Equal(t, 4, o.Stats().Records)
+}
+
+// A round whose lists were all refused commits nothing: no transaction, no
+// fsync.
+func TestEnqueueRoundOfNothingCommitsNothing(t *testing.T) {
+	o := openTest(t, Options{})
+	ctx := context.Background()
+	_, err := o.Enqueue(ctx, KindEvent, []byte(`{"event_id":"ev-1","v":1}`))
+	require.NoError(t, err)
+	before := lastTxID(t, o)
+	err = o.EnqueueRound(ctx, func(add func([]Prepared) ([]string, error)) error {
+		_, err := add(prepareEvents(t, o, `{"event_id":"ev-1","v":2}`))
+		assert.ErrorIs(t, err, ErrConflict)
+		return nil
+	})
+	require.NoError(t, err)
+	assert.Equal(t, before, lastTxID(t, o), "transactions committed by a round that stored nothing")
+
+	err = o.EnqueueRound(ctx, func(add func([]Prepared) ([]string, error)) error {
+		_, err := add(prepareEvents(t, o, `{"v":3}`))
+		return err
+	})
+	require.NoError(t, err)
+	assert.Equal(t, before+1, lastTxID(t, o), "a round that stored a record commits once")
+}
+
+// lastTxID is the id of the last transaction committed to o's file.
+func lastTxID(t *testing.T, o *Outbox) int {
+	t.Helper()
+	var id int
+	require.NoError(t, o.View(func(tx *bolt.Tx) error {
+		id = tx.ID()
+		return nil
+	}))
+	return id
 }
 
 // Nothing of a round is stored when fill fails, or when an add failed other

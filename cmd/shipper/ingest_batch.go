@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 
@@ -192,12 +193,7 @@ func (r *openRound) wake() {
 // run stores round r, answers its requests, and opens the next round with the
 // requests that came while it was stored.
 func (b *ingestBatcher) run(r *openRound) {
-	var rest []*pending
-	err := b.st.storeOpen(context.Background(), func(add addFunc) error {
-		var err error
-		rest, err = b.fill(r, add)
-		return err
-	})
+	err := b.storeOpen(r)
 	b.mu.Lock()
 	if b.open == r { // fill did not close it: the store failed
 		b.open = nil
@@ -208,8 +204,6 @@ func (b *ingestBatcher) run(r *openRound) {
 		for _, p := range round {
 			p.res, p.err = nil, err
 		}
-	} else {
-		b.storeRest(rest)
 	}
 	records := 0
 	for _, p := range round {
@@ -233,6 +227,28 @@ func (b *ingestBatcher) run(r *openRound) {
 	for _, p := range round {
 		close(p.done)
 	}
+}
+
+// storeOpen stores round r: what fill adds in one commit, then what it left.
+// A panic fails the round as a failed store does; left to net/http (or to
+// nothing, on a goroutine that run started) it would leave the batcher
+// storing for ever, and every later request waiting.
+func (b *ingestBatcher) storeOpen(r *openRound) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = fmt.Errorf("ingest: internal error storing a round: %v", v)
+		}
+	}()
+	var rest []*pending
+	err = b.st.storeOpen(context.Background(), func(add addFunc) error {
+		var err error
+		rest, err = b.fill(r, add)
+		return err
+	})
+	if err == nil {
+		b.storeRest(rest)
+	}
+	return err
 }
 
 // fill adds the requests of round r as they come, until as many are in as
@@ -344,5 +360,3 @@ func (b *ingestBatcher) storeRound(kind outbox.Kind, ps []*pending) {
 		off += len(p.lines)
 	}
 }
-
-var scratchRounds [][4]int64

@@ -27,6 +27,8 @@ type fakeRounds struct {
 	stored int
 	full   int
 	fail   error         // storeOpen's add fails with it
+	failAt error         // storeOpen's commit fails with it
+	panics bool          // storeOpen's add panics
 	hold   chan struct{} // when set, each commit waits for a value from it
 }
 
@@ -40,6 +42,8 @@ func (s *fakeRounds) storeOpen(_ context.Context, fill func(add addFunc) error) 
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		switch {
+		case s.panics:
+			panic("add broke")
 		case s.fail != nil:
 			return nil, s.fail
 		case s.full > 0 && s.stored+len(commit)+len(lines) > s.full:
@@ -55,6 +59,9 @@ func (s *fakeRounds) storeOpen(_ context.Context, fill func(add addFunc) error) 
 	})
 	if err != nil {
 		return err
+	}
+	if s.failAt != nil {
+		return s.failAt
 	}
 	s.commit(commit)
 	return nil
@@ -238,9 +245,7 @@ func TestIngestBatcherStoresWhileTheRoundWaits(t *testing.T) {
 	first := request(b, "a", 2)
 	waitArmed(timers, 1)
 	second := request(b, "b", 1)
-	for len(st.addedLines()) < 2 {
-		runtime.Gosched()
-	}
+	waitAdded(st, 2)
 	added := st.addedLines()
 	assert.Equal(t, "a-2", string(added[0][1].payload), "a's lines added while the round waits")
 	assert.Equal(t, "b-1", string(added[1][0].payload), "b's lines added as b came")
@@ -260,7 +265,7 @@ func TestIngestBatcherFullStopsTheRound(t *testing.T) {
 	waitStoring(b, 0)
 	var second []chan answer
 	for i, name := range []string{"b", "c", "d"} {
-		second = append(second, request(b, name, 2))
+		second = append(second, request(b, name, []int{2, 2, 1}[i]))
 		waitStoring(b, i+1)
 	}
 	st.hold <- struct{}{}
@@ -270,12 +275,77 @@ func TestIngestBatcherFullStopsTheRound(t *testing.T) {
 	ab, ac, ad := <-second[0], <-second[1], <-second[2]
 	assert.Equal(t, []lineResult{{Line: 1, Key: "b-1"}, {Line: 2, Key: "b-2"}}, ab.res, "before the stop")
 	assert.Equal(t, []lineResult{{Line: 1, Key: "c-1"}, {Line: 2, Code: "full", Error: "outbox full"}}, ac.res, "the stop")
-	assert.Equal(t, []lineResult{{Line: 1, Code: "full", Error: "outbox full"}}, ad.res, "after the stop: refused at its first line")
+	assert.Equal(t, []lineResult{{Line: 1, Code: "full", Error: "outbox full"}}, ad.res, "after the stop: refused at its first line, though it fits")
 	assert.Equal(t, []int{1, 2, 1}, st.callSizes(), "lines a commit")
 }
 
-// A store that fails fails every request of its round, those that came after
-// the failure included, and the next request is stored.
+// Requests of both kinds share a round; those left after a refusal are
+// stored, or refused, by kind, each with its results.
+func TestIngestBatcherRestByKind(t *testing.T) {
+	st := &fakeRounds{full: 5, hold: make(chan struct{})}
+	b, _ := fakeBatcher(st)
+	first := request(b, "a", 1) // held in its commit while the next round queues
+	waitStoring(b, 0)
+	ev1 := request(b, "e", 3)
+	waitStoring(b, 1)
+	ev2 := request(b, "f", 2)
+	waitStoring(b, 2)
+	fin := make(chan answer, 1)
+	go func() {
+		res, err := b.store(outbox.KindFinding, []lineItem{{line: 1, payload: []byte("g-1")}}, nil)
+		fin <- answer{res, err}
+	}()
+	waitStoring(b, 3)
+	go func() {
+		for range 4 { // a's commit, e's, then f's and g's after the refusal
+			st.hold <- struct{}{}
+		}
+	}()
+	require.NoError(t, (<-first).err)
+	a1, a2, a3 := <-ev1, <-ev2, <-fin
+	require.NoError(t, a1.err)
+	assert.Len(t, a1.res, 3, "the events that fitted")
+	assert.Equal(t, []lineResult{{Line: 1, Key: "f-1"}, {Line: 2, Code: "full", Error: "outbox full"}}, a2.res, "the events stored up to the stop")
+	require.NoError(t, a3.err)
+	assert.Equal(t, []lineResult{{Line: 1, Code: "full", Error: "outbox full"}}, a3.res, "the finding after the stop")
+	assert.Equal(t, []int{1, 3, 1, 0}, st.callSizes(), "lines a commit")
+}
+
+// A commit that fails gives no request of its round a key.
+func TestIngestBatcherCommitFailureGivesNoKeys(t *testing.T) {
+	broken := errors.New("outbox: commit failed")
+	st := &fakeRounds{failAt: broken}
+	b, _ := fakeBatcher(st)
+	a := <-request(b, "a", 2)
+	assert.ErrorIs(t, a.err, broken)
+	assert.Empty(t, a.res, "results of a round whose commit failed")
+}
+
+// A panic while a round is stored fails its requests, and the next request is
+// stored: the batcher is not left storing for ever.
+func TestIngestBatcherPanicEndsTheRound(t *testing.T) {
+	st := &fakeRounds{panics: true}
+	b, _ := fakeBatcher(st)
+	a := <-request(b, "a", 1)
+	require.Error(t, a.err)
+	assert.Contains(t, a.err.Error(), "add broke")
+	st.mu.Lock()
+	st.panics = false
+	st.mu.Unlock()
+	a = <-request(b, "b", 1)
+	require.NoError(t, a.err, "the round after a panic")
+	assert.Equal(t, []lineResult{{Line: 1, Key: "b-1"}}, a.res)
+}
+
+// waitAdded returns once st took n adds.
+func waitAdded(st *fakeRounds, n int) {
+	for len(st.addedLines()) < n {
+		runtime.Gosched()
+	}
+}
+
+// A store that fails fails every request of its round (b goes into that
+// round or the next, which fails as well), and the next request is stored.
 func TestIngestBatcherStoreFailureEndsTheRound(t *testing.T) {
 	broken := errors.New("outbox: commit failed")
 	st := &fakeRounds{fail: broken}
