@@ -237,32 +237,59 @@ func (o *Outbox) EnqueuePrepared(ctx context.Context, ps []Prepared) ([]string, 
 	if len(ps) == 0 {
 		return nil, nil
 	}
+	l := getPreparedList()
+	defer l.put()
+	if err := l.fill(o, ps); err != nil {
+		return nil, err
+	}
+	o.group.enter()
+	defer o.group.leave()
+	return o.submit(ctx, l.items)
+}
+
+// preparedList is a list of records for one store, kept between calls in
+// preparedLists: a caller that stores rounds of hundreds of records would
+// otherwise allocate a list of ~300-byte records a round.
+type preparedList struct {
+	buf   *[]prepared
+	items []prepared
+}
+
+var preparedLists sync.Pool // *[]prepared
+
+func getPreparedList() *preparedList {
 	buf, _ := preparedLists.Get().(*[]prepared)
 	if buf == nil {
 		buf = new([]prepared)
 	}
-	items := (*buf)[:0]
-	defer func() {
-		// The list holds the records' buffers: let them go.
-		clear(items)
-		if cap(items) <= maxBatchItems {
-			*buf = items[:0]
-			preparedLists.Put(buf)
-		}
-	}()
-	for i := range ps {
-		if ps[i].o != o {
-			// Another outbox's record may be sealed with another key.
-			return nil, errors.New("outbox: enqueue: a record prepared by another outbox")
-		}
-		items = append(items, ps[i].p)
-	}
-	o.group.enter()
-	defer o.group.leave()
-	return o.submit(ctx, items)
+	return &preparedList{buf: buf, items: (*buf)[:0]}
 }
 
-// preparedLists holds EnqueuePrepared's lists between calls: a caller that
-// stores rounds of hundreds of records would otherwise allocate a list of
-// ~300-byte records a round. A list is free once its commit returns.
-var preparedLists sync.Pool
+// fill makes the list ps's records, refusing one another outbox prepared:
+// it may be sealed with another key.
+func (l *preparedList) fill(o *Outbox, ps []Prepared) error {
+	l.clear()
+	for i := range ps {
+		if ps[i].o != o {
+			l.clear()
+			return errors.New("outbox: enqueue: a record prepared by another outbox")
+		}
+		l.items = append(l.items, ps[i].p)
+	}
+	return nil
+}
+
+// clear empties the list: it holds the records' buffers, which can go.
+func (l *preparedList) clear() {
+	clear(l.items)
+	l.items = l.items[:0]
+}
+
+// put gives the list back for another store once its commit returned.
+func (l *preparedList) put() {
+	l.clear()
+	if cap(l.items) <= maxBatchItems {
+		*l.buf = l.items
+		preparedLists.Put(l.buf)
+	}
+}

@@ -43,58 +43,53 @@ func (o *Outbox) EnqueueRound(ctx context.Context, fill func(add func([]Prepared
 		return err
 	}
 	defer o.release()
-	buf, _ := preparedLists.Get().(*[]prepared)
-	if buf == nil {
-		buf = new([]prepared)
-	}
-	items := (*buf)[:0]
-	defer func() {
-		if cap(items) <= maxBatchItems {
-			*buf = items[:0]
-			preparedLists.Put(buf)
-		}
-	}()
-	added := false
+	r := round{o: o, list: getPreparedList()}
+	defer r.list.put()
 	err := o.update(func(w *wtx) error {
-		var failed error
-		add := func(ps []Prepared) ([]string, error) {
-			if failed != nil {
-				return nil, failed
-			}
-			items = items[:0]
-			for i := range ps {
-				if ps[i].o != o {
-					// Another outbox's record may be sealed with another key.
-					clear(items)
-					failed = errors.New("outbox: enqueue: a record prepared by another outbox")
-					return nil, failed
-				}
-				items = append(items, ps[i].p)
-			}
-			keys, reqErr, err := w.enqueue(items)
-			clear(items) // the list holds the records' buffers: let them go
-			switch {
-			case err != nil:
-				failed = fmt.Errorf("outbox %s: enqueue: %w", o.path, err)
-				return nil, failed
-			case reqErr != nil:
-				return nil, reqErr.err
-			}
-			added = added || len(keys) > 0
-			return keys, nil
-		}
-		if err := fill(add); err != nil {
+		r.w = w
+		if err := fill(r.add); err != nil {
 			return err
 		}
-		if failed == nil && !added {
+		if r.failed == nil && !r.added {
 			return errNothingAdded // no commit, no fsync
 		}
-		return failed
+		return r.failed
 	})
 	if err == errNothingAdded {
 		return nil
 	}
 	return err
+}
+
+// round is EnqueueRound's transaction as fill adds to it.
+type round struct {
+	o      *Outbox
+	w      *wtx
+	list   *preparedList
+	failed error // the error that ended the transaction
+	added  bool  // a list was stored
+}
+
+// add stores ps in the round, all or none (EnqueueRound).
+func (r *round) add(ps []Prepared) ([]string, error) {
+	if r.failed != nil {
+		return nil, r.failed
+	}
+	if err := r.list.fill(r.o, ps); err != nil {
+		r.failed = err
+		return nil, err
+	}
+	keys, reqErr, err := r.w.enqueue(r.list.items)
+	r.list.clear()
+	switch {
+	case err != nil:
+		r.failed = fmt.Errorf("outbox %s: enqueue: %w", r.o.path, err)
+		return nil, r.failed
+	case reqErr != nil:
+		return nil, reqErr.err
+	}
+	r.added = r.added || len(keys) > 0
+	return keys, nil
 }
 
 // errNothingAdded rolls back a round that stored nothing.

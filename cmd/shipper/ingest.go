@@ -78,9 +78,7 @@ func storeSplit(kind outbox.Kind, lines []lineItem, enqueue func(lo, hi int) ([]
 	split = func(lo, hi int) (stop bool, err error) {
 		keys, err := enqueue(lo, hi)
 		if err == nil {
-			for i, k := range keys {
-				res = append(res, lineResult{Line: lines[lo+i].line, Key: k})
-			}
+			res = appendKeys(res, lines[lo:hi], keys)
 			return false, nil
 		}
 		full := errors.Is(err, outbox.ErrFull)
@@ -102,6 +100,14 @@ func storeSplit(kind outbox.Kind, lines []lineItem, enqueue func(lo, hi int) ([]
 	}
 	_, err := split(0, len(lines))
 	return res, err
+}
+
+// appendKeys appends the results of lines stored with keys.
+func appendKeys(res []lineResult, lines []lineItem, keys []string) []lineResult {
+	for i, k := range keys {
+		res = append(res, lineResult{Line: lines[i].line, Key: k})
+	}
+	return res
 }
 
 // refusal says why one line was not stored, in the words of the contract

@@ -274,7 +274,7 @@ func (b *ingestBatcher) fill(r *openRound, add addFunc) (rest []*pending, err er
 			keys, err := add(p.lines, p.recs)
 			switch {
 			case err == nil:
-				p.res = keyResults(p.lines, keys)
+				p.res = appendKeys(make([]lineResult, 0, len(keys)), p.lines, keys)
 			case errors.Is(err, outbox.ErrFull) || recordLevel(err):
 				rest = append(rest, p)
 			default:
@@ -313,15 +313,6 @@ func (b *ingestBatcher) storeRest(rest []*pending) {
 			b.storeRound(kind, same)
 		}
 	}
-}
-
-// keyResults is the results of lines stored with keys.
-func keyResults(lines []lineItem, keys []string) []lineResult {
-	res := make([]lineResult, len(lines))
-	for i, l := range lines {
-		res[i] = lineResult{Line: l.line, Key: keys[i]}
-	}
-	return res
 }
 
 // nextTarget is how many requests the next round waits for, of the n
