@@ -164,6 +164,7 @@ func (c *Client) judge(ctx context.Context, cl *call, t *tried, err error) {
 	} else {
 		ae := parseError(t.ans.status, t.ans.header, t.ans.body, t.ans.sentID)
 		ae.Endpoint, ae.Attempts = cl.r.endpoint, cl.attempt
+		ae.Message = c.sec.Load().redact(ae.Message)
 		if d, ok := parseRetryAfter(t.ans.header.Get("Retry-After"), c.s.Now()); ok {
 			ae.RetryAfter = d
 		}

@@ -24,6 +24,9 @@ const (
 	IngestPrefix     = "/api/v1/integrations/spectrastrike"
 )
 
+// loginEndpoint names the login in errors (Error.Endpoint, TransportError.Endpoint).
+const loginEndpoint = "POST /auth/login"
+
 // Client talks to VectorVue. Safe for concurrent use.
 type Client struct {
 	*core
@@ -302,7 +305,7 @@ func (c *Client) bearer(ctx context.Context) (token string, fromLogin bool, err 
 			select {
 			case <-lc.done:
 			case <-ctx.Done():
-				return "", false, &TransportError{Endpoint: "POST /auth/login", Err: ctx.Err()}
+				return "", false, &TransportError{Endpoint: loginEndpoint, Err: ctx.Err()}
 			}
 			if lc.err != nil {
 				if errors.Is(lc.err, context.Canceled) && ctx.Err() == nil {
@@ -349,7 +352,7 @@ type loginRequest struct {
 }
 
 func (c *Client) login(ctx context.Context) (token, tenant string, err error) {
-	const ep = "POST /auth/login"
+	const ep = loginEndpoint
 	body, err := json.Marshal(loginRequest{Username: c.s.Username, Password: string(c.sec.Load().password), TenantID: c.s.TenantID})
 	if err != nil {
 		return "", "", fmt.Errorf("vvapi: %s: %w", ep, err)

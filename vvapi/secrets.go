@@ -2,11 +2,14 @@ package vvapi
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
 	"slices"
 	"strings"
+	"unicode/utf16"
+	"unicode/utf8"
 )
 
 // secrets are what a client may read again while it lives: the password, the
@@ -71,6 +74,67 @@ func (s *settings) loadSecrets(prev *secrets) (*secrets, error) {
 	}
 	sec.hc = hc
 	return sec, nil
+}
+
+// redact hides the client's secrets in a server's words, which can echo what
+// it was sent: FastAPI's 422 lists a body's fields with their input, and the
+// login's body holds the password. A secret is looked for as sent and as JSON
+// would escape it (by Go, or by Python with or without ensure_ascii).
+func (s *secrets) redact(msg string) string {
+	for _, v := range []Secret{s.password, s.token, s.signature} {
+		if v == "" {
+			continue
+		}
+		for _, form := range secretForms(string(v)) {
+			msg = strings.ReplaceAll(msg, form, "[redacted]")
+		}
+	}
+	return msg
+}
+
+// secretForms is v as it may appear in a server's text: raw, and inside a
+// JSON string as Go (with or without its HTML escapes) or Python (with or
+// without ensure_ascii) writes it.
+func secretForms(v string) []string {
+	forms := []string{v}
+	add := func(f string) {
+		if !slices.Contains(forms, f) {
+			forms = append(forms, f)
+		}
+	}
+	add(jsonEscaped(v, true))
+	escaped := jsonEscaped(v, false)
+	add(escaped)
+	add(asciiEscaped(escaped))
+	return forms
+}
+
+// jsonEscaped is v inside a JSON string, as encoding/json writes it.
+func jsonEscaped(v string, escapeHTML bool) string {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(escapeHTML)
+	_ = enc.Encode(v) // a string always encodes
+	quoted := strings.TrimSuffix(b.String(), "\n")
+	return quoted[1 : len(quoted)-1]
+}
+
+// asciiEscaped writes the non-ASCII characters of a JSON string's content as
+// \uXXXX escapes, as Python's json does by default.
+func asciiEscaped(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		switch {
+		case r < utf8.RuneSelf:
+			b.WriteRune(r)
+		case r > 0xffff:
+			r1, r2 := utf16.EncodeRune(r)
+			fmt.Fprintf(&b, "\\u%04x\\u%04x", r1, r2)
+		default:
+			fmt.Fprintf(&b, "\\u%04x", r)
+		}
+	}
+	return b.String()
 }
 
 // readSecretFile reads a secret, dropping the trailing newline editors add.

@@ -61,3 +61,54 @@ func TestNoSecretsInLogsOrErrors(t *testing.T) {
 		}
 	}
 }
+
+// A server that echoes what it was sent (FastAPI's 422 lists each field with
+// its input) gets the password of a login back into the answer: it is not in
+// the error, its message or the log, and the refusal is of our setup, not of
+// records.
+func TestLoginAnswerEchoingThePasswordIsRedacted(t *testing.T) {
+	echo := func(w http.ResponseWriter, r *http.Request) {
+		var in map[string]any
+		require.NoError(t, json.NewDecoder(r.Body).Decode(&in))
+		body, err := json.Marshal(map[string]any{"detail": []any{map[string]any{
+			"type": "missing", "loc": []string{"body", "client_id"}, "msg": "Field required", "input": in}}})
+		require.NoError(t, err)
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusUnprocessableEntity)
+		_, _ = w.Write(body)
+	}
+	srv := newScripted(t, map[string]http.HandlerFunc{"POST " + LoginPath: echo})
+	logger, buf, mu := captureLogger()
+	c, _ := testClient(t, srv.srv.URL, func(c *Config) { c.Logger = logger })
+
+	err := c.Login(context.Background())
+	var ae *Error
+	require.ErrorAs(t, err, &ae)
+	assert.Equal(t, FaultSetup, ClassifyError(err).Fault, "a refused login is our setup's fault: %v", err)
+	assert.Contains(t, ae.Message, `"password":"[redacted]"`, "the rest of the answer is kept")
+	assert.Contains(t, ae.Message, "Field required")
+	mu.Lock()
+	logs := buf.String()
+	mu.Unlock()
+	require.NotEmpty(t, logs)
+	for where, text := range map[string]string{"error": err.Error(), "message": ae.Message, "log": logs} {
+		// assert.False, not NotContains: a failure must not print the secret.
+		assert.False(t, strings.Contains(text, testPassword), "the password is in the %s", where)
+	}
+}
+
+// A secret is found however a server's JSON escaped it.
+func TestRedactFindsEscapedSecrets(t *testing.T) {
+	pw := `p"w\é<&😀`
+	s := &secrets{password: Secret(pw), token: "tok-123456"}
+	for _, echo := range []string{
+		pw,                           // raw, in plain text
+		`p\"w\\é<&😀`,                 // Go without HTML escapes, Python ensure_ascii=False
+		`p\"w\\é\u003c\u0026😀`,       // Go's json.Marshal
+		`p\"w\\\u00e9<&\ud83d\ude00`, // Python's json.dumps
+	} {
+		got := s.redact(`{"input":{"password":"` + echo + `","token":"tok-123456"}}`)
+		assert.Equal(t, `{"input":{"password":"[redacted]","token":"[redacted]"}}`, got, "echoed as %s", echo)
+	}
+	assert.Equal(t, "nothing to hide", (&secrets{}).redact("nothing to hide"))
+}
