@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 	bolt "go.etcd.io/bbolt"
@@ -28,13 +29,17 @@ type Item struct {
 // The key is the payload's event_id (KindEvent) or finding_id (KindFinding) when
 // present, else a new UUIDv7, which is then written into the stored payload as that
 // member. Enqueueing a key that is already stored with an equal payload (compared as
-// parsed JSON) returns the key and stores nothing, whatever state the record is in
+// parsed JSON, whatever the spacing and member order; numbers as written, since 1 and
+// 1.0 differ on the wire) returns the key and stores nothing, whatever state the record is in
 // (a confirmed record stays confirmed); with a different payload it fails with
-// ErrConflict. Once retention has deleted a confirmed record its key is free again:
-// enqueueing it then stores a new record, which VectorVue dedupes by the same id.
+// ErrConflict. Events and findings share one space of keys: an event's key given to a
+// finding is a conflict too. Once retention has deleted a confirmed record its key is
+// free again: enqueueing it then stores a new record, which VectorVue dedupes by the
+// same id.
 //
-// ctx bounds only the wait for room (Options.WaitForRoom); once the record is handed
-// to a group commit, Enqueue waits for that commit so its answer is always the truth.
+// A ctx already ended stores nothing. Otherwise ctx bounds only the wait for room
+// (Options.WaitForRoom); once the record is handed to a group commit, Enqueue waits
+// for that commit so its answer is always the truth.
 func (o *Outbox) Enqueue(ctx context.Context, kind Kind, payload []byte) (string, error) {
 	return o.EnqueueWithKey(ctx, kind, "", payload)
 }
@@ -194,6 +199,18 @@ func (o *Outbox) prepareScanned(it Item, embed bool, sc *scannedID) (prepared, e
 	return p, nil
 }
 
+// invalidUTF8At is the offset of the first byte of p that is not UTF-8.
+func invalidUTF8At(p []byte) int {
+	for i := 0; i < len(p); {
+		r, n := utf8.DecodeRune(p[i:])
+		if r == utf8.RuneError && n == 1 {
+			return i
+		}
+		i += n
+	}
+	return -1
+}
+
 // keyOf checks that the item's payload is a JSON object and finds its key: the
 // payload's id (present), the caller's, or else a new UUIDv7 (u, zero for the
 // others). A payload whose id sc gives is not scanned again.
@@ -210,6 +227,12 @@ func keyOf(it Item, sc *scannedID) (key string, present bool, u uuid.UUID, err e
 	}
 	if err != nil {
 		return "", false, u, fmt.Errorf("outbox: enqueue %s: payload is not a JSON object: %v: %w", it.Kind, err, ErrInvalidPayload)
+	}
+	if !utf8.Valid(it.Payload) {
+		// encoding/json takes it (as U+FFFD), VectorVue's Python does not.
+		at := invalidUTF8At(it.Payload)
+		return "", false, u, fmt.Errorf("outbox: enqueue %s: payload is not UTF-8, as JSON must be: byte %#x after %q: %w",
+			it.Kind, it.Payload[at], it.Payload[max(0, at-16):at], ErrInvalidPayload)
 	}
 	key = it.Key
 	switch {
@@ -446,7 +469,11 @@ func (w *wtx) storedAs(it *prepared) (stored bool, replace uint64, reqErr *reqEr
 	if err != nil {
 		return false, 0, &reqError{err: err}, nil
 	}
-	if st.kind != it.kind || !jsonEqual(plain, it.plain) {
+	if st.kind != it.kind {
+		return false, 0, &reqError{err: fmt.Errorf("outbox: enqueue %s %s: the key belongs to a stored %s (%s): events and findings share the outbox's keys: %w",
+			kindOf(it.kind), it.key, kindOf(st.kind), stateOf(st.state), ErrConflict)}, nil
+	}
+	if !jsonEqual(plain, it.plain) {
 		return false, 0, &reqError{err: fmt.Errorf("outbox: enqueue %s: stored (%s, %s) with a different payload: %w",
 			it.key, kindOf(st.kind), stateOf(st.state), ErrConflict)}, nil
 	}
@@ -578,7 +605,7 @@ func (o *Outbox) submit(ctx context.Context, items []prepared) ([]string, error)
 			o.group.enter()
 		case <-ctx.Done():
 			o.group.enter()
-			return nil, fmt.Errorf("%w (gave up waiting for room: %v)", r.err.err, ctx.Err())
+			return nil, fmt.Errorf("%w (gave up waiting for room: %w)", r.err.err, ctx.Err())
 		}
 	}
 }

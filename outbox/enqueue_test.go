@@ -90,6 +90,7 @@ func TestEnqueueRejects(t *testing.T) {
 		{"empty id", KindEvent, "", `{"event_id":""}`, ErrInvalidPayload},
 		{"duplicate id", KindEvent, "", `{"event_id":"a","event_id":"b"}`, ErrInvalidPayload},
 		{"bad explicit key", KindEvent, "a/b", `{}`, ErrInvalidPayload},
+		{"not UTF-8", KindEvent, "", "{\"m\":\"caf\xe9\"}", ErrInvalidPayload},
 		{"validate", KindFinding, "", `{"title":"t"}`, validateErr},
 		{"too large", KindEvent, "", `{"a":"` + strings.Repeat("x", 200) + `"}`, ErrTooLarge},
 		{"too large after key injection", KindEvent, "", `{"a":"` + strings.Repeat("x", 190) + `"}`, ErrTooLarge},
@@ -102,8 +103,10 @@ func TestEnqueueRejects(t *testing.T) {
 		}
 	}
 	assert.Zero(t, o.Stats().Records, "records stored by rejected calls")
+	_, err := o.Enqueue(ctx, KindEvent, []byte("{\"m\":\"caf\xe9\"}"))
+	assert.ErrorContains(t, err, `not UTF-8, as JSON must be: byte 0xe9 after "{\"m\":\"caf"`, "the refusal says where")
 	// The exact 128-character pattern limit is accepted.
-	_, err := o.Enqueue(ctx, KindEvent, []byte(`{"event_id":"`+strings.Repeat("a", 128)+`"}`))
+	_, err = o.Enqueue(ctx, KindEvent, []byte(`{"event_id":"`+strings.Repeat("a", 128)+`"}`))
 	assert.NoError(t, err, "Enqueue of a 128-character id")
 }
 
@@ -129,6 +132,7 @@ func TestEnqueueIdempotent(t *testing.T) {
 	// Same key, other kind: conflict.
 	_, err = o.EnqueueWithKey(ctx, KindFinding, "e1", []byte(`{"a":1,"b":[1,2]}`))
 	assert.ErrorIs(t, err, ErrConflict, "same key, other kind")
+	assert.ErrorContains(t, err, "belongs to a stored event", "the conflict says it is one of kinds")
 	require.Equal(t, 1, o.Stats().Records, "records")
 	// A confirmed record stays confirmed when enqueued again.
 	claimAll(t, o, KindEvent)
@@ -271,6 +275,7 @@ func TestCapacity(t *testing.T) {
 		defer cancel()
 		_, err := o.Enqueue(short, KindEvent, event("second", 2))
 		require.ErrorIs(t, err, ErrFull, "waiting Enqueue after ctx ended")
+		assert.ErrorIs(t, err, context.DeadlineExceeded, "the error says why the wait ended")
 		done := make(chan error, 1)
 		go func() {
 			_, err := o.Enqueue(ctx, KindEvent, event("second", 2))

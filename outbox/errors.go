@@ -24,11 +24,12 @@ var (
 	// ErrNotFound is returned when no record has the given key.
 	ErrNotFound = errors.New("outbox: no such record")
 
-	// ErrConflict is returned by Enqueue when the key exists with a different payload.
+	// ErrConflict is returned by Enqueue when the key exists with a different payload,
+	// or is the key of a record of the other kind.
 	ErrConflict = errors.New("outbox: key exists with a different payload")
 
-	// ErrInvalidPayload is returned by Enqueue when the payload is not a JSON object,
-	// the key or the payload's event_id/finding_id is malformed, the kind is unknown,
+	// ErrInvalidPayload is returned by Enqueue when the payload is not a JSON object
+	// (in UTF-8), the key or the payload's event_id/finding_id is malformed, the kind is unknown,
 	// or Options.Validate rejected it. Nothing is stored.
 	ErrInvalidPayload = errors.New("outbox: invalid payload")
 

@@ -60,6 +60,17 @@ func TestOpenLockedByAnotherProcess(t *testing.T) {
 	assert.LessOrEqual(t, time.Since(start), 5*time.Second, "duration of Open despite a 200ms lock timeout")
 }
 
+// A directory given as the outbox is named as what it is, not as a damaged
+// file to salvage.
+func TestOpenADirectory(t *testing.T) {
+	dir := t.TempDir()
+	_, err := Open(dir, Options{})
+	require.Error(t, err)
+	assert.NotErrorIs(t, err, ErrCorrupt)
+	assert.Contains(t, err.Error(), "not a regular file")
+	assert.Contains(t, err.Error(), dir)
+}
+
 // makeOutbox writes a small closed outbox file with n records.
 func makeOutbox(t *testing.T, path string, n int) {
 	t.Helper()

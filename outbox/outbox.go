@@ -162,6 +162,9 @@ func Open(path string, opts Options) (*Outbox, error) {
 	if err := o.tightenModes(path); err != nil {
 		return nil, err
 	}
+	if fi, err := os.Stat(path); err == nil && !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("outbox: open %s: not a regular file (%s): give the path of the outbox file itself", path, fi.Mode().Type())
+	}
 	if err := precheckFile(path); err != nil {
 		return nil, corruptErr(path, err)
 	}
@@ -200,7 +203,7 @@ func Open(path string, opts Options) (*Outbox, error) {
 func openErr(path string, timeout time.Duration, err error) error {
 	switch {
 	case errors.Is(err, berrors.ErrTimeout):
-		return fmt.Errorf("outbox: open %s: %w: held by another process after %v — a running shipper? use its admin socket or stop it",
+		return fmt.Errorf("outbox: open %s: %w: held by another process (or another Open of it in this one) after %v — a running shipper? use its admin socket or stop it",
 			path, ErrLocked, timeout)
 	case errors.Is(err, berrors.ErrInvalid), errors.Is(err, berrors.ErrVersionMismatch),
 		errors.Is(err, berrors.ErrChecksum), errors.Is(err, errPanicked):
