@@ -86,9 +86,7 @@ func (c *Client) do(ctx context.Context, r request) (*Envelope, []byte, error) {
 // error the call would return and its verdict. An error means no attempt was
 // made because the login on the way failed.
 func (c *Client) try(ctx context.Context, cl *call) (*tried, error) {
-	if c.s.rereads() && c.refused.Load() {
-		c.reloadAfterFailure()
-	}
+	c.reloadIfRefused()
 	t := &tried{}
 	if cl.r.auth {
 		var err error

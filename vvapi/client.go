@@ -353,6 +353,9 @@ type loginRequest struct {
 
 func (c *Client) login(ctx context.Context) (token, tenant string, err error) {
 	const ep = loginEndpoint
+	// The body holds the password: a file fixed after a refusal is read before
+	// it is built, not only before the attempt (try).
+	c.reloadIfRefused()
 	body, err := json.Marshal(loginRequest{Username: c.s.Username, Password: string(c.sec.Load().password), TenantID: c.s.TenantID})
 	if err != nil {
 		return "", "", fmt.Errorf("vvapi: %s: %w", ep, err)

@@ -97,6 +97,21 @@ func TestPasswordFileReadAgainAfterARefusedLogin(t *testing.T) {
 	}
 }
 
+// The same through Login, as the delivery worker's probe during a pause logs
+// in: the first login after the fix sends the new password.
+func TestPasswordFileReadAgainBeforeAnExplicitLogin(t *testing.T) {
+	good := newGuarded("the-right-password")
+	srv := newScripted(t, map[string]http.HandlerFunc{"POST " + LoginPath: loginWith(good)})
+	pwFile := secretFile(t, t.TempDir(), "pw", "a-stale-password\n")
+	c, _ := testClient(t, srv.srv.URL, func(c *Config) { c.Password, c.PasswordFile = "", pwFile })
+	ctx := context.Background()
+
+	require.ErrorIs(t, c.Login(ctx), ErrUnauthorized, "the stale password")
+	rewrite(t, pwFile, "the-right-password\n")
+	require.NoError(t, c.Login(ctx), "the fixed password file is read at the next login")
+	assert.Len(t, srv.requests(LoginPath), 2, "logins")
+}
+
 // A token file and a signature secret file fixed after 401s are used by the
 // next request.
 func TestTokenAndSignatureFilesReadAgainAfterA401(t *testing.T) {

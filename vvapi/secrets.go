@@ -195,6 +195,14 @@ func (c *Client) Reload() ([]string, error) {
 	return changed, nil
 }
 
+// reloadIfRefused reads the files again when the last attempt was refused in
+// a way they could fix (reloadAfterFailure).
+func (c *Client) reloadIfRefused() {
+	if c.s.rereads() && c.refused.Load() {
+		c.reloadAfterFailure()
+	}
+}
+
 // reloadAfterFailure is Reload for a request that follows a refused one: what
 // changed is logged, and a file that cannot be read is logged and the previous
 // value kept (a rotation may be half done; the request says whether it works).

@@ -2,10 +2,13 @@ package main
 
 import (
 	"bytes"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // An operator on a filling disk sees it in `shipper stats`, not only in the log.
@@ -21,4 +24,21 @@ func TestStatsShowsTheDisk(t *testing.T) {
 	out.Reset()
 	printStats(&out, statsView{Path: "o.db"}, time.Now())
 	assert.NotContains(t, out.String(), "disk free", "no disk line when the check is off")
+}
+
+// An admin verb that opens the file itself says what the outbox changed, as
+// the daemon's log does: here a file other users could read, made private.
+func TestAdminVerbSaysWhatItMadePrivate(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "ob")
+	vars := map[string]string{"SHIPPER_OUTBOX": filepath.Join(dir, "outbox.db")}
+	seed := runVerb(t, vars, event("evt-1", "m"), "enqueue", "--kind", "event")
+	require.Equal(t, exitOK, seed.code, "seed:\n%s", seed)
+	require.NoError(t, os.Chmod(vars["SHIPPER_OUTBOX"], 0o644))
+
+	r := runVerb(t, vars, "", "stats")
+	require.Equal(t, exitOK, r.code, "stats:\n%s", r)
+	assert.Contains(t, r.stderr, "the file was readable by other users: made it 0600")
+	fi, err := os.Stat(vars["SHIPPER_OUTBOX"])
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o600), fi.Mode().Perm())
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"time"
@@ -134,6 +135,11 @@ func openDirect(c *cli, o *outboxFlags, opts outbox.Options, mustExist bool) (*o
 		return nil, err
 	}
 	opts.LockTimeout = directLockTimeout
+	if opts.Logger == nil {
+		// What the outbox changes or finds on its own (a mode made private, a
+		// damaged record made dead) is said here as the daemon logs it.
+		opts.Logger = slog.New(slog.NewTextHandler(c.env.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
 	ob, err := outbox.Open(o.path, opts)
 	switch {
 	case errors.Is(err, outbox.ErrLocked):
