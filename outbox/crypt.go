@@ -41,6 +41,16 @@ func newSealer(key []byte) (*sealer, error) {
 	return &sealer{id: hex.EncodeToString(h[:8]), aead: aead}, nil
 }
 
+// KeyID is the id an outbox gives an encryption key (Options.EncryptionKey) in
+// its messages and in Stats: it names the key without revealing it.
+func KeyID(key []byte) (string, error) {
+	s, err := newSealer(key)
+	if err != nil {
+		return "", err
+	}
+	return s.id, nil
+}
+
 func (s *sealer) seal(plain, ad []byte) []byte {
 	nonce := make([]byte, s.aead.NonceSize(), s.aead.NonceSize()+len(plain)+s.aead.Overhead())
 	if _, err := rand.Read(nonce); err != nil {

@@ -21,6 +21,9 @@ type Stats struct {
 	DiskFreeBytes    int64 // filesystem free space plus pages free inside the file
 	DiskReserveBytes int64 // kept for delivery: Enqueue refuses records that would leave less
 	DiskFull         bool  // Enqueue refuses records for disk space (ErrFull) until delivery frees some
+	// KeyID names the encryption key of the payloads (KeyID), "" when they
+	// are stored in plaintext.
+	KeyID string
 }
 
 // Stats reads the in-memory counters; the two oldest times take a few page
@@ -42,6 +45,9 @@ func (o *Outbox) Stats() Stats {
 		}
 	}
 	s.PayloadBytes = c.bytes
+	if o.sealer != nil {
+		s.KeyID = o.sealer.id
+	}
 	if fi, err := os.Stat(o.path); err == nil {
 		s.FileBytes = fi.Size()
 	}

@@ -112,6 +112,10 @@ func openStore(ctx context.Context, c *cli, o *outboxFlags, mustExist, allowDaem
 		if !allowDaemon {
 			return nil, fmt.Errorf("%w (socket %s); stop it first", errDaemonRunning, sock)
 		}
+		if err := checkDaemonKey(ctx, c, o, dc, opts.EncryptionKey); err != nil {
+			dc.Close()
+			return nil, err
+		}
 		c.infof("via running daemon (socket %s)", sock)
 		return dc, nil
 	}
@@ -121,6 +125,33 @@ func openStore(ctx context.Context, c *cli, o *outboxFlags, mustExist, allowDaem
 	}
 	c.infof("outbox file opened directly (%s)", o.path)
 	return &directStore{ob: ob}, nil
+}
+
+// checkDaemonKey refuses a key given to a verb that goes through the daemon
+// when it is not the key of the daemon's outbox, as opening the file would: an
+// operator who believes the outbox is encrypted learns that it is not.
+func checkDaemonKey(ctx context.Context, c *cli, o *outboxFlags, dc *daemonClient, key []byte) error {
+	if key == nil {
+		return nil // the daemon holds the key, if the outbox has one
+	}
+	setting := "SHIPPER_ENCRYPTION_KEY"
+	if o.keyFile != "" {
+		setting = c.setting("encryption-key-file")
+	}
+	id, err := outbox.KeyID(key)
+	if err != nil {
+		return &settingError{Setting: setting, Problem: err.Error()}
+	}
+	s, err := dc.Stats(ctx)
+	switch {
+	case err != nil:
+		return err
+	case s.KeyID == "":
+		return &settingError{Setting: setting, Problem: "the outbox of the running daemon is not encrypted and an encryption key was given; `shipper encrypt` turns encryption on, or give no key"}
+	case s.KeyID != id:
+		return &settingError{Setting: setting, Problem: fmt.Sprintf("the outbox of the running daemon is encrypted with key id %s, the given key has id %s", s.KeyID, id)}
+	}
+	return nil
 }
 
 // openDirect opens the outbox file itself, never waiting long on the lock.

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/spectrastrike/shipper/outbox"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -75,4 +76,38 @@ func TestEncryptedOutboxNeedsItsKey(t *testing.T) {
 	require.NoError(t, err)
 	// Not NotContains: its message would print the whole file.
 	assert.False(t, bytes.Contains(raw, []byte("secret payload")), "the payload is readable in the encrypted outbox file")
+}
+
+// A key given to a verb that goes through the daemon is checked against the
+// daemon's outbox as opening the file would check it: an outbox that is not
+// encrypted, or is under another key, is a setting error (exit 2).
+func TestKeyGivenThroughTheDaemonIsChecked(t *testing.T) {
+	keyFile := func(b byte) string {
+		p := filepath.Join(t.TempDir(), "key")
+		require.NoError(t, os.WriteFile(p, []byte(strings.Repeat(fmt.Sprintf("%02x", b), 32)), 0o600))
+		return p
+	}
+	plain, _ := serveControl(t, outbox.Options{})
+	vars := map[string]string{"SHIPPER_OUTBOX": plain, "SHIPPER_ENCRYPTION_KEY_FILE": keyFile(0x5a)}
+	r := runVerb(t, vars, "", "stats")
+	assert.Equal(t, exitUsage, r.code, "stats:\n%s", r)
+	assert.Contains(t, r.stderr, "is not encrypted and an encryption key was given", "%s", r)
+
+	key := bytes.Repeat([]byte{0x5a}, 32)
+	enc, _ := serveControl(t, outbox.Options{EncryptionKey: key})
+	vars["SHIPPER_OUTBOX"] = enc
+	r = runVerb(t, vars, "", "stats")
+	require.Equal(t, exitOK, r.code, "stats with the daemon's key:\n%s", r)
+	id, err := outbox.KeyID(key)
+	require.NoError(t, err)
+	assert.Contains(t, r.stdout, "encrypted     key id "+id, "%s", r)
+
+	vars["SHIPPER_ENCRYPTION_KEY_FILE"] = keyFile(0x6b)
+	r = runVerb(t, vars, "", "inspect")
+	assert.Equal(t, exitUsage, r.code, "inspect with another key:\n%s", r)
+	assert.Contains(t, r.stderr, "encrypted with key id "+id, "%s", r)
+
+	delete(vars, "SHIPPER_ENCRYPTION_KEY_FILE")
+	r = runVerb(t, vars, "", "stats")
+	assert.Equal(t, exitOK, r.code, "stats without a key: the daemon holds it:\n%s", r)
 }
