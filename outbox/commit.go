@@ -217,8 +217,10 @@ func (o *Outbox) PrepareKeyAtCommit(it Item) (Prepared, error) {
 // vouches that the payload is one JSON object as encoding/json reads it, each
 // of its members once, whose id member (event_id or finding_id, by kind) is a
 // string with the text id, or that has none when id is "". The outbox does
-// not scan it again (a second pass over all its bytes, a tenth of the ingest
-// API's CPU), so a payload that is not as vouched is stored as it is.
+// not scan its JSON again (a second pass over all its bytes, a tenth of the
+// ingest API's CPU), so a payload that is not as vouched is stored as it is;
+// it only checks that the bytes are UTF-8 (about 40 ns for 600 ASCII bytes,
+// 1 ns a byte of other text), which encoding/json does not.
 func (o *Outbox) PrepareScanned(it Item, id string) (Prepared, error) {
 	p, err := o.prepareScanned(it, true, &scannedID{id: id, present: id != ""})
 	if err != nil {

@@ -427,6 +427,9 @@ func (w *wtx) planEnqueue(items []prepared) (enqueuePlan, *reqError, error) {
 		it := &items[i]
 		if !it.newKey { // a key made here is unique by construction: no lookups
 			if j, ok := inReq[it.key]; ok {
+				if items[j].kind != it.kind {
+					return plan, &reqError{err: fmt.Errorf("outbox: enqueue %s: an event and a finding with this key: events and findings share the outbox's keys: %w", it.key, ErrConflict)}, nil
+				}
 				if !jsonEqual(items[j].plain, it.plain) {
 					return plan, &reqError{err: fmt.Errorf("outbox: enqueue %s: two items with this key and different payloads: %w", it.key, ErrConflict)}, nil
 				}

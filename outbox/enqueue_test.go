@@ -133,6 +133,10 @@ func TestEnqueueIdempotent(t *testing.T) {
 	_, err = o.EnqueueWithKey(ctx, KindFinding, "e1", []byte(`{"a":1,"b":[1,2]}`))
 	assert.ErrorIs(t, err, ErrConflict, "same key, other kind")
 	assert.ErrorContains(t, err, "belongs to a stored event", "the conflict says it is one of kinds")
+	// The same within one request: the finding is not taken for the event.
+	both := `{"event_id":"k2","finding_id":"k2","a":1}`
+	_, err = o.EnqueueAll(ctx, []Item{{Kind: KindEvent, Payload: []byte(both)}, {Kind: KindFinding, Payload: []byte(both)}})
+	assert.ErrorIs(t, err, ErrConflict, "an event and a finding with one key in one request")
 	require.Equal(t, 1, o.Stats().Records, "records")
 	// A confirmed record stays confirmed when enqueued again.
 	claimAll(t, o, KindEvent)

@@ -63,12 +63,18 @@ func TestOpenLockedByAnotherProcess(t *testing.T) {
 // A directory given as the outbox is named as what it is, not as a damaged
 // file to salvage.
 func TestOpenADirectory(t *testing.T) {
-	dir := t.TempDir()
+	parent := t.TempDir()
+	require.NoError(t, os.Chmod(parent, 0o755))
+	dir := filepath.Join(parent, "shipper")
+	require.NoError(t, os.Mkdir(dir, 0o755))
 	_, err := Open(dir, Options{})
 	require.Error(t, err)
 	assert.NotErrorIs(t, err, ErrCorrupt)
 	assert.Contains(t, err.Error(), "not a regular file")
 	assert.Contains(t, err.Error(), dir)
+	fi, err := os.Stat(parent)
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o755), fi.Mode().Perm(), "the directory around it was left as it was")
 }
 
 // makeOutbox writes a small closed outbox file with n records.

@@ -156,14 +156,14 @@ func Open(path string, opts Options) (*Outbox, error) {
 		}
 		o.sealer = s
 	}
+	if fi, err := os.Stat(path); err == nil && !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("outbox: open %s: not a regular file (%s): give the path of the outbox file itself", path, fi.Mode().Type())
+	}
 	if err := mkdirDurable(filepath.Dir(path)); err != nil {
 		return nil, fmt.Errorf("outbox: open %s: %w", path, err)
 	}
 	if err := o.tightenModes(path); err != nil {
 		return nil, err
-	}
-	if fi, err := os.Stat(path); err == nil && !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("outbox: open %s: not a regular file (%s): give the path of the outbox file itself", path, fi.Mode().Type())
 	}
 	if err := precheckFile(path); err != nil {
 		return nil, corruptErr(path, err)

@@ -28,6 +28,7 @@ type request struct {
 	sign                   bool // X-Timestamp/X-Signature when a secret is configured
 	auth                   bool // bearer token
 	parse                  int
+	sent                   *secrets // the secrets body was built with (login), for redact
 }
 
 // answer is one HTTP exchange's outcome.
@@ -100,7 +101,7 @@ func (c *Client) try(ctx context.Context, cl *call) (*tried, error) {
 	if ans != nil {
 		t.status = ans.status
 	}
-	c.noteRefusal(ans, err)
+	c.noteRefusal(cl.r, ans, err)
 	if err == nil && is2xx(ans.status) {
 		if err = c.accept(ctx, cl, t); err == nil {
 			return t, nil
@@ -113,11 +114,11 @@ func (c *Client) try(ctx context.Context, cl *call) (*tried, error) {
 // noteRefusal remembers whether the attempt was refused in a way the secret or
 // CA files could fix (then the next attempt reads them again first); a 2xx
 // clears it.
-func (c *Client) noteRefusal(ans *answer, err error) {
+func (c *Client) noteRefusal(r request, ans *answer, err error) {
 	switch {
 	case err == nil && is2xx(ans.status):
 		c.refused.Store(false)
-	case refusalFixableByFiles(statusOf(ans, err), err):
+	case refusalFixableByFiles(statusOf(ans, err), err, r.endpoint == loginEndpoint):
 		c.refused.Store(true)
 	}
 }
@@ -162,7 +163,7 @@ func (c *Client) judge(ctx context.Context, cl *call, t *tried, err error) {
 	} else {
 		ae := parseError(t.ans.status, t.ans.header, t.ans.body, t.ans.sentID)
 		ae.Endpoint, ae.Attempts = cl.r.endpoint, cl.attempt
-		ae.Message = c.sec.Load().redact(ae.Message)
+		ae.Message = redact(ae.Message, c.sec.Load(), cl.r.sent, Secret(t.token))
 		if d, ok := parseRetryAfter(t.ans.header.Get("Retry-After"), c.s.Now()); ok {
 			ae.RetryAfter = d
 		}

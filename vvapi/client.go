@@ -356,11 +356,12 @@ func (c *Client) login(ctx context.Context) (token, tenant string, err error) {
 	// The body holds the password: a file fixed after a refusal is read before
 	// it is built, not only before the attempt (try).
 	c.reloadIfRefused()
-	body, err := json.Marshal(loginRequest{Username: c.s.Username, Password: string(c.sec.Load().password), TenantID: c.s.TenantID})
+	sec := c.sec.Load()
+	body, err := json.Marshal(loginRequest{Username: c.s.Username, Password: string(sec.password), TenantID: c.s.TenantID})
 	if err != nil {
 		return "", "", fmt.Errorf("vvapi: %s: %w", ep, err)
 	}
-	_, raw, err := c.do(ctx, request{method: http.MethodPost, path: LoginPath, endpoint: ep, body: body, parse: envNone})
+	_, raw, err := c.do(ctx, request{method: http.MethodPost, path: LoginPath, endpoint: ep, body: body, parse: envNone, sent: sec})
 	if err != nil {
 		return "", "", err
 	}

@@ -24,7 +24,7 @@ const (
 	FaultNone      Fault = iota // a 2xx: no failure
 	FaultServer                 // the server or the path to it (network, timeout, unreadable 2xx, 429, 5xx): the request was fine
 	FaultRecords                // the request's body (409, 413, 422, a payload refused before any I/O): the same body gets the same answer
-	FaultSetup                  // our configuration or credentials (400, 401, 403, 404, other 4xx, 3xx, any 4xx to the login, an untrusted certificate, a ConfigError)
+	FaultSetup                  // our configuration or credentials (400, 401, 403, 404, other 4xx, 3xx, 409, 413 or 422 to the login, an untrusted certificate, a ConfigError)
 	FaultCancelled              // the caller's context was cancelled: nothing was judged
 	FaultUnknown                // an error the policy does not know
 )

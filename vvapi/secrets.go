@@ -76,12 +76,20 @@ func (s *settings) loadSecrets(prev *secrets) (*secrets, error) {
 	return sec, nil
 }
 
-// redact hides the client's secrets in a server's words, which can echo what
-// it was sent: FastAPI's 422 lists a body's fields with their input, and the
-// login's body holds the password. A secret is looked for as sent and as JSON
-// would escape it (by Go, or by Python with or without ensure_ascii).
-func (s *secrets) redact(msg string) string {
-	for _, v := range []Secret{s.password, s.token, s.signature} {
+// redact hides secrets in a server's words, which can echo what it was sent:
+// FastAPI's 422 lists a body's fields with their input, and the login's body
+// holds the password. It hides the client's current secrets, those a request
+// was built with (a reload may have come since) and the token an attempt sent,
+// each as sent and as JSON would escape it (by Go, or by Python with or without
+// ensure_ascii).
+func redact(msg string, cur, sent *secrets, token Secret) string {
+	vs := []Secret{token}
+	for _, s := range []*secrets{cur, sent} {
+		if s != nil {
+			vs = append(vs, s.password, s.token, s.signature)
+		}
+	}
+	for _, v := range vs {
 		if v == "" {
 			continue
 		}
@@ -94,7 +102,8 @@ func (s *secrets) redact(msg string) string {
 
 // secretForms is v as it may appear in a server's text: raw, and inside a
 // JSON string as Go (with or without its HTML escapes) or Python (with or
-// without ensure_ascii) writes it.
+// without ensure_ascii) writes it; bytes that are not UTF-8 as U+FFFD, which
+// is what encoding/json sends for them.
 func secretForms(v string) []string {
 	forms := []string{v}
 	add := func(f string) {
@@ -102,9 +111,12 @@ func secretForms(v string) []string {
 			forms = append(forms, f)
 		}
 	}
+	v = strings.ToValidUTF8(v, "\uFFFD")
+	add(v)
 	add(jsonEscaped(v, true))
 	escaped := jsonEscaped(v, false)
 	add(escaped)
+	add(strings.NewReplacer(`\u2028`, "\u2028", `\u2029`, "\u2029").Replace(escaped)) // Python leaves them
 	add(asciiEscaped(escaped))
 	return forms
 }
@@ -217,10 +229,14 @@ func (c *Client) reloadAfterFailure() {
 }
 
 // refusalFixableByFiles reports whether a failed attempt is one the secret or
-// CA files could fix: then the next attempt re-reads them first.
-func refusalFixableByFiles(status int, err error) bool {
+// CA files could fix: then the next attempt re-reads them first. Any refusal
+// of the login but a 429 is (ClassifyError: the setup's fault).
+func refusalFixableByFiles(status int, err error, login bool) bool {
 	if err != nil {
 		return isTLSVerifyError(err)
+	}
+	if login && status >= 400 && status < 500 && status != http.StatusTooManyRequests {
+		return true
 	}
 	return slices.Contains([]int{http.StatusUnauthorized, http.StatusForbidden}, status)
 }

@@ -3,6 +3,7 @@ package vvapi
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -99,16 +100,49 @@ func TestLoginAnswerEchoingThePasswordIsRedacted(t *testing.T) {
 
 // A secret is found however a server's JSON escaped it.
 func TestRedactFindsEscapedSecrets(t *testing.T) {
-	pw := `p"w\é<&😀`
+	pw := `p"w\é<&😀` + "\u2028"
 	s := &secrets{password: Secret(pw), token: "tok-123456"}
 	for _, echo := range []string{
-		pw,                           // raw, in plain text
-		`p\"w\\é<&😀`,                 // Go without HTML escapes, Python ensure_ascii=False
-		`p\"w\\é\u003c\u0026😀`,       // Go's json.Marshal
-		`p\"w\\\u00e9<&\ud83d\ude00`, // Python's json.dumps
+		pw,                                 // raw, in plain text
+		`p\"w\\é<&😀\u2028`,                 // Go without HTML escapes
+		"p\\\"w\\\\é<&😀\u2028",             // Python, ensure_ascii=False
+		`p\"w\\é\u003c\u0026😀\u2028`,       // Go's json.Marshal
+		`p\"w\\\u00e9<&\ud83d\ude00\u2028`, // Python's json.dumps
 	} {
-		got := s.redact(`{"input":{"password":"` + echo + `","token":"tok-123456"}}`)
+		got := redact(`{"input":{"password":"`+echo+`","token":"tok-123456"}}`, s, nil, "")
 		assert.Equal(t, `{"input":{"password":"[redacted]","token":"[redacted]"}}`, got, "echoed as %s", echo)
 	}
-	assert.Equal(t, "nothing to hide", (&secrets{}).redact("nothing to hide"))
+	assert.Equal(t, "nothing to hide", redact("nothing to hide", &secrets{}, nil, ""))
+
+	// A secret that is not UTF-8 went out as U+FFFD (encoding/json) and comes
+	// back so; the secrets a request was built with and the token an attempt
+	// sent are hidden too.
+	latin1 := &secrets{password: "Passw\xf6rt-1"}
+	assert.Equal(t, `"[redacted]"`, redact(`"Passw\ufffdrt-1"`, &secrets{}, latin1, ""))
+	assert.Equal(t, `"[redacted]"`, redact("\"Passw\uFFFDrt-1\"", &secrets{}, latin1, ""))
+	assert.Equal(t, "Bearer [redacted]", redact("Bearer sess-tok-42", &secrets{}, nil, "sess-tok-42"))
+}
+
+// After a refused login (any 4xx but a 429), the next login reads a fixed
+// password file first, as after a 401.
+func TestPasswordFileReadAgainAfterALogin422(t *testing.T) {
+	good := newGuarded("the-right-password")
+	login := loginWith(good)
+	srv := newScripted(t, map[string]http.HandlerFunc{"POST " + LoginPath: func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		if !strings.Contains(string(body), "the-right-password") {
+			writeJSON(w, http.StatusUnprocessableEntity, map[string]any{"detail": []any{map[string]any{"msg": "Value error"}}})
+			return
+		}
+		r.Body = io.NopCloser(strings.NewReader(string(body)))
+		login(w, r)
+	}})
+	pwFile := secretFile(t, t.TempDir(), "pw", "a-stale-password\n")
+	c, _ := testClient(t, srv.srv.URL, func(c *Config) { c.Password, c.PasswordFile = "", pwFile })
+	ctx := context.Background()
+
+	require.Error(t, c.Login(ctx), "the stale password")
+	rewrite(t, pwFile, "the-right-password\n")
+	require.NoError(t, c.Login(ctx), "the fixed password file is read at the next login")
+	assert.Len(t, srv.requests(LoginPath), 2, "logins")
 }

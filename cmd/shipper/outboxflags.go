@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/spectrastrike/shipper/outbox"
@@ -63,6 +64,7 @@ func (o *outboxFlags) options(c *cli) (outbox.Options, error) {
 		MaxBytes:   o.maxBytes,
 		Retention:  o.retention,
 		Validate:   validateRecord,
+		Logger:     outboxLogger(c),
 	}
 	if o.linesChecked {
 		opts.Validate = nil
@@ -93,6 +95,13 @@ func (o *outboxFlags) options(c *cli) (outbox.Options, error) {
 		opts.EncryptionKey = k
 	}
 	return opts, nil
+}
+
+// outboxLogger is where a verb that opens the outbox file itself says what the
+// outbox changed or found on its own (a mode made private, a damaged record
+// made dead), as the daemon's log does; the daemon gives its own logger.
+func outboxLogger(c *cli) *slog.Logger {
+	return slog.New(slog.NewTextHandler(c.env.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 }
 
 // validateRecord is the contract's field check, run before anything is stored.

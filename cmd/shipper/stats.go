@@ -54,8 +54,8 @@ func printStats(w io.Writer, s statsView, now time.Time) {
 	fmt.Fprintf(w, "records       %d\n", s.Records)
 	fmt.Fprintf(w, "payload       %s\n", fmtBytes(s.PayloadBytes))
 	fmt.Fprintf(w, "file          %s\n", fmtBytes(s.FileBytes))
-	if s.KeyID != "" {
-		fmt.Fprintf(w, "encrypted     key id %s\n", s.KeyID)
+	if s.KeyID != nil && *s.KeyID != "" {
+		fmt.Fprintf(w, "encrypted     key id %s\n", *s.KeyID)
 	}
 	if s.DiskReserveBytes > 0 {
 		full := ""

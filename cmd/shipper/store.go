@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"time"
@@ -146,10 +145,12 @@ func checkDaemonKey(ctx context.Context, c *cli, o *outboxFlags, dc *daemonClien
 	switch {
 	case err != nil:
 		return err
-	case s.KeyID == "":
+	case s.KeyID == nil:
+		c.infof("the running daemon does not say which key its outbox has (an older version): the key given is not checked")
+	case *s.KeyID == "":
 		return &settingError{Setting: setting, Problem: "the outbox of the running daemon is not encrypted and an encryption key was given; `shipper encrypt` turns encryption on, or give no key"}
-	case s.KeyID != id:
-		return &settingError{Setting: setting, Problem: fmt.Sprintf("the outbox of the running daemon is encrypted with key id %s, the given key has id %s", s.KeyID, id)}
+	case *s.KeyID != id:
+		return &settingError{Setting: setting, Problem: fmt.Sprintf("the outbox of the running daemon is encrypted with key id %s, the given key has id %s", *s.KeyID, id)}
 	}
 	return nil
 }
@@ -166,11 +167,6 @@ func openDirect(c *cli, o *outboxFlags, opts outbox.Options, mustExist bool) (*o
 		return nil, err
 	}
 	opts.LockTimeout = directLockTimeout
-	if opts.Logger == nil {
-		// What the outbox changes or finds on its own (a mode made private, a
-		// damaged record made dead) is said here as the daemon logs it.
-		opts.Logger = slog.New(slog.NewTextHandler(c.env.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	}
 	ob, err := outbox.Open(o.path, opts)
 	switch {
 	case errors.Is(err, outbox.ErrLocked):

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -110,4 +111,30 @@ func TestKeyGivenThroughTheDaemonIsChecked(t *testing.T) {
 	delete(vars, "SHIPPER_ENCRYPTION_KEY_FILE")
 	r = runVerb(t, vars, "", "stats")
 	assert.Equal(t, exitOK, r.code, "stats without a key: the daemon holds it:\n%s", r)
+}
+
+// A daemon of a version before key ids answers stats without one: the key is
+// not checked, and the verb says so rather than calling the outbox plaintext.
+func TestKeyGivenThroughAnOlderDaemonIsNotChecked(t *testing.T) {
+	dir, err := os.MkdirTemp("", "shi")
+	require.NoError(t, err)
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	path := filepath.Join(dir, "outbox.db")
+	ln, err := listenControl(context.Background(), path+".sock")
+	require.NoError(t, err)
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/ping", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, http.StatusOK, map[string]any{"pid": 1}) })
+	mux.HandleFunc("GET /v1/stats", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]any{"path": path, "records": 0})
+	})
+	srv := &http.Server{Handler: mux}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	key := filepath.Join(dir, "key")
+	require.NoError(t, os.WriteFile(key, []byte(strings.Repeat("5a", 32)), 0o600))
+
+	r := runVerb(t, map[string]string{"SHIPPER_OUTBOX": path, "SHIPPER_ENCRYPTION_KEY_FILE": key}, "", "stats")
+	assert.Equal(t, exitOK, r.code, "stats:\n%s", r)
+	assert.Contains(t, r.stderr, "the key given is not checked", "%s", r)
+	assert.NotContains(t, r.stdout, "encrypted", "%s", r)
 }

@@ -49,7 +49,7 @@ type statsView struct {
 	DiskFreeBytes     int64                                `json:"disk_free_bytes,omitempty"`
 	DiskReserveBytes  int64                                `json:"disk_reserve_bytes,omitempty"` // 0: no disk check
 	DiskFull          bool                                 `json:"disk_full"`
-	KeyID             string                               `json:"key_id,omitempty"` // "": payloads in plaintext
+	KeyID             *string                              `json:"key_id"`           // "": payloads in plaintext; nil: a daemon too old to say
 	Worker            *workerView                          `json:"worker,omitempty"` // only from a running daemon
 }
 
@@ -73,5 +73,5 @@ func statsViewOf(path string, s outbox.Stats) statsView {
 	return statsView{Path: path, Records: s.Records, ByState: s.ByState, ByKindState: s.ByKindState,
 		PayloadBytes: s.PayloadBytes, FileBytes: s.FileBytes, OldestPending: s.OldestPending,
 		OldestUnconfirmed: s.OldestUnconfirmed, DiskFreeBytes: s.DiskFreeBytes,
-		DiskReserveBytes: s.DiskReserveBytes, DiskFull: s.DiskFull, KeyID: s.KeyID}
+		DiskReserveBytes: s.DiskReserveBytes, DiskFull: s.DiskFull, KeyID: &s.KeyID}
 }
