@@ -146,3 +146,25 @@ func TestPasswordFileReadAgainAfterALogin422(t *testing.T) {
 	require.NoError(t, c.Login(ctx), "the fixed password file is read at the next login")
 	assert.Len(t, srv.requests(LoginPath), 2, "logins")
 }
+
+// A password file rotated while a login is in flight: the answer echoes the
+// password the login was built with, no longer the client's current one, and
+// that one is hidden too.
+func TestRedactHidesThePasswordALoginWasBuiltWith(t *testing.T) {
+	pwFile := secretFile(t, t.TempDir(), "pw", "the-old-password\n")
+	var c *Client
+	srv := newScripted(t, map[string]http.HandlerFunc{"POST " + LoginPath: func(w http.ResponseWriter, r *http.Request) {
+		var in map[string]any
+		require.NoError(t, json.NewDecoder(r.Body).Decode(&in))
+		rewrite(t, pwFile, "the-new-password\n")
+		_, err := c.Reload() // as a SIGHUP would, while the login waits
+		require.NoError(t, err)
+		writeJSON(w, http.StatusUnprocessableEntity, map[string]any{"detail": []any{map[string]any{"msg": "Value error", "input": in}}})
+	}})
+	c, _ = testClient(t, srv.srv.URL, func(c *Config) { c.Password, c.PasswordFile = "", pwFile })
+
+	err := c.Login(context.Background())
+	require.Error(t, err)
+	assert.False(t, strings.Contains(err.Error(), "the-old-password"), "the password the login sent is in its error")
+	assert.Contains(t, err.Error(), `"password":"[redacted]"`)
+}
