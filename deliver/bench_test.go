@@ -12,6 +12,7 @@ import (
 	"io"
 	"net/http"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"testing"
@@ -20,6 +21,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/spectrastrike/shipper/internal/testserver"
+	"github.com/spectrastrike/shipper/internal/testutil"
 	"github.com/spectrastrike/shipper/outbox"
 )
 
@@ -44,7 +46,7 @@ func BenchmarkDrain(b *testing.B) {
 		hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: srv.CertPool()}}}
 		token := benchLogin(b, hc, srv.URL())
 		total := 0
-		var cpu time.Duration
+		var use usage
 		b.ResetTimer()
 		for iter := 0; iter < b.N; iter++ {
 			b.StopTimer()
@@ -62,15 +64,15 @@ func BenchmarkDrain(b *testing.B) {
 				batches = append(batches, body.Bytes())
 			}
 			b.StartTimer()
-			cpu0 := cpuTime()
+			u0 := takeUsage()
 			for _, body := range batches {
 				benchPost(b, hc, srv.URL()+testserver.IngestPrefix+"/events/batch", token, body)
 			}
-			cpu += cpuTime() - cpu0
+			use.add(u0)
 			total += benchRecords
 		}
 		b.ReportMetric(float64(total)/b.Elapsed().Seconds(), "records/s")
-		reportCPU(b, cpu)
+		use.report(b)
 	})
 	b.Run("shipper", func(b *testing.B) {
 		srv := startServer(b, testserver.Options{SignatureSecret: benchSecret})
@@ -86,7 +88,7 @@ func BenchmarkDrain(b *testing.B) {
 		opts.Concurrency = 8
 		w := newWorker(b, ob, client, opts)
 		total := 0
-		var cpu time.Duration
+		var use usage
 		b.ResetTimer()
 		for iter := 0; iter < b.N; iter++ {
 			b.StopTimer()
@@ -97,23 +99,58 @@ func BenchmarkDrain(b *testing.B) {
 			_, err := ob.EnqueueAll(context.Background(), items)
 			require.NoError(b, err, "EnqueueAll")
 			b.StartTimer()
-			cpu0 := cpuTime()
+			u0 := takeUsage()
 			drain(b, w, 5*time.Minute)
-			cpu += cpuTime() - cpu0
+			use.add(u0)
 			total += benchRecords
 		}
 		b.ReportMetric(float64(total)/b.Elapsed().Seconds(), "records/s")
-		reportCPU(b, cpu)
+		use.report(b)
 		c := w.Counters()
 		require.EqualValues(b, total, c.Confirmed, "confirmed; counters %+v", c)
 		require.Empty(b, c.Dead, "dead; counters %+v", c)
 	})
 }
 
-// reportCPU reports the CPU time (client, outbox and server: one process) an iteration took,
-// in milliseconds: what the drain costs, which the wall time on a shared machine hides.
-func reportCPU(b *testing.B, cpu time.Duration) {
-	b.ReportMetric(float64(cpu.Microseconds())/1000/float64(b.N), "cpu-ms/op")
+// usage is what the timed parts of a benchmark took: wall time, CPU time
+// (client, outbox and server: one process), and the machine's CPU time its
+// hypervisor gave to other guests (steal).
+type usage struct {
+	wall, cpu, steal time.Duration
+	stealKnown       bool
+}
+
+// reading is where a timed part starts from.
+type reading struct {
+	at         time.Time
+	cpu, steal time.Duration
+	stealKnown bool
+}
+
+func takeUsage() reading {
+	r := reading{at: time.Now(), cpu: cpuTime()}
+	r.steal, r.stealKnown = testutil.Steal()
+	return r
+}
+
+// add adds what passed since from.
+func (u *usage) add(from reading) {
+	now := takeUsage()
+	u.wall += now.at.Sub(from.at)
+	u.cpu += now.cpu - from.cpu
+	if u.stealKnown = now.stealKnown && from.stealKnown; u.stealKnown {
+		u.steal += now.steal - from.steal
+	}
+}
+
+// report reports the CPU time an iteration took, in milliseconds (what the
+// drain costs, which the wall time on a shared machine hides), and the share
+// of the machine's CPU time stolen while it ran.
+func (u *usage) report(b *testing.B) {
+	b.ReportMetric(float64(u.cpu.Microseconds())/1000/float64(b.N), "cpu-ms/op")
+	if u.stealKnown {
+		b.ReportMetric(testutil.StealShare(u.steal, u.wall, runtime.NumCPU()), "steal-%")
+	}
 }
 
 func benchLogin(b *testing.B, hc *http.Client, base string) string {

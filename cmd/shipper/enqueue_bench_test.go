@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -15,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spectrastrike/shipper/internal/testutil"
 	"github.com/spectrastrike/shipper/outbox"
 )
 
@@ -95,36 +97,47 @@ func benchOutboxPath(b *testing.B) string {
 }
 
 // meter is the benchmark timer plus the CPU time (user and system, all
-// goroutines) spent while it runs: on a loaded machine the wall clock says
-// how the machine is shared as much as what a path costs.
+// goroutines) spent while it runs, and the machine's CPU time its hypervisor
+// gave to other guests meanwhile (steal): on a loaded machine the wall clock
+// says how the machine is shared as much as what a path costs.
 type meter struct {
-	b    *testing.B
-	cpu  time.Duration
-	from time.Duration
+	b                  *testing.B
+	cpu, steal         time.Duration
+	fromCPU, fromSteal time.Duration
+	stealKnown         bool
 }
 
 func newMeter(b *testing.B) *meter {
 	b.ResetTimer()
 	m := &meter{b: b}
-	m.from = cpuTime()
+	m.fromCPU = cpuTime()
+	m.fromSteal, m.stealKnown = testutil.Steal()
 	return m
 }
 
 func (m *meter) stop() {
 	m.b.StopTimer()
-	m.cpu += cpuTime() - m.from
+	m.cpu += cpuTime() - m.fromCPU
+	if st, ok := testutil.Steal(); ok {
+		m.steal += st - m.fromSteal
+	}
 }
 
 func (m *meter) start() {
-	m.from = cpuTime()
+	m.fromCPU = cpuTime()
+	m.fromSteal, _ = testutil.Steal()
 	m.b.StartTimer()
 }
 
-// report gives records/s and the CPU microseconds a record took.
+// report gives records/s, the CPU microseconds a record took and the share
+// of the machine's CPU time stolen while the timer ran.
 func (m *meter) report() {
 	records := float64(m.b.N * benchIngestRecords)
 	m.b.ReportMetric(records/m.b.Elapsed().Seconds(), "records/s")
 	m.b.ReportMetric(float64(m.cpu.Microseconds())/records, "cpu-us/record")
+	if m.stealKnown {
+		m.b.ReportMetric(testutil.StealShare(m.steal, m.b.Elapsed(), runtime.NumCPU()), "steal-%")
+	}
 }
 
 func cpuTime() time.Duration {

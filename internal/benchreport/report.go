@@ -193,7 +193,7 @@ func (rep *Report) Rows() []Row {
 			if sok {
 				row.Shipper = fmtValue(sv)
 			}
-			if bok && sok && bv != 0 {
+			if bok && sok && bv != 0 && !machineUnit(u) {
 				row.Ratio = strconv.FormatFloat(sv/bv, 'f', 2, 64) + "x"
 			}
 			rows = append(rows, row)
@@ -201,6 +201,12 @@ func (rep *Report) Rows() []Row {
 	}
 	return rows
 }
+
+// machineUnit says whether unit measures the machine a run had rather than
+// the code it ran: steal-% (the CPU time a hypervisor gave to other guests
+// while the timer ran) has no ratio, and is what to read before the ratios
+// beside it.
+func machineUnit(unit string) bool { return unit == "steal-%" }
 
 // unitRank puts throughput first, then time, then memory.
 func unitRank(u string) int {
@@ -256,5 +262,6 @@ func (rep *Report) Write(w io.Writer) error {
 		}
 	}
 	fmt.Fprintln(w, "\nratio = shipper / baseline, same workload in the same run (records/s: higher is better; ns/op, cpu-us/record, B/op, allocs/op: lower is better)")
+	fmt.Fprintln(w, "steal-% = the share of the machine's CPU time its hypervisor gave to other guests while the timer ran: where it is more than a few, wall-clock ratios measure the neighbours as much as the code")
 	return nil
 }

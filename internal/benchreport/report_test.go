@@ -113,3 +113,16 @@ func TestRowsTakeTheMedianRun(t *testing.T) {
 	require.Len(t, rows, 1, "rows")
 	assert.Equal(t, Row{Benchmark: "outbox/A", Baseline: "100", Shipper: "80", Unit: "records/s", Ratio: "0.80x"}, rows[0])
 }
+
+// steal-% says what the machine was like, not what the code did: both sides
+// show it, neither is divided by the other.
+func TestStealHasNoRatio(t *testing.T) {
+	in := "pkg: x/shipper\n" +
+		"BenchmarkA/baseline-2 3 200 records/s 4.0 steal-%\n" +
+		"BenchmarkA/shipper-2 3 150 records/s 30.0 steal-%\n"
+	rep, err := Parse(strings.NewReader(in))
+	require.NoError(t, err, "Parse")
+	rows := rowsByKey(rep.Rows())
+	assert.Equal(t, Row{Benchmark: "shipper/A", Baseline: "4", Shipper: "30", Unit: "steal-%", Ratio: "-"}, rows["shipper/A steal-%"])
+	assert.Equal(t, "0.75x", rows["shipper/A records/s"].Ratio)
+}
