@@ -12,7 +12,6 @@ import (
 	"io"
 	"net/http"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strconv"
 	"testing"
@@ -46,7 +45,8 @@ func BenchmarkDrain(b *testing.B) {
 		hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: srv.CertPool()}}}
 		token := benchLogin(b, hc, srv.URL())
 		total := 0
-		var use usage
+		var cpu time.Duration
+		var steal testutil.StealMeter
 		b.ResetTimer()
 		for iter := 0; iter < b.N; iter++ {
 			b.StopTimer()
@@ -64,15 +64,18 @@ func BenchmarkDrain(b *testing.B) {
 				batches = append(batches, body.Bytes())
 			}
 			b.StartTimer()
-			u0 := takeUsage()
+			cpu0 := cpuTime()
+			steal.Start()
 			for _, body := range batches {
 				benchPost(b, hc, srv.URL()+testserver.IngestPrefix+"/events/batch", token, body)
 			}
-			use.add(u0)
+			steal.Stop()
+			cpu += cpuTime() - cpu0
 			total += benchRecords
 		}
 		b.ReportMetric(float64(total)/b.Elapsed().Seconds(), "records/s")
-		use.report(b)
+		reportCPU(b, cpu)
+		steal.Report(b)
 	})
 	b.Run("shipper", func(b *testing.B) {
 		srv := startServer(b, testserver.Options{SignatureSecret: benchSecret})
@@ -88,7 +91,8 @@ func BenchmarkDrain(b *testing.B) {
 		opts.Concurrency = 8
 		w := newWorker(b, ob, client, opts)
 		total := 0
-		var use usage
+		var cpu time.Duration
+		var steal testutil.StealMeter
 		b.ResetTimer()
 		for iter := 0; iter < b.N; iter++ {
 			b.StopTimer()
@@ -99,58 +103,26 @@ func BenchmarkDrain(b *testing.B) {
 			_, err := ob.EnqueueAll(context.Background(), items)
 			require.NoError(b, err, "EnqueueAll")
 			b.StartTimer()
-			u0 := takeUsage()
+			cpu0 := cpuTime()
+			steal.Start()
 			drain(b, w, 5*time.Minute)
-			use.add(u0)
+			steal.Stop()
+			cpu += cpuTime() - cpu0
 			total += benchRecords
 		}
 		b.ReportMetric(float64(total)/b.Elapsed().Seconds(), "records/s")
-		use.report(b)
+		reportCPU(b, cpu)
+		steal.Report(b)
 		c := w.Counters()
 		require.EqualValues(b, total, c.Confirmed, "confirmed; counters %+v", c)
 		require.Empty(b, c.Dead, "dead; counters %+v", c)
 	})
 }
 
-// usage is what the timed parts of a benchmark took: wall time, CPU time
-// (client, outbox and server: one process), and the machine's CPU time its
-// hypervisor gave to other guests (steal).
-type usage struct {
-	wall, cpu, steal time.Duration
-	stealKnown       bool
-}
-
-// reading is where a timed part starts from.
-type reading struct {
-	at         time.Time
-	cpu, steal time.Duration
-	stealKnown bool
-}
-
-func takeUsage() reading {
-	r := reading{at: time.Now(), cpu: cpuTime()}
-	r.steal, r.stealKnown = testutil.Steal()
-	return r
-}
-
-// add adds what passed since from.
-func (u *usage) add(from reading) {
-	now := takeUsage()
-	u.wall += now.at.Sub(from.at)
-	u.cpu += now.cpu - from.cpu
-	if u.stealKnown = now.stealKnown && from.stealKnown; u.stealKnown {
-		u.steal += now.steal - from.steal
-	}
-}
-
-// report reports the CPU time an iteration took, in milliseconds (what the
-// drain costs, which the wall time on a shared machine hides), and the share
-// of the machine's CPU time stolen while it ran.
-func (u *usage) report(b *testing.B) {
-	b.ReportMetric(float64(u.cpu.Microseconds())/1000/float64(b.N), "cpu-ms/op")
-	if u.stealKnown {
-		b.ReportMetric(testutil.StealShare(u.steal, u.wall, runtime.NumCPU()), "steal-%")
-	}
+// reportCPU reports the CPU time (client, outbox and server: one process) an iteration took,
+// in milliseconds: what the drain costs, which the wall time on a shared machine hides.
+func reportCPU(b *testing.B, cpu time.Duration) {
+	b.ReportMetric(float64(cpu.Microseconds())/1000/float64(b.N), "cpu-ms/op")
 }
 
 func benchLogin(b *testing.B, hc *http.Client, base string) string {

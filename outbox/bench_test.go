@@ -67,20 +67,6 @@ func reportRate(b *testing.B, records int) {
 	b.ReportMetric(float64(records)/b.Elapsed().Seconds(), "records/s")
 }
 
-// reportSteal reads the machine's steal now; the function it returns reports
-// the share of the machine's CPU time its hypervisor gave to other guests
-// since (steal-%, internal/benchreport): a run's wall-clock ratios are worth
-// as much as that share is small.
-func reportSteal(b *testing.B) func() {
-	from, ok := testutil.Steal()
-	start := time.Now()
-	return func() {
-		if to, ok2 := testutil.Steal(); ok && ok2 {
-			b.ReportMetric(testutil.StealShare(to-from, time.Since(start), runtime.NumCPU()), "steal-%")
-		}
-	}
-}
-
 // reportPages reports the pages bbolt wrote per record: the IO a commit costs.
 func reportPages(b *testing.B, db *bolt.DB, records int) {
 	st := db.Stats()
@@ -90,7 +76,7 @@ func reportPages(b *testing.B, db *bolt.DB, records int) {
 func BenchmarkEnqueueSingle(b *testing.B) {
 	b.Logf("record %d bytes", benchRecordBytes)
 	b.Run("baseline", func(b *testing.B) {
-		defer reportSteal(b)()
+		defer testutil.StartSteal().Report(b)
 		db := rawOpen(b)
 		for i := 0; b.Loop(); i++ {
 			if err := db.Update(func(tx *bolt.Tx) error { return rawPut(tx, i) }); err != nil {
@@ -101,7 +87,7 @@ func BenchmarkEnqueueSingle(b *testing.B) {
 		reportPages(b, db, b.N)
 	})
 	b.Run("shipper", func(b *testing.B) {
-		defer reportSteal(b)()
+		defer testutil.StartSteal().Report(b)
 		o := benchOpen(b, Options{})
 		ctx := context.Background()
 		for i := 0; b.Loop(); i++ {
@@ -148,13 +134,13 @@ func runProducers(b *testing.B, n int, put func(i int) error) {
 
 func BenchmarkEnqueueConcurrent64(b *testing.B) {
 	b.Run("baseline", func(b *testing.B) {
-		defer reportSteal(b)()
+		defer testutil.StartSteal().Report(b)
 		db := rawOpen(b)
 		db.MaxBatchSize = 64
 		runProducers(b, 64, func(i int) error { return db.Batch(func(tx *bolt.Tx) error { return rawPut(tx, i) }) })
 	})
 	b.Run("shipper", func(b *testing.B) {
-		defer reportSteal(b)()
+		defer testutil.StartSteal().Report(b)
 		o := benchOpen(b, Options{})
 		ctx := context.Background()
 		runProducers(b, 64, func(i int) error { _, err := o.Enqueue(ctx, KindEvent, benchPayload(i)); return err })
@@ -166,7 +152,7 @@ const bulkSize = 1000
 
 func BenchmarkEnqueueBulk(b *testing.B) {
 	b.Run("baseline", func(b *testing.B) {
-		defer reportSteal(b)()
+		defer testutil.StartSteal().Report(b)
 		db := rawOpen(b)
 		for i := 0; b.Loop(); i++ {
 			if err := db.Update(func(tx *bolt.Tx) error {
@@ -184,7 +170,7 @@ func BenchmarkEnqueueBulk(b *testing.B) {
 		reportPages(b, db, b.N*bulkSize)
 	})
 	b.Run("shipper", func(b *testing.B) {
-		defer reportSteal(b)()
+		defer testutil.StartSteal().Report(b)
 		o := benchOpen(b, Options{})
 		ctx := context.Background()
 		items := make([]Item, bulkSize)

@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -101,31 +100,29 @@ func benchOutboxPath(b *testing.B) string {
 // gave to other guests meanwhile (steal): on a loaded machine the wall clock
 // says how the machine is shared as much as what a path costs.
 type meter struct {
-	b                  *testing.B
-	cpu, steal         time.Duration
-	fromCPU, fromSteal time.Duration
-	stealKnown         bool
+	b     *testing.B
+	cpu   time.Duration
+	from  time.Duration
+	steal *testutil.StealMeter
 }
 
 func newMeter(b *testing.B) *meter {
 	b.ResetTimer()
 	m := &meter{b: b}
-	m.fromCPU = cpuTime()
-	m.fromSteal, m.stealKnown = testutil.Steal()
+	m.from = cpuTime()
+	m.steal = testutil.StartSteal()
 	return m
 }
 
 func (m *meter) stop() {
 	m.b.StopTimer()
-	m.cpu += cpuTime() - m.fromCPU
-	if st, ok := testutil.Steal(); ok {
-		m.steal += st - m.fromSteal
-	}
+	m.cpu += cpuTime() - m.from
+	m.steal.Stop()
 }
 
 func (m *meter) start() {
-	m.fromCPU = cpuTime()
-	m.fromSteal, _ = testutil.Steal()
+	m.from = cpuTime()
+	m.steal.Start()
 	m.b.StartTimer()
 }
 
@@ -135,9 +132,7 @@ func (m *meter) report() {
 	records := float64(m.b.N * benchIngestRecords)
 	m.b.ReportMetric(records/m.b.Elapsed().Seconds(), "records/s")
 	m.b.ReportMetric(float64(m.cpu.Microseconds())/records, "cpu-us/record")
-	if m.stealKnown {
-		m.b.ReportMetric(testutil.StealShare(m.steal, m.b.Elapsed(), runtime.NumCPU()), "steal-%")
-	}
+	m.steal.Report(m.b)
 }
 
 func cpuTime() time.Duration {

@@ -2,8 +2,10 @@ package testutil
 
 import (
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
+	"testing"
 	"time"
 )
 
@@ -47,4 +49,50 @@ func StealShare(stolen, wall time.Duration, cpus int) float64 {
 		return 0
 	}
 	return 100 * stolen.Seconds() / (wall.Seconds() * float64(cpus))
+}
+
+// StealMeter adds up the machine's steal over the timed parts of a benchmark
+// (Start to Stop, any number of times) and reports it as steal-%.
+type StealMeter struct {
+	running      bool
+	unknown      bool // no reading of the steal column, once
+	at           time.Time
+	from         time.Duration
+	wall, stolen time.Duration
+}
+
+// StartSteal is a StealMeter started now.
+func StartSteal() *StealMeter {
+	s := &StealMeter{}
+	s.Start()
+	return s
+}
+
+// Start begins a timed part.
+func (s *StealMeter) Start() {
+	var ok bool
+	s.from, ok = Steal()
+	s.unknown = s.unknown || !ok
+	s.at, s.running = time.Now(), true
+}
+
+// Stop ends the timed part begun by Start, if one is running.
+func (s *StealMeter) Stop() {
+	if !s.running {
+		return
+	}
+	s.running = false
+	to, ok := Steal()
+	s.unknown = s.unknown || !ok
+	s.stolen += to - s.from
+	s.wall += time.Since(s.at)
+}
+
+// Report stops the meter and reports the share of the machine's CPU time
+// stolen over its timed parts as steal-%, if the steal column could be read.
+func (s *StealMeter) Report(b *testing.B) {
+	s.Stop()
+	if !s.unknown && s.wall > 0 {
+		b.ReportMetric(StealShare(s.stolen, s.wall, runtime.NumCPU()), "steal-%")
+	}
 }
