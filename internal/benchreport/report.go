@@ -77,7 +77,9 @@ func (rep *Report) addLine(pkg, line string) {
 	if len(f) < 4 || len(f)%2 != 0 {
 		return
 	}
-	if _, err := strconv.ParseInt(f[1], 10, 64); err != nil {
+	// A run of no iterations (a skipped or failed benchmark prints one) has
+	// no values, only NaN and zeros that would skew its medians.
+	if n, err := strconv.ParseInt(f[1], 10, 64); err != nil || n == 0 {
 		return
 	}
 	group, side := splitName(f[0])

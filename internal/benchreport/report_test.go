@@ -126,3 +126,18 @@ func TestStealHasNoRatio(t *testing.T) {
 	assert.Equal(t, Row{Benchmark: "shipper/A", Baseline: "4", Shipper: "30", Unit: "steal-%", Ratio: "-"}, rows["shipper/A steal-%"])
 	assert.Equal(t, "0.75x", rows["shipper/A records/s"].Ratio)
 }
+
+// A run of no iterations (b.Skip in a -count run after the first) is not a
+// sample: its NaN and zeros would otherwise be the median of the row.
+func TestRunsOfNoIterationsAreIgnored(t *testing.T) {
+	in := "pkg: x/outbox\n" +
+		"BenchmarkA/baseline-2 10 200 ns/op 2000 B/op\nBenchmarkA/baseline-2 10 220 ns/op 2000 B/op\n" +
+		"BenchmarkA/shipper-2 10 300 ns/op 3000 B/op\n" +
+		"BenchmarkA/shipper-2 0 NaN ns/op 0 B/op\nBenchmarkA/shipper-2 0 NaN ns/op 0 B/op\n"
+	rep, err := Parse(strings.NewReader(in))
+	require.NoError(t, err, "Parse")
+	rows := rowsByKey(rep.Rows())
+	assert.Equal(t, "300", rows["outbox/A ns/op"].Shipper)
+	assert.Equal(t, "1.43x", rows["outbox/A ns/op"].Ratio)
+	assert.Equal(t, "3000", rows["outbox/A B/op"].Shipper)
+}
