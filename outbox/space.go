@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -169,8 +170,9 @@ func (w *wtx) roomOnDisk(n int, b int64) *reqError {
 	o.diskFull(true, left, after, reserve)
 	// The numbers are those the decision compared: the space left after the
 	// records against the reserve (the space left now may be above it).
+	sz := sizes(left, after, reserve)
 	return &reqError{full: true, err: fmt.Errorf("%w: %s: disk nearly full: %s free, %s after adding %d record(s), under the %s kept for delivery",
-		ErrFull, o.path, mib(left), mib(after), n, mib(reserve))}
+		ErrFull, o.path, sz[0], sz[1], n, sz[2])}
 }
 
 // diskFull records the state and logs it: a warning at most once a minute,
@@ -190,12 +192,49 @@ func (o *Outbox) diskFull(full bool, left, after, reserve int64) {
 	switch {
 	case full && (d.lastLog.IsZero() || now.Sub(d.lastLog) >= diskLogEvery):
 		d.lastLog, d.logged = now, true
+		sz := sizes(left, after, reserve)
 		o.log.Warn("outbox: disk nearly full: new records are refused (ErrFull); delivery goes on and frees room",
-			"path", o.path, "free", mib(left), "free_after_record", mib(after), "kept_for_delivery", mib(reserve))
+			"path", o.path, "free", sz[0], "free_after_record", sz[1], "kept_for_delivery", sz[2])
 	case !full && was && d.logged:
 		d.logged = false
 		o.log.Info("outbox: disk has room again: new records are accepted", "path", o.path, "free", mib(left))
 	}
 }
 
-func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
+func mib(n int64) string { return sizes(n)[0] }
+
+// sizes formats byte counts in the largest unit (MiB, KiB, bytes) that tells
+// different counts apart. A refusal near the reserve is a matter of a few KiB:
+// "4.0 MiB after adding 1 record(s), under the 4.0 MiB kept" reads as no
+// reason at all.
+func sizes(ns ...int64) []string {
+	out := make([]string, len(ns))
+	for _, u := range []struct {
+		div  float64
+		prec int
+		name string
+	}{{1 << 20, 1, "MiB"}, {1 << 10, 1, "KiB"}} {
+		for i, n := range ns {
+			out[i] = strconv.FormatFloat(float64(n)/u.div, 'f', u.prec, 64) + " " + u.name
+		}
+		if apart(ns, out) {
+			return out
+		}
+	}
+	for i, n := range ns {
+		out[i] = strconv.FormatInt(n, 10) + " bytes"
+	}
+	return out
+}
+
+// apart says whether counts that differ were printed differently.
+func apart(ns []int64, printed []string) bool {
+	for i := range ns {
+		for j := range i {
+			if ns[i] != ns[j] && printed[i] == printed[j] {
+				return false
+			}
+		}
+	}
+	return true
+}
