@@ -3,6 +3,7 @@ package outbox
 import (
 	"encoding/binary"
 	"fmt"
+	"strings"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -12,6 +13,9 @@ type CheckReport struct {
 	Records  int
 	Problems []string
 	Damaged  []string // keys of records that failed their checksum (quarantined ones included)
+	// Delivered are those of Damaged that VectorVue confirmed before the
+	// damage: nothing to re-enqueue.
+	Delivered []string
 }
 
 // maxProblems bounds the report: a badly damaged file would otherwise list
@@ -110,14 +114,15 @@ func (c *checker) records(kc byte) {
 			return nil
 		}
 		rid := binary.BigEndian.Uint64(k)
-		st, d := decodeView(rid, v, c.states.get(rid))
+		sv := c.states.get(rid)
+		st, d := decodeView(rid, v, sv)
 		counted := st
 		if l, ok := c.o.leases.get(rid); ok {
 			counted = l // leased in memory, as claimed: counted sending
 		}
 		c.cnt.add(&counted, 1)
 		if d != nil {
-			c.damaged(rid, &st, d)
+			c.damaged(rid, &st, d, sv)
 			return nil
 		}
 		c.record(kc, wm, &st)
@@ -128,13 +133,19 @@ func (c *checker) records(kc byte) {
 
 // damaged reports a record that failed its checksum, by the key it was stored
 // under when the key index still names it.
-func (c *checker) damaged(rid uint64, st *stored, d *damageError) {
+func (c *checker) damaged(rid uint64, st *stored, d *damageError, sv []byte) {
 	key := findKey(openIndex(c.tx, prefixKeys), rid, st.key)
 	if key == "" {
 		key = fmt.Sprintf("damaged-record-%d", rid)
 	}
 	c.rep.Damaged = append(c.rep.Damaged, key)
-	c.problem("record %s (id %d) is damaged: %s; it is never sent: re-enqueue it from the source, or `shipper salvage` the file", key, rid, d.reason)
+	advice := damageAdvice(rid, sv)
+	if advice == adviceDelivered {
+		c.rep.Delivered = append(c.rep.Delivered, key)
+	} else {
+		advice += ", or `shipper salvage` the file"
+	}
+	c.problem("record %s (id %d) is damaged: %s; it is never sent again: %s", key, rid, d.reason, advice)
 }
 
 // record checks what an intact record says of itself: quarantine, encryption,
@@ -142,6 +153,9 @@ func (c *checker) damaged(rid uint64, st *stored, d *damageError) {
 func (c *checker) record(kc byte, wm uint64, st *stored) {
 	if st.corrupt {
 		c.rep.Damaged = append(c.rep.Damaged, st.key)
+		if strings.HasSuffix(st.lastErr, adviceDelivered) {
+			c.rep.Delivered = append(c.rep.Delivered, st.key)
+		}
 		c.problem("record %s (id %d) is damaged and was made dead: %s", st.key, st.rid, st.lastErr)
 	}
 	if c.fileKey != st.keyID && !st.corrupt {

@@ -15,6 +15,34 @@ import (
 // reasonCorrupt starts the last error of a quarantined record.
 const reasonCorrupt = "corrupt"
 
+// What to do about a damaged record: re-enqueue it from the source, unless
+// its state entry (written apart from the record, with its own checksum) is
+// intact and says confirmed. VectorVue then had the record before the damage,
+// and sending it from the source again would only replay it.
+const (
+	adviceResend    = "re-enqueue it from the source"
+	adviceDelivered = "VectorVue confirmed it before the damage: nothing to re-enqueue (`shipper purge --dead` deletes it)"
+)
+
+// damageAdvice is the advice for damaged record rid whose state entry is sv
+// (nil when it has none).
+func damageAdvice(rid uint64, sv []byte) string {
+	if confirmedBefore(rid, sv) {
+		return adviceDelivered
+	}
+	return adviceResend
+}
+
+// confirmedBefore says whether state entry sv of record rid is intact and
+// says confirmed.
+func confirmedBefore(rid uint64, sv []byte) bool {
+	if sv == nil {
+		return false
+	}
+	s := stored{rid: rid}
+	return overlayState(&s, sv) == nil && s.state == stateCodeConfirmed
+}
+
 // damageError says which record is damaged and how. It wraps ErrCorrupt.
 type damageError struct {
 	rid    uint64
@@ -74,6 +102,7 @@ func decodeView(rid uint64, v, sv []byte) (stored, *damageError) {
 // may be wrong, so the entries they name may not be the ones that exist.
 func (w *wtx) quarantine(rid uint64, view stored, d *damageError, via ...[]byte) error {
 	key := w.keyOfDamaged(rid, view.key)
+	advice := damageAdvice(rid, w.stateEntry(rid))
 	counted := view // what the counters hold of it
 	if c, ok := w.leasedID(rid); ok {
 		// Leased as claimed, intact: counted sending, whatever the damage
@@ -97,7 +126,7 @@ func (w *wtx) quarantine(rid uint64, view stored, d *damageError, via ...[]byte)
 	view.fresh = false // its indexes were deleted by hand above
 	st := view
 	st.key, st.state, st.lease, st.corrupt, st.updated = key, stateCodeDead, 0, true, nanos(w.now)
-	st.lastErr = reasonCorrupt + ": " + d.reason + "; re-enqueue it from the source"
+	st.lastErr = reasonCorrupt + ": " + d.reason + "; " + advice
 	if view.key != key {
 		if err := w.b.keys.Put([]byte(key), w.u64(rid)); err != nil {
 			return err
@@ -108,7 +137,7 @@ func (w *wtx) quarantine(rid uint64, view stored, d *damageError, via ...[]byte)
 	}
 	w.delta.add(&counted, -1)
 	w.delta.add(&st, 1)
-	w.o.log.Error("outbox: record failed its checksum: made dead, never sent; re-enqueue it from the source",
+	w.o.log.Error("outbox: record failed its checksum: made dead, never sent again; "+advice,
 		"path", w.o.path, "key", key, "record_id", rid, "problem", d.reason)
 	return w.rewrite(&st)
 }

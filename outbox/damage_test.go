@@ -8,9 +8,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"log/slog"
 	"testing"
 	"time"
 
+	"github.com/spectrastrike/shipper/internal/testutil"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	bolt "go.etcd.io/bbolt"
@@ -272,4 +274,43 @@ func TestDamagedStateEntryIsQuarantined(t *testing.T) {
 	require.NoError(t, err)
 	rep, err = o.Check()
 	require.NoError(t, err, "%q", rep.Problems)
+}
+
+// A damaged record whose state entry says confirmed was in VectorVue before
+// the damage: the check, the quarantine and its log say there is nothing to
+// re-enqueue, where a damaged pending record is to be sent from the source.
+func TestDamagedConfirmedRecordNeedsNoResend(t *testing.T) {
+	clk := newClock()
+	path := damagedOutbox(t, clk)
+	flipAt(t, path, "marker-000-", 20, 8) // ev-000 was confirmed
+	var logs testutil.SyncBuffer
+	o, err := Open(path, Options{Now: clk.Now, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	require.NoError(t, err)
+	defer o.Close()
+
+	rep, err := o.Check()
+	require.ErrorIs(t, err, ErrCorrupt)
+	assert.ElementsMatch(t, []string{"ev-000", "ev-150", "ev-151"}, rep.Damaged)
+	assert.Equal(t, []string{"ev-000"}, rep.Delivered)
+	for _, p := range rep.Problems {
+		if strings.Contains(p, "ev-000") {
+			assert.Contains(t, p, "VectorVue confirmed it before the damage: nothing to re-enqueue")
+		} else {
+			assert.Contains(t, p, "re-enqueue it from the source, or `shipper salvage` the file")
+		}
+	}
+
+	// A purge of the confirmed records meets it and quarantines it.
+	_, err = o.Purge(StateConfirmed, 0, false)
+	require.NoError(t, err)
+	r, err := o.Get("ev-000")
+	require.NoError(t, err)
+	assert.Equal(t, StateDead, r.State)
+	assert.True(t, strings.HasSuffix(r.LastError, adviceDelivered), "reason: %q", r.LastError)
+	assert.Contains(t, logs.String(), "made dead, never sent again; VectorVue confirmed it before the damage")
+
+	// Quarantined, the check still tells it apart from the records to resend.
+	rep, _ = o.Check()
+	assert.Equal(t, []string{"ev-000"}, rep.Delivered)
+	assert.Len(t, rep.Damaged, 3)
 }

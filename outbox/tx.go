@@ -215,13 +215,18 @@ func (w *wtx) get(rid uint64) (st stored, v []byte, err error) {
 	if v = w.record(rid); v == nil {
 		return stored{}, nil, fmt.Errorf("index names record %d which does not exist: %w", rid, ErrCorrupt)
 	}
-	var k [8]byte
-	binary.BigEndian.PutUint64(k[:], rid)
-	st, err = decodeRecord(rid, v, seekGet(&w.cur.states, w.stb.get(), k[:]))
+	st, err = decodeRecord(rid, v, w.stateEntry(rid))
 	if err == nil {
 		w.o.leases.overlay(&st)
 	}
 	return st, v, err
+}
+
+// stateEntry is record rid's state entry (overlay.go), nil if it has none.
+func (w *wtx) stateEntry(rid uint64) []byte {
+	var k [8]byte
+	binary.BigEndian.PutUint64(k[:], rid)
+	return seekGet(&w.cur.states, w.stb.get(), k[:])
 }
 
 // seekGet is b.Get(k) on the cursor *c, made on first use. A cursor's Seek

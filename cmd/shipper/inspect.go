@@ -132,7 +132,7 @@ func listRecords(ctx context.Context, c *cli, st store, out *bufio.Writer, f out
 	}
 	c.infof("%d record(s)", n)
 	if damaged > 0 {
-		c.infof("%d record(s) failed their checksum: never sent; see `shipper verify`, re-enqueue them from the source", damaged)
+		c.infof("%d record(s) failed their checksum: never sent again; `shipper verify` says which to re-enqueue from the source", damaged)
 	}
 	return exitOK
 }

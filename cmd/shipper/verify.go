@@ -43,9 +43,12 @@ printed).`, env)
 	}
 	if len(rep.Problems) > 0 {
 		fmt.Fprintf(env.Stdout, "%d record(s), %d problem(s)\n", rep.Records, len(rep.Problems))
-		if len(rep.Damaged) > 0 {
+		if n := len(rep.Damaged) - len(rep.Delivered); n > 0 {
 			fmt.Fprintf(env.Stdout, "%d damaged record(s) are never sent: re-enqueue them from the source (the new copy replaces the damaged one), "+
-				"or `shipper salvage` the file into a new outbox\n", len(rep.Damaged))
+				"or `shipper salvage` the file into a new outbox\n", n)
+		}
+		if n := len(rep.Delivered); n > 0 {
+			fmt.Fprintf(env.Stdout, "%d damaged record(s) were confirmed by VectorVue before the damage: nothing to re-enqueue\n", n)
 		}
 		return exitFailed
 	}
