@@ -21,13 +21,15 @@
 // holds, under one-byte prefixes, key → id, state+id, and the per-state orders
 // (due time, lease end, submission, confirmation). A record that was never claimed
 // ("fresh") is in the key index only: Claim walks the kind's bucket from a
-// persisted watermark, so an Enqueue writes two keys. A record is written whole
+// persisted watermark, so an Enqueue writes two keys, or one when the outbox
+// made the key (genkey.go: such a key names its record's id). A record is written whole
 // once; what changes after (state, attempts, times) goes to a small state entry
 // in a states bucket that overrides the record's fields. Counters (Stats) are kept
 // in memory, rebuilt by one pass over the records at Open.
 //
 // Files, a concept each, in the order a reader needs them:
 //
+//	errors.go      the sentinel errors every returned error wraps
 //	outbox.go      Options, the Outbox and its lock order, Open and Close
 //	bboltmeta.go   bbolt's meta page, read before bbolt maps the file
 //	record.go      Record, kinds and states, the stored record's encoding
@@ -39,15 +41,18 @@
 //	enqueue.go     Enqueue: keying, checking and storing new records
 //	genkey.go      keys the outbox makes, which lead to their record unindexed
 //	jsonscan.go    one pass that checks a payload is a JSON object and finds its id
+//	lease.go       leases of fresh records, held in memory only
 //	claim.go       the worker's side: Claim, Apply, Submissions, NextDue
 //	list.go        List
 //	check.go       Check
+//	count.go       Count, from the counters alone
 //	stats.go       the in-memory counters and Stats
 //	admin.go       Get, Requeue, Purge, Compact
 //	sweep.go       retention of confirmed records
-//	space.go       the disk reserve
+//	space.go       the disk reserve (statfs in space_statfs.go)
+//	prefill.go     zeros written ahead of a growing file (prefill_linux.go)
 //	damage.go      records that fail their checksum
-//	durable.go     what a power cut or a failed commit can take, and recovery
+//	durable.go     what a power cut or a failed commit can take; recovery (dropcache_linux.go)
 //	crypt.go       payloads sealed at rest
 //	modes.go       file and directory modes
 //	upgrade.go     formats 1 and 2 to format 3, in place
