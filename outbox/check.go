@@ -3,7 +3,6 @@ package outbox
 import (
 	"encoding/binary"
 	"fmt"
-	"strings"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -14,7 +13,7 @@ type CheckReport struct {
 	Problems []string
 	Damaged  []string // keys of records that failed their checksum (quarantined ones included)
 	// Delivered are those of Damaged that VectorVue confirmed before the
-	// damage: nothing to re-enqueue.
+	// damage: nothing to re-enqueue; the next write that meets one deletes it.
 	Delivered []string
 }
 
@@ -139,13 +138,12 @@ func (c *checker) damaged(rid uint64, st *stored, d *damageError, sv []byte) {
 		key = fmt.Sprintf("damaged-record-%d", rid)
 	}
 	c.rep.Damaged = append(c.rep.Damaged, key)
-	advice := damageAdvice(rid, sv)
-	if advice == adviceDelivered {
+	if confirmedBefore(rid, sv) {
 		c.rep.Delivered = append(c.rep.Delivered, key)
-	} else {
-		advice += ", or `shipper salvage` the file"
+		c.problem("record %s (id %d) is damaged: %s; %s (the next write that meets it deletes it: the retention sweep, `shipper purge --confirmed`)", key, rid, d.reason, adviceDelivered)
+		return
 	}
-	c.problem("record %s (id %d) is damaged: %s; it is never sent again: %s", key, rid, d.reason, advice)
+	c.problem("record %s (id %d) is damaged: %s; it is never sent: re-enqueue it from the source, or `shipper salvage` the file", key, rid, d.reason)
 }
 
 // record checks what an intact record says of itself: quarantine, encryption,
@@ -153,9 +151,6 @@ func (c *checker) damaged(rid uint64, st *stored, d *damageError, sv []byte) {
 func (c *checker) record(kc byte, wm uint64, st *stored) {
 	if st.corrupt {
 		c.rep.Damaged = append(c.rep.Damaged, st.key)
-		if strings.HasSuffix(st.lastErr, adviceDelivered) {
-			c.rep.Delivered = append(c.rep.Delivered, st.key)
-		}
 		c.problem("record %s (id %d) is damaged and was made dead: %s", st.key, st.rid, st.lastErr)
 	}
 	if c.fileKey != st.keyID && !st.corrupt {

@@ -139,7 +139,7 @@ func (w *wtx) leaseFresh(fresh []freshRecord, leaseUntil int64, out []Record) ([
 			case !w.tx.Writable():
 				return out, errNeedsWrite
 			}
-			if err := w.quarantine(f.rid, damagedView(f.rid, old, f.v), d); err != nil {
+			if err := w.quarantine(f.rid, damagedView(f.rid, old, f.v), d, false); err != nil {
 				return out, err
 			}
 			continue // damaged: quarantined, never handed out

@@ -245,6 +245,12 @@ func seekGet(c **bolt.Cursor, b *bolt.Bucket, k []byte) []byte {
 // loadLive loads record rid for a write that must not meet a damaged one: a
 // damaged record is quarantined (via as for quarantine) and ok is false.
 func (w *wtx) loadLive(rid uint64, via ...[]byte) (st stored, ok bool, err error) {
+	return w.loadLiveConfirmed(rid, false, via...)
+}
+
+// loadLiveConfirmed is loadLive for a caller that knows whether VectorVue
+// confirmed the record (quarantine).
+func (w *wtx) loadLiveConfirmed(rid uint64, confirmed bool, via ...[]byte) (st stored, ok bool, err error) {
 	st, v, derr := w.get(rid)
 	if derr == nil {
 		return st, true, nil
@@ -253,7 +259,7 @@ func (w *wtx) loadLive(rid uint64, via ...[]byte) (st stored, ok bool, err error
 	if !isDamage {
 		return stored{}, false, fmt.Errorf("outbox %s: %w", w.o.path, derr)
 	}
-	return stored{}, false, w.quarantine(rid, damagedView(rid, st, v), d, via...)
+	return stored{}, false, w.quarantine(rid, damagedView(rid, st, v), d, confirmed, via...)
 }
 
 // move replaces old with st (same rid, key and payload; any other field
@@ -337,9 +343,13 @@ func (w *wtx) apply(oc *Outcome) (skip error, err error) {
 		if !found {
 			return fmt.Errorf("outbox: apply %s %s: %w", oc.State, oc.Key, ErrNotFound), nil
 		}
-		old, ok, err = w.loadLive(rid)
+		confirmed := oc.State == StateConfirmed
+		old, ok, err = w.loadLiveConfirmed(rid, confirmed)
 		if err != nil {
 			return nil, err
+		}
+		if !ok && confirmed {
+			return fmt.Errorf("outbox: apply confirmed %s: record failed its checksum; confirmed, so it was deleted: %w", oc.Key, ErrCorrupt), nil
 		}
 		if !ok {
 			return fmt.Errorf("outbox: apply %s %s: record failed its checksum and was made dead: %w", oc.State, oc.Key, ErrCorrupt), nil

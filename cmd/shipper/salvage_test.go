@@ -7,7 +7,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/spectrastrike/shipper/outbox"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -57,6 +59,8 @@ func TestVerifyAndInspectReportDamagedRecords(t *testing.T) {
 	assert.Contains(t, r.stdout, "damaged: evt-017\n")
 	assert.Contains(t, r.stdout, "checksum mismatch")
 	assert.Contains(t, r.stdout, "shipper salvage")
+	assert.Contains(t, r.stdout, "1 damaged record(s) are never sent: re-enqueue them from the source")
+	assert.NotContains(t, r.stdout, "confirmed by VectorVue")
 
 	r = runVerb(t, vars, "", "inspect")
 	assert.Equal(t, exitOK, r.code, "inspect goes on past a damaged record:\n%s", r)
@@ -111,4 +115,25 @@ func TestCorruptOutboxPointsAtSalvage(t *testing.T) {
 	assert.Contains(t, r.stdout, "cut short: "+path+" lacks the last", "whether or not the key index names the records gone")
 	r = runVerb(t, map[string]string{"SHIPPER_OUTBOX": dst}, "", "verify")
 	assert.Equal(t, exitOK, r.code, "verify the salvaged copy:\n%s", r)
+}
+
+// A damaged record VectorVue confirmed is counted apart: nothing to re-enqueue.
+func TestVerifyTellsDamagedConfirmedRecordsApart(t *testing.T) {
+	path := storedOutbox(t, 40)
+	ob, err := outbox.Open(path, outbox.Options{})
+	require.NoError(t, err)
+	recs, err := ob.Claim(outbox.KindEvent, 40, time.Minute)
+	require.NoError(t, err)
+	require.Equal(t, "evt-020", recs[20].Key)
+	require.NoError(t, ob.Apply([]outbox.Outcome{{Key: "evt-020", State: outbox.StateConfirmed}}))
+	require.NoError(t, ob.Close())
+	flipBytes(t, path, "marker-017-")
+	flipBytes(t, path, "marker-020-")
+
+	r := runVerb(t, map[string]string{"SHIPPER_OUTBOX": path}, "", "verify")
+	assert.Equal(t, exitFailed, r.code, "verify:\n%s", r)
+	assert.Contains(t, r.stdout, "damaged: evt-020\n")
+	assert.Regexp(t, "evt-020 .*nothing to re-enqueue", r.stdout)
+	assert.Contains(t, r.stdout, "1 damaged record(s) are never sent: re-enqueue them from the source")
+	assert.Contains(t, r.stdout, "1 damaged record(s) were confirmed by VectorVue before the damage: nothing to re-enqueue")
 }
