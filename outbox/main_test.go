@@ -22,7 +22,11 @@ const (
 func TestMain(m *testing.M) {
 	switch os.Getenv(envChild) {
 	case "":
-		os.Exit(m.Run())
+		code := m.Run()
+		if bigOutbox.dir != "" { // the large outbox of the benchmarks
+			_ = os.RemoveAll(bigOutbox.dir)
+		}
+		os.Exit(code)
 	case "hold":
 		os.Exit(childHold(os.Getenv(envPath)))
 	case "enqueue":
