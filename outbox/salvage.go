@@ -51,6 +51,9 @@ type LostRecord struct {
 	Key    string // as read, or from the key index; "" if neither is known
 	ID     uint64 // record id
 	Reason string
+	// Confirmed: its latest readable state entry says VectorVue confirmed it,
+	// so there is nothing to re-enqueue.
+	Confirmed bool
 }
 
 // Salvage copies every readable record of the outbox file src into a new
@@ -307,7 +310,7 @@ func pickRecords(found *scanned, s *sealer) ([]salvaged, []LostRecord) {
 			}
 		}
 		if best == nil {
-			lost = append(lost, LostRecord{Key: keyNamed(found.keys, rid), ID: rid, Reason: why})
+			lost = append(lost, LostRecord{Key: keyNamed(found.keys, rid), ID: rid, Reason: why, Confirmed: confirmedIn(rid, found.states[rid])})
 			continue
 		}
 		if err := overlayLatest(&best.st, found.states[rid]); err != nil {
@@ -345,6 +348,19 @@ func overlayLatest(st *stored, versions [][]byte) error {
 	}
 	*st = best
 	return nil
+}
+
+// confirmedIn says whether the readable state entry among versions last
+// updated says confirmed.
+func confirmedIn(rid uint64, versions [][]byte) bool {
+	var latest *stored
+	for _, v := range versions {
+		n := stored{rid: rid}
+		if overlayState(&n, v) == nil && (latest == nil || n.updated >= latest.updated) {
+			latest = &n
+		}
+	}
+	return latest != nil && latest.state == stateCodeConfirmed
 }
 
 // readVersion decodes one stored version of record rid and its payload.

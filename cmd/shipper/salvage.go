@@ -73,7 +73,8 @@ func salvageSettings(c *cli, keyFile string) (oldPath, newPath string, opts outb
 
 // printSalvageReport says what NEW holds and names every record lost, so the
 // operator knows what to re-enqueue from the source. complete is false when
-// records were lost or, OLD being cut short, may have been.
+// records VectorVue had not confirmed were lost or, OLD being cut short, may
+// have been.
 func printSalvageReport(w io.Writer, rep outbox.SalvageReport, oldPath, newPath string) (complete bool) {
 	how := "through bbolt"
 	if rep.Method == "page scan" {
@@ -85,18 +86,24 @@ func printSalvageReport(w io.Writer, rep outbox.SalvageReport, oldPath, newPath 
 			fmt.Fprintf(w, "  %-10s %d\n", st, n)
 		}
 	}
+	resend := len(rep.Missing)
 	for _, l := range rep.Lost {
 		key := l.Key
 		if key == "" {
 			key = "(key unknown)"
 		}
+		if l.Confirmed {
+			fmt.Fprintf(w, "lost: %s (record id %d): %s; VectorVue confirmed it before: nothing to re-enqueue\n", key, l.ID, l.Reason)
+			continue
+		}
+		resend++
 		fmt.Fprintf(w, "lost: %s (record id %d): %s\n", key, l.ID, l.Reason)
 	}
 	for _, k := range rep.Missing {
 		fmt.Fprintf(w, "gone: %s (named by the key index, its record is not in the file; it may have been delivered and deleted before)\n", k)
 	}
-	if n := len(rep.Lost) + len(rep.Missing); n > 0 {
-		fmt.Fprintf(w, "%d record(s) lost: re-enqueue them from the source; VectorVue stores a key once\n", n)
+	if resend > 0 {
+		fmt.Fprintf(w, "%d record(s) lost: re-enqueue them from the source; VectorVue stores a key once\n", resend)
 	}
 	if rep.CutShort > 0 {
 		// The key index entries of the records in the missing part may be
@@ -105,5 +112,5 @@ func printSalvageReport(w io.Writer, rep outbox.SalvageReport, oldPath, newPath 
 		fmt.Fprintf(w, "cut short: %s lacks the last %s its last commit wrote; records stored there are lost, and those not listed above cannot be named: re-enqueue from the source everything not yet confirmed in VectorVue; VectorVue stores a key once\n",
 			oldPath, fmtBytes(rep.CutShort))
 	}
-	return len(rep.Lost)+len(rep.Missing) == 0 && rep.CutShort == 0
+	return resend == 0 && rep.CutShort == 0
 }

@@ -136,4 +136,25 @@ func TestVerifyTellsDamagedConfirmedRecordsApart(t *testing.T) {
 	assert.Regexp(t, "evt-020 .*nothing to re-enqueue", r.stdout)
 	assert.Contains(t, r.stdout, "1 damaged record(s) are never sent: re-enqueue them from the source")
 	assert.Contains(t, r.stdout, "1 damaged record(s) were confirmed by VectorVue before the damage: nothing to re-enqueue")
+
+	// Salvage names both, and asks for the unconfirmed one only.
+	dst := filepath.Join(filepath.Dir(path), "salvaged.db")
+	r = runVerb(t, nil, "", "salvage", path, dst)
+	assert.Equal(t, exitFailed, r.code, "evt-017 was lost:\n%s", r)
+	assert.Regexp(t, `lost: evt-020 \(record id \d+\): .*; VectorVue confirmed it before: nothing to re-enqueue\n`, r.stdout)
+	assert.Regexp(t, `lost: evt-017 \(record id \d+\): [^;\n]*\n`, r.stdout)
+	assert.Contains(t, r.stdout, "1 record(s) lost: re-enqueue them from the source")
+
+	// With only a confirmed record lost, nothing is left to re-enqueue: exit 0.
+	path = storedOutbox(t, 10)
+	ob, err = outbox.Open(path, outbox.Options{})
+	require.NoError(t, err)
+	_, err = ob.Claim(outbox.KindEvent, 10, time.Minute)
+	require.NoError(t, err)
+	require.NoError(t, ob.Apply([]outbox.Outcome{{Key: "evt-003", State: outbox.StateConfirmed}}))
+	require.NoError(t, ob.Close())
+	flipBytes(t, path, "marker-003-")
+	r = runVerb(t, nil, "", "salvage", path, filepath.Join(filepath.Dir(path), "salvaged.db"))
+	assert.Equal(t, exitOK, r.code, "%s", r)
+	assert.NotContains(t, r.stdout, "re-enqueue them")
 }
