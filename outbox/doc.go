@@ -22,7 +22,8 @@
 // (due time, lease end, submission, confirmation). A record that was never claimed
 // ("fresh") is in the key index only: Claim walks the kind's bucket from a
 // persisted watermark, so an Enqueue writes two keys, or one when the outbox
-// made the key (genkey.go: such a key names its record's id). A record is written whole
+// made the key in an unencrypted file (genkey.go: such a key names its
+// record's id). A record is written whole
 // once; what changes after (state, attempts, times) goes to a small state entry
 // in a states bucket that overrides the record's fields. Counters (Stats) are kept
 // in memory, rebuilt by one pass over the records at Open.
