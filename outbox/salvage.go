@@ -353,14 +353,8 @@ func overlayLatest(st *stored, versions [][]byte) error {
 // confirmedIn says whether the readable state entry among versions last
 // updated says confirmed.
 func confirmedIn(rid uint64, versions [][]byte) bool {
-	var latest *stored
-	for _, v := range versions {
-		n := stored{rid: rid}
-		if overlayState(&n, v) == nil && (latest == nil || n.updated >= latest.updated) {
-			latest = &n
-		}
-	}
-	return latest != nil && latest.state == stateCodeConfirmed
+	st := stored{rid: rid}
+	return overlayLatest(&st, versions) == nil && st.state == stateCodeConfirmed
 }
 
 // readVersion decodes one stored version of record rid and its payload.
