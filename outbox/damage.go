@@ -25,11 +25,7 @@ const adviceDelivered = "VectorVue confirmed it before the damage: nothing to re
 // confirmedBefore says whether state entry sv of record rid is intact and
 // says confirmed.
 func confirmedBefore(rid uint64, sv []byte) bool {
-	if sv == nil {
-		return false
-	}
-	s := stored{rid: rid}
-	return overlayState(&s, sv) == nil && s.state == stateCodeConfirmed
+	return sv != nil && confirmedIn(rid, [][]byte{sv})
 }
 
 // damageError says which record is damaged and how. It wraps ErrCorrupt.
