@@ -98,8 +98,12 @@ func (o *Outbox) Requeue(keys []string, dryRun bool) ([]string, error) {
 				return err
 			}
 			if !ok || old.corrupt {
-				skipped = append(skipped, fmt.Errorf("outbox: requeue %s: the record failed its checksum (its payload cannot be trusted): re-enqueue it from the source: %w",
-					key, ErrCorrupt))
+				advice := adviceResend
+				if ok && deliveredReason(old.lastErr) {
+					advice = adviceDelivered
+				}
+				skipped = append(skipped, fmt.Errorf("outbox: requeue %s: the record failed its checksum (its payload cannot be trusted): %s: %w",
+					key, advice, ErrCorrupt))
 				continue
 			}
 			if old.state != stateCodeDead && old.state != stateCodeSubmitted {

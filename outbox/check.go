@@ -13,7 +13,7 @@ type CheckReport struct {
 	Problems []string
 	Damaged  []string // keys of records that failed their checksum (quarantined ones included)
 	// Delivered are those of Damaged that VectorVue confirmed before the
-	// damage: nothing to re-enqueue; the next write that meets one deletes it.
+	// damage: nothing to re-enqueue.
 	Delivered []string
 }
 
@@ -140,7 +140,7 @@ func (c *checker) damaged(rid uint64, st *stored, d *damageError, sv []byte) {
 	c.rep.Damaged = append(c.rep.Damaged, key)
 	if confirmedBefore(rid, sv) {
 		c.rep.Delivered = append(c.rep.Delivered, key)
-		c.problem("record %s (id %d) is damaged: %s; %s (the next write that meets it deletes it: the retention sweep, `shipper purge --confirmed`)", key, rid, d.reason, adviceDelivered)
+		c.problem("record %s (id %d) is damaged: %s; %s (the next write that meets it makes it dead; `shipper purge --dead` then deletes it)", key, rid, d.reason, adviceDelivered)
 		return
 	}
 	c.problem("record %s (id %d) is damaged: %s; it is never sent: re-enqueue it from the source, or `shipper salvage` the file", key, rid, d.reason)
@@ -151,6 +151,9 @@ func (c *checker) damaged(rid uint64, st *stored, d *damageError, sv []byte) {
 func (c *checker) record(kc byte, wm uint64, st *stored) {
 	if st.corrupt {
 		c.rep.Damaged = append(c.rep.Damaged, st.key)
+		if deliveredReason(st.lastErr) {
+			c.rep.Delivered = append(c.rep.Delivered, st.key)
+		}
 		c.problem("record %s (id %d) is damaged and was made dead: %s", st.key, st.rid, st.lastErr)
 	}
 	if c.fileKey != st.keyID && !st.corrupt {

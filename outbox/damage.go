@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // A damaged record is one whose bytes no longer match their checksum (a flipped
@@ -17,10 +18,19 @@ const reasonCorrupt = "corrupt"
 
 // A damaged record VectorVue confirmed (its state entry, written apart from
 // the record with its own checksum, is intact and says so, or the outcome
-// being applied says so) needs nothing more: its payload would only be sent
-// to be replayed. Quarantine deletes it, as retention would have, rather than
-// leave a dead record asking an operator to re-enqueue it from the source.
-const adviceDelivered = "VectorVue confirmed it before the damage: nothing to re-enqueue"
+// being applied says so) needs no resend: quarantine makes it dead as any
+// other, but its reason says so, starting with markerDelivered after the
+// damage, and Check, verify and salvage read that. The marker is stored in
+// files: it is never reworded.
+const (
+	markerDelivered = "VectorVue confirmed it before the damage"
+	adviceDelivered = markerDelivered + ": nothing to re-enqueue"
+	adviceResend    = "re-enqueue it from the source"
+)
+
+// deliveredReason says whether a quarantined record's reason (or an error
+// carrying it) is that of a record VectorVue had confirmed.
+func deliveredReason(reason string) bool { return strings.Contains(reason, markerDelivered) }
 
 // confirmedBefore says whether state entry sv of record rid is intact and
 // says confirmed.
@@ -85,12 +95,14 @@ func decodeView(rid uint64, v, sv []byte) (stored, *damageError) {
 // bytes as found for an operator to look at. via are index entries (full keys of
 // the index bucket) that led to it and must not lead to it again: its own fields
 // may be wrong, so the entries they name may not be the ones that exist.
-//
-// A record VectorVue confirmed (confirmed, or its state entry says so) is
-// deleted instead (adviceDelivered).
+// Its reason says whether VectorVue had confirmed it (confirmed, or its state
+// entry says so; adviceDelivered).
 func (w *wtx) quarantine(rid uint64, view stored, d *damageError, confirmed bool, via ...[]byte) error {
 	key := w.keyOfDamaged(rid, view.key)
-	confirmed = confirmed || confirmedBefore(rid, w.stateEntry(rid))
+	advice := adviceResend
+	if confirmed || confirmedBefore(rid, w.stateEntry(rid)) {
+		advice = adviceDelivered + " (`shipper purge --dead` deletes it)"
+	}
 	counted := view // what the counters hold of it
 	if c, ok := w.leasedID(rid); ok {
 		// Leased as claimed, intact: counted sending, whatever the damage
@@ -111,13 +123,10 @@ func (w *wtx) quarantine(rid uint64, view stored, d *damageError, confirmed bool
 			return err
 		}
 	}
-	if confirmed {
-		return w.dropConfirmed(rid, key, &counted, d)
-	}
 	view.fresh = false // its indexes were deleted by hand above
 	st := view
 	st.key, st.state, st.lease, st.corrupt, st.updated = key, stateCodeDead, 0, true, nanos(w.now)
-	st.lastErr = reasonCorrupt + ": " + d.reason + "; re-enqueue it from the source"
+	st.lastErr = reasonCorrupt + ": " + d.reason + "; " + advice
 	if view.key != key {
 		if err := w.b.keys.Put([]byte(key), w.u64(rid)); err != nil {
 			return err
@@ -128,27 +137,9 @@ func (w *wtx) quarantine(rid uint64, view stored, d *damageError, confirmed bool
 	}
 	w.delta.add(&counted, -1)
 	w.delta.add(&st, 1)
-	w.o.log.Error("outbox: record failed its checksum: made dead, never sent; re-enqueue it from the source",
+	w.o.log.Error("outbox: record failed its checksum: made dead, never sent again; "+advice,
 		"path", w.o.path, "key", key, "record_id", rid, "problem", d.reason)
 	return w.rewrite(&st)
-}
-
-// dropConfirmed is quarantine's end for a record VectorVue confirmed: the
-// record, its state entry and its key's entry go (its other index entries are
-// gone already).
-func (w *wtx) dropConfirmed(rid uint64, key string, counted *stored, d *damageError) error {
-	if v := w.b.keys.Get([]byte(key)); len(v) == 8 && binary.BigEndian.Uint64(v) == rid {
-		if err := w.b.keys.Delete([]byte(key)); err != nil {
-			return err
-		}
-	}
-	if err := w.stb.get().Delete(u64(rid)); err != nil {
-		return err
-	}
-	w.delta.add(counted, -1)
-	w.o.log.Warn("outbox: a confirmed record failed its checksum: deleted; "+adviceDelivered,
-		"path", w.o.path, "key", key, "record_id", rid, "problem", d.reason)
-	return w.rec(rid).Delete(u64(rid))
 }
 
 // keyOfDamaged is the key of damaged record rid: the one read from it when the

@@ -277,10 +277,10 @@ func TestDamagedStateEntryIsQuarantined(t *testing.T) {
 }
 
 // A damaged record whose state entry says confirmed was in VectorVue before
-// the damage: the check says there is nothing to re-enqueue, and the first
-// write that meets it deletes it (no dead record for an operator), where a
-// damaged pending record is made dead, to be sent again from the source.
-func TestDamagedConfirmedRecordIsDeletedNotDead(t *testing.T) {
+// the damage: the check says there is nothing to re-enqueue, and so does the
+// reason it is made dead with, where a damaged pending record is to be sent
+// again from the source. Check tells the two apart once both are dead too.
+func TestDamagedConfirmedRecordNeedsNoResend(t *testing.T) {
 	clk := newClock()
 	path := damagedOutbox(t, clk)
 	flipAt(t, path, "marker-000-", 20, 8) // ev-000 was confirmed
@@ -302,34 +302,36 @@ func TestDamagedConfirmedRecordIsDeletedNotDead(t *testing.T) {
 	}
 
 	// A claim quarantines the damaged pending records; a purge of the
-	// confirmed ones meets ev-000 and deletes it.
+	// confirmed ones meets ev-000 and quarantines it.
 	_, err = o.Claim(KindEvent, 300, time.Minute)
 	require.NoError(t, err)
 	purged, err := o.Purge(StateConfirmed, 0, false)
 	require.NoError(t, err)
 	assert.Equal(t, []string{"ev-001"}, purged, "the intact confirmed record is purged as ever")
-	_, err = o.Get("ev-000")
-	assert.ErrorIs(t, err, ErrNotFound, "deleted, not dead")
-	assert.Contains(t, logs.String(), "a confirmed record failed its checksum: deleted; VectorVue confirmed it before the damage")
+	r, err := o.Get("ev-000")
+	require.NoError(t, err)
+	assert.Equal(t, StateDead, r.State)
+	assert.Contains(t, r.LastError, "VectorVue confirmed it before the damage: nothing to re-enqueue (`shipper purge --dead` deletes it)")
+	assert.Contains(t, logs.String(), "made dead, never sent again; VectorVue confirmed it before the damage")
 	for _, k := range []string{"ev-150", "ev-151"} {
 		r, err := o.Get(k)
 		require.NoError(t, err)
 		assert.Equal(t, StateDead, r.State, k)
-		assert.True(t, strings.HasSuffix(r.LastError, "re-enqueue it from the source"), "%s: %q", k, r.LastError)
+		assert.True(t, strings.HasSuffix(r.LastError, "; re-enqueue it from the source"), "%s: %q", k, r.LastError)
 	}
+	_, err = o.Requeue([]string{"ev-000"}, false)
+	assert.ErrorContains(t, err, "nothing to re-enqueue")
 
-	// The counters agree with what is left; the quarantined records are not
-	// taken for confirmed ones.
+	// All three quarantined now: the check still tells ev-000 apart.
 	rep, _ = o.Check()
-	assert.ElementsMatch(t, []string{"ev-150", "ev-151"}, rep.Damaged)
-	assert.Empty(t, rep.Delivered)
-	assert.Len(t, rep.Problems, 2, "only the two quarantined records: %q", rep.Problems)
-	assert.Equal(t, 298, rep.Records, "300 less ev-001 purged and ev-000 deleted")
+	assert.ElementsMatch(t, []string{"ev-000", "ev-150", "ev-151"}, rep.Damaged)
+	assert.Equal(t, []string{"ev-000"}, rep.Delivered)
+	assert.Len(t, rep.Problems, 3, "the three quarantined records only: %q", rep.Problems)
 }
 
-// An outcome that confirms a record damaged since it was submitted deletes it:
-// VectorVue has it, whatever its state entry said.
-func TestConfirmingADamagedRecordDeletesIt(t *testing.T) {
+// An outcome that confirms a record damaged since it was submitted makes it
+// dead with the reason that VectorVue has it, whatever its state entry said.
+func TestConfirmingADamagedRecordSaysNoResend(t *testing.T) {
 	clk := newClock()
 	path := damagedOutbox(t, clk) // ev-002…ev-019 are submitted
 	flipAt(t, path, "marker-005-", 20, 8)
@@ -339,13 +341,15 @@ func TestConfirmingADamagedRecordDeletesIt(t *testing.T) {
 
 	err = o.Apply([]Outcome{{Key: "ev-005", State: StateConfirmed}, {Key: "ev-006", State: StateConfirmed}})
 	require.ErrorIs(t, err, ErrCorrupt)
-	assert.Contains(t, err.Error(), "apply confirmed ev-005: record failed its checksum; confirmed, so it was deleted")
-	_, err = o.Get("ev-005")
-	assert.ErrorIs(t, err, ErrNotFound)
-	r, err := o.Get("ev-006")
+	assert.Contains(t, err.Error(), "apply confirmed ev-005: record failed its checksum and was made dead; VectorVue confirmed it before the damage: nothing to re-enqueue")
+	r, err := o.Get("ev-005")
+	require.NoError(t, err)
+	assert.Equal(t, StateDead, r.State)
+	assert.Contains(t, r.LastError, adviceDelivered)
+	r, err = o.Get("ev-006")
 	require.NoError(t, err)
 	assert.Equal(t, StateConfirmed, r.State, "the rest of the outcomes apply")
 	rep, _ := o.Check()
-	assert.ElementsMatch(t, []string{"ev-150", "ev-151"}, rep.Damaged, "counters and indexes agree: %q", rep.Problems)
-	assert.Len(t, rep.Problems, 2, "%q", rep.Problems)
+	assert.ElementsMatch(t, []string{"ev-005", "ev-150", "ev-151"}, rep.Damaged, "%q", rep.Problems)
+	assert.Equal(t, []string{"ev-005"}, rep.Delivered)
 }

@@ -51,8 +51,8 @@ type LostRecord struct {
 	Key    string // as read, or from the key index; "" if neither is known
 	ID     uint64 // record id
 	Reason string
-	// Confirmed: its latest readable state entry says VectorVue confirmed it,
-	// so there is nothing to re-enqueue.
+	// Confirmed: its latest readable state entry, or the reason it was
+	// quarantined with, says VectorVue confirmed it: nothing to re-enqueue.
 	Confirmed bool
 }
 
@@ -310,11 +310,12 @@ func pickRecords(found *scanned, s *sealer) ([]salvaged, []LostRecord) {
 			}
 		}
 		if best == nil {
-			lost = append(lost, LostRecord{Key: keyNamed(found.keys, rid), ID: rid, Reason: why, Confirmed: confirmedIn(rid, found.states[rid])})
+			lost = append(lost, LostRecord{Key: keyNamed(found.keys, rid), ID: rid, Reason: why,
+				Confirmed: confirmedIn(rid, found.states[rid]) || deliveredReason(why)})
 			continue
 		}
 		if err := overlayLatest(&best.st, found.states[rid]); err != nil {
-			lost = append(lost, LostRecord{Key: best.st.key, ID: rid, Reason: err.Error()})
+			lost = append(lost, LostRecord{Key: best.st.key, ID: rid, Reason: err.Error(), Confirmed: deliveredReason(err.Error())})
 			continue
 		}
 		if old, ok := byKey[best.st.key]; !ok || old.st.rid < rid {

@@ -349,7 +349,7 @@ func (w *wtx) apply(oc *Outcome) (skip error, err error) {
 			return nil, err
 		}
 		if !ok && confirmed {
-			return fmt.Errorf("outbox: apply confirmed %s: record failed its checksum; confirmed, so it was deleted: %w", oc.Key, ErrCorrupt), nil
+			return fmt.Errorf("outbox: apply confirmed %s: record failed its checksum and was made dead; %s: %w", oc.Key, adviceDelivered, ErrCorrupt), nil
 		}
 		if !ok {
 			return fmt.Errorf("outbox: apply %s %s: record failed its checksum and was made dead: %w", oc.State, oc.Key, ErrCorrupt), nil

@@ -157,4 +157,16 @@ func TestVerifyTellsDamagedConfirmedRecordsApart(t *testing.T) {
 	r = runVerb(t, nil, "", "salvage", path, filepath.Join(filepath.Dir(path), "salvaged.db"))
 	assert.Equal(t, exitOK, r.code, "%s", r)
 	assert.NotContains(t, r.stdout, "re-enqueue them")
+
+	// Made dead by a purge that met it, it is still told apart: by verify,
+	// and by salvage from the reason it was quarantined with.
+	vars := map[string]string{"SHIPPER_OUTBOX": path}
+	r = runVerb(t, vars, "", "purge", "--confirmed")
+	require.Equal(t, exitOK, r.code, "purge:\n%s", r)
+	r = runVerb(t, vars, "", "verify")
+	assert.Regexp(t, "evt-003 .*is damaged and was made dead: .*VectorVue confirmed it before the damage: nothing to re-enqueue", r.stdout)
+	assert.Contains(t, r.stdout, "1 damaged record(s) were confirmed by VectorVue before the damage")
+	r = runVerb(t, nil, "", "salvage", path, filepath.Join(filepath.Dir(path), "salvaged2.db"))
+	assert.Equal(t, exitOK, r.code, "%s", r)
+	assert.Regexp(t, `lost: evt-003 \(record id \d+\): quarantined as damaged before: .*; VectorVue confirmed it before: nothing to re-enqueue\n`, r.stdout)
 }
