@@ -539,6 +539,22 @@ func TestIngestStatus(t *testing.T) {
 	assert.Len(t, srv.requests(""), 2, "requests (the non-UUID one refused before I/O)")
 }
 
+// A status the contract does not have is no answer: what it does not list as
+// failed would otherwise be taken for stored.
+func TestIngestStatusOfAnUnknownStateIsNoAnswer(t *testing.T) {
+	const id = "7937808d-76af-4517-8dad-96acaf864581"
+	answer := `{"request_id":"baccd060-29c4-48b0-80c9-c4b35f80a243","status":"accepted","data":{"request_id":"` + id +
+		`","status":"processing","endpoint":"/api/v1/integrations/spectrastrike/events/batch","counts":{"total":2,"accepted":0,"failed":0},"failed_items":[],"created_at":"2026-11-29T05:07:51.613286Z","updated_at":"2026-11-29T05:07:51.613286Z"},"errors":[],"signature":null}`
+	srv := newScripted(t, map[string]http.HandlerFunc{"GET " + statusPrefix + id: status(200, answer)})
+	c, _ := testClient(t, srv.srv.URL, func(c *Config) { c.Token = "pre" })
+	st, err := c.IngestStatus(context.Background(), id)
+	assert.Nil(t, st)
+	var te *TransportError
+	require.ErrorAs(t, err, &te, "retried like any malformed answer")
+	assert.ErrorIs(t, err, ErrMalformedResponse)
+	assert.ErrorContains(t, err, `unknown status "processing"`)
+}
+
 func TestMalformedSuccessIsRetriedTransportError(t *testing.T) {
 	srv := newScripted(t, map[string]http.HandlerFunc{"POST " + eventsPath: status(202, "<html>proxy</html>")})
 	c, _ := testClient(t, srv.srv.URL, func(c *Config) { c.Token = "pre"; c.MaxRetries = 1 })

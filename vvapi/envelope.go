@@ -131,8 +131,15 @@ func parseStatus(env *Envelope) (*IngestStatus, error) {
 	if err := json.Unmarshal(env.Data, &d); err != nil {
 		return nil, fmt.Errorf("status data: %v: %w", err, ErrMalformedResponse)
 	}
-	if d.Status == "" {
+	switch d.Status {
+	case "accepted", "partial", "failed":
+	case "":
 		return nil, fmt.Errorf("status data lacks status: %w", ErrMalformedResponse)
+	default:
+		// The contract has no other state. A caller confirms what a status does
+		// not list as failed, so a state it does not know (one the server might
+		// add, "processing" say) must not pass for accepted: it is asked again.
+		return nil, fmt.Errorf("status data: unknown status %q (want accepted, partial or failed): %w", d.Status, ErrMalformedResponse)
 	}
 	return &IngestStatus{
 		Envelope: *env, RequestID: d.RequestID, Status: d.Status, Endpoint: d.Endpoint,
