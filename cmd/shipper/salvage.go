@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"github.com/spectrastrike/shipper/outbox"
 )
@@ -93,7 +94,11 @@ func printSalvageReport(w io.Writer, rep outbox.SalvageReport, oldPath, newPath 
 			key = "(key unknown)"
 		}
 		if l.Confirmed {
-			fmt.Fprintf(w, "lost: %s (record id %d): %s; VectorVue confirmed it before: nothing to re-enqueue\n", key, l.ID, l.Reason)
+			why := l.Reason
+			if !strings.Contains(why, "nothing to re-enqueue") { // a quarantined record's reason says so already
+				why += "; VectorVue confirmed it before: nothing to re-enqueue"
+			}
+			fmt.Fprintf(w, "lost: %s (record id %d): %s\n", key, l.ID, why)
 			continue
 		}
 		resend++

@@ -168,5 +168,6 @@ func TestVerifyTellsDamagedConfirmedRecordsApart(t *testing.T) {
 	assert.Contains(t, r.stdout, "1 damaged record(s) were confirmed by VectorVue before the damage")
 	r = runVerb(t, nil, "", "salvage", path, filepath.Join(filepath.Dir(path), "salvaged2.db"))
 	assert.Equal(t, exitOK, r.code, "%s", r)
-	assert.Regexp(t, `lost: evt-003 \(record id \d+\): quarantined as damaged before: .*; VectorVue confirmed it before: nothing to re-enqueue\n`, r.stdout)
+	assert.Regexp(t, `lost: evt-003 \(record id \d+\): quarantined as damaged before: .*; VectorVue confirmed it before the damage: nothing to re-enqueue \(.shipper purge --dead. deletes it\)\n`, r.stdout)
+	assert.Equal(t, 1, strings.Count(r.stdout, "nothing to re-enqueue"), "said once:\n%s", r.stdout)
 }
