@@ -52,7 +52,8 @@ type LostRecord struct {
 	ID     uint64 // record id
 	Reason string
 	// Confirmed: its latest readable state entry, or the reason it was
-	// quarantined with, says VectorVue confirmed it: nothing to re-enqueue.
+	// quarantined with, says VectorVue confirmed it: nothing to re-enqueue
+	// (Reason says so too).
 	Confirmed bool
 }
 
@@ -310,8 +311,11 @@ func pickRecords(found *scanned, s *sealer) ([]salvaged, []LostRecord) {
 			}
 		}
 		if best == nil {
-			lost = append(lost, LostRecord{Key: keyNamed(found.keys, rid), ID: rid, Reason: why,
-				Confirmed: confirmedIn(rid, found.states[rid]) || deliveredReason(why)})
+			l := LostRecord{Key: keyNamed(found.keys, rid), ID: rid, Reason: why, Confirmed: deliveredReason(why)}
+			if !l.Confirmed && confirmedIn(rid, found.states[rid]) {
+				l.Confirmed, l.Reason = true, why+"; "+adviceDelivered
+			}
+			lost = append(lost, l)
 			continue
 		}
 		if err := overlayLatest(&best.st, found.states[rid]); err != nil {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strings"
 
 	"github.com/spectrastrike/shipper/outbox"
 )
@@ -93,15 +92,9 @@ func printSalvageReport(w io.Writer, rep outbox.SalvageReport, oldPath, newPath 
 		if key == "" {
 			key = "(key unknown)"
 		}
-		if l.Confirmed {
-			why := l.Reason
-			if !strings.Contains(why, "nothing to re-enqueue") { // a quarantined record's reason says so already
-				why += "; VectorVue confirmed it before: nothing to re-enqueue"
-			}
-			fmt.Fprintf(w, "lost: %s (record id %d): %s\n", key, l.ID, why)
-			continue
+		if !l.Confirmed { // a confirmed one's reason says there is nothing to re-enqueue
+			resend++
 		}
-		resend++
 		fmt.Fprintf(w, "lost: %s (record id %d): %s\n", key, l.ID, l.Reason)
 	}
 	for _, k := range rep.Missing {

@@ -141,7 +141,7 @@ func TestVerifyTellsDamagedConfirmedRecordsApart(t *testing.T) {
 	dst := filepath.Join(filepath.Dir(path), "salvaged.db")
 	r = runVerb(t, nil, "", "salvage", path, dst)
 	assert.Equal(t, exitFailed, r.code, "evt-017 was lost:\n%s", r)
-	assert.Regexp(t, `lost: evt-020 \(record id \d+\): .*; VectorVue confirmed it before: nothing to re-enqueue\n`, r.stdout)
+	assert.Regexp(t, `lost: evt-020 \(record id \d+\): .*; VectorVue confirmed it before the damage: nothing to re-enqueue\n`, r.stdout)
 	assert.Regexp(t, `lost: evt-017 \(record id \d+\): [^;\n]*\n`, r.stdout)
 	assert.Contains(t, r.stdout, "1 record(s) lost: re-enqueue them from the source")
 
