@@ -21,7 +21,8 @@ test-long:
 
 # The outbox, deliver and ingest (cmd/shipper: enqueue FILE, alone and through
 # a daemon, the socket's POST /v1/enqueue) benchmarks, each with its baseline in the same run, as one
-# table (internal/benchreport), each value the median of BENCHCOUNT runs. Not
+# table (internal/benchreport), each value the median of BENCHCOUNT runs, each
+# ratio the median of the rounds' own ratios, with their range. Not
 # part of make test; about 5 minutes on a 2-core machine. The raw go test
 # output is kept in bin/bench.txt. The suite runs BENCHCOUNT times rather than
 # with -count, which would run a baseline's repetitions before its pair's: a
@@ -32,7 +33,7 @@ bench:
 	@mkdir -p bin
 	@: > bin/bench.txt
 	@for i in $$(seq $(BENCHCOUNT)); do \
-		echo "== round $$i of $(BENCHCOUNT)"; \
+		echo "== round $$i of $(BENCHCOUNT)"; echo "round: $$i" >> bin/bench.txt; \
 		$(GO) test -run '^$$' -p 1 -bench . -benchmem -benchtime $(BENCHTIME) -count 1 -timeout 20m ./outbox/ ./deliver/ ./cmd/shipper/ >> bin/bench.txt || { tail -50 bin/bench.txt; exit 1; }; \
 	done
 	$(GO) run ./internal/benchreport < bin/bench.txt

@@ -2,7 +2,15 @@
 // prints one table: every paired benchmark (BenchmarkXxx/baseline with
 // BenchmarkXxx/shipper) with both values and the ratio shipper/baseline, and
 // the metrics of unpaired benchmarks (heap at 1M pending, latencies) on their
-// own rows. `make bench` pipes the outbox and deliver benchmarks into it.
+// own rows. `make bench` pipes the outbox, deliver and ingest benchmarks into
+// it, a "round: N" line before each run of the suite.
+//
+// A ratio is the median of the ratios of each round's pair, not the ratio of
+// the two sides' medians: a pair's sides run next to each other, so each
+// round's ratio sees one state of the machine, while the medians of the two
+// sides may come from different rounds (the baseline's from a fast one, the
+// shipper's from a slow one). Where the rounds are more than one, the range
+// of their ratios is printed beside it.
 package main
 
 import (
@@ -10,6 +18,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -24,15 +33,23 @@ const (
 	Shipper
 )
 
-// Result is one benchmark line, each metric the median of its -count runs:
-// on a shared machine one slow run moves a mean, not a median.
+// Result is one benchmark line, each metric the median of its runs: on a
+// shared machine one slow run moves a mean, not a median.
 type Result struct {
 	Pkg     string // last element of the package path, e.g. "outbox"
 	Group   string // name without "Benchmark", the side element and the -GOMAXPROCS suffix
 	Side    Side
 	Units   []string           // in order of first appearance
 	Value   map[string]float64 // unit → median
-	samples map[string][]float64
+	samples map[string][]sample
+}
+
+// sample is one run's value of a metric, and where it ran: the k-th run of
+// its benchmark in the round (a round is one run of the suite, numbered from
+// 1; output before any round line is round 0).
+type sample struct {
+	round, k int
+	v        float64
 }
 
 // Report is everything read from one `go test -bench` run.
@@ -48,11 +65,17 @@ func Parse(r io.Reader) (*Report, error) {
 	rep := &Report{byKey: map[string]*Result{}}
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	pkg := ""
+	pkg, round := "", 0
 	seenMachine := map[string]bool{}
 	for sc.Scan() {
 		line := strings.TrimRight(sc.Text(), "\r")
 		switch {
+		case strings.HasPrefix(line, "round: "):
+			n, err := strconv.Atoi(strings.TrimSpace(strings.TrimPrefix(line, "round: ")))
+			if err != nil {
+				return nil, fmt.Errorf("%q: the round is not a number", line)
+			}
+			round = n
 		case strings.HasPrefix(line, "pkg: "):
 			p := strings.TrimSpace(strings.TrimPrefix(line, "pkg: "))
 			pkg = p[strings.LastIndex(p, "/")+1:]
@@ -64,7 +87,7 @@ func Parse(r io.Reader) (*Report, error) {
 		case strings.HasPrefix(line, "FAIL"), strings.HasPrefix(line, "--- FAIL"), strings.HasPrefix(line, "panic:"):
 			rep.Failures = append(rep.Failures, line)
 		case strings.HasPrefix(line, "Benchmark"):
-			rep.addLine(pkg, line)
+			rep.addLine(pkg, round, line)
 		}
 	}
 	return rep, sc.Err()
@@ -72,7 +95,7 @@ func Parse(r io.Reader) (*Report, error) {
 
 // addLine parses "BenchmarkName-2  N  v1 unit1  v2 unit2 ...". Lines that are
 // not results (a benchmark's own log output) are ignored.
-func (rep *Report) addLine(pkg, line string) {
+func (rep *Report) addLine(pkg string, round int, line string) {
 	f := strings.Fields(line)
 	if len(f) < 4 || len(f)%2 != 0 {
 		return
@@ -86,7 +109,7 @@ func (rep *Report) addLine(pkg, line string) {
 	key := pkg + "\x00" + group + "\x00" + strconv.Itoa(int(side))
 	res := rep.byKey[key]
 	if res == nil {
-		res = &Result{Pkg: pkg, Group: group, Side: side, Value: map[string]float64{}, samples: map[string][]float64{}}
+		res = &Result{Pkg: pkg, Group: group, Side: side, Value: map[string]float64{}, samples: map[string][]sample{}}
 		rep.byKey[key] = res
 		rep.Results = append(rep.Results, res)
 	}
@@ -99,9 +122,40 @@ func (rep *Report) addLine(pkg, line string) {
 		if _, ok := res.Value[unit]; !ok {
 			res.Units = append(res.Units, unit)
 		}
-		res.samples[unit] = append(res.samples[unit], v)
-		res.Value[unit] = median(res.samples[unit])
+		k := 0
+		for _, s := range res.samples[unit] {
+			if s.round == round {
+				k++
+			}
+		}
+		res.samples[unit] = append(res.samples[unit], sample{round: round, k: k, v: v})
+		res.Value[unit] = median(values(res.samples[unit]))
 	}
+}
+
+func values(ss []sample) []float64 {
+	vs := make([]float64, len(ss))
+	for i, s := range ss {
+		vs[i] = s.v
+	}
+	return vs
+}
+
+// ratios are shipper/baseline of each pair of runs of unit that ran in the
+// same round, in the same place in it. Runs before any round line (plain -count
+// output, which runs a baseline's repetitions before its pair's) have no pair.
+func ratios(b, s *Result, unit string) []float64 {
+	base := map[[2]int]float64{}
+	for _, x := range b.samples[unit] {
+		base[[2]int{x.round, x.k}] = x.v
+	}
+	var rs []float64
+	for _, x := range s.samples[unit] {
+		if bv, ok := base[[2]int{x.round, x.k}]; ok && bv != 0 && x.round != 0 {
+			rs = append(rs, x.v/bv)
+		}
+	}
+	return rs
 }
 
 // median of xs, the mean of the middle two for an even count.
@@ -140,13 +194,15 @@ func splitName(name string) (string, Side) {
 	return strings.Join(kept, "/"), side
 }
 
-// Row is one line of the table.
+// Row is one line of the table. Range is the lowest and highest of the
+// rounds' ratios, when there are two rounds or more.
 type Row struct {
 	Benchmark string
 	Baseline  string
 	Shipper   string
 	Unit      string
 	Ratio     string
+	Range     string
 }
 
 // Rows pairs the results: one row per (group, unit) of a pair, then one per
@@ -196,13 +252,29 @@ func (rep *Report) Rows() []Row {
 				row.Shipper = fmtValue(sv)
 			}
 			if bok && sok && bv != 0 && !machineUnit(u) {
-				row.Ratio = strconv.FormatFloat(sv/bv, 'f', 2, 64) + "x"
+				row.Ratio, row.Range = ratioOf(b, s, u)
 			}
 			rows = append(rows, row)
 		}
 	}
 	return rows
 }
+
+// ratioOf is the median of the rounds' ratios of unit and their range, or
+// the ratio of the medians where no run of one side has its pair in the
+// other's.
+func ratioOf(b, s *Result, unit string) (ratio, span string) {
+	rs := ratios(b, s, unit)
+	if len(rs) == 0 {
+		return fmtRatio(s.Value[unit] / b.Value[unit]), ""
+	}
+	if len(rs) > 1 {
+		span = fmtRatio(slices.Min(rs)) + "–" + fmtRatio(slices.Max(rs))
+	}
+	return fmtRatio(median(rs)), span
+}
+
+func fmtRatio(r float64) string { return strconv.FormatFloat(r, 'f', 2, 64) + "x" }
 
 // machineUnit says whether unit measures the machine a run had rather than
 // the code it ran: steal-% (the CPU time a hypervisor gave to other guests
@@ -253,17 +325,20 @@ func (rep *Report) Write(w io.Writer) error {
 	if len(rep.Machine) > 0 {
 		fmt.Fprintln(w)
 	}
-	rows := append([]Row{{Benchmark: "benchmark", Baseline: "baseline", Shipper: "shipper", Unit: "unit", Ratio: "ratio"}}, rep.Rows()...)
+	rows := append([]Row{{Benchmark: "benchmark", Baseline: "baseline", Shipper: "shipper", Unit: "unit", Ratio: "ratio", Range: "rounds"}}, rep.Rows()...)
 	var wb, wbase, wship, wu int
 	for _, r := range rows {
 		wb, wbase, wship, wu = max(wb, len(r.Benchmark)), max(wbase, len(r.Baseline)), max(wship, len(r.Shipper)), max(wu, len(r.Unit))
 	}
 	for _, r := range rows {
-		if _, err := fmt.Fprintf(w, "%-*s  %*s  %*s  %-*s  %6s\n", wb, r.Benchmark, wbase, r.Baseline, wship, r.Shipper, wu, r.Unit, r.Ratio); err != nil {
+		line := fmt.Sprintf("%-*s  %*s  %*s  %-*s  %6s  %s", wb, r.Benchmark, wbase, r.Baseline, wship, r.Shipper, wu, r.Unit, r.Ratio, r.Range)
+		if _, err := fmt.Fprintln(w, strings.TrimRight(line, " ")); err != nil {
 			return err
 		}
 	}
-	fmt.Fprintln(w, "\nratio = shipper / baseline, same workload in the same run (records/s: higher is better; ns/op, cpu-us/record, B/op, allocs/op: lower is better)")
+	fmt.Fprintln(w, "\nbaseline, shipper = the median of each side's runs")
+	fmt.Fprintln(w, "ratio = shipper / baseline, same workload in the same round, the median of the rounds (records/s: higher is better; ns/op, cpu-us/record, B/op, allocs/op: lower is better)")
+	fmt.Fprintln(w, "rounds = the lowest and the highest of the rounds' ratios")
 	fmt.Fprintln(w, "steal-% = the share of the machine's CPU time its hypervisor gave to other guests while the timer ran: where it is more than a few, wall-clock ratios measure the neighbours as much as the code")
 	return nil
 }

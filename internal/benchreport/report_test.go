@@ -19,6 +19,14 @@ func parseSample(t *testing.T) *Report {
 	return rep
 }
 
+// parseText parses in, which must parse.
+func parseText(t *testing.T, in string) *Report {
+	t.Helper()
+	rep, err := Parse(strings.NewReader(in))
+	require.NoError(t, err, "Parse")
+	return rep
+}
+
 func rowsByKey(rows []Row) map[string]Row {
 	m := map[string]Row{}
 	for _, r := range rows {
@@ -76,8 +84,7 @@ func TestWritePrintsMachineAndTable(t *testing.T) {
 
 func TestParseReportsFailures(t *testing.T) {
 	in := "pkg: x/outbox\nBenchmarkA/baseline-2 10 5 ns/op\n--- FAIL: BenchmarkA/shipper\nFAIL\tx/outbox\t1.0s\n"
-	rep, err := Parse(strings.NewReader(in))
-	require.NoError(t, err, "Parse")
+	rep := parseText(t, in)
 	assert.Len(t, rep.Failures, 2, "failures: want the two FAIL lines")
 	rows := rep.Rows()
 	require.Len(t, rows, 1, "rows")
@@ -107,8 +114,7 @@ func TestRowsTakeTheMedianRun(t *testing.T) {
 	in := "pkg: x/outbox\n" +
 		"BenchmarkA/baseline-2 10 100 records/s\nBenchmarkA/baseline-2 10 110 records/s\nBenchmarkA/baseline-2 10 20 records/s\n" +
 		"BenchmarkA/shipper-2 10 90 records/s\nBenchmarkA/shipper-2 10 10 records/s\nBenchmarkA/shipper-2 10 80 records/s\n"
-	rep, err := Parse(strings.NewReader(in))
-	require.NoError(t, err, "Parse")
+	rep := parseText(t, in)
 	rows := rep.Rows()
 	require.Len(t, rows, 1, "rows")
 	assert.Equal(t, Row{Benchmark: "outbox/A", Baseline: "100", Shipper: "80", Unit: "records/s", Ratio: "0.80x"}, rows[0])
@@ -120,8 +126,7 @@ func TestStealHasNoRatio(t *testing.T) {
 	in := "pkg: x/shipper\n" +
 		"BenchmarkA/baseline-2 3 200 records/s 4.0 steal-%\n" +
 		"BenchmarkA/shipper-2 3 150 records/s 30.0 steal-%\n"
-	rep, err := Parse(strings.NewReader(in))
-	require.NoError(t, err, "Parse")
+	rep := parseText(t, in)
 	rows := rowsByKey(rep.Rows())
 	assert.Equal(t, Row{Benchmark: "shipper/A", Baseline: "4", Shipper: "30", Unit: "steal-%", Ratio: "-"}, rows["shipper/A steal-%"])
 	assert.Equal(t, "0.75x", rows["shipper/A records/s"].Ratio)
@@ -134,10 +139,37 @@ func TestRunsOfNoIterationsAreIgnored(t *testing.T) {
 		"BenchmarkA/baseline-2 10 200 ns/op 2000 B/op\nBenchmarkA/baseline-2 10 220 ns/op 2000 B/op\n" +
 		"BenchmarkA/shipper-2 10 300 ns/op 3000 B/op\n" +
 		"BenchmarkA/shipper-2 0 NaN ns/op 0 B/op\nBenchmarkA/shipper-2 0 NaN ns/op 0 B/op\n"
-	rep, err := Parse(strings.NewReader(in))
-	require.NoError(t, err, "Parse")
+	rep := parseText(t, in)
 	rows := rowsByKey(rep.Rows())
 	assert.Equal(t, "300", rows["outbox/A ns/op"].Shipper)
 	assert.Equal(t, "1.43x", rows["outbox/A ns/op"].Ratio)
 	assert.Equal(t, "3000", rows["outbox/A B/op"].Shipper)
+}
+
+// make bench runs the suite in rounds: a row's ratio is the median of the
+// rounds' own ratios, so a round slow for one side is not set against another
+// round fast for the other, and its range shows how far the rounds went. A
+// run of no iterations leaves its round without a pair, not its later rounds
+// paired with the wrong ones.
+func TestRatioIsTheMedianOfTheRounds(t *testing.T) {
+	in := "round: 1\npkg: x/shipper\nBenchmarkA/baseline-2 3 100 records/s\nBenchmarkA/shipper-2 3 90 records/s\n" +
+		"round: 2\npkg: x/shipper\nBenchmarkA/baseline-2 3 200 records/s\nBenchmarkA/shipper-2 3 180 records/s\n" +
+		"round: 3\npkg: x/shipper\nBenchmarkA/baseline-2 3 150 records/s\nBenchmarkA/shipper-2 3 60 records/s\n" +
+		"round: 4\npkg: x/shipper\nBenchmarkA/baseline-2 3 300 records/s\nBenchmarkA/shipper-2 0 NaN records/s\n" +
+		"round: 5\npkg: x/shipper\nBenchmarkA/baseline-2 3 100 records/s\nBenchmarkA/shipper-2 3 95 records/s\n"
+	rep := parseText(t, in)
+	rows := rep.Rows()
+	require.Len(t, rows, 1, "rows")
+	// The medians of the sides are 150 and 92.50 (0.62x); the rounds' ratios
+	// are 0.90, 0.90, 0.40 and 0.95.
+	assert.Equal(t, Row{Benchmark: "shipper/A", Baseline: "150", Shipper: "92.50", Unit: "records/s", Ratio: "0.90x", Range: "0.40x–0.95x"}, rows[0])
+
+	var out strings.Builder
+	require.NoError(t, rep.Write(&out), "Write")
+	assert.Contains(t, out.String(), "0.90x  0.40x–0.95x", "the table prints the range beside the ratio")
+}
+
+func TestARoundLineMustBeANumber(t *testing.T) {
+	_, err := Parse(strings.NewReader("round: one\n"))
+	assert.ErrorContains(t, err, `"round: one"`)
 }
