@@ -233,11 +233,15 @@ const (
 
 // pageScan finds record entries and key index entries in every leaf page of
 // the file, inline buckets included, whatever tree (if any) still reaches them.
+// The page size is a meta page's, page 1's where page 0 is damaged (as bbolt
+// reads it: a file made where pages are 16 or 64 KiB would otherwise be read
+// in 4 KiB steps, each leaf's entries past its first 4 KiB missed); 4 KiB, the
+// usual one, where neither is readable.
 func pageScan(b []byte) *scanned {
 	found := newScanned()
 	ps := 4096
-	if len(b) >= pageHeaderSize+12 && binary.LittleEndian.Uint32(b[pageHeaderSize:]) == bboltMagic {
-		if p := int(binary.LittleEndian.Uint32(b[pageHeaderSize+8:])); p >= 512 && p <= 1<<16 && p&(p-1) == 0 {
+	if m, ok := lastMeta(bytes.NewReader(b)); ok {
+		if p := int(m.pageSize); p >= 512 && p <= 1<<16 && p&(p-1) == 0 {
 			ps = p
 		}
 	}
