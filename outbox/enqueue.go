@@ -603,10 +603,13 @@ func (o *Outbox) submit(ctx context.Context, items []prepared) ([]string, error)
 		// A caller waiting for room is not about to submit: leaders must not
 		// linger for it.
 		o.group.leave()
+		o.waiters.Add(1)
 		select {
 		case <-room:
+			o.waiters.Add(-1)
 			o.group.enter()
 		case <-ctx.Done():
+			o.waiters.Add(-1)
 			o.group.enter()
 			return nil, fmt.Errorf("%w (gave up waiting for room: %w)", r.err.err, ctx.Err())
 		}

@@ -301,6 +301,23 @@ func TestCapacity(t *testing.T) {
 		_, err = o.Get("second")
 		assert.NoError(t, err, "Get(second)")
 	})
+	t.Run("close ends the wait", func(t *testing.T) {
+		o := openTest(t, Options{MaxRecords: 1, WaitForRoom: true})
+		mustEnqueue(t, o, KindEvent, event("first", 1))
+		done := make(chan error, 1)
+		go func() {
+			_, err := o.Enqueue(ctx, KindEvent, event("second", 2))
+			done <- err
+		}()
+		require.Eventually(t, func() bool { return o.waiters.Load() == 1 }, 10*time.Second, time.Millisecond, "the second Enqueue waits for room")
+		require.NoError(t, o.Close())
+		select {
+		case err := <-done:
+			assert.ErrorIs(t, err, ErrClosed, "a caller waiting for room when the outbox closes")
+		case <-time.After(10 * time.Second):
+			require.Fail(t, "Enqueue still waiting for room 10 s after Close")
+		}
+	})
 	t.Run("request larger than the limit fails at once", func(t *testing.T) {
 		o := openTest(t, Options{MaxRecords: 1, WaitForRoom: true})
 		_, err := o.EnqueueAll(ctx, []Item{{Kind: KindEvent, Payload: event("a", 1)}, {Kind: KindEvent, Payload: event("b", 1)}})

@@ -24,7 +24,7 @@ type Options struct {
 	MaxRecords     int                      // records not yet confirmed; 0 = unlimited
 	MaxBytes       int64                    // payload bytes of records not yet confirmed; 0 = unlimited
 	MaxRecordBytes int                      // default 1 MiB
-	WaitForRoom    bool                     // Enqueue waits (until ctx ends) instead of ErrFull
+	WaitForRoom    bool                     // Enqueue waits (until ctx ends or Close) instead of ErrFull
 	Retention      time.Duration            // confirmed records kept this long; 0 = 1h; RetainNone = delete at once
 	EncryptionKey  []byte                   // optional 32-byte AES-256-GCM key for payloads at rest
 	Validate       func(Kind, []byte) error // optional contract check run before storing (wrapped in ErrInvalidPayload)
@@ -114,9 +114,10 @@ type Outbox struct {
 	cur     atomic.Pointer[wtx]     // the write transaction in progress, for EnqueueTx
 	suspect atomic.Pointer[failure] // a commit failed: reopen before the next call (durable.go)
 
-	cmu  sync.Mutex
-	cnt  counters      // see Stats
-	room chan struct{} // closed and replaced when capacity frees up
+	cmu     sync.Mutex
+	cnt     counters      // see Stats
+	room    chan struct{} // closed and replaced when capacity frees up, and at Close
+	waiters atomic.Int64  // Enqueue calls waiting for room (WaitForRoom)
 
 	disk   diskState    // what the last disk space check found (space.go)
 	group  *groupCommit // Enqueue's shared commits (commit.go)
@@ -467,7 +468,8 @@ func cut(b []byte) (string, []byte, bool) {
 }
 
 // Close waits for in-flight calls (an Enqueue returns once its commit is done)
-// and closes the file. Calls after Close return ErrClosed.
+// and closes the file. Calls after Close return ErrClosed, as does an Enqueue
+// that was waiting for room (WaitForRoom).
 func (o *Outbox) Close() error {
 	o.life.Lock()
 	if o.closed {
@@ -476,6 +478,10 @@ func (o *Outbox) Close() error {
 	}
 	o.closed = true
 	o.life.Unlock()
+	// Callers waiting for room look again, and find the outbox closed.
+	o.cmu.Lock()
+	o.wakeWaiters()
+	o.cmu.Unlock()
 	o.pf.wg.Wait() // a prefill started before Close has ended: it holds life
 	if err := o.db.Close(); err != nil {
 		return fmt.Errorf("outbox: close %s: %w", o.path, err)

@@ -124,10 +124,15 @@ func (o *Outbox) applyDelta(d *counters) {
 	freed := d.live < 0 || d.liveBytes < 0
 	o.cnt.merge(d)
 	if freed {
-		close(o.room)
-		o.room = make(chan struct{})
+		o.wakeWaiters()
 	}
 	o.cmu.Unlock()
+}
+
+// wakeWaiters lets every Enqueue waiting for room look again. Called under cmu.
+func (o *Outbox) wakeWaiters() {
+	close(o.room)
+	o.room = make(chan struct{})
 }
 
 // counters are kept in memory, rebuilt at Open, and changed by committed
