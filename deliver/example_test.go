@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/spectrastrike/shipper/deliver"
 	"github.com/spectrastrike/shipper/internal/testserver"
@@ -66,8 +67,15 @@ func embed(ctx context.Context, path, baseURL, caFile string, pw vvapi.Secret, t
 		return err
 	}
 	// A daemon calls w.Run(ctx), which delivers until ctx is cancelled; Drain
-	// returns once nothing is pending or waiting for confirmation.
-	if err := w.Drain(ctx); err != nil {
+	// returns once nothing is pending or waiting for confirmation. A refused
+	// password or certificate pauses delivery rather than ending it, so a
+	// caller that cannot wait bounds Drain and says why it stopped.
+	dctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	if err := w.Drain(dctx); err != nil {
+		if p, paused := w.Pause(); paused {
+			return fmt.Errorf("delivery paused (%s: %s): %w", p.Cause, p.Reason, err)
+		}
 		return err
 	}
 	rec, err := ob.Get(key)

@@ -181,8 +181,13 @@ func (w *Worker) Run(ctx context.Context) error {
 }
 
 // Drain delivers until nothing is pending, sending or submitted (dead records stay) and
-// returns nil, or returns ctx's error when ctx ends first (after the same clean shutdown). It
-// does not linger for partial batches to fill.
+// returns nil. When ctx ends first it shuts down as Run does, the requests in flight given up
+// to ShutdownTimeout to finish, and returns ctx's error, or nil if they left nothing to
+// deliver. It does not linger for partial batches to fill. A pause (refused credentials, an
+// untrusted certificate or a refused configuration; see Pause) does not end it: delivery
+// tries again every PauseInterval until the cause is fixed (a secret file the client reads
+// again, a change on the server), so a caller that cannot wait gives ctx a deadline and
+// reads Pause when Drain returns.
 func (w *Worker) Drain(ctx context.Context) error {
 	return w.run(ctx, true)
 }
@@ -274,6 +279,8 @@ func (w *Worker) run(parent context.Context, drain bool) error {
 		return fatal
 	case drained.Load():
 		return nil
+	case drain && w.ob.Count("", outbox.StatePending, outbox.StateSending, outbox.StateSubmitted) == 0:
+		return nil // the shutdown's requests delivered what was left
 	case drain:
 		return parent.Err()
 	}

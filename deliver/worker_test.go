@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -685,5 +686,80 @@ func TestRunEndsWhenOutboxCloses(t *testing.T) {
 		assert.ErrorIs(t, err, outbox.ErrClosed, "Run's error")
 	case <-time.After(10 * time.Second):
 		require.FailNow(t, "Run did not end after the outbox closed")
+	}
+}
+
+// holdStatus holds the first ingest status read until release is closed (or
+// the request's context ends), having closed arrived.
+type holdStatus struct {
+	rt               http.RoundTripper
+	once             sync.Once
+	arrived, release chan struct{}
+}
+
+func (h *holdStatus) RoundTrip(r *http.Request) (*http.Response, error) {
+	held := false
+	if strings.Contains(r.URL.Path, "/ingest/status/") {
+		h.once.Do(func() { held = true })
+	}
+	if held {
+		close(h.arrived)
+		select {
+		case <-h.release:
+		case <-r.Context().Done():
+			return nil, r.Context().Err()
+		}
+	}
+	return h.rt.RoundTrip(r)
+}
+
+// Drain ended by its context says whether anything is left: the status read
+// in flight that its shutdown lets finish may confirm the rest, and then the
+// caller learns the outbox is drained, not only that the deadline passed.
+func TestDrainEndedByItsContextSaysWhetherAnythingIsLeft(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		shutdown time.Duration
+		want     error
+		left     outbox.State
+	}{
+		{"the read in flight confirms the rest", 5 * time.Second, nil, outbox.StateConfirmed},
+		{"the read in flight is cut", 20 * time.Millisecond, context.Canceled, outbox.StateSubmitted},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := startServer(t, testserver.Options{PlainHTTP: true})
+			hold := &holdStatus{rt: http.DefaultTransport, arrived: make(chan struct{}), release: make(chan struct{})}
+			cfg := clientConfig(t, srv)
+			cfg.HTTPClient = &http.Client{Transport: hold}
+			ob := tempOutbox(t, outbox.Options{})
+			opts := fastOptions()
+			opts.ShutdownTimeout = tc.shutdown
+			w := newWorker(t, ob, newClient(t, cfg), opts)
+			enqueue(t, ob, outbox.KindEvent, 0, 10)
+
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- w.Drain(ctx) }()
+			select {
+			case <-hold.arrived:
+			case <-time.After(10 * time.Second):
+				require.Fail(t, "no status read")
+			}
+			cancel()
+			if tc.want == nil {
+				close(hold.release)
+			}
+			select {
+			case err := <-done:
+				if tc.want == nil {
+					assert.NoError(t, err, "%v", ob.Stats().ByState)
+				} else {
+					assert.ErrorIs(t, err, tc.want)
+				}
+				assert.Equal(t, 10, ob.Stats().ByState[tc.left], "%v", ob.Stats().ByState)
+			case <-time.After(20 * time.Second):
+				require.Fail(t, "Drain did not return after its context ended")
+			}
+		})
 	}
 }
