@@ -1,11 +1,11 @@
 package deliver
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -379,7 +379,9 @@ func TestBudgetWaitEndsWithTheWorker(t *testing.T) {
 	clk := newFakeClock()
 	srv := startServer(t, testserver.Options{PlainHTTP: true, Now: clk.Now, RateLimit: 240})
 	ob := tempOutbox(t, outbox.Options{Now: clk.Now})
-	hold := &holdFirstBatch{next: http.DefaultTransport.(*http.Transport).Clone(), release: make(chan struct{})}
+	hold := newHoldFirst(func(r *http.Request) bool {
+		return r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/batch")
+	})
 	cfg := clientConfig(t, srv)
 	cfg.Now = clk.Now
 	cfg.HTTPClient = &http.Client{Transport: hold}
@@ -445,6 +447,31 @@ func TestFailedStatusReadsAreAskedAgainPromptly(t *testing.T) {
 	}
 }
 
+// Producers waiting for room (WaitForRoom) add nothing until a batch is delivered: the worker
+// sends a partial batch at once rather than lingering for records that cannot come.
+func TestNoLingerWhileProducersWaitForRoom(t *testing.T) {
+	srv := startServer(t, testserver.Options{})
+	ob := tempOutbox(t, outbox.Options{MaxRecords: 5, WaitForRoom: true})
+	opts := fastOptions()
+	opts.Linger = time.Hour
+	w := newWorker(t, ob, newClient(t, clientConfig(t, srv)), opts)
+	enqueue(t, ob, outbox.KindEvent, 0, 5) // full
+	waiting := make(chan error, 1)
+	go func() {
+		_, err := ob.Enqueue(context.Background(), outbox.KindEvent, eventPayload(5))
+		waiting <- err
+	}()
+	eventually(t, 10*time.Second, "a producer waiting for room", func() bool { return ob.Waiting() == 1 })
+	runWorker(t, w)
+	select {
+	case err := <-waiting:
+		require.NoError(t, err, "the waiting Enqueue")
+	case <-time.After(20 * time.Second):
+		require.Fail(t, "the producer still waits for room: the worker lingered over a partial batch", "%v", ob.Stats().ByState)
+	}
+	eventually(t, 10*time.Second, "the first five confirmed", func() bool { return ob.Stats().ByState[outbox.StateConfirmed] == 5 })
+}
+
 // Drain empties the outbox without lingering for partial batches: nothing it waits for is
 // coming.
 func TestDrainDoesNotLinger(t *testing.T) {
@@ -456,26 +483,4 @@ func TestDrainDoesNotLinger(t *testing.T) {
 	events := enqueue(t, ob, outbox.KindEvent, 0, 10) // a partial batch
 	drain(t, w, 30*time.Second)
 	assertDelivered(t, ob, srv, events, nil)
-}
-
-// holdFirstBatch holds the first batch POST until release is closed.
-type holdFirstBatch struct {
-	next    http.RoundTripper
-	first   sync.Once
-	release chan struct{}
-}
-
-func (h *holdFirstBatch) RoundTrip(r *http.Request) (*http.Response, error) {
-	held := false
-	if r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/batch") {
-		h.first.Do(func() { held = true })
-	}
-	if held {
-		select {
-		case <-h.release:
-		case <-r.Context().Done():
-			return nil, r.Context().Err()
-		}
-	}
-	return h.next.RoundTrip(r)
 }

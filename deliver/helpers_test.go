@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sync"
@@ -225,4 +226,35 @@ func runWorker(t testing.TB, w *Worker) (stop func() error) {
 	}
 	t.Cleanup(func() { _ = stop() })
 	return stop
+}
+
+// holdFirst is an HTTP transport that holds the first request matching match
+// until release is closed (or the request's context ends), having closed
+// arrived.
+type holdFirst struct {
+	next             http.RoundTripper
+	match            func(*http.Request) bool
+	first            sync.Once
+	arrived, release chan struct{}
+}
+
+func newHoldFirst(match func(*http.Request) bool) *holdFirst {
+	return &holdFirst{next: http.DefaultTransport.(*http.Transport).Clone(), match: match,
+		arrived: make(chan struct{}), release: make(chan struct{})}
+}
+
+func (h *holdFirst) RoundTrip(r *http.Request) (*http.Response, error) {
+	held := false
+	if h.match(r) {
+		h.first.Do(func() { held = true })
+	}
+	if held {
+		close(h.arrived)
+		select {
+		case <-h.release:
+		case <-r.Context().Done():
+			return nil, r.Context().Err()
+		}
+	}
+	return h.next.RoundTrip(r)
 }

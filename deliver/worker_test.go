@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -689,30 +688,6 @@ func TestRunEndsWhenOutboxCloses(t *testing.T) {
 	}
 }
 
-// holdStatus holds the first ingest status read until release is closed (or
-// the request's context ends), having closed arrived.
-type holdStatus struct {
-	rt               http.RoundTripper
-	once             sync.Once
-	arrived, release chan struct{}
-}
-
-func (h *holdStatus) RoundTrip(r *http.Request) (*http.Response, error) {
-	held := false
-	if strings.Contains(r.URL.Path, "/ingest/status/") {
-		h.once.Do(func() { held = true })
-	}
-	if held {
-		close(h.arrived)
-		select {
-		case <-h.release:
-		case <-r.Context().Done():
-			return nil, r.Context().Err()
-		}
-	}
-	return h.rt.RoundTrip(r)
-}
-
 // Drain ended by its context says whether anything is left: the status read
 // in flight that its shutdown lets finish may confirm the rest, and then the
 // caller learns the outbox is drained, not only that the deadline passed.
@@ -728,7 +703,7 @@ func TestDrainEndedByItsContextSaysWhetherAnythingIsLeft(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			srv := startServer(t, testserver.Options{PlainHTTP: true})
-			hold := &holdStatus{rt: http.DefaultTransport, arrived: make(chan struct{}), release: make(chan struct{})}
+			hold := newHoldFirst(func(r *http.Request) bool { return strings.Contains(r.URL.Path, "/ingest/status/") })
 			cfg := clientConfig(t, srv)
 			cfg.HTTPClient = &http.Client{Transport: hold}
 			ob := tempOutbox(t, outbox.Options{})

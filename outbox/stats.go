@@ -129,6 +129,11 @@ func (o *Outbox) applyDelta(d *counters) {
 	o.cmu.Unlock()
 }
 
+// Waiting is the number of Enqueue and EnqueueAll calls waiting for room
+// (WaitForRoom): a delivery worker does not hold back a partial batch while
+// producers wait for what it frees.
+func (o *Outbox) Waiting() int { return int(o.waiters.Load()) }
+
 // wakeWaiters lets every Enqueue waiting for room look again. Called under cmu.
 func (o *Outbox) wakeWaiters() {
 	close(o.room)
