@@ -447,9 +447,10 @@ func TestFailedStatusReadsAreAskedAgainPromptly(t *testing.T) {
 	}
 }
 
-// Producers waiting for room (WaitForRoom) add nothing until a batch is delivered: the worker
-// sends a partial batch at once rather than lingering for records that cannot come.
-func TestNoLingerWhileProducersWaitForRoom(t *testing.T) {
+// A full outbox (MaxRecords reached, a producer waiting for room) takes nothing until a batch
+// is delivered: the worker sends a partial batch at once rather than lingering for records
+// that cannot come.
+func TestNoLingerWhileTheOutboxIsFull(t *testing.T) {
 	srv := startServer(t, testserver.Options{})
 	ob := tempOutbox(t, outbox.Options{MaxRecords: 5, WaitForRoom: true})
 	opts := fastOptions()

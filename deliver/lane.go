@@ -203,9 +203,8 @@ func (w *Worker) claimDue(ctx context.Context, kind outbox.Kind, size, n int, li
 		w.sleep(ctx, due.Sub(now), wake)
 		return nil, false, nil
 	}
-	// Producers waiting for room (outbox.Options.WaitForRoom) add nothing until a batch
-	// is delivered: a partial one goes at once.
-	if linger > 0 && w.pendingCount(kind) < size && w.ob.Waiting() == 0 {
+	// A full outbox takes no record until a batch is delivered: a partial one goes at once.
+	if linger > 0 && w.pendingCount(kind) < size && !w.ob.Full() {
 		if lingerStart.IsZero() {
 			*lingerStart = now
 		}

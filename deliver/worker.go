@@ -50,7 +50,7 @@ import (
 // Options configure a Worker. Zero values take the documented defaults.
 type Options struct {
 	BatchSize       int                   // records per request; default and most the client's MaxBatchSize (vvapi default 250)
-	Linger          time.Duration         // wait this long for a partial batch to fill (not while producers wait for room); default 200ms; negative = never
+	Linger          time.Duration         // wait this long for a partial batch to fill (not while the outbox is Full); default 200ms; negative = never
 	Concurrency     int                   // requests in flight per lane (events, findings) and for status polls; default 2
 	RatePerMinute   int                   // request budget per sliding 60 s; default DefaultRatePerMinute (234); negative = none
 	PollInterval    time.Duration         // first status poll after submit; default 1s, then doubles while 404

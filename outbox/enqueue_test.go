@@ -301,6 +301,23 @@ func TestCapacity(t *testing.T) {
 		_, err = o.Get("second")
 		assert.NoError(t, err, "Get(second)")
 	})
+	t.Run("full", func(t *testing.T) {
+		p := event("a", 1)
+		for name, opts := range map[string]Options{
+			"records": {MaxRecords: 2},
+			"bytes":   {MaxBytes: int64(2 * len(p))},
+		} {
+			o := openTest(t, opts)
+			mustEnqueue(t, o, KindEvent, p)
+			assert.False(t, o.Full(), "%s: room for one more", name)
+			mustEnqueue(t, o, KindEvent, event("b", 1))
+			assert.True(t, o.Full(), "%s: at the limit", name)
+			claimAll(t, o, KindEvent)
+			apply(t, o, Outcome{Key: "a", State: StateConfirmed})
+			assert.False(t, o.Full(), "%s: a record confirmed", name)
+		}
+		assert.False(t, openTest(t, Options{}).Full(), "no limits")
+	})
 	t.Run("close ends the wait", func(t *testing.T) {
 		o := openTest(t, Options{MaxRecords: 1, WaitForRoom: true})
 		mustEnqueue(t, o, KindEvent, event("first", 1))

@@ -130,9 +130,22 @@ func (o *Outbox) applyDelta(d *counters) {
 }
 
 // Waiting is the number of Enqueue and EnqueueAll calls waiting for room
-// (WaitForRoom): a delivery worker does not hold back a partial batch while
-// producers wait for what it frees.
+// (WaitForRoom).
 func (o *Outbox) Waiting() int { return int(o.waiters.Load()) }
+
+// Full reports whether no record can come in until delivery frees room: the
+// records not yet confirmed are MaxRecords, or their payload bytes MaxBytes,
+// the disk was found nearly full, or a producer waits for room. A delivery
+// worker does not hold back a partial batch then.
+func (o *Outbox) Full() bool {
+	if o.waiters.Load() > 0 || o.disk.full.Load() {
+		return true
+	}
+	o.cmu.Lock()
+	live, liveBytes := o.cnt.live, o.cnt.liveBytes
+	o.cmu.Unlock()
+	return o.opts.MaxRecords > 0 && live >= o.opts.MaxRecords || o.opts.MaxBytes > 0 && liveBytes >= o.opts.MaxBytes
+}
 
 // wakeWaiters lets every Enqueue waiting for room look again. Called under cmu.
 func (o *Outbox) wakeWaiters() {
