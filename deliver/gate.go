@@ -191,7 +191,9 @@ func (w *Worker) acquire(ctx context.Context) (probe bool, err error) {
 		err = w.client.Login(ctx)
 		w.m.observe("login", time.Since(start))
 		if err == nil {
-			w.log.Info("login succeeded after pause")
+			// Not yet a recovery: the request that follows (signed, with its own settings) may be
+			// refused again, and "delivery resumed" says when it is not.
+			w.log.Info("login succeeded after pause; delivery resumes if the next request is accepted")
 			return true, nil
 		}
 		if ctx.Err() != nil {
