@@ -30,7 +30,7 @@
 //
 // Files, a concept each, in the order a reader needs them:
 //
-//	errors.go      the sentinel errors every returned error wraps
+//	errors.go      the sentinel errors that errors about records and the outbox wrap
 //	outbox.go      Options, the Outbox and its lock order, Open and Close
 //	bboltmeta.go   bbolt's meta page, read before bbolt maps the file
 //	record.go      Record, kinds and states, the stored record's encoding

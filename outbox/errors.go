@@ -2,9 +2,12 @@ package outbox
 
 import "errors"
 
-// Sentinel errors. Every error the package returns wraps one of these with context
-// (the path, the key, the limit), so callers match with errors.Is and operators read
-// what happened and what to do.
+// Sentinel errors. Every error the package returns about a record or the outbox
+// wraps one of these with context (the path, the key, the limit), so callers match
+// with errors.Is and operators read what happened and what to do. Errors of the
+// system and of the caller come wrapped as they are, with the path: a directory
+// that cannot be made (errors.Is(err, fs.ErrNotExist), fs.ErrPermission), a
+// context that ended (context.Canceled, context.DeadlineExceeded).
 var (
 	// ErrLocked is returned by Open when another process holds the file's lock past
 	// Options.LockTimeout: usually a running shipper daemon.

@@ -70,7 +70,7 @@ func TestOpenADirectory(t *testing.T) {
 	_, err := Open(dir, Options{})
 	require.Error(t, err)
 	assert.NotErrorIs(t, err, ErrCorrupt)
-	assert.Contains(t, err.Error(), "not a regular file")
+	assert.Contains(t, err.Error(), "not a regular file (a directory)")
 	assert.Contains(t, err.Error(), dir)
 	fi, err := os.Stat(parent)
 	require.NoError(t, err)

@@ -125,7 +125,9 @@ type Outbox struct {
 	pf     prefill      // the zeros ahead of the file (prefill.go)
 }
 
-// Open opens or creates the outbox file (0600, directory 0700). A file held by another
+// Open opens or creates the outbox file (0600, directory 0700). An existing file
+// open to other users is made 0600, and its directory 0700 when it holds nothing
+// but the outbox's files (modes.go); the log says so. A file held by another
 // process gives ErrLocked after LockTimeout; a corrupt or foreign file gives ErrCorrupt
 // with the path and what to do. Leases of sending records return to pending: the file
 // lock proves their owner is gone.
@@ -158,7 +160,11 @@ func Open(path string, opts Options) (*Outbox, error) {
 		o.sealer = s
 	}
 	if fi, err := os.Stat(path); err == nil && !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("outbox: open %s: not a regular file (%s): give the path of the outbox file itself", path, fi.Mode().Type())
+		what := "a directory"
+		if !fi.IsDir() {
+			what = "mode " + fi.Mode().Type().String()
+		}
+		return nil, fmt.Errorf("outbox: open %s: not a regular file (%s): give the path of the outbox file itself", path, what)
 	}
 	if err := mkdirDurable(filepath.Dir(path)); err != nil {
 		return nil, fmt.Errorf("outbox: open %s: %w", path, err)
