@@ -124,6 +124,12 @@ func (c *Client) HasPreProvisionedToken() bool { return c.s.tokenMode }
 // only with InsecureSkipVerify).
 func (c *Client) VerifiesTLS() bool { return !c.s.InsecureSkipVerify }
 
+// CloseIdleConnections closes the connections the client keeps open between
+// requests, as http.Client's does: for an application done with the client
+// (after its worker has stopped), whose goroutine leak checks would otherwise
+// find the connections' readers.
+func (c *Client) CloseIdleConnections() { c.sec.Load().hc.CloseIdleConnections() }
+
 // Signing reports whether requests are HMAC-signed.
 func (c *Client) Signing() bool { return c.sec.Load().signature != "" }
 

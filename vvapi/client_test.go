@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -670,5 +671,31 @@ func TestFailedAttemptLogLevel(t *testing.T) {
 				assert.NotContains(t, failed, tc.notWant)
 			}
 		})
+	}
+}
+
+// An application done with the client closes the connection it kept.
+func TestCloseIdleConnections(t *testing.T) {
+	closed := make(chan struct{}, 1)
+	srv := httptest.NewUnstartedServer(loginOK("jwt-1"))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateClosed {
+			closed <- struct{}{}
+		}
+	}
+	srv.Start()
+	defer srv.Close()
+	c, _ := testClient(t, srv.URL, nil)
+	require.NoError(t, c.Login(context.Background()), "Login")
+	select {
+	case <-closed:
+		require.Fail(t, "the connection closed before CloseIdleConnections")
+	default:
+	}
+	c.CloseIdleConnections()
+	select {
+	case <-closed:
+	case <-time.After(10 * time.Second):
+		require.Fail(t, "the connection is still open 10 s after CloseIdleConnections")
 	}
 }
