@@ -279,6 +279,9 @@ func (o *Outbox) encodeNew(p *prepared, it Item, open int, member idMember) erro
 	p.plain = buf[h:]
 	if o.opts.Validate != nil {
 		if err := o.opts.Validate(it.Kind, p.plain); err != nil {
+			if member.field != "" { // a key made here names nothing the caller knows
+				return fmt.Errorf("outbox: enqueue %s: %w: %w", it.Kind, ErrInvalidPayload, err)
+			}
 			return fmt.Errorf("outbox: enqueue %s %s: %w: %w", it.Kind, p.key, ErrInvalidPayload, err)
 		}
 	}

@@ -103,7 +103,12 @@ func TestEnqueueRejects(t *testing.T) {
 		}
 	}
 	assert.Zero(t, o.Stats().Records, "records stored by rejected calls")
-	_, err := o.Enqueue(ctx, KindEvent, []byte("{\"m\":\"caf\xe9\"}"))
+	// Validate's refusal names the record's own id; one made for it names nothing.
+	_, err := o.Enqueue(ctx, KindFinding, []byte(`{"title":"t"}`))
+	assert.EqualError(t, err, "outbox: enqueue finding: outbox: invalid payload: missing severity")
+	_, err = o.Enqueue(ctx, KindFinding, []byte(`{"finding_id":"f-1","title":"t"}`))
+	assert.EqualError(t, err, "outbox: enqueue finding f-1: outbox: invalid payload: missing severity")
+	_, err = o.Enqueue(ctx, KindEvent, []byte("{\"m\":\"caf\xe9\"}"))
 	assert.ErrorContains(t, err, `not UTF-8, as JSON must be: byte 0xe9 after "{\"m\":\"caf"`, "the refusal says where")
 	// The exact 128-character pattern limit is accepted.
 	_, err = o.Enqueue(ctx, KindEvent, []byte(`{"event_id":"`+strings.Repeat("a", 128)+`"}`))

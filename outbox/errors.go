@@ -21,7 +21,8 @@ var (
 	// wrote, in a format this one does not read. The file is left as it is.
 	ErrNewerFormat = errors.New("outbox: file written by a newer shipper")
 
-	// ErrClosed is returned by every method called after Close.
+	// ErrClosed is returned by every method with an error result called after
+	// Close (Count and Stats give the counts as Close left them).
 	ErrClosed = errors.New("outbox: closed")
 
 	// ErrNotFound is returned when no record has the given key.
