@@ -64,8 +64,8 @@ const (
 // diskState is what the last space check found, for Stats and the log.
 type diskState struct {
 	mu      sync.Mutex
-	lastLog time.Time // of the last warning; zero before the first
-	logged  bool      // a warning was logged since room last came back (so its end is logged too)
+	lastLog time.Time   // of the last warning; zero before the first
+	logged  atomic.Bool // a warning was logged since room last came back (so its end is logged too)
 	full    atomic.Bool
 	low     atomic.Bool // under twice the reserve: confirmed records are deleted at once
 	free    atomic.Int64
@@ -178,28 +178,34 @@ func (w *wtx) roomOnDisk(n int, b int64) *reqError {
 // diskFull records the state and logs it: a warning at most once a minute,
 // and once when room comes back after a warning. Near the reserve the state
 // flaps (delivery deletes a few records, their pages take a few new ones, the
-// next are refused): the minute bounds the warnings across the flaps too,
-// not only within one stretch of refusals.
+// next are refused): the minute bounds the warnings across the flaps too, not
+// only within one stretch of refusals, and room is said to be back only with
+// roomAgain above the reserve, or the last line of a field trial's log read
+// "room again" a few milliseconds after each warning while refusals went on.
 func (o *Outbox) diskFull(full bool, left, after, reserve int64) {
-	was := o.disk.full.Swap(full)
-	if !full && !was {
+	d := &o.disk
+	if !d.full.Swap(full) && !full && !d.logged.Load() {
 		return
 	}
-	d := &o.disk
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	now := o.now()
 	switch {
 	case full && (d.lastLog.IsZero() || now.Sub(d.lastLog) >= diskLogEvery):
-		d.lastLog, d.logged = now, true
+		d.lastLog = now
+		d.logged.Store(true)
 		sz := sizes(left, after, reserve)
 		o.log.Warn("outbox: disk nearly full: new records are refused (ErrFull); delivery goes on and frees room",
 			"path", o.path, "free", sz[0], "free_after_record", sz[1], "kept_for_delivery", sz[2])
-	case !full && was && d.logged:
-		d.logged = false
+	case !full && d.logged.Load() && after-reserve >= roomAgain(reserve):
+		d.logged.Store(false)
 		o.log.Info("outbox: disk has room again: new records are accepted", "path", o.path, "free", mib(left))
 	}
 }
+
+// roomAgain is how far above the reserve the space left must be for room to
+// be said to be back: a quarter of the reserve (1 MiB for the usual 4 MiB).
+func roomAgain(reserve int64) int64 { return reserve / 4 }
 
 func mib(n int64) string { return sizes(n)[0] }
 

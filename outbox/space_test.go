@@ -230,3 +230,34 @@ func TestDiskReadingIsReusedOnlyFarFromTheReserve(t *testing.T) {
 	_, err := o.Enqueue(context.Background(), KindEvent, markedEvent(8))
 	assert.ErrorIs(t, err, ErrFull)
 }
+
+// Room is said to be back only well above the reserve: a record that fits
+// just above it is the state flapping, not room back, and the last line of the
+// log stays the warning.
+func TestDiskRoomAgainIsSaidWellAboveTheReserve(t *testing.T) {
+	clk := newClock()
+	disk := &fakeDisk{}
+	disk.free.Store(100 << 20)
+	var logs testutil.SyncBuffer
+	o := openTest(t, Options{Now: clk.Now, DiskSpace: disk.space, DiskReserve: 4 << 20, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	ctx := context.Background()
+	mustEnqueue(t, o, KindEvent, markedEvent(0))
+	clk.Add(diskReuse)
+	disk.free.Store(1 << 20)
+	_, err := o.Enqueue(ctx, KindEvent, markedEvent(1))
+	require.ErrorIs(t, err, ErrFull)
+	left, _, ok := o.space()
+	require.True(t, ok)
+	inFile := left - 1<<20 // pages free inside the file count as space left
+
+	disk.free.Store(4<<20 + 64<<10 - inFile) // 64 KiB above the reserve
+	mustEnqueue(t, o, KindEvent, markedEvent(2))
+	assert.False(t, o.Stats().DiskFull, "the record fit")
+	assert.NotContains(t, logs.String(), "disk has room again", "64 KiB above the reserve")
+
+	disk.free.Store(6<<20 - inFile) // 2 MiB above
+	mustEnqueue(t, o, KindEvent, markedEvent(3))
+	assert.Equal(t, 1, strings.Count(logs.String(), "disk has room again"), "2 MiB above the reserve:\n%s", logs.String())
+	mustEnqueue(t, o, KindEvent, markedEvent(4))
+	assert.Equal(t, 1, strings.Count(logs.String(), "disk has room again"), "said once")
+}
