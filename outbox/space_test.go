@@ -19,12 +19,19 @@ type fakeDisk struct{ free atomic.Int64 }
 
 func (d *fakeDisk) space(string) (int64, int64, error) { return d.free.Load(), 64 << 30, nil }
 
+// onFakeDisk opens an outbox on a fakeDisk with 100 MiB free, keeping reserve
+// (0: the default), its log in logs.
+func onFakeDisk(t *testing.T, clk *clock, reserve int64) (*Outbox, *fakeDisk, *testutil.SyncBuffer) {
+	t.Helper()
+	disk, logs := &fakeDisk{}, &testutil.SyncBuffer{}
+	disk.free.Store(100 << 20)
+	o := openTest(t, Options{Now: clk.Now, DiskSpace: disk.space, DiskReserve: reserve, Logger: slog.New(slog.NewTextHandler(logs, nil))})
+	return o, disk, logs
+}
+
 func TestDiskNearlyFullRefusesRecordsAndDeliveryGoesOn(t *testing.T) {
 	clk := newClock()
-	disk := &fakeDisk{}
-	disk.free.Store(100 << 20)
-	var logs testutil.SyncBuffer
-	o := openTest(t, Options{Now: clk.Now, DiskSpace: disk.space, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	o, disk, logs := onFakeDisk(t, clk, 0)
 	ctx := context.Background()
 	for i := range 4 {
 		mustEnqueue(t, o, KindEvent, markedEvent(i))
@@ -102,11 +109,8 @@ func TestDiskReserveFollowsTheFileAndTheFilesystem(t *testing.T) {
 // above the reserve and the record taking it under, "free" alone would
 // contradict "refused".
 func TestDiskWarningNamesTheNumbersThatRefused(t *testing.T) {
-	disk := &fakeDisk{}
-	disk.free.Store(100 << 20)
-	var logs testutil.SyncBuffer
 	clk := newClock()
-	o := openTest(t, Options{Now: clk.Now, DiskSpace: disk.space, DiskReserve: 1 << 20, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	o, disk, logs := onFakeDisk(t, clk, 1<<20)
 	mustEnqueue(t, o, KindEvent, markedEvent(0))
 	// Free space above the reserve, but not by a record (the space left
 	// counts the pages free inside the file too).
@@ -138,10 +142,7 @@ func TestSizesTellDifferentCountsApart(t *testing.T) {
 // minute, and room coming back is said once per warning.
 func TestDiskWarningAtMostOnceAMinuteWhileTheStateFlaps(t *testing.T) {
 	clk := newClock()
-	disk := &fakeDisk{}
-	disk.free.Store(100 << 20)
-	var logs testutil.SyncBuffer
-	o := openTest(t, Options{Now: clk.Now, DiskSpace: disk.space, DiskReserve: 4 << 20, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	o, disk, logs := onFakeDisk(t, clk, 4<<20)
 	ctx := context.Background()
 	for i := range 10 {
 		disk.free.Store(1 << 20)
@@ -236,10 +237,7 @@ func TestDiskReadingIsReusedOnlyFarFromTheReserve(t *testing.T) {
 // log stays the warning.
 func TestDiskRoomAgainIsSaidWellAboveTheReserve(t *testing.T) {
 	clk := newClock()
-	disk := &fakeDisk{}
-	disk.free.Store(100 << 20)
-	var logs testutil.SyncBuffer
-	o := openTest(t, Options{Now: clk.Now, DiskSpace: disk.space, DiskReserve: 4 << 20, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	o, disk, logs := onFakeDisk(t, clk, 4<<20)
 	ctx := context.Background()
 	mustEnqueue(t, o, KindEvent, markedEvent(0))
 	clk.Add(diskReuse)
