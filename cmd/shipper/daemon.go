@@ -244,9 +244,13 @@ func reloadCredentials(log *slog.Logger, client *vvapi.Client, worker *deliver.W
 	for i, f := range changed {
 		names[i] = flagOf[f]
 	}
-	if len(names) == 0 {
+	switch {
+	case len(names) == 0 && len(vv.values) > 0:
+		log.Info("SIGHUP: secret and CA files read again; none changed; "+strings.Join(vv.values, ", ")+
+			" gave a secret as a value, read only at start: restart to change it, or give it as a file")
+	case len(names) == 0:
 		log.Info("SIGHUP: secret and CA files read again; none changed")
-	} else {
+	default:
 		log.Info("SIGHUP: secret and CA files read again", "changed", strings.Join(names, ","))
 	}
 	worker.ProbeNow()

@@ -111,6 +111,26 @@ func TestUntrustedCertificateIsReportedAsTLSAndTheCAFileReloads(t *testing.T) {
 	d.stop(t)
 }
 
+// A password given as a value cannot be fixed in place: /healthz and SIGHUP
+// say it is read only at start.
+func TestAPasswordValueIsSaidToBeReadOnlyAtStart(t *testing.T) {
+	e := newCLIEnv(t, testserver.Options{})
+	e.vars["VECTORVUE_PASSWORD"] = "not-the-password"
+	e.extraSec = append(e.extraSec, "not-the-password")
+	d := e.startDaemon()
+	e.must(exitOK, event("evt-v-1", "a"), "enqueue", "--kind", "event")
+	waitFor(t, "/healthz to report the pause", func() bool {
+		code, _ := d.healthz(t)
+		return code == http.StatusServiceUnavailable
+	})
+	_, h := d.healthz(t)
+	assert.Contains(t, h["why"], "VECTORVUE_PASSWORD, is read only at start: restart, or give it as a file")
+	require.NoError(t, d.cmd.Process.Signal(syscall.SIGHUP))
+	waitFor(t, "the SIGHUP logged", func() bool { return strings.Contains(d.stderr.String(), "SIGHUP") })
+	assert.Contains(t, d.stderr.String(), "VECTORVUE_PASSWORD gave a secret as a value, read only at start: restart to change it")
+	d.stop(t)
+}
+
 // drain gives up on a pause past --pause-timeout with exit 4, naming the cause;
 // the records stay pending.
 func TestDrainGivesUpOnAPauseWithExit4(t *testing.T) {

@@ -15,7 +15,10 @@ func pauseAdvice(p deliver.Pause, daemon bool) string {
 	}
 	switch p.Cause {
 	case deliver.PauseCredentials:
-		return fmt.Sprintf("VectorVue refused the credentials (%s): fix the password, token or signature secret file%s", p.Reason, now)
+		// A secret given as a value (VECTORVUE_PASSWORD) is read once, at start:
+		// only its file form can be fixed in place.
+		return fmt.Sprintf("VectorVue refused the credentials (%s): fix the password, token or signature secret file%s"+
+			" (a secret given as a value, as VECTORVUE_PASSWORD, is read only at start: restart, or give it as a file)", p.Reason, now)
 	case deliver.PauseTLS:
 		return fmt.Sprintf("the server's TLS certificate is not trusted (%s): fix --ca-file (VECTORVUE_CA_FILE)%s", p.Reason, now)
 	}

@@ -63,6 +63,9 @@ type vvFlags struct {
 	// sources maps a secret's flag to the setting that supplied it (the flag or
 	// one of its environment variables), for messages about that file.
 	sources map[string]string
+	// values are the environment variables that gave a secret as a value,
+	// read only at start (SIGHUP reads files).
+	values []string
 }
 
 // addVVFlags declares the VectorVue flags on a verb and lists their
@@ -262,6 +265,7 @@ func (f *vvFlags) secret(getenv func(string) string, set map[string]bool, flagNa
 	case v != "" && file != "":
 		return "", "", &settingError{Setting: valueEnv + " and " + fileEnv, Problem: "both set; give only one"}
 	case v != "":
+		f.values = append(f.values, valueEnv)
 		return vvapi.Secret(strings.TrimSpace(v)), "", nil
 	case file != "":
 		return "", file, f.secretFile(flagName, fileEnv, file)
