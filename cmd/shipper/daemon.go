@@ -246,7 +246,7 @@ func reloadCredentials(log *slog.Logger, client *vvapi.Client, worker *deliver.W
 	}
 	switch {
 	case len(names) == 0 && len(vv.values) > 0:
-		log.Info("SIGHUP: secret and CA files read again; none changed; "+strings.Join(vv.values, ", ")+
+		log.Info("SIGHUP: secret and CA files read again; none changed; " + strings.Join(vv.values, ", ") +
 			" gave a secret as a value, read only at start: restart to change it, or give it as a file")
 	case len(names) == 0:
 		log.Info("SIGHUP: secret and CA files read again; none changed")

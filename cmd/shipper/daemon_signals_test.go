@@ -37,6 +37,17 @@ func (d *daemonProcess) healthz(t *testing.T) (int, map[string]string) {
 	return code, h
 }
 
+// pausedHealth waits for /healthz to report a pause and returns what it says.
+func (d *daemonProcess) pausedHealth(t *testing.T) map[string]string {
+	t.Helper()
+	waitFor(t, "/healthz to report the pause", func() bool {
+		code, _ := d.healthz(t)
+		return code == http.StatusServiceUnavailable
+	})
+	_, h := d.healthz(t)
+	return h
+}
+
 // stop sends SIGTERM and wants a clean exit.
 func (d *daemonProcess) stop(t *testing.T) {
 	t.Helper()
@@ -60,11 +71,7 @@ func TestSIGHUPReloadsThePasswordFileAndDeliveryResumes(t *testing.T) {
 	e.vars["VECTORVUE_PASSWORD_FILE"] = pwFile
 	d := e.startDaemon()
 	e.must(exitOK, event("evt-h-1", "a")+"\n"+event("evt-h-2", "b")+"\n", "enqueue", "--kind", "event")
-	waitFor(t, "/healthz to report the pause", func() bool {
-		code, _ := d.healthz(t)
-		return code == http.StatusServiceUnavailable
-	})
-	_, h := d.healthz(t)
+	h := d.pausedHealth(t)
 	assert.Equal(t, "paused", h["status"])
 	assert.Equal(t, "credentials", h["cause"], "/healthz: %v", h)
 	assert.Contains(t, h["why"], "VectorVue refused the credentials")
@@ -94,11 +101,7 @@ func TestUntrustedCertificateIsReportedAsTLSAndTheCAFileReloads(t *testing.T) {
 	require.NoError(t, other.Close())
 	d := e.startDaemon()
 	e.must(exitOK, event("evt-t-1", "a"), "enqueue", "--kind", "event")
-	waitFor(t, "/healthz to report the pause", func() bool {
-		code, _ := d.healthz(t)
-		return code == http.StatusServiceUnavailable
-	})
-	_, h := d.healthz(t)
+	h := d.pausedHealth(t)
 	assert.Equal(t, "tls", h["cause"], "/healthz: %v", h)
 	assert.Contains(t, h["why"], "TLS certificate is not trusted")
 	assert.NotContains(t, h["why"], "credentials")
@@ -119,11 +122,7 @@ func TestAPasswordValueIsSaidToBeReadOnlyAtStart(t *testing.T) {
 	e.extraSec = append(e.extraSec, "not-the-password")
 	d := e.startDaemon()
 	e.must(exitOK, event("evt-v-1", "a"), "enqueue", "--kind", "event")
-	waitFor(t, "/healthz to report the pause", func() bool {
-		code, _ := d.healthz(t)
-		return code == http.StatusServiceUnavailable
-	})
-	_, h := d.healthz(t)
+	h := d.pausedHealth(t)
 	assert.Contains(t, h["why"], "VECTORVUE_PASSWORD, is read only at start: restart, or give it as a file")
 	require.NoError(t, d.cmd.Process.Signal(syscall.SIGHUP))
 	waitFor(t, "the SIGHUP logged", func() bool { return strings.Contains(d.stderr.String(), "SIGHUP") })
