@@ -252,14 +252,14 @@ func datetimeValue(v any) string {
 	case string:
 		return datetimeString(x)
 	}
-	return "must be an RFC 3339 datetime string or a unix time number"
+	return "must be a datetime string (as 2026-02-22T10:00:00Z) or a unix time number"
 }
 
 func datetimeString(s string) string {
 	if validDatetime(s) {
 		return ""
 	}
-	return fmt.Sprintf("%q is not a datetime (want RFC 3339, e.g. 2026-02-22T10:00:00Z)", s)
+	return fmt.Sprintf("%q is not a datetime as VectorVue reads one (a date, or a date and time as 2026-02-22T10:00:00Z)", s)
 }
 
 func validDatetime(s string) bool {

@@ -97,7 +97,7 @@ func TestHelpDocumentsEveryFlagAndItsEnvironment(t *testing.T) {
 	var stdout bytes.Buffer
 	env := Env{Stdout: &stdout, Stderr: &stdout, Getenv: func(string) string { return "" }}
 	run(context.Background(), []string{"help", "run"}, env)
-	for _, s := range []string{"-metrics-addr", "SHIPPER_METRICS_ADDR", "-outbox", "SHIPPER_OUTBOX", "-shutdown-timeout", "SHIPPER_ENCRYPTION_KEY_FILE"} {
+	for _, s := range []string{"-metrics-addr", "SHIPPER_METRICS_ADDR", "-outbox", "SHIPPER_OUTBOX", "-shutdown-timeout", "SHIPPER_ENCRYPTION_KEY_FILE", "in SHIPPER_ENCRYPTION_KEY."} {
 		assert.Contains(t, stdout.String(), s, "shipper help run does not mention %s", s)
 	}
 }

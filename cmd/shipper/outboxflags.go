@@ -33,6 +33,7 @@ func addOutboxFlags(c *cli, withCapacity bool) *outboxFlags {
 	c.bindEnv("outbox", "SHIPPER_OUTBOX")
 	c.fs.StringVar(&o.keyFile, "encryption-key-file", "", "file holding a 32-byte AES-256-GCM key for payloads at rest (64 hex chars, base64, or raw)")
 	c.bindEnv("encryption-key-file", "SHIPPER_ENCRYPTION_KEY_FILE")
+	c.extraHelp = append(c.extraHelp, "The encryption key may also be given itself, in hex, in SHIPPER_ENCRYPTION_KEY.")
 	if withCapacity {
 		c.fs.IntVar(&o.maxRecords, "max-records", 0, "refuse enqueues beyond this many records not yet confirmed (0 = unlimited)")
 		c.bindEnv("max-records", "SHIPPER_MAX_RECORDS")

@@ -146,7 +146,12 @@ func serveTestserver(ctx context.Context, cfg testserverConfig, env Env) int {
 // file only while the server runs.
 func writeTestserverCA(srv *testserver.Server, caOut string) (path string, cleanup func(), err error) {
 	path, cleanup = caOut, func() {}
-	if path == "" {
+	if path != "" {
+		// The banner's export line is pasted into other shells, in other directories.
+		if path, err = filepath.Abs(path); err != nil {
+			return "", nil, fmt.Errorf("--ca-out: %w", err)
+		}
+	} else {
 		dir, err := os.MkdirTemp("", "shipper-testserver-")
 		if err != nil {
 			return "", nil, fmt.Errorf("temporary directory for the CA: %w", err)

@@ -100,6 +100,17 @@ func tsPost(t *testing.T, c *http.Client, url, body string) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
+// The banner's export line is pasted in other shells, in other directories: a
+// relative --ca-out is printed as the absolute path it was written to.
+func TestTestserverCAOutIsPrintedAbsolute(t *testing.T) {
+	dir := t.TempDir()
+	t.Chdir(dir)
+	out, _, stop := runTestserverVerb(t, nil, "--addr", "127.0.0.1:0", "--ca-out", "ca.pem")
+	assert.Contains(t, out.String(), "export VECTORVUE_CA_FILE="+filepath.Join(dir, "ca.pem")+"\n")
+	assert.FileExists(t, filepath.Join(dir, "ca.pem"))
+	assert.Equal(t, exitOK, stop())
+}
+
 func TestTestserverVerbServesUntilCancelled(t *testing.T) {
 	dir := t.TempDir()
 	pwFile := filepath.Join(dir, "pw")
