@@ -124,7 +124,13 @@ func (d *daemon) healthz(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "paused", "cause": p.Cause, "why": pauseAdvice(p, true)})
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	h := map[string]string{"status": "ok"}
+	// Delivery goes on while new records are refused: the daemon is healthy, its
+	// producers are not served, and a probe that reads the body sees why.
+	if d.ob.Full() {
+		h["intake"] = "full: new records are refused (or wait) until delivery frees room: the disk is nearly full or --max-records/--max-bytes is reached"
+	}
+	writeJSON(w, http.StatusOK, h)
 }
 
 // serveControl serves the admin socket, through which the admin verbs reach

@@ -130,6 +130,23 @@ func TestAPasswordValueIsSaidToBeReadOnlyAtStart(t *testing.T) {
 	d.stop(t)
 }
 
+// While new records are refused for space the daemon is healthy (delivery
+// goes on) but its producers are not served: /healthz stays 200 and says so.
+func TestHealthzSaysWhenIntakeIsFull(t *testing.T) {
+	e := newCLIEnv(t, testserver.Options{})
+	e.vars["VECTORVUE_BASE_URL"] = "https://127.0.0.1:1" // nothing listens: records stay pending
+	d := e.startDaemon("--max-records", "1")
+	code, h := d.healthz(t)
+	assert.Equal(t, http.StatusOK, code)
+	assert.NotContains(t, h, "intake", "room for a record: %v", h)
+	e.must(exitOK, event("evt-f-1", "a"), "enqueue", "--kind", "event")
+	code, h = d.healthz(t)
+	assert.Equal(t, http.StatusOK, code, "delivery goes on: %v", h)
+	assert.Equal(t, "ok", h["status"])
+	assert.Contains(t, h["intake"], "full: new records are refused")
+	d.stop(t)
+}
+
 // drain gives up on a pause past --pause-timeout with exit 4, naming the cause;
 // the records stay pending.
 func TestDrainGivesUpOnAPauseWithExit4(t *testing.T) {
