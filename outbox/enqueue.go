@@ -184,11 +184,11 @@ func (o *Outbox) prepareScanned(it Item, embed bool, sc *scannedID) (prepared, e
 	if !present {
 		member = newIDMember(it.Payload, open, idField(it.Kind), key)
 	}
-	if n := len(it.Payload) + member.len(); n > o.opts.MaxRecordBytes {
-		return prepared{}, fmt.Errorf("outbox: enqueue %s %s: payload with %s is %d bytes, MaxRecordBytes is %d: %w",
-			it.Kind, key, idField(it.Kind), n, o.opts.MaxRecordBytes, ErrTooLarge)
-	}
 	generated := u != uuid.UUID{}
+	if n := len(it.Payload) + member.len(); n > o.opts.MaxRecordBytes {
+		return prepared{}, fmt.Errorf("outbox: enqueue %s: payload with %s is %d bytes, MaxRecordBytes is %d: %w",
+			named(it.Kind, key, generated), idField(it.Kind), n, o.opts.MaxRecordBytes, ErrTooLarge)
+	}
 	p := prepared{kind: kc, key: key, newKey: generated}
 	if generated && embed && o.sealer == nil {
 		p.uuid = u
@@ -279,10 +279,7 @@ func (o *Outbox) encodeNew(p *prepared, it Item, open int, member idMember) erro
 	p.plain = buf[h:]
 	if o.opts.Validate != nil {
 		if err := o.opts.Validate(it.Kind, p.plain); err != nil {
-			if member.field != "" { // a key made here names nothing the caller knows
-				return fmt.Errorf("outbox: enqueue %s: %w: %w", it.Kind, ErrInvalidPayload, err)
-			}
-			return fmt.Errorf("outbox: enqueue %s %s: %w: %w", it.Kind, p.key, ErrInvalidPayload, err)
+			return fmt.Errorf("outbox: enqueue %s: %w: %w", named(it.Kind, p.key, p.newKey), ErrInvalidPayload, err)
 		}
 	}
 	if o.sealer == nil {
@@ -297,6 +294,16 @@ func (o *Outbox) encodeNew(p *prepared, it Item, open int, member idMember) erro
 	p.crc = bodyCRC(buf)
 	p.enc = append(buf, 0, 0, 0, 0)
 	return nil
+}
+
+// named is a record as a refusal names it: its kind and key, or its kind
+// alone when the key is a UUIDv7 made here, which names nothing the caller
+// knows (and is never stored).
+func named(k Kind, key string, made bool) string {
+	if made {
+		return string(k)
+	}
+	return string(k) + " " + key
 }
 
 func firstNonSpace(b []byte) int {

@@ -108,6 +108,10 @@ func TestEnqueueRejects(t *testing.T) {
 	assert.EqualError(t, err, "outbox: enqueue finding: outbox: invalid payload: missing severity")
 	_, err = o.Enqueue(ctx, KindFinding, []byte(`{"finding_id":"f-1","title":"t"}`))
 	assert.EqualError(t, err, "outbox: enqueue finding f-1: outbox: invalid payload: missing severity")
+	_, err = o.EnqueueWithKey(ctx, KindFinding, "f-2", []byte(`{"title":"t"}`))
+	assert.EqualError(t, err, "outbox: enqueue finding f-2: outbox: invalid payload: missing severity", "a key the caller gave")
+	_, err = o.Enqueue(ctx, KindEvent, []byte(`{"a":"`+strings.Repeat("x", 190)+`"}`))
+	assert.ErrorContains(t, err, "outbox: enqueue event: payload with event_id is ", "too large with a key made here")
 	_, err = o.Enqueue(ctx, KindEvent, []byte("{\"m\":\"caf\xe9\"}"))
 	assert.ErrorContains(t, err, `not UTF-8, as JSON must be: byte 0xe9 after "{\"m\":\"caf"`, "the refusal says where")
 	// The exact 128-character pattern limit is accepted.

@@ -259,3 +259,23 @@ func TestDiskRoomAgainIsSaidWellAboveTheReserve(t *testing.T) {
 	mustEnqueue(t, o, KindEvent, markedEvent(4))
 	assert.Equal(t, 1, strings.Count(logs.String(), "disk has room again"), "said once")
 }
+
+// Full follows the disk as delivery frees it, not only as the next Enqueue
+// finds it: a producer refused once may not try again for a while.
+func TestFullFollowsTheDiskAsDeliveryFreesIt(t *testing.T) {
+	clk := newClock()
+	o, disk, _ := onFakeDisk(t, clk, 4<<20)
+	mustEnqueue(t, o, KindEvent, markedEvent(0))
+	assert.False(t, o.Full())
+	clk.Add(diskReuse)
+	disk.free.Store(1 << 20)
+	_, err := o.Enqueue(context.Background(), KindEvent, markedEvent(1))
+	require.ErrorIs(t, err, ErrFull)
+	assert.True(t, o.Full(), "refused for disk space")
+
+	disk.free.Store(100 << 20)
+	claimAll(t, o, KindEvent)
+	apply(t, o, Outcome{Key: "ev-000", State: StateConfirmed})
+	assert.False(t, o.Stats().DiskFull)
+	assert.False(t, o.Full(), "delivery read the disk again")
+}

@@ -138,7 +138,13 @@ func (o *Outbox) Waiting() int { return int(o.waiters.Load()) }
 // the disk was found nearly full, or a producer waits for room. A delivery
 // worker does not hold back a partial batch then.
 func (o *Outbox) Full() bool {
-	if o.waiters.Load() > 0 || o.disk.full.Load() {
+	if o.waiters.Load() > 0 {
+		return true
+	}
+	// The last reading of the disk, which claims and outcomes take too: the
+	// state a refusal set stays until the next Enqueue, however much delivery
+	// freed meanwhile.
+	if r := o.disk.reserve.Load(); r > 0 && o.disk.free.Load()-recordOverhead < r {
 		return true
 	}
 	o.cmu.Lock()

@@ -45,8 +45,8 @@ type Result struct {
 }
 
 // sample is one run's value of a metric, and where it ran: the k-th run of
-// its benchmark in the round (a round is one run of the suite, numbered from
-// 1; output before any round line is round 0).
+// its benchmark in the round (a round is one run of the suite, counted from 1
+// by its round line; output before any round line is round 0).
 type sample struct {
 	round, k int
 	v        float64
@@ -65,17 +65,16 @@ func Parse(r io.Reader) (*Report, error) {
 	rep := &Report{byKey: map[string]*Result{}}
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	pkg, round := "", 0
+	pkg, round := "", 0 // round counts the round lines: concatenated runs each number theirs from 1
 	seenMachine := map[string]bool{}
 	for sc.Scan() {
 		line := strings.TrimRight(sc.Text(), "\r")
 		switch {
 		case strings.HasPrefix(line, "round: "):
-			n, err := strconv.Atoi(strings.TrimSpace(strings.TrimPrefix(line, "round: ")))
-			if err != nil {
+			if _, err := strconv.Atoi(strings.TrimSpace(strings.TrimPrefix(line, "round: "))); err != nil {
 				return nil, fmt.Errorf("%q: the round is not a number", line)
 			}
-			round = n
+			round++
 		case strings.HasPrefix(line, "pkg: "):
 			p := strings.TrimSpace(strings.TrimPrefix(line, "pkg: "))
 			pkg = p[strings.LastIndex(p, "/")+1:]

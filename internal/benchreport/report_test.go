@@ -169,6 +169,17 @@ func TestRatioIsTheMedianOfTheRounds(t *testing.T) {
 	assert.Contains(t, out.String(), "0.90x  0.40x–0.95x", "the table prints the range beside the ratio")
 }
 
+// Runs of make bench read together number their rounds from 1 each: a round is
+// where its line is, not the number on it, or a run missing one side's result
+// pairs the next run's baseline with the wrong shipper.
+func TestRoundsOfConcatenatedRunsStayApart(t *testing.T) {
+	in := "round: 1\npkg: x/shipper\nBenchmarkA/baseline-2 3 100 records/s\nBenchmarkA/shipper-2 0 NaN records/s\n" +
+		"round: 1\npkg: x/shipper\nBenchmarkA/baseline-2 3 200 records/s\nBenchmarkA/shipper-2 3 180 records/s\n"
+	rows := parseText(t, in).Rows()
+	require.Len(t, rows, 1)
+	assert.Equal(t, "0.90x", rows[0].Ratio)
+}
+
 func TestARoundLineMustBeANumber(t *testing.T) {
 	_, err := Parse(strings.NewReader("round: one\n"))
 	assert.ErrorContains(t, err, `"round: one"`)
