@@ -190,7 +190,7 @@ func drainReady(results <-chan []outbox.Outcome, held []outbox.Outcome) (_ []out
 // with nothing to do or the worker is stopping; an error only when the outbox is closed. dry
 // says whether it last found nothing due.
 func (w *Worker) claimDue(ctx context.Context, kind outbox.Kind, size, n int, linger time.Duration, lingerStart *time.Time, dry *atomic.Bool) ([]outbox.Record, bool, error) {
-	wake := w.wake.C()
+	wake, waited := w.wake.C(), w.ob.Waited()
 	due, any := w.ob.NextDue(kind)
 	now := w.now()
 	dry.Store(!any || due.After(now))
@@ -209,7 +209,8 @@ func (w *Worker) claimDue(ctx context.Context, kind outbox.Kind, size, n int, li
 			*lingerStart = now
 		}
 		if until := lingerStart.Add(linger); now.Before(until) {
-			w.sleep(ctx, until.Sub(now), wake)
+			// A producer that begins to wait for room makes the outbox Full: look again.
+			w.sleepEither(ctx, until.Sub(now), wake, waited)
 			return nil, false, nil
 		}
 	}

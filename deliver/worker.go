@@ -302,6 +302,11 @@ func (w *Worker) waitDrained(ctx context.Context) bool {
 
 // sleep waits for d, a wake-up on ch, or ctx; it reports false when ctx ended.
 func (w *Worker) sleep(ctx context.Context, d time.Duration, ch <-chan struct{}) bool {
+	return w.sleepEither(ctx, d, ch, nil)
+}
+
+// sleepEither is sleep woken by either of two channels (a nil one never wakes it).
+func (w *Worker) sleepEither(ctx context.Context, d time.Duration, ch, or <-chan struct{}) bool {
 	if d > w.opts.IdleInterval {
 		d = w.opts.IdleInterval
 	}
@@ -314,6 +319,7 @@ func (w *Worker) sleep(ctx context.Context, d time.Duration, ch <-chan struct{})
 	case <-ctx.Done():
 		return false
 	case <-ch:
+	case <-or:
 	case <-t.C:
 	}
 	return true

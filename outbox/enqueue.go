@@ -614,6 +614,10 @@ func (o *Outbox) submit(ctx context.Context, items []prepared) ([]string, error)
 		// linger for it.
 		o.group.leave()
 		o.waiters.Add(1)
+		o.cmu.Lock()
+		close(o.waited)
+		o.waited = make(chan struct{})
+		o.cmu.Unlock()
 		select {
 		case <-room:
 			o.waiters.Add(-1)

@@ -327,6 +327,22 @@ func TestCapacity(t *testing.T) {
 		}
 		assert.False(t, openTest(t, Options{}).Full(), "no limits")
 	})
+	t.Run("a wait that begins is signalled", func(t *testing.T) {
+		// A worker holding back a partial batch is woken by it (deliver's linger).
+		first, second := event("first", 1), event("second", 2)
+		o := openTest(t, Options{MaxBytes: int64(len(first) + len(second) - 1), WaitForRoom: true})
+		mustEnqueue(t, o, KindEvent, first)
+		waited := o.Waited()
+		assert.False(t, o.Full(), "room for a smaller record")
+		go func() { _, _ = o.Enqueue(ctx, KindEvent, second) }()
+		select {
+		case <-waited:
+		case <-time.After(10 * time.Second):
+			require.Fail(t, "no signal 10 s after a producer began to wait")
+		}
+		assert.True(t, o.Full())
+		require.NoError(t, o.Close())
+	})
 	t.Run("close ends the wait", func(t *testing.T) {
 		o := openTest(t, Options{MaxRecords: 1, WaitForRoom: true})
 		mustEnqueue(t, o, KindEvent, event("first", 1))
@@ -336,6 +352,7 @@ func TestCapacity(t *testing.T) {
 			done <- err
 		}()
 		require.Eventually(t, func() bool { return o.waiters.Load() == 1 }, 10*time.Second, time.Millisecond, "the second Enqueue waits for room")
+		assert.True(t, o.Full(), "a producer waits")
 		require.NoError(t, o.Close())
 		select {
 		case err := <-done:

@@ -118,6 +118,7 @@ type Outbox struct {
 	cnt     counters      // see Stats
 	room    chan struct{} // closed and replaced when capacity frees up, and at Close
 	waiters atomic.Int64  // Enqueue calls waiting for room (WaitForRoom)
+	waited  chan struct{} // closed and replaced when a call begins to wait for room
 
 	disk   diskState    // what the last disk space check found (space.go)
 	group  *groupCommit // Enqueue's shared commits (commit.go)
@@ -150,7 +151,7 @@ func Open(path string, opts Options) (*Outbox, error) {
 	if opts.DiskSpace == nil {
 		opts.DiskSpace = statfsSpace
 	}
-	o := &Outbox{path: path, opts: opts, log: opts.Logger, now: opts.Now, room: make(chan struct{}), leases: newFreshLeases()}
+	o := &Outbox{path: path, opts: opts, log: opts.Logger, now: opts.Now, room: make(chan struct{}), waited: make(chan struct{}), leases: newFreshLeases()}
 	o.group = newGroupCommit(o.storeBatch)
 	if opts.EncryptionKey != nil {
 		s, err := newSealer(opts.EncryptionKey)

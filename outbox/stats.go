@@ -133,6 +133,16 @@ func (o *Outbox) applyDelta(d *counters) {
 // (WaitForRoom).
 func (o *Outbox) Waiting() int { return int(o.waiters.Load()) }
 
+// Waited returns a channel closed when a call next begins to wait for room:
+// the outbox is then Full, and a worker holding back a partial batch sends it.
+// Take it before reading Full, so that a wait that begins between the two is
+// not missed.
+func (o *Outbox) Waited() <-chan struct{} {
+	o.cmu.Lock()
+	defer o.cmu.Unlock()
+	return o.waited
+}
+
 // Full reports whether no record can come in until delivery frees room: the
 // records not yet confirmed are MaxRecords, or their payload bytes MaxBytes,
 // the disk was found nearly full, or a producer waits for room. A delivery
