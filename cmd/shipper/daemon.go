@@ -128,7 +128,8 @@ func (d *daemon) healthz(w http.ResponseWriter, _ *http.Request) {
 	// Delivery goes on while new records are refused: the daemon is healthy, its
 	// producers are not served, and a probe that reads the body sees why.
 	if d.ob.Full() {
-		h["intake"] = "full: new records are refused (or wait) until delivery frees room: the disk is nearly full or --max-records/--max-bytes is reached"
+		h["intake"] = "full: new records are refused (or wait): the disk is nearly full or --max-records/--max-bytes is reached; " +
+			"room comes back as records are confirmed and dead ones purged (shipper purge --dead)"
 	}
 	writeJSON(w, http.StatusOK, h)
 }
