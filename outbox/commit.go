@@ -16,7 +16,7 @@ import (
 // nobody committing leads, takes every queued request into one transaction, and
 // on finishing hands the lead to the oldest request that queued meanwhile. A
 // lone producer commits its own record with no hand-off; 64 producers share
-// commits. Its place in the Outbox's lock order is in the comment on Outbox.
+// commits. Its place in the Outbox's lock order is in the comment atop Outbox's fields.
 type groupCommit struct {
 	mu      sync.Mutex
 	queue   []*enqReq // requests waiting for a commit (mu)

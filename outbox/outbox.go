@@ -67,38 +67,49 @@ var (
 	metaKeyCheck = []byte("key_check")
 )
 
-// Outbox is the durable store. Safe for concurrent use.
-//
-// Locks, outermost first. A goroutine takes them only in this order, and none
-// twice:
-//
-//  1. life (RWMutex) guards db and closed. Every method holds it shared for
-//     the whole call (acquire/release); Close and recover (durable.go) hold it
-//     exclusively. A read lock is not reentrant (a Close or recover waiting
-//     for it would block the second read lock forever), so no method calls
-//     acquire while holding it, nor another exported method.
-//  2. wmu: one write transaction of this package at a time (update, tx.go),
-//     with the counter update after its commit; Check holds it to keep
-//     writers out, and the prefill goroutine (prefill.go, holding life
-//     shared) for each piece of zeros. bbolt's writer lock is taken inside it.
-//  3. Leaves, each held for a few lines with no other lock taken meanwhile:
-//     cmu guards cnt and room (stats.go), disk.mu the full-disk log and the
-//     last disk reading (space.go), both taken under wmu or not; group.mu guards the queue of
-//     enqueue requests (commit.go) and is never held with wmu: a leader
-//     releases it before it commits.
-//
-// Atomics, read without a lock: cur is the write transaction in progress (set
-// under wmu; EnqueueTx reads it from inside Update's fn); suspect is set by a
-// failed commit (under wmu) and cleared by recover (under life, exclusive);
-// group.active and group.commits count; disk.full/low/free/reserve are the
-// last disk space check.
-//
-// Channels: room is closed and replaced under cmu when a commit frees
-// capacity, and a waiter reads it under cmu before its attempt and waits on it
-// with no lock held, so no freeing commit is missed. group.nudge (capacity 1)
-// and each request's wake (capacity 1, one send per hand-off) never block a
-// sender, and are sent with no lock but life held.
+// Outbox is the durable store. Safe for concurrent use. Its methods, by who
+// calls them:
+//   - producers: Enqueue, EnqueueAll, EnqueueWithKey, and EnqueueTx inside
+//     Update (an application's own buckets in the same file);
+//   - operators and tools: Get, List, Count, Stats, Requeue, RequeueState,
+//     Purge, Check, Sweep, View;
+//   - a delivery worker (package deliver): Claim, Apply, Submissions, NextDue,
+//     Full, Waited, Waiting;
+//   - an ingest front end that does the work of a record off the commit path
+//     (the daemon's socket): Prepare, PrepareScanned, PrepareKeyAtCommit,
+//     EnqueuePrepared, EnqueueRound.
 type Outbox struct {
+	// Locks, outermost first. A goroutine takes them only in this order, and none
+	// twice:
+	//
+	//  1. life (RWMutex) guards db and closed. Every method holds it shared for
+	//     the whole call (acquire/release); Close and recover (durable.go) hold it
+	//     exclusively. A read lock is not reentrant (a Close or recover waiting
+	//     for it would block the second read lock forever), so no method calls
+	//     acquire while holding it, nor another exported method.
+	//  2. wmu: one write transaction of this package at a time (update, tx.go),
+	//     with the counter update after its commit; Check holds it to keep
+	//     writers out, and the prefill goroutine (prefill.go, holding life
+	//     shared) for each piece of zeros. bbolt's writer lock is taken inside it.
+	//  3. Leaves, each held for a few lines with no other lock taken meanwhile:
+	//     cmu guards cnt, room and waited (stats.go), disk.mu the full-disk log and the
+	//     last disk reading (space.go), both taken under wmu or not; group.mu guards the queue of
+	//     enqueue requests (commit.go) and is never held with wmu: a leader
+	//     releases it before it commits.
+	//
+	// Atomics, read without a lock: cur is the write transaction in progress (set
+	// under wmu; EnqueueTx reads it from inside Update's fn); suspect is set by a
+	// failed commit (under wmu) and cleared by recover (under life, exclusive);
+	// group.active, group.commits and waiters count; disk.full/low/free/reserve are the
+	// last disk space check.
+	//
+	// Channels: room is closed and replaced under cmu when a commit frees
+	// capacity, and at Close, and a waiter reads it under cmu before its attempt
+	// and waits on it with no lock held, so no freeing commit is missed; waited
+	// is closed and replaced under cmu when a call begins to wait. group.nudge (capacity 1)
+	// and each request's wake (capacity 1, one send per hand-off) never block a
+	// sender, and are sent with no lock but life held.
+
 	path   string
 	opts   Options
 	db     *bolt.DB
