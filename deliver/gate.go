@@ -3,6 +3,7 @@ package deliver
 import (
 	"context"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -203,7 +204,7 @@ func (w *Worker) acquire(ctx context.Context) (probe bool, err error) {
 		v := classify(err, false)
 		switch {
 		case v.act == actPause:
-			w.gate.report(true, resAuth, v.reason+": "+v.message)
+			w.pause(true, v.reason+": "+v.message)
 		case v.down:
 			w.gate.report(true, resDown, v.reason+": "+v.message)
 		default:
@@ -212,6 +213,19 @@ func (w *Worker) acquire(ctx context.Context) (probe bool, err error) {
 			return true, nil
 		}
 	}
+}
+
+// pause pauses delivery for why (a refusal the secret or CA files could fix) and reports
+// whether it is held. When the files changed since the refused request was made (an
+// operator fixed one, a restarted server re-issued its CA), the next request tries them at
+// once rather than after PauseInterval.
+func (w *Worker) pause(probe bool, why string) (held bool) {
+	held = w.gate.report(probe, resAuth, why)
+	if changed, err := w.client.Reload(); err == nil && len(changed) > 0 {
+		w.log.Info("the secret or CA files changed since the refused request; trying them at once", "changed", strings.Join(changed, ","))
+		w.ProbeNow()
+	}
+	return held
 }
 
 // reportGate tells the gate and the budget what a request's answer says about the server, and
@@ -223,7 +237,7 @@ func (w *Worker) reportGate(probe bool, v verdict, went time.Time) (held bool) {
 	}
 	switch {
 	case v.act == actPause:
-		return w.gate.report(probe, resAuth, v.reason+": "+v.message)
+		return w.pause(probe, v.reason+": "+v.message)
 	case v.act == actRelease:
 		return w.gate.report(probe, resAborted, "")
 	case v.down:

@@ -738,3 +738,27 @@ func TestDrainEndedByItsContextSaysWhetherAnythingIsLeft(t *testing.T) {
 		})
 	}
 }
+
+// A CA file re-issued before the refused request (a restarted server's new CA,
+// an operator's fix) is tried at once: the pause does not wait out its interval
+// for files that already changed.
+func TestChangedCAFileIsTriedAtOnce(t *testing.T) {
+	srv := startServer(t, testserver.Options{})
+	cfg := clientConfig(t, srv) // its CA file holds srv's CA
+	other, err := testserver.Start(testserver.Options{})
+	require.NoError(t, err)
+	require.NoError(t, other.WriteCA(cfg.CAFile))
+	require.NoError(t, other.Close())
+	client := newClient(t, cfg) // reads the other server's CA
+	require.NoError(t, srv.WriteCA(cfg.CAFile))
+	ob := tempOutbox(t, outbox.Options{})
+	var logs syncBuffer
+	opts := fastOptions()
+	opts.Logger = testLogger(&logs)
+	opts.PauseInterval = time.Hour
+	w := newWorker(t, ob, client, opts)
+	events := enqueue(t, ob, outbox.KindEvent, 0, 10)
+	drain(t, w, 30*time.Second)
+	assertDelivered(t, ob, srv, events, nil)
+	assert.Contains(t, logs.String(), "changed=CAFile", "the refused request read the files again:\n%s", logs.String())
+}
