@@ -457,12 +457,16 @@ func TestNoLingerWhileTheOutboxIsFull(t *testing.T) {
 	opts.Linger = time.Hour
 	w := newWorker(t, ob, newClient(t, clientConfig(t, srv)), opts)
 	enqueue(t, ob, outbox.KindEvent, 0, 5) // full
-	waiting := make(chan error, 1)
+	waiting, waited := make(chan error, 1), ob.Waited()
 	go func() {
 		_, err := ob.Enqueue(context.Background(), outbox.KindEvent, eventPayload(5))
 		waiting <- err
 	}()
-	eventually(t, 10*time.Second, "a producer waiting for room", func() bool { return ob.Waiting() == 1 })
+	select {
+	case <-waited:
+	case <-time.After(10 * time.Second):
+		require.Fail(t, "no producer waiting for room")
+	}
 	runWorker(t, w)
 	select {
 	case err := <-waiting:

@@ -74,7 +74,7 @@ var (
 //   - operators and tools: Get, List, Count, Stats, Requeue, RequeueState,
 //     Purge, Check, Sweep, View;
 //   - a delivery worker (package deliver): Claim, Apply, Submissions, NextDue,
-//     Full, Waited, Waiting;
+//     Full, Waited;
 //   - an ingest front end that does the work of a record off the commit path
 //     (the daemon's socket): Prepare, PrepareScanned, PrepareKeyAtCommit,
 //     EnqueuePrepared, EnqueueRound.

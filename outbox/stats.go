@@ -129,10 +129,6 @@ func (o *Outbox) applyDelta(d *counters) {
 	o.cmu.Unlock()
 }
 
-// Waiting is the number of Enqueue and EnqueueAll calls waiting for room
-// (WaitForRoom).
-func (o *Outbox) Waiting() int { return int(o.waiters.Load()) }
-
 // Waited returns a channel closed when a call next begins to wait for room:
 // the outbox is then Full, and a worker holding back a partial batch sends it.
 // Take it before reading Full, so that a wait that begins between the two is
