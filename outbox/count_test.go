@@ -30,4 +30,6 @@ func TestCountAgreesWithStats(t *testing.T) {
 	assert.Equal(t, 5, o.Count("", StatePending, StateSending), "pending or sending")
 	assert.Equal(t, 1, o.Count("", StateConfirmed), "confirmed")
 	assert.Zero(t, o.Count("", StateSubmitted, StateDead), "submitted or dead")
+	assert.Equal(t, 6, o.Count(""), "no state given: every record")
+	assert.Equal(t, 5, o.Count(KindEvent), "no state given: every event")
 }
