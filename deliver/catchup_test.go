@@ -477,6 +477,35 @@ func TestNoLingerWhileTheOutboxIsFull(t *testing.T) {
 	eventually(t, 10*time.Second, "the first five confirmed", func() bool { return ob.Stats().ByState[outbox.StateConfirmed] == 5 })
 }
 
+// A producer that begins to wait for room while the worker lingers over a partial batch
+// wakes it: the batch goes, and the producer gets in. (Linger and the idle checks are an
+// hour, so nothing else would wake it; the worker starts before the producer waits, and
+// almost always lingers first.)
+func TestAWaitThatBeginsEndsTheLinger(t *testing.T) {
+	srv := startServer(t, testserver.Options{})
+	first, second := eventPayload(0), eventPayload(1)
+	ob := tempOutbox(t, outbox.Options{MaxBytes: int64(len(first) + len(second) - 1), WaitForRoom: true})
+	opts := fastOptions()
+	opts.Linger, opts.IdleInterval = time.Hour, time.Hour
+	w := newWorker(t, ob, newClient(t, clientConfig(t, srv)), opts)
+	runWorker(t, w)
+	_, err := ob.Enqueue(context.Background(), outbox.KindEvent, first) // room for more: the worker lingers
+	require.NoError(t, err)
+	require.False(t, ob.Full())
+	w.Notify() // as a producer does after an Enqueue
+	waiting := make(chan error, 1)
+	go func() {
+		_, err := ob.Enqueue(context.Background(), outbox.KindEvent, second)
+		waiting <- err
+	}()
+	select {
+	case err := <-waiting:
+		require.NoError(t, err, "the waiting Enqueue")
+	case <-time.After(20 * time.Second):
+		require.Fail(t, "the producer still waits for room: the lingering worker was not woken", "%v", ob.Stats().ByState)
+	}
+}
+
 // Drain empties the outbox without lingering for partial batches: nothing it waits for is
 // coming.
 func TestDrainDoesNotLinger(t *testing.T) {

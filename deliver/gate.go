@@ -218,10 +218,11 @@ func (w *Worker) acquire(ctx context.Context) (probe bool, err error) {
 // pause pauses delivery for why (a refusal the secret or CA files could fix) and reports
 // whether it is held. When the files changed since the refused request was made (an
 // operator fixed one, a restarted server re-issued its CA), the next request tries them at
-// once rather than after PauseInterval.
+// once rather than after PauseInterval: once until delivery flows again, so files that keep
+// changing and keep being refused are tried at the pause's pace, not in a stream.
 func (w *Worker) pause(probe bool, why string) (held bool) {
 	held = w.gate.report(probe, resAuth, why)
-	if changed, err := w.client.Reload(); err == nil && len(changed) > 0 {
+	if changed, err := w.client.Reload(); err == nil && len(changed) > 0 && w.retriedFiles.CompareAndSwap(false, true) {
 		w.log.Info("the secret or CA files changed since the refused request; trying them at once", "changed", strings.Join(changed, ","))
 		w.ProbeNow()
 	}
@@ -243,5 +244,9 @@ func (w *Worker) reportGate(probe bool, v verdict, went time.Time) (held bool) {
 	case v.down:
 		return w.gate.report(probe, resDown, v.reason+": "+v.message)
 	}
-	return w.gate.report(probe, resUp, "")
+	held = w.gate.report(probe, resUp, "")
+	if !held {
+		w.retriedFiles.Store(false)
+	}
+	return held
 }

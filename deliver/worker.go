@@ -123,6 +123,9 @@ type Worker struct {
 	batchLimit atomic.Int64
 
 	running atomic.Bool
+	// retriedFiles: a pause already tried changed secret or CA files at once (gate.go's
+	// pause); cleared when delivery flows again.
+	retriedFiles atomic.Bool
 }
 
 // New builds a worker; it starts nothing until Run or Drain. BatchSize and the client's

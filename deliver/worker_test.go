@@ -762,3 +762,38 @@ func TestChangedCAFileIsTriedAtOnce(t *testing.T) {
 	assertDelivered(t, ob, srv, events, nil)
 	assert.Contains(t, logs.String(), "changed=CAFile", "the refused request read the files again:\n%s", logs.String())
 }
+
+// Changed files are tried at once only once a pause: files that keep changing
+// and keep being refused (a server re-issuing its CA in a crash loop) are tried
+// at the pause's pace, not in a stream. Delivery flowing again re-arms it.
+func TestChangedFilesAreTriedAtOnceOncePerPause(t *testing.T) {
+	srv := startServer(t, testserver.Options{})
+	cfg := clientConfig(t, srv)
+	opts := fastOptions()
+	opts.PauseInterval = time.Hour
+	w := newWorker(t, tempOutbox(t, outbox.Options{}), newClient(t, cfg), opts)
+	reissue := func() {
+		other, err := testserver.Start(testserver.Options{})
+		require.NoError(t, err)
+		require.NoError(t, other.WriteCA(cfg.CAFile))
+		require.NoError(t, other.Close())
+	}
+	until := func() time.Time {
+		w.gate.mu.Lock()
+		defer w.gate.mu.Unlock()
+		return w.gate.until
+	}
+	why := reasonConfig + ": TLS: x509: certificate signed by unknown authority"
+
+	reissue()
+	w.pause(true, why)
+	assert.False(t, until().After(time.Now()), "the changed CA is tried at once")
+	reissue()
+	w.pause(true, why)
+	assert.True(t, until().After(time.Now().Add(time.Minute)), "changed again: the pause's pace")
+
+	w.reportGate(true, verdict{act: actSubmit}, time.Now()) // a request went through
+	reissue()
+	w.pause(true, why)
+	assert.False(t, until().After(time.Now()), "after delivery flowed, a change is tried at once again")
+}
