@@ -220,10 +220,19 @@ func (w *Worker) acquire(ctx context.Context) (probe bool, err error) {
 // operator fixed one, a restarted server re-issued its CA), the next request tries them at
 // once rather than after PauseInterval: once until delivery flows again, so files that keep
 // changing and keep being refused are tried at the pause's pace, not in a stream.
+//
+// The files may have been read since by another reload (a request that followed a refusal,
+// SIGHUP), so the client's count of changes tells, not only this Reload.
 func (w *Worker) pause(probe bool, why string) (held bool) {
 	held = w.gate.report(probe, resAuth, why)
-	if changed, err := w.client.Reload(); err == nil && len(changed) > 0 && w.retriedFiles.CompareAndSwap(false, true) {
-		w.log.Info("the secret or CA files changed since the refused request; trying them at once", "changed", strings.Join(changed, ","))
+	changed, _ := w.client.Reload()
+	n := w.client.Changes()
+	if n != w.filesSeen.Swap(n) && w.retriedFiles.CompareAndSwap(false, true) {
+		if len(changed) > 0 {
+			w.log.Info("the secret or CA files changed since the last refusal; trying them at once", "changed", strings.Join(changed, ","))
+		} else {
+			w.log.Info("the secret or CA files changed since the last refusal (read by a reload before this one); trying them at once")
+		}
 		w.ProbeNow()
 	}
 	return held

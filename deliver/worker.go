@@ -126,6 +126,7 @@ type Worker struct {
 	// retriedFiles: a pause already tried changed secret or CA files at once (gate.go's
 	// pause); cleared when delivery flows again.
 	retriedFiles atomic.Bool
+	filesSeen    atomic.Uint64 // the client's Changes at the last pause (New: at the start)
 }
 
 // New builds a worker; it starts nothing until Run or Drain. BatchSize and the client's
@@ -162,6 +163,7 @@ func New(ob *outbox.Outbox, client *vvapi.Client, opts Options) (*Worker, error)
 		applied: newBroadcast(),
 	}
 	w.batchLimit.Store(int64(opts.BatchSize))
+	w.filesSeen.Store(client.Changes())
 	m.setBatchLimit(opts.BatchSize)
 	w.gate = newGate(opts.Now, opts.BackoffBase, opts.BackoffMax, opts.PauseInterval, log, m.setPaused)
 	if err := m.registerBudget(opts.Registerer, w.budget); err != nil {

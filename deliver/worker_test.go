@@ -796,4 +796,13 @@ func TestChangedFilesAreTriedAtOnceOncePerPause(t *testing.T) {
 	reissue()
 	w.pause(true, why)
 	assert.False(t, until().After(time.Now()), "after delivery flowed, a change is tried at once again")
+
+	// A change another reload read first (a request after a refusal, SIGHUP)
+	// is a change all the same.
+	w.reportGate(true, verdict{act: actSubmit}, time.Now())
+	reissue()
+	_, err := w.client.Reload()
+	require.NoError(t, err)
+	w.pause(true, why)
+	assert.False(t, until().After(time.Now()), "a change read by another reload is tried at once")
 }

@@ -45,6 +45,7 @@ type core struct {
 	// by Reload (secrets.go), read lock-free by every request.
 	sec      atomic.Pointer[secrets]
 	reloadMu sync.Mutex
+	changes  atomic.Uint64 // Reloads that found the files changed (Changes)
 	// refused is set by an answer the secret or CA files could fix (401, 403,
 	// an untrusted certificate) and cleared by a 2xx: while set, every attempt
 	// re-reads the files first.

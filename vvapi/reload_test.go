@@ -195,6 +195,7 @@ func TestReloadNamesChangesAndKeepsThePreviousOnError(t *testing.T) {
 	changed, err := c.Reload()
 	require.NoError(t, err)
 	assert.Empty(t, changed, "nothing changed")
+	assert.Zero(t, c.Changes(), "a reload that found nothing new is not a change")
 
 	_, ca2 := fakeVectorVue(t)
 	rewrite(t, caFile, ca2)
@@ -202,6 +203,7 @@ func TestReloadNamesChangesAndKeepsThePreviousOnError(t *testing.T) {
 	changed, err = c.Reload()
 	require.NoError(t, err)
 	assert.Equal(t, []string{"PasswordFile", "CAFile"}, changed)
+	assert.Equal(t, uint64(1), c.SingleAttempt().Changes(), "one change, counted for every view of the client")
 
 	require.NoError(t, os.Remove(pwFile))
 	_, err = c.Reload()

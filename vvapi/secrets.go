@@ -200,12 +200,18 @@ func (c *Client) Reload() ([]string, error) {
 		return nil, nil
 	}
 	c.sec.Store(next)
+	c.changes.Add(1)
 	if next.hc != cur.hc {
 		// Requests in flight finish on the old pool; nothing new goes there.
 		cur.hc.CloseIdleConnections()
 	}
 	return changed, nil
 }
+
+// Changes counts the reloads (Reload, and those the client makes after a
+// refusal) that found the secret or CA files changed: a caller that saw a
+// refusal tells by it whether the files changed since, whoever read them.
+func (c *Client) Changes() uint64 { return c.changes.Load() }
 
 // reloadIfRefused reads the files again when the last attempt was refused in
 // a way they could fix (reloadAfterFailure).
