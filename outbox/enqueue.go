@@ -615,8 +615,7 @@ func (o *Outbox) submit(ctx context.Context, items []prepared) ([]string, error)
 		o.group.leave()
 		o.waiters.Add(1)
 		o.cmu.Lock()
-		close(o.waited)
-		o.waited = make(chan struct{})
+		renew(&o.waited)
 		o.cmu.Unlock()
 		select {
 		case <-room:

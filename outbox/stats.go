@@ -57,7 +57,7 @@ func (o *Outbox) Stats() Stats {
 	defer o.release()
 	if left, reserve, ok := o.space(); ok {
 		s.DiskFreeBytes, s.DiskReserveBytes = left, reserve
-		s.DiskFull = left-recordOverhead < reserve // one more record would be refused
+		s.DiskFull = noRoomFor1(left, reserve)
 	}
 	_ = o.db.View(func(tx *bolt.Tx) error {
 		s.OldestPending, s.OldestUnconfirmed = o.oldest(tx)
@@ -150,7 +150,7 @@ func (o *Outbox) Full() bool {
 	// The last reading of the disk, which claims and outcomes take too: the
 	// state a refusal set stays until the next Enqueue, however much delivery
 	// freed meanwhile.
-	if r := o.disk.reserve.Load(); r > 0 && o.disk.free.Load()-recordOverhead < r {
+	if r := o.disk.reserve.Load(); r > 0 && noRoomFor1(o.disk.free.Load(), r) {
 		return true
 	}
 	o.cmu.Lock()
@@ -159,10 +159,17 @@ func (o *Outbox) Full() bool {
 	return o.opts.MaxRecords > 0 && live >= o.opts.MaxRecords || o.opts.MaxBytes > 0 && liveBytes >= o.opts.MaxBytes
 }
 
+// noRoomFor1 says whether one more record would be refused with left bytes
+// of space and reserve kept.
+func noRoomFor1(left, reserve int64) bool { return left-recordOverhead < reserve }
+
 // wakeWaiters lets every Enqueue waiting for room look again. Called under cmu.
-func (o *Outbox) wakeWaiters() {
-	close(o.room)
-	o.room = make(chan struct{})
+func (o *Outbox) wakeWaiters() { renew(&o.room) }
+
+// renew closes *ch, waking every receiver, and puts a new channel in its place.
+func renew(ch *chan struct{}) {
+	close(*ch)
+	*ch = make(chan struct{})
 }
 
 // counters are kept in memory, rebuilt at Open, and changed by committed
