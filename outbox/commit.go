@@ -189,6 +189,13 @@ func (p *Prepared) Key() string {
 	return p.p.key
 }
 
+// AlreadyStored reports, once the EnqueuePrepared call or EnqueueRound add
+// that took p has returned its key, whether the outbox held its record
+// already: an earlier enqueue of the same key with an equal payload, or the
+// same key earlier in that call or round. Nothing new was stored for it then,
+// so a producer that sends a file again can tell what the second run added.
+func (p *Prepared) AlreadyStored() bool { return p.p.had }
+
 // Prepare does for one record what Enqueue does before its commit, and fails
 // as Enqueue would for that record alone (ErrInvalidPayload, ErrTooLarge).
 // Nothing is stored until EnqueuePrepared; the record's times are those of
@@ -231,7 +238,8 @@ func (o *Outbox) PrepareScanned(it Item, id string) (Prepared, error) {
 
 // EnqueuePrepared stores records that Prepare or PrepareKeyAtCommit made on
 // this Outbox in one commit, all or none, as EnqueueAll does, and returns
-// their keys in order. A record refused with the others (ErrConflict,
+// their keys in order; each of ps then says whether it was stored already
+// (AlreadyStored). A record refused with the others (ErrConflict,
 // ErrFull) may be given again: a refusal changes none of them. One stored must
 // not be (a new key is not looked up), nor one whose commit failed otherwise
 // (the commit gives a key left to it its bits in place).
@@ -246,7 +254,11 @@ func (o *Outbox) EnqueuePrepared(ctx context.Context, ps []Prepared) ([]string, 
 	}
 	o.group.enter()
 	defer o.group.leave()
-	return o.submit(ctx, l.items)
+	keys, err := o.submit(ctx, l.items)
+	if err == nil {
+		l.report(ps)
+	}
+	return keys, err
 }
 
 // preparedList is a list of records for one store, kept between calls in
@@ -279,6 +291,14 @@ func (l *preparedList) fill(o *Outbox, ps []Prepared) error {
 		l.items = append(l.items, ps[i].p)
 	}
 	return nil
+}
+
+// report tells the records the list was filled from what their commit found
+// (AlreadyStored).
+func (l *preparedList) report(ps []Prepared) {
+	for i := range l.items {
+		ps[i].p.had = l.items[i].had
+	}
 }
 
 // clear empties the list: it holds the records' buffers, which can go.

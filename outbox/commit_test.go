@@ -169,3 +169,32 @@ func TestPrepareScannedAsPrepareKeyAtCommit(t *testing.T) {
 		assert.Equal(t, want.p.crc, got.p.crc, "checksum of %s", c.payload)
 	}
 }
+
+// After EnqueuePrepared each record says whether it was stored already: by
+// an earlier enqueue, or earlier in the same call.
+func TestAlreadyStored(t *testing.T) {
+	o := openTest(t, Options{})
+	ctx := context.Background()
+	_, err := o.Enqueue(ctx, KindEvent, []byte(`{"event_id":"ev-1","v":1}`))
+	require.NoError(t, err)
+	ps := prepareEvents(t, o,
+		`{"v":1, "event_id":"ev-1"}`, // stored before, the same JSON
+		`{"event_id":"ev-2","v":2}`,
+		`{"event_id":"ev-2","v":2}`, // the line before
+		`{"v":3}`)                   // a key made for it
+	_, err = o.EnqueuePrepared(ctx, ps)
+	require.NoError(t, err)
+	got := make([]bool, len(ps))
+	for i := range ps {
+		got[i] = ps[i].AlreadyStored()
+	}
+	assert.Equal(t, []bool{true, false, true, false}, got)
+	assert.Equal(t, 3, o.Stats().Records)
+
+	again := prepareEvents(t, o, `{"event_id":"ev-2","v":2}`, `{"event_id":"ev-3","v":3}`)
+	_, err = o.EnqueuePrepared(ctx, again)
+	require.NoError(t, err)
+	assert.True(t, again[0].AlreadyStored(), "stored by the call before")
+	assert.False(t, again[1].AlreadyStored(), "new")
+
+}

@@ -62,7 +62,8 @@ func (o *Outbox) EnqueueWithKey(ctx context.Context, kind Kind, key string, payl
 }
 
 // EnqueueAll stores many records in one commit: all or none. Keys come back in the
-// order of items.
+// order of items. To learn which items were stored already (a file sent again),
+// store them with Prepare and EnqueuePrepared, and ask each AlreadyStored.
 func (o *Outbox) EnqueueAll(ctx context.Context, items []Item) ([]string, error) {
 	if len(items) == 0 {
 		return nil, nil
@@ -146,6 +147,7 @@ type prepared struct {
 	st     stored    // the new record, without its id
 	enc    []byte    // st encoded, checksum left to fill (sealCRC)
 	crc    uint32    // bodyCRC of enc before the checksum
+	had    bool      // set by the commit's plan: stored already (Prepared.AlreadyStored)
 }
 
 // prepare prepares it with its key final: a key made here is indexed.
@@ -435,6 +437,7 @@ func (w *wtx) planEnqueue(items []prepared) (enqueuePlan, *reqError, error) {
 	inReq := map[string]int{}
 	for i := range items {
 		it := &items[i]
+		it.had = false
 		if !it.newKey { // a key made here is unique by construction: no lookups
 			if j, ok := inReq[it.key]; ok {
 				if items[j].kind != it.kind {
@@ -443,6 +446,7 @@ func (w *wtx) planEnqueue(items []prepared) (enqueuePlan, *reqError, error) {
 				if !jsonEqual(items[j].plain, it.plain) {
 					return plan, &reqError{err: fmt.Errorf("outbox: enqueue %s: two items with this key and different payloads: %w", it.key, ErrConflict)}, nil
 				}
+				it.had = true
 				continue
 			}
 			inReq[it.key] = i
@@ -451,6 +455,7 @@ func (w *wtx) planEnqueue(items []prepared) (enqueuePlan, *reqError, error) {
 				return plan, reqErr, err
 			}
 			if stored {
+				it.had = true
 				continue
 			}
 			if replace != 0 {
@@ -576,10 +581,10 @@ func (w *wtx) roomFor(n int, b int64) *reqError {
 	live, liveBytes := o.cnt.live+d.live, o.cnt.liveBytes+d.liveBytes
 	o.cmu.Unlock()
 	if m := o.opts.MaxRecords; m > 0 && live+n > m {
-		return &reqError{full: true, err: fmt.Errorf("%w: %s: %d records not yet confirmed, MaxRecords is %d (adding %d)", ErrFull, o.path, live, m, n)}
+		return &reqError{full: true, err: &LimitError{Path: o.path, Limit: "MaxRecords", Max: int64(m), Live: int64(live), Adding: int64(n)}}
 	}
 	if m := o.opts.MaxBytes; m > 0 && liveBytes+b > m {
-		return &reqError{full: true, err: fmt.Errorf("%w: %s: %d payload bytes not yet confirmed, MaxBytes is %d (adding %d)", ErrFull, o.path, liveBytes, m, b)}
+		return &reqError{full: true, err: &LimitError{Path: o.path, Limit: "MaxBytes", Max: m, Live: liveBytes, Adding: b}}
 	}
 	return w.roomOnDisk(n, b)
 }

@@ -254,7 +254,11 @@ func TestCapacity(t *testing.T) {
 		}
 		_, err := o.Enqueue(ctx, KindEvent, event("k3", 3))
 		require.ErrorIs(t, err, ErrFull, "4th Enqueue")
-		assert.Contains(t, err.Error(), "MaxRecords is 3", "ErrFull should name MaxRecords")
+		assert.Contains(t, err.Error(), "3 records not yet confirmed, MaxRecords is 3 (adding 1)", "ErrFull should name MaxRecords")
+		var le *LimitError
+		if assert.ErrorAs(t, err, &le, "a limit's ErrFull says which limit") {
+			assert.Equal(t, LimitError{Path: o.path, Limit: "MaxRecords", Max: 3, Live: 3, Adding: 1}, *le)
+		}
 		_, err = o.EnqueueAll(ctx, []Item{{Kind: KindEvent, Payload: event("z", 1)}})
 		assert.ErrorIs(t, err, ErrFull, "EnqueueAll")
 		// A re-enqueue of a stored record needs no room.
@@ -276,7 +280,11 @@ func TestCapacity(t *testing.T) {
 		mustEnqueue(t, o, KindEvent, p)
 		_, err := o.Enqueue(ctx, KindEvent, bytes.Replace(p, []byte(`"a"`), []byte(`"b"`), 1))
 		require.ErrorIs(t, err, ErrFull, "Enqueue over MaxBytes")
-		assert.Contains(t, err.Error(), "MaxBytes is 100", "ErrFull should name MaxBytes")
+		assert.Contains(t, err.Error(), fmt.Sprintf("%d payload bytes not yet confirmed, MaxBytes is 100 (adding %d)", len(p), len(p)), "ErrFull should name MaxBytes")
+		var le *LimitError
+		if assert.ErrorAs(t, err, &le, "a limit's ErrFull says which limit") {
+			assert.Equal(t, "MaxBytes", le.Limit)
+		}
 		st := o.Stats()
 		assert.Equal(t, 1, st.Records, "Stats = %+v", st)
 		assert.Equal(t, int64(len(p)), st.PayloadBytes, "Stats = %+v", st)

@@ -1,6 +1,9 @@
 package outbox
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+)
 
 // Sentinel errors. Every error the package returns about a record or the outbox
 // wraps one of these with context (the path, the key, the limit), so callers match
@@ -61,3 +64,30 @@ var (
 	// requested move (for example requeueing a pending record).
 	ErrInvalidState = errors.New("outbox: record is not in a state that allows this")
 )
+
+// LimitError is the ErrFull of a capacity limit (Options.MaxRecords or
+// MaxBytes): which limit was reached, and how. It matches ErrFull; a program
+// that sets the limits from its own flags reads it (errors.As) to name them.
+type LimitError struct {
+	Path   string // the outbox file
+	Limit  string // "MaxRecords" or "MaxBytes"
+	Max    int64  // the limit
+	Live   int64  // records, or payload bytes, not yet confirmed
+	Adding int64  // what the refused enqueue would have added
+}
+
+func (e *LimitError) Error() string {
+	return fmt.Sprintf("%v: %s: %s, %s is %d (adding %d)", ErrFull, e.Path, e.LiveText(), e.Limit, e.Max, e.Adding)
+}
+
+// LiveText says what the limit counts: "N records not yet confirmed", or
+// "N payload bytes not yet confirmed".
+func (e *LimitError) LiveText() string {
+	unit := "records"
+	if e.Limit == "MaxBytes" {
+		unit = "payload bytes"
+	}
+	return fmt.Sprintf("%d %s not yet confirmed", e.Live, unit)
+}
+
+func (e *LimitError) Unwrap() error { return ErrFull }

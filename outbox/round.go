@@ -20,7 +20,8 @@ import (
 // the transaction meanwhile, so fill should not wait long: the ingest API
 // waits 2 ms at most.
 //
-// add stores its list all or none and returns the list's keys in order.
+// add stores its list all or none and returns the list's keys in order; each
+// record of the list then says whether it was stored already (AlreadyStored).
 //   - A refusal of the list, as EnqueuePrepared would refuse it (ErrFull,
 //     ErrConflict, ErrInvalidPayload, ErrTooLarge, or the error reading a
 //     stored record its key names), stores none of it and changes none of its
@@ -80,6 +81,9 @@ func (r *round) add(ps []Prepared) ([]string, error) {
 		return nil, err
 	}
 	keys, reqErr, err := r.w.enqueue(r.list.items)
+	if err == nil && reqErr == nil {
+		r.list.report(ps)
+	}
 	r.list.clear()
 	switch {
 	case err != nil:

@@ -158,3 +158,45 @@ func TestEnqueueRoundStoresNothingOnError(t *testing.T) {
 	assert.ErrorIs(t, err, context.Canceled)
 	assert.False(t, called, "fill called after the context ended")
 }
+
+// A round's add says which of its records were stored already, by an
+// earlier commit or an earlier add of the same round.
+func TestEnqueueRoundSaysWhatWasStoredAlready(t *testing.T) {
+	o := openTest(t, Options{})
+	ctx := context.Background()
+	_, err := o.Enqueue(ctx, KindEvent, []byte(`{"event_id":"ev-1","n":1}`))
+	require.NoError(t, err)
+	first := prepareEvents(t, o, `{"event_id":"ev-1","n":1}`, `{"event_id":"ev-2","n":2}`)
+	second := prepareEvents(t, o, `{"event_id":"ev-2","n":2}`, `{"n":3}`)
+	err = o.EnqueueRound(ctx, func(add func([]Prepared) ([]string, error)) error {
+		for _, list := range [][]Prepared{first, second} {
+			if _, err := add(list); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	require.NoError(t, err)
+	assert.True(t, first[0].AlreadyStored(), "stored by the commit before")
+	assert.False(t, first[1].AlreadyStored(), "new")
+	assert.True(t, second[0].AlreadyStored(), "added earlier in the round")
+	assert.False(t, second[1].AlreadyStored(), "a key made for it")
+	assert.Equal(t, 3, o.Stats().Records)
+
+	// A round that fails stores nothing: its records, given again, are new.
+	third := prepareEvents(t, o, `{"event_id":"ev-4","n":4}`)
+	fourth := prepareEvents(t, o, `{"event_id":"ev-4","n":4}`)
+	failed := errors.New("the producer went away")
+	err = o.EnqueueRound(ctx, func(add func([]Prepared) ([]string, error)) error {
+		for _, list := range [][]Prepared{third, fourth} {
+			if _, err := add(list); err != nil {
+				return err
+			}
+		}
+		return failed
+	})
+	require.ErrorIs(t, err, failed)
+	_, err = o.EnqueuePrepared(ctx, fourth)
+	require.NoError(t, err)
+	assert.False(t, fourth[0].AlreadyStored(), "stored by no commit before")
+}

@@ -512,6 +512,8 @@ func TestAdminVerbsWhileDaemonRuns(t *testing.T) {
 	keys := strings.Fields(r.stdout)
 	require.Len(t, keys, 2, "enqueue through the daemon:\n%s", r)
 	require.Equal(t, "evt-d-2", keys[1], "enqueue through the daemon:\n%s", r)
+	r = e.must(exitOK, event("evt-d-2", "b")+"\n"+event("evt-d-1", "a")+"\n", "enqueue", "--kind", "event")
+	assert.Contains(t, r.stderr, "stored 0 new record(s), 2 already in the outbox", "enqueue again through the daemon:\n%s", r)
 	waitFor(t, "the daemon to confirm both records", func() bool {
 		return len(jsonLines(t, e.must(exitOK, "", "inspect", "--json", "--state", "confirmed").stdout)) == 2
 	})

@@ -142,6 +142,7 @@ type enqueueRun struct {
 
 	// Set by the storing goroutine.
 	stored, refused int
+	already         int   // of stored, records the outbox held before (a file enqueued again)
 	stoppedAt       int   // the line refused for capacity; 0 if none
 	storeErr        error // the store failed
 	writeErr        error // the keys could not be written
@@ -437,6 +438,9 @@ func (e *enqueueRun) emit(res []lineResult) {
 	for _, r := range res {
 		if r.Error == "" {
 			e.stored++
+			if r.Already {
+				e.already++
+			}
 			if _, err := e.out.WriteString(r.Key); err != nil && e.writeErr == nil {
 				e.writeErr = err
 			}
@@ -472,19 +476,29 @@ func (e *enqueueRun) finish(ctx context.Context, readErr error) int {
 		}
 		return c.fail(fmt.Errorf("storing %s: %w (%d record(s) stored before this%s%s)", e.name, e.storeErr, e.stored, after, rerun))
 	case e.stoppedAt > 0:
-		c.infof("stopped at line %d: the outbox is full; stored %d record(s), refused %d line(s); line %d and the lines after it were not stored%s",
-			e.stoppedAt, e.stored, e.refused, e.stoppedAt, rerun)
+		c.infof("stopped at line %d: the outbox is full; %s, refused %d line(s); line %d and the lines after it were not stored%s",
+			e.stoppedAt, e.storedText(), e.refused, e.stoppedAt, rerun)
 		return exitFailed
 	case ctx.Err() != nil:
-		return c.fail(fmt.Errorf("interrupted: stored %d record(s), refused %d line(s); the rest of %s was not read%s", e.stored, e.refused, e.name, rerun))
+		return c.fail(fmt.Errorf("interrupted: %s, refused %d line(s); the rest of %s was not read%s", e.storedText(), e.refused, e.name, rerun))
 	case readErr != nil:
 		return c.fail(fmt.Errorf("reading %s: %w (%d record(s) stored before this%s)", e.name, readErr, e.stored, rerun))
 	}
-	c.infof("stored %d record(s), refused %d line(s)", e.stored, e.refused)
+	c.infof("%s, refused %d line(s)", e.storedText(), e.refused)
 	if e.refused > 0 {
 		return exitFailed
 	}
 	return exitOK
+}
+
+// storedText says how many lines' records are stored, and of those how many
+// the outbox held before, so that a file enqueued again does not read as
+// stored twice.
+func (e *enqueueRun) storedText() string {
+	if e.already == 0 {
+		return fmt.Sprintf("stored %d record(s)", e.stored)
+	}
+	return fmt.Sprintf("stored %d new record(s), %d already in the outbox", e.stored-e.already, e.already)
 }
 
 // readRecords calls fn for each record of r: JSON Lines, or one JSON object

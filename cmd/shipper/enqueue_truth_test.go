@@ -71,6 +71,8 @@ func TestEnqueueRerunStoresEachLineOnce(t *testing.T) {
 	require.Len(t, k1, 5, "first run keys")
 	require.Len(t, k2, 10, "second run keys")
 	assert.Equal(t, k1, k2[:5], "the lines stored by the first run have the same keys")
+	assert.Contains(t, first.stderr, "stored 5 record(s), refused 0 line(s)", "first run")
+	assert.Contains(t, second.stderr, "stored 5 new record(s), 5 already in the outbox, refused 0 line(s)", "second run")
 	assert.Equal(t, 10, recordCount(t, vars), "records stored: each line once")
 	seen := map[string]bool{}
 	for _, k := range k2 {
@@ -172,6 +174,7 @@ func TestEnqueueFullStoresWhatFits(t *testing.T) {
 	writeLines(t, in, 0, 8, false)
 	r := runVerb(t, vars, "", "enqueue", "--kind", "event", "--max-records", "5", in)
 	assertStoppedAt(t, r, 5, 6)
+	assert.Contains(t, r.stderr, "5 records not yet confirmed, --max-records (SHIPPER_MAX_RECORDS) is 5 (adding 1)", "the limit named as it was set:\n%s", r)
 	assert.Equal(t, 5, recordCount(t, vars), "records stored")
 }
 

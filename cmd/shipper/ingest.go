@@ -29,6 +29,10 @@ type lineResult struct {
 	Key   string `json:"key,omitempty"`
 	Error string `json:"error,omitempty"`
 	Code  string `json:"code,omitempty"`
+	// Already is set for a line whose record the outbox held before (the
+	// same key and an equal payload, from an earlier request or line):
+	// nothing new was stored for it.
+	Already bool `json:"already_stored,omitempty"`
 }
 
 func (r lineResult) stopped() bool { return r.Code == "full" }
@@ -52,33 +56,34 @@ type lineStore interface {
 	storeLines(ctx context.Context, kind outbox.Kind, lines []lineItem, lim capacity) ([]lineResult, error)
 }
 
-// enqueuer is what storeLines needs of the outbox (directStore, tests).
-type enqueuer interface {
-	EnqueueAll(ctx context.Context, items []outbox.Item) ([]string, error)
-}
-
 // storeAll stores lines in as few commits as it can: all of them in one when
 // every line can be stored, else halves, down to the lines refused. A
 // capacity refusal stores what fits before it and stops.
-func storeAll(ctx context.Context, st enqueuer, kind outbox.Kind, lines []lineItem) ([]lineResult, error) {
-	items := make([]outbox.Item, len(lines))
-	for i, l := range lines {
-		items[i] = outbox.Item{Kind: kind, Payload: l.payload}
+func (d *directStore) storeAll(ctx context.Context, kind outbox.Kind, lines []lineItem) ([]lineResult, error) {
+	ok := make([]lineItem, 0, len(lines))
+	recs := make([]outbox.Prepared, 0, len(lines))
+	var refused []lineResult
+	for _, l := range lines {
+		p, err := d.ob.PrepareKeyAtCommit(outbox.Item{Kind: kind, Payload: l.payload})
+		if err != nil {
+			refused = append(refused, refusal(kind, l, err))
+			continue
+		}
+		ok, recs = append(ok, l), append(recs, p)
 	}
-	return storeSplit(kind, lines, func(lo, hi int) ([]string, error) {
-		return st.EnqueueAll(ctx, items[lo:hi])
-	})
+	res, err := d.storePrepared(ctx, kind, ok, recs)
+	return mergeResults(res, refused, err != nil), err
 }
 
-// storeSplit is storeAll over enqueue, which stores lines[lo:hi] in one
-// commit, all or none.
-func storeSplit(kind outbox.Kind, lines []lineItem, enqueue func(lo, hi int) ([]string, error)) ([]lineResult, error) {
+// storeSplit is storeAll over enqueue, which stores recs[lo:hi], the records
+// of lines[lo:hi], in one commit, all or none.
+func storeSplit(kind outbox.Kind, lines []lineItem, recs []outbox.Prepared, enqueue func(lo, hi int) ([]string, error)) ([]lineResult, error) {
 	res := make([]lineResult, 0, len(lines))
 	var split func(lo, hi int) (bool, error)
 	split = func(lo, hi int) (stop bool, err error) {
 		keys, err := enqueue(lo, hi)
 		if err == nil {
-			res = appendKeys(res, lines[lo:hi], keys)
+			res = appendKeys(res, lines[lo:hi], keys, recs[lo:hi])
 			return false, nil
 		}
 		full := errors.Is(err, outbox.ErrFull)
@@ -102,10 +107,11 @@ func storeSplit(kind outbox.Kind, lines []lineItem, enqueue func(lo, hi int) ([]
 	return res, err
 }
 
-// appendKeys appends the results of lines stored with keys.
-func appendKeys(res []lineResult, lines []lineItem, keys []string) []lineResult {
+// appendKeys appends the results of lines stored with keys, their records
+// recs.
+func appendKeys(res []lineResult, lines []lineItem, keys []string, recs []outbox.Prepared) []lineResult {
 	for i, k := range keys {
-		res = append(res, lineResult{Line: lines[i].line, Key: k})
+		res = append(res, lineResult{Line: lines[i].line, Key: k, Already: recs[i].AlreadyStored()})
 	}
 	return res
 }
@@ -120,9 +126,24 @@ func refusal(kind outbox.Kind, l lineItem, err error) lineResult {
 			return r
 		}
 	}
+	var le *outbox.LimitError
+	if errors.As(err, &le) {
+		r.Error = limitText(le)
+		return r
+	}
 	// EnqueueAll names the item within its call: here always the first.
 	r.Error = strings.TrimPrefix(err.Error(), "item 0: ")
 	return r
+}
+
+// limitText is a capacity refusal in the words of the flags that set the
+// limit (outboxflags.go), which an operator can change.
+func limitText(le *outbox.LimitError) string {
+	flag := "--max-records (SHIPPER_MAX_RECORDS)"
+	if le.Limit == "MaxBytes" {
+		flag = "--max-bytes (SHIPPER_MAX_BYTES)"
+	}
+	return fmt.Sprintf("%v: %s: %s, %s is %d (adding %d)", outbox.ErrFull, le.Path, le.LiveText(), flag, le.Max, le.Adding)
 }
 
 // recordLevel reports whether err is about one record rather than the store.
@@ -157,13 +178,13 @@ var capacityMu sync.Mutex
 
 func (d *directStore) storeLines(ctx context.Context, kind outbox.Kind, lines []lineItem, lim capacity) ([]lineResult, error) {
 	if !lim.set() {
-		return storeAll(ctx, d.ob, kind, lines)
+		return d.storeAll(ctx, kind, lines)
 	}
 	capacityMu.Lock()
 	defer capacityMu.Unlock()
 	live, liveBytes := unconfirmed(d.ob)
 	fit, stop := withinCapacity(lines, lim, live, liveBytes)
-	res, err := storeAll(ctx, d.ob, kind, fit)
+	res, err := d.storeAll(ctx, kind, fit)
 	if err == nil && stop != nil && (len(res) == 0 || !res[len(res)-1].stopped()) {
 		res = append(res, *stop)
 	}
@@ -227,7 +248,7 @@ func checkRecord(kind outbox.Kind, payload []byte) (id string, scanned bool, err
 
 // storePrepared stores lines whose records prepare made, as storeAll does.
 func (d *directStore) storePrepared(ctx context.Context, kind outbox.Kind, lines []lineItem, recs []outbox.Prepared) ([]lineResult, error) {
-	return storeSplit(kind, lines, func(lo, hi int) ([]string, error) {
+	return storeSplit(kind, lines, recs, func(lo, hi int) ([]string, error) {
 		return d.ob.EnqueuePrepared(ctx, recs[lo:hi])
 	})
 }

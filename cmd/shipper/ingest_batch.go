@@ -274,7 +274,7 @@ func (b *ingestBatcher) fill(r *openRound, add addFunc) (rest []*pending, err er
 			keys, err := add(p.lines, p.recs)
 			switch {
 			case err == nil:
-				p.res = appendKeys(make([]lineResult, 0, len(keys)), p.lines, keys)
+				p.res = appendKeys(make([]lineResult, 0, len(keys)), p.lines, keys, p.recs)
 			case errors.Is(err, outbox.ErrFull) || recordLevel(err):
 				rest = append(rest, p)
 			default:

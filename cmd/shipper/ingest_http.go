@@ -8,7 +8,9 @@ package main
 //
 // The answer comes once the commit holding the records is fsynced, one JSON
 // object a line for each record line, in order: {"line":N,"key":"..."} for a
-// record stored, {"line":N,"error":"...","code":"..."} for one refused. Status
+// record stored ({"line":N,"key":"...","already_stored":true} when the
+// outbox held it already, from an earlier request or line, and stored nothing
+// new for it), {"line":N,"error":"...","code":"..."} for one refused. Status
 // 200 when every line was stored, 422 when some were refused for what they
 // hold, 507 when the outbox was full: the records before the line refused with
 // code "full" are stored, none after it. A failure of the store itself ends the
@@ -217,7 +219,12 @@ func writeResults(w http.ResponseWriter, res []lineResult, storeErr error) {
 		}
 		// Keys need no escaping (the outbox's key pattern): most of an answer.
 		b = append(strconv.AppendInt(append(b, `{"line":`...), int64(r.Line), 10), `,"key":"`...)
-		b = append(append(b, r.Key...), "\"}\n"...)
+		b = append(b, r.Key...)
+		if r.Already {
+			b = append(b, `","already_stored":true}`+"\n"...)
+			continue
+		}
+		b = append(b, "\"}\n"...)
 	}
 	if storeErr != nil {
 		b = appendJSONLine(b, errorBody{Error: storeErr.Error(), Code: codeOf(storeErr)})

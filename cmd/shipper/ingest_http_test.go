@@ -39,6 +39,37 @@ func TestIngestOutboxRefusesOneLine(t *testing.T) {
 	assert.Equal(t, 2, ob.Stats().Records, "records stored")
 }
 
+// A request sent again is answered with the same keys, each line saying its
+// record was stored already; a line repeating an earlier line of its request
+// says so too. The same holds on the path of a request with its own capacity
+// (max_records), which stores outside the rounds.
+func TestIngestSaysWhatWasStoredAlready(t *testing.T) {
+	path, ob := serveControl(t, outbox.Options{})
+	hc := unixClient(path + ".sock")
+	defer hc.CloseIdleConnections()
+
+	body := strings.Join([]string{event("evt-1", "one"), event("", "two")}, "\n")
+	for _, q := range []string{"kind=event&source=s1", "kind=event&source=s2&max_records=100"} {
+		status, first, raw := postIngest(t, hc, q, strings.NewReader(body))
+		require.Equal(t, http.StatusOK, status, "%s: %s", q, raw)
+		require.Len(t, first, 2, "%s: %s", q, raw)
+		status, again, raw := postIngest(t, hc, q, strings.NewReader(body+"\n"+event("evt-1", "one")))
+		require.Equal(t, http.StatusOK, status, "%s: %s", q, raw)
+		require.Len(t, again, 3, "%s: %s", q, raw)
+		for i, r := range again {
+			assert.Equal(t, first[i%2].Key, r.Key, "%s: line %d", q, r.Line)
+			assert.True(t, r.Already, "%s: line %d: %s", q, r.Line, raw)
+		}
+	}
+	status, res, raw := postIngest(t, hc, "kind=event", strings.NewReader(event("evt-2", "new")+"\n"+event("evt-2", "new")))
+	require.Equal(t, http.StatusOK, status, raw)
+	require.Len(t, res, 2, raw)
+	assert.False(t, res[0].Already, "a new record: %s", raw)
+	assert.True(t, res[1].Already, "the line before stored it: %s", raw)
+	assert.NotContains(t, strings.SplitN(raw, "\n", 2)[0], "already_stored", "a new record's answer is as before")
+	assert.Equal(t, 4, ob.Stats().Records, "records stored: each once")
+}
+
 // A request of many lines, refused ones among them in both halves, gets a
 // result per line in order and stores the others.
 func TestIngestManyLinesSomeRefused(t *testing.T) {
@@ -94,6 +125,7 @@ func TestParseResultReadsAnswerLinesAsJSON(t *testing.T) {
 		`{"line":12345678901,"key":"x"}`,
 		`{"line":4,"key":"k","extra":1}`,
 		` {"line":5,"key":"k"}`,
+		`{"line":6,"key":"k","already_stored":true}`,
 	} {
 		var want lineResult
 		require.NoError(t, json.Unmarshal([]byte(line), &want), line)
