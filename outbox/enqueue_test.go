@@ -436,6 +436,49 @@ func TestEnqueueTx(t *testing.T) {
 	})
 }
 
+// Update refuses, and rolls back, a transaction that touched the bucket
+// names the outbox reserves; the application's own buckets are its to make
+// and drop.
+func TestUpdateKeepsTheOutboxBuckets(t *testing.T) {
+	o := openTest(t, Options{})
+	mustEnqueue(t, o, KindEvent, event("ev-1", 1))
+	for name, fn := range map[string]func(tx *bolt.Tx) error{
+		"delete": func(tx *bolt.Tx) error { return tx.DeleteBucket(bucketEvents) },
+		"replace": func(tx *bolt.Tx) error {
+			if err := tx.DeleteBucket(bucketIndex); err != nil {
+				return err
+			}
+			_, err := tx.CreateBucket(bucketIndex)
+			return err
+		},
+		"create": func(tx *bolt.Tx) error { _, err := tx.CreateBucket([]byte("outbox_mine")); return err },
+	} {
+		err := o.Update(func(tx *bolt.Tx) error {
+			if _, err := tx.CreateBucketIfNotExists([]byte("app")); err != nil {
+				return err
+			}
+			return fn(tx)
+		})
+		require.ErrorIs(t, err, ErrReservedBucket, name)
+		_ = o.View(func(tx *bolt.Tx) error {
+			assert.Nil(t, tx.Bucket([]byte("app")), "%s: the transaction was not rolled back", name)
+			assert.Nil(t, tx.Bucket([]byte("outbox_mine")), name)
+			return nil
+		})
+		r, err := o.Get("ev-1")
+		if assert.NoError(t, err, "%s: the record", name) {
+			assert.Equal(t, StatePending, r.State, name)
+		}
+	}
+	require.NoError(t, o.Update(func(tx *bolt.Tx) error {
+		if _, err := tx.CreateBucket([]byte("app")); err != nil {
+			return err
+		}
+		return tx.DeleteBucket([]byte("app"))
+	}), "an application bucket made and dropped")
+	checkAndClose(t, o)
+}
+
 // claimAll claims every due record of kind.
 func claimAll(t *testing.T, o *Outbox, kind Kind) []Record {
 	t.Helper()

@@ -60,6 +60,11 @@ var (
 	// matches ErrWrongKey.
 	ErrNotEncrypted = errors.New("outbox: the outbox is not encrypted")
 
+	// ErrReservedBucket is returned by Update when its fn created a bucket
+	// whose name starts "outbox", or deleted, moved or replaced one of the
+	// outbox's buckets. The transaction is rolled back.
+	ErrReservedBucket = errors.New(`outbox: bucket names starting "outbox" are reserved for the outbox`)
+
 	// ErrInvalidState is returned when a record is not in a state that allows the
 	// requested move (for example requeueing a pending record).
 	ErrInvalidState = errors.New("outbox: record is not in a state that allows this")

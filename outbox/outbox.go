@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -531,9 +532,12 @@ func (o *Outbox) acquire() error {
 func (o *Outbox) release() { o.life.RUnlock() }
 
 // Update runs fn in a read-write transaction of the outbox file, for applications that keep
-// their own buckets there (bucket names starting "outbox" are reserved). Records added
-// with EnqueueTx inside fn commit with fn's writes or vanish with them. fn must not
-// call other Outbox methods.
+// their own buckets there. Records added with EnqueueTx inside fn commit with fn's writes
+// or vanish with them. fn must not call other Outbox methods.
+//
+// Bucket names starting "outbox" are the outbox's: fn must not write into them. A
+// transaction in which fn created a bucket of such a name, or deleted, moved or
+// replaced one of the outbox's, is rolled back and Update returns ErrReservedBucket.
 func (o *Outbox) Update(fn func(tx *bolt.Tx) error) error {
 	if err := o.acquire(); err != nil {
 		return err
@@ -541,7 +545,33 @@ func (o *Outbox) Update(fn func(tx *bolt.Tx) error) error {
 	defer o.release()
 	return o.update(func(w *wtx) error {
 		w.bind()
-		return fn(w.tx)
+		own := make([]*bolt.Bucket, len(allBuckets))
+		for i, name := range allBuckets {
+			own[i] = w.tx.Bucket(name)
+		}
+		if err := fn(w.tx); err != nil {
+			return err
+		}
+		return o.checkReserved(w.tx, own)
+	})
+}
+
+// checkReserved refuses a transaction of Update's fn that touched the
+// outbox's bucket names: own holds its buckets as the transaction opened
+// them before fn, and a bucket deleted, moved or created anew under the same
+// name is another *bolt.Bucket after it (bbolt caches a write transaction's
+// buckets by name).
+func (o *Outbox) checkReserved(tx *bolt.Tx, own []*bolt.Bucket) error {
+	for i, name := range allBuckets {
+		if tx.Bucket(name) != own[i] {
+			return fmt.Errorf("outbox %s: update: the outbox's bucket %s was deleted, moved or replaced: %w", o.path, name, ErrReservedBucket)
+		}
+	}
+	return tx.ForEach(func(name []byte, _ *bolt.Bucket) error {
+		if bytes.HasPrefix(name, []byte("outbox")) && !slices.ContainsFunc(allBuckets, func(b []byte) bool { return bytes.Equal(b, name) }) {
+			return fmt.Errorf("outbox %s: update: bucket %q created: %w", o.path, name, ErrReservedBucket)
+		}
+		return nil
 	})
 }
 
