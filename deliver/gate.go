@@ -165,6 +165,13 @@ func (g *gate) open() bool {
 	return g.mode == gateOpen
 }
 
+// probeOut reports whether a probe is in flight.
+func (g *gate) probeOut() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.probing
+}
+
 // paused reports whether the auth pause is in force.
 func (g *gate) paused() bool {
 	g.mu.Lock()
@@ -223,9 +230,16 @@ func (w *Worker) acquire(ctx context.Context) (probe bool, err error) {
 //
 // The files may have been read since by another reload (a request that followed a refusal,
 // SIGHUP), so the client's count of changes tells, not only this Reload.
+//
+// A refusal of a request that raced a probe leaves the change to the probe's own answer: the
+// probe may carry the files as they were, and a try asked for now would be overtaken by its
+// refusal, leaving the new files to wait out PauseInterval.
 func (w *Worker) pause(probe bool, why string) (held bool) {
 	held = w.gate.report(probe, resAuth, why)
 	changed, _ := w.client.Reload()
+	if !probe && w.gate.probeOut() {
+		return held
+	}
 	n := w.client.Changes()
 	if n != w.filesSeen.Swap(n) && w.retriedFiles.CompareAndSwap(false, true) {
 		if len(changed) > 0 {

@@ -805,4 +805,16 @@ func TestChangedFilesAreTriedAtOnceOncePerPause(t *testing.T) {
 	require.NoError(t, err)
 	w.pause(true, why)
 	assert.False(t, until().After(time.Now()), "a change read by another reload is tried at once")
+
+	// A request that raced a probe out with the old files is refused and
+	// reads the change: the probe's refusal, which follows, tries it at once.
+	w.reportGate(true, verdict{act: actSubmit}, time.Now())
+	w.pause(true, why)
+	w.gate.mu.Lock()
+	w.gate.until, w.gate.probing = time.Time{}, true // the probe is out, with the files as they are
+	w.gate.mu.Unlock()
+	reissue()
+	w.pause(false, why)
+	w.pause(true, why)
+	assert.False(t, until().After(time.Now()), "a change read while a probe was out is tried at once after it")
 }
