@@ -476,6 +476,11 @@ func TestUpdateKeepsTheOutboxBuckets(t *testing.T) {
 		}
 		return tx.DeleteBucket([]byte("app"))
 	}), "an application bucket made and dropped")
+
+	// A reserved name the file held already (an older program's) is not
+	// taken for fn's.
+	require.NoError(t, o.db.Update(func(tx *bolt.Tx) error { _, err := tx.CreateBucket([]byte("outbox_legacy")); return err }))
+	require.NoError(t, o.Update(func(tx *bolt.Tx) error { return nil }), "a file with a reserved bucket of its own")
 	checkAndClose(t, o)
 }
 

@@ -275,7 +275,7 @@ func guardedWalk(path string, timeout time.Duration) (walkResult, error) {
 						return nil
 					})
 				default:
-					walkBucket(b, !bytes.HasPrefix(name, []byte("outbox")))
+					walkBucket(b, !bytes.HasPrefix(name, reservedPrefix))
 				}
 				return nil
 			})
@@ -545,6 +545,7 @@ func (o *Outbox) Update(fn func(tx *bolt.Tx) error) error {
 	defer o.release()
 	return o.update(func(w *wtx) error {
 		w.bind()
+		before := reservedNames(w.tx)
 		own := make([]*bolt.Bucket, len(allBuckets))
 		for i, name := range allBuckets {
 			own[i] = w.tx.Bucket(name)
@@ -552,7 +553,7 @@ func (o *Outbox) Update(fn func(tx *bolt.Tx) error) error {
 		if err := fn(w.tx); err != nil {
 			return err
 		}
-		return o.checkReserved(w.tx, own)
+		return o.checkReserved(w.tx, own, before)
 	})
 }
 
@@ -560,20 +561,33 @@ func (o *Outbox) Update(fn func(tx *bolt.Tx) error) error {
 // outbox's bucket names: own holds its buckets as the transaction opened
 // them before fn, and a bucket deleted, moved or created anew under the same
 // name is another *bolt.Bucket after it (bbolt caches a write transaction's
-// buckets by name).
-func (o *Outbox) checkReserved(tx *bolt.Tx, own []*bolt.Bucket) error {
+// buckets by name); before holds the reserved names there were, so that one a
+// file held already (made by an older program) is not taken for fn's.
+func (o *Outbox) checkReserved(tx *bolt.Tx, own []*bolt.Bucket, before []string) error {
 	for i, name := range allBuckets {
 		if tx.Bucket(name) != own[i] {
 			return fmt.Errorf("outbox %s: update: the outbox's bucket %s was deleted, moved or replaced: %w", o.path, name, ErrReservedBucket)
 		}
 	}
-	return tx.ForEach(func(name []byte, _ *bolt.Bucket) error {
-		if bytes.HasPrefix(name, []byte("outbox")) && !slices.ContainsFunc(allBuckets, func(b []byte) bool { return bytes.Equal(b, name) }) {
+	for _, name := range reservedNames(tx) {
+		if !slices.Contains(before, name) {
 			return fmt.Errorf("outbox %s: update: bucket %q created: %w", o.path, name, ErrReservedBucket)
 		}
-		return nil
-	})
+	}
+	return nil
 }
+
+// reservedNames lists the file's top-level buckets whose names start "outbox".
+func reservedNames(tx *bolt.Tx) []string {
+	var names []string
+	c := tx.Cursor()
+	for k, _ := c.Seek(reservedPrefix); k != nil && bytes.HasPrefix(k, reservedPrefix); k, _ = c.Next() {
+		names = append(names, string(k))
+	}
+	return names
+}
+
+var reservedPrefix = []byte("outbox")
 
 // View runs fn in a read-only transaction. fn must not call other Outbox methods.
 func (o *Outbox) View(fn func(tx *bolt.Tx) error) error {

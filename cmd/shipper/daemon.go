@@ -142,7 +142,7 @@ func (d *daemon) serveControl(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	d.control = &http.Server{Handler: controlHandler(&directStore{ob: d.ob, counter: d.worker.Counters}), ReadHeaderTimeout: 5 * time.Second}
+	d.control = &http.Server{Handler: controlHandler(&directStore{ob: d.ob, counter: d.worker.Counters, daemon: true}), ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = d.control.Serve(ln) }()
 	fmt.Fprintf(d.c.env.Stdout, "shipper run: admin socket %s\n", sock)
 	fmt.Fprintf(d.c.env.Stdout, "shipper run: delivering %s\n", d.f.o.path)

@@ -144,6 +144,8 @@ func TestHealthzSaysWhenIntakeIsFull(t *testing.T) {
 	assert.Equal(t, http.StatusOK, code, "delivery goes on: %v", h)
 	assert.Equal(t, "ok", h["status"])
 	assert.Contains(t, h["intake"], "full: new records are refused")
+	r := e.must(exitFailed, event("evt-f-2", "b"), "enqueue", "--kind", "event", "--max-records", "100")
+	assert.Contains(t, r.stderr, "the daemon's --max-records (SHIPPER_MAX_RECORDS) is 1", "the limit that refused, not the enqueue's own:\n%s", r)
 	d.stop(t)
 }
 

@@ -474,7 +474,7 @@ func (e *enqueueRun) finish(ctx context.Context, readErr error) int {
 		if e.storedAfter > 0 {
 			after = fmt.Sprintf(", and %d from the requests sent after it", e.storedAfter)
 		}
-		return c.fail(fmt.Errorf("storing %s: %w (%d record(s) stored before this%s%s)", e.name, e.storeErr, e.stored, after, rerun))
+		return c.fail(fmt.Errorf("storing %s: %w (%s before this%s%s)", e.name, e.storeErr, e.storedText(), after, rerun))
 	case e.stoppedAt > 0:
 		c.infof("stopped at line %d: the outbox is full; %s, refused %d line(s); line %d and the lines after it were not stored%s",
 			e.stoppedAt, e.storedText(), e.refused, e.stoppedAt, rerun)
@@ -482,7 +482,7 @@ func (e *enqueueRun) finish(ctx context.Context, readErr error) int {
 	case ctx.Err() != nil:
 		return c.fail(fmt.Errorf("interrupted: %s, refused %d line(s); the rest of %s was not read%s", e.storedText(), e.refused, e.name, rerun))
 	case readErr != nil:
-		return c.fail(fmt.Errorf("reading %s: %w (%d record(s) stored before this%s)", e.name, readErr, e.stored, rerun))
+		return c.fail(fmt.Errorf("reading %s: %w (%s before this%s)", e.name, readErr, e.storedText(), rerun))
 	}
 	c.infof("%s, refused %d line(s)", e.storedText(), e.refused)
 	if e.refused > 0 {

@@ -201,7 +201,7 @@ func serveControl(t *testing.T, opts outbox.Options) (path string, ob *outbox.Ou
 	require.NoError(t, err)
 	ln, err := listenControl(context.Background(), path+".sock")
 	require.NoError(t, err)
-	srv := &http.Server{Handler: controlHandler(&directStore{ob: ob})}
+	srv := &http.Server{Handler: controlHandler(&directStore{ob: ob, daemon: true})}
 	go srv.Serve(ln)
 	t.Cleanup(func() {
 		srv.Close()
@@ -227,6 +227,7 @@ func TestEnqueueCapacityHoldsThroughDaemon(t *testing.T) {
 	vars["SHIPPER_OUTBOX"] = full
 	r = runVerb(t, vars, "", "enqueue", "--kind", "event", in)
 	assertStoppedAt(t, r, 3, 4)
+	assert.Contains(t, r.stderr, "3 records not yet confirmed, the daemon's --max-records (SHIPPER_MAX_RECORDS) is 3 (adding 1)", "the limit named as the daemon's:\n%s", r)
 	assert.Equal(t, 3, obFull.Stats().Records, "records in the full daemon's outbox")
 
 	// The daemon's outbox leaves the contract to the ingest API (run.go), which

@@ -8,7 +8,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 
 	"github.com/spectrastrike/shipper/outbox"
@@ -66,7 +65,7 @@ func (d *directStore) storeAll(ctx context.Context, kind outbox.Kind, lines []li
 	for _, l := range lines {
 		p, err := d.ob.PrepareKeyAtCommit(outbox.Item{Kind: kind, Payload: l.payload})
 		if err != nil {
-			refused = append(refused, refusal(kind, l, err))
+			refused = append(refused, d.refusal(kind, l, err))
 			continue
 		}
 		ok, recs = append(ok, l), append(recs, p)
@@ -77,7 +76,7 @@ func (d *directStore) storeAll(ctx context.Context, kind outbox.Kind, lines []li
 
 // storeSplit is storeAll over enqueue, which stores recs[lo:hi], the records
 // of lines[lo:hi], in one commit, all or none.
-func storeSplit(kind outbox.Kind, lines []lineItem, recs []outbox.Prepared, enqueue func(lo, hi int) ([]string, error)) ([]lineResult, error) {
+func (d *directStore) storeSplit(kind outbox.Kind, lines []lineItem, recs []outbox.Prepared, enqueue func(lo, hi int) ([]string, error)) ([]lineResult, error) {
 	res := make([]lineResult, 0, len(lines))
 	var split func(lo, hi int) (bool, error)
 	split = func(lo, hi int) (stop bool, err error) {
@@ -91,7 +90,7 @@ func storeSplit(kind outbox.Kind, lines []lineItem, recs []outbox.Prepared, enqu
 			return true, err
 		}
 		if hi-lo == 1 {
-			res = append(res, refusal(kind, lines[lo], err))
+			res = append(res, d.refusal(kind, lines[lo], err))
 			return full, nil
 		}
 		mid := lo + (hi-lo)/2
@@ -118,7 +117,7 @@ func appendKeys(res []lineResult, lines []lineItem, keys []string, recs []outbox
 
 // refusal says why one line was not stored, in the words of the contract
 // check when that is the reason.
-func refusal(kind outbox.Kind, l lineItem, err error) lineResult {
+func (d *directStore) refusal(kind outbox.Kind, l lineItem, err error) lineResult {
 	r := lineResult{Line: l.line, Code: codeOf(err)}
 	if errors.Is(err, outbox.ErrInvalidPayload) {
 		if verr := validateRecord(kind, l.payload); verr != nil {
@@ -128,20 +127,23 @@ func refusal(kind outbox.Kind, l lineItem, err error) lineResult {
 	}
 	var le *outbox.LimitError
 	if errors.As(err, &le) {
-		r.Error = limitText(le)
+		r.Error = limitText(le, d.daemon)
 		return r
 	}
-	// EnqueueAll names the item within its call: here always the first.
-	r.Error = strings.TrimPrefix(err.Error(), "item 0: ")
+	r.Error = err.Error()
 	return r
 }
 
 // limitText is a capacity refusal in the words of the flags that set the
-// limit (outboxflags.go), which an operator can change.
-func limitText(le *outbox.LimitError) string {
+// limit (outboxflags.go), which an operator can change: the daemon's own when
+// it refused, not those of an enqueue that went through it.
+func limitText(le *outbox.LimitError, daemon bool) string {
 	flag := "--max-records (SHIPPER_MAX_RECORDS)"
 	if le.Limit == "MaxBytes" {
 		flag = "--max-bytes (SHIPPER_MAX_BYTES)"
+	}
+	if daemon {
+		flag = "the daemon's " + flag
 	}
 	return fmt.Sprintf("%v: %s: %s, %s is %d (adding %d)", outbox.ErrFull, le.Path, le.LiveText(), flag, le.Max, le.Adding)
 }
@@ -224,7 +226,7 @@ func (d *directStore) prepare(kind outbox.Kind, lines []lineItem, recs []outbox.
 			p, err = d.ob.PrepareKeyAtCommit(it)
 		}
 		if err != nil {
-			refused = append(refused, refusal(kind, l, err))
+			refused = append(refused, d.refusal(kind, l, err))
 			continue
 		}
 		ok = append(ok, l)
@@ -248,7 +250,7 @@ func checkRecord(kind outbox.Kind, payload []byte) (id string, scanned bool, err
 
 // storePrepared stores lines whose records prepare made, as storeAll does.
 func (d *directStore) storePrepared(ctx context.Context, kind outbox.Kind, lines []lineItem, recs []outbox.Prepared) ([]lineResult, error) {
-	return storeSplit(kind, lines, recs, func(lo, hi int) ([]string, error) {
+	return d.storeSplit(kind, lines, recs, func(lo, hi int) ([]string, error) {
 		return d.ob.EnqueuePrepared(ctx, recs[lo:hi])
 	})
 }

@@ -342,18 +342,23 @@ func hasLineBreak(line []byte) bool {
 
 // parseResult reads one line of the ingest API's answer. Most are
 // {"line":N,"key":"K"} as writeResults writes them, with a key that needs no
-// escaping: those are read here, since encoding/json was a fifth of enqueue's
-// CPU through the daemon; any other line goes to encoding/json.
+// escaping, or the same with "already_stored":true (a file sent again): those
+// are read here, since encoding/json was a fifth of enqueue's CPU through the
+// daemon; any other line goes to encoding/json.
 func parseResult(b []byte) (lineResult, error) {
-	const pre, mid, end = `{"line":`, `,"key":"`, `"}`
+	const pre, mid, end, already = `{"line":`, `,"key":"`, `"}`, `","already_stored":true}`
 	if rest, ok := bytes.CutPrefix(b, []byte(pre)); ok {
 		n, i := 0, 0
 		for ; i < len(rest) && i < 9 && '0' <= rest[i] && rest[i] <= '9'; i++ {
 			n = n*10 + int(rest[i]-'0')
 		}
 		if key, ok := bytes.CutPrefix(rest[i:], []byte(mid)); i > 0 && ok {
-			if key, ok := bytes.CutSuffix(key, []byte(end)); ok && len(key) > 0 && bytes.IndexAny(key, `"\`) < 0 {
-				return lineResult{Line: n, Key: string(key)}, nil
+			key, had := bytes.CutSuffix(key, []byte(already))
+			if !had {
+				key, ok = bytes.CutSuffix(key, []byte(end))
+			}
+			if (had || ok) && len(key) > 0 && bytes.IndexAny(key, `"\`) < 0 {
+				return lineResult{Line: n, Key: string(key), Already: had}, nil
 			}
 		}
 	}

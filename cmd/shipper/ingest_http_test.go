@@ -68,6 +68,19 @@ func TestIngestSaysWhatWasStoredAlready(t *testing.T) {
 	assert.True(t, res[1].Already, "the line before stored it: %s", raw)
 	assert.NotContains(t, strings.SplitN(raw, "\n", 2)[0], "already_stored", "a new record's answer is as before")
 	assert.Equal(t, 4, ob.Stats().Records, "records stored: each once")
+
+	// A request with a conflict is stored in halves around the line refused:
+	// the lines stored with it still say which were there already.
+	for _, q := range []string{"kind=event", "kind=event&max_records=100"} {
+		body := strings.Join([]string{event("evt-1", "one"), event("evt-2", "other"), event("", "new"), event("evt-2", "new")}, "\n")
+		status, res, raw := postIngest(t, hc, q, strings.NewReader(body))
+		require.Equal(t, http.StatusUnprocessableEntity, status, "%s: %s", q, raw)
+		require.Len(t, res, 4, "%s: %s", q, raw)
+		assert.Equal(t, []bool{true, false, false, true}, []bool{res[0].Already, res[1].Already, res[2].Already, res[3].Already}, "%s: %s", q, raw)
+		assert.Equal(t, "conflict", res[1].Code, "%s: %s", q, raw)
+		assert.NotEmpty(t, res[2].Key, "%s: %s", q, raw)
+	}
+	assert.Equal(t, 6, ob.Stats().Records, "records stored: each once")
 }
 
 // A request of many lines, refused ones among them in both halves, gets a
@@ -126,6 +139,10 @@ func TestParseResultReadsAnswerLinesAsJSON(t *testing.T) {
 		`{"line":4,"key":"k","extra":1}`,
 		` {"line":5,"key":"k"}`,
 		`{"line":6,"key":"k","already_stored":true}`,
+		`{"line":7,"key":"k","already_stored":false}`,
+		`{"line":8,"key":"k\"","already_stored":true}`,
+		`{"line":9,"key":"","already_stored":true}`,
+		`{"line":10,"already_stored":true,"key":"k"}`,
 	} {
 		var want lineResult
 		require.NoError(t, json.Unmarshal([]byte(line), &want), line)

@@ -45,6 +45,7 @@ type purgeRequest struct {
 type directStore struct {
 	ob      *outbox.Outbox
 	counter func() deliver.Counters // set by the daemon, nil otherwise
+	daemon  bool                    // the daemon's: its refusals name its settings as its own
 }
 
 func (d *directStore) Get(_ context.Context, key string) (recordView, error) {
