@@ -38,6 +38,7 @@ func newGroupCommit(store func([]*enqReq) error) *groupCommit {
 // enqReq is one Enqueue/EnqueueAll call waiting for its commit.
 type enqReq struct {
 	items []prepared
+	lim   Limits
 	keys  []string
 	err   *reqError
 	wake  chan bool // true: the result is in; false: lead the next commit
@@ -158,7 +159,7 @@ func (g *groupCommit) commitBatch(batch []*enqReq) {
 func (o *Outbox) storeBatch(batch []*enqReq) error {
 	err := o.update(func(w *wtx) error {
 		for _, r := range batch {
-			keys, reqErr, err := w.enqueue(r.items)
+			keys, reqErr, err := w.enqueue(r.items, r.lim)
 			if err != nil {
 				return err
 			}
@@ -244,6 +245,24 @@ func (o *Outbox) PrepareScanned(it Item, id string) (Prepared, error) {
 // not be (a new key is not looked up), nor one whose commit failed otherwise
 // (the commit gives a key left to it its bits in place).
 func (o *Outbox) EnqueuePrepared(ctx context.Context, ps []Prepared) ([]string, error) {
+	return o.EnqueuePreparedWithin(ctx, ps, Limits{})
+}
+
+// Limits are a caller's own bounds on the outbox's records not yet confirmed,
+// and their payload bytes, counted with those of the call: a producer that
+// shares an outbox and must not take more than its share of it. Zero is no
+// bound. They hold on top of Options.MaxRecords and MaxBytes.
+type Limits struct {
+	Records int
+	Bytes   int64
+}
+
+// EnqueuePreparedWithin is EnqueuePrepared within lim as well as the outbox's
+// limits. Only records the call stores count: one stored already takes no
+// room. A call lim has no room for fails with a *LimitError (Limit
+// "Limits.Records" or "Limits.Bytes"; it matches ErrFull) and is never
+// waited out, even with Options.WaitForRoom.
+func (o *Outbox) EnqueuePreparedWithin(ctx context.Context, ps []Prepared, lim Limits) ([]string, error) {
 	if len(ps) == 0 {
 		return nil, nil
 	}
@@ -254,7 +273,7 @@ func (o *Outbox) EnqueuePrepared(ctx context.Context, ps []Prepared) ([]string, 
 	}
 	o.group.enter()
 	defer o.group.leave()
-	keys, err := o.submit(ctx, l.items)
+	keys, err := o.submit(ctx, l.items, lim)
 	if err == nil {
 		l.report(ps)
 	}

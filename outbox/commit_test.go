@@ -198,3 +198,35 @@ func TestAlreadyStored(t *testing.T) {
 	assert.False(t, again[1].AlreadyStored(), "new")
 
 }
+
+// A call's own limits count the records it adds, not those stored already,
+// and are not waited out: a refusal is a LimitError naming them.
+func TestEnqueuePreparedWithin(t *testing.T) {
+	o := openTest(t, Options{WaitForRoom: true})
+	ctx := context.Background()
+	first := prepareEvents(t, o, `{"event_id":"ev-1","n":1}`, `{"event_id":"ev-2","n":2}`)
+	_, err := o.EnqueuePreparedWithin(ctx, first, Limits{Records: 2})
+	require.NoError(t, err, "two records within a limit of two")
+
+	again := prepareEvents(t, o, `{"event_id":"ev-1","n":1}`, `{"event_id":"ev-2","n":2}`)
+	_, err = o.EnqueuePreparedWithin(ctx, again, Limits{Records: 2})
+	require.NoError(t, err, "records stored already take no room")
+
+	more := prepareEvents(t, o, `{"event_id":"ev-2","n":2}`, `{"event_id":"ev-3","n":3}`)
+	_, err = o.EnqueuePreparedWithin(ctx, more, Limits{Records: 2})
+	require.ErrorIs(t, err, ErrFull, "a new record over the call's limit")
+	var le *LimitError
+	if assert.ErrorAs(t, err, &le) {
+		assert.Equal(t, LimitError{Path: o.path, Limit: "Limits.Records", Max: 2, Live: 2, Adding: 1}, *le)
+	}
+	assert.Equal(t, 2, o.Stats().Records, "nothing of the refused call stored")
+
+	_, err = o.EnqueuePreparedWithin(ctx, more, Limits{Bytes: 10})
+	require.ErrorAs(t, err, &le, "over the call's byte limit")
+	assert.Equal(t, "Limits.Bytes", le.Limit)
+	assert.Contains(t, err.Error(), "payload bytes not yet confirmed, Limits.Bytes is 10")
+
+	_, err = o.EnqueuePreparedWithin(ctx, more, Limits{Records: 3})
+	require.NoError(t, err, "room for the new one")
+	assert.Equal(t, 3, o.Stats().Records)
+}

@@ -54,7 +54,7 @@ func (o *Outbox) EnqueueWithKey(ctx context.Context, kind Kind, key string, payl
 	if err != nil {
 		return "", err
 	}
-	keys, err := o.submit(ctx, []prepared{p})
+	keys, err := o.submit(ctx, []prepared{p}, Limits{})
 	if err != nil {
 		return "", err
 	}
@@ -74,7 +74,7 @@ func (o *Outbox) EnqueueAll(ctx context.Context, items []Item) ([]string, error)
 	if err != nil {
 		return nil, err
 	}
-	return o.submit(ctx, ps)
+	return o.submit(ctx, ps, Limits{})
 }
 
 // prepareAll prepares items, large batches on two goroutines: JSON checks are
@@ -124,7 +124,7 @@ func (o *Outbox) EnqueueTx(tx *bolt.Tx, item Item) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	keys, reqErr, err := w.enqueue([]prepared{p})
+	keys, reqErr, err := w.enqueue([]prepared{p}, Limits{})
 	if err != nil {
 		return "", err
 	}
@@ -394,9 +394,10 @@ type reqError struct {
 	full bool
 }
 
-// enqueue stores items all-or-none within w. A reqError leaves w unchanged; a plain
-// error is a storage failure that must abort the transaction.
-func (w *wtx) enqueue(items []prepared) ([]string, *reqError, error) {
+// enqueue stores items all-or-none within w, within the caller's limits lim
+// as well as the outbox's. A reqError leaves w unchanged; a plain error is a
+// storage failure that must abort the transaction.
+func (w *wtx) enqueue(items []prepared, lim Limits) ([]string, *reqError, error) {
 	keys := make([]string, len(items))
 	for i := range items {
 		keys[i] = items[i].key
@@ -408,7 +409,7 @@ func (w *wtx) enqueue(items []prepared) ([]string, *reqError, error) {
 	if len(plan.fresh) == 0 {
 		return keys, nil, nil
 	}
-	if e := w.roomFor(len(plan.fresh), plan.freshBytes); e != nil {
+	if e := w.roomFor(len(plan.fresh), plan.freshBytes, lim); e != nil {
 		return nil, e, nil
 	}
 	for _, rid := range plan.replace {
@@ -574,12 +575,19 @@ type keyRid struct {
 }
 
 // roomFor checks the capacity limits for n more records of b payload bytes, given
-// the uncommitted changes of the current transaction (w.delta, w.disk).
-func (w *wtx) roomFor(n int, b int64) *reqError {
+// the uncommitted changes of the current transaction (w.delta, w.disk): the
+// caller's own (lim) first, which are never waited out, then the outbox's.
+func (w *wtx) roomFor(n int, b int64, lim Limits) *reqError {
 	o, d := w.o, &w.delta
 	o.cmu.Lock()
 	live, liveBytes := o.cnt.live+d.live, o.cnt.liveBytes+d.liveBytes
 	o.cmu.Unlock()
+	if m := lim.Records; m > 0 && live+n > m {
+		return &reqError{err: &LimitError{Path: o.path, Limit: "Limits.Records", Max: int64(m), Live: int64(live), Adding: int64(n)}}
+	}
+	if m := lim.Bytes; m > 0 && liveBytes+b > m {
+		return &reqError{err: &LimitError{Path: o.path, Limit: "Limits.Bytes", Max: m, Live: liveBytes, Adding: b}}
+	}
 	if m := o.opts.MaxRecords; m > 0 && live+n > m {
 		return &reqError{full: true, err: &LimitError{Path: o.path, Limit: "MaxRecords", Max: int64(m), Live: int64(live), Adding: int64(n)}}
 	}
@@ -589,7 +597,7 @@ func (w *wtx) roomFor(n int, b int64) *reqError {
 	return w.roomOnDisk(n, b)
 }
 
-func (o *Outbox) submit(ctx context.Context, items []prepared) ([]string, error) {
+func (o *Outbox) submit(ctx context.Context, items []prepared, lim Limits) ([]string, error) {
 	var b int64
 	for i := range items {
 		b += int64(len(items[i].plain))
@@ -606,7 +614,7 @@ func (o *Outbox) submit(ctx context.Context, items []prepared) ([]string, error)
 		if err := o.acquire(); err != nil {
 			return nil, err
 		}
-		r := &enqReq{items: items, wake: make(chan bool, 1)}
+		r := &enqReq{items: items, lim: lim, wake: make(chan bool, 1)}
 		o.group.commit(r)
 		o.release()
 		if r.err == nil {

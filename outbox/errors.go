@@ -71,11 +71,12 @@ var (
 )
 
 // LimitError is the ErrFull of a capacity limit (Options.MaxRecords or
-// MaxBytes): which limit was reached, and how. It matches ErrFull; a program
-// that sets the limits from its own flags reads it (errors.As) to name them.
+// MaxBytes, or a call's Limits): which limit was reached, and how. It matches
+// ErrFull; a program that sets the limits from its own flags reads it
+// (errors.As) to name them.
 type LimitError struct {
 	Path   string // the outbox file
-	Limit  string // "MaxRecords" or "MaxBytes"
+	Limit  string // "MaxRecords", "MaxBytes", "Limits.Records" or "Limits.Bytes"
 	Max    int64  // the limit
 	Live   int64  // records, or payload bytes, not yet confirmed
 	Adding int64  // what the refused enqueue would have added
@@ -89,10 +90,13 @@ func (e *LimitError) Error() string {
 // "N payload bytes not yet confirmed".
 func (e *LimitError) LiveText() string {
 	unit := "records"
-	if e.Limit == "MaxBytes" {
+	if e.Bytes() {
 		unit = "payload bytes"
 	}
 	return fmt.Sprintf("%d %s not yet confirmed", e.Live, unit)
 }
+
+// Bytes reports whether the limit is on payload bytes, not records.
+func (e *LimitError) Bytes() bool { return e.Limit == "MaxBytes" || e.Limit == "Limits.Bytes" }
 
 func (e *LimitError) Unwrap() error { return ErrFull }

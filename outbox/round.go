@@ -80,7 +80,7 @@ func (r *round) add(ps []Prepared) ([]string, error) {
 		r.failed = err
 		return nil, err
 	}
-	keys, reqErr, err := r.w.enqueue(r.list.items)
+	keys, reqErr, err := r.w.enqueue(r.list.items, Limits{})
 	if err == nil && reqErr == nil {
 		r.list.report(ps)
 	}

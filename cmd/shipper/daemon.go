@@ -128,10 +128,25 @@ func (d *daemon) healthz(w http.ResponseWriter, _ *http.Request) {
 	// Delivery goes on while new records are refused: the daemon is healthy, its
 	// producers are not served, and a probe that reads the body sees why.
 	if d.ob.Full() {
-		h["intake"] = "full: new records are refused (or wait): the disk is nearly full or --max-records/--max-bytes is reached; " +
+		h["intake"] = "full: new records are refused (or wait): " + d.fullBecause() + "; " +
 			"room comes back as records are confirmed and dead ones purged (shipper purge --dead)"
 	}
 	writeJSON(w, http.StatusOK, h)
+}
+
+// fullBecause says which of the outbox's limits holds new records back.
+func (d *daemon) fullBecause() string {
+	s := d.ob.Stats()
+	live := s.Records - s.ByState[outbox.StateConfirmed]
+	switch o := d.f.o; {
+	case s.DiskFull:
+		return fmt.Sprintf("the disk is nearly full (%s free, %s kept for delivery)", fmtBytes(s.DiskFreeBytes), fmtBytes(s.DiskReserveBytes))
+	case o.maxRecords > 0 && live >= o.maxRecords:
+		return fmt.Sprintf("%d records not yet confirmed, --max-records (SHIPPER_MAX_RECORDS) is %d", live, o.maxRecords)
+	case o.maxBytes > 0:
+		return fmt.Sprintf("--max-bytes (SHIPPER_MAX_BYTES) %d is reached or near", o.maxBytes)
+	}
+	return "a producer is waiting for room"
 }
 
 // serveControl serves the admin socket, through which the admin verbs reach

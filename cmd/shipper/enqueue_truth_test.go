@@ -221,6 +221,12 @@ func TestEnqueueCapacityHoldsThroughDaemon(t *testing.T) {
 	require.Contains(t, r.stderr, "via running daemon", "%s", r)
 	assertStoppedAt(t, r, 5, 6)
 	assert.Equal(t, 5, ob.Stats().Records, "records in the daemon's outbox")
+	// Again with room for one more: the five stored take none.
+	r = runVerb(t, vars, "", "enqueue", "--kind", "event", "--max-records", "6", in)
+	assert.Equal(t, exitFailed, r.code, "%s", r)
+	assert.Contains(t, r.stderr, "line 7: outbox: capacity reached: "+path+": 6 records not yet confirmed, the limit for this enqueue is 6 (adding 1)", "%s", r)
+	assert.Contains(t, r.stderr, "stopped at line 7: the outbox is full; stored 1 new record(s), 5 already in the outbox", "%s", r)
+	assert.Equal(t, 6, ob.Stats().Records, "records in the daemon's outbox")
 
 	// The daemon's own limits hold as they did: a daemon with room for 3.
 	full, obFull := serveControl(t, outbox.Options{Validate: validateRecord, MaxRecords: 3})
@@ -368,8 +374,18 @@ func TestIngestPerLineErrorsAndLimits(t *testing.T) {
 	require.Len(t, res, 3, "two stored, the third refused and nothing after: %s", raw)
 	assert.Equal(t, "evt-cap-1", res[1].Key)
 	assert.Equal(t, lineResult{Line: 3, Code: "full"}, lineResult{Line: res[2].Line, Code: res[2].Code}, "%+v", res[2])
-	assert.Contains(t, res[2].Error, "limit for this enqueue is 4", "%+v", res[2])
+	assert.Contains(t, res[2].Error, "4 records not yet confirmed, the limit for this enqueue is 4 (adding 1)", "%+v", res[2])
 	assert.Equal(t, 4, ob.Stats().Records, "records stored")
+
+	// The same request again: the records stored take no room, and the
+	// limit stops the first that would add one.
+	status, res, raw = postIngest(t, hc, "kind=event&max_records=5", strings.NewReader(five.String()))
+	assert.Equal(t, http.StatusInsufficientStorage, status, "%s", raw)
+	require.Len(t, res, 4, "two there already, one stored, the fourth refused and nothing after: %s", raw)
+	assert.True(t, res[0].Already && res[1].Already, "%s", raw)
+	assert.False(t, res[2].Already, "%s", raw)
+	assert.Contains(t, res[3].Error, "5 records not yet confirmed, the limit for this enqueue is 5 (adding 1)", "%+v", res[3])
+	assert.Equal(t, 5, ob.Stats().Records, "records stored")
 
 	status, _, raw = postIngest(t, hc, "kind=thing", strings.NewReader(event("evt-c", "c")))
 	assert.Equal(t, http.StatusBadRequest, status, "%s", raw)
@@ -383,7 +399,7 @@ func TestIngestPerLineErrorsAndLimits(t *testing.T) {
 	status, _, raw = postIngest(t, hc, "kind=event", strings.NewReader(big))
 	assert.Equal(t, http.StatusRequestEntityTooLarge, status, "%.300s", raw)
 	assert.Contains(t, raw, "16 MiB", "413 says the bound")
-	assert.Equal(t, 4, ob.Stats().Records, "records stored after the 413")
+	assert.Equal(t, 5, ob.Stats().Records, "records stored after the 413")
 }
 
 // With a source, a request sent again (its answer lost) stores nothing twice;

@@ -8,7 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
+	"strings"
 
 	"github.com/spectrastrike/shipper/outbox"
 	"github.com/spectrastrike/shipper/vvapi"
@@ -57,8 +57,8 @@ type lineStore interface {
 
 // storeAll stores lines in as few commits as it can: all of them in one when
 // every line can be stored, else halves, down to the lines refused. A
-// capacity refusal stores what fits before it and stops.
-func (d *directStore) storeAll(ctx context.Context, kind outbox.Kind, lines []lineItem) ([]lineResult, error) {
+// capacity refusal (the outbox's or lim) stores what fits before it and stops.
+func (d *directStore) storeAll(ctx context.Context, kind outbox.Kind, lines []lineItem, lim outbox.Limits) ([]lineResult, error) {
 	ok := make([]lineItem, 0, len(lines))
 	recs := make([]outbox.Prepared, 0, len(lines))
 	var refused []lineResult
@@ -70,7 +70,9 @@ func (d *directStore) storeAll(ctx context.Context, kind outbox.Kind, lines []li
 		}
 		ok, recs = append(ok, l), append(recs, p)
 	}
-	res, err := d.storePrepared(ctx, kind, ok, recs)
+	res, err := d.storeSplit(kind, ok, recs, func(lo, hi int) ([]string, error) {
+		return d.ob.EnqueuePreparedWithin(ctx, recs[lo:hi], lim)
+	})
 	return mergeResults(res, refused, err != nil), err
 }
 
@@ -139,10 +141,13 @@ func (d *directStore) refusal(kind outbox.Kind, l lineItem, err error) lineResul
 // it refused, not those of an enqueue that went through it.
 func limitText(le *outbox.LimitError, daemon bool) string {
 	flag := "--max-records (SHIPPER_MAX_RECORDS)"
-	if le.Limit == "MaxBytes" {
+	if le.Bytes() {
 		flag = "--max-bytes (SHIPPER_MAX_BYTES)"
 	}
-	if daemon {
+	switch {
+	case strings.HasPrefix(le.Limit, "Limits."):
+		flag = "the limit for this enqueue"
+	case daemon:
 		flag = "the daemon's " + flag
 	}
 	return fmt.Sprintf("%v: %s: %s, %s is %d (adding %d)", outbox.ErrFull, le.Path, le.LiveText(), flag, le.Max, le.Adding)
@@ -153,53 +158,11 @@ func recordLevel(err error) bool {
 	return errors.Is(err, outbox.ErrConflict) || errors.Is(err, outbox.ErrInvalidPayload) || errors.Is(err, outbox.ErrTooLarge)
 }
 
-// withinCapacity splits lines at the first that lim has no room for, given
-// live records and bytes not yet confirmed; the refusal of that line stops the
-// store. It returns all of lines and no refusal when they fit.
-func withinCapacity(lines []lineItem, lim capacity, live int, liveBytes int64) ([]lineItem, *lineResult) {
-	for i, l := range lines {
-		n, b := live+i+1, liveBytes+int64(len(l.payload))
-		liveBytes = b
-		var why string
-		switch {
-		case lim.Records > 0 && n > lim.Records:
-			why = fmt.Sprintf("%d records not yet confirmed, the limit for this enqueue is %d", n-1, lim.Records)
-		case lim.Bytes > 0 && b > lim.Bytes:
-			why = fmt.Sprintf("%d payload bytes not yet confirmed with this line, the limit for this enqueue is %d", b, lim.Bytes)
-		default:
-			continue
-		}
-		return lines[:i], &lineResult{Line: l.line, Code: "full", Error: fmt.Sprintf("%v: %s", outbox.ErrFull, why)}
-	}
-	return lines, nil
-}
-
-// capacityMu serialises the requests that carry a capacity of their own, so
-// two of them cannot both find the same room.
-var capacityMu sync.Mutex
-
+// storeLines stores lines as storeAll does, within lim as well as the
+// outbox's limits: the outbox counts only the records a commit adds, so a
+// line stored already takes no room.
 func (d *directStore) storeLines(ctx context.Context, kind outbox.Kind, lines []lineItem, lim capacity) ([]lineResult, error) {
-	if !lim.set() {
-		return d.storeAll(ctx, kind, lines)
-	}
-	capacityMu.Lock()
-	defer capacityMu.Unlock()
-	live, liveBytes := unconfirmed(d.ob)
-	fit, stop := withinCapacity(lines, lim, live, liveBytes)
-	res, err := d.storeAll(ctx, kind, fit)
-	if err == nil && stop != nil && (len(res) == 0 || !res[len(res)-1].stopped()) {
-		res = append(res, *stop)
-	}
-	return res, err
-}
-
-// unconfirmed is what capacity limits count: records not yet confirmed, and
-// payload bytes. The outbox counts the bytes of all its records only, those
-// confirmed and kept for retention included: a request's byte limit is held
-// on the safe side.
-func unconfirmed(ob *outbox.Outbox) (int, int64) {
-	s := ob.Stats()
-	return s.Records - s.ByState[outbox.StateConfirmed], s.PayloadBytes
+	return d.storeAll(ctx, kind, lines, outbox.Limits{Records: lim.Records, Bytes: lim.Bytes})
 }
 
 // prepare checks lines against the contract (the daemon's outbox leaves that
