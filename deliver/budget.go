@@ -88,7 +88,7 @@ func (b *budget) realWake(at time.Time) (<-chan time.Time, func() bool) {
 
 // acquire waits until a request of class may go, counts it, and returns when it went (the time
 // a later 429 is matched against), or ctx's error, or errBudgetDeadline once the clock passes
-// deadline (zero: none) first.
+// deadline (zero: none) first, or at once when the budget cannot let it go by then.
 func (b *budget) acquire(ctx context.Context, class reqClass, deadline time.Time) (time.Time, error) {
 	if b.limit == 0 {
 		return b.now(), ctx.Err()
@@ -111,7 +111,10 @@ func (b *budget) acquire(ctx context.Context, class reqClass, deadline time.Time
 			b.mu.Unlock()
 			return now, nil
 		}
-		if !deadline.IsZero() && !now.Before(deadline) {
+		// One that cannot go by its deadline (a 429's hold outlasts it) gives up now, not at
+		// the deadline: its claimed records go back to pending meanwhile, rather than wait
+		// in sending under their lease.
+		if !deadline.IsZero() && (!now.Before(deadline) || at.After(deadline)) {
 			b.remove(w)
 			b.signal()
 			b.mu.Unlock()

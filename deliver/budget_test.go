@@ -158,27 +158,42 @@ func TestBudgetCancelledWaiterLeavesTheQueue(t *testing.T) {
 	assert.False(t, ok, "a cancelled request went")
 }
 
-// A request that cannot go by its deadline (its records' lease) gives up, and the queue moves on.
+// A request that cannot go by its deadline (its records' lease) gives up, and the queue moves
+// on: at once, as soon as the budget cannot let it go by then, not at the deadline.
 func TestBudgetDeadline(t *testing.T) {
 	b, clk, _ := testBudget(t, 1)
-	goNow(t, b, classSend, 1)
-	gaveUp := make(chan error, 1)
-	go func() {
-		_, err := b.acquire(context.Background(), classSend, clk.Now().Add(30*time.Second))
-		gaveUp <- err
-	}()
-	eventually(t, hang, "the request to queue", func() bool { return b.waiting() == 1 })
-	next := startWaiter(t, b, classRead)
-	eventually(t, hang, "timers set", func() bool { return clk.Timers() > 0 })
-	clk.Advance(30 * time.Second)
-	select {
-	case err := <-gaveUp:
-		require.ErrorIs(t, err, errBudgetDeadline, "past its deadline")
-	case <-time.After(hang):
-		require.FailNow(t, "the request waited past its deadline")
+	t0 := clk.Now()
+	goNow(t, b, classSend, 1) // the window has room again at t0+60s
+	acquireBy := func(deadline time.Time) chan error {
+		gaveUp := make(chan error, 1)
+		go func() {
+			_, err := b.acquire(context.Background(), classSend, deadline)
+			gaveUp <- err
+		}()
+		return gaveUp
 	}
+	awaitGiveUp := func(gaveUp chan error, what string) {
+		t.Helper()
+		select {
+		case err := <-gaveUp:
+			require.ErrorIs(t, err, errBudgetDeadline, what)
+		case <-time.After(hang):
+			require.FailNow(t, "the request waited for its deadline", what)
+		}
+	}
+	awaitGiveUp(acquireBy(t0.Add(30*time.Second)), "room only after its deadline")
+	assert.Equal(t, t0, clk.Now(), "gave up with no time passed")
+
+	first := startWaiter(t, b, classSend)
+	second := acquireBy(t0.Add(90 * time.Second)) // room at t0+60s: it waits, behind first
+	eventually(t, hang, "the request to queue", func() bool { return b.waiting() == 2 })
+	clk.Advance(time.Minute)
+	assert.Equal(t, t0.Add(time.Minute), first.wentAt(t), "the head went when the window had room")
+	awaitGiveUp(second, "the head took the room: the next is after its deadline")
+	assert.Equal(t, t0.Add(time.Minute), clk.Now(), "gave up before its deadline")
+	next := startWaiter(t, b, classRead)
 	next.stillWaiting(t, clk, "before the window has room")
-	clk.Advance(30 * time.Second)
+	clk.Advance(time.Minute)
 	next.wentAt(t)
 }
 
@@ -206,6 +221,47 @@ func TestBudget429WaitsForTheWindowThenResumesWhole(t *testing.T) {
 	goNow(t, b, classSend, 7)
 	assert.Equal(t, 10, b.perMinute(), "budget after a single 429")
 	assert.Contains(t, logs.String(), "waiting until the server's window has room")
+}
+
+// A request that cannot go by its deadline, a 429's hold outlasting it, gives up at once:
+// the records claimed for it go back to pending for the hold, rather than wait in sending
+// under their lease. One whose deadline the hold ends before waits for the hold and goes.
+func TestBudgetGivesUpAtOnceWhenAHoldOutlastsTheDeadline(t *testing.T) {
+	b, clk, _ := testBudget(t, 10)
+	t0 := clk.Now()
+	refused := goNow(t, b, classSend, 1)[0]
+	b.throttled(refused, 0) // held until t0+60s
+	gaveUp := make(chan error, 1)
+	go func() {
+		_, err := b.acquire(context.Background(), classSend, t0.Add(30*time.Second))
+		gaveUp <- err
+	}()
+	select {
+	case err := <-gaveUp:
+		require.ErrorIs(t, err, errBudgetDeadline)
+	case <-time.After(hang):
+		require.FailNow(t, "the request waited for a deadline the hold outlasts")
+	}
+	assert.Equal(t, t0, clk.Now(), "no time passed")
+	assert.Zero(t, b.waiting(), "the request left the queue")
+
+	went := make(chan time.Time, 1)
+	go func() {
+		at, err := b.acquire(context.Background(), classSend, t0.Add(90*time.Second))
+		if err == nil {
+			went <- at
+		}
+		close(went)
+	}()
+	eventually(t, hang, "the request to queue", func() bool { return b.waiting() == 1 })
+	clk.Advance(time.Minute)
+	select {
+	case at, ok := <-went:
+		require.True(t, ok, "the request gave up though the hold ended before its deadline")
+		assert.Equal(t, t0.Add(time.Minute), at)
+	case <-time.After(hang):
+		require.FailNow(t, "the request did not go after the hold")
+	}
 }
 
 // 429s that persist after a hold mean another client shares the window: the budget drops to

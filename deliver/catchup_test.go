@@ -391,6 +391,9 @@ func TestBudgetWaitEndsWithTheWorker(t *testing.T) {
 	opts.RatePerMinute = 2 // one batch and its status read per window
 	opts.BatchSize = 10
 	opts.Concurrency = 1
+	// A lease long enough that the claimed batch may wait the window out for the budget:
+	// with a shorter one it would give up at once and go back to pending.
+	opts.Lease = 10 * time.Minute
 	w := newWorker(t, ob, newClient(t, cfg), opts)
 	w.budget.wake = clk.WakeAt
 	enqueue(t, ob, outbox.KindEvent, 0, 100)
