@@ -39,12 +39,7 @@ func (r lineResult) stopped() bool { return r.Code == "full" }
 // capacity is a producer's own limit on records (and payload bytes) not yet
 // confirmed, on top of the outbox's: `enqueue --max-records` holds through the
 // daemon. Zero is no limit.
-type capacity struct {
-	Records int
-	Bytes   int64
-}
-
-func (c capacity) set() bool { return c.Records > 0 || c.Bytes > 0 }
+type capacity = outbox.Limits
 
 // lineStore is where lines go: the outbox file (directStore) or the daemon's
 // socket (daemonClient). storeLines returns one result per line stored or
@@ -58,7 +53,7 @@ type lineStore interface {
 // storeAll stores lines in as few commits as it can: all of them in one when
 // every line can be stored, else halves, down to the lines refused. A
 // capacity refusal (the outbox's or lim) stores what fits before it and stops.
-func (d *directStore) storeAll(ctx context.Context, kind outbox.Kind, lines []lineItem, lim outbox.Limits) ([]lineResult, error) {
+func (d *directStore) storeAll(ctx context.Context, kind outbox.Kind, lines []lineItem, lim capacity) ([]lineResult, error) {
 	ok := make([]lineItem, 0, len(lines))
 	recs := make([]outbox.Prepared, 0, len(lines))
 	var refused []lineResult
@@ -70,9 +65,7 @@ func (d *directStore) storeAll(ctx context.Context, kind outbox.Kind, lines []li
 		}
 		ok, recs = append(ok, l), append(recs, p)
 	}
-	res, err := d.storeSplit(kind, ok, recs, func(lo, hi int) ([]string, error) {
-		return d.ob.EnqueuePreparedWithin(ctx, recs[lo:hi], lim)
-	})
+	res, err := d.storeWithin(ctx, kind, ok, recs, lim)
 	return mergeResults(res, refused, err != nil), err
 }
 
@@ -162,7 +155,7 @@ func recordLevel(err error) bool {
 // outbox's limits: the outbox counts only the records a commit adds, so a
 // line stored already takes no room.
 func (d *directStore) storeLines(ctx context.Context, kind outbox.Kind, lines []lineItem, lim capacity) ([]lineResult, error) {
-	return d.storeAll(ctx, kind, lines, outbox.Limits{Records: lim.Records, Bytes: lim.Bytes})
+	return d.storeAll(ctx, kind, lines, lim)
 }
 
 // prepare checks lines against the contract (the daemon's outbox leaves that
@@ -213,8 +206,13 @@ func checkRecord(kind outbox.Kind, payload []byte) (id string, scanned bool, err
 
 // storePrepared stores lines whose records prepare made, as storeAll does.
 func (d *directStore) storePrepared(ctx context.Context, kind outbox.Kind, lines []lineItem, recs []outbox.Prepared) ([]lineResult, error) {
+	return d.storeWithin(ctx, kind, lines, recs, capacity{})
+}
+
+// storeWithin stores lines with their records recs, within lim, as storeAll does.
+func (d *directStore) storeWithin(ctx context.Context, kind outbox.Kind, lines []lineItem, recs []outbox.Prepared, lim capacity) ([]lineResult, error) {
 	return d.storeSplit(kind, lines, recs, func(lo, hi int) ([]string, error) {
-		return d.ob.EnqueuePrepared(ctx, recs[lo:hi])
+		return d.ob.EnqueuePreparedWithin(ctx, recs[lo:hi], lim)
 	})
 }
 

@@ -88,7 +88,7 @@ func ingestHandler(st lineStore) http.HandlerFunc {
 			}
 		}
 		var res []lineResult
-		if lim.set() || batcher == nil {
+		if lim != (capacity{}) || batcher == nil {
 			lines, refused := checkLines(kind, all)
 			if err = step.await(); err == nil {
 				res, err = st.storeLines(r.Context(), kind, lines, lim)
